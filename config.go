@@ -1,0 +1,135 @@
+package ustack
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+
+	"ustack/nat"
+	"ustack/netstack"
+)
+
+// TCPOptions are the stack-wide TCP settings (congestion control, SACK,
+// RACK, buffers, Nagle, minimum RTO, TIME-WAIT). The zero value is ustack's
+// defaults; see netstack.SysctlHelp for the keys accepted by Set.
+type TCPOptions = netstack.TCPOptions
+
+// BufferRange is a MIN/DEFAULT/MAX socket buffer size range in bytes.
+type BufferRange = netstack.BufferRange
+
+// PortMapping publishes a port of the user-level stack on the host (-p).
+type PortMapping = nat.Publish
+
+// ParsePortMapping parses -p's [HOSTIP:]HOSTPORT:PORT[/udp].
+func ParsePortMapping(spec string) (PortMapping, error) { return nat.ParsePublish(spec) }
+
+// NATConfig tunes the nat attachment.
+type NATConfig struct {
+	// NoHostLoopback stops the gateway address (10.0.2.2) from reaching the
+	// host's loopback interface.
+	NoHostLoopback bool
+	// DNSUpstreams are the resolvers the DNS address (10.0.2.3) forwards to;
+	// empty means the host's, from /etc/resolv.conf.
+	DNSUpstreams []netip.AddrPort
+	// Publish lists host ports forwarded to listeners on the stack.
+	Publish []PortMapping
+}
+
+// Config describes one user-level stack. The zero value is a stack on the
+// nat attachment with slirp's addresses.
+type Config struct {
+	// Net is the attachment: "nat" (the default).
+	Net string
+	// Addrs are the stack's addresses with prefix length. For nat the
+	// default is 10.0.2.15/24 and fd00::15/64.
+	Addrs []netip.Prefix
+	// Gateways are the default routers, at most one per family. For nat the
+	// default is the second address of each prefix (10.0.2.2, fd00::2).
+	Gateways []netip.Addr
+	// DNS are the name servers the Go API resolves names with. For nat the
+	// default is the third address of each prefix (10.0.2.3, fd00::3).
+	DNS []netip.Addr
+	// MTU is the largest IP packet on the link. 0 means 65520 for nat (an
+	// in-memory link, like pasta's default) and 1500 for a pair.
+	MTU int
+	// TCP are the stack-wide TCP settings.
+	TCP TCPOptions
+	// Pcap, if set, receives every frame of every NIC as a pcap stream
+	// (LINKTYPE_ETHERNET). The stack closes it on Close if it is an io.Closer.
+	Pcap io.Writer
+	// NAT tunes the nat attachment.
+	NAT NATConfig
+	// Logf, if set, receives one line per notable event (refused
+	// connections, dropped frames). Nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// ConfigError is a problem with the configuration; Flag names the
+// command-line flag (and so the Config field) at fault.
+type ConfigError struct {
+	Flag string
+	Err  error
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %v", e.Flag, e.Err) }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configErr(flag string, format string, args ...any) error {
+	return &ConfigError{Flag: flag, Err: fmt.Errorf(format, args...)}
+}
+
+// Defaults of the nat attachment, after slirp and QEMU's user networking.
+var (
+	natAddr4 = netip.MustParsePrefix("10.0.2.15/24")
+	natAddr6 = netip.MustParsePrefix("fd00::15/64")
+)
+
+const (
+	natMTU  = 65520
+	pairMTU = 1500
+	maxMTU  = 65535
+)
+
+// nthAddr returns the n-th address of p's network (n=2 is 10.0.2.2 in 10.0.2.0/24).
+func nthAddr(p netip.Prefix, n int) netip.Addr {
+	a := p.Masked().Addr()
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
+
+func (c *Config) validate() error {
+	if c.MTU < 0 || (c.MTU != 0 && (c.MTU < 1280 || c.MTU > maxMTU)) {
+		return configErr("--mtu", "%d is out of range (use 1280 to %d; IPv6 needs at least 1280)", c.MTU, maxMTU)
+	}
+	seen := map[bool]bool{}
+	for _, g := range c.Gateways {
+		if seen[g.Is4()] {
+			return configErr("--gateway", "more than one %s gateway (give at most one per address family)", family(g))
+		}
+		seen[g.Is4()] = true
+		if !g.IsValid() {
+			return configErr("--gateway", "invalid address")
+		}
+	}
+	for _, p := range c.Addrs {
+		if !p.IsValid() || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
+			return configErr("--ip", "%s is not a usable host address (use e.g. 10.0.2.15/24)", p)
+		}
+	}
+	if err := (&TCPOptions{CongestionControl: c.TCP.CongestionControl}).Validate(); err != nil {
+		return configErr("--cc", "unknown congestion control %q (available: reno, cubic)", c.TCP.CongestionControl)
+	}
+	if err := c.TCP.Validate(); err != nil {
+		return &ConfigError{Flag: "--sysctl", Err: err}
+	}
+	return nil
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}

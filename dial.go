@@ -1,0 +1,343 @@
+package ustack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"gvisor.dev/gvisor/pkg/syserr"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// listenBacklog matches Linux's default somaxconn.
+const listenBacklog = 4096
+
+// errnoOf turns a netstack error into the Linux errno it stands for, so that
+// errors.Is(err, syscall.ECONNREFUSED) works as with the kernel's sockets.
+func errnoOf(err tcpip.Error) error {
+	if e := syserr.TranslateNetstackError(err); e != nil {
+		return e.ToError()
+	}
+	return errors.New(err.String())
+}
+
+func fullAddr(a netip.AddrPort) tcpip.FullAddress {
+	return tcpip.FullAddress{Addr: tcpip.AddrFromSlice(a.Addr().AsSlice()), Port: a.Port()}
+}
+
+func toAddrPort(f tcpip.FullAddress) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(f.Addr.AsSlice())
+	return netip.AddrPortFrom(a.Unmap(), f.Port)
+}
+
+// Dial connects to address on the named network ("tcp", "tcp4", "tcp6",
+// "udp", "udp4", "udp6") through the user-level stack.
+func (s *Stack) Dial(network, address string) (net.Conn, error) {
+	return s.DialContext(context.Background(), network, address)
+}
+
+// DialContext is Dial with a context that bounds name resolution and the
+// connection attempt.
+func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: network, Err: err} }
+	fam, err := familyOf(network, "tcp", "udp")
+	if err != nil {
+		return nil, opErr(err)
+	}
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	port, err := s.resolver.LookupPort(ctx, network, portStr)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	addrs, err := s.lookupHost(ctx, fam, host)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	var firstErr error
+	for _, a := range addrs {
+		c, err := s.dialAddr(ctx, network, netip.AddrPortFrom(a, uint16(port)))
+		if err == nil {
+			return c, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, firstErr
+}
+
+// lookupHost resolves host to addresses of the wanted family ("ip", "ip4",
+// "ip6"), using the stack's own DNS servers.
+func (s *Stack) lookupHost(ctx context.Context, fam, host string) ([]netip.Addr, error) {
+	if host == "" {
+		host = "localhost"
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	addrs, err := s.resolver.LookupNetIP(ctx, fam, host)
+	if err != nil {
+		return nil, err
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
+
+func (s *Stack) dialAddr(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
+	proto := protoOf(dst.Addr())
+	if network[:3] == "udp" {
+		var wq waiter.Queue
+		ep, terr := s.ns.NewEndpoint(udp.ProtocolNumber, proto, &wq)
+		if terr != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.UDPAddrFromAddrPort(dst), Err: errnoOf(terr)}
+		}
+		if terr := ep.Connect(fullAddr(dst)); terr != nil {
+			ep.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.UDPAddrFromAddrPort(dst), Err: errnoOf(terr)}
+		}
+		return newPacketConn(network, &wq, ep, proto, false), nil
+	}
+	var wq waiter.Queue
+	ep, terr := s.ns.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+	if terr != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(dst), Err: errnoOf(terr)}
+	}
+	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	terr = ep.Connect(fullAddr(dst))
+	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		select {
+		case <-ctx.Done():
+			ep.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(dst), Err: mapCtxErr(ctx.Err())}
+		case <-notify:
+		}
+		terr = ep.LastError()
+	}
+	if terr != nil {
+		ep.Close()
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(dst), Err: errnoOf(terr)}
+	}
+	return gonet.NewTCPConn(&wq, ep), nil
+}
+
+// mapCtxErr gives a deadline the net package's timeout error, so callers
+// checking net.Error.Timeout see what they would with net.Dialer.
+func mapCtxErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errTimeout
+	}
+	return err
+}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (timeoutError) Is(err error) bool {
+	return err == context.DeadlineExceeded
+}
+
+var errTimeout error = timeoutError{}
+
+// familyOf checks network against the allowed bases and returns the address
+// family to resolve names in.
+func familyOf(network string, bases ...string) (string, error) {
+	for _, b := range bases {
+		switch network {
+		case b:
+			return "ip", nil
+		case b + "4":
+			return "ip4", nil
+		case b + "6":
+			return "ip6", nil
+		}
+	}
+	return "", net.UnknownNetworkError(network)
+}
+
+// parseListenAddr splits a listen address; an empty or unspecified host
+// with a family-less network means a dual-stack socket.
+func (s *Stack) parseListenAddr(ctx context.Context, network, address string) (addr netip.AddrPort, dual bool, err error) {
+	fam, err := familyOf(network, "tcp", "udp")
+	if err != nil {
+		return netip.AddrPort{}, false, err
+	}
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return netip.AddrPort{}, false, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		p, lerr := s.resolver.LookupPort(ctx, network, portStr)
+		if lerr != nil {
+			return netip.AddrPort{}, false, lerr
+		}
+		port = uint64(p)
+	}
+	var a netip.Addr
+	switch {
+	case host == "" || host == "0.0.0.0" && fam == "ip" || host == "::" && fam == "ip":
+		switch fam {
+		case "ip4":
+			a = netip.IPv4Unspecified()
+		case "ip6":
+			a = netip.IPv6Unspecified()
+		default:
+			return netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(port)), true, nil
+		}
+	default:
+		addrs, err := s.lookupHost(ctx, fam, host)
+		if err != nil {
+			return netip.AddrPort{}, false, err
+		}
+		a = addrs[0]
+	}
+	if fam == "ip4" && !a.Is4() || fam == "ip6" && !a.Is6() {
+		return netip.AddrPort{}, false, fmt.Errorf("address %s does not match network %s", host, network)
+	}
+	return netip.AddrPortFrom(a, uint16(port)), false, nil
+}
+
+// bindEndpoint creates an endpoint of transport proto bound to addr; a
+// dual-stack endpoint is an IPv6 one that also takes IPv4.
+func (s *Stack) bindEndpoint(trans tcpip.TransportProtocolNumber, addr netip.AddrPort, dual bool, wq *waiter.Queue) (tcpip.Endpoint, error) {
+	netProto := protoOf(addr.Addr())
+	ep, terr := s.ns.NewEndpoint(trans, netProto, wq)
+	if terr != nil {
+		return nil, errnoOf(terr)
+	}
+	if netProto == ipv6.ProtocolNumber {
+		ep.SocketOptions().SetV6Only(!dual)
+	}
+	ep.SocketOptions().SetReuseAddress(true)
+	bind := fullAddr(addr)
+	if addr.Addr().IsUnspecified() {
+		bind.Addr = tcpip.Address{}
+	}
+	if terr := ep.Bind(bind); terr != nil {
+		ep.Close()
+		return nil, errnoOf(terr)
+	}
+	return ep, nil
+}
+
+// Listen announces on the user-level stack. network is "tcp", "tcp4" or
+// "tcp6"; with "tcp" and an empty or unspecified host the listener takes
+// both IPv4 and IPv6, as Go's net.Listen does.
+func (s *Stack) Listen(network, address string) (net.Listener, error) {
+	opErr := func(err error) error { return &net.OpError{Op: "listen", Net: network, Err: err} }
+	if network != "tcp" && network != "tcp4" && network != "tcp6" {
+		return nil, opErr(net.UnknownNetworkError(network))
+	}
+	addr, dual, err := s.parseListenAddr(context.Background(), network, address)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	var wq waiter.Queue
+	ep, err := s.bindEndpoint(tcp.ProtocolNumber, addr, dual, &wq)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: net.TCPAddrFromAddrPort(addr), Err: err}
+	}
+	if terr := ep.Listen(listenBacklog); terr != nil {
+		ep.Close()
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: net.TCPAddrFromAddrPort(addr), Err: errnoOf(terr)}
+	}
+	return &listener{TCPListener: gonet.NewTCPListener(s.ns, &wq, ep), ep: ep}, nil
+}
+
+// listener reports its address with IPv4-mapped addresses unmapped, like
+// the kernel's.
+type listener struct {
+	*gonet.TCPListener
+	ep tcpip.Endpoint
+}
+
+func (l *listener) Addr() net.Addr {
+	a, err := l.ep.GetLocalAddress()
+	if err != nil {
+		return l.TCPListener.Addr()
+	}
+	return net.TCPAddrFromAddrPort(toAddrPort(a))
+}
+
+// ListenPacket opens a datagram socket on the user-level stack. network is
+// "udp", "udp4" or "udp6" (dual-stack rules as for Listen), or "icmp" /
+// "icmp6" for an ICMP echo socket that behaves like Linux's unprivileged
+// ping sockets: write an echo request, read the reply; the identifier is
+// the socket's and the stack fills it in.
+func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
+	opErr := func(err error) error { return &net.OpError{Op: "listen", Net: network, Err: err} }
+	switch network {
+	case "icmp", "icmp6":
+		netProto, trans := ipv4.ProtocolNumber, icmp.ProtocolNumber4
+		if network == "icmp6" {
+			netProto, trans = ipv6.ProtocolNumber, icmp.ProtocolNumber6
+		}
+		var wq waiter.Queue
+		ep, terr := s.ns.NewEndpoint(trans, netProto, &wq)
+		if terr != nil {
+			return nil, opErr(errnoOf(terr))
+		}
+		if terr := ep.Bind(tcpip.FullAddress{}); terr != nil {
+			ep.Close()
+			return nil, opErr(errnoOf(terr))
+		}
+		return newPacketConn(network, &wq, ep, netProto, true), nil
+	}
+	if _, err := familyOf(network, "udp"); err != nil {
+		return nil, opErr(err)
+	}
+	addr, dual, err := s.parseListenAddr(context.Background(), network, address)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	var wq waiter.Queue
+	ep, err := s.bindEndpoint(udp.ProtocolNumber, addr, dual, &wq)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: net.UDPAddrFromAddrPort(addr), Err: err}
+	}
+	return newPacketConn(network, &wq, ep, protoOf(addr.Addr()), false), nil
+}
+
+// newResolver returns a resolver that sends its DNS queries through this
+// stack to the stack's DNS servers (falling back to the host's
+// /etc/resolv.conf servers, reached through the stack, when none is set).
+func (s *Stack) newResolver() *net.Resolver {
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			if len(s.dns) > 0 {
+				address = net.JoinHostPort(s.dns[0].String(), "53")
+			}
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+			}
+			return s.dialAddr(ctx, network, ap)
+		},
+	}
+}
+
+// Resolver returns a resolver whose queries travel over this stack.
+func (s *Stack) Resolver() *net.Resolver { return s.resolver }

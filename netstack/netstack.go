@@ -1,0 +1,51 @@
+// Package netstack builds gVisor netstack instances with the protocols and TCP
+// options ustack uses. It is the one place that knows how a tcpip Stack is put
+// together; attachments and the Go API take the result.
+package netstack
+
+import (
+	"fmt"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// New returns a netstack with IPv4, IPv6, ARP, ICMP, UDP and TCP, configured
+// with opts. Invalid options are reported with the sysctl key they belong to.
+func New(opts TCPOptions) (*stack.Stack, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols: []stack.NetworkProtocolFactory{
+			ipv4.NewProtocol,
+			// DAD off: addresses on our links are assigned, not negotiated, and a
+			// tentative address would make IPv6 unusable for the first second.
+			ipv6.NewProtocolWithOptions(ipv6.Options{}),
+			arp.NewProtocol,
+		},
+		TransportProtocols: []stack.TransportProtocolFactory{
+			tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6,
+		},
+		HandleLocal: true,
+	})
+	if err := opts.apply(s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// setTCP sets one TCP protocol option and names the key on failure.
+func setTCP(s *stack.Stack, key string, opt tcpip.SettableTransportProtocolOption) error {
+	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+		return fmt.Errorf("sysctl %s: %s", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,281 @@
+// Package ustack runs a TCP/IP stack (gVisor's netstack) inside the calling
+// process and exposes it through the standard net interfaces: Dial, Listen
+// and ListenPacket return net.Conn, net.Listener and net.PacketConn whose
+// packets are handled by the user-level stack, not the kernel's.
+//
+// A Stack is attached to the world by an attachment: nat (the default)
+// reaches the host's network through ordinary host sockets without any
+// privilege, the way slirp does; NewPair joins two stacks in one process.
+package ustack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"ustack/link"
+	"ustack/nat"
+	"ustack/netstack"
+)
+
+// nicID is the one NIC each stack has for now.
+const nicID tcpip.NICID = 1
+
+// Stack is a user-level TCP/IP stack with one attachment.
+type Stack struct {
+	ns       *stack.Stack
+	addrs    []netip.Prefix
+	gateways []netip.Addr
+	dns      []netip.Addr
+	mtu      int
+	net      string
+	resolver *net.Resolver
+	pcap     *link.PcapWriter
+	logf     func(string, ...any)
+
+	closeOnce sync.Once
+	closeErr  error
+	closers   []func() error // run in reverse order by Close
+}
+
+// New builds a stack from cfg and attaches it.
+func New(cfg Config) (*Stack, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	switch cfg.Net {
+	case "", "nat":
+		return newNAT(cfg)
+	}
+	return nil, configErr("--net", "unknown attachment %q (available: nat)", cfg.Net)
+}
+
+// NewPair builds two stacks joined by an in-memory link that holds a fast
+// sender back instead of dropping. Unset addresses default to 10.0.9.1/24
+// and fd09::1/64 for a, 10.0.9.2/24 and fd09::2/64 for b.
+func NewPair(a, b Config) (*Stack, *Stack, error) {
+	for _, c := range []*Config{&a, &b} {
+		if err := c.validate(); err != nil {
+			return nil, nil, err
+		}
+		if c.MTU == 0 {
+			c.MTU = pairMTU
+		}
+	}
+	if a.MTU != b.MTU {
+		return nil, nil, configErr("--mtu", "the two ends of a pair need the same MTU (%d and %d)", a.MTU, b.MTU)
+	}
+	if len(a.Addrs) == 0 {
+		a.Addrs = []netip.Prefix{netip.MustParsePrefix("10.0.9.1/24"), netip.MustParsePrefix("fd09::1/64")}
+	}
+	if len(b.Addrs) == 0 {
+		b.Addrs = []netip.Prefix{netip.MustParsePrefix("10.0.9.2/24"), netip.MustParsePrefix("fd09::2/64")}
+	}
+	endA, endB := link.NewPair(uint32(a.MTU+header.EthernetMinimumSize), localMAC(0x0a), localMAC(0x0b))
+	sa, err := newStack(a, endA)
+	if err != nil {
+		endA.Close()
+		endB.Close()
+		return nil, nil, err
+	}
+	sb, err := newStack(b, endB)
+	if err != nil {
+		sa.Close()
+		endB.Close()
+		return nil, nil, err
+	}
+	return sa, sb, nil
+}
+
+// localMAC returns a locally administered unicast MAC ending in n.
+func localMAC(n byte) tcpip.LinkAddress {
+	return tcpip.LinkAddress([]byte{0x52, 0x54, 0x00, 0x12, 0x34, n})
+}
+
+func newNAT(cfg Config) (*Stack, error) {
+	if cfg.MTU == 0 {
+		cfg.MTU = natMTU
+	}
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []netip.Prefix{natAddr4, natAddr6}
+	}
+	gcfg := nat.Config{
+		NoHostLoopback: cfg.NAT.NoHostLoopback,
+		DNSUpstreams:   cfg.NAT.DNSUpstreams,
+		Publish:        cfg.NAT.Publish,
+		Logf:           cfg.Logf,
+	}
+	var gwAddrs []netip.Prefix
+	for _, p := range cfg.Addrs {
+		gw := nthAddr(p, 2)
+		for _, g := range cfg.Gateways {
+			if g.Is4() == p.Addr().Is4() {
+				gw = g
+			}
+		}
+		dns := nthAddr(p, 3)
+		if p.Addr().Is4() {
+			gcfg.Guest4, gcfg.Gateway4, gcfg.DNS4 = p.Addr(), gw, dns
+		} else {
+			gcfg.Guest6, gcfg.Gateway6, gcfg.DNS6 = p.Addr(), gw, dns
+		}
+		gwAddrs = append(gwAddrs, netip.PrefixFrom(gw, p.Bits()), netip.PrefixFrom(dns, p.Bits()))
+		if !hasFamily(cfg.Gateways, p.Addr()) {
+			cfg.Gateways = append(cfg.Gateways, gw)
+		}
+		if !hasFamily(cfg.DNS, p.Addr()) {
+			cfg.DNS = append(cfg.DNS, dns)
+		}
+	}
+	gcfg.Addrs = gwAddrs
+	gcfg.MTU = cfg.MTU
+	guestEnd, gwEnd := link.NewPair(uint32(cfg.MTU+header.EthernetMinimumSize), localMAC(0x56), tcpip.LinkAddress([]byte{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}))
+	s, err := newStack(cfg, guestEnd)
+	if err != nil {
+		guestEnd.Close()
+		gwEnd.Close()
+		return nil, err
+	}
+	gw, err := nat.New(gcfg, gwEnd)
+	if err != nil {
+		s.Close()
+		gwEnd.Close()
+		var pe *nat.PublishError
+		if errors.As(err, &pe) {
+			return nil, &ConfigError{Flag: "-p", Err: err}
+		}
+		return nil, err
+	}
+	// The gateway goes first: it holds host sockets the user sees.
+	s.closers = append(s.closers, func() error { gw.Close(); gwEnd.Close(); return nil })
+	s.net = "nat"
+	return s, nil
+}
+
+func hasFamily(list []netip.Addr, a netip.Addr) bool {
+	for _, x := range list {
+		if x.Is4() == a.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+// newStack creates the netstack and its NIC over lower (an IP-frame link
+// that newStack wraps with capture and Ethernet framing). On error the
+// caller still owns lower.
+func newStack(cfg Config, lower stack.LinkEndpoint) (*Stack, error) {
+	s := &Stack{addrs: cfg.Addrs, gateways: cfg.Gateways, dns: cfg.DNS, mtu: cfg.MTU, net: "pair", logf: cfg.Logf}
+	if s.logf == nil {
+		s.logf = func(string, ...any) {}
+	}
+	// The capture is opened first so that it is closed last, after the
+	// stack has stopped sending frames into it.
+	if cfg.Pcap != nil {
+		pw, err := link.NewPcapWriter(cfg.Pcap)
+		if err != nil {
+			return nil, &ConfigError{Flag: "--pcap", Err: err}
+		}
+		s.pcap = pw
+		s.closers = append(s.closers, pw.Close)
+		lower = link.WithCapture(lower, pw)
+	}
+	ns, err := netstack.New(cfg.TCP)
+	if err != nil {
+		s.Close()
+		return nil, &ConfigError{Flag: "--sysctl", Err: err}
+	}
+	s.ns = ns
+	s.closers = append(s.closers, func() error { ns.Close(); ns.Wait(); return nil })
+	if err := ns.CreateNICWithOptions(nicID, ethernet.New(lower), stack.NICOptions{Name: "eth0"}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("creating NIC: %s", err)
+	}
+	var routes []tcpip.Route
+	for _, p := range cfg.Addrs {
+		pa := tcpip.ProtocolAddress{
+			Protocol:          protoOf(p.Addr()),
+			AddressWithPrefix: tcpip.AddrFromSlice(p.Addr().AsSlice()).WithPrefix(),
+		}
+		pa.AddressWithPrefix.PrefixLen = p.Bits()
+		if err := ns.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
+			s.Close()
+			return nil, configErr("--ip", "adding %s: %s", p, err)
+		}
+		routes = append(routes, tcpip.Route{Destination: subnetOf(p), NIC: nicID})
+	}
+	for _, g := range cfg.Gateways {
+		dst := header.IPv4EmptySubnet
+		if g.Is6() {
+			dst = header.IPv6EmptySubnet
+		}
+		routes = append(routes, tcpip.Route{Destination: dst, Gateway: tcpip.AddrFromSlice(g.AsSlice()), NIC: nicID})
+	}
+	ns.SetRouteTable(routes)
+	s.resolver = s.newResolver()
+	return s, nil
+}
+
+func protoOf(a netip.Addr) tcpip.NetworkProtocolNumber {
+	if a.Is4() {
+		return ipv4.ProtocolNumber
+	}
+	return ipv6.ProtocolNumber
+}
+
+func subnetOf(p netip.Prefix) tcpip.Subnet {
+	m := p.Masked()
+	mask := make([]byte, m.Addr().BitLen()/8)
+	for i := 0; i < m.Bits(); i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	sn, err := tcpip.NewSubnet(tcpip.AddrFromSlice(m.Addr().AsSlice()), tcpip.MaskFromBytes(mask))
+	if err != nil {
+		panic(err) // unreachable: a masked prefix is always a valid subnet
+	}
+	return sn
+}
+
+// Close shuts the stack down: connections are aborted, host sockets of the
+// attachment are closed and the capture is flushed.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			if err := s.closers[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// Addrs returns the stack's addresses.
+func (s *Stack) Addrs() []netip.Prefix { return append([]netip.Prefix(nil), s.addrs...) }
+
+// MTU returns the link MTU.
+func (s *Stack) MTU() int { return s.mtu }
+
+// Attachment names the stack's attachment ("nat", "pair").
+func (s *Stack) Attachment() string { return s.net }
+
+// Netstack returns the underlying gVisor stack, for tools that inspect it.
+func (s *Stack) Netstack() *stack.Stack { return s.ns }
+
+// FlushCapture writes buffered pcap frames out; a no-op without --pcap.
+func (s *Stack) FlushCapture() error {
+	if s.pcap == nil {
+		return nil
+	}
+	return s.pcap.Flush()
+}
