@@ -40,6 +40,7 @@ type Stack struct {
 	net      string
 	resolver *net.Resolver
 	pcap     *link.PcapWriter
+	link     *link.PairEnd // the stack's end of its in-memory link
 	logf     func(string, ...any)
 
 	closeOnce sync.Once
@@ -178,6 +179,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint) (*Stack, error) {
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
 	}
+	s.link, _ = lower.(*link.PairEnd)
 	// The capture is opened first so that it is closed last, after the
 	// stack has stopped sending frames into it.
 	if cfg.Pcap != nil {
@@ -271,6 +273,15 @@ func (s *Stack) Attachment() string { return s.net }
 
 // Netstack returns the underlying gVisor stack, for tools that inspect it.
 func (s *Stack) Netstack() *stack.Stack { return s.ns }
+
+// Dropped returns how many frames the stack's link dropped on send because
+// the other end stayed full for too long or was closed.
+func (s *Stack) Dropped() uint64 {
+	if s.link == nil {
+		return 0
+	}
+	return s.link.Dropped.Load()
+}
 
 // FlushCapture writes buffered pcap frames out; a no-op without --pcap.
 func (s *Stack) FlushCapture() error {
