@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/syserr"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -267,10 +268,25 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 }
 
 // listener reports its address with IPv4-mapped addresses unmapped, like
-// the kernel's.
+// the kernel's, and Accept on a closed listener fails with net.ErrClosed as
+// the net package's does (servers test for it to end their accept loop).
 type listener struct {
 	*gonet.TCPListener
-	ep tcpip.Endpoint
+	ep     tcpip.Endpoint
+	closed atomic.Bool
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.TCPListener.Accept()
+	if err != nil && l.closed.Load() {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	return c, err
+}
+
+func (l *listener) Close() error {
+	l.closed.Store(true)
+	return l.TCPListener.Close()
 }
 
 func (l *listener) Addr() net.Addr {

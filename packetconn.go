@@ -124,15 +124,18 @@ func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	case *net.UDPAddr:
 		dst = a.AddrPort()
 	case *net.IPAddr:
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
-			return 0, c.opErr("write", addr, errors.New("invalid IP address"))
+		if a == nil {
+			break
 		}
+		ip, _ := netip.AddrFromSlice(a.IP)
 		dst = netip.AddrPortFrom(ip, 0)
 	case nil:
 		return 0, c.opErr("write", nil, errors.New("missing destination address"))
 	default:
 		return 0, c.opErr("write", addr, errors.New("unsupported address type "+addr.Network()))
+	}
+	if !dst.Addr().IsValid() {
+		return 0, c.opErr("write", addr, errors.New("invalid destination address"))
 	}
 	to := fullAddr(netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()))
 	if c.v6 && dst.Addr().Unmap().Is4() {
