@@ -19,6 +19,18 @@ import (
 // New returns a netstack with IPv4, IPv6, ARP, ICMP, UDP and TCP, configured
 // with opts. Invalid options are reported with the sysctl key they belong to.
 func New(opts TCPOptions) (*stack.Stack, error) {
+	return build(opts, true)
+}
+
+// NewPromiscuous is New for a stack whose NIC will be promiscuous, such as
+// a gateway that answers for every address. Such a stack must not treat
+// local traffic specially: with HandleLocal on, a promiscuous NIC claims the
+// sender's address too and drops the packet as a spoofed local one.
+func NewPromiscuous(opts TCPOptions) (*stack.Stack, error) {
+	return build(opts, false)
+}
+
+func build(opts TCPOptions, handleLocal bool) (*stack.Stack, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -33,7 +45,7 @@ func New(opts TCPOptions) (*stack.Stack, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{
 			tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6,
 		},
-		HandleLocal: true,
+		HandleLocal: handleLocal,
 	})
 	if err := opts.apply(s); err != nil {
 		s.Close()

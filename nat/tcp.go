@@ -1,0 +1,111 @@
+package nat
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// dialTimeout bounds a host connect. Past it the guest's SYN goes
+// unanswered, so the guest's own SYN retries decide when it gives up.
+const dialTimeout = 30 * time.Second
+
+// copyBufSize is large so that one read drains a full window's worth of
+// data from a fast peer in few system calls.
+const copyBufSize = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// forwardTCP handles one SYN from the guest: dial the destination on the
+// host first, and only then complete the guest's handshake, so a refusing
+// upstream shows as a refused connection (RST) to the guest program.
+func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst := addrPortOf(id.LocalAddress, id.LocalPort)
+	target, ok := g.hostTarget(dst)
+	if !ok {
+		g.logf("nat: tcp %s: refused (no host destination)", dst)
+		r.Complete(true)
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	hc, err := d.DialContext(ctx, "tcp", target.String())
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENETUNREACH),
+			errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+			// Fail fast, as the kernel would on an RST or ICMP error.
+			r.Complete(true)
+		default:
+			// Timeouts: stay silent and let the guest's SYN retries run out.
+			r.Complete(false)
+		}
+		g.logf("nat: tcp %s via %s: %v", dst, target, err)
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		hc.Close()
+		g.logf("nat: tcp %s: creating guest endpoint: %s", dst, terr)
+		return
+	}
+	r.Complete(false)
+	guest := gonet.NewTCPConn(&wq, ep)
+	g.relay(guest, ep, hc.(*net.TCPConn))
+}
+
+// halfCloser is a stream that can shut down its write side.
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// relay copies both ways between a gateway connection (to the guest) and a
+// host connection until both directions have ended. A FIN is passed on as a
+// FIN (half-close); a reset or error on either side aborts both.
+func (g *Gateway) relay(guest *gonet.TCPConn, guestEP tcpip.Endpoint, host *net.TCPConn) {
+	if !g.track(guest) || !g.track(host) {
+		guest.Close()
+		return
+	}
+	defer g.untrack(guest)
+	defer g.untrack(host)
+	var once sync.Once
+	abort := func() {
+		once.Do(func() {
+			host.SetLinger(0) // RST, as the guest saw
+			guestEP.Abort()
+		})
+	}
+	var wg sync.WaitGroup
+	pump := func(dst, src halfCloser) {
+		defer wg.Done()
+		bufp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bufp)
+		// The wrappers hide ReadFrom/WriteTo so the large buffer is used.
+		if _, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bufp); err != nil {
+			abort()
+			return
+		}
+		dst.CloseWrite()
+	}
+	wg.Add(2)
+	go pump(host, guest)
+	go pump(guest, host)
+	wg.Wait()
+	host.Close()
+	guest.Close()
+}
