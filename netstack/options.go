@@ -9,6 +9,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
 // Defaults chosen for throughput on fast in-memory and local links: cubic,
@@ -63,7 +64,13 @@ type sysctl struct {
 // net.ipv4.* names are accepted as aliases where Linux has the same knob.
 var sysctls = map[string]sysctl{
 	"tcp.cc": {[]string{"net.ipv4.tcp_congestion_control"}, "congestion control: reno or cubic",
-		func(o *TCPOptions, v string) error { o.CongestionControl = v; return o.validateCC() },
+		func(o *TCPOptions, v string) error {
+			if err := (&TCPOptions{CongestionControl: v}).validateCC(); err != nil {
+				return err
+			}
+			o.CongestionControl = v
+			return nil
+		},
 		func(o *TCPOptions) string { return o.cc() }},
 	"tcp.sack": {[]string{"net.ipv4.tcp_sack"}, "selective acknowledgements: 1 or 0",
 		func(o *TCPOptions, v string) error { return setNegBool(&o.NoSACK, v) },
@@ -84,7 +91,17 @@ var sysctls = map[string]sysctl{
 		func(o *TCPOptions, v string) error { return setRange(&o.ReceiveBuffer, v) },
 		func(o *TCPOptions) string { return o.ReceiveBuffer.orDefault(DefaultReceiveBuffer).String() }},
 	"tcp.min_rto": {nil, "minimum retransmission timeout, e.g. 200ms",
-		func(o *TCPOptions, v string) error { return setDuration(&o.MinRTO, v) },
+		func(o *TCPOptions, v string) error {
+			var d time.Duration
+			if err := setDuration(&d, v); err != nil {
+				return err
+			}
+			if d > tcp.MaxRTO {
+				return fmt.Errorf("want at most %v (the maximum RTO)", tcp.MaxRTO)
+			}
+			o.MinRTO = d
+			return nil
+		},
 		func(o *TCPOptions) string { return orDur(o.MinRTO, DefaultMinRTO).String() }},
 	"tcp.time_wait": {nil, "TIME-WAIT duration, e.g. 60s",
 		func(o *TCPOptions, v string) error { return setDuration(&o.TimeWait, v) },
@@ -169,6 +186,9 @@ func (o *TCPOptions) Validate() error {
 	}
 	if o.MinRTO < 0 || o.TimeWait < 0 {
 		return fmt.Errorf("tcp.min_rto and tcp.time_wait must not be negative")
+	}
+	if o.MinRTO > tcp.MaxRTO {
+		return fmt.Errorf("tcp.min_rto=%v: want at most %v (the maximum RTO)", o.MinRTO, tcp.MaxRTO)
 	}
 	return nil
 }
