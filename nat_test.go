@@ -1,0 +1,520 @@
+package ustack_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+
+	"ustack"
+)
+
+// newNAT builds a stack on the nat attachment and closes it when the test ends.
+func newNAT(t testing.TB, cfg ustack.Config) *ustack.Stack {
+	t.Helper()
+	cfg.Logf = t.Logf
+	s, err := ustack.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// hostEcho serves a TCP echo on the host's loopback and returns its port.
+func hostEcho(t testing.TB, network, addr string) int {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Skipf("host %s listener on %s unavailable: %v", network, addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(c, c)
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestNATHostLoopback: the gateway address reaches the host's loopback, for
+// both families, carrying a stream both ways intact.
+func TestNATHostLoopback(t *testing.T) {
+	s := newNAT(t, ustack.Config{})
+	for _, tc := range []struct{ name, hostNet, hostAddr, gw string }{
+		{"ipv4", "tcp4", "127.0.0.1:0", "10.0.2.2"},
+		{"ipv6", "tcp6", "[::1]:0", "fd00::2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := hostEcho(t, tc.hostNet, tc.hostAddr)
+			c, err := s.Dial("tcp", net.JoinHostPort(tc.gw, fmt.Sprint(port)))
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer c.Close()
+			const n = 32 << 20
+			want := newHashingWriter()
+			got := newHashingWriter()
+			done := make(chan error, 1)
+			go func() {
+				_, err := io.Copy(got, c)
+				done <- err
+			}()
+			if _, err := io.Copy(io.MultiWriter(c, want), stream(7, n)); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			c.(interface{ CloseWrite() error }).CloseWrite()
+			if err := <-done; err != nil {
+				t.Fatalf("receive: %v", err)
+			}
+			if got.n != n || got.Sum() != want.Sum() {
+				t.Fatalf("echoed %d bytes with SHA-256 %x, sent %d with %x", got.n, got.Sum(), want.n, want.Sum())
+			}
+		})
+	}
+}
+
+// TestNATRefusedFast: a closed host port shows as connection refused (an
+// RST from the gateway), well within 100 ms.
+func TestNATRefusedFast(t *testing.T) {
+	s := newNAT(t, ustack.Config{})
+	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // now nobody listens there
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		_, err := s.Dial("tcp", fmt.Sprintf("10.0.2.2:%d", port))
+		took := time.Since(start)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("Dial to closed port: %v, want connection refused", err)
+		}
+		if !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("error %q does not say connection refused", err)
+		}
+		if took > 100*time.Millisecond {
+			t.Errorf("refusal took %v, want < 100ms", took)
+		}
+	}
+}
+
+// TestNATNoHostLoopback: with the host alias switched off, the host's
+// loopback services are out of reach.
+func TestNATNoHostLoopback(t *testing.T) {
+	port := hostEcho(t, "tcp4", "127.0.0.1:0")
+	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{NoHostLoopback: true}})
+	_, err := s.Dial("tcp", fmt.Sprintf("10.0.2.2:%d", port))
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("Dial to host loopback with NoHostLoopback: %v, want connection refused", err)
+	}
+}
+
+// dnsServer answers A and AAAA queries for names under test.ustack. from a
+// fixed table, over UDP and TCP on the host's loopback, and counts queries.
+type dnsServer struct {
+	addr    netip.AddrPort
+	queries chan string
+}
+
+func startDNS(t *testing.T, answers map[string]netip.Addr) *dnsServer {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Skipf("TCP port %d for the DNS server is taken: %v", port, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	d := &dnsServer{addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), queries: make(chan string, 100)}
+	answer := func(q []byte) []byte {
+		var p dnsmessage.Parser
+		h, err := p.Start(q)
+		if err != nil {
+			return nil
+		}
+		question, err := p.Question()
+		if err != nil {
+			return nil
+		}
+		select {
+		case d.queries <- question.Name.String():
+		default:
+		}
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
+		b.StartQuestions()
+		b.Question(question)
+		b.StartAnswers()
+		a, ok := answers[question.Name.String()]
+		rh := dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET, TTL: 60}
+		switch {
+		case ok && a.Is4() && question.Type == dnsmessage.TypeA:
+			b.AResource(rh, dnsmessage.AResource{A: a.As4()})
+		case ok && a.Is6() && question.Type == dnsmessage.TypeAAAA:
+			b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
+		out, _ := b.Finish()
+		return out
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if out := answer(buf[:n]); out != nil {
+				pc.WriteTo(out, from)
+			}
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var l [2]byte
+				for {
+					if _, err := io.ReadFull(c, l[:]); err != nil {
+						return
+					}
+					q := make([]byte, int(l[0])<<8|int(l[1]))
+					if _, err := io.ReadFull(c, q); err != nil {
+						return
+					}
+					out := answer(q)
+					c.Write(append([]byte{byte(len(out) >> 8), byte(len(out))}, out...))
+				}
+			}()
+		}
+	}()
+	return d
+}
+
+// TestNATDNS: names resolve through the DNS address 10.0.2.3, which
+// forwards to the resolver configured as upstream (here one the test runs
+// on the host's loopback), over UDP and TCP.
+func TestNATDNS(t *testing.T) {
+	want4 := netip.MustParseAddr("192.0.2.44")
+	want6 := netip.MustParseAddr("2001:db8::44")
+	d := startDNS(t, map[string]netip.Addr{"www.test.ustack.": want4, "v6.test.ustack.": want6})
+	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{d.addr}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := s.Resolver().LookupNetIP(ctx, "ip4", "www.test.ustack")
+	if err != nil || len(got) != 1 || got[0] != want4 {
+		t.Fatalf("LookupNetIP(www.test.ustack) = %v, %v; want %v", got, err, want4)
+	}
+	got, err = s.Resolver().LookupNetIP(ctx, "ip6", "v6.test.ustack")
+	if err != nil || len(got) != 1 || got[0] != want6 {
+		t.Fatalf("LookupNetIP(v6.test.ustack) = %v, %v; want %v", got, err, want6)
+	}
+	select {
+	case q := <-d.queries:
+		if !strings.HasSuffix(q, "test.ustack.") {
+			t.Errorf("upstream saw query %q", q)
+		}
+	default:
+		t.Fatal("the upstream resolver saw no query: the answer did not come through 10.0.2.3")
+	}
+	// The same over TCP, as a resolver does after a truncated answer.
+	c, err := s.Dial("tcp", "10.0.2.3:53")
+	if err != nil {
+		t.Fatalf("TCP to the DNS address: %v", err)
+	}
+	defer c.Close()
+	q, _ := (&dnsmessage.Message{Header: dnsmessage.Header{ID: 7, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName("www.test.ustack."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}}}).Pack()
+	c.Write(append([]byte{byte(len(q) >> 8), byte(len(q))}, q...))
+	var l [2]byte
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		t.Fatalf("reading TCP answer: %v", err)
+	}
+	resp := make([]byte, int(l[0])<<8|int(l[1]))
+	io.ReadFull(c, resp)
+	var m dnsmessage.Message
+	if err := m.Unpack(resp); err != nil || len(m.Answers) != 1 {
+		t.Fatalf("TCP answer: %v, %d answers", err, len(m.Answers))
+	}
+	if a := m.Answers[0].Body.(*dnsmessage.AResource).A; netip.AddrFrom4(a) != want4 {
+		t.Fatalf("TCP answer %v, want %v", a, want4)
+	}
+}
+
+// TestNATUDP: a datagram exchange with a host UDP service via the host alias.
+func TestNATUDP(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
+		}
+	}()
+	s := newNAT(t, ustack.Config{})
+	c, err := s.Dial("udp", fmt.Sprintf("10.0.2.2:%d", pc.LocalAddr().(*net.UDPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, size := range []int{1, 1400, 60000} {
+		msg := bytes.Repeat([]byte("u"), size)
+		c.Write(msg)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 65535)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%d-byte datagram: %v", size, err)
+		}
+		if !bytes.Equal(buf[:n], bytes.ToUpper(msg)) {
+			t.Fatalf("%d-byte datagram: got %d bytes back", size, n)
+		}
+	}
+}
+
+// TestNATPing: ICMP echo to the host alias goes out through a host ICMP
+// socket and the reply comes back with the sequence and payload sent.
+func TestNATPing(t *testing.T) {
+	if c, err := net.ListenPacket("ip4:icmp", "0.0.0.0"); err == nil {
+		c.Close()
+	} else if c, err := net.ListenPacket("udp4", "0.0.0.0"); err != nil {
+		t.Skipf("no ICMP socket for this user: %v", err)
+	} else {
+		c.Close()
+	}
+	s := newNAT(t, ustack.Config{})
+	testPing(t, s, "icmp", "10.0.2.2")
+	t.Run("ipv6", func(t *testing.T) { testPing(t, s, "icmp6", "fd00::2") })
+	t.Run("no forged replies", func(t *testing.T) {
+		// The gateway answers for every address at the TCP level, but an
+		// echo must only be answered by the real destination. The kernel
+		// is asked first; where it gets no reply, neither may the stack.
+		const silent = "198.51.100.77"
+		if hostPingAnswered(t, silent) {
+			t.Skipf("%s answers pings from this host; no silent address to test with", silent)
+		}
+		pc, err := s.ListenPacket("icmp", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		req, _ := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{Seq: 1, Data: []byte("x")}}).Marshal(nil)
+		if _, err := pc.WriteTo(req, &net.IPAddr{IP: net.ParseIP(silent)}); err != nil {
+			t.Fatal(err)
+		}
+		pc.SetReadDeadline(time.Now().Add(time.Second))
+		if n, from, err := pc.ReadFrom(make([]byte, 1500)); err == nil {
+			t.Fatalf("got a %d-byte reply from %v for an unreachable address", n, from)
+		}
+	})
+}
+
+// publishedEcho starts a stack publishing hostSpec and an echo server on the
+// stack that first writes the peer address it sees.
+func publishedEcho(t *testing.T, spec string) *ustack.Stack {
+	t.Helper()
+	p, err := ustack.ParsePortMapping(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p}}})
+	ln, err := s.Listen("tcp", fmt.Sprintf(":%d", p.GuestPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+				fmt.Fprintf(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\npeer=%s\n", host)
+			}()
+		}
+	}()
+	return s
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestNATPublishCurl: a host curl reaches an HTTP server on the user-level
+// stack through -p; a loopback client appears as the host alias.
+func TestNATPublishCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed (the test set-up installs it): ", err)
+	}
+	port := freePort(t)
+	publishedEcho(t, fmt.Sprintf("127.0.0.1:%d:8080", port))
+	out, err := exec.Command(curl, "-sS", "--max-time", "10", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "peer=10.0.2.2" {
+		t.Fatalf("curl got %q, want peer=10.0.2.2", got)
+	}
+}
+
+// TestNATPublishPreservesClient: a client on a non-loopback host address is
+// seen by the stack with its own address.
+func TestNATPublishPreservesClient(t *testing.T) {
+	var local netip.Addr
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() {
+			local = p.Addr()
+			break
+		}
+	}
+	if !local.IsValid() {
+		t.Skip("no non-loopback IPv4 address on this host to connect from")
+	}
+	port := freePort(t)
+	publishedEcho(t, fmt.Sprintf("%d:8080", port))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", fmt.Sprintf("%s:%d", local, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body, _ := io.ReadAll(c)
+	if !strings.Contains(string(body), "peer="+local.String()+"\n") {
+		t.Fatalf("stack saw %q, want peer=%s", body, local)
+	}
+}
+
+// TestNATPublishUDP: a host UDP client reaches a datagram server on the
+// stack through -p .../udp and gets its answers back.
+func TestNATPublishUDP(t *testing.T) {
+	port := freePort(t)
+	p, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:5353/udp", port))
+	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p}}})
+	pc, err := s.ListenPacket("udp", ":5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte(from.String()+" "), buf[:n]...), from)
+		}
+	}()
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no answer through the published UDP port: %v", err)
+	}
+	if got := string(buf[:n]); !strings.HasPrefix(got, "10.0.2.2:") || !strings.HasSuffix(got, " ping") {
+		t.Fatalf("answer %q, want the host alias as sender and the payload", got)
+	}
+}
+
+// TestNATPublishPortInUse: a host port that is taken is a configuration
+// error naming -p, and nothing is left listening.
+func TestNATPublishPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	p, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80", port))
+	other := freePort(t)
+	p2, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:81", other))
+	_, err = ustack.New(ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p2, p}}})
+	var ce *ustack.ConfigError
+	if !errors.As(err, &ce) || ce.Flag != "-p" || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("New with a taken port: %v, want a -p ConfigError wrapping EADDRINUSE", err)
+	}
+	// The mapping opened before the failing one was released.
+	l2, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", other))
+	if err != nil {
+		t.Fatalf("port %d still held after the failed New: %v", other, err)
+	}
+	l2.Close()
+}
+
+// hostPingAnswered reports whether the host kernel gets an echo reply from
+// addr within a second.
+func hostPingAnswered(t *testing.T, addr string) bool {
+	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+	to := net.Addr(&net.IPAddr{IP: net.ParseIP(addr)})
+	if err != nil {
+		if c, err = icmp.ListenPacket("udp4", "0.0.0.0"); err != nil {
+			t.Skipf("no host ICMP socket to compare with: %v", err)
+		}
+		to = &net.UDPAddr{IP: net.ParseIP(addr)}
+	}
+	defer c.Close()
+	req, _ := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 0x5a5a, Seq: 1, Data: []byte("x")}}).Marshal(nil)
+	if _, err := c.WriteTo(req, to); err != nil {
+		return false // unreachable from the host
+	}
+	deadline := time.Now().Add(time.Second)
+	buf := make([]byte, 1500)
+	for {
+		c.SetReadDeadline(deadline)
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return false
+		}
+		if m, err := icmp.ParseMessage(1, buf[:n]); err == nil && m.Type == ipv4.ICMPTypeEchoReply && strings.HasPrefix(from.String(), addr) {
+			return true
+		}
+	}
+}
