@@ -415,7 +415,7 @@ func TestNATPublishPreservesClient(t *testing.T) {
 	port := freePort(t)
 	publishedEcho(t, fmt.Sprintf("%d:8080", port))
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", fmt.Sprintf("%s:%d", local, port))
+	c, err := d.Dial("tcp", net.JoinHostPort(local.String(), fmt.Sprint(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
