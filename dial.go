@@ -264,7 +264,7 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 		ep.Close()
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: net.TCPAddrFromAddrPort(addr), Err: errnoOf(terr)}
 	}
-	return &listener{TCPListener: gonet.NewTCPListener(s.ns, &wq, ep), ep: ep}, nil
+	return &listener{TCPListener: gonet.NewTCPListener(s.ns, &wq, ep), ep: ep, unspecified: unspecifiedOf(addr.Addr())}, nil
 }
 
 // listener reports its address with IPv4-mapped addresses unmapped, like
@@ -272,8 +272,9 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 // the net package's does (servers test for it to end their accept loop).
 type listener struct {
 	*gonet.TCPListener
-	ep     tcpip.Endpoint
-	closed atomic.Bool
+	ep          tcpip.Endpoint
+	closed      atomic.Bool
+	unspecified netip.Addr // 0.0.0.0 or ::, reported for a listener bound to no address
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -294,7 +295,12 @@ func (l *listener) Addr() net.Addr {
 	if err != nil {
 		return l.TCPListener.Addr()
 	}
-	return net.TCPAddrFromAddrPort(toAddrPort(a))
+	ap := toAddrPort(a)
+	if !ap.Addr().IsValid() {
+		// Bound to all addresses: say so the way the kernel does.
+		ap = netip.AddrPortFrom(l.unspecified, ap.Port())
+	}
+	return net.TCPAddrFromAddrPort(ap)
 }
 
 // ListenPacket opens a datagram socket on the user-level stack. network is
@@ -357,3 +363,10 @@ func (s *Stack) newResolver() *net.Resolver {
 
 // Resolver returns a resolver whose queries travel over this stack.
 func (s *Stack) Resolver() *net.Resolver { return s.resolver }
+
+func unspecifiedOf(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
