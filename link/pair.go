@@ -98,6 +98,15 @@ func (e *PairEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		// A fresh buffer holding the whole frame: the receiver parses its own
 		// headers and must not share the sender's header bookkeeping.
 		out := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
+		// A closed peer first: its queue may still have room, and a frame
+		// put there would be neither delivered nor counted.
+		select {
+		case <-e.peer.done:
+			out.DecRef()
+			e.Dropped.Add(1)
+			return n, &tcpip.ErrClosedForSend{}
+		default:
+		}
 		select {
 		case e.peer.inbox <- out:
 			n++
