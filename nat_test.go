@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -516,5 +517,63 @@ func hostPingAnswered(t *testing.T, addr string) bool {
 		if m, err := icmp.ParseMessage(1, buf[:n]); err == nil && m.Type == ipv4.ICMPTypeEchoReply && strings.HasPrefix(from.String(), addr) {
 			return true
 		}
+	}
+}
+
+// TestNATCloseReleases: closing a nat stack with relayed TCP and UDP flows,
+// a ping session and published ports returns every goroutine and frees the
+// host ports.
+func TestNATCloseReleases(t *testing.T) {
+	echoPort := hostEcho(t, "tcp4", "127.0.0.1:0")
+	before := settledGoroutines(0)
+	pubPort := freePort(t)
+	tcpPub, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80", pubPort))
+	udpPub, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80/udp", pubPort))
+	s, err := ustack.New(ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{tcpPub, udpPub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Dial("tcp", fmt.Sprintf("10.0.2.2:%d", echoPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c, "hello")
+	u, err := s.Dial("udp", fmt.Sprintf("10.0.2.2:%d", echoPort)) // nobody answers: the flow just exists
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Write([]byte("x"))
+	hc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", pubPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, network := range []string{"tcp4", "udp4"} {
+		addr := fmt.Sprintf("127.0.0.1:%d", pubPort)
+		var err error
+		if network == "tcp4" {
+			var l net.Listener
+			if l, err = net.Listen(network, addr); err == nil {
+				l.Close()
+			}
+		} else {
+			var l net.PacketConn
+			if l, err = net.ListenPacket(network, addr); err == nil {
+				l.Close()
+			}
+		}
+		if err != nil {
+			t.Errorf("published %s port still held after Close: %v", network, err)
+		}
+	}
+	c.Close()
+	u.Close()
+	if after := settledGoroutines(before); after > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before the stack, %d after closing it:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }
