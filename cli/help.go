@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"ustack/netstack"
+)
+
+func helpCommand() *command {
+	c := &command{name: "help", args: "[COMMAND]", summary: "show how to use ustack or one of its commands"}
+	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
+		s := &optionSet{cmd: c.name}
+		return s, func(_ context.Context, e *env, args []string) error {
+			switch len(args) {
+			case 0:
+				fmt.Fprint(e.stdout, mainHelp())
+				return nil
+			case 1:
+				cmd, ok := commands()[args[0]]
+				if !ok {
+					return usagef("help: %s: unknown command (see: ustack help)", args[0])
+				}
+				fmt.Fprint(e.stdout, commandHelp(cmd))
+				return nil
+			}
+			return wantArgs("help", args, "[COMMAND]")
+		}
+	}
+	return c
+}
+
+func mainHelp() string {
+	var b strings.Builder
+	b.WriteString(`ustack runs a user-level TCP/IP stack (gVisor's netstack) in an ordinary
+process, attached to the host's network without privileges.
+
+Usage: ustack COMMAND [flags] [arguments]
+
+Commands:
+`)
+	cmds := commands()
+	for _, name := range sortedNames(cmds) {
+		fmt.Fprintf(&b, "  %-8s %s\n", name, cmds[name].summary)
+	}
+	b.WriteString(`
+Every flag can also be set in the environment as USTACK_<FLAG> (upper case,
+dashes as underscores, e.g. USTACK_CC=reno); flags on the command line win.
+Repeatable flags take a comma-separated list there, except USTACK_SYSCTL,
+whose settings are separated by ';' or newlines.
+
+Exit status: 0 success, 1 runtime failure, 2 usage error.
+
+Run 'ustack help COMMAND' for a command's flags.
+`)
+	return b.String()
+}
+
+func commandHelp(cmd *command) string {
+	opts, _ := cmd.options()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: ustack %s [flags] %s\n\n%s%s.\n", cmd.name, cmd.args, strings.ToUpper(cmd.summary[:1]), cmd.summary[1:])
+	if d := commandDetails[cmd.name]; d != "" {
+		b.WriteString("\n" + d)
+	}
+	if len(opts.opts) > 0 {
+		b.WriteString("\nFlags (environment variable in brackets):\n")
+		for _, o := range opts.opts {
+			rep := ""
+			if o.repeat {
+				rep = " (repeatable)"
+			}
+			fmt.Fprintf(&b, "  %s\n      %s%s [%s]\n", o.usage(), o.help, rep, o.envName())
+		}
+	}
+	if opts.lookup("sysctl") != nil {
+		b.WriteString("\nKeys for --sysctl (Linux names accepted where Linux has the same knob):\n")
+		b.WriteString(netstack.SysctlHelp())
+	}
+	return b.String()
+}
+
+var commandDetails = map[string]string{
+	"fetch": `Fetches URL with HTTP GET over the user-level stack and writes the body to
+stdout or FILE. A status other than 2xx is an error. With --stack NAME the
+connection is made by the running daemon NAME instead of a new stack.
+`,
+	"ping": `Sends ICMP echo requests over the user-level stack, like ping(8). Without -c
+it runs until interrupted. Exits 1 if no reply arrived.
+`,
+	"daemon": `Runs a named stack until SIGINT or SIGTERM. It serves HTTP on the unix
+socket $XDG_RUNTIME_DIR/ustack/NAME.sock (without XDG_RUNTIME_DIR:
+/run/ustack as root, else /tmp/ustack-UID), owner only:
+  GET /v1/info            JSON: name, pid, attachment, addresses, mtu
+  CONNECT HOST:PORT       a TCP connection through the stack, spliced raw
+  GET /v1/ping?host=H&count=N&interval=D&timeout=D&size=N
+                          ping's output lines, streamed
+Other commands use it with --stack NAME.
+`,
+	"version": `Prints ustack's version, the Go version it was built with and the gVisor
+version of its netstack.
+`,
+}

@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+
+	"ustack"
+	"ustack/netstack"
+)
+
+// stackFlags are the flags of every command that builds a stack.
+type stackFlags struct {
+	net            string
+	addrs          []netip.Prefix
+	gateways       []netip.Addr
+	mtu            int
+	cc             string
+	pcap           string
+	publish        []ustack.PortMapping
+	sysctl         []keyValue
+	dnsUpstreams   []netip.AddrPort
+	noHostLoopback bool
+}
+
+type keyValue struct{ key, value string }
+
+func (kv keyValue) String() string { return kv.key + "=" + kv.value }
+
+// stackOptionNames are the first names of the stack flags, so that commands
+// attached to a daemon (--stack) can refuse them.
+var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback"}
+
+func (f *stackFlags) register(s *optionSet) {
+	f.net = "nat"
+	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
+		help: "attachment to the world: nat (unprivileged; host sockets, like slirp)"})
+	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
+		value: &listValue[netip.Prefix]{p: &f.addrs, parse: parseCIDR},
+		help:  "address of the stack with prefix length, one per family (nat default: 10.0.2.15/24 and fd00::15/64)"})
+	s.add(&option{names: []string{"gateway"}, arg: "IP", repeat: true,
+		value: &listValue[netip.Addr]{p: &f.gateways, parse: parseGateway},
+		help:  "default router, one per family (nat default: the .2 address, 10.0.2.2 and fd00::2, which reaches the host's loopback)"})
+	s.add(&option{names: []string{"mtu"}, arg: "N", value: intValue{p: &f.mtu, min: 1280, max: 65535, what: "an MTU in bytes"},
+		help: "link MTU in bytes, 1280-65535 (nat default: 65520)"})
+	s.add(&option{names: []string{"cc"}, arg: "NAME", value: ccValue{&f.cc},
+		help: "TCP congestion control: reno or cubic (default: cubic)"})
+	s.add(&option{names: []string{"pcap"}, arg: "FILE", value: stringValue{&f.pcap},
+		help: "write every frame of the stack's link to FILE (pcap, Ethernet); flushed when the command ends"})
+	s.add(&option{names: []string{"p", "publish"}, arg: "[HOSTIP:]HOSTPORT:PORT[/udp]", repeat: true,
+		value: &listValue[ustack.PortMapping]{p: &f.publish, parse: parsePublish},
+		help:  "publish PORT of the stack on the host's HOSTPORT (nat; tcp unless /udp)"})
+	s.add(&option{names: []string{"sysctl"}, arg: "KEY=VALUE", repeat: true, envSep: ";",
+		value: &listValue[keyValue]{p: &f.sysctl, parse: parseSysctl},
+		help:  "set a TCP option of the stack (keys below); USTACK_SYSCTL separates settings with ';' or newlines"})
+	s.add(&option{names: []string{"dns-upstream"}, arg: "ADDR[:PORT]", repeat: true,
+		value: &listValue[netip.AddrPort]{p: &f.dnsUpstreams, parse: parseUpstream},
+		help:  "resolver the nat DNS address (10.0.2.3) forwards to (default: the host's, from /etc/resolv.conf; port 53)"})
+	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},
+		help: "nat: do not let the gateway address (10.0.2.2) reach the host's loopback"})
+}
+
+type netValue struct{ p *string }
+
+func (v netValue) Set(s string) error {
+	if s != "nat" {
+		return fmt.Errorf("unknown attachment %q (available: nat)", s)
+	}
+	*v.p = s
+	return nil
+}
+func (v netValue) String() string { return "nat" }
+
+type ccValue struct{ p *string }
+
+func (v ccValue) Set(s string) error {
+	if err := (&netstack.TCPOptions{CongestionControl: s}).Validate(); err != nil || s == "" {
+		return fmt.Errorf("unknown congestion control %q (use reno or cubic)", s)
+	}
+	*v.p = s
+	return nil
+}
+func (v ccValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func parseCIDR(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, fmt.Errorf("%q is not an address with prefix length (use e.g. 10.0.2.15/24 or fd00::15/64)", s)
+	}
+	return p, nil
+}
+
+func parseGateway(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return a, fmt.Errorf("%q is not an IP address (use e.g. 10.0.2.2 or fd00::2)", s)
+	}
+	return a.Unmap(), nil
+}
+
+func parsePublish(s string) (ustack.PortMapping, error) {
+	p, err := ustack.ParsePortMapping(s)
+	if err != nil {
+		return p, fmt.Errorf("%v", err)
+	}
+	return p, nil
+}
+
+func parseSysctl(s string) (keyValue, error) {
+	k, v, ok := strings.Cut(s, "=")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" {
+		return keyValue{}, fmt.Errorf("%q is not KEY=VALUE (e.g. tcp.sack=0; keys: %s)", s, strings.Join(netstack.SysctlKeys(), ", "))
+	}
+	// Checked now so that a typo is a usage error before anything starts.
+	var probe netstack.TCPOptions
+	if err := probe.Set(k, v); err != nil {
+		return keyValue{}, err
+	}
+	return keyValue{k, v}, nil
+}
+
+// parseUpstream takes ADDR or ADDR:PORT; an IPv6 address with a port is
+// written in brackets, [2001:db8::53]:5353.
+func parseUpstream(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not ADDR[:PORT] (use e.g. 1.1.1.1, 192.168.1.1:5353 or [2001:db8::53]:53)", s)
+	}
+	return netip.AddrPortFrom(a.Unmap(), 53), nil
+}
+
+// config turns the flags into a stack Config. It creates the --pcap file;
+// the returned cleanup removes it again if the stack could not be built.
+func (f *stackFlags) config() (ustack.Config, func(), error) {
+	cfg := ustack.Config{
+		Net:      f.net,
+		Addrs:    f.addrs,
+		Gateways: f.gateways,
+		MTU:      f.mtu,
+		NAT: ustack.NATConfig{
+			NoHostLoopback: f.noHostLoopback,
+			DNSUpstreams:   f.dnsUpstreams,
+			Publish:        f.publish,
+		},
+	}
+	cfg.TCP.CongestionControl = f.cc
+	for _, kv := range f.sysctl {
+		if err := cfg.TCP.Set(kv.key, kv.value); err != nil {
+			return cfg, nil, &ustack.ConfigError{Flag: "--sysctl", Err: err}
+		}
+	}
+	cleanup := func() {}
+	if f.pcap != "" {
+		_, statErr := os.Stat(f.pcap)
+		existed := statErr == nil
+		file, err := os.Create(f.pcap)
+		if err != nil {
+			return cfg, nil, &ustack.ConfigError{Flag: "--pcap", Err: fmt.Errorf("%w (choose a writable path)", err)}
+		}
+		cfg.Pcap = file
+		cleanup = func() {
+			file.Close()
+			if !existed {
+				os.Remove(f.pcap)
+			}
+		}
+	}
+	return cfg, cleanup, nil
+}
+
+// newStack builds the stack the flags describe.
+func (f *stackFlags) newStack(logf func(string, ...any)) (*ustack.Stack, error) {
+	cfg, cleanup, err := f.config()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logf = logf
+	st, err := ustack.New(cfg)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	return st, nil
+}
+
+// describeConfigError adds the fix to stack errors that arrive without one.
+func describeConfigError(ce *ustack.ConfigError) string {
+	msg := ce.Error()
+	if ce.Flag == "-p" && errors.Is(ce.Err, syscall.EADDRINUSE) {
+		msg += " (the host port is taken: choose another HOSTPORT or stop what listens on it)"
+	} else if ce.Flag == "-p" && errors.Is(ce.Err, syscall.EACCES) {
+		msg += " (ports below 1024 need privilege: choose a HOSTPORT of 1024 or more)"
+	}
+	return msg
+}
