@@ -555,3 +555,32 @@ func TestWriteToBadAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopback: each stack has its own 127.0.0.1 and ::1, reached without
+// the link: a listener on the stack answers a dial to its loopback, and
+// an empty host in Dial means the stack itself, as with net.Dial.
+func TestLoopback(t *testing.T) {
+	a, _ := newPair(t, ustack.Config{}, ustack.Config{})
+	ln, err := a.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	for _, host := range []string{"127.0.0.1", "::1", "localhost", ""} {
+		got := acceptOne(t, ln)
+		c, err := a.Dial("tcp", net.JoinHostPort(host, itoa(port)))
+		if err != nil {
+			t.Fatalf("Dial %q: %v", host, err)
+		}
+		s := <-got
+		if s == nil {
+			t.Fatalf("no accept for %q", host)
+		}
+		if ip := addrIP(c.RemoteAddr()); !ip.IsLoopback() {
+			t.Errorf("Dial %q reached %v, want a loopback address", host, ip)
+		}
+		c.Close()
+		s.Close()
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/loopback"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -27,8 +28,11 @@ import (
 	"ustack/netstack"
 )
 
-// nicID is the one NIC each stack has for now.
-const nicID tcpip.NICID = 1
+// Each stack has its attachment's NIC and a loopback NIC.
+const (
+	nicID      tcpip.NICID = 1
+	loopbackID tcpip.NICID = 2
+)
 
 // Stack is a user-level TCP/IP stack with one attachment.
 type Stack struct {
@@ -202,7 +206,11 @@ func newStack(cfg Config, lower stack.LinkEndpoint) (*Stack, error) {
 		s.Close()
 		return nil, fmt.Errorf("creating NIC: %s", err)
 	}
-	var routes []tcpip.Route
+	routes, err := addLoopback(ns)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	for _, p := range cfg.Addrs {
 		pa := tcpip.ProtocolAddress{
 			Protocol:          protoOf(p.Addr()),
@@ -225,6 +233,25 @@ func newStack(cfg Config, lower stack.LinkEndpoint) (*Stack, error) {
 	ns.SetRouteTable(routes)
 	s.resolver = s.newResolver()
 	return s, nil
+}
+
+// addLoopback gives the stack its own 127.0.0.1/8 and ::1, so programs on
+// one stack reach each other the way they do on a host; it returns the
+// routes for them, which must come before any default route.
+func addLoopback(ns *stack.Stack) ([]tcpip.Route, error) {
+	if err := ns.CreateNICWithOptions(loopbackID, loopback.New(), stack.NICOptions{Name: "lo"}); err != nil {
+		return nil, fmt.Errorf("creating loopback NIC: %s", err)
+	}
+	var routes []tcpip.Route
+	for _, p := range []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")} {
+		pa := tcpip.ProtocolAddress{Protocol: protoOf(p.Addr()), AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
+		if err := ns.AddProtocolAddress(loopbackID, pa, stack.AddressProperties{}); err != nil {
+			return nil, fmt.Errorf("loopback address %s: %s", p, err)
+		}
+		routes = append(routes, tcpip.Route{Destination: subnetOf(p), NIC: loopbackID})
+	}
+	return routes, nil
 }
 
 func protoOf(a netip.Addr) tcpip.NetworkProtocolNumber {
