@@ -172,6 +172,7 @@ func runDaemon(ctx context.Context, name string, sf *stackFlags, e *env) error {
 	defer lock.release()
 
 	prefix := "ustack daemon " + name
+	sf.verbose = true // a daemon's stderr is its log
 	st, err := sf.newStack(logTo(e, prefix))
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ func fetchCommand() *command {
 			help: "write the body to FILE instead of stdout"})
 		s.add(stackOption(&stackName))
 		sf.register(s)
+		sf.registerVerbose(s)
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if err := wantArgs(c.name, args, "URL"); err != nil {
 				return err

@@ -102,36 +102,13 @@ func (s *optionSet) lookup(name string) *option {
 	return nil
 }
 
-// envResetter is a repeatable value whose environment-provided entries are
-// dropped by the first command-line use, so flags override the environment
-// rather than add to it.
-type envResetter interface{ markFromEnv() }
-
-// parse applies the environment, then args, and returns the positional
-// arguments. Flags may come before, between and after positional arguments;
-// "--" ends the flags. A request for help returns errHelp.
+// parse applies args, then the environment for the flags args did not set
+// (so the command line wins, and a bad environment value it overrides does
+// no harm), and returns the positional arguments. Flags may come before,
+// between and after positional arguments; "--" ends the flags. A request
+// for help returns errHelp.
 func (s *optionSet) parse(args []string, getenv func(string) (string, bool)) ([]string, error) {
 	s.given = map[string]bool{}
-	for _, o := range s.opts {
-		env := o.envName()
-		v, ok := getenv(env)
-		if !ok || v == "" {
-			continue
-		}
-		vals := []string{v}
-		if o.repeat {
-			vals = splitEnv(v, o.envSep)
-		}
-		for _, x := range vals {
-			if err := o.value.Set(x); err != nil {
-				return nil, flagError(o, env, err)
-			}
-		}
-		if r, ok := o.value.(envResetter); ok {
-			r.markFromEnv()
-		}
-	}
-
 	fs := flag.NewFlagSet(s.cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var setErr error // the flag package's message loses our wording; keep ours
@@ -160,7 +137,30 @@ func (s *optionSet) parse(args []string, getenv func(string) (string, bool)) ([]
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
+	if err := s.applyEnv(getenv); err != nil {
+		return nil, err
+	}
 	return positional, nil
+}
+
+func (s *optionSet) applyEnv(getenv func(string) (string, bool)) error {
+	for _, o := range s.opts {
+		env := o.envName()
+		v, ok := getenv(env)
+		if !ok || v == "" || s.given[o.names[0]] {
+			continue
+		}
+		vals := []string{v}
+		if o.repeat {
+			vals = splitEnv(v, o.envSep)
+		}
+		for _, x := range vals {
+			if err := o.value.Set(x); err != nil {
+				return flagError(o, env, err)
+			}
+		}
+	}
+	return nil
 }
 
 // parseError turns the flag package's error into ustack's one-line form.
@@ -211,11 +211,6 @@ type recordingValue struct {
 }
 
 func (r *recordingValue) Set(v string) error {
-	if r.opt.repeat || !r.given[r.opt.names[0]] {
-		if rs, ok := r.Value.(interface{ resetIfFromEnv() }); ok {
-			rs.resetIfFromEnv()
-		}
-	}
 	r.given[r.opt.names[0]] = true
 	if err := r.Value.Set(v); err != nil {
 		*r.err = flagError(r.opt, "", err)
@@ -314,9 +309,8 @@ func (v durationValue) String() string {
 
 // listValue collects a repeatable flag's values, each checked by parse.
 type listValue[T any] struct {
-	p       *[]T
-	parse   func(string) (T, error)
-	fromEnv bool
+	p     *[]T
+	parse func(string) (T, error)
 }
 
 func (v *listValue[T]) Set(s string) error {
@@ -337,15 +331,6 @@ func (v *listValue[T]) String() string {
 		parts = append(parts, fmt.Sprint(x))
 	}
 	return strings.Join(parts, ",")
-}
-
-func (v *listValue[T]) markFromEnv() { v.fromEnv = true }
-
-func (v *listValue[T]) resetIfFromEnv() {
-	if v.fromEnv {
-		*v.p = nil
-		v.fromEnv = false
-	}
 }
 
 // sortedNames lists the commands for help output.

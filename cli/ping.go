@@ -56,6 +56,7 @@ func pingCommand() *command {
 		po.register(s)
 		s.add(stackOption(&stackName))
 		sf.register(s)
+		sf.registerVerbose(s)
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if err := wantArgs(c.name, args, "HOST"); err != nil {
 				return err

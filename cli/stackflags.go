@@ -24,6 +24,7 @@ type stackFlags struct {
 	sysctl         []keyValue
 	dnsUpstreams   []netip.AddrPort
 	noHostLoopback bool
+	verbose        bool
 }
 
 type keyValue struct{ key, value string }
@@ -32,7 +33,7 @@ func (kv keyValue) String() string { return kv.key + "=" + kv.value }
 
 // stackOptionNames are the first names of the stack flags, so that commands
 // attached to a daemon (--stack) can refuse them.
-var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback"}
+var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "v"}
 
 func (f *stackFlags) register(s *optionSet) {
 	f.net = "nat"
@@ -61,6 +62,13 @@ func (f *stackFlags) register(s *optionSet) {
 		help:  "resolver the nat DNS address (10.0.2.3) forwards to (default: the host's, from /etc/resolv.conf; port 53)"})
 	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},
 		help: "nat: do not let the gateway address (10.0.2.2) reach the host's loopback"})
+}
+
+// registerVerbose adds -v to commands that are quiet by default: their
+// stderr is for the one error line unless asked for more.
+func (f *stackFlags) registerVerbose(s *optionSet) {
+	s.add(&option{names: []string{"v", "verbose"}, value: boolValue{&f.verbose},
+		help: "log the stack's notable events (refused connections, dropped frames) to stderr"})
 }
 
 type netValue struct{ p *string }
@@ -180,13 +188,16 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 	return cfg, cleanup, nil
 }
 
-// newStack builds the stack the flags describe.
+// newStack builds the stack the flags describe; logf receives its events
+// when -v is given (the daemon sets verbose itself).
 func (f *stackFlags) newStack(logf func(string, ...any)) (*ustack.Stack, error) {
 	cfg, cleanup, err := f.config()
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logf = logf
+	if f.verbose {
+		cfg.Logf = logf
+	}
 	st, err := ustack.New(cfg)
 	if err != nil {
 		cleanup()
