@@ -313,10 +313,13 @@ func TestFetchLargeFileFromPython(t *testing.T) {
 	want := sha256.Sum256(data)
 	port := closedPort(t)
 	srv := exec.Command(python, "-m", "http.server", "--bind", "127.0.0.1", strconv.Itoa(port), "-d", dir)
+	// Its own process group, so that a wrapper (a pyenv shim) and the
+	// python it starts are stopped together.
+	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
+	defer func() { syscall.Kill(-srv.Process.Pid, syscall.SIGKILL); srv.Wait() }()
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
 
 	out := filepath.Join(t.TempDir(), "out.bin")
