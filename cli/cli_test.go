@@ -713,3 +713,38 @@ func TestFetchInterruptFlushesPcap(t *testing.T) {
 		t.Errorf("capture holds %d frames, want the handshake and data", frames)
 	}
 }
+
+// An endless ping stopped with SIGINT prints its summary, like ping(8).
+func TestPingInterrupt(t *testing.T) {
+	if !hostICMPAllowed() {
+		t.Skip("this user may not open ICMP sockets on the host (allow with: sysctl -w net.ipv4.ping_group_range=\"0 2147483647\")")
+	}
+	cmd := exec.Command(ustackBin, "ping", "-i", "0.1", "10.0.2.2")
+	cmd.Env = cleanEnv()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var out strings.Builder
+	replies := 0
+	for replies < 2 && sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if pingReply.MatchString(sc.Text()) {
+			replies++
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ping after SIGINT: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "--- 10.0.2.2 ping statistics ---") || !strings.Contains(out.String(), "rtt min/avg/max/mdev") {
+		t.Fatalf("no summary after SIGINT:\n%s", out.String())
+	}
+}

@@ -243,6 +243,8 @@ func (l *peerCheckListener) Accept() (net.Conn, error) {
 		}
 		if err != nil {
 			l.logf("refused a control connection: reading its credentials: %v", err)
+		} else if os.Getuid() == 0 {
+			l.logf("refused a control connection from uid %d (only root may connect)", uid)
 		} else {
 			l.logf("refused a control connection from uid %d (only uid %d and root may connect)", uid, os.Getuid())
 		}
@@ -417,10 +419,17 @@ func (d *daemon) ping(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	// Resolved before the answer starts, so that a bad host is an error
+	// status the client reports, not a line in the output.
+	dst, err := resolveHost(r.Context(), d.st, host)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Trailer", pingReceivedTrailer)
 	w.WriteHeader(http.StatusOK)
-	stats, err := ping(r.Context(), d.st, host, o, &flushWriter{w: w})
+	stats, err := ping(r.Context(), d.st, host, dst, o, &flushWriter{w: w})
 	if err != nil {
 		fmt.Fprintf(w, "ustack: %v\n", err)
 	}

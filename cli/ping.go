@@ -72,7 +72,11 @@ func pingCommand() *command {
 				return err
 			}
 			defer closeStack(st, e)
-			stats, err := ping(ctx, st, args[0], po, e.stdout)
+			dst, err := resolveHost(ctx, st, args[0])
+			if err != nil {
+				return err
+			}
+			stats, err := ping(ctx, st, args[0], dst, po, e.stdout)
 			if err != nil {
 				return err
 			}
@@ -90,14 +94,11 @@ type pingStats struct {
 	rtts                              []time.Duration
 }
 
-// ping sends echo requests to host and prints what comes back the way
-// ping(8) does. Interrupting ctx ends it early, still with the summary.
-func ping(ctx context.Context, st *ustack.Stack, host string, o pingOptions, out io.Writer) (pingStats, error) {
+// ping sends echo requests to dst (named host on the command line) and
+// prints what comes back the way ping(8) does. Interrupting ctx ends it
+// early, still with the summary.
+func ping(ctx context.Context, st *ustack.Stack, host string, dst netip.Addr, o pingOptions, out io.Writer) (pingStats, error) {
 	var stats pingStats
-	dst, err := resolveHost(ctx, st, host)
-	if err != nil {
-		return stats, err
-	}
 	network, proto, reqType := "icmp", 1, icmp.Type(ipv4.ICMPTypeEcho)
 	if dst.Is6() {
 		network, proto, reqType = "icmp6", 58, ipv6.ICMPTypeEchoRequest
