@@ -543,11 +543,22 @@ func TestNATCloseReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.Write([]byte("x"))
+	// A published connection that is relayed to a listener on the stack.
+	ln, err := s.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			io.Copy(c, c)
+		}
+	}()
 	hc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", pubPort))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hc.Close()
+	roundTrip(t, hc, "published")
 	time.Sleep(50 * time.Millisecond)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
