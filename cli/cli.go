@@ -65,6 +65,9 @@ func run(ctx context.Context, args []string, e *env) error {
 	}
 	cmd, ok := commands()[name]
 	if !ok {
+		if strings.HasPrefix(name, "-") {
+			return usagef("%s: flags go after the command, e.g. ustack fetch %s ... (see: ustack help)", name, name)
+		}
 		return usagef("%s: unknown command (see: ustack help)", name)
 	}
 	opts, runCmd := cmd.options()
