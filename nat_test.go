@@ -274,16 +274,7 @@ func TestNATUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
-		}
-	}()
+	go answerDatagrams(pc, func(b []byte, _ net.Addr) []byte { return bytes.ToUpper(b) })
 	s := newNAT(t, ustack.Config{})
 	c, err := s.Dial("udp", fmt.Sprintf("10.0.2.2:%d", pc.LocalAddr().(*net.UDPAddr).Port))
 	if err != nil {
@@ -438,16 +429,7 @@ func TestNATPublishUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(append([]byte(from.String()+" "), buf[:n]...), from)
-		}
-	}()
+	go answerDatagrams(pc, func(b []byte, from net.Addr) []byte { return append([]byte(from.String()+" "), b...) })
 	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
@@ -586,5 +568,18 @@ func TestNATCloseReleases(t *testing.T) {
 	if after := settledGoroutines(before); after > before {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines before the stack, %d after closing it:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// answerDatagrams replies to every datagram on pc with answer's result
+// until pc is closed.
+func answerDatagrams(pc net.PacketConn, answer func(b []byte, from net.Addr) []byte) {
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(answer(buf[:n], from), from)
 	}
 }
