@@ -76,15 +76,16 @@ type echoRequest struct {
 	payload  []byte
 }
 
-// intercept reports whether pkt was an echo request it has taken over.
-func (e *echoProxy) intercept(pkt *stack.PacketBuffer) bool {
+// parseEchoRequest recognises an Ethernet frame carrying an unfragmented
+// ICMPv4 or ICMPv6 echo request, checking every length against the frame.
+func parseEchoRequest(pkt *stack.PacketBuffer) (echoRequest, bool) {
+	var req echoRequest
 	size := pkt.Data().Size()
 	hdr, ok := pkt.Data().PullUp(min(size, header.EthernetMinimumSize+header.IPv6MinimumSize))
 	if !ok || len(hdr) < header.EthernetMinimumSize+header.IPv4MinimumSize {
-		return false
+		return req, false
 	}
 	eth := header.Ethernet(hdr)
-	var req echoRequest
 	req.srcMAC, req.dstMAC = eth.SourceAddress(), eth.DestinationAddress()
 	switch eth.Type() {
 	case header.IPv4ProtocolNumber:
@@ -93,15 +94,15 @@ func (e *echoProxy) intercept(pkt *stack.PacketBuffer) bool {
 		total := int(ip.TotalLength())
 		if ip.Protocol() != uint8(header.ICMPv4ProtocolNumber) || ip.More() || ip.FragmentOffset() != 0 ||
 			ihl < header.IPv4MinimumSize || total < ihl+header.ICMPv4MinimumSize || header.EthernetMinimumSize+total > size {
-			return false
+			return req, false
 		}
 		frame, ok := pkt.Data().PullUp(header.EthernetMinimumSize + total)
 		if !ok {
-			return false
+			return req, false
 		}
 		msg := header.ICMPv4(frame[header.EthernetMinimumSize+ihl:])
 		if msg.Type() != header.ICMPv4Echo || msg.Code() != 0 {
-			return false
+			return req, false
 		}
 		req.src, _ = netip.AddrFromSlice(ip.SourceAddressSlice())
 		req.dst, _ = netip.AddrFromSlice(ip.DestinationAddressSlice())
@@ -109,27 +110,36 @@ func (e *echoProxy) intercept(pkt *stack.PacketBuffer) bool {
 		req.payload = append([]byte(nil), msg.Payload()...)
 	case header.IPv6ProtocolNumber:
 		if len(hdr) < header.EthernetMinimumSize+header.IPv6MinimumSize {
-			return false
+			return req, false
 		}
 		ip := header.IPv6(hdr[header.EthernetMinimumSize:])
 		plen := int(ip.PayloadLength())
 		if ip.TransportProtocol() != header.ICMPv6ProtocolNumber || plen < header.ICMPv6EchoMinimumSize ||
 			header.EthernetMinimumSize+header.IPv6MinimumSize+plen > size {
-			return false
+			return req, false
 		}
 		frame, ok := pkt.Data().PullUp(header.EthernetMinimumSize + header.IPv6MinimumSize + plen)
 		if !ok {
-			return false
+			return req, false
 		}
 		msg := header.ICMPv6(frame[header.EthernetMinimumSize+header.IPv6MinimumSize:])
 		if msg.Type() != header.ICMPv6EchoRequest || msg.Code() != 0 {
-			return false
+			return req, false
 		}
 		req.src, _ = netip.AddrFromSlice(ip.SourceAddressSlice())
 		req.dst, _ = netip.AddrFromSlice(ip.DestinationAddressSlice())
 		req.id, req.seq = msg.Ident(), msg.Sequence()
 		req.payload = append([]byte(nil), msg.Payload()...)
 	default:
+		return req, false
+	}
+	return req, true
+}
+
+// intercept reports whether pkt was an echo request it has taken over.
+func (e *echoProxy) intercept(pkt *stack.PacketBuffer) bool {
+	req, ok := parseEchoRequest(pkt)
+	if !ok {
 		return false
 	}
 	target, ok := e.echoTarget(req.dst)
