@@ -242,6 +242,18 @@ func TestNATDNS(t *testing.T) {
 	default:
 		t.Fatal("the upstream resolver saw no query: the answer did not come through 10.0.2.3")
 	}
+	// A dead first upstream costs a delay, not the lookup.
+	dead, err := net.ListenPacket("udp4", "127.0.0.1:0") // bound, never read: queries vanish
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	s2 := newNAT(t, ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{
+		dead.LocalAddr().(*net.UDPAddr).AddrPort(), d.addr}}})
+	got, err = s2.Resolver().LookupNetIP(ctx, "ip4", "www.test.ustack")
+	if err != nil || len(got) != 1 || got[0] != want4 {
+		t.Fatalf("with a dead first upstream: LookupNetIP = %v, %v; want %v", got, err, want4)
+	}
 	// The same over TCP, as a resolver does after a truncated answer.
 	c, err := s.Dial("tcp", "10.0.2.3:53")
 	if err != nil {

@@ -31,6 +31,9 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 		g.logf("nat: udp %s: refused (no host destination)", dst)
 		return false
 	}
+	if g.isDNS(dst) {
+		return g.forwardDNS(r, dst)
+	}
 	hc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
 	if err != nil {
 		g.logf("nat: udp %s via %s: %v", dst, target, err)
