@@ -94,6 +94,12 @@ func (s *Stack) lookupHost(ctx context.Context, fam, host string) ([]netip.Addr,
 	}
 	addrs, err := s.resolver.LookupNetIP(ctx, fam, host)
 	if err != nil {
+		// Go's resolver names the server of the host's resolv.conf; the
+		// query went to the stack's DNS server.
+		var de *net.DNSError
+		if errors.As(err, &de) && len(s.dns) > 0 && de.Server != "" {
+			de.Server = net.JoinHostPort(s.dns[0].String(), "53")
+		}
 		return nil, err
 	}
 	for i := range addrs {
