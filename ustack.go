@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -57,11 +58,16 @@ func New(cfg Config) (*Stack, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	switch cfg.Net {
+	switch mode, arg, _ := strings.Cut(cfg.Net, ":"); mode {
 	case "", "nat":
+		if arg != "" {
+			break
+		}
 		return newNAT(cfg)
+	case "tap":
+		return newTap(cfg, arg)
 	}
-	return nil, configErr("--net", "unknown attachment %q (available: nat)", cfg.Net)
+	return nil, configErr("--net", "unknown attachment %q (available: nat, tap:NAME[,create])", cfg.Net)
 }
 
 // NewPair builds two stacks joined by an in-memory link that holds a fast
@@ -86,13 +92,13 @@ func NewPair(a, b Config) (*Stack, *Stack, error) {
 		b.Addrs = []netip.Prefix{netip.MustParsePrefix("10.0.9.2/24"), netip.MustParsePrefix("fd09::2/64")}
 	}
 	endA, endB := link.NewPair(uint32(a.MTU+header.EthernetMinimumSize), localMAC(0x0a), localMAC(0x0b))
-	sa, err := newStack(a, endA)
+	sa, err := newStack(a, endA, ethernetFraming)
 	if err != nil {
 		endA.Close()
 		endB.Close()
 		return nil, nil, err
 	}
-	sb, err := newStack(b, endB)
+	sb, err := newStack(b, endB, ethernetFraming)
 	if err != nil {
 		sa.Close()
 		endB.Close()
@@ -144,7 +150,7 @@ func newNAT(cfg Config) (*Stack, error) {
 	gcfg.Addrs = gwAddrs
 	gcfg.MTU = cfg.MTU
 	guestEnd, gwEnd := link.NewPair(uint32(cfg.MTU+header.EthernetMinimumSize), localMAC(0x56), tcpip.LinkAddress([]byte{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}))
-	s, err := newStack(cfg, guestEnd)
+	s, err := newStack(cfg, guestEnd, ethernetFraming)
 	if err != nil {
 		guestEnd.Close()
 		gwEnd.Close()
@@ -175,10 +181,14 @@ func hasFamily(list []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
-// newStack creates the netstack and its NIC over lower (an IP-frame link
-// that newStack wraps with capture and Ethernet framing). On error the
-// caller still owns lower.
-func newStack(cfg Config, lower stack.LinkEndpoint) (*Stack, error) {
+// ethernetFraming puts Ethernet headers on an in-memory link, whose ends
+// carry whole frames without framing of their own.
+func ethernetFraming(ep stack.LinkEndpoint) stack.LinkEndpoint { return ethernet.New(ep) }
+
+// newStack creates the netstack and its NIC over lower. framing, if not
+// nil, adds the link's Ethernet framing above the capture, so the capture
+// records whole frames. On error the caller still owns lower.
+func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpoint) stack.LinkEndpoint) (*Stack, error) {
 	s := &Stack{addrs: cfg.Addrs, gateways: cfg.Gateways, dns: cfg.DNS, mtu: cfg.MTU, net: "pair", logf: cfg.Logf}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
@@ -202,7 +212,10 @@ func newStack(cfg Config, lower stack.LinkEndpoint) (*Stack, error) {
 	}
 	s.ns = ns
 	s.closers = append(s.closers, func() error { ns.Close(); ns.Wait(); return nil })
-	if err := ns.CreateNICWithOptions(nicID, ethernet.New(lower), stack.NICOptions{Name: "eth0"}); err != nil {
+	if framing != nil {
+		lower = framing(lower)
+	}
+	if err := ns.CreateNICWithOptions(nicID, lower, stack.NICOptions{Name: "eth0"}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("creating NIC: %s", err)
 	}

@@ -1,0 +1,137 @@
+package ustack_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"ustack"
+)
+
+// tapNetns creates a stack on a new tap device and moves the tap's kernel
+// side into a network namespace of the test's own, addressed 10.77.0.1/24
+// (the stack is 10.77.0.2/24). It needs root and iproute2.
+func tapNetns(t *testing.T) (*ustack.Stack, func(args ...string) *exec.Cmd) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("tap tests need root (to create the tap and a network namespace)")
+	}
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("tap tests need ip from iproute2: ", err)
+	}
+	ns := fmt.Sprintf("ustack-tap-%d", os.Getpid())
+	dev := fmt.Sprintf("ustk%d", os.Getpid()%100000)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(ipPath, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", ns)
+	t.Cleanup(func() { exec.Command(ipPath, "netns", "del", ns).Run() })
+	s, err := ustack.New(ustack.Config{Net: "tap:" + dev + ",create",
+		Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("New on a tap: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	run("link", "set", dev, "netns", ns)
+	run("-n", ns, "addr", "add", "10.77.0.1/24", "dev", dev)
+	run("-n", ns, "link", "set", dev, "up")
+	run("-n", ns, "link", "set", "lo", "up")
+	inNS := func(args ...string) *exec.Cmd {
+		return exec.Command(ipPath, append([]string{"netns", "exec", ns}, args...)...)
+	}
+	return s, inNS
+}
+
+// TestTapInterop: the stack on a tap talks to the Linux kernel's own stack
+// in a namespace, both directions, with a real curl and python server.
+func TestTapInterop(t *testing.T) {
+	s, inNS := tapNetns(t)
+	for _, prog := range []string{"curl", "python3"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			t.Skipf("%s not installed (the test set-up installs it): %v", prog, err)
+		}
+	}
+	// A file served by each side, 16 MiB of a seeded stream.
+	dir := t.TempDir()
+	file := filepath.Join(dir, "blob")
+	f, _ := os.Create(file)
+	h := sha256.New()
+	io.Copy(io.MultiWriter(f, h), stream(11, 16<<20))
+	f.Close()
+	want := hex.EncodeToString(h.Sum(nil))
+
+	t.Run("ping kernel", func(t *testing.T) { testPing(t, s, "icmp", "10.77.0.1") })
+
+	t.Run("stack fetches from kernel", func(t *testing.T) {
+		srv := inNS("python3", "-m", "http.server", "--bind", "10.77.0.1", "8000", "-d", dir)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { srv.Process.Kill(); srv.Wait() }()
+		client := &http.Client{Transport: &http.Transport{DialContext: s.DialContext}, Timeout: 30 * time.Second}
+		var resp *http.Response
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if resp, err = client.Get("http://10.77.0.1:8000/blob"); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("GET from the kernel's server: %v", err)
+		}
+		defer resp.Body.Close()
+		got := sha256.New()
+		io.Copy(got, resp.Body)
+		if hex.EncodeToString(got.Sum(nil)) != want {
+			t.Fatal("body SHA-256 differs from the file's")
+		}
+	})
+
+	t.Run("kernel curl fetches from stack", func(t *testing.T) {
+		ln, err := s.Listen("tcp", ":8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+		go srv.Serve(ln)
+		defer srv.Close()
+		out, err := inNS("sh", "-c", "curl -sS --max-time 30 http://10.77.0.2:8080/blob | sha256sum").CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl in the namespace: %v: %s", err, out)
+		}
+		if got := strings.Fields(string(out)); len(got) == 0 || got[0] != want {
+			t.Fatalf("curl's SHA-256 %q, want %s", out, want)
+		}
+	})
+}
+
+// TestTapErrors: a missing tap names --net and says how to make one.
+func TestTapErrors(t *testing.T) {
+	_, err := ustack.New(ustack.Config{Net: "tap:ustk-missing0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}})
+	var ce *ustack.ConfigError
+	if !errors.As(err, &ce) || ce.Flag != "--net" || !strings.Contains(err.Error(), "ip tuntap add") {
+		t.Fatalf("missing tap: %v, want a --net error with the ip tuntap hint", err)
+	}
+	_, err = ustack.New(ustack.Config{Net: "tap:x"})
+	if !errors.As(err, &ce) || ce.Flag != "--ip" {
+		t.Fatalf("tap without --ip: %v, want an --ip error", err)
+	}
+	_, err = ustack.New(ustack.Config{Net: "tap:x,bogus", Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}})
+	if !errors.As(err, &ce) || ce.Flag != "--net" {
+		t.Fatalf("bad tap option: %v, want a --net error", err)
+	}
+}
