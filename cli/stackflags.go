@@ -38,7 +38,7 @@ var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p"
 func (f *stackFlags) register(s *optionSet) {
 	f.net = "nat"
 	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
-		help: "attachment to the world: nat (unprivileged; host sockets, like slirp)"})
+		help: "attachment to the world: nat (unprivileged; host sockets, like slirp) or tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN)"})
 	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
 		value: &listValue[netip.Prefix]{p: &f.addrs, parse: parseCIDR},
 		help:  "address of the stack with prefix length, one per family (nat default: 10.0.2.15/24 and fd00::15/64)"})
@@ -73,14 +73,23 @@ func (f *stackFlags) registerVerbose(s *optionSet) {
 
 type netValue struct{ p *string }
 
+// Set checks the attachment's kind; its argument (the tap's name, say) is
+// checked when the stack is built.
 func (v netValue) Set(s string) error {
-	if s != "nat" {
-		return fmt.Errorf("unknown attachment %q (available: nat)", s)
+	switch kind, _, _ := strings.Cut(s, ":"); {
+	case s == "nat", kind == "tap":
+	default:
+		return fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create])", s)
 	}
 	*v.p = s
 	return nil
 }
-func (v netValue) String() string { return "nat" }
+func (v netValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
 
 type ccValue struct{ p *string }
 
