@@ -1,0 +1,357 @@
+package intercept
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler answers notified system calls. Handle runs in a goroutine of its
+// own per call, so it may park (a blocking connect or accept) without
+// holding up other calls. It must answer the call exactly once (Return,
+// Fail, Continue or ReturnFD); a call left unanswered gets ENOSYS.
+type Handler interface {
+	Handle(c *Call)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c *Call)
+
+// Handle calls f(c).
+func (f HandlerFunc) Handle(c *Call) { f(c) }
+
+// Process is a program running under the filter, with the supervisor that
+// answers its calls.
+type Process struct {
+	cmd      *exec.Cmd
+	listener int
+	handler  Handler
+	logf     func(string, ...any)
+
+	ctx    context.Context // cancelled when the program has exited
+	cancel context.CancelFunc
+
+	stopR, stopW *os.File // wakes the notification loop for shutdown
+	loopDone     chan struct{}
+	handlers     sync.WaitGroup
+}
+
+// Start launches the program under the filter and starts answering its
+// calls.
+func Start(cfg Config) (*Process, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("intercept: no Handler")
+	}
+	if err := CheckKernel(); err != nil {
+		return nil, err
+	}
+	if err := notifSizes(); err != nil {
+		return nil, err
+	}
+	stopR, stopW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd, listener, err := launch(&cfg)
+	if err != nil {
+		stopR.Close()
+		stopW.Close()
+		return nil, err
+	}
+	p := &Process{cmd: cmd, listener: listener, handler: cfg.Handler, logf: cfg.Logf,
+		stopR: stopR, stopW: stopW, loopDone: make(chan struct{})}
+	if p.logf == nil {
+		p.logf = func(string, ...any) {}
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	go p.loop()
+	return p, nil
+}
+
+// Pid is the program's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the program.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Wait waits for the program to exit, then stops the supervisor: calls
+// still parked are abandoned (their callers are gone or, for processes the
+// program left behind, get ENOSYS from now on).
+func (p *Process) Wait() (*os.ProcessState, error) {
+	err := p.cmd.Wait()
+	p.cancel()
+	p.stopW.Close()
+	<-p.loopDone
+	p.handlers.Wait()
+	unix.Close(p.listener)
+	p.stopR.Close()
+	return p.cmd.ProcessState, err
+}
+
+// loop receives notifications until every task under the filter is gone
+// (the listener reports POLLHUP) or Wait stops it.
+func (p *Process) loop() {
+	defer close(p.loopDone)
+	fds := []unix.PollFd{
+		{Fd: int32(p.listener), Events: unix.POLLIN},
+		{Fd: int32(p.stopR.Fd()), Events: unix.POLLIN},
+	}
+	for {
+		fds[0].Revents, fds[1].Revents = 0, 0
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			p.logf("polling the seccomp listener: %v", err)
+			return
+		}
+		if fds[1].Revents != 0 {
+			return
+		}
+		if fds[0].Revents&unix.POLLIN == 0 {
+			if fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+				return // no task is left under the filter
+			}
+			continue
+		}
+		c := &Call{p: p}
+		// RECV insists on a zeroed buffer.
+		if err := ioctlPtr(p.listener, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&c.n)); err != nil {
+			if err == unix.ENOENT {
+				continue // the caller was interrupted or died before we got to it
+			}
+			p.logf("seccomp SECCOMP_IOCTL_NOTIF_RECV: %v", err)
+			return
+		}
+		p.handlers.Add(1)
+		go p.handle(c)
+	}
+}
+
+func (p *Process) handle(c *Call) {
+	defer p.handlers.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug of ours must not take the program's network down with
+			// it: say what happened and fail only this call.
+			p.logf("BUG: handling syscall %d: %v\n%s", c.n.Data.Nr, r, debug.Stack())
+			if !c.answered {
+				c.Fail(unix.EIO)
+			}
+		}
+	}()
+	p.handler.Handle(c)
+	if !c.answered {
+		p.logf("BUG: syscall %d left unanswered", c.n.Data.Nr)
+		c.Fail(unix.ENOSYS)
+	}
+}
+
+// ErrGone means the notification is no longer valid: the calling thread
+// was interrupted by a signal (it may restart the call, which arrives as a
+// new notification) or has died.
+var ErrGone = errors.New("the calling thread is no longer in the system call")
+
+// Call is one notified system call.
+type Call struct {
+	p        *Process
+	n        seccompNotif
+	answered bool
+}
+
+// Nr is the system call number.
+func (c *Call) Nr() int { return int(c.n.Data.Nr) }
+
+// Arg returns argument i (0-5).
+func (c *Call) Arg(i int) uint64 { return c.n.Data.Args[i] }
+
+// Tid is the calling thread.
+func (c *Call) Tid() int { return int(c.n.Pid) }
+
+// Context is cancelled when the program has exited; parked calls use it.
+func (c *Call) Context() context.Context { return c.p.ctx }
+
+// Logf reports trouble through the supervisor's log.
+func (c *Call) Logf(format string, args ...any) { c.p.logf(format, args...) }
+
+// Valid reports whether the caller is still waiting for this call's answer.
+func (c *Call) Valid() bool {
+	id := c.n.ID
+	return ioctlPtr(c.p.listener, unix.SECCOMP_IOCTL_NOTIF_ID_VALID, unsafe.Pointer(&id)) == nil
+}
+
+// ReadMem fills buf from the caller's memory at addr. An unreadable
+// address is EFAULT, as the kernel would say. The notification is checked
+// afterwards: if the thread has moved on, the bytes may belong to something
+// else and ErrGone is returned instead.
+func (c *Call) ReadMem(addr uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &buf[0]}}
+	local[0].SetLen(len(buf))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := unix.ProcessVMReadv(c.Tid(), local, remote, 0)
+	if !c.Valid() {
+		return ErrGone
+	}
+	if err != nil || n != len(buf) {
+		return unix.EFAULT
+	}
+	return nil
+}
+
+// WriteMem copies buf into the caller's memory at addr (EFAULT if it
+// cannot).
+func (c *Call) WriteMem(addr uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &buf[0]}}
+	local[0].SetLen(len(buf))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := unix.ProcessVMWritev(c.Tid(), local, remote, 0)
+	if err != nil || n != len(buf) {
+		if !c.Valid() {
+			return ErrGone
+		}
+		return unix.EFAULT
+	}
+	return nil
+}
+
+// GetFD returns a copy (a new fd in this process, close-on-exec) of the
+// caller's fd. The caller of GetFD must close it soon: a copy held open
+// keeps the program's socket alive after the program closes it.
+// A number that is not an open fd in the caller is EBADF.
+func (c *Call) GetFD(fd int) (int, error) {
+	pidfd, err := c.pidfd()
+	if err != nil {
+		if !c.Valid() {
+			return -1, ErrGone
+		}
+		return -1, err
+	}
+	defer unix.Close(pidfd)
+	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		if !c.Valid() {
+			return -1, ErrGone
+		}
+		if errors.Is(err, unix.EBADF) {
+			return -1, unix.EBADF
+		}
+		return -1, fmt.Errorf("pidfd_getfd(%d): %w", fd, err)
+	}
+	return dup, nil
+}
+
+// pidfd opens the calling thread. Every Go program, and any other
+// multi-threaded one, calls from threads other than its leader, so the
+// thread itself is opened (PIDFD_THREAD, Linux 6.9); older kernels fall
+// back to the thread group leader, which shares the fd table in all but
+// exotic clone(2) uses.
+func (c *Call) pidfd() (int, error) {
+	fd, err := unix.PidfdOpen(c.Tid(), unix.PIDFD_THREAD)
+	if err == nil {
+		return fd, nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return -1, fmt.Errorf("pidfd_open(%d): %w", c.Tid(), err)
+	}
+	tgid, terr := tgidOf(c.Tid())
+	if terr != nil {
+		return -1, terr
+	}
+	fd, err = unix.PidfdOpen(tgid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open(%d): %w", tgid, err)
+	}
+	return fd, nil
+}
+
+func tgidOf(tid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
+	if err != nil {
+		return -1, err
+	}
+	var tgid int
+	for _, line := range splitLines(b) {
+		if n, _ := fmt.Sscanf(line, "Tgid: %d", &tgid); n == 1 {
+			return tgid, nil
+		}
+	}
+	return -1, fmt.Errorf("no Tgid in /proc/%d/status", tid)
+}
+
+func splitLines(b []byte) []string {
+	var out []string
+	start := 0
+	for i, ch := range b {
+		if ch == '\n' {
+			out = append(out, string(b[start:i]))
+			start = i + 1
+		}
+	}
+	return out
+}
+
+func (c *Call) send(r seccompNotifResp) error {
+	c.answered = true
+	r.ID = c.n.ID
+	if err := ioctlPtr(c.p.listener, unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&r)); err != nil {
+		if err == unix.ENOENT {
+			return ErrGone
+		}
+		return fmt.Errorf("SECCOMP_IOCTL_NOTIF_SEND: %w", err)
+	}
+	return nil
+}
+
+// Return answers the call with a successful result val.
+func (c *Call) Return(val int64) error { return c.send(seccompNotifResp{Val: val}) }
+
+// Fail answers the call with an error number.
+func (c *Call) Fail(errno unix.Errno) error {
+	if errno == 0 {
+		errno = unix.EIO
+	}
+	return c.send(seccompNotifResp{Error: -int32(errno)})
+}
+
+// Continue lets the kernel run the call as if it had not been filtered. It
+// is safe only where the kernel checks the call itself (a call on an fd
+// that is not one of ours).
+func (c *Call) Continue() error {
+	return c.send(seccompNotifResp{Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE})
+}
+
+// ReturnFD installs a copy of fd (ours) into the caller and answers the
+// call with the new fd number, in one step: if the caller was interrupted,
+// nothing is installed and ErrGone is returned.
+func (c *Call) ReturnFD(fd int, cloexec bool) (int, error) {
+	c.answered = true
+	a := seccompNotifAddfd{ID: c.n.ID, Flags: unix.SECCOMP_ADDFD_FLAG_SEND, Srcfd: uint32(fd)}
+	if cloexec {
+		a.NewfdFlags = unix.O_CLOEXEC
+	}
+	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(c.p.listener), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(&a)))
+	if e != 0 {
+		if e == unix.ENOENT {
+			return -1, ErrGone
+		}
+		// The call is still waiting: answer it with the error (EMFILE
+		// when the caller's fd table is full).
+		c.answered = false
+		c.Fail(e)
+		return -1, fmt.Errorf("SECCOMP_IOCTL_NOTIF_ADDFD: %w", e)
+	}
+	return int(r), nil
+}
