@@ -37,7 +37,7 @@ func newTap(cfg Config, spec string) (*Stack, error) {
 		tap.Close()
 		return nil, err
 	}
-	s, err := newStack(cfg, ep, nil)
+	s, err := newStack(cfg, ep, ethernetFraming)
 	if err != nil {
 		tap.Close()
 		return nil, err

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -17,6 +16,7 @@ type Tap struct {
 	Name    string
 	fd      int
 	created bool // made by OpenTap; it vanishes with the last open fd
+	ep      *vnetEndpoint
 }
 
 // ErrNoTap is wrapped by OpenTap when the device does not exist and was not
@@ -45,7 +45,7 @@ func OpenTap(name string, create bool) (*Tap, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.EPERM) {
@@ -57,6 +57,10 @@ func OpenTap(name string, create bool) (*Tap, error) {
 		return nil, fmt.Errorf("%s: TUNSETIFF: %w", name, err)
 	}
 	t := &Tap{Name: name, fd: fd, created: !exists}
+	if err := enableOffloads(fd); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	if t.created {
 		if err := setUp(name); err != nil {
 			t.Close()
@@ -104,24 +108,30 @@ func (t *Tap) MTU() (int, error) {
 	return int(ifr.Uint32()), nil
 }
 
-// Endpoint returns an Ethernet link endpoint on the tap with a fresh
-// locally administered MAC. Frames are checksum-verified on receipt, so a
-// corrupt frame from the wire is counted and dropped by the stack.
+// Endpoint returns the tap's link endpoint: whole Ethernet frames with the
+// kernel's segmentation and checksum offloads (wrap it in ethernet.New). It
+// takes over the device's fd; Close still releases it. Frames whose
+// checksum the kernel has not vouched for are verified by the stack, so a
+// corrupt frame is counted and dropped.
 func (t *Tap) Endpoint(mtu int) (stack.LinkEndpoint, error) {
-	ep, err := fdbased.New(&fdbased.Options{
-		FDs:            []int{t.fd},
-		MTU:            uint32(mtu),
-		EthernetHeader: true,
-		Address:        RandomMAC(),
-	})
+	if t.ep != nil {
+		return nil, fmt.Errorf("%s: endpoint already made", t.Name)
+	}
+	ep, err := newVnetEndpoint(t.fd, t.Name, uint32(mtu))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Name, err)
 	}
+	t.ep = ep
 	return ep, nil
 }
 
 // Close releases the device (and removes it if OpenTap created it).
 func (t *Tap) Close() error {
+	if t.ep != nil {
+		t.ep.Close() // closes the fd
+		t.fd = -1
+		return nil
+	}
 	if t.fd < 0 {
 		return nil
 	}
