@@ -21,7 +21,7 @@ import (
 // tapNetns creates a stack on a new tap device and moves the tap's kernel
 // side into a network namespace of the test's own, addressed 10.77.0.1/24
 // (the stack is 10.77.0.2/24). It needs root and iproute2.
-func tapNetns(t *testing.T) (*ustack.Stack, func(args ...string) *exec.Cmd) {
+func tapNetns(t testing.TB) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("tap tests need root (to create the tap and a network namespace)")

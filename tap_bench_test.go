@@ -1,0 +1,89 @@
+package ustack_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const tapBenchBytes = 256 << 20
+
+// startPeer runs the test binary as a bulk-transfer server inside a
+// namespace (via the given command prefix) and waits until it listens.
+func startPeer(b *testing.B, prefix []string, addr string) {
+	cmd := exec.Command(prefix[0], append(prefix[1:], os.Args[0])...)
+	cmd.Env = append(os.Environ(), "USTACK_TEST_PEER=serve "+addr)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		b.Fatalf("peer did not start: %q %v", line, err)
+	}
+}
+
+func gbits(b *testing.B, seconds float64) {
+	b.ReportMetric(float64(tapBenchBytes)*8/seconds/1e9, "Gbit/s")
+}
+
+// BenchmarkTap measures one TCP stream between the stack on a tap and the
+// kernel's stack in a namespace, each direction, and the same transfer
+// between two kernel namespaces over veth, side by side.
+func BenchmarkTap(b *testing.B) {
+	s, _ := tapNetns(b)
+	ns := fmt.Sprintf("ustack-tap-%d", os.Getpid())
+	startPeer(b, []string{"ip", "netns", "exec", ns}, "10.77.0.1:9000")
+	for _, dir := range []string{"r", "w"} {
+		name := map[string]string{"r": "stack-to-kernel", "w": "kernel-to-stack"}[dir]
+		b.Run("tap/"+name, func(b *testing.B) {
+			b.SetBytes(tapBenchBytes)
+			for i := 0; i < b.N; i++ {
+				c, err := s.Dial("tcp", "10.77.0.1:9000")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := bulk(c, dir, tapBenchBytes); err != nil {
+					b.Fatal(err)
+				}
+			}
+			gbits(b, b.Elapsed().Seconds()/float64(b.N))
+		})
+	}
+	// The kernel on the same kind of path: two namespaces joined by veth.
+	k1, k2 := ns+"-k1", ns+"-k2"
+	for _, args := range [][]string{
+		{"netns", "add", k1}, {"netns", "add", k2},
+		{"link", "add", "ustkv1", "netns", k1, "type", "veth", "peer", "ustkv2", "netns", k2},
+		{"-n", k1, "addr", "add", "10.78.0.1/24", "dev", "ustkv1"}, {"-n", k2, "addr", "add", "10.78.0.2/24", "dev", "ustkv2"},
+		{"-n", k1, "link", "set", "ustkv1", "up"}, {"-n", k2, "link", "set", "ustkv2", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			b.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	b.Cleanup(func() { exec.Command("ip", "netns", "del", k1).Run(); exec.Command("ip", "netns", "del", k2).Run() })
+	startPeer(b, []string{"ip", "netns", "exec", k1}, "10.78.0.1:9000")
+	b.Run("kernel-veth", func(b *testing.B) {
+		b.SetBytes(tapBenchBytes)
+		var total float64
+		for i := 0; i < b.N; i++ {
+			cmd := exec.Command("ip", "netns", "exec", k2, os.Args[0])
+			cmd.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=client 10.78.0.1:9000 w %d", tapBenchBytes))
+			out, err := cmd.Output()
+			if err != nil {
+				b.Fatalf("kernel client: %v", err)
+			}
+			sec, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+			if err != nil {
+				b.Fatalf("kernel client printed %q", out)
+			}
+			total += sec
+		}
+		gbits(b, total/float64(b.N))
+	})
+}
