@@ -87,6 +87,9 @@ type optionSet struct {
 	// given records the flags set on the command line (not from the
 	// environment), by first name.
 	given map[string]bool
+	// argsAfterFirst: the first positional argument ends the flags, so
+	// that "ustack run PROG -x" leaves -x to PROG.
+	argsAfterFirst bool
 }
 
 func (s *optionSet) add(o *option) { s.opts = append(s.opts, o) }
@@ -130,7 +133,7 @@ func (s *optionSet) parse(args []string, getenv func(string) (string, bool)) ([]
 		}
 		// fs.Parse stops at the first positional argument, or after a "--"
 		// it consumed; after "--" everything left is positional.
-		if n := len(before) - len(args); n > 0 && before[n-1] == "--" {
+		if n := len(before) - len(args); n > 0 && before[n-1] == "--" || s.argsAfterFirst {
 			positional = append(positional, args...)
 			break
 		}

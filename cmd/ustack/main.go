@@ -5,8 +5,14 @@ import (
 	"os"
 
 	"ustack/cli"
+	"ustack/intercept"
 )
 
 func main() {
+	// 'ustack run' re-executes this binary to install its seccomp filter
+	// before the program starts; that helper must do nothing else.
+	if intercept.IsHelper() {
+		intercept.HelperMain()
+	}
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

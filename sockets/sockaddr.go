@@ -1,0 +1,79 @@
+package sockets
+
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
+const (
+	sizeofSockaddrIn  = 16
+	sizeofSockaddrIn6 = 28
+	// Linux accepts the RFC 2133 sockaddr_in6 without sin6_scope_id.
+	minSockaddrIn6     = 24
+	sizeofSockaddrStor = 128
+)
+
+// decodeSockaddr reads the address of a connect or bind on a socket of the
+// given domain, with the kernel's checks and errors.
+func decodeSockaddr(b []byte, domain int) (tcpip.FullAddress, unix.Errno) {
+	if len(b) < 2 {
+		return tcpip.FullAddress{}, unix.EINVAL
+	}
+	family := int(binary.NativeEndian.Uint16(b))
+	switch domain {
+	case unix.AF_INET:
+		if len(b) < sizeofSockaddrIn {
+			return tcpip.FullAddress{}, unix.EINVAL
+		}
+		if family != unix.AF_INET {
+			return tcpip.FullAddress{}, unix.EAFNOSUPPORT
+		}
+		return tcpip.FullAddress{Port: binary.BigEndian.Uint16(b[2:]), Addr: tcpip.AddrFrom4Slice(b[4:8])}, 0
+	case unix.AF_INET6:
+		if len(b) < minSockaddrIn6 {
+			return tcpip.FullAddress{}, unix.EINVAL
+		}
+		if family != unix.AF_INET6 {
+			return tcpip.FullAddress{}, unix.EAFNOSUPPORT
+		}
+		return tcpip.FullAddress{Port: binary.BigEndian.Uint16(b[2:]), Addr: tcpip.AddrFrom16Slice(b[8:24])}, 0
+	}
+	return tcpip.FullAddress{}, unix.EAFNOSUPPORT
+}
+
+// encodeSockaddr writes a in the form a socket of domain reports it: on an
+// AF_INET6 socket an IPv4 address is v4-mapped, and no address at all is
+// the unspecified one.
+func encodeSockaddr(a tcpip.FullAddress, domain int) []byte {
+	if domain == unix.AF_INET {
+		b := make([]byte, sizeofSockaddrIn)
+		binary.NativeEndian.PutUint16(b, unix.AF_INET)
+		binary.BigEndian.PutUint16(b[2:], a.Port)
+		if a.Addr.Len() == 4 {
+			copy(b[4:8], a.Addr.AsSlice())
+		}
+		return b
+	}
+	b := make([]byte, sizeofSockaddrIn6)
+	binary.NativeEndian.PutUint16(b, unix.AF_INET6)
+	binary.BigEndian.PutUint16(b[2:], a.Port)
+	switch a.Addr.Len() {
+	case 4:
+		b[18], b[19] = 0xff, 0xff
+		copy(b[20:24], a.Addr.AsSlice())
+	case 16:
+		copy(b[8:24], a.Addr.AsSlice())
+	}
+	return b
+}
+
+// unspecified turns an all-zeros address into "no address", which is how
+// netstack spells "any" for bind.
+func unspecified(a tcpip.FullAddress) tcpip.FullAddress {
+	if a.Addr.Unspecified() {
+		a.Addr = tcpip.Address{}
+	}
+	return a
+}

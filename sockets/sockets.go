@@ -1,0 +1,303 @@
+// Package sockets serves a program's AF_INET and AF_INET6 sockets from a
+// netstack stack. It answers the socket calls that package intercept hands
+// it: socket() gets one end of an AF_UNIX socketpair, a real kernel fd, so
+// that read, write, poll, epoll, fork, dup and close need no help; the
+// other end is bridged to a netstack endpoint by a relay. connect, bind,
+// listen, accept, getsockname, getpeername and the socket options are
+// answered here with the kernel's semantics and error numbers.
+//
+// Sockets are recognised by the inode of the program's fd, so the answer is
+// right whatever fd number, dup or child process the call comes from.
+package sockets
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/syserr"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"ustack/intercept"
+)
+
+// Manager answers socket calls from the sockets of one stack. It is an
+// intercept.Handler.
+type Manager struct {
+	ns   *stack.Stack
+	logf func(string, ...any)
+
+	mu    sync.Mutex
+	socks map[uint64]*socket // by inode of the program's end
+
+	refused sync.Map // socket kinds already logged as refused
+	done    chan struct{}
+	closed  sync.Once
+}
+
+// New returns a Manager serving sockets from ns. logf reports what the
+// program asked for and did not get (nil: discard).
+func New(ns *stack.Stack, logf func(string, ...any)) *Manager {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	m := &Manager{ns: ns, logf: logf, socks: map[uint64]*socket{}, done: make(chan struct{})}
+	go m.sweep()
+	return m
+}
+
+// Close releases every socket: netstack endpoints are closed and the
+// program's ends see EOF.
+func (m *Manager) Close() {
+	m.closed.Do(func() {
+		close(m.done)
+		m.mu.Lock()
+		socks := make([]*socket, 0, len(m.socks))
+		for _, s := range m.socks {
+			socks = append(socks, s)
+		}
+		m.mu.Unlock()
+		for _, s := range socks {
+			s.close()
+		}
+	})
+}
+
+// Handle answers one call.
+func (m *Manager) Handle(c *intercept.Call) {
+	if c.Nr() == unix.SYS_SOCKET {
+		m.socket(c)
+		return
+	}
+	fd := int(int32(c.Arg(0)))
+	s, err := m.lookup(c, fd)
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	if s == nil {
+		// Not one of ours (an AF_UNIX socket, a file, a socket made before
+		// the filter): the kernel does the call and its own checks.
+		c.Continue()
+		return
+	}
+	switch c.Nr() {
+	case unix.SYS_CONNECT:
+		s.connect(c)
+	case unix.SYS_BIND:
+		s.bind(c)
+	case unix.SYS_LISTEN:
+		s.listen(c)
+	case unix.SYS_ACCEPT:
+		s.accept(c, 0)
+	case unix.SYS_ACCEPT4:
+		s.accept(c, int(int32(c.Arg(3))))
+	case unix.SYS_GETSOCKNAME:
+		s.getsockname(c)
+	case unix.SYS_GETPEERNAME:
+		s.getpeername(c)
+	case unix.SYS_SETSOCKOPT:
+		s.setsockopt(c)
+	case unix.SYS_GETSOCKOPT:
+		s.getsockopt(c)
+	default:
+		c.Continue()
+	}
+}
+
+// answerErr answers c with err's errno (EIO for an error without one); a
+// call whose caller has gone needs no answer, but is marked answered.
+func answerErr(c *intercept.Call, err error) {
+	var en unix.Errno
+	if !errors.As(err, &en) {
+		if !errors.Is(err, intercept.ErrGone) {
+			c.Logf("%v", err)
+		}
+		en = unix.EIO
+	}
+	c.Fail(en)
+}
+
+// lookup finds the socket behind the caller's fd: nil if it is not ours.
+func (m *Manager) lookup(c *intercept.Call, fd int) (*socket, error) {
+	dup, err := c.GetFD(fd)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(dup, &st)
+	unix.Close(dup) // never keep the program's end open: EOF would not arrive
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.socks[st.Ino], nil
+}
+
+func (m *Manager) add(s *socket) {
+	m.mu.Lock()
+	m.socks[s.ino] = s
+	m.mu.Unlock()
+}
+
+func (m *Manager) remove(s *socket) {
+	m.mu.Lock()
+	if m.socks[s.ino] == s {
+		delete(m.socks, s.ino)
+	}
+	m.mu.Unlock()
+}
+
+// refuse logs a socket kind the stack does not serve yet, once per kind, so
+// that nothing bypasses the stack silently and the log stays readable.
+func (m *Manager) refuse(kind string) {
+	if _, seen := m.refused.LoadOrStore(kind, true); !seen {
+		m.logf("refused a %s socket: not served by the user-level stack yet (EPROTONOSUPPORT)", kind)
+	}
+}
+
+// sweep notices sockets the program has closed that no relay watches
+// (unconnected, connecting, listening ones) and releases their endpoints.
+func (m *Manager) sweep() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var idle []*socket
+		for _, s := range m.socks {
+			idle = append(idle, s)
+		}
+		m.mu.Unlock()
+		for _, s := range idle {
+			if s.unwatched() && s.programClosed() {
+				s.close()
+			}
+		}
+	}
+}
+
+// errnoOf is the Linux errno for a netstack error.
+func errnoOf(err tcpip.Error) unix.Errno {
+	if e := syserr.TranslateNetstackError(err); e != nil {
+		return unix.Errno(e.ToLinux())
+	}
+	return unix.EIO
+}
+
+// newPair makes the socketpair behind one program socket: ours (bridged
+// to netstack) and theirs (to be injected), with theirs' inode.
+func newPair(nonblock bool) (ours *net.UnixConn, theirs int, ino uint64, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, -1, 0, err
+	}
+	if nonblock {
+		if err := unix.SetNonblock(fds[1], true); err != nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+			return nil, -1, 0, err
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fds[1], &st); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, -1, 0, err
+	}
+	f := os.NewFile(uintptr(fds[0]), "ustack-socket")
+	fc, err := net.FileConn(f) // a dup, in Go's poller
+	f.Close()
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, -1, 0, err
+	}
+	return fc.(*net.UnixConn), fds[1], st.Ino, nil
+}
+
+// readAddrArg reads a (pointer, length) sockaddr argument pair.
+func readAddrArg(c *intercept.Call, ptr uint64, length int) ([]byte, error) {
+	if length < 0 || length > sizeofSockaddrStor {
+		return nil, unix.EINVAL
+	}
+	b := make([]byte, length)
+	if err := c.ReadMem(ptr, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// writeAddrResult stores sa for getsockname, getpeername and accept: at
+// most *lenPtr bytes of it (the kernel truncates silently), then its full
+// length into *lenPtr.
+func writeAddrResult(c *intercept.Call, ptr, lenPtr uint64, sa []byte) error {
+	var lb [4]byte
+	if err := c.ReadMem(lenPtr, lb[:]); err != nil {
+		return err
+	}
+	n := int(int32(nativeUint32(lb[:])))
+	if n < 0 {
+		return unix.EINVAL
+	}
+	if n > len(sa) {
+		n = len(sa)
+	}
+	if err := c.WriteMem(ptr, sa[:n]); err != nil {
+		return err
+	}
+	putNativeUint32(lb[:], uint32(len(sa)))
+	return c.WriteMem(lenPtr, lb[:])
+}
+
+// Settle waits until no TCP endpoint of the stack still has data of ours
+// to deliver (every connection is established-and-idle, closed, or past
+// having its FIN acknowledged), or ctx ends. Call it after the program has
+// exited and before closing the stack, so that what the program wrote
+// last is not lost.
+func (m *Manager) Settle(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		busy := false
+		for _, ep := range m.ns.RegisteredEndpoints() {
+			te, ok := ep.(*tcp.Endpoint)
+			if !ok {
+				continue
+			}
+			switch tcp.EndpointState(te.State()) {
+			case tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck, tcp.StateCloseWait, tcp.StateSynSent:
+				busy = true
+			}
+		}
+		m.mu.Lock()
+		for _, s := range m.socks {
+			if s.unwatched() {
+				continue
+			}
+			busy = true // a relay is still copying
+		}
+		m.mu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

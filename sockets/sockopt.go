@@ -1,0 +1,331 @@
+package sockets
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"ustack/intercept"
+)
+
+// Options that shape the program's end rather than the TCP connection
+// (timeouts and watermarks of its reads and writes, its buffer sizes) are
+// left to the kernel, which applies them to the AF_UNIX socket the program
+// really reads and writes.
+func kernelOption(level, name int) bool {
+	if level != unix.SOL_SOCKET {
+		return false
+	}
+	switch name {
+	case unix.SO_RCVTIMEO_OLD, unix.SO_SNDTIMEO_OLD, unix.SO_RCVTIMEO_NEW, unix.SO_SNDTIMEO_NEW,
+		unix.SO_RCVLOWAT, unix.SO_SNDLOWAT, unix.SO_SNDBUF, unix.SO_RCVBUF,
+		unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE:
+		return true
+	}
+	return false
+}
+
+// setsockopt answers setsockopt(fd, level, name, val, len).
+func (s *socket) setsockopt(c *intercept.Call) {
+	level, name := int(int32(c.Arg(1))), int(int32(c.Arg(2)))
+	ptr, length := c.Arg(3), int(int32(c.Arg(4)))
+	if level == unix.SOL_SOCKET && (name == unix.SO_SNDBUF || name == unix.SO_RCVBUF) {
+		// Also size netstack's buffers, then let the kernel size the
+		// program's end.
+		if v, err := readInt(c, ptr, length); err == nil {
+			s.mu.Lock()
+			if name == unix.SO_SNDBUF {
+				s.ep.SocketOptions().SetSendBufferSize(int64(v)*2, true)
+			} else {
+				s.ep.SocketOptions().SetReceiveBufferSize(int64(v)*2, true)
+			}
+			s.mu.Unlock()
+		}
+	}
+	if kernelOption(level, name) {
+		c.Continue()
+		return
+	}
+	if level == unix.SOL_SOCKET && name == unix.SO_LINGER {
+		if length < 8 {
+			c.Fail(unix.EINVAL)
+			return
+		}
+		var b [8]byte
+		if err := c.ReadMem(ptr, b[:]); err != nil {
+			answerErr(c, err)
+			return
+		}
+		s.mu.Lock()
+		s.ep.SocketOptions().SetLinger(tcpip.LingerOption{
+			Enabled: nativeUint32(b[:4]) != 0,
+			Timeout: time.Duration(int32(nativeUint32(b[4:]))) * time.Second,
+		})
+		s.mu.Unlock()
+		c.Return(0)
+		return
+	}
+	v, err := readInt(c, ptr, length)
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	s.mu.Lock()
+	en := s.setIntOption(level, name, v)
+	s.mu.Unlock()
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
+	c.Return(0)
+}
+
+func readInt(c *intercept.Call, ptr uint64, length int) (int, error) {
+	if length < 4 {
+		return 0, unix.EINVAL
+	}
+	var b [4]byte
+	if err := c.ReadMem(ptr, b[:]); err != nil {
+		return 0, err
+	}
+	return int(int32(nativeUint32(b[:]))), nil
+}
+
+// setIntOption maps an integer option onto the endpoint; s.mu is held.
+func (s *socket) setIntOption(level, name, v int) unix.Errno {
+	so := s.ep.SocketOptions()
+	var terr tcpip.Error
+	switch level {
+	case unix.SOL_SOCKET:
+		switch name {
+		case unix.SO_REUSEADDR:
+			so.SetReuseAddress(v != 0)
+		case unix.SO_REUSEPORT:
+			so.SetReusePort(v != 0)
+		case unix.SO_KEEPALIVE:
+			so.SetKeepAlive(v != 0)
+		case unix.SO_OOBINLINE, unix.SO_BROADCAST, unix.SO_DONTROUTE, unix.SO_PRIORITY:
+			// Accepted and without effect on this stack, as on many.
+		default:
+			return unix.ENOPROTOOPT
+		}
+	case unix.IPPROTO_TCP:
+		switch name {
+		case unix.TCP_NODELAY:
+			so.SetDelayOption(v == 0)
+		case unix.TCP_CORK:
+			so.SetCorkOption(v != 0)
+		case unix.TCP_QUICKACK:
+			so.SetQuickAck(v != 0)
+		case unix.TCP_KEEPIDLE:
+			if v < 1 {
+				return unix.EINVAL
+			}
+			opt := tcpip.KeepaliveIdleOption(time.Duration(v) * time.Second)
+			terr = s.ep.SetSockOpt(&opt)
+		case unix.TCP_KEEPINTVL:
+			if v < 1 {
+				return unix.EINVAL
+			}
+			opt := tcpip.KeepaliveIntervalOption(time.Duration(v) * time.Second)
+			terr = s.ep.SetSockOpt(&opt)
+		case unix.TCP_KEEPCNT:
+			terr = s.ep.SetSockOptInt(tcpip.KeepaliveCountOption, v)
+		case unix.TCP_USER_TIMEOUT:
+			if v < 0 {
+				return unix.EINVAL
+			}
+			opt := tcpip.TCPUserTimeoutOption(time.Duration(v) * time.Millisecond)
+			terr = s.ep.SetSockOpt(&opt)
+		case unix.TCP_MAXSEG:
+			terr = s.ep.SetSockOptInt(tcpip.MaxSegOption, v)
+		default:
+			return unix.ENOPROTOOPT
+		}
+	case unix.IPPROTO_IP:
+		switch name {
+		case unix.IP_TOS:
+			terr = s.ep.SetSockOptInt(tcpip.IPv4TOSOption, v)
+		case unix.IP_TTL:
+			terr = s.ep.SetSockOptInt(tcpip.IPv4TTLOption, v)
+		default:
+			return unix.ENOPROTOOPT
+		}
+	case unix.IPPROTO_IPV6:
+		if s.domain != unix.AF_INET6 {
+			return unix.ENOPROTOOPT
+		}
+		switch name {
+		case unix.IPV6_V6ONLY:
+			if s.state != stateNew {
+				return unix.EINVAL // Linux: only before bind/connect
+			}
+			so.SetV6Only(v != 0)
+		case unix.IPV6_TCLASS:
+			terr = s.ep.SetSockOptInt(tcpip.IPv6TrafficClassOption, v)
+		default:
+			return unix.ENOPROTOOPT
+		}
+	default:
+		return unix.ENOPROTOOPT
+	}
+	if terr != nil {
+		return errnoOf(terr)
+	}
+	return 0
+}
+
+// getsockopt answers getsockopt(fd, level, name, val, lenp).
+func (s *socket) getsockopt(c *intercept.Call) {
+	level, name := int(int32(c.Arg(1))), int(int32(c.Arg(2)))
+	if kernelOption(level, name) {
+		c.Continue()
+		return
+	}
+	var out []byte
+	if level == unix.SOL_SOCKET && name == unix.SO_LINGER {
+		s.mu.Lock()
+		l := s.ep.SocketOptions().GetLinger()
+		s.mu.Unlock()
+		out = make([]byte, 8)
+		if l.Enabled {
+			putNativeUint32(out[:4], 1)
+		}
+		putNativeUint32(out[4:], uint32(l.Timeout/time.Second))
+	} else {
+		s.mu.Lock()
+		v, en := s.intOption(level, name)
+		s.mu.Unlock()
+		if en != 0 {
+			c.Fail(en)
+			return
+		}
+		out = make([]byte, 4)
+		putNativeUint32(out, uint32(int32(v)))
+	}
+	// Like the kernel: at most *lenp bytes, and *lenp set to what was
+	// written.
+	lenPtr := c.Arg(4)
+	var lb [4]byte
+	if err := c.ReadMem(lenPtr, lb[:]); err != nil {
+		answerErr(c, err)
+		return
+	}
+	n := int(int32(nativeUint32(lb[:])))
+	if n < 0 {
+		c.Fail(unix.EINVAL)
+		return
+	}
+	if n < len(out) {
+		out = out[:n]
+	}
+	if err := c.WriteMem(c.Arg(3), out); err != nil {
+		answerErr(c, err)
+		return
+	}
+	putNativeUint32(lb[:], uint32(len(out)))
+	if err := c.WriteMem(lenPtr, lb[:]); err != nil {
+		answerErr(c, err)
+		return
+	}
+	c.Return(0)
+}
+
+// intOption reads an integer option; s.mu is held. SO_ERROR is cleared by
+// reading it, as on Linux.
+func (s *socket) intOption(level, name int) (int, unix.Errno) {
+	so := s.ep.SocketOptions()
+	b2i := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	getInt := func(o tcpip.SockOptInt) (int, unix.Errno) {
+		v, terr := s.ep.GetSockOptInt(o)
+		if terr != nil {
+			return 0, errnoOf(terr)
+		}
+		return v, 0
+	}
+	switch level {
+	case unix.SOL_SOCKET:
+		switch name {
+		case unix.SO_ERROR:
+			// Reported once; a later connect starts afresh.
+			en := s.soError
+			s.soError = 0
+			return int(en), 0
+		case unix.SO_TYPE:
+			return unix.SOCK_STREAM, 0
+		case unix.SO_DOMAIN:
+			return s.domain, 0
+		case unix.SO_PROTOCOL:
+			return unix.IPPROTO_TCP, 0
+		case unix.SO_ACCEPTCONN:
+			return b2i(s.state == stateListening), 0
+		case unix.SO_REUSEADDR:
+			return b2i(so.GetReuseAddress()), 0
+		case unix.SO_REUSEPORT:
+			return b2i(so.GetReusePort()), 0
+		case unix.SO_KEEPALIVE:
+			return b2i(so.GetKeepAlive()), 0
+		case unix.SO_OOBINLINE, unix.SO_BROADCAST, unix.SO_DONTROUTE, unix.SO_PRIORITY:
+			return 0, 0
+		}
+	case unix.IPPROTO_TCP:
+		switch name {
+		case unix.TCP_NODELAY:
+			return b2i(!so.GetDelayOption()), 0
+		case unix.TCP_CORK:
+			return b2i(so.GetCorkOption()), 0
+		case unix.TCP_QUICKACK:
+			return b2i(so.GetQuickAck()), 0
+		case unix.TCP_KEEPIDLE:
+			var o tcpip.KeepaliveIdleOption
+			if terr := s.ep.GetSockOpt(&o); terr != nil {
+				return 0, errnoOf(terr)
+			}
+			return int(time.Duration(o) / time.Second), 0
+		case unix.TCP_KEEPINTVL:
+			var o tcpip.KeepaliveIntervalOption
+			if terr := s.ep.GetSockOpt(&o); terr != nil {
+				return 0, errnoOf(terr)
+			}
+			return int(time.Duration(o) / time.Second), 0
+		case unix.TCP_KEEPCNT:
+			return getInt(tcpip.KeepaliveCountOption)
+		case unix.TCP_USER_TIMEOUT:
+			var o tcpip.TCPUserTimeoutOption
+			if terr := s.ep.GetSockOpt(&o); terr != nil {
+				return 0, errnoOf(terr)
+			}
+			return int(time.Duration(o) / time.Millisecond), 0
+		case unix.TCP_MAXSEG:
+			return getInt(tcpip.MaxSegOption)
+		}
+	case unix.IPPROTO_IP:
+		switch name {
+		case unix.IP_TOS:
+			return getInt(tcpip.IPv4TOSOption)
+		case unix.IP_TTL:
+			v, en := getInt(tcpip.IPv4TTLOption)
+			if en == 0 && v <= 0 {
+				v = 64 // "use the default"
+			}
+			return v, en
+		}
+	case unix.IPPROTO_IPV6:
+		if s.domain != unix.AF_INET6 {
+			return 0, unix.ENOPROTOOPT
+		}
+		switch name {
+		case unix.IPV6_V6ONLY:
+			return b2i(so.GetV6Only()), 0
+		case unix.IPV6_TCLASS:
+			return getInt(tcpip.IPv6TrafficClassOption)
+		}
+	}
+	return 0, unix.ENOPROTOOPT
+}

@@ -1,0 +1,686 @@
+package sockets
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"ustack/intercept"
+)
+
+type state int
+
+const (
+	stateNew        state = iota // created, maybe bound
+	stateConnecting              // a connect is under way in netstack
+	stateConnected               // the relay runs
+	stateFailed                  // the last connect failed
+	stateListening
+	stateClosed
+)
+
+// socket is one program socket: the program holds one end of an AF_UNIX
+// socketpair, we hold the other (conn) and a netstack TCP endpoint.
+type socket struct {
+	m      *Manager
+	ino    uint64
+	domain int // AF_INET or AF_INET6
+	conn   *net.UnixConn
+
+	mu       sync.Mutex
+	state    state
+	ep       tcpip.Endpoint
+	wq       *waiter.Queue
+	soError  unix.Errno    // pending error for SO_ERROR or the next connect
+	connDone chan struct{} // closed when the connect under way ends
+
+	// Listening sockets: connections netstack has accepted and the
+	// program has not; one token byte per connection sits in the
+	// program's end so that its poll/epoll sees them.
+	pending  []pendingConn
+	newToken chan struct{} // closed and replaced when a token is written
+}
+
+type pendingConn struct {
+	ep tcpip.Endpoint
+	wq *waiter.Queue
+}
+
+func netProto(domain int) tcpip.NetworkProtocolNumber {
+	if domain == unix.AF_INET6 {
+		return ipv6.ProtocolNumber
+	}
+	return ipv4.ProtocolNumber
+}
+
+// newEndpoint makes a netstack TCP endpoint with Linux's defaults.
+func (m *Manager) newEndpoint(domain int) (tcpip.Endpoint, *waiter.Queue, tcpip.Error) {
+	wq := new(waiter.Queue)
+	ep, err := m.ns.NewEndpoint(tcp.ProtocolNumber, netProto(domain), wq)
+	if err != nil {
+		return nil, nil, err
+	}
+	if domain == unix.AF_INET6 {
+		ep.SocketOptions().SetV6Only(false) // net.ipv6.bindv6only=0
+	}
+	return ep, wq, nil
+}
+
+// socket answers socket(domain, type, protocol).
+func (m *Manager) socket(c *intercept.Call) {
+	domain := int(int32(c.Arg(0)))
+	typ := int(int32(c.Arg(1)))
+	proto := int(int32(c.Arg(2)))
+	flags := typ &^ 0xf
+	typ &= 0xf
+	if flags&^(unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) != 0 {
+		c.Fail(unix.EINVAL)
+		return
+	}
+	switch {
+	case typ == unix.SOCK_STREAM && (proto == 0 || proto == unix.IPPROTO_TCP):
+	case typ == unix.SOCK_STREAM:
+		c.Fail(unix.EPROTONOSUPPORT)
+		return
+	default:
+		kind := map[int]string{unix.SOCK_DGRAM: "datagram (UDP/ICMP)", unix.SOCK_RAW: "raw"}[typ]
+		if kind == "" {
+			c.Fail(unix.EINVAL)
+			return
+		}
+		m.refuse(kind)
+		c.Fail(unix.EPROTONOSUPPORT)
+		return
+	}
+	ep, wq, terr := m.newEndpoint(domain)
+	if terr != nil {
+		c.Fail(errnoOf(terr))
+		return
+	}
+	s, theirs, err := m.newSocket(domain, ep, wq, flags&unix.SOCK_NONBLOCK != 0)
+	if err != nil {
+		ep.Close()
+		answerErr(c, err)
+		return
+	}
+	s.state = stateNew
+	s.inject(c, theirs, flags&unix.SOCK_CLOEXEC != 0)
+}
+
+// newSocket makes the socketpair for ep and registers the socket; the
+// caller injects theirs.
+func (m *Manager) newSocket(domain int, ep tcpip.Endpoint, wq *waiter.Queue, nonblock bool) (*socket, int, error) {
+	conn, theirs, ino, err := newPair(nonblock)
+	if err != nil {
+		return nil, -1, err
+	}
+	s := &socket{m: m, ino: ino, domain: domain, conn: conn, ep: ep, wq: wq, newToken: make(chan struct{})}
+	m.add(s)
+	return s, theirs, nil
+}
+
+// inject answers c with theirs installed in the program; on failure the
+// socket is released. It reports whether the program got it.
+func (s *socket) inject(c *intercept.Call, theirs int, cloexec bool) bool {
+	_, err := c.ReturnFD(theirs, cloexec)
+	unix.Close(theirs)
+	if err != nil {
+		s.close()
+		return false
+	}
+	return true
+}
+
+// close releases the socket: its endpoint, our end, pending connections.
+func (s *socket) close() {
+	s.mu.Lock()
+	if s.state == stateClosed {
+		s.mu.Unlock()
+		return
+	}
+	s.state = stateClosed
+	ep, pending := s.ep, s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	s.m.remove(s)
+	if ep != nil {
+		ep.Close()
+	}
+	for _, p := range pending {
+		p.ep.Close()
+	}
+	s.conn.Close()
+}
+
+// unwatched reports whether no relay watches the socket for the program
+// closing it.
+func (s *socket) unwatched() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state != stateConnected && s.state != stateClosed
+}
+
+// programClosed reports whether the program has closed its end (every copy
+// of it): then our end polls POLLHUP.
+func (s *socket) programClosed() bool {
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		return true
+	}
+	hup := false
+	rc.Control(func(fd uintptr) {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(p, 0); err == nil && n > 0 && p[0].Revents&unix.POLLHUP != 0 {
+			hup = true
+		}
+	})
+	return hup
+}
+
+// fdFlags returns the file status flags (O_NONBLOCK) of the caller's fd,
+// which it may have changed with fcntl since socket().
+func fdFlags(c *intercept.Call) (int, error) {
+	dup, err := c.GetFD(int(int32(c.Arg(0))))
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(dup)
+	return unix.FcntlInt(uintptr(dup), unix.F_GETFL, 0)
+}
+
+// park waits for ch on behalf of a blocking call. It gives up when the
+// caller stops waiting (a signal interrupted it; a restarted call comes
+// back as a new notification) or the program has exited.
+func park(c *intercept.Call, ch <-chan struct{}) error {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ch:
+			return nil
+		case <-c.Context().Done():
+			return intercept.ErrGone
+		case <-t.C:
+			if !c.Valid() {
+				return intercept.ErrGone
+			}
+		}
+	}
+}
+
+// connect answers connect(fd, addr, len).
+func (s *socket) connect(c *intercept.Call) {
+	b, err := readAddrArg(c, c.Arg(1), int(int32(c.Arg(2))))
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	addr, en := decodeSockaddr(b, s.domain)
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
+	fl, err := fdFlags(c)
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	nonblock := fl&unix.O_NONBLOCK != 0
+
+	s.mu.Lock()
+	switch s.state {
+	case stateConnected:
+		s.mu.Unlock()
+		c.Fail(unix.EISCONN)
+		return
+	case stateListening, stateClosed:
+		s.mu.Unlock()
+		c.Fail(unix.EINVAL)
+		return
+	case stateConnecting:
+		done := s.connDone
+		s.mu.Unlock()
+		if nonblock {
+			c.Fail(unix.EALREADY)
+			return
+		}
+		s.waitConnect(c, done)
+		return
+	case stateFailed:
+		if s.soError != 0 {
+			// The failure of a non-blocking connect not yet collected
+			// with SO_ERROR is what the next connect reports, as on Linux.
+			en := s.soError
+			s.soError = 0
+			s.mu.Unlock()
+			c.Fail(en)
+			return
+		}
+		// A new attempt needs a fresh endpoint: netstack's is spent.
+		ep, wq, terr := s.m.newEndpoint(s.domain)
+		if terr != nil {
+			s.mu.Unlock()
+			c.Fail(errnoOf(terr))
+			return
+		}
+		s.ep.Close()
+		s.ep, s.wq = ep, wq
+	}
+	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents | waiter.EventErr | waiter.EventHUp)
+	s.wq.EventRegister(&entry)
+	terr := s.ep.Connect(addr)
+	if _, started := terr.(*tcpip.ErrConnectStarted); terr != nil && !started {
+		s.wq.EventUnregister(&entry)
+		s.mu.Unlock()
+		c.Fail(errnoOf(terr))
+		return
+	}
+	s.state = stateConnecting
+	done := make(chan struct{})
+	s.connDone = done
+	// A non-blocking connect returns at once, and its fd must not poll
+	// writable until netstack has connected: fill the program's end so
+	// that it is not, and let the completion drain it, which makes the
+	// writability edge that epoll (even edge-triggered) reports.
+	filler := 0
+	if nonblock {
+		filler = s.fill(c)
+	}
+	ep, wq := s.ep, s.wq
+	s.mu.Unlock()
+	go s.completeConnect(ep, wq, &entry, notify, filler, done)
+	if nonblock {
+		c.Fail(unix.EINPROGRESS)
+		return
+	}
+	s.waitConnect(c, done)
+}
+
+// waitConnect parks a blocking connect until the attempt ends and answers
+// with its outcome.
+func (s *socket) waitConnect(c *intercept.Call, done <-chan struct{}) {
+	if err := park(c, done); err != nil {
+		c.Fail(unix.EINTR) // nobody is listening; marks the call answered
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateConnected:
+		c.Return(0)
+	case stateFailed:
+		en := s.soError
+		s.soError = 0
+		if en == 0 {
+			en = unix.ECONNREFUSED
+		}
+		c.Fail(en)
+	default:
+		c.Fail(unix.EBADF) // closed under us
+	}
+}
+
+// fill writes into the program's end until it is full and returns how many
+// bytes that took.
+func (s *socket) fill(c *intercept.Call) int {
+	dup, err := c.GetFD(int(int32(c.Arg(0))))
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(dup)
+	buf := make([]byte, 64<<10)
+	total := 0
+	for {
+		n, err := unix.SendmsgN(dup, buf, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		total += n
+		if err != nil || n == 0 {
+			return total
+		}
+	}
+}
+
+// completeConnect waits for netstack to finish the connect, then takes the
+// filler out of the program's end and starts the relay (or records the
+// error for SO_ERROR).
+func (s *socket) completeConnect(ep tcpip.Endpoint, wq *waiter.Queue, entry *waiter.Entry, notify chan struct{}, filler int, done chan struct{}) {
+	defer close(done)
+	for {
+		st := tcp.EndpointState(ep.State())
+		if st != tcp.StateConnecting && st != tcp.StateSynSent && st != tcp.StateSynRecv {
+			break
+		}
+		<-notify
+	}
+	wq.EventUnregister(entry)
+	terr := ep.LastError()
+	st := tcp.EndpointState(ep.State())
+	// CloseWait: the peer may have sent its data and FIN already.
+	connected := terr == nil && (st == tcp.StateEstablished || st == tcp.StateCloseWait)
+	// The state changes before the filler goes: the program's next
+	// getpeername or SO_ERROR may come the instant its fd turns writable.
+	s.mu.Lock()
+	if s.state == stateClosed {
+		s.mu.Unlock()
+		return
+	}
+	if connected {
+		s.state = stateConnected
+	} else {
+		s.state = stateFailed
+		s.soError = unix.ECONNREFUSED
+		if terr != nil {
+			s.soError = errnoOf(terr)
+		}
+	}
+	s.mu.Unlock()
+	if filler > 0 {
+		// An error here means the program closed the socket; the relay
+		// sees the same and cleans up.
+		io.CopyN(io.Discard, s.conn, int64(filler))
+	}
+	if connected {
+		s.startRelay(ep, wq)
+	}
+}
+
+// startRelay copies between our end and the endpoint.
+func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
+	tc := gonet.NewTCPConn(wq, ep)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // program -> network
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := s.conn.Read(buf)
+			if n > 0 {
+				if _, werr := tc.Write(buf[:n]); werr != nil {
+					s.conn.Close()
+					return
+				}
+			}
+			if err != nil {
+				if err == io.EOF && !s.programClosed() {
+					tc.CloseWrite() // shutdown(SHUT_WR) by the program: send FIN, keep reading
+				} else {
+					tc.Close() // the program closed the socket
+				}
+				return
+			}
+		}
+	}()
+	go func() { // network -> program
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := tc.Read(buf)
+			if n > 0 {
+				if _, werr := s.conn.Write(buf[:n]); werr != nil {
+					tc.Close() // the program is gone
+					return
+				}
+			}
+			if err != nil {
+				if err == io.EOF {
+					s.conn.CloseWrite() // FIN from the peer: EOF for the program
+				} else {
+					s.conn.Close() // reset or aborted
+				}
+				return
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		tc.Close()
+		s.close()
+	}()
+}
+
+// bind answers bind(fd, addr, len).
+func (s *socket) bind(c *intercept.Call) {
+	b, err := readAddrArg(c, c.Arg(1), int(int32(c.Arg(2))))
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	addr, en := decodeSockaddr(b, s.domain)
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		c.Fail(unix.EINVAL)
+		return
+	}
+	if terr := s.ep.Bind(unspecified(addr)); terr != nil {
+		c.Fail(errnoOf(terr))
+		return
+	}
+	c.Return(0)
+}
+
+// listen answers listen(fd, backlog).
+func (s *socket) listen(c *intercept.Call) {
+	backlog := int(int32(c.Arg(1)))
+	if backlog < 0 || backlog > 4096 {
+		backlog = 4096 // net.core.somaxconn
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateListening:
+		c.Return(0) // Linux lets a listener change its backlog
+		return
+	case stateNew:
+	default:
+		c.Fail(unix.EINVAL)
+		return
+	}
+	if terr := s.ep.Listen(backlog); terr != nil {
+		c.Fail(errnoOf(terr))
+		return
+	}
+	s.state = stateListening
+	go s.acceptLoop(s.ep, s.wq)
+	c.Return(0)
+}
+
+// acceptLoop takes connections from netstack as they arrive and announces
+// each with a token byte in the program's end.
+func (s *socket) acceptLoop(ep tcpip.Endpoint, wq *waiter.Queue) {
+	entry, notify := waiter.NewChannelEntry(waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	for {
+		nep, nwq, terr := ep.Accept(nil)
+		if _, wait := terr.(*tcpip.ErrWouldBlock); wait {
+			select {
+			case <-notify:
+			case <-s.m.done:
+				return
+			}
+			continue
+		}
+		if terr != nil {
+			return // the listener was closed
+		}
+		s.mu.Lock()
+		if s.state != stateListening {
+			s.mu.Unlock()
+			nep.Close()
+			return
+		}
+		s.pending = append(s.pending, pendingConn{ep: nep, wq: nwq})
+		s.mu.Unlock()
+		if !s.writeToken() {
+			return
+		}
+	}
+}
+
+// writeToken puts one token into the program's end and wakes parked
+// accepts.
+func (s *socket) writeToken() bool {
+	if _, err := s.conn.Write([]byte{0}); err != nil {
+		return false
+	}
+	s.mu.Lock()
+	close(s.newToken)
+	s.newToken = make(chan struct{})
+	s.mu.Unlock()
+	return true
+}
+
+// takeToken consumes one token from the program's end of the listening
+// socket; it reports whether there was one and whether the fd is
+// non-blocking.
+func takeToken(c *intercept.Call) (got, nonblock bool, err error) {
+	dup, err := c.GetFD(int(int32(c.Arg(0))))
+	if err != nil {
+		return false, false, err
+	}
+	defer unix.Close(dup)
+	fl, err := unix.FcntlInt(uintptr(dup), unix.F_GETFL, 0)
+	if err != nil {
+		return false, false, err
+	}
+	var b [1]byte
+	n, _, err := unix.Recvfrom(dup, b[:], unix.MSG_DONTWAIT)
+	if err == unix.EAGAIN {
+		return false, fl&unix.O_NONBLOCK != 0, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return n == 1, fl&unix.O_NONBLOCK != 0, nil
+}
+
+// accept answers accept(fd, addr, lenp) and accept4(…, flags).
+func (s *socket) accept(c *intercept.Call, flags int) {
+	if flags&^(unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) != 0 {
+		c.Fail(unix.EINVAL)
+		return
+	}
+	for {
+		s.mu.Lock()
+		if s.state != stateListening {
+			s.mu.Unlock()
+			c.Fail(unix.EINVAL)
+			return
+		}
+		wake := s.newToken // taken before looking, so no token is missed
+		s.mu.Unlock()
+		got, nonblock, err := takeToken(c)
+		if err != nil {
+			answerErr(c, err)
+			return
+		}
+		if !got {
+			if nonblock {
+				c.Fail(unix.EAGAIN)
+				return
+			}
+			if err := park(c, wake); err != nil {
+				c.Fail(unix.EINTR)
+				return
+			}
+			continue
+		}
+		s.mu.Lock()
+		if len(s.pending) == 0 {
+			s.mu.Unlock()
+			continue // cannot happen: one token per pending connection
+		}
+		p := s.pending[0]
+		s.pending = s.pending[1:]
+		s.mu.Unlock()
+		s.deliver(c, p, flags)
+		return
+	}
+}
+
+// deliver hands an accepted connection to the program.
+func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
+	ns, theirs, err := s.m.newSocket(s.domain, p.ep, p.wq, flags&unix.SOCK_NONBLOCK != 0)
+	if err != nil {
+		p.ep.Close()
+		answerErr(c, err)
+		return
+	}
+	ns.state = stateConnected
+	if addrPtr := c.Arg(1); addrPtr != 0 {
+		peer, terr := p.ep.GetRemoteAddress()
+		if terr != nil {
+			peer = tcpip.FullAddress{}
+		}
+		if err := writeAddrResult(c, addrPtr, c.Arg(2), encodeSockaddr(peer, s.domain)); err != nil {
+			unix.Close(theirs)
+			ns.close()
+			answerErr(c, err)
+			return
+		}
+	}
+	if _, err := c.ReturnFD(theirs, flags&unix.SOCK_CLOEXEC != 0); err != nil {
+		unix.Close(theirs)
+		// The caller was interrupted: the connection goes back first in
+		// line for its next accept.
+		ns.m.remove(ns)
+		ns.conn.Close()
+		s.mu.Lock()
+		s.pending = append([]pendingConn{p}, s.pending...)
+		s.mu.Unlock()
+		s.writeToken()
+		return
+	}
+	unix.Close(theirs)
+	ns.startRelay(p.ep, p.wq)
+}
+
+// getsockname answers getsockname(fd, addr, lenp).
+func (s *socket) getsockname(c *intercept.Call) {
+	s.mu.Lock()
+	a, terr := s.ep.GetLocalAddress()
+	s.mu.Unlock()
+	if terr != nil {
+		a = tcpip.FullAddress{}
+	}
+	if err := writeAddrResult(c, c.Arg(1), c.Arg(2), encodeSockaddr(a, s.domain)); err != nil {
+		answerErr(c, err)
+		return
+	}
+	c.Return(0)
+}
+
+// getpeername answers getpeername(fd, addr, lenp): ENOTCONN until the
+// connection is established.
+func (s *socket) getpeername(c *intercept.Call) {
+	s.mu.Lock()
+	connected := s.state == stateConnected
+	a, terr := s.ep.GetRemoteAddress()
+	s.mu.Unlock()
+	if !connected || terr != nil {
+		c.Fail(unix.ENOTCONN)
+		return
+	}
+	if err := writeAddrResult(c, c.Arg(1), c.Arg(2), encodeSockaddr(a, s.domain)); err != nil {
+		answerErr(c, err)
+		return
+	}
+	c.Return(0)
+}
+
+func nativeUint32(b []byte) uint32       { return binary.NativeEndian.Uint32(b) }
+func putNativeUint32(b []byte, v uint32) { binary.NativeEndian.PutUint32(b, v) }
