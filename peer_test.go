@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"io"
 	"net"
 	"os"
@@ -54,6 +56,18 @@ func runPeer(mode string) error {
 		}
 		fmt.Println(time.Since(start).Seconds())
 		return nil
+	case "rawsend":
+		// Stream n bytes of the seeded test stream to addr, then close.
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(c, stream(3, n)); err != nil {
+			return err
+		}
+		return c.Close()
+	case "inject":
+		return injectBadFrames(addr)
 	}
 	return fmt.Errorf("unknown peer mode %q", mode)
 }
@@ -110,4 +124,63 @@ func serveBulk(c net.Conn) {
 		}
 		left -= int64(k)
 	}
+}
+
+// injectBadFrames sends malformed frames for 10.77.0.2 out of device dev
+// through a raw packet socket: a truncated IPv4 header, a TCP segment with
+// a bad checksum, an IPv4 header claiming more than the frame holds, and
+// overlapping garbage fragments. Broadcast destination, so whatever MAC the
+// stack has, its Ethernet layer takes them.
+func injectBadFrames(dev string) error {
+	ifi, err := net.InterfaceByName(dev)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6, Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	eth := append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ifi.HardwareAddr...)
+	eth = append(eth, 0x08, 0x00)
+	ipHdr := func(total, fragOff int, more bool, proto byte) []byte {
+		h := make([]byte, 20)
+		h[0], h[8], h[9] = 0x45, 64, proto
+		binary.BigEndian.PutUint16(h[2:], uint16(total))
+		binary.BigEndian.PutUint16(h[4:], 0x4242)
+		ff := uint16(fragOff / 8)
+		if more {
+			ff |= 0x2000
+		}
+		binary.BigEndian.PutUint16(h[6:], ff)
+		copy(h[12:], []byte{10, 77, 0, 1})
+		copy(h[16:], []byte{10, 77, 0, 2})
+		binary.BigEndian.PutUint16(h[10:], ^checksum.Checksum(h, 0))
+		return h
+	}
+	tcp := make([]byte, 20)
+	binary.BigEndian.PutUint16(tcp[0:], 5555)
+	binary.BigEndian.PutUint16(tcp[2:], 8080)
+	tcp[12], tcp[13] = 0x50, 0x02                // SYN
+	binary.BigEndian.PutUint16(tcp[16:], 0xdead) // wrong checksum
+	garbage := make([]byte, 64)
+	for i := range garbage {
+		garbage[i] = byte(i * 7)
+	}
+	frames := [][]byte{
+		append(append([]byte{}, eth...), ipHdr(40, 0, false, 6)[:10]...),                 // truncated
+		append(append(append([]byte{}, eth...), ipHdr(40, 0, false, 6)...), tcp...),      // bad TCP checksum
+		append(append(append([]byte{}, eth...), ipHdr(1400, 0, false, 6)...), tcp...),    // length beyond the frame
+		append(append(append([]byte{}, eth...), ipHdr(84, 0, true, 17)...), garbage...),  // fragment 1
+		append(append(append([]byte{}, eth...), ipHdr(84, 8, false, 17)...), garbage...), // overlapping fragment
+	}
+	for round := 0; round < 20; round++ {
+		for _, f := range frames {
+			if err := unix.Sendto(fd, f, 0, to); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
