@@ -41,13 +41,14 @@ func tapNetns(t testing.TB) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 	run("netns", "add", ns)
 	t.Cleanup(func() { exec.Command(ipPath, "netns", "del", ns).Run() })
 	s, err := ustack.New(ustack.Config{Net: "tap:" + dev + ",create",
-		Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}, Logf: t.Logf})
+		Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24"), netip.MustParsePrefix("fd77::2/64")}, Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("New on a tap: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	run("link", "set", dev, "netns", ns)
 	run("-n", ns, "addr", "add", "10.77.0.1/24", "dev", dev)
+	run("-n", ns, "-6", "addr", "add", "fd77::1/64", "dev", dev, "nodad")
 	run("-n", ns, "link", "set", dev, "up")
 	run("-n", ns, "link", "set", "lo", "up")
 	inNS := func(args ...string) *exec.Cmd {
@@ -75,6 +76,20 @@ func TestTapInterop(t *testing.T) {
 	want := hex.EncodeToString(h.Sum(nil))
 
 	t.Run("ping kernel", func(t *testing.T) { testPing(t, s, "icmp", "10.77.0.1") })
+	t.Run("ping kernel ipv6", func(t *testing.T) { testPing(t, s, "icmp6", "fd77::1") })
+	t.Run("kernel curl fetches from stack over ipv6", func(t *testing.T) {
+		ln, err := s.Listen("tcp6", "[fd77::2]:8081")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+		go srv.Serve(ln)
+		defer srv.Close()
+		out, err := inNS("sh", "-c", "curl -sS --max-time 30 'http://[fd77::2]:8081/blob' | sha256sum").CombinedOutput()
+		if got := strings.Fields(string(out)); err != nil || len(got) == 0 || got[0] != want {
+			t.Fatalf("curl over IPv6: %v: %s", err, out)
+		}
+	})
 
 	t.Run("stack fetches from kernel", func(t *testing.T) {
 		srv := inNS("python3", "-m", "http.server", "--bind", "10.77.0.1", "8000", "-d", dir)
