@@ -69,6 +69,12 @@ func (m *Manager) Close() {
 	})
 }
 
+// MayPark says which calls can wait for the network: only those get a
+// goroutine of their own.
+func (m *Manager) MayPark(nr int) bool {
+	return nr == unix.SYS_CONNECT || nr == unix.SYS_ACCEPT || nr == unix.SYS_ACCEPT4
+}
+
 // Handle answers one call.
 func (m *Manager) Handle(c *intercept.Call) {
 	if c.Nr() == unix.SYS_SOCKET {

@@ -1,0 +1,142 @@
+// Command netprog is a test program run under 'ustack run' by the sockets
+// tests: a Go program (static, CGO_ENABLED=0) using the net package, which
+// connects non-blocking with edge-triggered epoll, SO_ERROR, getpeername
+// and getsockname, and listens with accept4.
+//
+//	netprog dial ADDR           read everything; print "local L remote R bytes N sha256 H"
+//	netprog serve ADDR N SIZE   accept N connections, send SIZE bytes on each; print "listening A" first
+//	netprog sockopt N           N getsockopt(SO_TYPE) on an AF_INET socket; print µs per call
+//	netprog connects ADDR N     N connect+close to a listener it runs itself; print per second
+package main
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fail(fmt.Errorf("usage: netprog dial|serve|sockopt|connects ..."))
+	}
+	switch os.Args[1] {
+	case "dial":
+		dial(os.Args[2])
+	case "serve":
+		n, _ := strconv.Atoi(os.Args[3])
+		size, _ := strconv.Atoi(os.Args[4])
+		serve(os.Args[2], n, size)
+	case "sockopt":
+		n, _ := strconv.Atoi(os.Args[2])
+		sockopt(n)
+	case "connects":
+		n, _ := strconv.Atoi(os.Args[3])
+		connects(os.Args[2], n)
+	default:
+		fail(fmt.Errorf("unknown mode %q", os.Args[1]))
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "netprog:", err)
+	os.Exit(1)
+}
+
+// payload is SIZE deterministic bytes.
+func payload(size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+func dial(addr string) {
+	var c net.Conn
+	var err error
+	// The server may still be starting (both run in one shell).
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c, err = net.Dial("tcp", addr)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		fail(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, c)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("local %v remote %v bytes %d sha256 %x\n", c.LocalAddr(), c.RemoteAddr(), n, h.Sum(nil))
+	c.Close()
+}
+
+func serve(addr string, n, size int) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("listening %v\n", l.Addr())
+	data := payload(size)
+	for i := 0; i < n; i++ {
+		c, err := l.Accept()
+		if err != nil {
+			fail(err)
+		}
+		fmt.Printf("accepted local %v remote %v\n", c.LocalAddr(), c.RemoteAddr())
+		if _, err := c.Write(data); err != nil {
+			fail(err)
+		}
+		c.Close()
+	}
+	l.Close()
+}
+
+func sockopt(n int) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		fail(err)
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if v, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE); err != nil || v != syscall.SOCK_STREAM {
+			fail(fmt.Errorf("getsockopt: %v %v", v, err))
+		}
+	}
+	el := time.Since(start)
+	fmt.Printf("getsockopt %d calls %.2f us/call\n", n, float64(el.Microseconds())/float64(n))
+}
+
+func connects(addr string, n int) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fail(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			fail(err)
+		}
+		c.Close()
+	}
+	el := time.Since(start)
+	fmt.Printf("connect+close %d in %v: %.0f per second\n", n, el, float64(n)/el.Seconds())
+}
