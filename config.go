@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"ustack/nat"
 	"ustack/netstack"
@@ -35,10 +37,48 @@ type NATConfig struct {
 	Publish []PortMapping
 }
 
+// HostPort is a port the stack serves under --net host (--host-port).
+type HostPort struct {
+	Port uint16
+	UDP  bool
+}
+
+func (p HostPort) String() string {
+	if p.UDP {
+		return fmt.Sprintf("%d/udp", p.Port)
+	}
+	return fmt.Sprint(p.Port)
+}
+
+// ParseHostPort parses --host-port's PORT[/tcp|/udp].
+func ParseHostPort(s string) (HostPort, error) {
+	num, proto, _ := strings.Cut(s, "/")
+	n, err := strconv.ParseUint(num, 10, 16)
+	if err != nil || n == 0 || (proto != "" && proto != "tcp" && proto != "udp") {
+		return HostPort{}, fmt.Errorf("%q is not PORT[/udp] (e.g. 8080 or 53/udp)", s)
+	}
+	return HostPort{Port: uint16(n), UDP: proto == "udp"}, nil
+}
+
+// HostConfig tunes the host attachment, where the stack shares an
+// interface's addresses with the host kernel and so needs host ports of its
+// own.
+type HostConfig struct {
+	// Ports are reserved on the host at start for the stack's listeners
+	// (--host-port). The Go API's Listen and ListenPacket reserve a port
+	// they are given when it is not reserved yet; other programs on the
+	// stack can bind only reserved ports.
+	Ports []HostPort
+	// EphemeralPorts is the size of the block of host ports reserved for
+	// the stack's outgoing connections and port-0 binds; 0 means 64.
+	EphemeralPorts int
+}
+
 // Config describes one user-level stack. The zero value is a stack on the
 // nat attachment with slirp's addresses.
 type Config struct {
-	// Net is the attachment: "nat" (the default).
+	// Net is the attachment: "nat" (the default), "tap:NAME[,create]" or
+	// "host:IFACE".
 	Net string
 	// Addrs are the stack's addresses with prefix length. For nat the
 	// default is 10.0.2.15/24 and fd00::15/64.
@@ -59,6 +99,8 @@ type Config struct {
 	Pcap io.Writer
 	// NAT tunes the nat attachment.
 	NAT NATConfig
+	// Host tunes the host attachment.
+	Host HostConfig
 	// Logf, if set, receives one line per notable event (refused
 	// connections, dropped frames). Nil discards them.
 	Logf func(format string, args ...any)

@@ -229,6 +229,9 @@ func (s *Stack) parseListenAddr(ctx context.Context, network, address string) (a
 // bindEndpoint creates an endpoint of transport proto bound to addr; a
 // dual-stack endpoint is an IPv6 one that also takes IPv4.
 func (s *Stack) bindEndpoint(trans tcpip.TransportProtocolNumber, addr netip.AddrPort, dual bool, wq *waiter.Queue) (tcpip.Endpoint, error) {
+	if err := s.reserveForBind(trans, addr.Port()); err != nil {
+		return nil, err
+	}
 	netProto := protoOf(addr.Addr())
 	ep, terr := s.ns.NewEndpoint(trans, netProto, wq)
 	if terr != nil {

@@ -68,6 +68,27 @@ func runPeer(mode string) error {
 		return c.Close()
 	case "inject":
 		return injectBadFrames(addr)
+	case "sinkhash":
+		// Take one connection on addr and print the SHA-256 of all it sends.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		h := newHashingWriter()
+		if _, err := io.Copy(h, c); err != nil {
+			return err
+		}
+		c.Close()
+		fmt.Printf("%x %d\n", h.Sum(), h.n)
+		return nil
+	case "hoststack":
+		// A stack on --net host:addr listening on TCP port dir, until killed.
+		return runHostStack(addr, dir)
 	}
 	return fmt.Errorf("unknown peer mode %q", mode)
 }

@@ -14,7 +14,7 @@ const tapBenchBytes = 256 << 20
 
 // startPeer runs the test binary as a bulk-transfer server inside a
 // namespace (via the given command prefix) and waits until it listens.
-func startPeer(b *testing.B, prefix []string, addr string) {
+func startPeer(b testing.TB, prefix []string, addr string) {
 	cmd := exec.Command(prefix[0], append(prefix[1:], os.Args[0])...)
 	cmd.Env = append(os.Environ(), "USTACK_TEST_PEER=serve "+addr)
 	out, _ := cmd.StdoutPipe()

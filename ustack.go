@@ -46,6 +46,7 @@ type Stack struct {
 	resolver *net.Resolver
 	pcap     *link.PcapWriter
 	link     *link.PairEnd // the stack's end of its in-memory link
+	host     *hostShare    // what --net host holds on the host
 	logf     func(string, ...any)
 
 	closeOnce sync.Once
@@ -66,8 +67,10 @@ func New(cfg Config) (*Stack, error) {
 		return newNAT(cfg)
 	case "tap":
 		return newTap(cfg, arg)
+	case "host":
+		return newHost(cfg, arg)
 	}
-	return nil, configErr("--net", "unknown attachment %q (available: nat, tap:NAME[,create])", cfg.Net)
+	return nil, configErr("--net", "unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE)", cfg.Net)
 }
 
 // NewPair builds two stacks joined by an in-memory link that holds a fast
@@ -308,7 +311,8 @@ func (s *Stack) Addrs() []netip.Prefix { return append([]netip.Prefix(nil), s.ad
 // MTU returns the link MTU.
 func (s *Stack) MTU() int { return s.mtu }
 
-// Attachment names the stack's attachment ("nat", "pair").
+// Attachment names the stack's attachment ("nat", "pair", "tap:NAME",
+// "host:IFACE").
 func (s *Stack) Attachment() string { return s.net }
 
 // Netstack returns the underlying gVisor stack, for tools that inspect it.

@@ -1,0 +1,322 @@
+package ustack
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"ustack/hostports"
+	"ustack/link"
+)
+
+const defaultEphemeralPorts = 64
+
+// hostShare is what a stack on --net host holds on the host: the packet
+// socket, the reserved ports and the firewall table that keeps the kernel
+// off them.
+type hostShare struct {
+	iface string
+	pkt   *link.PacketSocket
+	ports *hostports.Reservation
+	fw    *hostports.Firewall
+	ipv4  []netip.Addr
+
+	mu sync.Mutex // serialises port additions: reserve, firewall, filter
+}
+
+const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or (later) through ustack portd"
+
+// newHost attaches a stack to the host interface iface, sharing its IP
+// addresses and MAC with the host kernel (Alpine's "faux-ethernet"). The
+// stack sends and receives whole frames through a filtered packet socket;
+// its ports are held on the host by reserving sockets and dropped in the
+// kernel's input path by an nftables table of its own.
+func newHost(cfg Config, iface string) (*Stack, error) {
+	if iface == "" || strings.ContainsAny(iface, ",/ ") {
+		return nil, configErr("--net", "%q: want host:IFACE (e.g. host:eth0)", "host:"+iface)
+	}
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, configErr("--net", "host:%s: no such interface (see: ip link)", iface)
+	}
+	if len(cfg.Addrs) == 0 {
+		if cfg.Addrs, err = interfaceAddrs(ifi); err != nil {
+			return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+		}
+		if len(cfg.Addrs) == 0 {
+			return nil, configErr("--net", "host:%s: the interface has no IP address to share (add one, or give --ip)", iface)
+		}
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = ifi.MTU
+	}
+	if len(cfg.Gateways) == 0 {
+		cfg.Gateways = defaultGateways(iface)
+	}
+	n := cfg.Host.EphemeralPorts
+	if n == 0 {
+		n = defaultEphemeralPorts
+	}
+	if n < 0 || n > 16384 {
+		return nil, configErr("--host-ephemeral", "%d ports is out of range (1 to 16384)", n)
+	}
+
+	h := &hostShare{iface: iface}
+	var addrs []netip.Addr
+	for _, p := range cfg.Addrs {
+		addrs = append(addrs, p.Addr())
+		if p.Addr().Is4() {
+			h.ipv4 = append(h.ipv4, p.Addr())
+		}
+	}
+	fail := func(err error) (*Stack, error) {
+		h.close()
+		return nil, err
+	}
+	privErr := func(err error) error {
+		return configErr("--net", "host:%s: %s (%w)", iface, hostPrivilegeFix, err)
+	}
+	if _, err := hostports.RemoveStale(); err != nil {
+		if errors.Is(err, hostports.ErrNotPermitted) {
+			return fail(privErr(err))
+		}
+		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
+	}
+	// Order: ports held first (nobody else can take them), then the
+	// firewall (the kernel stops answering them), then the packet socket
+	// (the stack starts seeing them).
+	h.ports = hostports.NewReservation(addrs)
+	first, err := h.ports.ReserveBlock(n)
+	if err != nil {
+		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: ephemeral ports: %w", iface, err)})
+	}
+	for _, p := range cfg.Host.Ports {
+		if err := h.ports.Reserve(protoOfHostPort(p), p.Port); err != nil {
+			if hostports.IsInUse(err) {
+				return fail(configErr("--host-port", "%s: the host already uses it (%w); choose another port or stop what holds it", p, err))
+			}
+			return fail(&ConfigError{Flag: "--host-port", Err: err})
+		}
+	}
+	if h.fw, err = hostports.NewFirewall(iface, addrs); err != nil {
+		if errors.Is(err, hostports.ErrNotPermitted) {
+			return fail(privErr(err))
+		}
+		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
+	}
+	for _, proto := range []hostports.Proto{hostports.TCP, hostports.UDP} {
+		if err := h.fw.Add(proto, h.ports.Ports(proto)...); err != nil {
+			return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
+		}
+	}
+	if h.pkt, err = link.OpenPacket(iface, h.filterSpec()); err != nil {
+		if errors.Is(err, link.ErrNeedPrivilege) {
+			return fail(privErr(err))
+		}
+		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
+	}
+	ep, err := h.pkt.Endpoint(cfg.MTU)
+	if err != nil {
+		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
+	}
+	s, err := newStack(cfg, ep, nil)
+	if err != nil {
+		return fail(err)
+	}
+	// Released after the stack (whose NIC reads the socket) is gone.
+	s.closers = append([]func() error{h.close}, s.closers...)
+	if terr := s.ns.SetPortRange(first, first+uint16(n-1)); terr != nil {
+		s.Close()
+		return nil, fmt.Errorf("setting the ephemeral port range: %s", terr)
+	}
+	s.host = h
+	s.net = "host:" + iface
+	return s, nil
+}
+
+func protoOfHostPort(p HostPort) hostports.Proto {
+	if p.UDP {
+		return hostports.UDP
+	}
+	return hostports.TCP
+}
+
+func (h *hostShare) filterSpec() link.FilterSpec {
+	return link.FilterSpec{IPv4: h.ipv4, TCP: h.ports.Ports(hostports.TCP), UDP: h.ports.Ports(hostports.UDP)}
+}
+
+// reserve makes port of proto the stack's on the host: held, dropped by the
+// kernel, admitted by the packet filter.
+func (h *hostShare) reserve(proto hostports.Proto, port uint16) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ports.Has(proto, port) {
+		return nil
+	}
+	if err := h.ports.Reserve(proto, port); err != nil {
+		return err
+	}
+	if err := h.fw.Add(proto, port); err != nil {
+		return err
+	}
+	return h.pkt.SetFilter(h.filterSpec())
+}
+
+func (h *hostShare) close() error {
+	var errs []error
+	if h.pkt != nil {
+		errs = append(errs, h.pkt.Close())
+	}
+	if h.fw != nil {
+		errs = append(errs, h.fw.Close())
+	}
+	if h.ports != nil {
+		errs = append(errs, h.ports.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ReserveHostPort makes port of network ("tcp" or "udp") usable for a
+// listener of a stack on --net host: the host kernel gives the port to no
+// one else and leaves its packets to the stack. The port stays reserved
+// until the stack is closed. On other attachments it does nothing.
+func (s *Stack) ReserveHostPort(network string, port uint16) error {
+	if s.host == nil || port == 0 {
+		return nil
+	}
+	proto := hostports.TCP
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	case "udp", "udp4", "udp6":
+		proto = hostports.UDP
+	default:
+		return nil
+	}
+	if err := s.host.reserve(proto, port); err != nil {
+		return fmt.Errorf("host:%s: %w", s.host.iface, err)
+	}
+	return nil
+}
+
+// HostPorts returns the host ports a stack on --net host holds for network
+// ("tcp" or "udp"), sorted; nil on other attachments.
+func (s *Stack) HostPorts(network string) []uint16 {
+	if s.host == nil {
+		return nil
+	}
+	proto := hostports.TCP
+	if network == "udp" {
+		proto = hostports.UDP
+	}
+	ps := s.host.ports.Ports(proto)
+	slices.Sort(ps)
+	return ps
+}
+
+// reserveForBind is called before the Go API binds addr: on --net host a
+// fixed port must be the stack's on the host too.
+func (s *Stack) reserveForBind(trans tcpip.TransportProtocolNumber, port uint16) error {
+	if s.host == nil || port == 0 {
+		return nil
+	}
+	network := "tcp"
+	if trans == udp.ProtocolNumber {
+		network = "udp"
+	}
+	return s.ReserveHostPort(network, port)
+}
+
+// interfaceAddrs returns the interface's IPv4 and global IPv6 addresses.
+// Link-local IPv6 addresses are left to the kernel: the stack reaches its
+// neighbours from its global address.
+func interfaceAddrs(ifi *net.Interface) ([]netip.Prefix, error) {
+	as, err := ifi.Addrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, a := range as {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsLinkLocalUnicast() || ip.IsLoopback() {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		out = append(out, netip.PrefixFrom(ip, ones))
+	}
+	return out, nil
+}
+
+// defaultGateways reads the host's default routes through iface, one per
+// family, from /proc/net/route and /proc/net/ipv6_route.
+func defaultGateways(iface string) []netip.Addr {
+	var gws []netip.Addr
+	if f, err := os.Open("/proc/net/route"); err == nil {
+		gws = append(gws, parseRoute4(f, iface)...)
+		f.Close()
+	}
+	if f, err := os.Open("/proc/net/ipv6_route"); err == nil {
+		gws = append(gws, parseRoute6(f, iface)...)
+		f.Close()
+	}
+	return gws
+}
+
+// parseRoute4 finds "IFACE 00000000 GATEWAY ..." with mask 00000000; the
+// kernel prints addresses as host-order (little-endian) hex.
+func parseRoute4(f *os.File, iface string) []netip.Addr {
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		if len(fl) < 8 || fl[0] != iface || fl[1] != "00000000" || fl[7] != "00000000" {
+			continue
+		}
+		b, err := hex.DecodeString(fl[2])
+		if err != nil || len(b) != 4 {
+			continue
+		}
+		gw := netip.AddrFrom4([4]byte{b[3], b[2], b[1], b[0]})
+		if !gw.IsUnspecified() {
+			return []netip.Addr{gw}
+		}
+	}
+	return nil
+}
+
+// parseRoute6 finds "::/0 via NEXTHOP dev IFACE": dst, dst_len, src,
+// src_len, next hop, metric, refcnt, use, flags, device.
+func parseRoute6(f *os.File, iface string) []netip.Addr {
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		if len(fl) < 10 || fl[9] != iface || fl[1] != "00" || strings.Trim(fl[0], "0") != "" {
+			continue
+		}
+		b, err := hex.DecodeString(fl[4])
+		if err != nil || len(b) != 16 {
+			continue
+		}
+		gw := netip.AddrFrom16([16]byte(b))
+		if !gw.IsUnspecified() {
+			return []netip.Addr{gw}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,411 @@
+package ustack_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"ustack"
+	"ustack/hostports"
+)
+
+// The host attachment's tests share a veth between the root namespace's
+// kernel and the stack: hostDev (10.79.0.2/24, fd79::2/64) is the "host
+// interface", made by the test in the root namespace; its peer sits in a
+// namespace of the test's own (10.79.0.1/24, fd79::1/64) as the remote
+// machine. Nothing else of the host is touched.
+const (
+	hostAddr4   = "10.79.0.2"
+	remoteAddr4 = "10.79.0.1"
+	remoteAddr6 = "fd79::1"
+)
+
+// hostVeth creates the veth and namespace and returns the interface name
+// and a command maker for the namespace. It needs root and iproute2.
+func hostVeth(t testing.TB) (string, func(args ...string) *exec.Cmd) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("host attachment tests need root (CAP_NET_ADMIN and CAP_NET_RAW)")
+	}
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("host attachment tests need ip from iproute2: ", err)
+	}
+	if _, err := hostports.TableExists("ustack_0"); err != nil {
+		t.Skip("host attachment tests need nftables in the kernel: ", err)
+	}
+	ns := fmt.Sprintf("ustack-host-%d", os.Getpid())
+	dev := fmt.Sprintf("ustkh%d", os.Getpid()%100000)
+	peer := fmt.Sprintf("ustkp%d", os.Getpid()%100000)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(ipPath, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", ns)
+	t.Cleanup(func() { exec.Command(ipPath, "netns", "del", ns).Run() })
+	run("link", "add", dev, "type", "veth", "peer", "name", peer, "netns", ns)
+	t.Cleanup(func() { exec.Command(ipPath, "link", "del", dev).Run() })
+	run("addr", "add", hostAddr4+"/24", "dev", dev)
+	run("-6", "addr", "add", "fd79::2/64", "dev", dev, "nodad")
+	run("link", "set", dev, "up")
+	run("-n", ns, "addr", "add", remoteAddr4+"/24", "dev", peer)
+	run("-n", ns, "-6", "addr", "add", remoteAddr6+"/64", "dev", peer, "nodad")
+	run("-n", ns, "link", "set", peer, "up")
+	run("-n", ns, "link", "set", "lo", "up")
+	inNS := func(args ...string) *exec.Cmd {
+		return exec.Command(ipPath, append([]string{"netns", "exec", ns}, args...)...)
+	}
+	return dev, inNS
+}
+
+// newHostStack puts a stack on dev with TCP port 8080 reserved.
+func newHostStack(t testing.TB, dev string) *ustack.Stack {
+	t.Helper()
+	s, err := ustack.New(ustack.Config{Net: "host:" + dev, Logf: t.Logf,
+		Host: ustack.HostConfig{Ports: []ustack.HostPort{{Port: 8080}}}})
+	if err != nil {
+		t.Fatalf("New on host:%s: %v", dev, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// nsTCPCounter reads a Tcp counter of /proc/net/snmp in the namespace.
+func nsTCPCounter(t testing.TB, inNS func(...string) *exec.Cmd, name string) int64 {
+	t.Helper()
+	out, err := inNS("cat", "/proc/net/snmp").Output()
+	if err != nil {
+		t.Fatalf("reading the namespace's /proc/net/snmp: %v", err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == name && i < len(f) {
+				v, _ := strconv.ParseInt(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Tcp counter %s in the namespace", name)
+	return 0
+}
+
+// TestHostInterop: a stack sharing 10.79.0.2 with the root namespace's
+// kernel talks TCP both ways and pings the remote kernel, while the root
+// kernel keeps serving its own port on the same address, and the root
+// kernel sends no RST for the stack's connections.
+func TestHostInterop(t *testing.T) {
+	dev, inNS := hostVeth(t)
+	s := newHostStack(t, dev)
+	n := int64(64 << 20)
+	if raceEnabled {
+		n = 16 << 20
+	}
+	// A RST from the root kernel would end a connection of the remote
+	// kernel while it is being set up or established.
+	resets := func() int64 { return nsTCPCounter(t, inNS, "AttemptFails") + nsTCPCounter(t, inNS, "EstabResets") }
+	resetsBefore := resets()
+	rsts := captureRSTs(t, dev)
+	table := fmt.Sprintf("ustack_%d", os.Getpid())
+
+	t.Run("ping", func(t *testing.T) { testPing(t, s, "icmp", remoteAddr4) })
+	t.Run("ping ipv6", func(t *testing.T) { testPing(t, s, "icmp6", remoteAddr6) })
+
+	t.Run("stack client to kernel server", func(t *testing.T) {
+		sink := inNS(os.Args[0])
+		sink.Env = append(os.Environ(), "USTACK_TEST_PEER=sinkhash "+remoteAddr4+":9001")
+		out, _ := sink.StdoutPipe()
+		if err := sink.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { sink.Process.Kill(); sink.Wait() }()
+		r := bufio.NewReader(out)
+		if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+			t.Fatalf("sink did not start: %q %v", line, err)
+		}
+		c, err := s.Dial("tcp", remoteAddr4+":9001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := netip.MustParseAddrPort(c.LocalAddr().String())
+		if !slicesContains(s.HostPorts("tcp"), local.Port()) {
+			t.Errorf("the connection's port %d is not one of the stack's reserved ports", local.Port())
+		}
+		want := newHashingWriter()
+		if _, err := io.Copy(io.MultiWriter(c, want), stream(5, n)); err != nil {
+			t.Fatalf("sending: %v", err)
+		}
+		c.(interface{ CloseWrite() error }).CloseWrite()
+		line, err := r.ReadString('\n')
+		c.Close()
+		if err != nil {
+			t.Fatalf("sink: %v", err)
+		}
+		if wantLine := fmt.Sprintf("%x %d\n", want.Sum(), n); line != wantLine {
+			t.Fatalf("the kernel received %q, want %q", line, wantLine)
+		}
+	})
+
+	t.Run("stack client reads from kernel server", func(t *testing.T) {
+		startPeer(t, []string{"ip", "netns", "exec", fmt.Sprintf("ustack-host-%d", os.Getpid())}, remoteAddr4+":9000")
+		c, err := s.Dial("tcp", remoteAddr4+":9000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bulk(c, "w", n); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("kernel client to stack listener, kernel listener beside it", func(t *testing.T) {
+		ln, err := s.Listen("tcp", ":8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		// The root kernel's own listener on the shared address.
+		kln, err := net.Listen("tcp", hostAddr4+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kln.Close()
+		sums := make(chan [32]byte, 2)
+		for _, l := range []net.Listener{ln, kln} {
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					sums <- [32]byte{}
+					return
+				}
+				h := newHashingWriter()
+				io.Copy(h, c)
+				c.Close()
+				sums <- h.Sum()
+			}()
+		}
+		var clients []*exec.Cmd
+		for _, addr := range []string{hostAddr4 + ":8080", kln.Addr().String()} {
+			c := inNS(os.Args[0])
+			c.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=rawsend %s x %d", addr, n))
+			c.Stderr = os.Stderr
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			clients = append(clients, c)
+		}
+		for i, c := range clients {
+			if err := c.Wait(); err != nil {
+				t.Fatalf("kernel client %d: %v", i, err)
+			}
+		}
+		want := newHashingWriter()
+		io.Copy(want, stream(3, n))
+		for range 2 {
+			select {
+			case sum := <-sums:
+				if sum != want.Sum() {
+					t.Fatal("a transfer arrived damaged")
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("a transfer did not finish")
+			}
+		}
+	})
+
+	t.Run("listen on an unreserved port reserves it", func(t *testing.T) {
+		ln, err := s.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+		ln, err = s.Listen("tcp", ":8081")
+		if err != nil {
+			t.Fatalf("Listen :8081: %v", err)
+		}
+		defer ln.Close()
+		if _, err := net.Listen("tcp", hostAddr4+":8081"); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatalf("the host kernel could bind the stack's port 8081: %v", err)
+		}
+		// A port the host holds is refused to the stack.
+		hl, err := net.Listen("tcp", hostAddr4+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hl.Close()
+		if _, err := s.Listen("tcp", hl.Addr().String()); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatalf("Listen on a port the host holds: %v, want EADDRINUSE", err)
+		}
+	})
+
+	// No RST reached the remote kernel: the root kernel stayed silent
+	// about the stack's connections, whose packets its firewall dropped.
+	if d := resets() - resetsBefore; d != 0 {
+		t.Errorf("%d connections of the remote kernel were reset or failed", d)
+	}
+	// Control: the kernel's RST for its own closed port 1 must be seen, and
+	// be the only one.
+	refused := inNS(os.Args[0])
+	refused.Env = append(os.Environ(), "USTACK_TEST_PEER=rawsend "+hostAddr4+":1 x 1")
+	if err := refused.Run(); err == nil {
+		t.Error("connecting to the kernel's closed port 1 succeeded")
+	}
+	if got := rsts(); got != "" {
+		lines := strings.Split(got, "\n")
+		for _, l := range lines {
+			if !strings.Contains(l, hostAddr4+".1 >") {
+				t.Errorf("RST on the wire that is not the control's: %s", l)
+			}
+		}
+	} else if _, err := exec.LookPath("tcpdump"); err == nil {
+		t.Error("tcpdump saw no RST, not even the control's: the capture does not work")
+	}
+	if d, err := hostports.TableDropped(table); err != nil || d == 0 {
+		t.Errorf("the firewall table dropped %d packets (%v), want the stack's packets dropped", d, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if ok, err := hostports.TableExists(table); err != nil || ok {
+		t.Errorf("table %s after Close: exists=%v (%v)", table, ok, err)
+	}
+	if l, err := net.Listen("tcp", hostAddr4+":8080"); err != nil {
+		t.Errorf("port 8080 after Close: %v, want it free", err)
+	} else {
+		l.Close()
+	}
+}
+
+// captureRSTs runs tcpdump on dev for TCP segments with RST set; the
+// returned function stops it and returns what it printed. Without tcpdump
+// it returns "" (the reset counters still check).
+func captureRSTs(t testing.TB, dev string) func() string {
+	path, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Log("tcpdump not installed; RSTs are checked by counters only")
+		return func() string { return "" }
+	}
+	var out strings.Builder
+	cmd := exec.Command(path, "-i", dev, "-n", "-l", "-p", "tcp[tcpflags] & tcp-rst != 0")
+	cmd.Stdout = &out
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// tcpdump says "listening on" once its filter is in place.
+	if _, err := bufio.NewReader(stderr).ReadString('\n'); err != nil {
+		t.Fatalf("tcpdump: %v", err)
+	}
+	go io.Copy(io.Discard, stderr)
+	return func() string {
+		time.Sleep(100 * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		return strings.TrimSpace(out.String())
+	}
+}
+
+func slicesContains(s []uint16, v uint16) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// runHostStack is the peer mode "hoststack IFACE PORT": a stack on
+// host:IFACE listening on PORT, until killed.
+func runHostStack(iface, port string) error {
+	s, err := ustack.New(ustack.Config{Net: "host:" + iface})
+	if err != nil {
+		return err
+	}
+	ln, err := s.Listen("tcp", ":"+port)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println("ready")
+	select {}
+}
+
+// TestHostKilled: a stack process killed with SIGKILL leaves its nftables
+// table behind but not its ports (the reserving sockets die with it); the
+// next stack to start removes the table.
+func TestHostKilled(t *testing.T) {
+	dev, _ := hostVeth(t)
+	child := exec.Command(os.Args[0])
+	child.Env = append(os.Environ(), "USTACK_TEST_PEER=hoststack "+dev+" 8082")
+	child.Stderr = os.Stderr
+	out, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("the stack process did not start: %q %v", line, err)
+	}
+	table := fmt.Sprintf("ustack_%d", child.Process.Pid)
+	if ok, err := hostports.TableExists(table); err != nil || !ok {
+		t.Fatalf("table %s of the running stack: exists=%v (%v)", table, ok, err)
+	}
+	if _, err := net.Listen("tcp", hostAddr4+":8082"); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("port 8082 of the running stack: %v, want EADDRINUSE", err)
+	}
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	if l, err := net.Listen("tcp", hostAddr4+":8082"); err != nil {
+		t.Errorf("port 8082 after SIGKILL: %v, want it free", err)
+	} else {
+		l.Close()
+	}
+	if ok, _ := hostports.TableExists(table); !ok {
+		t.Errorf("table %s vanished with SIGKILL; the test expects the next start to remove it", table)
+	}
+	s := newHostStack(t, dev)
+	if ok, err := hostports.TableExists(table); err != nil || ok {
+		t.Errorf("table %s after the next start: exists=%v (%v), want it removed", table, ok, err)
+	}
+	s.Close()
+}
+
+// TestHostErrors: bad host specs name --net and say what to do.
+func TestHostErrors(t *testing.T) {
+	var ce *ustack.ConfigError
+	_, err := ustack.New(ustack.Config{Net: "host:ustk-missing0"})
+	if !errors.As(err, &ce) || ce.Flag != "--net" || !strings.Contains(err.Error(), "no such interface") {
+		t.Fatalf("missing interface: %v, want a --net error", err)
+	}
+	_, err = ustack.New(ustack.Config{Net: "host:"})
+	if !errors.As(err, &ce) || ce.Flag != "--net" {
+		t.Fatalf("host without a name: %v, want a --net error", err)
+	}
+	if _, err := ustack.ParseHostPort("53/udp"); err != nil {
+		t.Errorf("53/udp: %v", err)
+	}
+	for _, bad := range []string{"", "0", "70000", "80/sctp", "x"} {
+		if _, err := ustack.ParseHostPort(bad); err == nil {
+			t.Errorf("ParseHostPort(%q): no error", bad)
+		}
+	}
+}

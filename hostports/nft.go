@@ -1,0 +1,282 @@
+package hostports
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// TablePrefix starts the name of every nftables table ustack makes; the
+// owner's pid follows, so a later start can tell a dead owner's table.
+const TablePrefix = "ustack_"
+
+// Firewall is an nftables table (family inet) of one stack:
+//
+//	table inet ustack_<pid> {
+//	  set addr4 { type ipv4_addr; elements = { ADDRS } }
+//	  set addr6 { type ipv6_addr; elements = { ADDRS } }
+//	  set tcp { type inet_service; elements = { PORTS } }
+//	  set udp { type inet_service; elements = { PORTS } }
+//	  chain input {
+//	    type filter hook input priority filter - 1; policy accept;
+//	    iifname IFACE ip daddr @addr4 meta l4proto tcp th dport @tcp counter drop
+//	    ... the same for udp, and for ip6 daddr @addr6
+//	  }
+//	}
+//
+// Why input drop is enough: the host kernel answers for a port it has no
+// connection on only in reaction to a packet it receives (a RST for a TCP
+// segment, ICMP port unreachable for a UDP datagram); it never originates
+// packets for the stack's connections, whose segments leave through the
+// packet socket and bypass the kernel's IP output. Dropping the stack's
+// ports at the input hook therefore silences the kernel for them, while the
+// stack's packet socket, which sees frames when the device hands them up,
+// before IP and netfilter, has already taken its copy. The priority (one
+// before the filter tables of iptables and of most nft rule sets) makes the
+// drop come before any REJECT the host's own firewall may have; a drop is
+// final for the packet whatever other chains say.
+//
+// Only packets arriving on the shared interface are dropped: the stack
+// cannot see packets for the shared address that arrive elsewhere (from
+// the host itself over lo, for one), and those are better refused by the
+// kernel at once (its reserving socket does not listen) than left to time
+// out.
+type Firewall struct {
+	Table string
+
+	mu       sync.Mutex
+	conn     *nftables.Conn
+	table    *nftables.Table
+	tcp, udp *nftables.Set
+	closed   bool
+}
+
+// ErrNotPermitted is wrapped when the caller may not change the host's
+// firewall (CAP_NET_ADMIN).
+var ErrNotPermitted = errors.New("not permitted")
+
+// NewFirewall installs the table for a stack sharing iface's addrs.
+func NewFirewall(iface string, addrs []netip.Addr) (*Firewall, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	f := &Firewall{Table: fmt.Sprintf("%s%d", TablePrefix, os.Getpid()), conn: conn}
+	f.table = conn.AddTable(&nftables.Table{Name: f.Table, Family: nftables.TableFamilyINet})
+	var a4, a6 []nftables.SetElement
+	for _, a := range addrs {
+		if a.Is4() {
+			a4 = append(a4, nftables.SetElement{Key: a.AsSlice()})
+		} else {
+			a6 = append(a6, nftables.SetElement{Key: a.AsSlice()})
+		}
+	}
+	sets := map[string]*nftables.Set{}
+	for _, s := range []struct {
+		name  string
+		typ   nftables.SetDatatype
+		elems []nftables.SetElement
+	}{
+		{"addr4", nftables.TypeIPAddr, a4},
+		{"addr6", nftables.TypeIP6Addr, a6},
+		{"tcp", nftables.TypeInetService, nil},
+		{"udp", nftables.TypeInetService, nil},
+	} {
+		set := &nftables.Set{Table: f.table, Name: s.name, KeyType: s.typ}
+		if err := conn.AddSet(set, s.elems); err != nil {
+			return nil, fmt.Errorf("nftables set %s: %w", s.name, err)
+		}
+		sets[s.name] = set
+	}
+	f.tcp, f.udp = sets["tcp"], sets["udp"]
+	chain := conn.AddChain(&nftables.Chain{
+		Name:     "input",
+		Table:    f.table,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookInput,
+		Priority: nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 1),
+	})
+	ifname := make([]byte, unix.IFNAMSIZ)
+	copy(ifname, iface)
+	for _, fam := range []struct {
+		nfproto byte
+		set     *nftables.Set
+		off     uint32 // destination address in the network header
+		size    uint32
+	}{{unix.NFPROTO_IPV4, sets["addr4"], 16, 4}, {unix.NFPROTO_IPV6, sets["addr6"], 24, 16}} {
+		for _, l4 := range []struct {
+			proto byte
+			set   *nftables.Set
+		}{{unix.IPPROTO_TCP, f.tcp}, {unix.IPPROTO_UDP, f.udp}} {
+			conn.AddRule(&nftables.Rule{Table: f.table, Chain: chain, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname},
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam.nfproto}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: fam.off, Len: fam.size},
+				&expr.Lookup{SourceRegister: 1, SetName: fam.set.Name, SetID: fam.set.ID},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l4.proto}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Lookup{SourceRegister: 1, SetName: l4.set.Name, SetID: l4.set.ID},
+				&expr.Counter{},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			}})
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, nftErr("installing table "+f.Table, err)
+	}
+	return f, nil
+}
+
+func nftErr(what string, err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("nftables: %s: %w (%w)", what, ErrNotPermitted, err)
+	}
+	return fmt.Errorf("nftables: %s: %w", what, err)
+}
+
+// Add puts ports of proto into the drop set.
+func (f *Firewall) Add(proto Proto, ports ...uint16) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("nftables: firewall removed")
+	}
+	set := f.tcp
+	if proto == UDP {
+		set = f.udp
+	}
+	elems := make([]nftables.SetElement, len(ports))
+	for i, p := range ports {
+		elems[i] = nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p)}
+	}
+	if err := f.conn.SetAddElements(set, elems); err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	if err := f.conn.Flush(); err != nil {
+		return nftErr("adding ports to "+f.Table, err)
+	}
+	return nil
+}
+
+// Dropped returns how many packets the table has dropped for the stack.
+func (f *Firewall) Dropped() (uint64, error) { return TableDropped(f.Table) }
+
+// TableDropped returns how many packets the ustack table name has dropped
+// (for tests and diagnostics).
+func TableDropped(name string) (uint64, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return 0, fmt.Errorf("nftables: %w", err)
+	}
+	table := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+	rules, err := conn.GetRules(table, &nftables.Chain{Name: "input", Table: table})
+	if err != nil {
+		return 0, nftErr("reading "+name, err)
+	}
+	var n uint64
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			if c, ok := e.(*expr.Counter); ok {
+				n += c.Packets
+			}
+		}
+	}
+	return n, nil
+}
+
+// Close removes the table.
+func (f *Firewall) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	f.conn.DelTable(f.table)
+	if err := f.conn.Flush(); err != nil {
+		return nftErr("removing table "+f.Table, err)
+	}
+	return nil
+}
+
+// RemoveStale deletes the tables of ustack processes that no longer exist
+// and returns their names. A stack killed with SIGKILL cannot remove its
+// own table; the next start does it here. Its ports need no such care: the
+// reserving sockets die with the process.
+func RemoveStale() ([]string, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, nftErr("listing tables", err)
+	}
+	var gone []string
+	for _, t := range tables {
+		pid, ok := tablePid(t.Name)
+		if !ok || pid == os.Getpid() || processExists(pid) {
+			continue
+		}
+		conn.DelTable(t)
+		gone = append(gone, t.Name)
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, nftErr("removing stale tables", err)
+	}
+	return gone, nil
+}
+
+// TableExists reports whether the table name is installed (for tests and
+// diagnostics).
+func TableExists(name string) (bool, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, nftErr("listing tables", err)
+	}
+	for _, t := range tables {
+		if t.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func tablePid(name string) (int, bool) {
+	s, ok := strings.CutPrefix(name, TablePrefix)
+	if !ok {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(s)
+	return pid, err == nil && pid > 0
+}
+
+// processExists tells whether pid is alive. A pid reused by another process
+// keeps a stale table until that process ends too: harmless, as the table
+// only drops ports that nobody holds any more.
+func processExists(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
+}
