@@ -24,6 +24,7 @@ type stackFlags struct {
 	sysctl         []keyValue
 	dnsUpstreams   []netip.AddrPort
 	noHostLoopback bool
+	hostPorts      []ustack.HostPort
 	verbose        bool
 }
 
@@ -33,12 +34,12 @@ func (kv keyValue) String() string { return kv.key + "=" + kv.value }
 
 // stackOptionNames are the first names of the stack flags, so that commands
 // attached to a daemon (--stack) can refuse them.
-var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "v"}
+var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "v"}
 
 func (f *stackFlags) register(s *optionSet) {
 	f.net = "nat"
 	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
-		help: "attachment to the world: nat (unprivileged; host sockets, like slirp) or tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN)"})
+		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN) or host:IFACE (share IFACE's addresses and MAC with the host; root)"})
 	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
 		value: &listValue[netip.Prefix]{p: &f.addrs, parse: parseCIDR},
 		help:  "address of the stack with prefix length, one per family (nat default: 10.0.2.15/24 and fd00::15/64)"})
@@ -60,6 +61,9 @@ func (f *stackFlags) register(s *optionSet) {
 	s.add(&option{names: []string{"dns-upstream"}, arg: "ADDR[:PORT]", repeat: true,
 		value: &listValue[netip.AddrPort]{p: &f.dnsUpstreams, parse: parseUpstream},
 		help:  "resolver the nat DNS address (10.0.2.3) forwards to (default: the host's, from /etc/resolv.conf; port 53)"})
+	s.add(&option{names: []string{"host-port"}, arg: "PORT[/udp]", repeat: true,
+		value: &listValue[ustack.HostPort]{p: &f.hostPorts, parse: parseHostPort},
+		help:  "net host: reserve PORT on the host for a listener on the stack (tcp unless /udp); other fixed ports cannot be bound"})
 	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},
 		help: "nat: do not let the gateway address (10.0.2.2) reach the host's loopback"})
 }
@@ -77,9 +81,9 @@ type netValue struct{ p *string }
 // checked when the stack is built.
 func (v netValue) Set(s string) error {
 	switch kind, _, _ := strings.Cut(s, ":"); {
-	case s == "nat", kind == "tap":
+	case s == "nat", kind == "tap", kind == "host":
 	default:
-		return fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create])", s)
+		return fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE)", s)
 	}
 	*v.p = s
 	return nil
@@ -131,6 +135,8 @@ func parsePublish(s string) (ustack.PortMapping, error) {
 	return p, nil
 }
 
+func parseHostPort(s string) (ustack.HostPort, error) { return ustack.ParseHostPort(s) }
+
 func parseSysctl(s string) (keyValue, error) {
 	k, v, ok := strings.Cut(s, "=")
 	k = strings.TrimSpace(k)
@@ -171,6 +177,7 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 			DNSUpstreams:   f.dnsUpstreams,
 			Publish:        f.publish,
 		},
+		Host: ustack.HostConfig{Ports: f.hostPorts},
 	}
 	cfg.TCP.CongestionControl = f.cc
 	for _, kv := range f.sysctl {
