@@ -86,6 +86,20 @@ func runPeer(mode string) error {
 		c.Close()
 		fmt.Printf("%x %d\n", h.Sum(), h.n)
 		return nil
+	case "echo":
+		// Echo every connection's bytes back, for round-trip measurements.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
 	case "hoststack":
 		// A stack on --net host:addr listening on TCP port dir, until killed.
 		return runHostStack(addr, dir)

@@ -1,0 +1,86 @@
+package ustack_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkHost measures one TCP stream each way between a stack on --net
+// host (sharing the root namespace's veth end and its address) and the
+// kernel in a namespace, beside the root namespace's own kernel on the very
+// same veth path with the same Go code; then a 1-byte round trip on both.
+func BenchmarkHost(b *testing.B) {
+	dev, _ := hostVeth(b)
+	s := newHostStack(b, dev)
+	prefix := []string{"ip", "netns", "exec", fmt.Sprintf("ustack-host-%d", os.Getpid())}
+	startPeer(b, prefix, remoteAddr4+":9000")
+	dialers := []struct {
+		name string
+		dial func(network, addr string) (net.Conn, error)
+	}{{"host", s.Dial}, {"kernel", net.Dial}}
+	for _, d := range dialers {
+		for _, dir := range []string{"r", "w"} {
+			name := map[string]string{"r": "to-namespace", "w": "from-namespace"}[dir]
+			b.Run(d.name+"/"+name, func(b *testing.B) {
+				b.SetBytes(tapBenchBytes)
+				for i := 0; i < b.N; i++ {
+					c, err := d.dial("tcp", remoteAddr4+":9000")
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := bulk(c, dir, tapBenchBytes); err != nil {
+						b.Fatal(err)
+					}
+				}
+				gbits(b, b.Elapsed().Seconds()/float64(b.N))
+			})
+		}
+	}
+	// Round trip: the namespace's kernel echoes one byte.
+	startPeerMode(b, prefix, "echo "+remoteAddr4+":9002")
+	for _, d := range dialers {
+		b.Run(d.name+"/rr-1byte", func(b *testing.B) {
+			c, err := d.dial("tcp", remoteAddr4+":9002")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			buf := []byte{1}
+			rtts := make([]time.Duration, 0, b.N)
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				if _, err := c.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+				rtts = append(rtts, time.Since(t0))
+			}
+			slices.Sort(rtts)
+			b.ReportMetric(float64(rtts[len(rtts)/2].Nanoseconds())/1e3, "p50-µs")
+			b.ReportMetric(float64(rtts[len(rtts)*99/100].Nanoseconds())/1e3, "p99-µs")
+		})
+	}
+}
+
+// startPeerMode runs the test binary in peer mode (USTACK_TEST_PEER) under
+// the command prefix and waits for its "ready".
+func startPeerMode(b testing.TB, prefix []string, mode string) {
+	cmd := exec.Command(prefix[0], append(prefix[1:], os.Args[0])...)
+	cmd.Env = append(os.Environ(), "USTACK_TEST_PEER="+mode)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		b.Fatalf("peer did not start: %q %v", line, err)
+	}
+}
