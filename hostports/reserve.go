@@ -34,10 +34,8 @@ const (
 type Reservation struct {
 	addrs []netip.Addr
 
-	mu    sync.Mutex
-	fds   map[key][]int
-	first uint16 // ephemeral block
-	count int
+	mu  sync.Mutex
+	fds map[key][]int
 }
 
 type key struct {
@@ -100,7 +98,6 @@ func (r *Reservation) ReserveBlock(n int) (uint16, error) {
 			lastErr = err
 			continue
 		}
-		r.first, r.count = uint16(first), n
 		return uint16(first), nil
 	}
 	return 0, fmt.Errorf("no block of %d free ports in %d-%d: %w", n, lo, hi, lastErr)

@@ -1,0 +1,59 @@
+package hostports
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+)
+
+func TestTablePid(t *testing.T) {
+	for name, want := range map[string]int{"ustack_123": 123, "ustack_": 0, "ustack_x": 0, "other_5": 0, "ustack_-4": 0} {
+		pid, ok := tablePid(name)
+		if ok != (want != 0) || pid != want && want != 0 {
+			t.Errorf("tablePid(%q) = %d, %v; want %d", name, pid, ok, want)
+		}
+	}
+}
+
+// TestReservation: reserved ports (on the loopback address, touching no
+// interface) cannot be bound by anyone else until released.
+func TestReservation(t *testing.T) {
+	r := NewReservation([]netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	first, err := r.ReserveBlock(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(r.Ports(TCP)); got != 8 {
+		t.Fatalf("%d TCP ports reserved, want 8", got)
+	}
+	for _, p := range []uint16{first, first + 7} {
+		if _, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("binding reserved TCP port %d: %v, want EADDRINUSE", p, err)
+		}
+		if _, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p)); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("binding reserved UDP port %d: %v, want EADDRINUSE", p, err)
+		}
+	}
+	// A port the host holds cannot be reserved.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	held := uint16(l.Addr().(*net.TCPAddr).Port)
+	if err := r.Reserve(TCP, held); !IsInUse(err) {
+		t.Errorf("reserving a port the host holds: %v, want EADDRINUSE", err)
+	}
+	if r.Has(TCP, held) {
+		t.Error("a failed reservation is listed")
+	}
+	r.Close()
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first)); err != nil {
+		t.Errorf("port %d after Close: %v", first, err)
+	} else {
+		l.Close()
+	}
+}
