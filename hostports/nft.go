@@ -274,8 +274,8 @@ func tablePid(name string) (int, bool) {
 }
 
 // processExists tells whether pid is alive. A pid reused by another process
-// keeps a stale table until that process ends too: harmless, as the table
-// only drops ports that nobody holds any more.
+// keeps a stale table until that process ends too; meanwhile the dead
+// stack's ports stay silenced on its interface, though nobody holds them.
 func processExists(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
