@@ -68,7 +68,7 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 		n = defaultEphemeralPorts
 	}
 	if n < 0 || n > 16384 {
-		return nil, configErr("--host-ephemeral", "%d ports is out of range (1 to 16384)", n)
+		return nil, configErr("--net", "host:%s: %d ephemeral ports (Config.Host.EphemeralPorts) is out of range (1 to 16384)", iface, n)
 	}
 
 	h := &hostShare{iface: iface}
