@@ -98,6 +98,15 @@ socket $XDG_RUNTIME_DIR/ustack/NAME.sock (without XDG_RUNTIME_DIR:
                           ping's output lines, streamed
 Other commands use it with --stack NAME.
 `,
+	"run": `Runs PROG with its IPv4 and IPv6 TCP sockets served by a new user-level
+stack (seccomp user notification; Linux 5.14 or later, x86_64). PROG gets
+real fds, so poll, epoll, fork and exec work as usual; only the socket calls
+are answered by ustack. Flags end at PROG (or at --). Exits with PROG's
+status (128+N if a signal N killed it); SIGINT, SIGTERM and SIGHUP are
+passed on to PROG. Not yet served: UDP and raw sockets (refused with
+EPROTONOSUPPORT and logged), so name lookups need a TCP-only path; give
+addresses, e.g. ustack run -- curl http://10.0.2.2:8000/.
+`,
 	"version": `Prints ustack's version, the Go version it was built with and the gVisor
 version of its netstack.
 `,
