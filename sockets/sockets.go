@@ -183,18 +183,38 @@ func (m *Manager) sweep() {
 			return
 		case <-t.C:
 		}
-		m.mu.Lock()
-		var idle []*socket
-		for _, s := range m.socks {
+		m.reapClosed(func(*socket) bool { return true })
+	}
+}
+
+// reapClosed releases the sockets selected by which that the program has
+// closed and no relay watches.
+func (m *Manager) reapClosed(which func(*socket) bool) {
+	m.mu.Lock()
+	var idle []*socket
+	for _, s := range m.socks {
+		if which(s) {
 			idle = append(idle, s)
 		}
-		m.mu.Unlock()
-		for _, s := range idle {
-			if s.unwatched() && s.programClosed() {
-				s.close()
-			}
+	}
+	m.mu.Unlock()
+	for _, s := range idle {
+		if s.unwatched() && s.programClosed() {
+			s.close()
 		}
 	}
+}
+
+// reapClosedListeners releases listeners the program has closed before a
+// connect goes out. close() is not intercepted, so without this a connect
+// right after closing a listener of the same stack would still reach it,
+// where the kernel refuses it.
+func (m *Manager) reapClosedListeners() {
+	m.reapClosed(func(s *socket) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.state == stateListening
+	})
 }
 
 // errnoOf is the Linux errno for a netstack error.

@@ -37,12 +37,15 @@ type socket struct {
 	domain int // AF_INET or AF_INET6
 	conn   *net.UnixConn
 
-	mu       sync.Mutex
-	state    state
-	ep       tcpip.Endpoint
-	wq       *waiter.Queue
-	soError  unix.Errno    // pending error for SO_ERROR or the next connect
-	connDone chan struct{} // closed when the connect under way ends
+	mu      sync.Mutex
+	state   state
+	ep      tcpip.Endpoint
+	wq      *waiter.Queue
+	soError unix.Errno // pending error for SO_ERROR or the next connect
+	// unreported is set when a non-blocking connect succeeds: Linux
+	// answers the next connect() with 0 once, then EISCONN.
+	unreported bool
+	connDone   chan struct{} // closed when the connect under way ends
 
 	// Listening sockets: connections netstack has accepted and the
 	// program has not; one token byte per connection sits in the
@@ -73,6 +76,9 @@ func (m *Manager) newEndpoint(domain int) (tcpip.Endpoint, *waiter.Queue, tcpip.
 	if domain == unix.AF_INET6 {
 		ep.SocketOptions().SetV6Only(false) // net.ipv6.bindv6only=0
 	}
+	// Nagle on, as a new Linux socket has it; programs that want
+	// otherwise set TCP_NODELAY, as they do on Linux.
+	ep.SocketOptions().SetDelayOption(true)
 	return ep, wq, nil
 }
 
@@ -107,24 +113,24 @@ func (m *Manager) socket(c *intercept.Call) {
 		c.Fail(errnoOf(terr))
 		return
 	}
-	s, theirs, err := m.newSocket(domain, ep, wq, flags&unix.SOCK_NONBLOCK != 0)
+	s, theirs, err := m.newSocket(domain, ep, wq, flags&unix.SOCK_NONBLOCK != 0, stateNew)
 	if err != nil {
 		ep.Close()
 		answerErr(c, err)
 		return
 	}
-	s.state = stateNew
 	s.inject(c, theirs, flags&unix.SOCK_CLOEXEC != 0)
 }
 
-// newSocket makes the socketpair for ep and registers the socket; the
-// caller injects theirs.
-func (m *Manager) newSocket(domain int, ep tcpip.Endpoint, wq *waiter.Queue, nonblock bool) (*socket, int, error) {
+// newSocket makes the socketpair for ep and registers the socket in its
+// first state (set before other goroutines can see it); the caller injects
+// theirs.
+func (m *Manager) newSocket(domain int, ep tcpip.Endpoint, wq *waiter.Queue, nonblock bool, st state) (*socket, int, error) {
 	conn, theirs, ino, err := newPair(nonblock)
 	if err != nil {
 		return nil, -1, err
 	}
-	s := &socket{m: m, ino: ino, domain: domain, conn: conn, ep: ep, wq: wq, newToken: make(chan struct{})}
+	s := &socket{m: m, ino: ino, domain: domain, conn: conn, ep: ep, wq: wq, state: st, newToken: make(chan struct{})}
 	m.add(s)
 	return s, theirs, nil
 }
@@ -237,10 +243,17 @@ func (s *socket) connect(c *intercept.Call) {
 	}
 	nonblock := fl&unix.O_NONBLOCK != 0
 
+	s.m.reapClosedListeners()
 	s.mu.Lock()
 	switch s.state {
 	case stateConnected:
+		reported := !s.unreported
+		s.unreported = false
 		s.mu.Unlock()
+		if !reported {
+			c.Return(0)
+			return
+		}
 		c.Fail(unix.EISCONN)
 		return
 	case stateListening, stateClosed:
@@ -296,6 +309,7 @@ func (s *socket) connect(c *intercept.Call) {
 	if nonblock {
 		filler = s.fill(c)
 	}
+	s.unreported = nonblock
 	ep, wq := s.ep, s.wq
 	s.mu.Unlock()
 	go s.completeConnect(ep, wq, &entry, notify, filler, done)
@@ -614,13 +628,12 @@ func (s *socket) accept(c *intercept.Call, flags int) {
 
 // deliver hands an accepted connection to the program.
 func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
-	ns, theirs, err := s.m.newSocket(s.domain, p.ep, p.wq, flags&unix.SOCK_NONBLOCK != 0)
+	ns, theirs, err := s.m.newSocket(s.domain, p.ep, p.wq, flags&unix.SOCK_NONBLOCK != 0, stateConnected)
 	if err != nil {
 		p.ep.Close()
 		answerErr(c, err)
 		return
 	}
-	ns.state = stateConnected
 	if addrPtr := c.Arg(1); addrPtr != 0 {
 		peer, terr := p.ep.GetRemoteAddress()
 		if terr != nil {
