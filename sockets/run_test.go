@@ -268,8 +268,10 @@ func TestCurlLoopbackPython(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "f"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Up to 30 s for python to start listening: a loaded CI machine
+	// running other packages' tests at the same time can be that slow.
 	script := fmt.Sprintf(`cd %s && %s -m http.server -b 127.0.0.1 8000 >/dev/null 2>&1 & pid=$!
-for i in $(seq 50); do %s -sS -o /dev/null http://127.0.0.1:8000/f 2>/dev/null && break; sleep 0.1; done
+for i in $(seq 300); do %s -sS -o /dev/null http://127.0.0.1:8000/f 2>/dev/null && break; sleep 0.1; done
 %s -sS http://127.0.0.1:8000/f; rc=$?; kill $pid; wait $pid; exit $rc`, dir, py, curl, curl)
 	out, errOut, code := ustackRun(t, 60*time.Second, nil, sh, "-c", script)
 	if code != 0 {
