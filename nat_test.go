@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"ustack"
+	"ustack/internal/testdns"
 )
 
 // newNAT builds a stack on the nat attachment and closes it when the test ends.
@@ -128,102 +129,14 @@ func TestNATNoHostLoopback(t *testing.T) {
 	}
 }
 
-// dnsServer answers A and AAAA queries for names under test.ustack. from a
-// fixed table, over UDP and TCP on the host's loopback, and counts queries.
-type dnsServer struct {
-	addr    netip.AddrPort
-	queries chan string
-}
-
-func startDNS(t *testing.T, answers map[string]netip.Addr) *dnsServer {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Skipf("TCP port %d for the DNS server is taken: %v", port, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	d := &dnsServer{addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), queries: make(chan string, 100)}
-	answer := func(q []byte) []byte {
-		var p dnsmessage.Parser
-		h, err := p.Start(q)
-		if err != nil {
-			return nil
-		}
-		question, err := p.Question()
-		if err != nil {
-			return nil
-		}
-		select {
-		case d.queries <- question.Name.String():
-		default:
-		}
-		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-		b.StartQuestions()
-		b.Question(question)
-		b.StartAnswers()
-		a, ok := answers[question.Name.String()]
-		rh := dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET, TTL: 60}
-		switch {
-		case ok && a.Is4() && question.Type == dnsmessage.TypeA:
-			b.AResource(rh, dnsmessage.AResource{A: a.As4()})
-		case ok && a.Is6() && question.Type == dnsmessage.TypeAAAA:
-			b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
-		}
-		out, _ := b.Finish()
-		return out
-	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if out := answer(buf[:n]); out != nil {
-				pc.WriteTo(out, from)
-			}
-		}
-	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var l [2]byte
-				for {
-					if _, err := io.ReadFull(c, l[:]); err != nil {
-						return
-					}
-					q := make([]byte, int(l[0])<<8|int(l[1]))
-					if _, err := io.ReadFull(c, q); err != nil {
-						return
-					}
-					out := answer(q)
-					c.Write(append([]byte{byte(len(out) >> 8), byte(len(out))}, out...))
-				}
-			}()
-		}
-	}()
-	return d
-}
-
 // TestNATDNS: names resolve through the DNS address 10.0.2.3, which
 // forwards to the resolver configured as upstream (here one the test runs
 // on the host's loopback), over UDP and TCP.
 func TestNATDNS(t *testing.T) {
 	want4 := netip.MustParseAddr("192.0.2.44")
 	want6 := netip.MustParseAddr("2001:db8::44")
-	d := startDNS(t, map[string]netip.Addr{"www.test.ustack.": want4, "v6.test.ustack.": want6})
-	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{d.addr}}})
+	d := testdns.Start(t, map[string]netip.Addr{"www.test.ustack.": want4, "v6.test.ustack.": want6})
+	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{d.Addr}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got, err := s.Resolver().LookupNetIP(ctx, "ip4", "www.test.ustack")
@@ -235,7 +148,7 @@ func TestNATDNS(t *testing.T) {
 		t.Fatalf("LookupNetIP(v6.test.ustack) = %v, %v; want %v", got, err, want6)
 	}
 	select {
-	case q := <-d.queries:
+	case q := <-d.Queries:
 		if !strings.HasSuffix(q, "test.ustack.") {
 			t.Errorf("upstream saw query %q", q)
 		}
@@ -249,7 +162,7 @@ func TestNATDNS(t *testing.T) {
 	}
 	defer dead.Close()
 	s2 := newNAT(t, ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{
-		dead.LocalAddr().(*net.UDPAddr).AddrPort(), d.addr}}})
+		dead.LocalAddr().(*net.UDPAddr).AddrPort(), d.Addr}}})
 	got, err = s2.Resolver().LookupNetIP(ctx, "ip4", "www.test.ustack")
 	if err != nil || len(got) != 1 || got[0] != want4 {
 		t.Fatalf("with a dead first upstream: LookupNetIP = %v, %v; want %v", got, err, want4)

@@ -308,6 +308,10 @@ func (s *Stack) Close() error {
 // Addrs returns the stack's addresses.
 func (s *Stack) Addrs() []netip.Prefix { return append([]netip.Prefix(nil), s.addrs...) }
 
+// DNS returns the name servers programs on the stack should use: for nat
+// its DNS addresses (10.0.2.3, fd00::3), else Config.DNS.
+func (s *Stack) DNS() []netip.Addr { return append([]netip.Addr(nil), s.dns...) }
+
 // MTU returns the link MTU.
 func (s *Stack) MTU() int { return s.mtu }
 

@@ -3,13 +3,16 @@ package cli
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"ustack"
 	"ustack/intercept"
+	"ustack/nat"
 	"ustack/sockets"
 )
 
@@ -36,6 +39,7 @@ func runCommand() *command {
 			// stack silently.
 			mgr := sockets.New(st.Netstack(), logTo(e, "ustack: run"))
 			defer mgr.Close()
+			redirectNameservers(mgr, st)
 			return runProgram(e, mgr, args)
 		}
 	}
@@ -97,4 +101,27 @@ func fileOr(w any, def *os.File) *os.File {
 		return f
 	}
 	return def
+}
+
+// redirectNameservers sends the program's DNS queries, addressed to the
+// host's nameservers from /etc/resolv.conf, to the stack's DNS address on
+// nat (which forwards them to those nameservers, or to --dns-upstream).
+// Without it a host resolver on loopback, such as systemd-resolved's
+// 127.0.0.53, would be the stack's own loopback, where nothing answers.
+func redirectNameservers(mgr *sockets.Manager, st *ustack.Stack) {
+	if st.Attachment() != "nat" {
+		return
+	}
+	servers, err := nat.HostResolvers("/etc/resolv.conf")
+	if err != nil {
+		return
+	}
+	for _, ns := range servers {
+		for _, dns := range st.DNS() {
+			if dns.Is4() == ns.Addr().Unmap().Is4() {
+				mgr.Redirect(ns, netip.AddrPortFrom(dns, 53))
+				break
+			}
+		}
+	}
 }

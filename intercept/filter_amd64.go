@@ -12,15 +12,20 @@ const (
 	offNr   = 0
 	offArch = 4
 	offArg0 = 16 // low 32 bits of args[0] on a little-endian machine
+	offArg1 = 24
+	offArg4 = 48
 )
 
 const x32SyscallBit = 0x40000000
 
 // notifiedSyscalls are the socket calls the supervisor answers. socket
-// itself is notified only for AF_INET and AF_INET6 (below); everything
-// else, including the data path (read, write, sendto, recvfrom without
-// addresses, poll, epoll, close, shutdown), runs natively in the kernel on
-// the injected AF_UNIX fd.
+// itself is notified only for AF_INET and AF_INET6, sendto and recvfrom
+// only with an address, ioctl only for FIONREAD (below); everything else,
+// including the data path (read, write, send, recv, poll, epoll, close,
+// shutdown), runs natively in the kernel on the injected AF_UNIX fd.
+// sendmsg, recvmsg and their mmsg forms carry their address inside a
+// msghdr, out of the filter's sight, so all of them are notified; the
+// supervisor lets those on other fds through at once.
 var notifiedSyscalls = []uint32{
 	unix.SYS_CONNECT,
 	unix.SYS_BIND,
@@ -31,6 +36,10 @@ var notifiedSyscalls = []uint32{
 	unix.SYS_GETPEERNAME,
 	unix.SYS_SETSOCKOPT,
 	unix.SYS_GETSOCKOPT,
+	unix.SYS_SENDMSG,
+	unix.SYS_RECVMSG,
+	unix.SYS_SENDMMSG,
+	unix.SYS_RECVMMSG,
 }
 
 // buildFilter assembles the seccomp program:
@@ -40,6 +49,8 @@ var notifiedSyscalls = []uint32{
 //	io_uring_setup              -> ENOSYS (its socket ops bypass seccomp; programs fall back)
 //	one of notifiedSyscalls     -> USER_NOTIF
 //	socket(AF_INET|AF_INET6, …) -> USER_NOTIF
+//	sendto/recvfrom with addr   -> USER_NOTIF (args[4] != 0: UDP's addresses)
+//	ioctl(fd, FIONREAD, …)      -> USER_NOTIF (a datagram's size, not the queue's)
 //	anything else               -> ALLOW
 func buildFilter() ([]unix.SockFilter, error) {
 	const (
@@ -63,17 +74,54 @@ func buildFilter() ([]unix.SockFilter, error) {
 		toNotify = append(toNotify, len(prog))
 		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr})
 	}
-	prog = append(prog,
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipFalse: 3}, // -> allow
-		bpf.LoadAbsolute{Off: offArg0, Size: 4},
-	)
-	toNotify = append(toNotify, len(prog))
-	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_INET})
-	toNotify = append(toNotify, len(prog))
-	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_INET6})
+	// Conditional cases, each "load nr; not this call -> next case; load
+	// an argument; matching -> notify; else allow". Jumps to the shared
+	// allow and notify returns are fixed up at the end.
+	var toAllow []int
+	cases := []struct {
+		nr      uint32
+		off     uint32
+		values  []uint32 // notify when the argument word equals one of these
+		nonzero bool     // notify when the argument word is not zero
+	}{
+		{unix.SYS_SOCKET, offArg0, []uint32{unix.AF_INET, unix.AF_INET6}, false},
+		{unix.SYS_IOCTL, offArg1, []uint32{unix.SIOCINQ}, false},
+		{unix.SYS_SENDTO, offArg4, nil, true},
+		{unix.SYS_SENDTO, offArg4 + 4, nil, true},
+		{unix.SYS_RECVFROM, offArg4, nil, true},
+		{unix.SYS_RECVFROM, offArg4 + 4, nil, true},
+	}
+	for _, k := range cases {
+		skip := len(k.values) + 2 // the argument load, the tests and the jump to allow
+		if k.nonzero {
+			skip = 2 // the argument load and the test
+		}
+		// Not this call: on to the next case.
+		prog = append(prog,
+			bpf.LoadAbsolute{Off: offNr, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: k.nr, SkipFalse: uint8(skip)},
+			bpf.LoadAbsolute{Off: k.off, Size: 4},
+		)
+		if k.nonzero {
+			// Zero: on to the next case (the other half of the pointer).
+			toNotify = append(toNotify, len(prog))
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0})
+			continue
+		}
+		for _, v := range k.values {
+			toNotify = append(toNotify, len(prog))
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: v})
+		}
+		toAllow = append(toAllow, len(prog))
+		prog = append(prog, bpf.Jump{})
+	}
+	allowAt := len(prog)
 	prog = append(prog, bpf.RetConstant{Val: retAllow})
 	notifyAt := len(prog)
 	prog = append(prog, bpf.RetConstant{Val: retNotify})
+	for _, i := range toAllow {
+		prog[i] = bpf.Jump{Skip: uint32(allowAt - i - 1)}
+	}
 	for _, i := range toNotify {
 		j := prog[i].(bpf.JumpIf)
 		skip := notifyAt - i - 1

@@ -151,7 +151,10 @@ func (p *Process) loop() {
 	}
 }
 
-func (p *Process) handle(c *Call) {
+func (p *Process) handle(c *Call) { p.run(c, func() { p.handler.Handle(c) }) }
+
+// run answers c with f, which must answer it or park it.
+func (p *Process) run(c *Call, f func()) {
 	defer p.handlers.Done()
 	defer func() {
 		if r := recover(); r != nil {
@@ -163,7 +166,10 @@ func (p *Process) handle(c *Call) {
 			}
 		}
 	}()
-	p.handler.Handle(c)
+	f()
+	if c.parked {
+		return // answered by the goroutine Park started
+	}
 	if !c.answered {
 		p.logf("BUG: syscall %d left unanswered", c.n.Data.Nr)
 		c.Fail(unix.ENOSYS)
@@ -180,6 +186,18 @@ type Call struct {
 	p        *Process
 	n        seccompNotif
 	answered bool
+	parked   bool
+}
+
+// Park hands the rest of the call to a goroutine of its own, for a call
+// answered inline that turns out to need waiting after all (a blocking
+// receive with nothing queued). f gets the call to answer; whoever called
+// Park must not touch c afterwards.
+func (c *Call) Park(f func(*Call)) {
+	c.parked = true
+	c.p.handlers.Add(1)
+	nc := &Call{p: c.p, n: c.n}
+	go c.p.run(nc, func() { f(nc) })
 }
 
 // Nr is the system call number.

@@ -37,20 +37,27 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// run runs a command and returns what it printed on stdout; stderr (where
+// ustack logs) is shown only when something goes wrong.
 func run(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	done := make(chan struct{})
 	timer := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill(); close(done) })
 	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
+	out, err := cmd.Output()
 	select {
 	case <-done:
-		t.Fatalf("%s: still running after 30 s; output so far:\n%s", strings.Join(args, " "), out)
+		t.Fatalf("%s: still running after 30 s; output so far:\n%s%s", strings.Join(args, " "), out, stderr.String())
 	default:
 	}
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("%s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("%s said on stderr:\n%s", strings.Join(args, " "), stderr.String())
 	}
 	return string(out)
 }
@@ -59,13 +66,35 @@ func TestLinuxSemantics(t *testing.T) {
 	if err := intercept.CheckKernel(); err != nil {
 		t.Skipf("this kernel cannot run programs under ustack: %v", err)
 	}
-	for _, scenario := range []string{"names", "connect-nonblock", "refused", "halfclose", "sockopts", "badargs", "dualstack"} {
+	for _, scenario := range []string{"names", "connect-nonblock", "refused", "halfclose", "sockopts", "badargs", "dualstack",
+		"udp", "udp-mmsg", "udp-blocking", "udp-badargs", "udp-sockopts", "ping"} {
 		t.Run(scenario, func(t *testing.T) {
-			kernel := run(t, probeBin, scenario)
+			var kernel string
+			if scenario == "ping" {
+				kernel = kernelPing(t)
+			} else {
+				kernel = run(t, probeBin, scenario)
+			}
 			user := run(t, ustackBin, "run", "--", probeBin, scenario)
 			if kernel != user {
 				t.Errorf("the program saw different things.\non the kernel:\n%s\nunder ustack:\n%s", kernel, user)
 			}
 		})
 	}
+}
+
+// kernelPing runs the ping scenario on the kernel in a network namespace of
+// its own, where ping sockets may be opened by everyone (as ustack allows:
+// the host's net.ipv4.ping_group_range is left alone).
+func kernelPing(t *testing.T) string {
+	if os.Geteuid() != 0 {
+		t.Skip("comparing ping sockets with the kernel needs root (a network namespace)")
+	}
+	for _, prog := range []string{"unshare", "ip", "sysctl"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			t.Skipf("comparing ping sockets with the kernel needs %s", prog)
+		}
+	}
+	return run(t, "unshare", "-n", "sh", "-c",
+		"ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' && exec "+probeBin+" ping")
 }

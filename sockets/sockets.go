@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -37,8 +38,10 @@ type Manager struct {
 	socks map[uint64]*socket // by inode of the program's end
 
 	refused sync.Map // socket kinds already logged as refused
-	done    chan struct{}
-	closed  sync.Once
+
+	redirects, reverse map[netip.AddrPort]netip.AddrPort // see Redirect
+	done               chan struct{}
+	closed             sync.Once
 }
 
 // New returns a Manager serving sockets from ns. logf reports what the
@@ -71,8 +74,15 @@ func (m *Manager) Close() {
 
 // MayPark says which calls can wait for the network: only those get a
 // goroutine of their own.
+// Receives and sends that have to wait after all hand themselves off
+// (Call.Park); the mmsg forms, which may wait between datagrams, always
+// get one.
 func (m *Manager) MayPark(nr int) bool {
-	return nr == unix.SYS_CONNECT || nr == unix.SYS_ACCEPT || nr == unix.SYS_ACCEPT4
+	switch nr {
+	case unix.SYS_CONNECT, unix.SYS_ACCEPT, unix.SYS_ACCEPT4, unix.SYS_SENDMMSG, unix.SYS_RECVMMSG:
+		return true
+	}
+	return false
 }
 
 // Handle answers one call.
@@ -93,6 +103,12 @@ func (m *Manager) Handle(c *intercept.Call) {
 		c.Continue()
 		return
 	}
+	if s.dg != nil {
+		s.handleDgram(c)
+		return
+	}
+	// TCP: the data calls (sendmsg, recvmsg, … FIONREAD) are the kernel's,
+	// on the program's end of the stream pair.
 	switch c.Nr() {
 	case unix.SYS_CONNECT:
 		s.connect(c)
@@ -227,8 +243,8 @@ func errnoOf(err tcpip.Error) unix.Errno {
 
 // newPair makes the socketpair behind one program socket: ours (bridged
 // to netstack) and theirs (to be injected), with theirs' inode.
-func newPair(nonblock bool) (ours *net.UnixConn, theirs int, ino uint64, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+func newPair(sotype int, nonblock bool) (ours *net.UnixConn, theirs int, ino uint64, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, sotype|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, -1, 0, err
 	}

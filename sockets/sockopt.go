@@ -5,6 +5,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"ustack/intercept"
 )
@@ -92,10 +94,46 @@ func readInt(c *intercept.Call, ptr uint64, length int) (int, error) {
 	return int(int32(nativeUint32(b[:]))), nil
 }
 
+// inertOptions are accepted and remembered (getsockopt reads them back)
+// but change nothing: the control messages they ask for (IP_PKTINFO,
+// IP_RECVERR, timestamps…) are not delivered, and path MTU discovery is
+// netstack's own. Programs set them routinely and would fail on an error.
+var inertOptions = map[[2]int]bool{
+	{unix.IPPROTO_IP, unix.IP_RECVERR}:              true,
+	{unix.IPPROTO_IP, unix.IP_PKTINFO}:              true,
+	{unix.IPPROTO_IP, unix.IP_RECVTTL}:              true,
+	{unix.IPPROTO_IP, unix.IP_RECVTOS}:              true,
+	{unix.IPPROTO_IP, unix.IP_MTU_DISCOVER}:         true,
+	{unix.IPPROTO_IP, unix.IP_FREEBIND}:             true,
+	{unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT}: true,
+	{unix.IPPROTO_IPV6, unix.IPV6_RECVERR}:          true,
+	{unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO}:      true,
+	{unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT}:     true,
+	{unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS}:       true,
+	{unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER}:     true,
+	{unix.SOL_SOCKET, unix.SO_TIMESTAMP_OLD}:        true,
+	{unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_OLD}:      true,
+	{unix.SOL_SOCKET, unix.SO_TIMESTAMP_NEW}:        true,
+	{unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW}:      true,
+}
+
 // setIntOption maps an integer option onto the endpoint; s.mu is held.
 func (s *socket) setIntOption(level, name, v int) unix.Errno {
 	so := s.ep.SocketOptions()
 	var terr tcpip.Error
+	if level == unix.IPPROTO_IPV6 && s.domain != unix.AF_INET6 {
+		return unix.ENOPROTOOPT
+	}
+	if inertOptions[[2]int{level, name}] {
+		if s.inert == nil {
+			s.inert = map[[2]int]int{}
+		}
+		s.inert[[2]int{level, name}] = v
+		return 0
+	}
+	if level == unix.IPPROTO_TCP && s.dg != nil {
+		return unix.ENOPROTOOPT // as Linux says for TCP options on UDP
+	}
 	switch level {
 	case unix.SOL_SOCKET:
 		switch name {
@@ -105,7 +143,9 @@ func (s *socket) setIntOption(level, name, v int) unix.Errno {
 			so.SetReusePort(v != 0)
 		case unix.SO_KEEPALIVE:
 			so.SetKeepAlive(v != 0)
-		case unix.SO_OOBINLINE, unix.SO_BROADCAST, unix.SO_DONTROUTE, unix.SO_PRIORITY:
+		case unix.SO_BROADCAST:
+			so.SetBroadcast(v != 0)
+		case unix.SO_OOBINLINE, unix.SO_DONTROUTE, unix.SO_PRIORITY:
 			// Accepted and without effect on this stack, as on many.
 		default:
 			return unix.ENOPROTOOPT
@@ -149,6 +189,10 @@ func (s *socket) setIntOption(level, name, v int) unix.Errno {
 			terr = s.ep.SetSockOptInt(tcpip.IPv4TOSOption, v)
 		case unix.IP_TTL:
 			terr = s.ep.SetSockOptInt(tcpip.IPv4TTLOption, v)
+		case unix.IP_MULTICAST_TTL:
+			terr = s.ep.SetSockOptInt(tcpip.MulticastTTLOption, v)
+		case unix.IP_MULTICAST_LOOP:
+			so.SetMulticastLoop(v != 0)
 		default:
 			return unix.ENOPROTOOPT
 		}
@@ -164,6 +208,8 @@ func (s *socket) setIntOption(level, name, v int) unix.Errno {
 			so.SetV6Only(v != 0)
 		case unix.IPV6_TCLASS:
 			terr = s.ep.SetSockOptInt(tcpip.IPv6TrafficClassOption, v)
+		case unix.IPV6_UNICAST_HOPS:
+			terr = s.ep.SetSockOptInt(tcpip.IPv6HopLimitOption, v)
 		default:
 			return unix.ENOPROTOOPT
 		}
@@ -249,6 +295,20 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 		}
 		return v, 0
 	}
+	if level == unix.IPPROTO_IPV6 && s.domain != unix.AF_INET6 {
+		return 0, unix.ENOPROTOOPT
+	}
+	if inertOptions[[2]int{level, name}] {
+		return s.inert[[2]int{level, name}], 0
+	}
+	if level == unix.IPPROTO_TCP && s.dg != nil {
+		// Linux's IPv4 getsockopt says EOPNOTSUPP here, IPv6's and
+		// every setsockopt ENOPROTOOPT.
+		if s.domain == unix.AF_INET {
+			return 0, unix.EOPNOTSUPP
+		}
+		return 0, unix.ENOPROTOOPT
+	}
 	switch level {
 	case unix.SOL_SOCKET:
 		switch name {
@@ -258,11 +318,14 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 			s.soError = 0
 			return int(en), 0
 		case unix.SO_TYPE:
+			if s.dg != nil {
+				return unix.SOCK_DGRAM, 0
+			}
 			return unix.SOCK_STREAM, 0
 		case unix.SO_DOMAIN:
 			return s.domain, 0
 		case unix.SO_PROTOCOL:
-			return unix.IPPROTO_TCP, 0
+			return linuxProtocol(s.proto), 0
 		case unix.SO_ACCEPTCONN:
 			return b2i(s.state == stateListening), 0
 		case unix.SO_REUSEADDR:
@@ -271,7 +334,9 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 			return b2i(so.GetReusePort()), 0
 		case unix.SO_KEEPALIVE:
 			return b2i(so.GetKeepAlive()), 0
-		case unix.SO_OOBINLINE, unix.SO_BROADCAST, unix.SO_DONTROUTE, unix.SO_PRIORITY:
+		case unix.SO_BROADCAST:
+			return b2i(so.GetBroadcast()), 0
+		case unix.SO_OOBINLINE, unix.SO_DONTROUTE, unix.SO_PRIORITY:
 			return 0, 0
 		}
 	case unix.IPPROTO_TCP:
@@ -315,6 +380,10 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 				v = 64 // "use the default"
 			}
 			return v, en
+		case unix.IP_MULTICAST_TTL:
+			return getInt(tcpip.MulticastTTLOption)
+		case unix.IP_MULTICAST_LOOP:
+			return b2i(so.GetMulticastLoop()), 0
 		}
 	case unix.IPPROTO_IPV6:
 		if s.domain != unix.AF_INET6 {
@@ -325,7 +394,26 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 			return b2i(so.GetV6Only()), 0
 		case unix.IPV6_TCLASS:
 			return getInt(tcpip.IPv6TrafficClassOption)
+		case unix.IPV6_UNICAST_HOPS:
+			v, en := getInt(tcpip.IPv6HopLimitOption)
+			if en == 0 && v < 0 {
+				v = 64 // "use the route's default"
+			}
+			return v, en
 		}
 	}
 	return 0, unix.ENOPROTOOPT
+}
+
+// linuxProtocol is SO_PROTOCOL's answer for a netstack transport.
+func linuxProtocol(p tcpip.TransportProtocolNumber) int {
+	switch p {
+	case udp.ProtocolNumber:
+		return unix.IPPROTO_UDP
+	case icmp.ProtocolNumber4:
+		return unix.IPPROTO_ICMP
+	case icmp.ProtocolNumber6:
+		return unix.IPPROTO_ICMPV6
+	}
+	return unix.IPPROTO_TCP
 }

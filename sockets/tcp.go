@@ -12,7 +12,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"ustack/intercept"
@@ -34,8 +36,12 @@ const (
 type socket struct {
 	m      *Manager
 	ino    uint64
-	domain int // AF_INET or AF_INET6
+	domain int                           // AF_INET or AF_INET6
+	proto  tcpip.TransportProtocolNumber // TCP, UDP, ICMPv4 or ICMPv6
 	conn   *net.UnixConn
+	dg     *dgram // datagram sockets only
+
+	inert map[[2]int]int // values of inertOptions the program set
 
 	mu      sync.Mutex
 	state   state
@@ -93,19 +99,27 @@ func (m *Manager) socket(c *intercept.Call) {
 		c.Fail(unix.EINVAL)
 		return
 	}
+	nonblock, cloexec := flags&unix.SOCK_NONBLOCK != 0, flags&unix.SOCK_CLOEXEC != 0
 	switch {
 	case typ == unix.SOCK_STREAM && (proto == 0 || proto == unix.IPPROTO_TCP):
-	case typ == unix.SOCK_STREAM:
+	case typ == unix.SOCK_DGRAM && (proto == 0 || proto == unix.IPPROTO_UDP):
+		m.dgramSocket(c, domain, udp.ProtocolNumber, nonblock, cloexec)
+		return
+	case typ == unix.SOCK_DGRAM && domain == unix.AF_INET && proto == unix.IPPROTO_ICMP:
+		m.dgramSocket(c, domain, icmp.ProtocolNumber4, nonblock, cloexec)
+		return
+	case typ == unix.SOCK_DGRAM && domain == unix.AF_INET6 && proto == unix.IPPROTO_ICMPV6:
+		m.dgramSocket(c, domain, icmp.ProtocolNumber6, nonblock, cloexec)
+		return
+	case typ == unix.SOCK_STREAM, typ == unix.SOCK_DGRAM:
+		c.Fail(unix.EPROTONOSUPPORT)
+		return
+	case typ == unix.SOCK_RAW:
+		m.refuse("raw")
 		c.Fail(unix.EPROTONOSUPPORT)
 		return
 	default:
-		kind := map[int]string{unix.SOCK_DGRAM: "datagram (UDP/ICMP)", unix.SOCK_RAW: "raw"}[typ]
-		if kind == "" {
-			c.Fail(unix.EINVAL)
-			return
-		}
-		m.refuse(kind)
-		c.Fail(unix.EPROTONOSUPPORT)
+		c.Fail(unix.EINVAL)
 		return
 	}
 	ep, wq, terr := m.newEndpoint(domain)
@@ -113,24 +127,31 @@ func (m *Manager) socket(c *intercept.Call) {
 		c.Fail(errnoOf(terr))
 		return
 	}
-	s, theirs, err := m.newSocket(domain, ep, wq, flags&unix.SOCK_NONBLOCK != 0, stateNew)
+	s, theirs, err := m.newSocket(domain, tcp.ProtocolNumber, ep, wq, nonblock, stateNew)
 	if err != nil {
 		ep.Close()
 		answerErr(c, err)
 		return
 	}
-	s.inject(c, theirs, flags&unix.SOCK_CLOEXEC != 0)
+	s.inject(c, theirs, cloexec)
 }
 
 // newSocket makes the socketpair for ep and registers the socket in its
 // first state (set before other goroutines can see it); the caller injects
 // theirs.
-func (m *Manager) newSocket(domain int, ep tcpip.Endpoint, wq *waiter.Queue, nonblock bool, st state) (*socket, int, error) {
-	conn, theirs, ino, err := newPair(nonblock)
+func (m *Manager) newSocket(domain int, proto tcpip.TransportProtocolNumber, ep tcpip.Endpoint, wq *waiter.Queue, nonblock bool, st state) (*socket, int, error) {
+	sotype := unix.SOCK_STREAM
+	if proto != tcp.ProtocolNumber {
+		sotype = unix.SOCK_SEQPACKET // keeps datagram boundaries, and reports the program's close
+	}
+	conn, theirs, ino, err := newPair(sotype, nonblock)
 	if err != nil {
 		return nil, -1, err
 	}
-	s := &socket{m: m, ino: ino, domain: domain, conn: conn, ep: ep, wq: wq, state: st, newToken: make(chan struct{})}
+	s := &socket{m: m, ino: ino, domain: domain, proto: proto, conn: conn, ep: ep, wq: wq, state: st, newToken: make(chan struct{})}
+	if proto != tcp.ProtocolNumber {
+		s.dg = &dgram{done: make(chan struct{})}
+	}
 	m.add(s)
 	return s, theirs, nil
 }
@@ -155,6 +176,9 @@ func (s *socket) close() {
 		return
 	}
 	s.state = stateClosed
+	if s.dg != nil {
+		close(s.dg.done)
+	}
 	ep, pending := s.ep, s.pending
 	s.pending = nil
 	s.mu.Unlock()
@@ -171,6 +195,9 @@ func (s *socket) close() {
 // unwatched reports whether no relay watches the socket for the program
 // closing it.
 func (s *socket) unwatched() bool {
+	if s.dg != nil {
+		return false // its pump from the program watches from the start
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state != stateConnected && s.state != stateClosed
@@ -236,6 +263,7 @@ func (s *socket) connect(c *intercept.Call) {
 		c.Fail(en)
 		return
 	}
+	addr = s.redirected(addr)
 	fl, err := fdFlags(c)
 	if err != nil {
 		answerErr(c, err)
@@ -628,7 +656,7 @@ func (s *socket) accept(c *intercept.Call, flags int) {
 
 // deliver hands an accepted connection to the program.
 func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
-	ns, theirs, err := s.m.newSocket(s.domain, p.ep, p.wq, flags&unix.SOCK_NONBLOCK != 0, stateConnected)
+	ns, theirs, err := s.m.newSocket(s.domain, tcp.ProtocolNumber, p.ep, p.wq, flags&unix.SOCK_NONBLOCK != 0, stateConnected)
 	if err != nil {
 		p.ep.Close()
 		answerErr(c, err)
@@ -639,6 +667,7 @@ func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
 		if terr != nil {
 			peer = tcpip.FullAddress{}
 		}
+		peer = s.original(peer)
 		if err := writeAddrResult(c, addrPtr, c.Arg(2), encodeSockaddr(peer, s.domain)); err != nil {
 			unix.Close(theirs)
 			ns.close()
@@ -688,6 +717,7 @@ func (s *socket) getpeername(c *intercept.Call) {
 		c.Fail(unix.ENOTCONN)
 		return
 	}
+	a = s.original(a)
 	if err := writeAddrResult(c, c.Arg(1), c.Arg(2), encodeSockaddr(a, s.domain)); err != nil {
 		answerErr(c, err)
 		return

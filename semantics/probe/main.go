@@ -24,6 +24,12 @@ var scenarios = map[string]func(){
 	"sockopts":         sockopts,
 	"badargs":          badArgs,
 	"dualstack":        dualStack,
+	"udp":              udpBasics,
+	"udp-mmsg":         udpMmsg,
+	"udp-blocking":     udpBlocking,
+	"udp-badargs":      udpBadArgs,
+	"udp-sockopts":     udpSockopts,
+	"ping":             ping,
 }
 
 func main() {
@@ -270,4 +276,284 @@ func dualStack() {
 	say("connect over IPv6", errno(unix.Connect(fd6, &unix.SockaddrInet6{Addr: [16]byte{15: 1}, Port: port})))
 	_, peer, err = unix.Accept(ln)
 	say("accepted peer", addr(peer), " ", errno(err))
+}
+
+// udpPair returns two UDP sockets of domain bound to the loopback address,
+// and the second one's address.
+func udpPair(domain int) (int, int, unix.Sockaddr) {
+	var any unix.Sockaddr = &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
+	if domain == unix.AF_INET6 {
+		any = &unix.SockaddrInet6{Addr: [16]byte{15: 1}}
+	}
+	a, err := unix.Socket(domain, unix.SOCK_DGRAM, 0)
+	must(err)
+	b, err := unix.Socket(domain, unix.SOCK_DGRAM, 0)
+	must(err)
+	must(unix.Bind(a, any))
+	must(unix.Bind(b, any))
+	sb, err := unix.Getsockname(b)
+	must(err)
+	return a, b, sb
+}
+
+// udp covers the address-carrying calls, the native data path of a
+// connected socket, and what the kernel says about sizes and peeking.
+func udpBasics() {
+	for _, domain := range []int{unix.AF_INET, unix.AF_INET6} {
+		say("domain", map[int]string{unix.AF_INET: "inet", unix.AF_INET6: "inet6"}[domain])
+		a, b, sb := udpPair(domain)
+		typ, _ := unix.GetsockoptInt(a, unix.SOL_SOCKET, unix.SO_TYPE)
+		proto, _ := unix.GetsockoptInt(a, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+		say("SO_TYPE SO_PROTOCOL", typ, " ", proto)
+		_, err := unix.Getpeername(a)
+		say("getpeername unconnected", errno(err))
+		sa, _ := unix.Getsockname(a)
+		say("getsockname bound", addr(sa))
+		_, err = unix.GetsockoptInt(a, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		say("TCP_NODELAY on UDP", errno(err))
+
+		// sendto / recvfrom with addresses, and an empty datagram.
+		say("sendto", errno(unix.Sendto(a, []byte("hello"), 0, sb)))
+		say("sendto empty", errno(unix.Sendto(a, nil, 0, sb)))
+		buf := make([]byte, 100)
+		n, from, err := unix.Recvfrom(b, buf, 0)
+		say("recvfrom", n, " ", string(buf[:n]), " ", errno(err), " from ", addr(from))
+		n, from, err = unix.Recvfrom(b, buf, 0)
+		say("recvfrom empty", n, " ", errno(err), " from ", addr(from))
+
+		// MSG_PEEK leaves the datagram; MSG_TRUNC reports its real size.
+		must(unix.Sendto(a, []byte("0123456789"), 0, sb))
+		n, _, err = unix.Recvfrom(b, buf[:4], unix.MSG_PEEK)
+		say("peek 4", n, " ", string(buf[:n]), " ", errno(err))
+		var nread int
+		nread, err = unix.IoctlGetInt(b, unix.SIOCINQ)
+		say("FIONREAD", nread, " ", errno(err))
+		n, from, err = unix.Recvfrom(b, buf[:4], unix.MSG_TRUNC)
+		say("recvfrom 4 with MSG_TRUNC", n, " ", string(buf[:4]), " ", errno(err), " from ", addr(from))
+		n, _, err = unix.Recvfrom(b, buf, unix.MSG_DONTWAIT)
+		say("recvfrom nothing queued", n, " ", errno(err))
+
+		// sendmsg / recvmsg with two iovecs, and a truncated recvmsg.
+		_, err = unix.SendmsgN(a, []byte("msg-one"), nil, sb, 0)
+		say("sendmsg", errno(err))
+		n, oobn, rflags, from, err := unix.Recvmsg(b, buf, nil, 0)
+		say("recvmsg", n, " ", string(buf[:n]), " oob ", oobn, " flags ", rflags, " ", errno(err), " from ", addr(from))
+		must(unix.Sendto(a, []byte("truncated!"), 0, sb))
+		n, _, rflags, _, err = unix.Recvmsg(b, buf[:3], nil, 0)
+		say("recvmsg 3", n, " ", string(buf[:n]), " MSG_TRUNC ", rflags&unix.MSG_TRUNC != 0, " ", errno(err))
+
+		// The largest datagram, and one past it.
+		max := 65507
+		if domain == unix.AF_INET6 {
+			max = 65527
+		}
+		big := make([]byte, max+1)
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		say("sendto too big", errno(unix.Sendto(a, big, 0, sb)))
+		say("sendto largest", errno(unix.Sendto(a, big[:max], 0, sb)))
+		got := make([]byte, 70000)
+		n, _, err = unix.Recvfrom(b, got, 0)
+		say("recvfrom largest", n, " ", errno(err), " intact ", string(got[:n]) == string(big[:max]))
+
+		// Connected: write and read natively; a stranger's datagrams are
+		// not delivered; AF_UNSPEC dissolves the association.
+		sa2, _ := unix.Getsockname(a)
+		must(unix.Connect(b, sa2))
+		_, err = unix.Write(b, []byte("via write"))
+		say("write connected", errno(err))
+		n, err = unix.Read(a, buf)
+		say("read", n, " ", string(buf[:n]), " ", errno(err))
+		pa, err := unix.Getpeername(b)
+		say("getpeername connected", addr(pa), " ", errno(err))
+		c, err := unix.Socket(domain, unix.SOCK_DGRAM, 0)
+		must(err)
+		must(unix.Sendto(c, []byte("stranger"), 0, sb))
+		must(unix.Sendto(a, []byte("friend"), 0, sb))
+		n, err = unix.Read(b, buf)
+		say("connected reads only its peer", string(buf[:n]), " ", errno(err))
+		unspec := [16]byte{} // AF_UNSPEC
+		_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(b), uintptr(unsafe.Pointer(&unspec[0])), 16)
+		say("connect AF_UNSPEC", errno(errnoOrNil(e)))
+		_, err = unix.Getpeername(b)
+		say("getpeername after AF_UNSPEC", errno(err))
+		_, err = unix.Write(b, []byte("nowhere"))
+		say("write unconnected", "done")
+		for _, fd := range []int{a, b, c} {
+			unix.Close(fd)
+		}
+	}
+}
+
+// udpMmsg sends three datagrams with one sendmmsg and takes them with one
+// recvmmsg.
+func udpMmsg() {
+	a, b, sb := udpPair(unix.AF_INET)
+	rsa := sb.(*unix.SockaddrInet4)
+	var name unix.RawSockaddrInet4
+	name.Family = unix.AF_INET
+	name.Port = uint16(rsa.Port>>8 | rsa.Port<<8&0xff00)
+	name.Addr = rsa.Addr
+	type mmsghdr struct {
+		hdr unix.Msghdr
+		n   uint32
+		_   [4]byte
+	}
+	payloads := [][]byte{[]byte("one"), []byte("two-two"), []byte("three-three-three")}
+	var out [3]mmsghdr
+	iovs := make([]unix.Iovec, 3)
+	for i, p := range payloads {
+		iovs[i].Base = &p[0]
+		iovs[i].SetLen(len(p))
+		out[i].hdr.Name = (*byte)(unsafe.Pointer(&name))
+		out[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		out[i].hdr.Iov = &iovs[i]
+		out[i].hdr.Iovlen = 1
+	}
+	r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(a), uintptr(unsafe.Pointer(&out[0])), 3, 0, 0, 0)
+	say("sendmmsg", r, " ", errno(errnoOrNil(e)), " lens ", out[0].n, " ", out[1].n, " ", out[2].n)
+
+	var in [4]mmsghdr
+	bufs := make([][]byte, 4)
+	names := make([]unix.RawSockaddrInet4, 4)
+	riovs := make([]unix.Iovec, 4)
+	for i := range in {
+		bufs[i] = make([]byte, 8)
+		riovs[i].Base = &bufs[i][0]
+		riovs[i].SetLen(8)
+		in[i].hdr.Name = (*byte)(unsafe.Pointer(&names[i]))
+		in[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		in[i].hdr.Iov = &riovs[i]
+		in[i].hdr.Iovlen = 1
+	}
+	time.Sleep(50 * time.Millisecond) // let all three arrive
+	r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(b), uintptr(unsafe.Pointer(&in[0])), 4, unix.MSG_DONTWAIT, 0, 0)
+	say("recvmmsg", r, " ", errno(errnoOrNil(e)))
+	for i := 0; i < int(r); i++ {
+		say(fmt.Sprint("  msg ", i), in[i].n, " ", string(bufs[i][:min(int(in[i].n), 8)]), " trunc ", in[i].hdr.Flags&unix.MSG_TRUNC != 0,
+			" from family ", names[i].Family, " port-nonzero ", names[i].Port != 0)
+	}
+	// A blocking recvmmsg with MSG_WAITFORONE returns what one arrival brings.
+	must(unix.Sendto(a, []byte("late"), 0, sb))
+	r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(b), uintptr(unsafe.Pointer(&in[0])), 4, unix.MSG_WAITFORONE, 0, 0)
+	say("recvmmsg WAITFORONE", r, " ", errno(errnoOrNil(e)), " ", string(bufs[0][:in[0].n]))
+}
+
+// udpBlocking: a blocking recvfrom waits for a datagram sent later, and
+// SO_RCVTIMEO bounds the wait.
+func udpBlocking() {
+	a, b, sb := udpPair(unix.AF_INET)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		unix.Sendto(a, []byte("later"), 0, sb)
+	}()
+	buf := make([]byte, 16)
+	start := time.Now()
+	n, from, err := unix.Recvfrom(b, buf, 0)
+	say("blocking recvfrom", string(buf[:n]), " ", errno(err), " ", addr(from), " waited ", time.Since(start) >= 150*time.Millisecond)
+	must(unix.SetsockoptTimeval(b, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 300000}))
+	start = time.Now()
+	_, _, err = unix.Recvfrom(b, buf, 0)
+	el := time.Since(start)
+	say("recvfrom with SO_RCVTIMEO", errno(err), " timed out in time ", el >= 250*time.Millisecond && el < 3*time.Second)
+	n, err = unix.Read(b, buf[:0])
+	_ = n
+	unix.SetNonblock(b, true)
+	_, err = unix.Read(b, buf)
+	say("non-blocking read", errno(err))
+}
+
+// udpBadArgs: bad pointers and lengths on the address-carrying calls.
+func udpBadArgs() {
+	a, b, sb := udpPair(unix.AF_INET)
+	msg := []byte("x")
+	sa := [16]byte{byte(unix.AF_INET)}
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(a), uintptr(unsafe.Pointer(&msg[0])), 1, 0, 8, 16)
+	say("sendto bad address pointer", errno(errnoOrNil(e)))
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), uintptr(unsafe.Pointer(&msg[0])), 1, 0, uintptr(unsafe.Pointer(&sa[0])), 3)
+	say("sendto short address", errno(errnoOrNil(e)))
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), uintptr(unsafe.Pointer(&msg[0])), 1, 0, uintptr(unsafe.Pointer(&sa[0])), 16)
+	say("sendto port 0", errno(errnoOrNil(e)))
+	sbRaw := sb.(*unix.SockaddrInet4)
+	good := [16]byte{byte(unix.AF_INET), 0, byte(sbRaw.Port >> 8), byte(sbRaw.Port), 127, 0, 0, 1}
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), 8, 1, 0, uintptr(unsafe.Pointer(&good[0])), 16)
+	say("sendto bad buffer", errno(errnoOrNil(e)))
+	var hdr unix.Msghdr
+	iov := unix.Iovec{Base: &msg[0]}
+	iov.SetLen(1)
+	hdr.Iov = &iov
+	hdr.Iovlen = 2000
+	_, _, e = unix.Syscall(unix.SYS_SENDMSG, uintptr(a), uintptr(unsafe.Pointer(&hdr)), 0)
+	say("sendmsg too many iovecs", errno(errnoOrNil(e)))
+	_, _, e = unix.Syscall(unix.SYS_SENDMSG, uintptr(a), 8, 0)
+	say("sendmsg bad msghdr", errno(errnoOrNil(e)))
+	must(unix.Sendto(a, []byte("data"), 0, sb))
+	time.Sleep(50 * time.Millisecond)
+	var from [16]byte
+	fromLen := uint32(16)
+	_, _, e = unix.Syscall6(unix.SYS_RECVFROM, uintptr(b), 8, 4, 0, uintptr(unsafe.Pointer(&from[0])), uintptr(unsafe.Pointer(&fromLen)))
+	say("recvfrom bad buffer", errno(errnoOrNil(e)))
+	fromLen = 4
+	buf := make([]byte, 8)
+	must(unix.Sendto(a, []byte("data"), 0, sb))
+	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(b), uintptr(unsafe.Pointer(&buf[0])), 8, 0, uintptr(unsafe.Pointer(&from[0])), uintptr(unsafe.Pointer(&fromLen)))
+	say("recvfrom short address buffer", r, " ", errno(errnoOrNil(e)), " addrlen ", fromLen, " family ", from[0])
+	_, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_TCP)
+	say("socket DGRAM with IPPROTO_TCP", errno(err))
+}
+
+// ping sends an ICMP echo through an unprivileged ping socket.
+func ping() {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP)
+	if err != nil {
+		say("ping socket", errno(err))
+		return
+	}
+	proto, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	say("SO_PROTOCOL", proto)
+	echo := []byte{8, 0, 0, 0, 0, 0, 0, 1, 'p', 'i', 'n', 'g'}
+	err = unix.Sendto(fd, echo, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+	say("sendto echo", errno(err))
+	must(unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5}))
+	buf := make([]byte, 64)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
+	say("reply", n, " type ", buf[0], " seq ", buf[7], " payload ", string(buf[8:n]), " ", errno(err), " from ", addr(from))
+}
+
+// udpSockopts: options of UDP sockets, set and read back.
+func udpSockopts() {
+	for _, domain := range []int{unix.AF_INET, unix.AF_INET6} {
+		fd, err := unix.Socket(domain, unix.SOCK_DGRAM, 0)
+		must(err)
+		say("set TCP_NODELAY", errno(unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)))
+		_, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		say("get TCP_NODELAY", errno(err))
+		for _, o := range []struct {
+			name       string
+			level, opt int
+			set        int
+			v6Only     bool
+		}{
+			{"SO_BROADCAST", unix.SOL_SOCKET, unix.SO_BROADCAST, 1, false},
+			{"SO_REUSEADDR", unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, false},
+			{"SO_REUSEPORT", unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, false},
+			{"IP_TTL", unix.IPPROTO_IP, unix.IP_TTL, 17, false},
+			{"IP_RECVERR", unix.IPPROTO_IP, unix.IP_RECVERR, 1, false},
+			{"IP_PKTINFO", unix.IPPROTO_IP, unix.IP_PKTINFO, 1, false},
+			{"IP_MULTICAST_TTL", unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 3, false},
+			{"IP_MULTICAST_LOOP", unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0, false},
+			{"IPV6_UNICAST_HOPS", unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 9, true},
+			{"IPV6_RECVPKTINFO", unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, true},
+		} {
+			if o.v6Only && domain != unix.AF_INET6 {
+				continue
+			}
+			before, err1 := unix.GetsockoptInt(fd, o.level, o.opt)
+			err2 := unix.SetsockoptInt(fd, o.level, o.opt, o.set)
+			after, err3 := unix.GetsockoptInt(fd, o.level, o.opt)
+			say(o.name, before, " ", errno(err1), " -> ", errno(err2), " ", after, " ", errno(err3))
+		}
+		unix.Close(fd)
+	}
 }

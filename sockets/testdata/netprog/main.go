@@ -7,6 +7,7 @@
 //	netprog serve ADDR N SIZE   accept N connections, send SIZE bytes on each; print "listening A" first
 //	netprog sockopt N           N getsockopt(SO_TYPE) on an AF_INET socket; print µs per call
 //	netprog connects ADDR N     N connect+close to a listener it runs itself; print per second
+//	netprog udp-echo ADDR       UDP to an echo server, unconnected then connected, 1 B to 65507 B; print "udp-echo ok"
 package main
 
 import (
@@ -37,6 +38,8 @@ func main() {
 	case "connects":
 		n, _ := strconv.Atoi(os.Args[3])
 		connects(os.Args[2], n)
+	case "udp-echo":
+		udpEcho(os.Args[2])
 	default:
 		fail(fmt.Errorf("unknown mode %q", os.Args[1]))
 	}
@@ -139,4 +142,56 @@ func connects(addr string, n int) {
 	}
 	el := time.Since(start)
 	fmt.Printf("connect+close %d in %v: %.0f per second\n", n, el, float64(n)/el.Seconds())
+}
+
+// udpEcho sends datagrams of several sizes to an echo server and checks
+// each reply: first on an unconnected socket (sendto and recvfrom with
+// addresses), then on a connected one (write and read).
+func udpEcho(addr string) {
+	raddr, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		fail(err)
+	}
+	sizes := []int{1, 1400, 9000, 65507}
+	buf := make([]byte, 70000)
+	check := func(what string, size, n int) {
+		if n != size || string(buf[:n]) != string(payload(size)) {
+			fail(fmt.Errorf("%s: sent %d bytes, got %d back, or different ones", what, size, n))
+		}
+	}
+	pc, err := net.ListenPacket("udp4", ":0")
+	if err != nil {
+		fail(err)
+	}
+	for _, size := range sizes {
+		if _, err := pc.WriteTo(payload(size), raddr); err != nil {
+			fail(fmt.Errorf("WriteTo %d bytes: %w", size, err))
+		}
+		pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			fail(fmt.Errorf("ReadFrom after %d bytes: %w", size, err))
+		}
+		if from.String() != raddr.String() {
+			fail(fmt.Errorf("reply from %v, want %v", from, raddr))
+		}
+		check("unconnected", size, n)
+	}
+	pc.Close()
+	c, err := net.DialUDP("udp4", nil, raddr)
+	if err != nil {
+		fail(err)
+	}
+	for _, size := range sizes {
+		if _, err := c.Write(payload(size)); err != nil {
+			fail(fmt.Errorf("Write %d bytes: %w", size, err))
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			fail(fmt.Errorf("Read after %d bytes: %w", size, err))
+		}
+		check("connected", size, n)
+	}
+	fmt.Println("udp-echo ok")
 }

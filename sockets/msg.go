@@ -1,0 +1,301 @@
+package sockets
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ustack/intercept"
+)
+
+// The x86_64 layouts of struct msghdr, struct mmsghdr and struct iovec.
+const (
+	sizeofMsghdr    = 56
+	sizeofMmsghdr   = 64 // a msghdr, then msg_len and padding
+	sizeofIovec     = 16
+	offMsgNamelen   = 8
+	offMsgControlen = 40
+	offMsgFlags     = 48
+	offMmsgLen      = 56
+	maxIov          = 1024 // UIO_MAXIOV
+)
+
+// msghdr is a program's struct msghdr.
+type msghdr struct {
+	name    uint64
+	namelen uint32
+	iov     []iovec
+	total   int // bytes the iovecs hold, capped at maxDatagram+1
+}
+
+type iovec struct {
+	base   uint64
+	length int
+}
+
+// readMsghdr reads the msghdr at ptr and its iovecs, with the kernel's
+// checks: EMSGSIZE for too many iovecs, EINVAL for a negative length,
+// EFAULT for memory that is not there.
+func readMsghdr(c *intercept.Call, ptr uint64) (msghdr, error) {
+	var b [sizeofMsghdr]byte
+	if err := c.ReadMem(ptr, b[:]); err != nil {
+		return msghdr{}, err
+	}
+	le := binary.NativeEndian
+	h := msghdr{name: le.Uint64(b[0:]), namelen: le.Uint32(b[offMsgNamelen:])}
+	iovPtr, iovLen := le.Uint64(b[16:]), le.Uint64(b[24:])
+	if iovLen > maxIov {
+		return msghdr{}, unix.EMSGSIZE
+	}
+	if int32(h.namelen) < 0 {
+		return msghdr{}, unix.EINVAL
+	}
+	raw := make([]byte, sizeofIovec*int(iovLen))
+	if err := c.ReadMem(iovPtr, raw); err != nil {
+		return msghdr{}, err
+	}
+	for i := 0; i < int(iovLen); i++ {
+		base, n := le.Uint64(raw[i*sizeofIovec:]), int64(le.Uint64(raw[i*sizeofIovec+8:]))
+		if n < 0 {
+			return msghdr{}, unix.EINVAL
+		}
+		h.iov = append(h.iov, iovec{base: base, length: int(min(n, maxDatagram+1))})
+		h.total = min(h.total+int(min(n, maxDatagram+1)), maxDatagram+1)
+	}
+	return h, nil
+}
+
+// gather reads the bytes the iovecs point at: one datagram.
+func (h msghdr) gather(c *intercept.Call) ([]byte, error) {
+	if h.total > maxDatagram {
+		return nil, unix.EMSGSIZE
+	}
+	out := make([]byte, 0, h.total)
+	for _, v := range h.iov {
+		if v.length == 0 {
+			continue
+		}
+		b := make([]byte, v.length)
+		if err := c.ReadMem(v.base, b); err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// scatter writes data across the iovecs.
+func (h msghdr) scatter(c *intercept.Call, data []byte) error {
+	for _, v := range h.iov {
+		if len(data) == 0 {
+			return nil
+		}
+		n := min(v.length, len(data))
+		if err := c.WriteMem(v.base, data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// writeResult fills in the msghdr at ptr after a receive: the source
+// address (at most msg_namelen bytes of it, and its full length in
+// msg_namelen), no control messages, and MSG_TRUNC when the datagram did
+// not fit.
+func (s *socket) writeResult(c *intercept.Call, ptr uint64, h msghdr, r received) error {
+	le := binary.NativeEndian
+	if h.name != 0 {
+		sa := encodeSockaddr(r.from, s.domain)
+		if err := c.WriteMem(h.name, sa[:min(int(h.namelen), len(sa))]); err != nil {
+			return err
+		}
+		var nl [4]byte
+		le.PutUint32(nl[:], uint32(len(sa)))
+		if err := c.WriteMem(ptr+offMsgNamelen, nl[:]); err != nil {
+			return err
+		}
+	}
+	var tail [12]byte // msg_controllen (8), msg_flags (4)
+	if r.size > len(r.data) {
+		le.PutUint32(tail[8:], unix.MSG_TRUNC)
+	}
+	return c.WriteMem(ptr+offMsgControlen, tail[:])
+}
+
+// sendmsg answers sendmsg(fd, msg, flags). Control messages are ignored.
+func (s *socket) sendmsg(c *intercept.Call) {
+	h, err := readMsghdr(c, c.Arg(1))
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	payload, err := h.gather(c)
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	to, en := s.destination(c, h.name, int(h.namelen))
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
+	s.sendThen(c, int(int32(c.Arg(2))), func(c *intercept.Call, nonblock bool) (int64, unix.Errno) {
+		n, en := s.send(c, payload, to, nonblock)
+		return int64(n), en
+	})
+}
+
+// recvmsg answers recvmsg(fd, msg, flags).
+func (s *socket) recvmsg(c *intercept.Call) {
+	ptr, flags := c.Arg(1), int(int32(c.Arg(2)))
+	h, err := readMsghdr(c, ptr)
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	s.recvThen(c, int(int32(c.Arg(0))), h.total, flags, func(c *intercept.Call, r received, err error) {
+		if err != nil {
+			answerRecvErr(c, err)
+			return
+		}
+		if err := h.scatter(c, r.data); err != nil {
+			answerErr(c, err)
+			return
+		}
+		if err := s.writeResult(c, ptr, h, r); err != nil {
+			answerErr(c, err)
+			return
+		}
+		c.Return(recvResult(r, flags))
+	})
+}
+
+// sendmmsg answers sendmmsg(fd, vec, vlen, flags): datagrams in order
+// until one fails; the count sent, or the first one's error. It runs in a
+// goroutine of its own and may wait.
+func (s *socket) sendmmsg(c *intercept.Call) {
+	vec, vlen, flags := c.Arg(1), min(int(uint32(c.Arg(2))), maxIov), int(int32(c.Arg(3)))
+	nonblock := flags&unix.MSG_DONTWAIT != 0
+	if !nonblock {
+		fl, err := fdFlags(c)
+		if err != nil {
+			answerErr(c, err)
+			return
+		}
+		nonblock = fl&unix.O_NONBLOCK != 0
+	}
+	sent := 0
+	for ; sent < vlen; sent++ {
+		ptr := vec + uint64(sent)*sizeofMmsghdr
+		en := s.sendOne(c, ptr, nonblock)
+		if en != 0 {
+			if sent == 0 {
+				c.Fail(en)
+				return
+			}
+			break
+		}
+	}
+	c.Return(int64(sent))
+}
+
+// sendOne sends the datagram of the mmsghdr at ptr and stores its length.
+func (s *socket) sendOne(c *intercept.Call, ptr uint64, nonblock bool) unix.Errno {
+	fail := func(err error) unix.Errno {
+		var en unix.Errno
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &en):
+			return en
+		case errors.Is(err, intercept.ErrGone):
+			return unix.EINTR
+		}
+		return unix.EFAULT
+	}
+	h, err := readMsghdr(c, ptr)
+	if err != nil {
+		return fail(err)
+	}
+	payload, err := h.gather(c)
+	if err != nil {
+		return fail(err)
+	}
+	to, en := s.destination(c, h.name, int(h.namelen))
+	if en != 0 {
+		return en
+	}
+	n, en := s.send(c, payload, to, nonblock)
+	if en != 0 {
+		return en
+	}
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], uint32(n))
+	return fail(c.WriteMem(ptr+offMmsgLen, b[:]))
+}
+
+// recvmmsg answers recvmmsg(fd, vec, vlen, flags, timeout). It runs in a
+// goroutine of its own and may wait: for every datagram, or with
+// MSG_WAITFORONE for the first only; the timeout bounds the whole call.
+func (s *socket) recvmmsg(c *intercept.Call) {
+	vec, vlen, flags := c.Arg(1), min(int(uint32(c.Arg(2))), maxIov), int(int32(c.Arg(3)))
+	var deadline time.Time
+	if tsPtr := c.Arg(4); tsPtr != 0 {
+		var ts [16]byte
+		if err := c.ReadMem(tsPtr, ts[:]); err != nil {
+			answerErr(c, err)
+			return
+		}
+		sec, nsec := int64(binary.NativeEndian.Uint64(ts[:])), int64(binary.NativeEndian.Uint64(ts[8:]))
+		if sec < 0 || nsec < 0 || nsec >= 1e9 {
+			c.Fail(unix.EINVAL)
+			return
+		}
+		deadline = time.Now().Add(time.Duration(sec)*time.Second + time.Duration(nsec))
+	}
+	dup, err := c.GetFD(int(int32(c.Arg(0))))
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	defer unix.Close(dup)
+	block, rcvDeadline := blocking(dup, flags)
+	if deadline.IsZero() || (!rcvDeadline.IsZero() && rcvDeadline.Before(deadline)) {
+		deadline = rcvDeadline
+	}
+	got := 0
+	for ; got < vlen; got++ {
+		ptr := vec + uint64(got)*sizeofMmsghdr
+		h, err := readMsghdr(c, ptr)
+		if err == nil {
+			var r received
+			if block && (got == 0 || flags&unix.MSG_WAITFORONE == 0) {
+				r, err = s.recvWait(c, dup, h.total, flags&^unix.MSG_WAITFORONE, deadline)
+			} else {
+				r, err = s.tryRecv(dup, h.total, flags&^unix.MSG_WAITFORONE)
+			}
+			if err == nil {
+				err = h.scatter(c, r.data)
+			}
+			if err == nil {
+				err = s.writeResult(c, ptr, h, r)
+			}
+			if err == nil {
+				var b [4]byte
+				binary.NativeEndian.PutUint32(b[:], uint32(recvResult(r, flags)))
+				err = c.WriteMem(ptr+offMmsgLen, b[:])
+			}
+		}
+		if err != nil {
+			if got == 0 {
+				answerRecvErr(c, err)
+				return
+			}
+			break
+		}
+	}
+	c.Return(int64(got))
+}
