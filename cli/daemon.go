@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ustack"
+	"ustack/sockets"
 )
 
 func daemonCommand() *command {
@@ -200,7 +201,14 @@ func runDaemon(ctx context.Context, name string, sf *stackFlags, e *env) error {
 	}
 	v, _ := versions()
 	info := daemonInfo{Name: name, PID: os.Getpid(), Attachment: st.Attachment(), Addresses: addrs, MTU: st.MTU(), Socket: sock, Version: v}
-	d := &daemon{st: st, info: info, logf: logTo(e, prefix), conns: map[net.Conn]struct{}{}}
+	// Programs attached with 'ustack run --stack NAME' share one socket
+	// manager, so they reach each other through the stack.
+	mgr := sockets.New(st.Netstack(), logTo(e, prefix))
+	defer mgr.Close()
+	redirectNameservers(mgr, st)
+	att := newAttacher(mgr, logTo(e, prefix))
+	defer att.stop()
+	d := &daemon{st: st, info: info, logf: logTo(e, prefix), conns: map[net.Conn]struct{}{}, attach: att}
 	srv := &http.Server{
 		Handler:           d,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -282,6 +290,8 @@ type daemon struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // open CONNECT tunnels (both ends)
+
+	attach *attacher // programs run with --stack
 }
 
 func (d *daemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -301,8 +311,10 @@ func (d *daemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		enc.Encode(d.info)
 	case "/v1/ping":
 		d.ping(w, r)
+	case "/v1/attach":
+		d.attach.serveAttach(w, r)
 	default:
-		http.Error(w, "not found (endpoints: GET /v1/info, GET /v1/ping, CONNECT host:port)", http.StatusNotFound)
+		http.Error(w, "not found (endpoints: GET /v1/info, GET /v1/ping, POST /v1/attach, CONNECT host:port)", http.StatusNotFound)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ustack"
 	"ustack/intercept"
 	"ustack/nat"
@@ -21,14 +23,26 @@ func runCommand() *command {
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
 		s := &optionSet{cmd: c.name, argsAfterFirst: true}
 		var sf stackFlags
+		var stackName string
 		sf.register(s)
 		sf.registerVerbose(s)
+		s.add(stackOption(&stackName))
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if len(args) == 0 {
 				return usagef("run: missing PROG (usage: ustack run [flags] [--] PROG [ARGS...])")
 			}
 			if err := intercept.CheckKernel(); err != nil {
 				return err
+			}
+			if stackName != "" {
+				if err := refuseStackFlags(s); err != nil {
+					return err
+				}
+				sock, err := daemonSocket(stackName)
+				if err != nil {
+					return err
+				}
+				return runAttached(ctx, e, sock, args)
 			}
 			st, err := sf.newStack(logTo(e, "ustack"))
 			if err != nil {
@@ -46,26 +60,62 @@ func runCommand() *command {
 	return c
 }
 
-// runProgram runs args[0] under interception and returns its exit status as
-// an exitError (nil for 0).
+// runProgram runs args[0] under interception, its calls answered by mgr,
+// and returns its exit status as an exitError (nil for 0).
 func runProgram(e *env, mgr *sockets.Manager, args []string) error {
-	p, err := intercept.Start(intercept.Config{
+	p, err := intercept.Start(programConfig(e, mgr, args))
+	if err != nil {
+		return startError(err)
+	}
+	err = waitProgram(p)
+	// Let data the program wrote just before exiting reach its peers.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	mgr.Settle(ctx)
+	cancel()
+	return err
+}
+
+// runAttached runs args[0] under interception with its calls answered by
+// the daemon on sock, and returns its exit status.
+func runAttached(ctx context.Context, e *env, sock string, args []string) error {
+	p, listener, err := intercept.Launch(programConfig(e, nil, args))
+	if err != nil {
+		return startError(err)
+	}
+	err = attachToDaemon(ctx, sock, listener)
+	unix.Close(listener)
+	if err != nil {
+		// Nobody will answer its calls: it must not run.
+		p.Signal(syscall.SIGKILL)
+		p.Wait()
+		return err
+	}
+	return waitProgram(p)
+}
+
+func programConfig(e *env, h intercept.Handler, args []string) intercept.Config {
+	return intercept.Config{
 		Path:    args[0],
 		Args:    args,
 		Stdin:   os.Stdin,
 		Stdout:  fileOr(e.stdout, os.Stdout),
 		Stderr:  fileOr(e.stderr, os.Stderr),
-		Handler: mgr,
+		Handler: h,
 		Logf:    logTo(e, "ustack: run"),
-	})
+	}
+}
+
+func startError(err error) error {
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 		return &exitError{code: 127, msg: "run: " + err.Error()}
 	}
-	if err != nil {
-		return err
-	}
-	// The program gets the signals that would stop ustack; ustack stops
-	// when the program does.
+	return err
+}
+
+// waitProgram forwards the signals that would stop ustack to the program,
+// waits for it, and returns its exit status as an exitError (nil for 0;
+// 128+N for death by signal N, as shells report it).
+func waitProgram(p *intercept.Process) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -82,10 +132,6 @@ func runProgram(e *env, mgr *sockets.Manager, args []string) error {
 	}()
 	ps, _ := p.Wait()
 	close(done)
-	// Let data the program wrote just before exiting reach its peers.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	mgr.Settle(ctx)
-	cancel()
 	code := ps.ExitCode()
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		code = 128 + int(ws.Signal())

@@ -36,20 +36,25 @@ type HandlerFunc func(c *Call)
 // Handle calls f(c).
 func (f HandlerFunc) Handle(c *Call) { f(c) }
 
-// Process is a program running under the filter, with the supervisor that
-// answers its calls.
+// Process is a program running under the filter.
 type Process struct {
-	cmd      *exec.Cmd
+	cmd *exec.Cmd
+	sup *Supervisor // nil when another process answers the calls
+}
+
+// Supervisor answers the notified calls of every task under one filter.
+type Supervisor struct {
 	listener int
 	handler  Handler
 	logf     func(string, ...any)
 
-	ctx    context.Context // cancelled when the program has exited
+	ctx    context.Context // cancelled when the supervisor stops
 	cancel context.CancelFunc
 
 	stopR, stopW *os.File // wakes the notification loop for shutdown
 	loopDone     chan struct{}
 	handlers     sync.WaitGroup
+	stopOnce     sync.Once
 }
 
 // Start launches the program under the filter and starts answering its
@@ -58,9 +63,42 @@ func Start(cfg Config) (*Process, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("intercept: no Handler")
 	}
-	if err := CheckKernel(); err != nil {
+	p, listener, err := Launch(cfg)
+	if err != nil {
 		return nil, err
 	}
+	sup, err := Serve(listener, cfg.Handler, cfg.Logf)
+	if err != nil {
+		unix.Close(listener)
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		return nil, err
+	}
+	p.sup = sup
+	return p, nil
+}
+
+// Launch starts the program under the filter without answering its calls:
+// that is for whoever gets the returned seccomp listener fd (Serve), in
+// this process or, passed over a unix socket, in another. The caller owns
+// the fd. The program's first notified call waits until someone serves.
+func Launch(cfg Config) (*Process, int, error) {
+	if err := CheckKernel(); err != nil {
+		return nil, -1, err
+	}
+	if err := notifSizes(); err != nil {
+		return nil, -1, err
+	}
+	cmd, listener, err := launch(&cfg)
+	if err != nil {
+		return nil, -1, err
+	}
+	return &Process{cmd: cmd}, listener, nil
+}
+
+// Serve answers the calls notified on listener with h until every task
+// under the filter is gone or Stop is called. It takes over listener.
+func Serve(listener int, h Handler, logf func(string, ...any)) (*Supervisor, error) {
 	if err := notifSizes(); err != nil {
 		return nil, err
 	}
@@ -68,20 +106,31 @@ func Start(cfg Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd, listener, err := launch(&cfg)
-	if err != nil {
-		stopR.Close()
-		stopW.Close()
-		return nil, err
+	if logf == nil {
+		logf = func(string, ...any) {}
 	}
-	p := &Process{cmd: cmd, listener: listener, handler: cfg.Handler, logf: cfg.Logf,
-		stopR: stopR, stopW: stopW, loopDone: make(chan struct{})}
-	if p.logf == nil {
-		p.logf = func(string, ...any) {}
-	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	go p.loop()
-	return p, nil
+	s := &Supervisor{listener: listener, handler: h, logf: logf, stopR: stopR, stopW: stopW, loopDone: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.loop()
+	return s, nil
+}
+
+// Done is closed when the supervisor has stopped receiving calls: every
+// task under the filter is gone, or Stop was called.
+func (s *Supervisor) Done() <-chan struct{} { return s.loopDone }
+
+// Stop stops answering: calls still parked are abandoned (their callers
+// are gone or, for processes left behind, get ENOSYS from now on), and the
+// listener is closed.
+func (s *Supervisor) Stop() {
+	s.stopOnce.Do(func() {
+		s.cancel()
+		s.stopW.Close()
+		<-s.loopDone
+		s.handlers.Wait()
+		unix.Close(s.listener)
+		s.stopR.Close()
+	})
 }
 
 // Pid is the program's process id.
@@ -90,23 +139,19 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // Signal sends sig to the program.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
-// Wait waits for the program to exit, then stops the supervisor: calls
-// still parked are abandoned (their callers are gone or, for processes the
-// program left behind, get ENOSYS from now on).
+// Wait waits for the program to exit, then stops its supervisor, if it
+// has one here.
 func (p *Process) Wait() (*os.ProcessState, error) {
 	err := p.cmd.Wait()
-	p.cancel()
-	p.stopW.Close()
-	<-p.loopDone
-	p.handlers.Wait()
-	unix.Close(p.listener)
-	p.stopR.Close()
+	if p.sup != nil {
+		p.sup.Stop()
+	}
 	return p.cmd.ProcessState, err
 }
 
 // loop receives notifications until every task under the filter is gone
 // (the listener reports POLLHUP) or Wait stops it.
-func (p *Process) loop() {
+func (p *Supervisor) loop() {
 	defer close(p.loopDone)
 	// One thread for the loop and the calls answered inline.
 	runtime.LockOSThread()
@@ -151,10 +196,10 @@ func (p *Process) loop() {
 	}
 }
 
-func (p *Process) handle(c *Call) { p.run(c, func() { p.handler.Handle(c) }) }
+func (p *Supervisor) handle(c *Call) { p.run(c, func() { p.handler.Handle(c) }) }
 
 // run answers c with f, which must answer it or park it.
-func (p *Process) run(c *Call, f func()) {
+func (p *Supervisor) run(c *Call, f func()) {
 	defer p.handlers.Done()
 	defer func() {
 		if r := recover(); r != nil {
@@ -183,7 +228,7 @@ var ErrGone = errors.New("the calling thread is no longer in the system call")
 
 // Call is one notified system call.
 type Call struct {
-	p        *Process
+	p        *Supervisor
 	n        seccompNotif
 	answered bool
 	parked   bool
@@ -209,7 +254,7 @@ func (c *Call) Arg(i int) uint64 { return c.n.Data.Args[i] }
 // Tid is the calling thread.
 func (c *Call) Tid() int { return int(c.n.Pid) }
 
-// Context is cancelled when the program has exited; parked calls use it.
+// Context is cancelled when the supervisor stops; parked calls use it.
 func (c *Call) Context() context.Context { return c.p.ctx }
 
 // Logf reports trouble through the supervisor's log.
