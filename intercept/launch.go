@@ -221,7 +221,9 @@ func launch(cfg *Config) (*exec.Cmd, int, error) {
 	return cmd, listener, nil
 }
 
-// takeFD copies fd number remote out of process pid.
+// TakeFD copies fd number remote out of process pid (close-on-exec here).
+func TakeFD(pid, remote int) (int, error) { return takeFD(pid, remote) }
+
 func takeFD(pid, remote int) (int, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {

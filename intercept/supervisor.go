@@ -356,6 +356,9 @@ func (c *Call) pidfd() (int, error) {
 	return fd, nil
 }
 
+// Tgid returns the process (thread group) the thread tid belongs to.
+func Tgid(tid int) (int, error) { return tgidOf(tid) }
+
 func tgidOf(tid int) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
 	if err != nil {

@@ -1,11 +1,14 @@
 package sockets
 
 import (
+	"bytes"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"ustack/intercept"
@@ -47,6 +50,10 @@ func (s *socket) setsockopt(c *intercept.Call) {
 	}
 	if kernelOption(level, name) {
 		c.Continue()
+		return
+	}
+	if level == unix.IPPROTO_TCP && name == unix.TCP_CONGESTION && s.dg == nil {
+		s.setCongestion(c, ptr, length)
 		return
 	}
 	if level == unix.SOL_SOCKET && name == unix.SO_LINGER {
@@ -230,7 +237,23 @@ func (s *socket) getsockopt(c *intercept.Call) {
 		return
 	}
 	var out []byte
-	if level == unix.SOL_SOCKET && name == unix.SO_LINGER {
+	tcpLevel := level == unix.IPPROTO_TCP && s.dg == nil
+	if tcpLevel && name == unix.TCP_INFO {
+		s.mu.Lock()
+		out = s.tcpInfo()
+		s.mu.Unlock()
+	} else if tcpLevel && name == unix.TCP_CONGESTION {
+		var cc tcpip.CongestionControlOption
+		s.mu.Lock()
+		terr := s.ep.GetSockOpt(&cc)
+		s.mu.Unlock()
+		if terr != nil {
+			c.Fail(errnoOf(terr))
+			return
+		}
+		out = make([]byte, tcpCANameMax)
+		copy(out, cc)
+	} else if level == unix.SOL_SOCKET && name == unix.SO_LINGER {
 		s.mu.Lock()
 		l := s.ep.SocketOptions().GetLinger()
 		s.mu.Unlock()
@@ -416,4 +439,78 @@ func linuxProtocol(p tcpip.TransportProtocolNumber) int {
 		return unix.IPPROTO_ICMPV6
 	}
 	return unix.IPPROTO_TCP
+}
+
+// tcpCANameMax is TCP_CA_NAME_MAX: the size of a congestion control name.
+const tcpCANameMax = 16
+
+// setCongestion answers setsockopt(TCP_CONGESTION): this socket's
+// algorithm, by name (ENOENT for one the stack does not have, as Linux).
+func (s *socket) setCongestion(c *intercept.Call, ptr uint64, length int) {
+	if length < 1 {
+		c.Fail(unix.EINVAL)
+		return
+	}
+	b := make([]byte, min(length, tcpCANameMax-1))
+	if err := c.ReadMem(ptr, b); err != nil {
+		answerErr(c, err)
+		return
+	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	opt := tcpip.CongestionControlOption(b)
+	s.mu.Lock()
+	terr := s.ep.SetSockOpt(&opt)
+	s.mu.Unlock()
+	if terr != nil {
+		if _, unknown := terr.(*tcpip.ErrNoSuchFile); unknown {
+			c.Fail(unix.ENOENT)
+			return
+		}
+		c.Fail(errnoOf(terr))
+		return
+	}
+	c.Return(0)
+}
+
+// tcpInfo is struct tcp_info, filled from the netstack endpoint's control
+// block as far as netstack reports it; s.mu is held.
+func (s *socket) tcpInfo() []byte {
+	var v tcpip.TCPInfoOption
+	info := linux.TCPInfo{}
+	if s.ep.GetSockOpt(&v) == nil {
+		info.State = uint8(v.State)
+		info.RTO = uint32(v.RTO / time.Microsecond)
+		info.RTT = uint32(v.RTT / time.Microsecond)
+		info.RTTVar = uint32(v.RTTVar / time.Microsecond)
+		info.SndSsthresh = v.SndSsthresh
+		info.SndCwnd = v.SndCwnd
+		switch v.CcState {
+		case tcpip.RTORecovery:
+			info.CaState = linux.TCP_CA_Loss
+		case tcpip.FastRecovery, tcpip.SACKRecovery:
+			info.CaState = linux.TCP_CA_Recovery
+		case tcpip.Disorder:
+			info.CaState = linux.TCP_CA_Disorder
+		}
+		if v.ReorderSeen {
+			info.ReordSeen = 1
+		}
+	} else if s.state == stateListening {
+		info.State = uint8(linux.TCP_LISTEN)
+	} else {
+		info.State = uint8(linux.TCP_CLOSE)
+	}
+	if mss, terr := s.ep.GetSockOptInt(tcpip.MaxSegOption); terr == nil {
+		info.SndMss = uint32(mss)
+		info.Advmss = uint32(mss)
+	}
+	if st, ok := s.ep.Stats().(*tcp.Stats); ok {
+		info.SegsIn = uint32(st.SegmentsReceived.Value())
+		info.SegsOut = uint32(st.SegmentsSent.Value())
+	}
+	out := make([]byte, info.SizeBytes())
+	info.MarshalBytes(out)
+	return out
 }

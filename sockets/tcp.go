@@ -43,6 +43,11 @@ type socket struct {
 
 	inert map[[2]int]int // values of inertOptions the program set
 
+	// The thread that got the program's end, and the fd number it got:
+	// where to find the program's end later (see reset).
+	ownerTid, ownerFD int
+	resetting         bool // reset is under way: the network -> program copy stopped
+
 	mu      sync.Mutex
 	state   state
 	ep      tcpip.Endpoint
@@ -159,13 +164,74 @@ func (m *Manager) newSocket(domain int, proto tcpip.TransportProtocolNumber, ep 
 // inject answers c with theirs installed in the program; on failure the
 // socket is released. It reports whether the program got it.
 func (s *socket) inject(c *intercept.Call, theirs int, cloexec bool) bool {
-	_, err := c.ReturnFD(theirs, cloexec)
+	fd, err := c.ReturnFD(theirs, cloexec)
 	unix.Close(theirs)
 	if err != nil {
 		s.close()
 		return false
 	}
+	s.setOwner(c.Tid(), fd)
 	return true
+}
+
+// awaitReset watches a connection the peer has closed and the program has
+// not: if the peer then resets it (the program wrote on), our end is
+// closed, and the program's next write fails with EPIPE, as Linux reports
+// a reset in CLOSE_WAIT.
+func (s *socket) awaitReset(ep tcpip.Endpoint, wq *waiter.Queue, outDone <-chan struct{}) {
+	entry, notify := waiter.NewChannelEntry(waiter.EventHUp | waiter.EventErr)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	for {
+		switch tcp.EndpointState(ep.State()) {
+		case tcp.StateError, tcp.StateClose: // netstack closes on a reset in CLOSE-WAIT
+			s.conn.Close()
+			return
+		case tcp.StateCloseWait:
+		default:
+			return // closed by us, or on its way out
+		}
+		select {
+		case <-notify:
+		case <-outDone:
+			return
+		}
+	}
+}
+
+// setOwner records who got the program's end: the thread and its fd.
+func (s *socket) setOwner(tid, fd int) {
+	s.mu.Lock()
+	s.ownerTid, s.ownerFD = tid, fd
+	s.mu.Unlock()
+}
+
+// reset ends a connection the network reset: the program's next read or
+// write fails with ECONNRESET, as on Linux, instead of seeing end of file.
+// An AF_UNIX socket closed with unread data in its queue does exactly that
+// to its peer, so one byte is sent into our end from the program's (a copy
+// of its fd), our reader stopped first so that it stays unread, and our
+// end closed. If the program's fd cannot be found (it was moved with dup2
+// and closed, or its thread is gone), the program sees end of file.
+func (s *socket) reset(outDone <-chan struct{}) {
+	s.mu.Lock()
+	s.resetting = true
+	tid, fd := s.ownerTid, s.ownerFD
+	s.mu.Unlock()
+	s.conn.SetReadDeadline(time.Unix(1, 0)) // stops the program -> network copy
+	<-outDone
+	if tid != 0 && !s.programClosed() {
+		if tgid, err := intercept.Tgid(tid); err == nil {
+			if dup, err := intercept.TakeFD(tgid, fd); err == nil {
+				var st unix.Stat_t
+				if unix.Fstat(dup, &st) == nil && st.Ino == s.ino {
+					unix.SendmsgN(dup, []byte{0}, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+				}
+				unix.Close(dup)
+			}
+		}
+	}
+	s.conn.Close()
 }
 
 // close releases the socket: its endpoint, our end, pending connections.
@@ -440,8 +506,10 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 	tc := gonet.NewTCPConn(wq, ep)
 	var wg sync.WaitGroup
 	wg.Add(2)
+	outDone := make(chan struct{})
 	go func() { // program -> network
 		defer wg.Done()
+		defer close(outDone)
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := s.conn.Read(buf)
@@ -475,8 +543,9 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 			if err != nil {
 				if err == io.EOF {
 					s.conn.CloseWrite() // FIN from the peer: EOF for the program
+					s.awaitReset(ep, wq, outDone)
 				} else {
-					s.conn.Close() // reset or aborted
+					s.reset(outDone) // reset or aborted
 				}
 				return
 			}
@@ -675,7 +744,8 @@ func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
 			return
 		}
 	}
-	if _, err := c.ReturnFD(theirs, flags&unix.SOCK_CLOEXEC != 0); err != nil {
+	fd, err := c.ReturnFD(theirs, flags&unix.SOCK_CLOEXEC != 0)
+	if err != nil {
 		unix.Close(theirs)
 		// The caller was interrupted: the connection goes back first in
 		// line for its next accept.
@@ -688,6 +758,7 @@ func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
 		return
 	}
 	unix.Close(theirs)
+	ns.setOwner(c.Tid(), fd)
 	ns.startRelay(p.ep, p.wq)
 }
 

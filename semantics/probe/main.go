@@ -29,6 +29,8 @@ var scenarios = map[string]func(){
 	"udp-blocking":     udpBlocking,
 	"udp-badargs":      udpBadArgs,
 	"udp-sockopts":     udpSockopts,
+	"tcpinfo":          tcpInfo,
+	"linger":           linger,
 	"ping":             ping,
 }
 
@@ -556,4 +558,77 @@ func udpSockopts() {
 		}
 		unix.Close(fd)
 	}
+}
+
+// connected returns both ends of a TCP connection over 127.0.0.1.
+func connected() (client, server int) {
+	ln, port := listener(0)
+	client, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	must(unix.Connect(client, loopback(port)))
+	server, _, err = unix.Accept(ln)
+	must(err)
+	unix.Close(ln)
+	return client, server
+}
+
+// tcpInfo: TCP_INFO reports the connection from its control block, and
+// TCP_CONGESTION is per socket.
+func tcpInfo() {
+	client, server := connected()
+	_, err := unix.Write(client, make([]byte, 1000))
+	must(err)
+	buf := make([]byte, 1000)
+	_, err = unix.Read(server, buf)
+	must(err)
+	time.Sleep(50 * time.Millisecond) // let the ACK in
+	ti, err := unix.GetsockoptTCPInfo(client, unix.IPPROTO_TCP, unix.TCP_INFO)
+	say("TCP_INFO", errno(err))
+	say("  state established", ti.State == 1)
+	say("  ca_state open", ti.Ca_state == 0)
+	say("  rtt set", ti.Rtt > 0, " rto at least 200 ms ", ti.Rto >= 200000)
+	say("  mss set", ti.Snd_mss > 0, " cwnd set ", ti.Snd_cwnd > 0)
+	say("  segments counted", ti.Segs_out >= 2 && ti.Segs_in >= 2)
+	// A short buffer gets a prefix of the structure, as on Linux.
+	b := make([]byte, 8)
+	l := uint32(8)
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(client), unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&l)), 0)
+	say("TCP_INFO into 8 bytes", errno(errnoOrNil(e)), " len ", l, " state ", b[0])
+	// The default is the stack's own (the host's sysctl, or --cc).
+	cc, err := unix.GetsockoptString(client, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+	say("TCP_CONGESTION has a default", cc != "", " ", errno(err))
+	def := cc
+	say("set reno", errno(unix.SetsockoptString(client, unix.IPPROTO_TCP, unix.TCP_CONGESTION, "reno")))
+	cc, err = unix.GetsockoptString(client, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+	say("TCP_CONGESTION now", cc, " ", errno(err))
+	cc, _ = unix.GetsockoptString(server, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+	say("the other socket keeps the default", cc == def)
+	say("set nosuch", errno(unix.SetsockoptString(client, unix.IPPROTO_TCP, unix.TCP_CONGESTION, "nosuch")))
+}
+
+// linger: SO_LINGER with a zero timeout makes close send a reset, which
+// the peer's next read reports as ECONNRESET; after an orderly close the
+// peer reads end of file, and writing on gets EPIPE.
+func linger() {
+	client, server := connected()
+	must(unix.SetsockoptLinger(client, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}))
+	l, err := unix.GetsockoptLinger(client, unix.SOL_SOCKET, unix.SO_LINGER)
+	say("SO_LINGER", l.Onoff, " ", l.Linger, " ", errno(err))
+	unix.Close(client)
+	time.Sleep(200 * time.Millisecond)
+	buf := make([]byte, 16)
+	n, err := unix.Read(server, buf)
+	say("read after the peer's reset", n, " ", errno(err))
+	n, err = unix.Read(server, buf)
+	say("read again", n, " ", errno(err))
+
+	client, server = connected()
+	unix.Close(client)
+	time.Sleep(200 * time.Millisecond)
+	n, err = unix.Read(server, buf)
+	say("read after an orderly close", n, " ", errno(err))
+	_, err = unix.SendmsgN(server, []byte("x"), nil, nil, unix.MSG_NOSIGNAL)
+	time.Sleep(200 * time.Millisecond)
+	_, err = unix.SendmsgN(server, []byte("x"), nil, nil, unix.MSG_NOSIGNAL)
+	say("writing on to a closed peer", errno(err))
 }
