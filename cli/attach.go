@@ -3,17 +3,21 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"ustack"
 	"ustack/intercept"
 	"ustack/sockets"
 )
@@ -175,4 +179,38 @@ func attachToDaemon(ctx context.Context, sock string, listener int) error {
 		return fmt.Errorf("--stack: the daemon cannot serve the program: %s", msg)
 	}
 	return nil
+}
+
+// runtimeCounts is GET /v1/runtime: what the daemon holds, so that tests
+// and users can see that programs which came and went left nothing behind.
+type runtimeCounts struct {
+	Goroutines int    `json:"goroutines"`
+	FDs        int    `json:"fds"`
+	Endpoints  int    `json:"endpoints"` // netstack transport endpoints
+	Sockets    int    `json:"sockets"`   // program sockets being served
+	Attached   int    `json:"attached"`  // program trees being served
+	HeapBytes  uint64 `json:"heap_bytes"`
+}
+
+func (a *attacher) serveRuntime(w http.ResponseWriter, r *http.Request, st *ustack.Stack) {
+	if r.Method != http.MethodGet {
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.URL.Query().Get("gc") == "1" {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fds, _ := os.ReadDir("/proc/self/fd")
+	c := runtimeCounts{
+		Goroutines: runtime.NumGoroutine(),
+		FDs:        len(fds) - 1, // the directory being read
+		Endpoints:  len(st.Netstack().RegisteredEndpoints()),
+		Sockets:    a.mgr.Count(),
+		Attached:   a.attached(),
+		HeapBytes:  ms.HeapInuse,
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(c)
 }

@@ -313,8 +313,10 @@ func (d *daemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.ping(w, r)
 	case "/v1/attach":
 		d.attach.serveAttach(w, r)
+	case "/v1/runtime":
+		d.attach.serveRuntime(w, r, d.st)
 	default:
-		http.Error(w, "not found (endpoints: GET /v1/info, GET /v1/ping, POST /v1/attach, CONNECT host:port)", http.StatusNotFound)
+		http.Error(w, "not found (endpoints: GET /v1/info, GET /v1/ping, POST /v1/attach, GET /v1/runtime, CONNECT host:port)", http.StatusNotFound)
 	}
 }
 

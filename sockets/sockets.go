@@ -166,6 +166,13 @@ func (m *Manager) lookup(c *intercept.Call, fd int) (*socket, error) {
 	return m.socks[st.Ino], nil
 }
 
+// Count is the number of program sockets being served.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.socks)
+}
+
 func (m *Manager) add(s *socket) {
 	m.mu.Lock()
 	m.socks[s.ino] = s

@@ -8,6 +8,11 @@
 //	netprog sockopt N           N getsockopt(SO_TYPE) on an AF_INET socket; print µs per call
 //	netprog connects ADDR N     N connect+close to a listener it runs itself; print per second
 //	netprog udp-echo ADDR       UDP to an echo server, unconnected then connected, 1 B to 65507 B; print "udp-echo ok"
+//	netprog stream ADDR         connect, print "pid P", then read until killed
+//	netprog accepting           listen, print "pid P", then block in accept(2) until killed
+//	netprog exit-accepting      block a thread in accept(2), and exit while it waits
+//	netprog blocked ADDR N      N threads each blocked in accept, recvfrom and connect (to ADDR) at once;
+//	                            print "waiting", then release them; print "blocked ok" when all completed
 package main
 
 import (
@@ -17,8 +22,11 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -40,6 +48,25 @@ func main() {
 		connects(os.Args[2], n)
 	case "udp-echo":
 		udpEcho(os.Args[2])
+	case "stream":
+		c, err := net.Dial("tcp", os.Args[2])
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println("pid", os.Getpid()) // connected: the transfer is under way
+		io.Copy(io.Discard, c)
+	case "accepting":
+		fd, _ := blockingListener()
+		fmt.Println("pid", os.Getpid())
+		unix.Accept(fd)
+	case "exit-accepting":
+		fd, _ := blockingListener()
+		go unix.Accept(fd)
+		time.Sleep(200 * time.Millisecond)
+		os.Exit(0)
+	case "blocked":
+		n, _ := strconv.Atoi(os.Args[3])
+		blocked(os.Args[2], n)
 	default:
 		fail(fmt.Errorf("unknown mode %q", os.Args[1]))
 	}
@@ -194,4 +221,97 @@ func udpEcho(addr string) {
 		check("connected", size, n)
 	}
 	fmt.Println("udp-echo ok")
+}
+
+// blockingListener is a listening socket on 127.0.0.1 whose accept(2)
+// blocks (Go's net package never blocks in the kernel: it polls).
+func blockingListener() (int, int) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		fail(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		fail(err)
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		fail(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	return fd, sa.(*unix.SockaddrInet4).Port
+}
+
+// blocked puts n threads in each of accept(2), recvfrom(2) with an address
+// and connect(2) to addr, all blocking in the kernel at once, then gives
+// each something to complete with: connections to the listener, datagrams
+// to the UDP socket, and (from the test, on "waiting") the host accepting.
+func blocked(addr string, n int) {
+	host, err := net.ResolveTCPAddr("tcp4", addr)
+	if err != nil {
+		fail(err)
+	}
+	ln, port := blockingListener()
+	udp, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		fail(err)
+	}
+	if err := unix.Bind(udp, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		fail(err)
+	}
+	usa, _ := unix.Getsockname(udp)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*n)
+	for i := 0; i < n; i++ {
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			if _, _, err := unix.Accept(ln); err != nil {
+				errs <- fmt.Errorf("accept: %w", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 16)
+			if _, from, err := unix.Recvfrom(udp, buf, 0); err != nil || from == nil {
+				errs <- fmt.Errorf("recvfrom: %v from %v", err, from)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+			if err == nil {
+				var a [4]byte
+				copy(a[:], host.IP.To4())
+				err = unix.Connect(fd, &unix.SockaddrInet4{Addr: a, Port: host.Port})
+			}
+			if err != nil {
+				errs <- fmt.Errorf("connect: %w", err)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let every thread block
+	fmt.Println("waiting")
+	for i := 0; i < n; i++ {
+		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			fail(err)
+		}
+		if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
+			fail(fmt.Errorf("connecting to our own listener: %w", err))
+		}
+		if err := unix.Sendto(udp, []byte("wake"), 0, usa); err != nil {
+			fail(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		fail(fmt.Errorf("threads still blocked after 60 s"))
+	}
+	close(errs)
+	for err := range errs {
+		fail(err)
+	}
+	fmt.Println("blocked ok")
 }

@@ -1,0 +1,314 @@
+package sockets_test
+
+// Robustness of a daemon serving many programs (ustack run --stack): what
+// programs killed mid-transfer or mid-accept, or exiting with a call held,
+// leave behind; many threads blocked at once.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type daemon struct {
+	name, env string
+	client    *http.Client
+}
+
+// startDaemon runs 'ustack daemon --name NAME' in a runtime directory of
+// the test's own.
+func startDaemon(t *testing.T, name string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(ustackBin, "daemon", "--name", name)
+	cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case ready <- sc.Text():
+			default:
+			}
+		}
+	}()
+	var sock string
+	select {
+	case line := <-ready:
+		m := regexp.MustCompile(`ready on (\S+) `).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("daemon said %q", line)
+		}
+		sock = m[1]
+	case <-time.After(20 * time.Second):
+		t.Fatalf("daemon not ready after 20 s: %s", stderr.String())
+	}
+	return &daemon{name: name, env: "XDG_RUNTIME_DIR=" + dir, client: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}}
+}
+
+type counts struct {
+	Goroutines int    `json:"goroutines"`
+	FDs        int    `json:"fds"`
+	Endpoints  int    `json:"endpoints"`
+	Sockets    int    `json:"sockets"`
+	Attached   int    `json:"attached"`
+	HeapBytes  uint64 `json:"heap_bytes"`
+}
+
+func (d *daemon) counts(t *testing.T) counts {
+	t.Helper()
+	resp, err := d.client.Get("http://daemon/v1/runtime?gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c counts
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// settle waits until the daemon holds no more than base (heap aside).
+func (d *daemon) settle(t *testing.T, base counts) counts {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c := d.counts(t)
+		if c.Goroutines <= base.Goroutines && c.FDs <= base.FDs && c.Endpoints <= base.Endpoints &&
+			c.Sockets <= base.Sockets && c.Attached <= base.Attached {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon still holds more than before: now %+v, before %+v", c, base)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runAttached starts netprog under 'ustack run --stack', and returns the
+// command and the pid netprog printed.
+func (d *daemon) startAttached(t *testing.T, args ...string) (*exec.Cmd, int) {
+	t.Helper()
+	cmd := exec.Command(ustackBin, append([]string{"run", "--stack", d.name, "--", netprogBin}, args...)...)
+	cmd.Env = append(cleanEnv(), d.env)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if _, err := fmt.Sscanf(line, "pid %d", &pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("netprog %v said %q", args, line)
+	}
+	return cmd, pid
+}
+
+// streamServer writes to every connection until it goes away.
+func streamServer(t *testing.T) int {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				// Paced, so that many transfers at once leave the machine
+				// free to start and kill programs.
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestKilledProgramsLeaveNothing: programs attached to a daemon are
+// killed with SIGKILL mid-transfer and mid-accept, many times over; the
+// daemon's fds, goroutines, netstack endpoints and sockets come back to
+// what they were, and its heap stays flat.
+func TestKilledProgramsLeaveNothing(t *testing.T) {
+	iterations := 1000
+	if raceEnabled || testing.Short() {
+		iterations = 100
+	}
+	d := startDaemon(t, "robust")
+	port := streamServer(t)
+	kill := func(mode string) {
+		args := []string{"accepting"}
+		if mode == "stream" {
+			args = []string{"stream", fmt.Sprintf("10.0.2.2:%d", port)}
+		}
+		cmd, pid := d.startAttached(t, args...)
+		time.Sleep(20 * time.Millisecond) // into the transfer, or the accept
+		syscall.Kill(pid, syscall.SIGKILL)
+		cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGKILL) {
+			t.Errorf("ustack run --stack after SIGKILL of the program: exit %d, want %d", code, 128+int(syscall.SIGKILL))
+		}
+	}
+	kill("stream")
+	kill("accepting")
+	base := d.settle(t, d.counts(t))
+	var wg sync.WaitGroup
+	work := make(chan string)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for mode := range work {
+				kill(mode)
+			}
+		}()
+	}
+	var half counts
+	for i := 0; i < iterations; i++ {
+		if i == iterations/2 {
+			close(work)
+			wg.Wait()
+			half = d.settle(t, base)
+			work = make(chan string)
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for mode := range work {
+						kill(mode)
+					}
+				}()
+			}
+		}
+		work <- map[bool]string{true: "stream", false: "accepting"}[i%2 == 0]
+	}
+	close(work)
+	wg.Wait()
+	after := d.settle(t, base)
+	t.Logf("%d programs killed; before %+v, half way %+v, after %+v", iterations, base, half, after)
+	// Flat: the second half of the programs adds no more than noise (the
+	// first may fill caches and pools).
+	if grown := int64(after.HeapBytes) - int64(half.HeapBytes); grown > 2<<20 {
+		t.Errorf("the daemon's heap grew by %d KiB over the last %d programs", grown>>10, iterations-iterations/2)
+	}
+}
+
+// TestExitWithCallHeld: a program exits while one of its threads is
+// parked in accept; the daemon lets go of the call and of everything else.
+func TestExitWithCallHeld(t *testing.T) {
+	d := startDaemon(t, "held")
+	base := d.settle(t, d.counts(t))
+	for i := 0; i < 5; i++ {
+		cmd := exec.Command(ustackBin, "run", "--stack", d.name, "--", netprogBin, "exit-accepting")
+		cmd.Env = append(cleanEnv(), d.env)
+		done := make(chan error, 1)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("netprog exit-accepting: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("a program exiting with a call held did not finish within 20 s")
+		}
+	}
+	d.settle(t, base)
+}
+
+// TestManyBlockedThreads: 50 threads each in accept, recvfrom and
+// connect, blocked in the kernel at once, all complete. The connects go to
+// a host listener that accepts only once the program says all are waiting,
+// so they are held in the nat gateway until then.
+func TestManyBlockedThreads(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 1); err != nil { // a full queue drops further SYNs
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	port := sa.(*unix.SockaddrInet4).Port
+	cmd := exec.Command(ustackBin, "run", "--", netprogBin, "blocked", fmt.Sprintf("10.0.2.2:%d", port), "50")
+	cmd.Env = cleanEnv()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "waiting" {
+		cmd.Wait()
+		t.Fatalf("netprog blocked said %q; stderr: %s", sc.Text(), stderr.String())
+	}
+	go func() {
+		for {
+			c, _, err := unix.Accept(fd)
+			if err != nil {
+				return
+			}
+			defer unix.Close(c)
+		}
+	}()
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := cmd.Wait(); err != nil || len(lines) == 0 || lines[len(lines)-1] != "blocked ok" {
+		t.Fatalf("netprog blocked: %v, said %q; stderr: %s", err, lines, stderr.String())
+	}
+}
