@@ -24,7 +24,7 @@ func New(opts TCPOptions) (*stack.Stack, error) {
 
 // NewWithProbe is New with netstack's TCP probe: probe is called, under
 // the endpoint's lock, after every segment a TCP endpoint receives. A nil
-// probe is the same as New.
+// probe, or opts.NoProbe, is the same as New.
 func NewWithProbe(opts TCPOptions, probe tcp.TCPProbeFunc) (*stack.Stack, error) {
 	return build(opts, true, probe)
 }
@@ -42,7 +42,7 @@ func build(opts TCPOptions, handleLocal bool, probe tcp.TCPProbeFunc) (*stack.St
 		return nil, err
 	}
 	tcpFactory := tcp.NewProtocol
-	if probe != nil {
+	if probe != nil && !opts.NoProbe {
 		// NewProtocolProbe starts with Reno whatever is wanted; apply
 		// below sets the configured congestion control after it.
 		tcpFactory = tcp.NewProtocolProbe(probe)

@@ -99,6 +99,9 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(TraceIDHeader, strconv.Itoa(id))
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	if s.Hub == nil || !s.Hub.Attached() {
+		s.logf("trace %d: the stack runs without the TCP probe (tcp.probe=0): packet records only", id)
+	}
 	end, err := WriteTrace(stopped, w, rc.Flush, TraceConfig{Stack: s.Name, Filter: filter, Hub: s.Hub, Tap: s.Taps["eth0"]})
 	switch {
 	case err != nil:

@@ -142,9 +142,13 @@ type Hub struct {
 // NewHub returns a hub with no subscribers.
 func NewHub() *Hub { return &Hub{} }
 
-// Attach tells the hub its stack, so samples can carry each endpoint's
-// state and counters. Samples taken before Attach lack them.
+// Attach tells the hub the stack whose TCP protocol calls Probe, so
+// samples can carry each endpoint's state and counters.
 func (h *Hub) Attach(ns *stack.Stack) { h.ns.Store(ns) }
+
+// Attached reports whether Attach was called: a hub whose stack was built
+// without the probe (tcp.probe=0) is never attached and never has samples.
+func (h *Hub) Attached() bool { return h.ns.Load() != nil }
 
 // Probe is the tcp.TCPProbeFunc. netstack calls it under the endpoint's
 // lock for every received segment, so it must not block.
