@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ustack/control"
+	"ustack/inspect"
 )
 
 func daemonCommand() *command {
@@ -21,10 +22,12 @@ func daemonCommand() *command {
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
 		s := &optionSet{cmd: c.name}
 		var sf stackFlags
+		var mf metricsFlag
 		var name string
 		s.add(&option{names: []string{"name"}, arg: "NAME", value: stringValue{&name},
 			help: "the stack's name; other commands reach it with --stack NAME (required)"})
 		sf.register(s)
+		mf.register(s)
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if err := wantArgs(c.name, args); err != nil {
 				return err
@@ -32,7 +35,7 @@ func daemonCommand() *command {
 			if err := checkName(name); err != nil {
 				return err
 			}
-			return runDaemon(ctx, name, &sf, e)
+			return runDaemon(ctx, name, &sf, &mf, e)
 		}
 	}
 	return c
@@ -60,7 +63,7 @@ func daemonSocket(name string) (string, error) {
 	return control.SocketPath(name), nil
 }
 
-func runDaemon(ctx context.Context, name string, sf *stackFlags, e *env) error {
+func runDaemon(ctx context.Context, name string, sf *stackFlags, mf *metricsFlag, e *env) error {
 	prefix := "ustack daemon " + name
 	logf := logTo(e, prefix)
 	sf.verbose = true // a daemon's stderr is its log
@@ -70,14 +73,23 @@ func runDaemon(ctx context.Context, name string, sf *stackFlags, e *env) error {
 	if err != nil {
 		return err
 	}
+	metricsLn, err := mf.listen()
+	if err != nil {
+		srv.Close()
+		return err
+	}
 	st, err := sf.newStack(logf)
 	if err != nil {
 		srv.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		return err
 	}
 	defer closeStack(st, e)
 	api := newStackAPI(srv, st, "daemon", nil, logf)
 	defer api.close()
+	serveMetrics(ctx, metricsLn, inspect.MetricsHandler(api.target), logf)
 
 	info := api.info
 	fmt.Fprintf(e.stdout, "%s: ready on %s (addresses %s)\n", prefix, srv.Path(), strings.Join(info.Addresses, " "))

@@ -24,7 +24,9 @@ func runCommand() *command {
 		s.add(&option{names: []string{"name"}, arg: "NAME",
 			value: stringValue{&name},
 			help:  "the stack's name on its control socket, for ustack ss, stats, top (default: run-PID)"})
+		var mf metricsFlag
 		sf.register(s)
+		mf.register(s)
 		sf.registerVerbose(s)
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if len(args) == 0 {
@@ -43,9 +45,17 @@ func runCommand() *command {
 			if err != nil {
 				return err
 			}
+			metricsLn, err := mf.listen()
+			if err != nil {
+				srv.Close()
+				return err
+			}
 			st, err := sf.newStack(logTo(e, "ustack"))
 			if err != nil {
 				srv.Close()
+				if metricsLn != nil {
+					metricsLn.Close()
+				}
 				return err
 			}
 			defer closeStack(st, e)
@@ -56,11 +66,16 @@ func runCommand() *command {
 			owners, _ := any(mgr).(inspect.Owners)
 			api := newStackAPI(srv, st, "run", owners, logf)
 			defer api.close()
+			// The API lives as long as the program, which may outlast a
+			// SIGINT that ustack passes on to it.
+			apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+			defer stopAPI()
 			go func() {
-				if err := api.serve(context.WithoutCancel(ctx)); err != nil {
+				if err := api.serve(apiCtx); err != nil {
 					logf("control socket: %v", err)
 				}
 			}()
+			serveMetrics(apiCtx, metricsLn, inspect.MetricsHandler(api.target), logf)
 			return runProgram(e, mgr, args)
 		}
 	}

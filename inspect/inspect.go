@@ -5,6 +5,8 @@
 package inspect
 
 import (
+	"net/http"
+
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -39,6 +41,26 @@ type Target struct {
 
 // Mount serves t's sockets and counters on srv.
 func Mount(srv *control.Server, t *Target) {
+	srv.HandleFunc("GET /v1/sockets", func(w http.ResponseWriter, r *http.Request) {
+		info := r.URL.Query().Get("info")
+		control.WriteJSON(w, SocketsReply{Name: t.Name, Sockets: Sockets(t, info == "1" || info == "true")})
+	})
+	srv.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		control.WriteJSON(w, StatsReply{Name: t.Name, Counters: Counters(t)})
+	})
+	srv.Handle("GET /metrics", MetricsHandler(t))
+}
+
+// SocketsReply is the answer to GET /v1/sockets.
+type SocketsReply struct {
+	Name    string   `json:"name"`
+	Sockets []Socket `json:"sockets"`
+}
+
+// StatsReply is the answer to GET /v1/stats.
+type StatsReply struct {
+	Name     string    `json:"name"`
+	Counters []Counter `json:"counters"`
 }
 
 // CountConnections counts the TCP endpoints that are neither listening nor
