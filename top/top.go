@@ -234,6 +234,13 @@ func (m *Model) sortRows() {
 			if a.Socket.State != b.Socket.State {
 				return a.Socket.State < b.Socket.State
 			}
+		case SortPeer:
+			if a.Socket.Peer.IP != b.Socket.Peer.IP {
+				return a.Socket.Peer.IP < b.Socket.Peer.IP
+			}
+			if a.Socket.Peer.Port != b.Socket.Peer.Port {
+				return a.Socket.Peer.Port < b.Socket.Peer.Port
+			}
 		}
 		return a.Key < b.Key
 	})
