@@ -176,4 +176,3 @@ func TestViewFits80x24(t *testing.T) {
 		}
 	}
 }
-
