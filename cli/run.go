@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"ustack/inspect"
 	"ustack/intercept"
 	"ustack/sockets"
 )
@@ -18,24 +20,62 @@ func runCommand() *command {
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
 		s := &optionSet{cmd: c.name, argsAfterFirst: true}
 		var sf stackFlags
+		var name string
+		s.add(&option{names: []string{"name"}, arg: "NAME",
+			value: stringValue{&name},
+			help:  "the stack's name on its control socket, for ustack ss, stats, top (default: run-PID)"})
+		var mf metricsFlag
 		sf.register(s)
+		mf.register(s)
 		sf.registerVerbose(s)
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if len(args) == 0 {
 				return usagef("run: missing PROG (usage: ustack run [flags] [--] PROG [ARGS...])")
 			}
+			if name == "" {
+				name = fmt.Sprintf("run-%d", os.Getpid())
+			} else if err := checkName(name); err != nil {
+				return err
+			}
 			if err := intercept.CheckKernel(); err != nil {
+				return err
+			}
+			logf := logTo(e, "ustack: run")
+			srv, err := listenControl(name, logf)
+			if err != nil {
+				return err
+			}
+			metricsLn, err := mf.listen()
+			if err != nil {
+				srv.Close()
 				return err
 			}
 			st, err := sf.newStack(logTo(e, "ustack"))
 			if err != nil {
+				srv.Close()
+				if metricsLn != nil {
+					metricsLn.Close()
+				}
 				return err
 			}
 			defer closeStack(st, e)
 			// Refused sockets are always reported: nothing bypasses the
 			// stack silently.
-			mgr := sockets.New(st.Netstack(), logTo(e, "ustack: run"))
+			mgr := sockets.New(st.Netstack(), logf)
 			defer mgr.Close()
+			owners, _ := any(mgr).(inspect.Owners)
+			api := newStackAPI(srv, st, "run", owners, logf)
+			defer api.close()
+			// The API lives as long as the program, which may outlast a
+			// SIGINT that ustack passes on to it.
+			apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+			defer stopAPI()
+			go func() {
+				if err := api.serve(apiCtx); err != nil {
+					logf("control socket: %v", err)
+				}
+			}()
+			serveMetrics(apiCtx, metricsLn, inspect.MetricsHandler(api.target), logf)
 			return runProgram(e, mgr, args)
 		}
 	}

@@ -17,6 +17,7 @@ packages=(
 	"python3:python3"
 	"dnsutils:dig"
 	"iproute2:ip"
+	"tmux:tmux"
 )
 
 missing=()
@@ -46,7 +47,7 @@ if ((${#missing[@]} > 0)); then
 	"${sudo[@]}" apt-get update -q
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-	echo "test.sh: curl, tshark, tcpdump, python3, dig and ip are installed"
+	echo "test.sh: curl, tshark, tcpdump, python3, dig, ip and tmux are installed"
 fi
 
 echo "test.sh: go vet ./..."
