@@ -135,6 +135,21 @@ addresses, e.g. ustack run -- curl http://10.0.2.2:8000/. While PROG runs
 the stack serves the control API under --name NAME (default run-PID), for
 ustack ss, stats and top.
 `,
+	"trace": `Records what happens inside the stack NAME (or the only running stack)
+without stopping it, as JSON lines (docs/trace-format.md): one "cb" record
+per segment a TCP connection receives (netstack's control block: snd_una,
+snd_nxt, windows, cwnd, ssthresh, srtt, retransmits, recovery state) and
+one "pkt" record per TCP segment crossing eth0, then an "end" record with
+the counts. Stops at SIGINT, SIGTERM or after --duration; records the stack
+could not queue fast enough are dropped and counted, never waited for.
+Plot the file with ustack plot.
+`,
+	"capture": `Captures the frames of a NIC of the stack NAME (or the only running stack)
+live, as pcap (Ethernet, nanosecond timestamps), without restarting it.
+-w - writes to stdout: ustack capture NAME -w - | tcpdump -r -. Stops at
+SIGINT or SIGTERM, or when the reader of stdout goes away; frames the
+stack could not queue fast enough are dropped (counted in its log).
+`,
 	"version": `Prints ustack's version, the Go version it was built with and the gVisor
 version of its netstack.
 `,

@@ -10,6 +10,7 @@ import (
 	"ustack"
 	"ustack/control"
 	"ustack/inspect"
+	"ustack/observe"
 )
 
 // stackAPI is the control API of a stack that ustack daemon or ustack run
@@ -36,7 +37,7 @@ func newStackAPI(srv *control.Server, st *ustack.Stack, command string, owners i
 	a := &stackAPI{
 		srv:    srv,
 		st:     st,
-		target: &inspect.Target{Name: srv.Name(), Stack: st, Owners: owners},
+		target: &inspect.Target{Name: srv.Name(), Stack: st, Owners: owners, ControlBlocks: st.TCPProbe()},
 		info: control.Info{Name: srv.Name(), PID: os.Getpid(), Command: command, Attachment: st.Attachment(),
 			Addresses: addrs, MTU: st.MTU(), Socket: srv.Path(), Version: v},
 		logf:  logf,
@@ -47,6 +48,7 @@ func newStackAPI(srv *control.Server, st *ustack.Stack, command string, owners i
 	srv.HandleFunc("GET /v1/ping", a.ping)
 	srv.HandleConnect(http.HandlerFunc(a.connect))
 	inspect.Mount(srv, a.target)
+	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Taps: map[string]*observe.Tap{"eth0": st.NICTap()}, Logf: logf}).Mount(srv)
 	return a
 }
 

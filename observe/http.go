@@ -40,9 +40,12 @@ type Server struct {
 	traces map[int]context.CancelFunc
 }
 
-// Routes lists the paths Server handles, for mounting on a mux.
-func (s *Server) Routes() []string {
-	return []string{"/v1/trace", "/v1/trace/stop", "/v1/capture"}
+// Mount serves the endpoints on mux (a control.Server or an
+// http.ServeMux).
+func (s *Server) Mount(mux interface{ Handle(string, http.Handler) }) {
+	for _, p := range []string{"GET /v1/trace", "POST /v1/trace/stop", "GET /v1/capture"} {
+		mux.Handle(p, s)
+	}
 }
 
 // ServeHTTP implements http.Handler for the paths of Routes.
@@ -67,13 +70,13 @@ func (s *Server) logf(format string, args ...any) {
 
 func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		http.Error(w, "trace: use GET", http.StatusMethodNotAllowed)
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
 	}
 	q := r.URL.Query()
 	filter, err := ParseFilter(q.Get("filter"))
 	if err != nil {
-		http.Error(w, "trace: filter: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, "filter: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
@@ -81,7 +84,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	if d := q.Get("duration"); d != "" {
 		dur, err := time.ParseDuration(d)
 		if err != nil || dur <= 0 {
-			http.Error(w, fmt.Sprintf("trace: duration: %q is not a positive duration (e.g. 10s)", d), http.StatusBadRequest)
+			http.Error(w, fmt.Sprintf("duration: %q is not a positive duration (e.g. 10s)", d), http.StatusBadRequest)
 			return
 		}
 		// A timeout context's error is not the request's: the end record
@@ -117,7 +120,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 // end record and finishes.
 func (s *Server) stopTrace(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		http.Error(w, "trace stop: use POST", http.StatusMethodNotAllowed)
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
 		return
 	}
 	id, err := strconv.Atoi(r.URL.Query().Get("id"))
@@ -125,7 +128,7 @@ func (s *Server) stopTrace(w http.ResponseWriter, r *http.Request) {
 	stop, ok := s.traces[id]
 	s.mu.Unlock()
 	if err != nil || !ok {
-		http.Error(w, fmt.Sprintf("trace stop: no running trace %q", r.URL.Query().Get("id")), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("no running trace %q", r.URL.Query().Get("id")), http.StatusNotFound)
 		return
 	}
 	stop()
@@ -160,7 +163,7 @@ func (s *Server) nics() string {
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		http.Error(w, "capture: use GET", http.StatusMethodNotAllowed)
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
 	}
 	q := r.URL.Query()
@@ -170,14 +173,14 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	}
 	tap, ok := s.Taps[nic]
 	if !ok {
-		http.Error(w, fmt.Sprintf("capture: nic: no NIC %q can be captured (available: %s)", nic, s.nics()), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("nic: no NIC %q can be captured (available: %s)", nic, s.nics()), http.StatusNotFound)
 		return
 	}
 	snap := link.SnapLen
 	if v := q.Get("snaplen"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 64 || n > link.SnapLen {
-			http.Error(w, fmt.Sprintf("capture: snaplen: %q is not a length from 64 to %d", v, link.SnapLen), http.StatusBadRequest)
+			http.Error(w, fmt.Sprintf("snaplen: %q is not a length from 64 to %d", v, link.SnapLen), http.StatusBadRequest)
 			return
 		}
 		snap = n

@@ -27,8 +27,9 @@ import (
 type Sample struct {
 	Time time.Time
 	ID   stack.TransportEndpointID
-	// State is the endpoint's TCP state ("ESTABLISHED", ...), or "" if the
-	// endpoint could not be found (during the handshake).
+	// State is the endpoint's TCP state ("ESTABLISHED", ...); "CLOSED"
+	// once the stack no longer has the endpoint (after the last ACK of a
+	// close).
 	State string
 
 	SndUna, SndNxt seqnum.Value
@@ -221,6 +222,7 @@ func (h *Hub) sample(st *tcp.TCPEndpointState, id stack.TransportEndpointID, now
 		if id.LocalAddress.Len() == header.IPv6AddressSize {
 			proto = ipv6.ProtocolNumber
 		}
+		s.State = tcp.StateClose.String()
 		if ep, ok := ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0).(*tcp.Endpoint); ok {
 			s.State = stateName(ep.State())
 			if stats, ok := ep.Stats().(*tcp.Stats); ok {
@@ -293,6 +295,9 @@ func (s *Subscription) Close() {
 
 // Subscribers is the number of open subscriptions.
 func (h *Hub) Subscribers() int {
+	if h == nil {
+		return 0
+	}
 	if l := h.subs.Load(); l != nil {
 		return len(*l)
 	}
@@ -334,18 +339,22 @@ func newSnapshot(st *tcp.TCPEndpointState) *snapshot {
 }
 
 // Latest returns the state netstack reported for the endpoint after the
-// last segment it received. Snapshots are kept only while someone asks:
-// the first call switches keeping on for latestWindow (each call extends
-// it), so a first call may find nothing for a connection until its next
-// segment arrives. The send buffer's auto-tuning flag is not kept.
-func (h *Hub) Latest(id stack.TransportEndpointID) (tcp.TCPEndpointState, bool) {
+// last segment it received, as a fresh copy the caller may keep.
+// Snapshots are kept only while someone asks: the first call switches
+// keeping on for latestWindow (each call extends it), so a first call may
+// find nothing for a connection until its next segment arrives. The send
+// buffer's auto-tuning flag is not kept.
+func (h *Hub) Latest(id stack.TransportEndpointID) (*tcp.TCPEndpointState, bool) {
+	if h == nil || !h.Attached() {
+		return nil, false
+	}
 	h.startLatest()
 	v, ok := h.latest.Load(id)
 	if !ok {
-		return tcp.TCPEndpointState{}, false
+		return nil, false
 	}
 	s := v.(*snapshot)
-	return tcp.TCPEndpointState{
+	return &tcp.TCPEndpointState{
 		TCPEndpointStateInner: s.inner,
 		ID:                    s.id,
 		SegTime:               s.segTime,
