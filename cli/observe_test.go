@@ -120,8 +120,35 @@ func TestTraceCommand(t *testing.T) {
 		}
 	}
 
+	// ustack plot reads the trace.
+	env := []string{"XDG_RUNTIME_DIR=" + runtimeDir}
+	trace := filepath.Join(dir, fmt.Sprintf("t%d.jsonl", os.Interrupt))
+	r := runUstack(t, env, "plot", trace, "--list")
+	if r.code != 0 || !strings.Contains(r.stdout, "10.0.2.2:"+fmt.Sprint(port)) {
+		t.Errorf("plot --list: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	for _, g := range []string{"tsg", "cwnd", "rtt", "tput"} {
+		img := filepath.Join(dir, g+".svg")
+		r = runUstack(t, env, "plot", trace, "--graph", g, "-o", img)
+		b, _ := os.ReadFile(img)
+		if r.code != 0 || !bytes.Contains(b, []byte("<svg")) {
+			t.Errorf("plot --graph %s: exit %d, stderr %q, %d bytes", g, r.code, r.stderr, len(b))
+		}
+	}
+	for _, tc := range []struct{ args, want string }{
+		{"--graph bogus -o x.svg", "--graph:"},
+		{"-o x.gif", "-o:"},
+		{"", "missing -o"},
+		{"--conn 9 -o x.svg", "--conn:"},
+	} {
+		r = runUstack(t, env, append([]string{"plot", trace}, strings.Fields(tc.args)...)...)
+		if line := oneLine(t, r); r.code != 2 || !strings.Contains(line, tc.want) {
+			t.Errorf("plot %s: exit %d, %q; want 2 and %q", tc.args, r.code, line, tc.want)
+		}
+	}
+
 	// --duration ends the trace by itself.
-	r := runUstack(t, []string{"XDG_RUNTIME_DIR=" + runtimeDir}, "trace", "trc", "--duration", "300ms", "-o", filepath.Join(dir, "d.jsonl"))
+	r = runUstack(t, []string{"XDG_RUNTIME_DIR=" + runtimeDir}, "trace", "trc", "--duration", "300ms", "-o", filepath.Join(dir, "d.jsonl"))
 	if r.code != 0 || !strings.Contains(r.stderr, "0 control-block samples") {
 		t.Errorf("trace --duration: exit %d, stderr %q", r.code, r.stderr)
 	}
