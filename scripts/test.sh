@@ -50,6 +50,14 @@ else
 	echo "test.sh: curl, tshark, tcpdump, python3, dig, ip and tmux are installed"
 fi
 
+# The debugging recipe's test (docs/debugging.md) drives Delve.
+if ! command -v dlv >/dev/null 2>&1; then
+	echo "test.sh: installing dlv"
+	go install github.com/go-delve/delve/cmd/dlv@latest
+	PATH="$PATH:$(go env GOPATH)/bin"
+	export PATH
+fi
+
 echo "test.sh: go vet ./..."
 go vet ./...
 
