@@ -101,9 +101,20 @@ type Config struct {
 	NAT NATConfig
 	// Host tunes the host attachment.
 	Host HostConfig
+	// LinkLoss drops a fraction of the frames the stack sends, for tests
+	// of loss recovery. Zero is no loss.
+	LinkLoss LinkLoss
 	// Logf, if set, receives one line per notable event (refused
 	// connections, dropped frames). Nil discards them.
 	Logf func(format string, args ...any)
+}
+
+// LinkLoss makes the stack's link drop frames it sends: each with
+// probability Fraction (0 to below 1), chosen by a generator seeded with
+// Seed, so a run can be repeated. Stack.Lost counts them.
+type LinkLoss struct {
+	Fraction float64
+	Seed     uint64
 }
 
 // ConfigError is a problem with the configuration; Flag names the
@@ -159,6 +170,9 @@ func (c *Config) validate() error {
 		if !p.IsValid() || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
 			return configErr("--ip", "%s is not a usable host address (use e.g. 10.0.2.15/24)", p)
 		}
+	}
+	if f := c.LinkLoss.Fraction; !(f >= 0 && f < 1) {
+		return configErr("LinkLoss", "fraction %v is out of range (use 0 to below 1, e.g. 0.01 for 1%%)", f)
 	}
 	if err := (&TCPOptions{CongestionControl: c.TCP.CongestionControl}).Validate(); err != nil {
 		return configErr("--cc", "unknown congestion control %q (available: reno, cubic)", c.TCP.CongestionControl)

@@ -23,10 +23,12 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"ustack/link"
 	"ustack/nat"
 	"ustack/netstack"
+	"ustack/observe"
 )
 
 // Each stack has its attachment's NIC and a loopback NIC.
@@ -46,6 +48,9 @@ type Stack struct {
 	resolver *net.Resolver
 	pcap     *link.PcapWriter
 	link     *link.PairEnd // the stack's end of its in-memory link
+	loss     *link.Loss    // Config.LinkLoss, if set
+	probe    *observe.Hub  // netstack's TCP probe; nil if not installed
+	nicTap   *observe.Tap  // frames of the attachment's NIC, for live capture and traces
 	host     *hostShare    // what --net host holds on the host
 	logf     func(string, ...any)
 
@@ -197,6 +202,10 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 		s.logf = func(string, ...any) {}
 	}
 	s.link, _ = lower.(*link.PairEnd)
+	if cfg.LinkLoss.Fraction > 0 {
+		s.loss = link.WithLoss(lower, cfg.LinkLoss.Fraction, cfg.LinkLoss.Seed)
+		lower = s.loss
+	}
 	// The capture is opened first so that it is closed last, after the
 	// stack has stopped sending frames into it.
 	if cfg.Pcap != nil {
@@ -208,12 +217,22 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 		s.closers = append(s.closers, pw.Close)
 		lower = link.WithCapture(lower, pw)
 	}
-	ns, err := netstack.New(cfg.TCP)
+	var probe tcp.TCPProbeFunc
+	if installObservers {
+		s.nicTap = observe.NewTap(lower)
+		lower = s.nicTap
+		s.probe = observe.NewHub()
+		probe = s.probe.Probe
+	}
+	ns, err := netstack.NewWithProbe(cfg.TCP, probe)
 	if err != nil {
 		s.Close()
 		return nil, &ConfigError{Flag: "--sysctl", Err: err}
 	}
 	s.ns = ns
+	if s.probe != nil && !cfg.TCP.NoProbe {
+		s.probe.Attach(ns)
+	}
 	s.closers = append(s.closers, func() error { ns.Close(); ns.Wait(); return nil })
 	if framing != nil {
 		lower = framing(lower)
@@ -330,6 +349,27 @@ func (s *Stack) Dropped() uint64 {
 	}
 	return s.link.Dropped.Load()
 }
+
+// TCPProbe returns the hub of netstack's TCP probe: control-block samples
+// of every connection for subscribers, and the latest one per endpoint.
+// With nobody subscribed it costs one atomic load per received segment.
+func (s *Stack) TCPProbe() *observe.Hub { return s.probe }
+
+// NICTap returns the tap on the attachment's NIC (eth0), which copies
+// frames to subscribers for live capture and packet traces.
+func (s *Stack) NICTap() *observe.Tap { return s.nicTap }
+
+// Lost returns how many frames Config.LinkLoss dropped.
+func (s *Stack) Lost() uint64 {
+	if s.loss == nil {
+		return 0
+	}
+	return s.loss.Dropped.Load()
+}
+
+// installObservers is false only in the benchmark that measures what the
+// TCP probe and the NIC tap cost when nobody subscribes.
+var installObservers = true
 
 // FlushCapture writes buffered pcap frames out; a no-op without --pcap.
 func (s *Stack) FlushCapture() error {

@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"syscall"
 	"time"
+
+	"ustack/control"
 )
 
 // dialViaDaemon asks the daemon listening on sock for a TCP connection to
@@ -59,18 +59,18 @@ func dialViaDaemon(ctx context.Context, sock, network, address string) (net.Conn
 	return &bufferedConn{Conn: conn, r: br}, nil
 }
 
-// dialDaemon connects to a daemon's control socket, explaining the usual
+// dialDaemon connects to a stack's control socket, explaining the usual
 // reasons it is not there.
 func dialDaemon(ctx context.Context, sock string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", sock)
-	if err == nil {
-		return conn, nil
-	}
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+	conn, err := control.DialSocket(ctx, sock)
+	var nr *control.NotRunningError
+	if errors.As(err, &nr) {
 		return nil, fmt.Errorf("--stack: no daemon is running on %s (start one with: ustack daemon --name NAME)", sock)
 	}
-	return nil, fmt.Errorf("--stack: connecting to %s: %w", sock, err)
+	if err != nil {
+		return nil, fmt.Errorf("--stack: %w", err)
+	}
+	return conn, nil
 }
 
 // bufferedConn is a net.Conn whose first bytes may already sit in a

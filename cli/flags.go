@@ -90,6 +90,9 @@ type optionSet struct {
 	// argsAfterFirst: the first positional argument ends the flags, so
 	// that "ustack run PROG -x" leaves -x to PROG.
 	argsAfterFirst bool
+	// bundled: one-letter switches may be written together, as ss(8)
+	// users do: -tuni is -t -u -n -i.
+	bundled bool
 }
 
 func (s *optionSet) add(o *option) { s.opts = append(s.opts, o) }
@@ -112,6 +115,9 @@ func (s *optionSet) lookup(name string) *option {
 // for help returns errHelp.
 func (s *optionSet) parse(args []string, getenv func(string) (string, bool)) ([]string, error) {
 	s.given = map[string]bool{}
+	if s.bundled {
+		args = s.unbundle(args)
+	}
 	fs := flag.NewFlagSet(s.cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var setErr error // the flag package's message loses our wording; keep ours
@@ -144,6 +150,36 @@ func (s *optionSet) parse(args []string, getenv func(string) (string, bool)) ([]
 		return nil, err
 	}
 	return positional, nil
+}
+
+// unbundle splits -abc into -a -b -c when every letter is a one-letter
+// switch of the set; anything else is left for the parser to judge.
+func (s *optionSet) unbundle(args []string) []string {
+	var out []string
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' || strings.Contains(a, "=") {
+			out = append(out, a)
+			continue
+		}
+		split := make([]string, 0, len(a)-1)
+		for _, r := range a[1:] {
+			o := s.lookup(string(r))
+			if o == nil || o.arg != "" {
+				split = nil
+				break
+			}
+			split = append(split, "-"+string(r))
+		}
+		if split == nil {
+			out = append(out, a)
+		} else {
+			out = append(out, split...)
+		}
+	}
+	return out
 }
 
 func (s *optionSet) applyEnv(getenv func(string) (string, bool)) error {

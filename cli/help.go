@@ -92,11 +92,37 @@ it runs until interrupted. Exits 1 if no reply arrived.
 	"daemon": `Runs a named stack until SIGINT or SIGTERM. It serves HTTP on the unix
 socket $XDG_RUNTIME_DIR/ustack/NAME.sock (without XDG_RUNTIME_DIR:
 /run/ustack as root, else /tmp/ustack-UID), owner only:
-  GET /v1/info            JSON: name, pid, attachment, addresses, mtu
+  GET /v1/info            JSON: name, pid, attachment, addresses, mtu, connections
+  GET /v1/sockets[?info=1] JSON: every socket, with TCP details (ustack ss)
+  GET /v1/stats           JSON: every counter (ustack stats)
+  GET /metrics            the counters for Prometheus
   CONNECT HOST:PORT       a TCP connection through the stack, spliced raw
   GET /v1/ping?host=H&count=N&interval=D&timeout=D&size=N
                           ping's output lines, streamed
-Other commands use it with --stack NAME.
+Other commands use it with --stack NAME. See docs/control-api.md.
+`,
+	"ls": `Lists the running stacks of this user (daemons and ustack run) from their
+control sockets: NAME PID ATTACHMENT ADDRESSES CONNS, CONNS being the TCP
+connections neither listening nor closed. Sockets of stacks that died
+(killed with SIGKILL, say) are removed.
+`,
+	"ss": `Lists the sockets of the stack NAME (or of the only running stack) like
+ss(8): Netid State Recv-Q Send-Q Local Address:Port Peer Address:Port
+Process. Without -l or -a only connected sockets are shown; without -t or
+-u all of TCP, UDP and ICMP. Switches may be bundled: ustack ss -tuni.
+-i adds rto and rtt (ms), cwnd, segments, retransmissions and, when the
+stack samples control blocks, wscale, mss, windows and snd_una, snd_nxt,
+rcv_nxt. A value netstack does not know is printed as -.
+`,
+	"stats": `Prints the counters of the stack NAME (or of the only running stack) like
+nstat: netstack's tcpip.Stats (IP, ICMP, IGMP, TCP, UDP, ARP, all NICs),
+each NIC's own counters and drops by reason, and ustack's own. Zero
+counters are left out unless -z is given.
+`,
+	"top": `Shows the connections of the stack NAME (or of the only running stack)
+live: send and receive rates and the selected connection's control block,
+changed fields highlighted, refreshed four times a second.
+Keys: space pause, up/down or j/k select, s sort column, q or Ctrl-C quit.
 `,
 	"run": `Runs PROG with its IPv4 and IPv6 TCP sockets served by a new user-level
 stack (seccomp user notification; Linux 5.14 or later, x86_64). PROG gets
@@ -105,7 +131,24 @@ are answered by ustack. Flags end at PROG (or at --). Exits with PROG's
 status (128+N if a signal N killed it); SIGINT, SIGTERM and SIGHUP are
 passed on to PROG. Not yet served: UDP and raw sockets (refused with
 EPROTONOSUPPORT and logged), so name lookups need a TCP-only path; give
-addresses, e.g. ustack run -- curl http://10.0.2.2:8000/.
+addresses, e.g. ustack run -- curl http://10.0.2.2:8000/. While PROG runs
+the stack serves the control API under --name NAME (default run-PID), for
+ustack ss, stats and top.
+`,
+	"trace": `Records what happens inside the stack NAME (or the only running stack)
+without stopping it, as JSON lines (docs/trace-format.md): one "cb" record
+per segment a TCP connection receives (netstack's control block: snd_una,
+snd_nxt, windows, cwnd, ssthresh, srtt, retransmits, recovery state) and
+one "pkt" record per TCP segment crossing eth0, then an "end" record with
+the counts. Stops at SIGINT, SIGTERM or after --duration; records the stack
+could not queue fast enough are dropped and counted, never waited for.
+Plot the file with ustack plot.
+`,
+	"capture": `Captures the frames of a NIC of the stack NAME (or the only running stack)
+live, as pcap (Ethernet, nanosecond timestamps), without restarting it.
+-w - writes to stdout: ustack capture NAME -w - | tcpdump -r -. Stops at
+SIGINT or SIGTERM, or when the reader of stdout goes away; frames the
+stack could not queue fast enough are dropped (counted in its log).
 `,
 	"version": `Prints ustack's version, the Go version it was built with and the gVisor
 version of its netstack.

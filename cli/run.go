@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ustack"
+	"ustack/inspect"
 	"ustack/intercept"
 	"ustack/nat"
 	"ustack/sockets"
@@ -23,41 +25,93 @@ func runCommand() *command {
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
 		s := &optionSet{cmd: c.name, argsAfterFirst: true}
 		var sf stackFlags
+		var name string
+		s.add(&option{names: []string{"name"}, arg: "NAME",
+			value: stringValue{&name},
+			help:  "the stack's name on its control socket, for ustack ss, stats, top (default: run-PID)"})
+		var mf metricsFlag
 		var stackName string
 		sf.register(s)
+		mf.register(s)
 		sf.registerVerbose(s)
 		s.add(stackOption(&stackName))
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if len(args) == 0 {
 				return usagef("run: missing PROG (usage: ustack run [flags] [--] PROG [ARGS...])")
 			}
+			if stackName != "" {
+				return runOnDaemon(ctx, e, s, stackName, args)
+			}
+			if name == "" {
+				name = fmt.Sprintf("run-%d", os.Getpid())
+			} else if err := checkName(name); err != nil {
+				return err
+			}
 			if err := intercept.CheckKernel(); err != nil {
 				return err
 			}
-			if stackName != "" {
-				if err := refuseStackFlags(s); err != nil {
-					return err
-				}
-				sock, err := daemonSocket(stackName)
-				if err != nil {
-					return err
-				}
-				return runAttached(ctx, e, sock, args)
+			logf := logTo(e, "ustack: run")
+			srv, err := listenControl(name, logf)
+			if err != nil {
+				return err
+			}
+			metricsLn, err := mf.listen()
+			if err != nil {
+				srv.Close()
+				return err
 			}
 			st, err := sf.newStack(logTo(e, "ustack"))
 			if err != nil {
+				srv.Close()
+				if metricsLn != nil {
+					metricsLn.Close()
+				}
 				return err
 			}
 			defer closeStack(st, e)
 			// Refused sockets are always reported: nothing bypasses the
 			// stack silently.
-			mgr := sockets.New(st.Netstack(), logTo(e, "ustack: run"))
+			mgr := sockets.New(st.Netstack(), logf)
 			defer mgr.Close()
 			redirectNameservers(mgr, st)
+			api := newStackAPI(srv, st, "run", mgr, logf)
+			defer api.close()
+			// The API lives as long as the program, which may outlast a
+			// SIGINT that ustack passes on to it.
+			apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+			defer stopAPI()
+			go func() {
+				if err := api.serve(apiCtx); err != nil {
+					logf("control socket: %v", err)
+				}
+			}()
+			serveMetrics(apiCtx, metricsLn, inspect.MetricsHandler(api.target), logf)
 			return runProgram(e, mgr, args)
 		}
 	}
 	return c
+}
+
+// runOnDaemon runs args[0] with --stack: its sockets are the daemon's.
+// The stack and its control socket are the daemon's, so the flags that
+// would make or name one are refused.
+func runOnDaemon(ctx context.Context, e *env, s *optionSet, stackName string, args []string) error {
+	if err := refuseStackFlags(s); err != nil {
+		return err
+	}
+	for _, n := range []string{"name", "metrics-addr"} {
+		if s.given[n] {
+			return usagef("%s: cannot be used with --stack (the daemon serves the stack's API; drop one of them)", s.lookup(n).display())
+		}
+	}
+	if err := intercept.CheckKernel(); err != nil {
+		return err
+	}
+	sock, err := daemonSocket(stackName)
+	if err != nil {
+		return err
+	}
+	return runAttached(ctx, e, sock, args)
 }
 
 // runProgram runs args[0] under interception, its calls answered by mgr,
@@ -142,13 +196,6 @@ func waitProgram(p *intercept.Process) error {
 	return nil
 }
 
-func fileOr(w any, def *os.File) *os.File {
-	if f, ok := w.(*os.File); ok {
-		return f
-	}
-	return def
-}
-
 // redirectNameservers sends the program's DNS queries, addressed to the
 // host's nameservers from /etc/resolv.conf, to the stack's DNS address on
 // nat (which forwards them to those nameservers, or to --dns-upstream).
@@ -170,4 +217,11 @@ func redirectNameservers(mgr *sockets.Manager, st *ustack.Stack) {
 			}
 		}
 	}
+}
+
+func fileOr(w any, def *os.File) *os.File {
+	if f, ok := w.(*os.File); ok {
+		return f
+	}
+	return def
 }

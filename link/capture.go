@@ -23,6 +23,7 @@ const SnapLen = 262144
 // stream. It is safe for concurrent use. A write error stops the capture
 // (and is kept for Close) rather than disturbing the stack.
 type PcapWriter struct {
+	snapLen int
 	mu      sync.Mutex
 	buf     *bufio.Writer
 	w       *pcapgo.Writer
@@ -35,12 +36,18 @@ type PcapWriter struct {
 // NewPcapWriter writes the pcap file header (nanosecond timestamps,
 // LINKTYPE_ETHERNET) to w. If w is an io.Closer, Close closes it.
 func NewPcapWriter(w io.Writer) (*PcapWriter, error) {
-	p := &PcapWriter{buf: bufio.NewWriterSize(w, 1<<20)}
+	return NewPcapWriterSnapLen(w, SnapLen)
+}
+
+// NewPcapWriterSnapLen is NewPcapWriter recording at most snapLen bytes of
+// each frame.
+func NewPcapWriterSnapLen(w io.Writer, snapLen int) (*PcapWriter, error) {
+	p := &PcapWriter{snapLen: snapLen, buf: bufio.NewWriterSize(w, 1<<20)}
 	if c, ok := w.(io.Closer); ok {
 		p.closer = c
 	}
 	p.w = pcapgo.NewWriterNanos(p.buf)
-	if err := p.w.WriteFileHeader(SnapLen, layers.LinkTypeEthernet); err != nil {
+	if err := p.w.WriteFileHeader(uint32(snapLen), layers.LinkTypeEthernet); err != nil {
 		return nil, fmt.Errorf("writing pcap header: %w", err)
 	}
 	// The header goes out at once so a reader started now sees a valid file.
@@ -50,13 +57,18 @@ func NewPcapWriter(w io.Writer) (*PcapWriter, error) {
 	return p, nil
 }
 
-// WriteFrame records one frame.
+// WriteFrame records one frame, seen now.
 func (p *PcapWriter) WriteFrame(frame []byte) {
-	ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: len(frame), Length: len(frame)}
-	if len(frame) > SnapLen {
-		ci.CaptureLength = SnapLen
-		frame = frame[:SnapLen]
+	p.WriteFrameAt(time.Now(), frame, len(frame))
+}
+
+// WriteFrameAt records a frame seen at t whose length on the wire was
+// origLen (frame may hold only its first bytes).
+func (p *PcapWriter) WriteFrameAt(t time.Time, frame []byte, origLen int) {
+	if len(frame) > p.snapLen {
+		frame = frame[:p.snapLen]
 	}
+	ci := gopacket.CaptureInfo{Timestamp: t, CaptureLength: len(frame), Length: max(origLen, len(frame))}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {

@@ -19,7 +19,14 @@ import (
 // New returns a netstack with IPv4, IPv6, ARP, ICMP, UDP and TCP, configured
 // with opts. Invalid options are reported with the sysctl key they belong to.
 func New(opts TCPOptions) (*stack.Stack, error) {
-	return build(opts, true)
+	return build(opts, true, nil)
+}
+
+// NewWithProbe is New with netstack's TCP probe: probe is called, under
+// the endpoint's lock, after every segment a TCP endpoint receives. A nil
+// probe, or opts.NoProbe, is the same as New.
+func NewWithProbe(opts TCPOptions, probe tcp.TCPProbeFunc) (*stack.Stack, error) {
+	return build(opts, true, probe)
 }
 
 // NewPromiscuous is New for a stack whose NIC will be promiscuous, such as
@@ -27,12 +34,18 @@ func New(opts TCPOptions) (*stack.Stack, error) {
 // local traffic specially: with HandleLocal on, a promiscuous NIC claims the
 // sender's address too and drops the packet as a spoofed local one.
 func NewPromiscuous(opts TCPOptions) (*stack.Stack, error) {
-	return build(opts, false)
+	return build(opts, false, nil)
 }
 
-func build(opts TCPOptions, handleLocal bool) (*stack.Stack, error) {
+func build(opts TCPOptions, handleLocal bool, probe tcp.TCPProbeFunc) (*stack.Stack, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
+	}
+	tcpFactory := tcp.NewProtocol
+	if probe != nil && !opts.NoProbe {
+		// NewProtocolProbe starts with Reno whatever is wanted; apply
+		// below sets the configured congestion control after it.
+		tcpFactory = tcp.NewProtocolProbe(probe)
 	}
 	s := stack.New(stack.Options{
 		NetworkProtocols: []stack.NetworkProtocolFactory{
@@ -43,7 +56,7 @@ func build(opts TCPOptions, handleLocal bool) (*stack.Stack, error) {
 			arp.NewProtocol,
 		},
 		TransportProtocols: []stack.TransportProtocolFactory{
-			tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6,
+			tcpFactory, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6,
 		},
 		HandleLocal: handleLocal,
 	})

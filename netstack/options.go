@@ -51,6 +51,11 @@ type TCPOptions struct {
 	ReceiveBuffer     BufferRange
 	MinRTO            time.Duration // 0 is 200ms
 	TimeWait          time.Duration // 0 is 60s
+	// NoProbe leaves netstack's TCP probe out. The probe feeds control-block
+	// samples to traces and sequence numbers to ss -i, but netstack copies
+	// each endpoint's state to the heap on every received segment while it
+	// is installed, listened to or not (see BENCHMARKS.md).
+	NoProbe bool
 }
 
 type sysctl struct {
@@ -103,6 +108,9 @@ var sysctls = map[string]sysctl{
 			return nil
 		},
 		func(o *TCPOptions) string { return orDur(o.MinRTO, DefaultMinRTO).String() }},
+	"tcp.probe": {nil, "netstack's TCP probe (control-block samples for trace and ss -i): 1 or 0",
+		func(o *TCPOptions, v string) error { return setNegBool(&o.NoProbe, v) },
+		func(o *TCPOptions) string { return boolStr(!o.NoProbe) }},
 	"tcp.time_wait": {nil, "TIME-WAIT duration, e.g. 60s",
 		func(o *TCPOptions, v string) error { return setDuration(&o.TimeWait, v) },
 		func(o *TCPOptions) string { return orDur(o.TimeWait, DefaultTimeWait).String() }},

@@ -27,6 +27,8 @@ func TestSetGet(t *testing.T) {
 		{"tcp.min_rto", "50ms", "50ms"},
 		{"tcp.min_rto", "1s", "1s"},
 		{"tcp.time_wait", "5s", "5s"},
+		{"tcp.probe", "0", "0"},
+		{"tcp.probe", "1", "1"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			var o TCPOptions

@@ -18,6 +18,7 @@ packages=(
 	"dnsutils:dig"
 	"iproute2:ip"
 	"iputils-ping:ping"
+	"tmux:tmux"
 )
 
 missing=()
@@ -48,6 +49,14 @@ if ((${#missing[@]} > 0)); then
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
 	echo "test.sh: every program the tests use is installed"
+fi
+
+# The debugging recipe's test (docs/debugging.md) drives Delve.
+if ! command -v dlv >/dev/null 2>&1; then
+	echo "test.sh: installing dlv"
+	go install github.com/go-delve/delve/cmd/dlv@v1.27.2
+	PATH="$PATH:$(go env GOPATH)/bin"
+	export PATH
 fi
 
 echo "test.sh: go vet ./..."

@@ -13,9 +13,11 @@ package sockets
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -349,4 +351,34 @@ func (m *Manager) Settle(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// Owner names the process that holds the program socket served by ep (for
+// ss -p): the process of the thread that got it, and its command name.
+func (m *Manager) Owner(ep tcpip.Endpoint) (pid int, comm string, ok bool) {
+	m.mu.Lock()
+	var tid int
+	for _, s := range m.socks {
+		s.mu.Lock()
+		if s.ep == ep {
+			tid = s.ownerTid
+		}
+		s.mu.Unlock()
+		if tid != 0 {
+			break
+		}
+	}
+	m.mu.Unlock()
+	if tid == 0 {
+		return 0, "", false
+	}
+	pid, err := intercept.Tgid(tid)
+	if err != nil {
+		return 0, "", false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return 0, "", false
+	}
+	return pid, strings.TrimSpace(string(b)), true
 }

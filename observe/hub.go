@@ -1,0 +1,418 @@
+// Package observe turns what happens inside a stack into data: TCP
+// control-block samples from netstack's TCP probe (Hub), the frames that
+// cross a NIC (Tap), and the trace stream built from both (WriteTrace).
+//
+// Both Hub and Tap sit on netstack's data path, so when nobody is looking
+// they cost one atomic load, and when someone is they never block the
+// stack: each subscriber has a bounded queue and a drop counter.
+package observe
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+)
+
+// Sample is one TCP control-block snapshot, taken by netstack after it
+// processed a received segment. It holds copies, so it may be kept.
+type Sample struct {
+	Time time.Time
+	ID   stack.TransportEndpointID
+	// State is the endpoint's TCP state ("ESTABLISHED", ...); "CLOSED"
+	// once the stack no longer has the endpoint (after the last ACK of a
+	// close).
+	State string
+
+	SndUna, SndNxt seqnum.Value
+	SndWnd         seqnum.Size // the peer's window, scaled
+	RcvNxt         seqnum.Value
+	RcvWnd         seqnum.Size // what we advertise: RcvAcc - RcvNxt
+	Cwnd, Ssthresh int         // in segments, as netstack keeps them
+	SRTT, RTTVar   time.Duration
+	RTO            time.Duration
+	MSS            int // the sender's maximum payload size
+	Sacked         int // segments SACKed by the peer and not yet cumulatively acked
+	Outstanding    int // segments in flight, as netstack counts them
+
+	// FastRecovery is true while netstack is in fast (or SACK) recovery;
+	// RecoveryPoint is its "recover" sequence (RFC 6582), which an RTO
+	// also sets to SndNxt-1.
+	FastRecovery  bool
+	RecoveryPoint seqnum.Value
+	SACKPermitted bool
+
+	// Retransmits and Timeouts are the endpoint's own counters (segments
+	// retransmitted, RTOs fired); zero if the endpoint was not found.
+	Retransmits, Timeouts uint64
+}
+
+// Filter selects connections by one of their ends. The zero Filter
+// matches every connection; a zero Addr matches any address, a zero Port
+// any port.
+type Filter struct {
+	Addr netip.Addr
+	Port uint16
+}
+
+// ParseFilter parses ADDR:PORT, ADDR or :PORT ("[::1]:80" for IPv6 with
+// a port). The empty string is the zero Filter.
+func ParseFilter(s string) (Filter, error) {
+	if s == "" {
+		return Filter{}, nil
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return Filter{Addr: ap.Addr().Unmap(), Port: ap.Port()}, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return Filter{Addr: a.Unmap()}, nil
+	}
+	if len(s) > 1 && s[0] == ':' {
+		if ap, err := netip.ParseAddrPort("0.0.0.0" + s); err == nil && ap.Port() != 0 {
+			return Filter{Port: ap.Port()}, nil
+		}
+	}
+	return Filter{}, &filterError{s}
+}
+
+type filterError struct{ s string }
+
+func (e *filterError) Error() string {
+	return "\"" + e.s + "\" is not ADDR:PORT, ADDR or :PORT (e.g. 10.0.2.2:80, [fd00::2]:80 or :443)"
+}
+
+func (f Filter) String() string {
+	switch {
+	case f.Addr.IsValid() && f.Port != 0:
+		return netip.AddrPortFrom(f.Addr, f.Port).String()
+	case f.Addr.IsValid():
+		return f.Addr.String()
+	case f.Port != 0:
+		return ":" + itoa(int(f.Port))
+	}
+	return ""
+}
+
+// Match reports whether one end of the connection is the filter's.
+func (f Filter) Match(id stack.TransportEndpointID) bool {
+	return f.matchEnd(id.LocalAddress, id.LocalPort) || f.matchEnd(id.RemoteAddress, id.RemotePort)
+}
+
+func (f Filter) matchEnd(a tcpip.Address, port uint16) bool {
+	if f.Port != 0 && f.Port != port {
+		return false
+	}
+	if f.Addr.IsValid() {
+		na, ok := netip.AddrFromSlice(a.AsSlice())
+		if !ok || na.Unmap() != f.Addr {
+			return false
+		}
+	}
+	return true
+}
+
+// latestWindow is how long Latest keeps snapshots coming after it was last
+// asked: long enough for `ss -i` run in a loop, short enough that an
+// abandoned consumer stops costing anything soon.
+const latestWindow = 10 * time.Second
+
+// Hub is netstack's TCP probe: Probe is installed in the TCP protocol
+// factory and fans samples out to subscribers. With no subscriber and no
+// recent Latest call, Probe is one atomic load.
+type Hub struct {
+	// active counts subscribers, plus one while Latest is in use.
+	active atomic.Int32
+	subs   atomic.Pointer[[]*Subscription]
+	ns     atomic.Pointer[stack.Stack]
+
+	mu          sync.Mutex // serialises changes to subs and latest mode
+	latestOn    bool
+	latestUntil atomic.Int64 // unix nanoseconds
+	latest      sync.Map     // stack.TransportEndpointID -> *snapshot
+	lastSweep   time.Time    // guarded by mu
+}
+
+// NewHub returns a hub with no subscribers.
+func NewHub() *Hub { return &Hub{} }
+
+// Attach tells the hub the stack whose TCP protocol calls Probe, so
+// samples can carry each endpoint's state and counters.
+func (h *Hub) Attach(ns *stack.Stack) { h.ns.Store(ns) }
+
+// Attached reports whether Attach was called: a hub whose stack was built
+// without the probe (tcp.probe=0) is never attached and never has samples.
+func (h *Hub) Attached() bool { return h.ns.Load() != nil }
+
+// Probe is the tcp.TCPProbeFunc. netstack calls it under the endpoint's
+// lock for every received segment, so it must not block.
+func (h *Hub) Probe(st *tcp.TCPEndpointState) {
+	if h.active.Load() == 0 {
+		return
+	}
+	h.probe(st)
+}
+
+func (h *Hub) probe(st *tcp.TCPEndpointState) {
+	id := stack.TransportEndpointID(st.ID)
+	now := time.Now()
+	if subs := h.subs.Load(); subs != nil && len(*subs) > 0 {
+		var s Sample
+		filled := false
+		for _, sub := range *subs {
+			if !sub.filter.Match(id) {
+				continue
+			}
+			if !filled {
+				s = h.sample(st, id, now)
+				filled = true
+			}
+			select {
+			case sub.ch <- s:
+			default:
+				sub.dropped.Add(1)
+			}
+		}
+	}
+	if h.latestUntil.Load() != 0 {
+		if now.UnixNano() > h.latestUntil.Load() {
+			h.stopLatest()
+			return
+		}
+		h.latest.Store(id, newSnapshot(st))
+	}
+}
+
+func (h *Hub) sample(st *tcp.TCPEndpointState, id stack.TransportEndpointID, now time.Time) Sample {
+	snd := &st.Sender
+	s := Sample{
+		Time:          now,
+		ID:            id,
+		SndUna:        snd.SndUna,
+		SndNxt:        snd.SndNxt,
+		SndWnd:        snd.SndWnd,
+		RcvNxt:        st.Receiver.RcvNxt,
+		RcvWnd:        seqnum.Size(0),
+		Cwnd:          snd.SndCwnd,
+		Ssthresh:      snd.Ssthresh,
+		SRTT:          snd.RTTState.SRTT,
+		RTTVar:        snd.RTTState.RTTVar,
+		RTO:           snd.RTO,
+		MSS:           snd.MaxPayloadSize,
+		Sacked:        snd.SackedOut,
+		Outstanding:   snd.Outstanding,
+		FastRecovery:  snd.FastRecovery.Active,
+		RecoveryPoint: snd.FastRecovery.Last,
+		SACKPermitted: st.SACKPermitted,
+	}
+	if st.Receiver.RcvNxt.LessThan(st.Receiver.RcvAcc) {
+		s.RcvWnd = st.Receiver.RcvNxt.Size(st.Receiver.RcvAcc)
+	}
+	// The probe's state lacks the TCP state and the endpoint's counters;
+	// the endpoint has them in atomics, readable under its lock.
+	if ns := h.ns.Load(); ns != nil {
+		proto := ipv4.ProtocolNumber
+		if id.LocalAddress.Len() == header.IPv6AddressSize {
+			proto = ipv6.ProtocolNumber
+		}
+		s.State = tcp.StateClose.String()
+		if ep, ok := ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0).(*tcp.Endpoint); ok {
+			s.State = stateName(ep.State())
+			if stats, ok := ep.Stats().(*tcp.Stats); ok {
+				s.Retransmits = stats.SendErrors.Retransmits.Value()
+				s.Timeouts = stats.SendErrors.Timeouts.Value()
+			}
+		}
+	}
+	return s
+}
+
+func stateName(v uint32) string {
+	s := tcp.EndpointState(v)
+	if s < tcp.StateEstablished || s > tcp.StateError {
+		return ""
+	}
+	return s.String()
+}
+
+// Subscription receives the samples of the connections its filter
+// matches. Samples that find the queue full are dropped and counted.
+type Subscription struct {
+	hub     *Hub
+	filter  Filter
+	ch      chan Sample
+	dropped atomic.Uint64
+	once    sync.Once
+}
+
+// C delivers the samples. It is never closed; stop reading after Close.
+func (s *Subscription) C() <-chan Sample { return s.ch }
+
+// Dropped is how many samples found the queue full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Subscribe starts delivering samples matching f into a queue of n.
+func (h *Hub) Subscribe(f Filter, n int) *Subscription {
+	if n < 1 {
+		n = 1
+	}
+	sub := &Subscription{hub: h, filter: f, ch: make(chan Sample, n)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var list []*Subscription
+	if old := h.subs.Load(); old != nil {
+		list = append(list, *old...)
+	}
+	list = append(list, sub)
+	h.subs.Store(&list)
+	h.active.Add(1)
+	return sub
+}
+
+// Close stops the subscription. Samples already queued stay readable.
+func (s *Subscription) Close() {
+	s.once.Do(func() {
+		h := s.hub
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		var list []*Subscription
+		for _, x := range *h.subs.Load() {
+			if x != s {
+				list = append(list, x)
+			}
+		}
+		h.subs.Store(&list)
+		h.active.Add(-1)
+	})
+}
+
+// Subscribers is the number of open subscriptions.
+func (h *Hub) Subscribers() int {
+	if h == nil {
+		return 0
+	}
+	if l := h.subs.Load(); l != nil {
+		return len(*l)
+	}
+	return 0
+}
+
+// snapshot is what Latest keeps of a probe state: everything but the
+// send-buffer tuning flag, an atomic that must not be copied.
+type snapshot struct {
+	inner    tcp.TCPEndpointStateInner
+	id       tcp.TCPEndpointID
+	segTime  tcpip.MonotonicTime
+	rcvBuf   tcp.TCPRcvBufState
+	sndBuf   tcp.TCPSndBufState // AutoTuneSndBufDisabled left zero
+	sack     tcp.TCPSACKInfo
+	receiver tcp.TCPReceiverState
+	sender   tcp.TCPSenderState
+}
+
+func newSnapshot(st *tcp.TCPEndpointState) *snapshot {
+	return &snapshot{
+		inner:   st.TCPEndpointStateInner,
+		id:      st.ID,
+		segTime: st.SegTime,
+		rcvBuf:  st.RcvBufState,
+		sndBuf: tcp.TCPSndBufState{
+			SndBufSize:        st.SndBufState.SndBufSize,
+			SndBufUsed:        st.SndBufState.SndBufUsed,
+			SndClosed:         st.SndBufState.SndClosed,
+			PacketTooBigCount: st.SndBufState.PacketTooBigCount,
+			SndMTU:            st.SndBufState.SndMTU,
+		},
+		// netstack allocates the SACK slices afresh for each probe call,
+		// so they can be shared.
+		sack:     st.SACK,
+		receiver: st.Receiver,
+		sender:   st.Sender,
+	}
+}
+
+// Latest returns the state netstack reported for the endpoint after the
+// last segment it received, as a fresh copy the caller may keep.
+// Snapshots are kept only while someone asks: the first call switches
+// keeping on for latestWindow (each call extends it), so a first call may
+// find nothing for a connection until its next segment arrives. The send
+// buffer's auto-tuning flag is not kept.
+func (h *Hub) Latest(id stack.TransportEndpointID) (*tcp.TCPEndpointState, bool) {
+	if h == nil || !h.Attached() {
+		return nil, false
+	}
+	h.startLatest()
+	v, ok := h.latest.Load(id)
+	if !ok {
+		return nil, false
+	}
+	s := v.(*snapshot)
+	return &tcp.TCPEndpointState{
+		TCPEndpointStateInner: s.inner,
+		ID:                    s.id,
+		SegTime:               s.segTime,
+		RcvBufState:           s.rcvBuf,
+		SndBufState: tcp.TCPSndBufState{
+			SndBufSize:        s.sndBuf.SndBufSize,
+			SndBufUsed:        s.sndBuf.SndBufUsed,
+			SndClosed:         s.sndBuf.SndClosed,
+			PacketTooBigCount: s.sndBuf.PacketTooBigCount,
+			SndMTU:            s.sndBuf.SndMTU,
+		},
+		SACK:     s.sack,
+		Receiver: s.receiver,
+		Sender:   s.sender,
+	}, true
+}
+
+func (h *Hub) startLatest() {
+	h.latestUntil.Store(time.Now().Add(latestWindow).UnixNano())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.latestOn {
+		h.latestOn = true
+		h.active.Add(1)
+	}
+	h.sweepLatest()
+}
+
+// stopLatest ends keeping snapshots once nobody asked for latestWindow,
+// and forgets the ones kept.
+func (h *Hub) stopLatest() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.latestOn || time.Now().UnixNano() <= h.latestUntil.Load() {
+		return
+	}
+	h.latestOn = false
+	h.latestUntil.Store(0)
+	h.active.Add(-1)
+	h.latest.Clear()
+}
+
+// sweepLatest forgets snapshots of endpoints the stack no longer has.
+func (h *Hub) sweepLatest() {
+	ns := h.ns.Load()
+	if ns == nil || time.Since(h.lastSweep) < time.Second {
+		return
+	}
+	h.lastSweep = time.Now()
+	h.latest.Range(func(k, _ any) bool {
+		id := k.(stack.TransportEndpointID)
+		proto := ipv4.ProtocolNumber
+		if id.LocalAddress.Len() == header.IPv6AddressSize {
+			proto = ipv6.ProtocolNumber
+		}
+		if ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0) == nil {
+			h.latest.Delete(k)
+		}
+		return true
+	})
+}

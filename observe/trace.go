@@ -1,0 +1,309 @@
+package observe
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// TraceVersion is the version of the trace format written in the start
+// record (see docs/trace-format.md).
+const TraceVersion = 1
+
+// StartRecord is the first line of a trace.
+type StartRecord struct {
+	Kind    string `json:"kind"` // "start"
+	Version int    `json:"version"`
+	Stack   string `json:"stack"`
+	Time    string `json:"time"` // RFC 3339 with nanoseconds, UTC
+	Filter  string `json:"filter"`
+}
+
+// CBRecord is one control-block sample.
+type CBRecord struct {
+	Kind        string  `json:"kind"` // "cb"
+	T           float64 `json:"t"`
+	Local       string  `json:"local"`
+	Remote      string  `json:"remote"`
+	State       string  `json:"state"`
+	SndUna      uint32  `json:"snd_una"`
+	SndNxt      uint32  `json:"snd_nxt"`
+	SndWnd      uint32  `json:"snd_wnd"`
+	RcvNxt      uint32  `json:"rcv_nxt"`
+	RcvWnd      uint32  `json:"rcv_wnd"`
+	Cwnd        int     `json:"cwnd"`
+	Ssthresh    int     `json:"ssthresh"`
+	SRTTus      int64   `json:"srtt_us"`
+	RTTVarus    int64   `json:"rttvar_us"`
+	RTOus       int64   `json:"rto_us"`
+	MSS         int     `json:"mss"`
+	Sacked      int     `json:"sacked"`
+	Retransmits uint64  `json:"retransmits"`
+	Recovery    string  `json:"recovery"` // open, fast, sack, rto
+}
+
+// PktRecord is one TCP segment of a traced connection seen at the NIC.
+type PktRecord struct {
+	Kind          string      `json:"kind"` // "pkt"
+	T             float64     `json:"t"`
+	Local         string      `json:"local"`
+	Remote        string      `json:"remote"`
+	Dir           string      `json:"dir"` // "out" sent by the stack, "in" received
+	Seq           uint32      `json:"seq"`
+	Len           int         `json:"len"`
+	Ack           uint32      `json:"ack"`
+	Win           uint16      `json:"win"` // the raw header field
+	WScaleApplied bool        `json:"wscale_applied"`
+	Flags         string      `json:"flags"`
+	SACK          [][2]uint32 `json:"sack,omitempty"`
+	MSS           int         `json:"mss,omitempty"`
+	WScale        *int        `json:"wscale,omitempty"`
+	SACKOK        bool        `json:"sack_ok,omitempty"`
+}
+
+// EndRecord is the last line of a trace.
+type EndRecord struct {
+	Kind    string  `json:"kind"` // "end"
+	T       float64 `json:"t"`
+	Samples uint64  `json:"samples"`
+	Packets uint64  `json:"packets"`
+	Dropped uint64  `json:"dropped"`
+}
+
+// TraceConfig says what WriteTrace records.
+type TraceConfig struct {
+	Stack  string // the stack's name, for the start record
+	Filter Filter
+	Hub    *Hub // control-block samples; nil for none
+	Tap    *Tap // packet records; nil for none
+	// Queue is each source's queue length; 0 means 65536 records.
+	Queue int
+}
+
+// traceSnapLen covers Ethernet, the largest IPv4/IPv6 header we parse and
+// a TCP header with 40 bytes of options.
+const traceSnapLen = 14 + 60 + 60
+
+// WriteTrace writes a trace (JSON lines) to w until ctx is done, then
+// writes the end record and returns it. flush, if not nil, is called
+// whenever the queues are empty, so a live reader sees records promptly.
+// It returns early with an error if w fails (the reader went away).
+func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceConfig) (EndRecord, error) {
+	start := time.Now()
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	end := EndRecord{Kind: "end"}
+	q := cfg.Queue
+	if q <= 0 {
+		q = 1 << 16
+	}
+	var samples <-chan Sample
+	var frames <-chan Frame
+	var sampleSub *Subscription
+	var frameSub *FrameSubscription
+	if cfg.Hub != nil {
+		sampleSub = cfg.Hub.Subscribe(cfg.Filter, q)
+		defer sampleSub.Close()
+		samples = sampleSub.C()
+	}
+	if cfg.Tap != nil {
+		frameSub = cfg.Tap.Subscribe(traceSnapLen, q)
+		defer frameSub.Close()
+		frames = frameSub.C()
+	}
+	doFlush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if flush != nil {
+			return flush()
+		}
+		return nil
+	}
+	if err := enc.Encode(StartRecord{Kind: "start", Version: TraceVersion, Stack: cfg.Stack,
+		Time: start.UTC().Format(time.RFC3339Nano), Filter: cfg.Filter.String()}); err != nil {
+		return end, err
+	}
+	if err := doFlush(); err != nil {
+		return end, err
+	}
+	rt := recoveryTracker{}
+	since := func(t time.Time) float64 { return math.Round(t.Sub(start).Seconds()*1e6) / 1e6 }
+	writeSample := func(s Sample) error {
+		end.Samples++
+		return enc.Encode(cbRecord(s, since(s.Time), rt.state(s)))
+	}
+	writeFrame := func(f Frame) error {
+		rec, ok := pktRecord(f, cfg.Filter)
+		if !ok {
+			return nil
+		}
+		rec.T = since(f.Time)
+		end.Packets++
+		return enc.Encode(rec)
+	}
+	var err error
+loop:
+	for err == nil {
+		select {
+		case <-ctx.Done():
+			break loop
+		case s := <-samples:
+			err = writeSample(s)
+		case f := <-frames:
+			err = writeFrame(f)
+		}
+		if err == nil && len(samples) == 0 && len(frames) == 0 {
+			err = doFlush()
+		}
+	}
+	if err != nil {
+		return end, err
+	}
+	// Stop the sources, then write what they had queued, so the counts in
+	// the end record are the records in the file.
+	if sampleSub != nil {
+		sampleSub.Close()
+		for len(samples) > 0 && err == nil {
+			err = writeSample(<-samples)
+		}
+		end.Dropped += sampleSub.Dropped()
+	}
+	if frameSub != nil {
+		frameSub.Close()
+		for len(frames) > 0 && err == nil {
+			err = writeFrame(<-frames)
+		}
+		end.Dropped += frameSub.Dropped()
+	}
+	if err != nil {
+		return end, err
+	}
+	end.T = since(time.Now())
+	if err := enc.Encode(end); err != nil {
+		return end, err
+	}
+	return end, doFlush()
+}
+
+func addrPort(a []byte, port uint16) string {
+	ip, ok := netip.AddrFromSlice(a)
+	if !ok {
+		return fmt.Sprintf("?:%d", port)
+	}
+	return netip.AddrPortFrom(ip.Unmap(), port).String()
+}
+
+func cbRecord(s Sample, t float64, recovery string) CBRecord {
+	return CBRecord{
+		Kind:        "cb",
+		T:           t,
+		Local:       addrPort(s.ID.LocalAddress.AsSlice(), s.ID.LocalPort),
+		Remote:      addrPort(s.ID.RemoteAddress.AsSlice(), s.ID.RemotePort),
+		State:       s.State,
+		SndUna:      uint32(s.SndUna),
+		SndNxt:      uint32(s.SndNxt),
+		SndWnd:      uint32(s.SndWnd),
+		RcvNxt:      uint32(s.RcvNxt),
+		RcvWnd:      uint32(s.RcvWnd),
+		Cwnd:        s.Cwnd,
+		Ssthresh:    min(s.Ssthresh, math.MaxInt32), // netstack's "infinite" is MaxInt
+		SRTTus:      s.SRTT.Microseconds(),
+		RTTVarus:    s.RTTVar.Microseconds(),
+		RTOus:       s.RTO.Microseconds(),
+		MSS:         s.MSS,
+		Sacked:      s.Sacked,
+		Retransmits: s.Retransmits,
+		Recovery:    recovery,
+	}
+}
+
+// pktRecord turns a frame into a packet record if it is a TCP segment of
+// a connection the filter selects.
+func pktRecord(f Frame, filter Filter) (PktRecord, bool) {
+	seg, ok := ParseEthernetTCP(f.Data)
+	if !ok {
+		return PktRecord{}, false
+	}
+	local, remote := seg.Src, seg.Dst
+	if f.Dir == In {
+		local, remote = seg.Dst, seg.Src
+	}
+	if !filter.matchAddrPort(local) && !filter.matchAddrPort(remote) {
+		return PktRecord{}, false
+	}
+	rec := PktRecord{
+		Kind:   "pkt",
+		Local:  local.String(),
+		Remote: remote.String(),
+		Dir:    f.Dir.String(),
+		Seq:    seg.Seq,
+		Len:    seg.Len,
+		Ack:    seg.Ack,
+		Win:    seg.Win,
+		Flags:  FlagString(seg.Flags),
+		SACK:   seg.SACK,
+		MSS:    seg.MSS,
+		SACKOK: seg.SACKOK,
+	}
+	if seg.WScale >= 0 {
+		ws := seg.WScale
+		rec.WScale = &ws
+	}
+	return rec, true
+}
+
+func (f Filter) matchAddrPort(ap netip.AddrPort) bool {
+	if f.Port != 0 && f.Port != ap.Port() {
+		return false
+	}
+	return !f.Addr.IsValid() || f.Addr == ap.Addr().Unmap()
+}
+
+// recoveryTracker names each connection's loss-recovery state. netstack's
+// probe says when fast/SACK recovery is active, but not RTO recovery;
+// that is inferred from the endpoint's RTO counter: after an RTO the
+// connection is in "rto" until SND.UNA passes the recovery point netstack
+// set (SND.NXT-1 at the timeout), which is when netstack returns to Open.
+type recoveryTracker map[stack.TransportEndpointID]*connRecovery
+
+type connRecovery struct {
+	timeouts uint64
+	inRTO    bool
+	point    seqnum.Value
+}
+
+func (rt recoveryTracker) state(s Sample) string {
+	c, ok := rt[s.ID]
+	if !ok {
+		c = &connRecovery{timeouts: s.Timeouts}
+		rt[s.ID] = c
+	}
+	if s.Timeouts > c.timeouts {
+		c.timeouts = s.Timeouts
+		c.inRTO = true
+		c.point = s.RecoveryPoint
+	}
+	if c.inRTO && c.point.LessThan(s.SndUna) {
+		c.inRTO = false
+	}
+	switch {
+	case s.FastRecovery && s.SACKPermitted:
+		return "sack"
+	case s.FastRecovery:
+		return "fast"
+	case c.inRTO:
+		return "rto"
+	}
+	return "open"
+}
+
+func itoa(n int) string { return fmt.Sprint(n) }
