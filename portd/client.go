@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
 
@@ -35,9 +34,13 @@ type OpenRequest struct {
 type Session struct {
 	Info SessionInfo
 
+	// The descriptors are plain ints, not *os.File or *net.UnixConn: those
+	// close themselves when collected, and a program may well drop its
+	// Stack (and with it the Session) while a listener of the stack lives
+	// on. Closing the control socket ends the session.
 	mu     sync.Mutex
-	conn   *net.UnixConn
-	frames *os.File
+	conn   int // -1 once closed
+	frames int
 	held   map[Port]bool
 }
 
@@ -49,13 +52,13 @@ func Open(path string, r OpenRequest) (*Session, error) {
 	}
 	rep, f, err := roundTrip(conn, &request{Op: "open", Iface: r.Iface, Addrs: r.Addrs, Ephemeral: r.Ephemeral, Ports: r.Ports})
 	if err != nil {
-		conn.Close()
+		unix.Close(conn)
 		return nil, err
 	}
-	if f == nil || rep.Session == nil {
-		conn.Close()
-		if f != nil {
-			f.Close()
+	if f < 0 || rep.Session == nil {
+		unix.Close(conn)
+		if f >= 0 {
+			unix.Close(f)
 		}
 		return nil, fmt.Errorf("ustack portd at %s: the open reply carries no session", path)
 	}
@@ -77,7 +80,7 @@ func Status(path string) ([]Holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer unix.Close(conn)
 	rep, _, err := roundTrip(conn, &request{Op: "status"})
 	if err != nil {
 		return nil, err
@@ -85,57 +88,69 @@ func Status(path string) ([]Holder, error) {
 	return rep.Holders, nil
 }
 
-func dial(path string) (*net.UnixConn, error) {
-	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+func dial(path string) (int, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, dialErr(path, err)
+		return -1, dialErr(path, err)
 	}
-	return conn, nil
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return -1, dialErr(path, err)
+	}
+	return fd, nil
 }
 
-// roundTrip sends req and reads the reply and the descriptor it may carry.
-func roundTrip(conn *net.UnixConn, req *request) (*reply, *os.File, error) {
+// roundTrip sends req and reads the reply and the descriptor it may carry
+// (-1 if none).
+func roundTrip(conn int, req *request) (*reply, int, error) {
 	msg, err := json.Marshal(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, -1, err
 	}
-	if _, _, err := conn.WriteMsgUnix(msg, nil, nil); err != nil {
-		return nil, nil, fmt.Errorf("ustack portd: sending %s: %w", req.Op, err)
+	if err := unix.Sendmsg(conn, msg, nil, nil, 0); err != nil {
+		return nil, -1, fmt.Errorf("ustack portd: sending %s: %w", req.Op, err)
 	}
 	buf := make([]byte, 1<<20)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var n, oobn int
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(conn, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("ustack portd: reading the answer to %s: %w", req.Op, err)
+		return nil, -1, fmt.Errorf("ustack portd: reading the answer to %s: %w", req.Op, err)
 	}
 	if n == 0 {
-		return nil, nil, fmt.Errorf("ustack portd closed the connection")
+		return nil, -1, fmt.Errorf("ustack portd closed the connection")
 	}
-	var f *os.File
+	f := -1
 	if oobn > 0 {
-		cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err == nil && len(cmsgs) > 0 {
-			if fds, err := unix.ParseUnixRights(&cmsgs[0]); err == nil && len(fds) > 0 {
-				unix.CloseOnExec(fds[0])
-				f = os.NewFile(uintptr(fds[0]), "portd-frames")
-				for _, extra := range fds[1:] {
-					unix.Close(extra)
+		cmsgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, cm := range cmsgs {
+			fds, _ := unix.ParseUnixRights(&cm)
+			for _, fd := range fds {
+				if f < 0 {
+					f = fd
+				} else {
+					unix.Close(fd)
 				}
 			}
 		}
 	}
 	var rep reply
 	if err := json.Unmarshal(buf[:n], &rep); err != nil {
-		if f != nil {
-			f.Close()
+		if f >= 0 {
+			unix.Close(f)
 		}
-		return nil, nil, fmt.Errorf("ustack portd: malformed answer: %w", err)
+		return nil, -1, fmt.Errorf("ustack portd: malformed answer: %w", err)
 	}
 	if rep.Error != "" {
-		if f != nil {
-			f.Close()
+		if f >= 0 {
+			unix.Close(f)
 		}
-		return nil, nil, &RefusedError{Code: rep.Code, Msg: rep.Error}
+		return nil, -1, &RefusedError{Code: rep.Code, Msg: rep.Error}
 	}
 	return &rep, f, nil
 }
@@ -147,7 +162,7 @@ func (s *Session) Reserve(p Port) error {
 	if s.held[p] {
 		return nil
 	}
-	if s.conn == nil {
+	if s.conn < 0 {
 		return fmt.Errorf("ustack portd session closed")
 	}
 	if _, _, err := roundTrip(s.conn, &request{Op: "reserve", Ports: []Port{p}}); err != nil {
@@ -182,7 +197,7 @@ func (s *Session) Ports(proto hostports.Proto) []uint16 {
 // message with a virtio-net header in front, as on a packet socket with
 // PACKET_VNET_HDR. Frames written to it reach the interface if portd
 // accepts them.
-func (s *Session) FrameFd() int { return int(s.frames.Fd()) }
+func (s *Session) FrameFd() int { return s.frames }
 
 // Endpoint returns a link endpoint on the frame socket: gVisor's fdbased
 // with recvmmsg, host GSO (portd's packet socket segments the super-frames
@@ -212,11 +227,11 @@ func (s *Session) Endpoint(mtu int) (stack.LinkEndpoint, error) {
 func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil {
+	if s.conn < 0 {
 		return nil
 	}
-	err := s.conn.Close()
-	s.frames.Close()
-	s.conn = nil
+	err := unix.Close(s.conn)
+	unix.Close(s.frames)
+	s.conn, s.frames = -1, -1
 	return err
 }

@@ -277,6 +277,7 @@ func (s *session) receiveLoop() {
 		}
 		s.received.Add(uint64(len(list.hdrs)))
 		if err := writeAll(out, list, func(error) bool { return false }); err != nil {
+			s.logEnd("passing frames to the client", err)
 			return
 		}
 	}
@@ -309,6 +310,7 @@ func (s *session) sendLoop() {
 			if rerr == unix.EINTR {
 				continue
 			}
+			s.logEnd("reading the client's frames", rerr)
 			return
 		}
 		list.reset()
@@ -337,10 +339,20 @@ func (s *session) sendLoop() {
 			s.refuse(fmt.Errorf("the kernel refused the frame: %w", err))
 			return true
 		}); err != nil {
+			s.logEnd("sending on "+s.iface, err)
 			return
 		}
 		s.sent.Add(uint64(sentBefore - kernelRefused))
 	}
+}
+
+// logEnd logs why a loop ended the session, unless it ended because the
+// session was closed or the client went away.
+func (s *session) logEnd(what string, err error) {
+	if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+		return
+	}
+	s.srv.logf("portd: session %d (%s): %s: %v; ending the session", s.id, s.who(), what, err)
 }
 
 func (s *session) refuse(why error) {
