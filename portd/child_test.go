@@ -121,6 +121,19 @@ func runChild(args []string) error {
 		}
 		fmt.Println("ok")
 		return nil
+	case "bulk": // bulk ADDR: serve bulk transfers and echo (see bulk)
+		ln, err := net.Listen("tcp", arg(1))
+		if err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			go serveBulk(c)
+		}
 	case "udpsink": // udpsink ADDR: print every datagram's payload
 		pc, err := net.ListenPacket("udp", arg(1))
 		if err != nil {

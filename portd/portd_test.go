@@ -58,7 +58,7 @@ type testNet struct {
 
 // setup creates the veth and namespace and a directory that nobody can
 // read, with a copy of the test binary in it.
-func setup(t *testing.T) *testNet {
+func setup(t testing.TB) *testNet {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("portd tests need root (they run portd, and clients as other users)")
@@ -115,7 +115,7 @@ func setup(t *testing.T) *testNet {
 
 func (n *testNet) sock() string { return filepath.Join(n.dir, "portd.sock") }
 
-func (n *testNet) policy(t *testing.T) string {
+func (n *testNet) policy(t testing.TB) string {
 	text := fmt.Sprintf("allow user:%d %s tcp,udp 8080-8090,ephemeral\nallow user:%d %s tcp,udp 8080-8090,ephemeral\n",
 		nobody, n.dev, otherUser, n.dev)
 	path := filepath.Join(n.dir, "portd.policy")
@@ -129,7 +129,6 @@ func (n *testNet) policy(t *testing.T) string {
 type logLines struct {
 	mu    sync.Mutex
 	lines []string
-	t     *testing.T
 }
 
 func (l *logLines) logf(format string, args ...any) {
@@ -151,13 +150,13 @@ func (l *logLines) count(substr string) int {
 }
 
 // startServer runs portd in the test process.
-func (n *testNet) startServer(t *testing.T) (*portd.Server, *logLines) {
+func (n *testNet) startServer(t testing.TB) (*portd.Server, *logLines) {
 	t.Helper()
 	pol, err := portd.LoadPolicy(n.policy(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logLines{t: t}
+	logs := &logLines{}
 	srv, err := portd.Listen(n.sock(), pol, logs.logf)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +180,7 @@ type child struct {
 	out *bufio.Reader
 }
 
-func (n *testNet) start(t *testing.T, uid int, inNS bool, mode ...string) *child {
+func (n *testNet) start(t testing.TB, uid int, inNS bool, mode ...string) *child {
 	t.Helper()
 	var cmd *exec.Cmd
 	if inNS {
@@ -215,7 +214,7 @@ func (c *child) kill() {
 }
 
 // line reads the child's next line of output, failing after a while.
-func (c *child) line(t *testing.T) string {
+func (c *child) line(t testing.TB) string {
 	t.Helper()
 	got := make(chan string, 1)
 	go func() {
@@ -234,7 +233,7 @@ func (c *child) line(t *testing.T) string {
 	}
 }
 
-func (c *child) expect(t *testing.T, want string) {
+func (c *child) expect(t testing.TB, want string) {
 	t.Helper()
 	if got := c.line(t); got != want {
 		t.Fatalf("%s: %q, want %q", c.cmd.Env[len(c.cmd.Env)-1], got, want)
