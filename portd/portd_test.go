@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -475,4 +474,3 @@ func wantSum(n int64) string {
 	return s
 }
 
-var _ = netip.Addr{}
