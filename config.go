@@ -72,6 +72,11 @@ type HostConfig struct {
 	// EphemeralPorts is the size of the block of host ports reserved for
 	// the stack's outgoing connections and port-0 binds; 0 means 64.
 	EphemeralPorts int
+	// Portd is the socket of ustack portd (--portd). A stack run by a user
+	// other than root always goes through portd, at portd.DefaultSocket
+	// (/run/ustack/portd.sock) unless Portd names another; root goes
+	// through portd only when Portd is set.
+	Portd string
 }
 
 // Config describes one user-level stack. The zero value is a stack on the

@@ -17,6 +17,7 @@ import (
 
 	"ustack/hostports"
 	"ustack/link"
+	"ustack/portd"
 )
 
 const defaultEphemeralPorts = 64
@@ -31,10 +32,15 @@ type hostShare struct {
 	fw    *hostports.Firewall
 	ipv4  []netip.Addr
 
+	// portd, when set, is the session through ustack portd that holds all
+	// of the above for a stack without privileges; the fields above are
+	// then unset.
+	portd *portd.Session
+
 	mu sync.Mutex // serialises port additions: reserve, firewall, filter
 }
 
-const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or (later) through ustack portd"
+const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or as any user through ustack portd (--portd)"
 
 // newHost attaches a stack to the host interface iface, sharing its IP
 // addresses and MAC with the host kernel (Alpine's "faux-ethernet"). The
@@ -69,6 +75,10 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	}
 	if n < 0 || n > 16384 {
 		return nil, configErr("--net", "host:%s: %d ephemeral ports (Config.Host.EphemeralPorts) is out of range (1 to 16384)", iface, n)
+	}
+
+	if cfg.Host.Portd != "" || os.Geteuid() != 0 {
+		return newHostPortd(cfg, iface, n)
 	}
 
 	h := &hostShare{iface: iface}
@@ -144,6 +154,51 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	return s, nil
 }
 
+// newHostPortd attaches the stack through ustack portd, which holds the
+// ports and the firewall table for it and carries its frames, checking
+// each one it sends.
+func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
+	path := cfg.Host.Portd
+	if path == "" {
+		path = portd.DefaultSocket
+	}
+	req := portd.OpenRequest{Iface: iface, Ephemeral: ephemeral}
+	for _, p := range cfg.Addrs {
+		req.Addrs = append(req.Addrs, p.Addr())
+	}
+	for _, p := range cfg.Host.Ports {
+		req.Ports = append(req.Ports, portd.Port{Proto: protoOfHostPort(p), Port: p.Port})
+	}
+	sess, err := portd.Open(path, req)
+	if err != nil {
+		var re *portd.RefusedError
+		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && !strings.Contains(re.Msg, "ephemeral") && len(cfg.Host.Ports) > 0 {
+			return nil, &ConfigError{Flag: "--host-port", Err: err}
+		}
+		return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+	}
+	ep, err := sess.Endpoint(cfg.MTU)
+	if err != nil {
+		sess.Close()
+		return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+	}
+	s, err := newStack(cfg, ep, nil)
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	// Released after the stack (whose NIC reads the frame socket) is gone.
+	s.closers = append([]func() error{sess.Close}, s.closers...)
+	first, n := sess.Info.EphemeralFirst, sess.Info.EphemeralCount
+	if terr := s.ns.SetPortRange(first, first+uint16(n-1)); terr != nil {
+		s.Close()
+		return nil, fmt.Errorf("setting the ephemeral port range: %s", terr)
+	}
+	s.host = &hostShare{iface: iface, portd: sess}
+	s.net = "host:" + iface
+	return s, nil
+}
+
 func protoOfHostPort(p HostPort) hostports.Proto {
 	if p.UDP {
 		return hostports.UDP
@@ -158,6 +213,9 @@ func (h *hostShare) filterSpec() link.FilterSpec {
 // reserve makes port of proto the stack's on the host: held, dropped by the
 // kernel, admitted by the packet filter.
 func (h *hostShare) reserve(proto hostports.Proto, port uint16) error {
+	if h.portd != nil {
+		return h.portd.Reserve(portd.Port{Proto: proto, Port: port})
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ports.Has(proto, port) {
@@ -217,6 +275,9 @@ func (s *Stack) HostPorts(network string) []uint16 {
 	proto := hostports.TCP
 	if network == "udp" {
 		proto = hostports.UDP
+	}
+	if s.host.portd != nil {
+		return s.host.portd.Ports(proto)
 	}
 	ps := s.host.ports.Ports(proto)
 	slices.Sort(ps)

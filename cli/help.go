@@ -150,6 +150,20 @@ live, as pcap (Ethernet, nanosecond timestamps), without restarting it.
 SIGINT or SIGTERM, or when the reader of stdout goes away; frames the
 stack could not queue fast enough are dropped (counted in its log).
 `,
+	"portd": `Runs the port server (as root; see contrib/systemd/ustack-portd.service).
+Stacks on --net host:IFACE of users other than root go through it: it
+reserves the host ports its policy grants them, keeps the kernel off those
+ports (an nftables table per client, ustack_portd_PID_N), hands them the
+frames of their ports and checks every frame they send (the interface's
+MAC, a shared address, a port they hold; ARP and ICMP echo and errors as
+needed). Forged frames are dropped and counted. A client's ports are
+released when it exits or dies. SIGHUP rereads the policy.
+  ustack portd status     list the clients: user, pid, interface, ports,
+                          frames sent, refused and received
+Policy lines: allow WHO IFACE PROTOS PORTS, e.g.
+  allow user:alice eth0 tcp,udp 8000-8099,ephemeral
+  allow group:web * tcp 80,443
+`,
 	"version": `Prints ustack's version, the Go version it was built with and the gVisor
 version of its netstack.
 `,

@@ -25,6 +25,7 @@ type stackFlags struct {
 	dnsUpstreams   []netip.AddrPort
 	noHostLoopback bool
 	hostPorts      []ustack.HostPort
+	portd          string
 	verbose        bool
 }
 
@@ -34,12 +35,12 @@ func (kv keyValue) String() string { return kv.key + "=" + kv.value }
 
 // stackOptionNames are the first names of the stack flags, so that commands
 // attached to a daemon (--stack) can refuse them.
-var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "v"}
+var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "v"}
 
 func (f *stackFlags) register(s *optionSet) {
 	f.net = "nat"
 	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
-		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN) or host:IFACE (share IFACE's addresses and MAC with the host; root)"})
+		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN) or host:IFACE (share IFACE's addresses and MAC with the host; root, or any user through ustack portd)"})
 	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
 		value: &listValue[netip.Prefix]{p: &f.addrs, parse: parseCIDR},
 		help:  "address of the stack with prefix length, one per family (nat default: 10.0.2.15/24 and fd00::15/64)"})
@@ -64,6 +65,8 @@ func (f *stackFlags) register(s *optionSet) {
 	s.add(&option{names: []string{"host-port"}, arg: "PORT[/udp]", repeat: true,
 		value: &listValue[ustack.HostPort]{p: &f.hostPorts, parse: parseHostPort},
 		help:  "net host: reserve PORT on the host for a listener on the stack (tcp unless /udp); other fixed ports cannot be bound"})
+	s.add(&option{names: []string{"portd"}, arg: "PATH", value: stringValue{&f.portd},
+		help: "net host: go through the ustack portd serving PATH; without root always (default: /run/ustack/portd.sock)"})
 	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},
 		help: "nat: do not let the gateway address (10.0.2.2) reach the host's loopback"})
 }
@@ -177,7 +180,7 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 			DNSUpstreams:   f.dnsUpstreams,
 			Publish:        f.publish,
 		},
-		Host: ustack.HostConfig{Ports: f.hostPorts},
+		Host: ustack.HostConfig{Ports: f.hostPorts, Portd: f.portd},
 	}
 	cfg.TCP.CongestionControl = f.cc
 	for _, kv := range f.sysctl {

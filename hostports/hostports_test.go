@@ -10,7 +10,8 @@ import (
 )
 
 func TestTablePid(t *testing.T) {
-	for name, want := range map[string]int{"ustack_123": 123, "ustack_": 0, "ustack_x": 0, "other_5": 0, "ustack_-4": 0} {
+	for name, want := range map[string]int{"ustack_123": 123, "ustack_": 0, "ustack_x": 0, "other_5": 0, "ustack_-4": 0,
+		"ustack_portd_77_3": 77, "ustack_portd_77": 0, "ustack_portd_77_x": 0, "ustack_portd__3": 0} {
 		pid, ok := tablePid(name)
 		if ok != (want != 0) || pid != want && want != 0 {
 			t.Errorf("tablePid(%q) = %d, %v; want %d", name, pid, ok, want)

@@ -19,6 +19,11 @@ import (
 // owner's pid follows, so a later start can tell a dead owner's table.
 const TablePrefix = "ustack_"
 
+// PortdTablePrefix starts the tables that ustack portd makes for its
+// clients, ustack_portd_<portd pid>_<session>: the pid is portd's, so the
+// tables of a portd that died are recognisable as stale.
+const PortdTablePrefix = TablePrefix + "portd_"
+
 // Firewall is an nftables table (family inet) of one stack:
 //
 //	table inet ustack_<pid> {
@@ -64,13 +69,21 @@ type Firewall struct {
 // firewall (CAP_NET_ADMIN).
 var ErrNotPermitted = errors.New("not permitted")
 
-// NewFirewall installs the table for a stack sharing iface's addrs.
+// NewFirewall installs the table ustack_<pid> for a stack sharing iface's
+// addrs.
 func NewFirewall(iface string, addrs []netip.Addr) (*Firewall, error) {
+	return NewFirewallTable(fmt.Sprintf("%s%d", TablePrefix, os.Getpid()), iface, addrs)
+}
+
+// NewFirewallTable is NewFirewall with the table's name given; the name
+// must start with TablePrefix and carry the owner's pid as tablePid reads
+// it, or RemoveStale will not recognise it.
+func NewFirewallTable(table, iface string, addrs []netip.Addr) (*Firewall, error) {
 	conn, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	f := &Firewall{Table: fmt.Sprintf("%s%d", TablePrefix, os.Getpid()), conn: conn}
+	f := &Firewall{Table: table, conn: conn}
 	f.table = conn.AddTable(&nftables.Table{Name: f.Table, Family: nftables.TableFamilyINet})
 	var a4, a6 []nftables.SetElement
 	for _, a := range addrs {
@@ -264,10 +277,19 @@ func TableExists(name string) (bool, error) {
 	return false, nil
 }
 
+// tablePid returns the owner's pid of a ustack table: ustack_<pid> of a
+// stack, ustack_portd_<pid>_<session> of portd.
 func tablePid(name string) (int, bool) {
 	s, ok := strings.CutPrefix(name, TablePrefix)
 	if !ok {
 		return 0, false
+	}
+	if rest, ok := strings.CutPrefix(s, "portd_"); ok {
+		var session string
+		s, session, ok = strings.Cut(rest, "_")
+		if n, err := strconv.Atoi(session); !ok || err != nil || n < 0 {
+			return 0, false
+		}
 	}
 	pid, err := strconv.Atoi(s)
 	return pid, err == nil && pid > 0

@@ -146,6 +146,15 @@ func (p *PacketSocket) Endpoint(mtu int) (stack.LinkEndpoint, error) {
 	return ep, nil
 }
 
+// Fd returns the socket's descriptor for a caller that moves frames itself
+// (ustack portd does, between its clients and the interface). The
+// PacketSocket still owns and closes it.
+func (p *PacketSocket) Fd() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fd
+}
+
 // Close closes the socket.
 func (p *PacketSocket) Close() error {
 	p.mu.Lock()

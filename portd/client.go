@@ -1,0 +1,237 @@
+package portd
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"ustack/hostports"
+)
+
+// OpenRequest is what a client asks for when it opens a session.
+type OpenRequest struct {
+	Iface string
+	// Addrs are the interface's addresses to share; empty means all of
+	// its IPv4 and global IPv6 addresses.
+	Addrs []netip.Addr
+	// Ephemeral is the size of the block of ports for outgoing
+	// connections (TCP and UDP); 0 asks for none.
+	Ephemeral int
+	// Ports are the fixed ports to hold from the start.
+	Ports []Port
+}
+
+// Session is a client's open session: its frame socket and its ports. It
+// lasts until Close or until the process ends.
+type Session struct {
+	Info SessionInfo
+
+	// The descriptors are plain ints, not *os.File or *net.UnixConn: those
+	// close themselves when collected, and a program may well drop its
+	// Stack (and with it the Session) while a listener of the stack lives
+	// on. Closing the control socket ends the session.
+	mu     sync.Mutex
+	conn   int // -1 once closed
+	frames int
+	held   map[Port]bool
+}
+
+// Open connects to the portd at path and opens a session.
+func Open(path string, r OpenRequest) (*Session, error) {
+	conn, err := dial(path)
+	if err != nil {
+		return nil, err
+	}
+	rep, f, err := roundTrip(conn, &request{Op: "open", Iface: r.Iface, Addrs: r.Addrs, Ephemeral: r.Ephemeral, Ports: r.Ports})
+	if err != nil {
+		unix.Close(conn)
+		return nil, err
+	}
+	if f < 0 || rep.Session == nil {
+		unix.Close(conn)
+		if f >= 0 {
+			unix.Close(f)
+		}
+		return nil, fmt.Errorf("ustack portd at %s: the open reply carries no session", path)
+	}
+	s := &Session{Info: *rep.Session, conn: conn, frames: f, held: map[Port]bool{}}
+	for _, p := range r.Ports {
+		s.held[p] = true
+	}
+	for i := range s.Info.EphemeralCount {
+		port := s.Info.EphemeralFirst + uint16(i)
+		s.held[Port{hostports.TCP, port}] = true
+		s.held[Port{hostports.UDP, port}] = true
+	}
+	return s, nil
+}
+
+// Status lists what every client of the portd at path holds.
+func Status(path string) ([]Holder, error) {
+	conn, err := dial(path)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(conn)
+	rep, _, err := roundTrip(conn, &request{Op: "status"})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Holders, nil
+}
+
+func dial(path string) (int, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, dialErr(path, err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return -1, dialErr(path, err)
+	}
+	return fd, nil
+}
+
+// roundTrip sends req and reads the reply and the descriptor it may carry
+// (-1 if none).
+func roundTrip(conn int, req *request) (*reply, int, error) {
+	msg, err := json.Marshal(req)
+	if err != nil {
+		return nil, -1, err
+	}
+	if err := unix.Sendmsg(conn, msg, nil, nil, 0); err != nil {
+		return nil, -1, fmt.Errorf("ustack portd: sending %s: %w", req.Op, err)
+	}
+	buf := make([]byte, 1<<20)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var n, oobn int
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(conn, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, -1, fmt.Errorf("ustack portd: reading the answer to %s: %w", req.Op, err)
+	}
+	if n == 0 {
+		return nil, -1, fmt.Errorf("ustack portd closed the connection")
+	}
+	f := -1
+	if oobn > 0 {
+		cmsgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, cm := range cmsgs {
+			fds, _ := unix.ParseUnixRights(&cm)
+			for _, fd := range fds {
+				if f < 0 {
+					f = fd
+				} else {
+					unix.Close(fd)
+				}
+			}
+		}
+	}
+	var rep reply
+	if err := json.Unmarshal(buf[:n], &rep); err != nil {
+		if f >= 0 {
+			unix.Close(f)
+		}
+		return nil, -1, fmt.Errorf("ustack portd: malformed answer: %w", err)
+	}
+	if rep.Error != "" {
+		if f >= 0 {
+			unix.Close(f)
+		}
+		return nil, -1, &RefusedError{Code: rep.Code, Msg: rep.Error}
+	}
+	return &rep, f, nil
+}
+
+// Reserve asks for one more port.
+func (s *Session) Reserve(p Port) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[p] {
+		return nil
+	}
+	if s.conn < 0 {
+		return fmt.Errorf("ustack portd session closed")
+	}
+	if _, _, err := roundTrip(s.conn, &request{Op: "reserve", Ports: []Port{p}}); err != nil {
+		return err
+	}
+	s.held[p] = true
+	return nil
+}
+
+// Has reports whether the session holds p.
+func (s *Session) Has(p Port) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[p]
+}
+
+// Ports returns the ports of proto the session holds, sorted.
+func (s *Session) Ports(proto hostports.Proto) []uint16 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []uint16
+	for p := range s.held {
+		if p.Proto == proto {
+			out = append(out, p.Port)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// FrameFd is the session's frame socket: SOCK_SEQPACKET, one frame per
+// message with a virtio-net header in front, as on a packet socket with
+// PACKET_VNET_HDR. Frames written to it reach the interface if portd
+// accepts them.
+func (s *Session) FrameFd() int { return s.frames }
+
+// Endpoint returns a link endpoint on the frame socket: gVisor's fdbased
+// with recvmmsg, host GSO (portd's packet socket segments the super-frames
+// the client sends) and Ethernet with the interface's MAC. Close the
+// session after the stack that uses the endpoint is gone.
+func (s *Session) Endpoint(mtu int) (stack.LinkEndpoint, error) {
+	mac, err := net.ParseMAC(s.Info.MAC)
+	if err != nil {
+		return nil, fmt.Errorf("ustack portd: session MAC %q: %w", s.Info.MAC, err)
+	}
+	ep, err := fdbased.New(&fdbased.Options{
+		FDs:                []int{s.FrameFd()},
+		MTU:                uint32(mtu),
+		EthernetHeader:     true,
+		Address:            tcpip.LinkAddress(mac),
+		PacketDispatchMode: fdbased.RecvMMsg,
+		GSOMaxSize:         1 << 16,
+		RXChecksumOffload:  true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ustack portd: frame socket: %w", err)
+	}
+	return ep, nil
+}
+
+// Close ends the session: portd releases its ports, table and sockets.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn < 0 {
+		return nil
+	}
+	err := unix.Close(s.conn)
+	unix.Close(s.frames)
+	s.conn, s.frames = -1, -1
+	return err
+}

@@ -1,0 +1,249 @@
+package portd
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+
+	"ustack/hostports"
+)
+
+// DefaultPolicy is where portd reads its policy unless told otherwise.
+const DefaultPolicy = "/etc/ustack/portd.policy"
+
+// defaultEphemeralLimit is how many ephemeral ports a bare "ephemeral" in a
+// rule lets one client hold.
+const defaultEphemeralLimit = 1024
+
+// Policy says which users and groups may hold which ports on which
+// interfaces. Nothing is allowed unless a rule allows it; root may hold
+// anything (it could do the same without portd).
+//
+// The file has one rule per line; # starts a comment:
+//
+//	allow WHO IFACE PROTOS PORTS
+//
+// WHO is user:NAME, user:UID, group:NAME, group:GID or * (everyone); IFACE
+// an interface name or * (any); PROTOS tcp, udp or tcp,udp; PORTS a
+// comma-separated list of ports, ranges (8000-8099) and "ephemeral" or
+// "ephemeral:N" (blocks of up to N ports, default 1024, from the host's
+// ephemeral range, for outgoing connections; an ephemeral block is held
+// for TCP and UDP alike). Ports below 1024 are privileged: a rule grants
+// them only by naming them, so a range may not cross from below 1024 to
+// above it.
+type Policy struct {
+	Source string // file name, for messages
+	Rules  []Rule
+}
+
+// Rule is one "allow" line.
+type Rule struct {
+	Line int
+	// Who: one of UID or GID is set; neither means everyone.
+	UID, GID *uint32
+	Who      string // as written, for messages
+	Iface    string // "" is any interface
+	Protos   []hostports.Proto
+	Ranges   [][2]uint16
+	// Ephemeral is the most ports the rule lets a client hold in ephemeral
+	// blocks; 0 grants none.
+	Ephemeral int
+}
+
+// Cred is who a client is, from its socket's peer credentials.
+type Cred struct {
+	UID, GID uint32
+	Groups   []uint32 // supplementary groups
+	PID      int32
+}
+
+// LoadPolicy reads the policy file path. A missing file is an error; the
+// caller decides whether that matters.
+func LoadPolicy(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParsePolicy(path, f)
+}
+
+// ParsePolicy reads a policy; errors name the source, the line and the
+// field at fault.
+func ParsePolicy(source string, r io.Reader) (*Policy, error) {
+	p := &Policy{Source: source}
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		text, _, _ := strings.Cut(sc.Text(), "#")
+		fields := strings.Fields(text)
+		if len(fields) == 0 {
+			continue
+		}
+		rule, err := parseRule(fields)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", source, line, err)
+		}
+		rule.Line = line
+		p.Rules = append(p.Rules, rule)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return p, nil
+}
+
+const ruleSyntax = "allow WHO IFACE PROTOS PORTS, e.g. allow user:alice eth0 tcp 8080,ephemeral"
+
+func parseRule(f []string) (Rule, error) {
+	var r Rule
+	if f[0] != "allow" {
+		return r, fmt.Errorf("%q: a rule starts with allow (%s)", f[0], ruleSyntax)
+	}
+	if len(f) != 5 {
+		return r, fmt.Errorf("%d fields, want 5 (%s)", len(f), ruleSyntax)
+	}
+	if err := r.parseWho(f[1]); err != nil {
+		return r, fmt.Errorf("WHO %q: %w", f[1], err)
+	}
+	if f[2] != "*" {
+		if len(f[2]) >= 16 || strings.ContainsAny(f[2], "/:,") {
+			return r, fmt.Errorf("IFACE %q: not an interface name (or * for any)", f[2])
+		}
+		r.Iface = f[2]
+	}
+	for _, p := range strings.Split(f[3], ",") {
+		proto := hostports.Proto(p)
+		if proto != hostports.TCP && proto != hostports.UDP {
+			return r, fmt.Errorf("PROTOS %q: %q is not tcp or udp", f[3], p)
+		}
+		if !slices.Contains(r.Protos, proto) {
+			r.Protos = append(r.Protos, proto)
+		}
+	}
+	for _, item := range strings.Split(f[4], ",") {
+		if err := r.parsePorts(item); err != nil {
+			return r, fmt.Errorf("PORTS %q: %w", item, err)
+		}
+	}
+	return r, nil
+}
+
+func (r *Rule) parseWho(s string) error {
+	r.Who = s
+	if s == "*" {
+		return nil
+	}
+	kind, name, ok := strings.Cut(s, ":")
+	if !ok || name == "" {
+		return fmt.Errorf("want user:NAME, user:UID, group:NAME, group:GID or *")
+	}
+	id, numErr := strconv.ParseUint(name, 10, 32)
+	switch kind {
+	case "user":
+		if numErr != nil {
+			u, err := user.Lookup(name)
+			if err != nil {
+				return fmt.Errorf("no such user")
+			}
+			id, _ = strconv.ParseUint(u.Uid, 10, 32)
+		}
+		uid := uint32(id)
+		r.UID = &uid
+	case "group":
+		if numErr != nil {
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return fmt.Errorf("no such group")
+			}
+			id, _ = strconv.ParseUint(g.Gid, 10, 32)
+		}
+		gid := uint32(id)
+		r.GID = &gid
+	default:
+		return fmt.Errorf("%q: want user:, group: or *", kind)
+	}
+	return nil
+}
+
+func (r *Rule) parsePorts(s string) error {
+	if rest, ok := strings.CutPrefix(s, "ephemeral"); ok {
+		r.Ephemeral = defaultEphemeralLimit
+		if rest == "" {
+			return nil
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(rest, ":"))
+		if !strings.HasPrefix(rest, ":") || err != nil || n < 1 || n > 16384 {
+			return fmt.Errorf("want ephemeral or ephemeral:N with N from 1 to 16384")
+		}
+		r.Ephemeral = n
+		return nil
+	}
+	lo, hi, isRange := strings.Cut(s, "-")
+	first, err1 := strconv.ParseUint(lo, 10, 16)
+	last, err2 := first, error(nil)
+	if isRange {
+		last, err2 = strconv.ParseUint(hi, 10, 16)
+	}
+	if err1 != nil || err2 != nil || first == 0 || last < first {
+		return fmt.Errorf("want a port (1-65535), a range LOW-HIGH, ephemeral or ephemeral:N")
+	}
+	if first < 1024 && last >= 1024 {
+		return fmt.Errorf("the range crosses 1024: list privileged ports on their own (e.g. 80,443,1024-%d)", last)
+	}
+	r.Ranges = append(r.Ranges, [2]uint16{uint16(first), uint16(last)})
+	return nil
+}
+
+// matches reports whether the rule is about c on iface.
+func (r *Rule) matches(c Cred, iface string) bool {
+	if r.Iface != "" && r.Iface != iface {
+		return false
+	}
+	switch {
+	case r.UID != nil:
+		return *r.UID == c.UID
+	case r.GID != nil:
+		return *r.GID == c.GID || slices.Contains(c.Groups, *r.GID)
+	}
+	return true
+}
+
+// Allows reports whether c may hold port of proto on iface.
+func (p *Policy) Allows(c Cred, iface string, proto hostports.Proto, port uint16) bool {
+	if c.UID == 0 {
+		return true
+	}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if !r.matches(c, iface) || !slices.Contains(r.Protos, proto) {
+			continue
+		}
+		for _, rg := range r.Ranges {
+			if rg[0] <= port && port <= rg[1] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// EphemeralLimit is how many ports c may hold in ephemeral blocks on iface.
+func (p *Policy) EphemeralLimit(c Cred, iface string) int {
+	if c.UID == 0 {
+		return 16384
+	}
+	n := 0
+	for i := range p.Rules {
+		if r := &p.Rules[i]; r.matches(c, iface) {
+			n = max(n, r.Ephemeral)
+		}
+	}
+	return n
+}

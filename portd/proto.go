@@ -1,0 +1,138 @@
+// Package portd is ustack's port server and its client. The server (ustack
+// portd, run as root) lets users who may not open packet sockets or touch
+// the firewall put a stack on --net host:IFACE: for each client it reserves
+// the host ports the policy grants (hostports.Reservation), keeps the
+// kernel off them (one hostports.Firewall table per session), and carries
+// the client's frames between a SOCK_SEQPACKET socket and a filtered
+// AF_PACKET socket of its own, checking that every frame the client sends
+// comes from the interface's MAC, the shared addresses and a port the
+// client holds.
+//
+// The protocol runs over a unix SOCK_SEQPACKET socket, one JSON message per
+// packet. Who the client is comes from the socket (SO_PEERCRED and
+// SO_PEERGROUPS), never from a message. A connection holds at most one
+// session; when it closes (the client exited or was killed) the session's
+// ports, table and sockets are released.
+package portd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"ustack/hostports"
+)
+
+// DefaultSocket is where portd listens and clients look for it.
+const DefaultSocket = "/run/ustack/portd.sock"
+
+// vnetHdrLen is the virtio-net header in front of every frame on the frame
+// socket, as on a packet socket with PACKET_VNET_HDR.
+const vnetHdrLen = 10
+
+// maxFrame is the largest message on the frame socket: a 64 KiB GSO
+// super-frame with its Ethernet and virtio-net headers.
+const maxFrame = vnetHdrLen + 14 + 65535
+
+// Port is one port of one protocol.
+type Port struct {
+	Proto hostports.Proto `json:"proto"`
+	Port  uint16          `json:"port"`
+}
+
+func (p Port) String() string { return fmt.Sprintf("%s port %d", p.Proto, p.Port) }
+
+// request is a client's message. Op is "open" (start the session: Iface,
+// Addrs, Ephemeral, Ports), "reserve" (one more port: Ports) or "status".
+type request struct {
+	Op        string       `json:"op"`
+	Iface     string       `json:"iface,omitempty"`
+	Addrs     []netip.Addr `json:"addrs,omitempty"`
+	Ephemeral int          `json:"ephemeral,omitempty"`
+	Ports     []Port       `json:"ports,omitempty"`
+}
+
+// reply is the server's answer; an open reply carries the client's end of
+// the frame socket as SCM_RIGHTS.
+type reply struct {
+	Error   string       `json:"error,omitempty"`
+	Code    string       `json:"code,omitempty"`
+	Session *SessionInfo `json:"session,omitempty"`
+	Holders []Holder     `json:"holders,omitempty"`
+}
+
+// SessionInfo describes an open session to its client.
+type SessionInfo struct {
+	ID    uint64       `json:"id"`
+	Iface string       `json:"iface"`
+	MAC   string       `json:"mac"`
+	MTU   int          `json:"mtu"`
+	Addrs []netip.Addr `json:"addrs"`
+	// EphemeralFirst and EphemeralCount are the block reserved for
+	// outgoing connections (TCP and UDP).
+	EphemeralFirst uint16 `json:"ephemeral_first"`
+	EphemeralCount int    `json:"ephemeral_count"`
+	Table          string `json:"table"`
+}
+
+// Holder is one session as status shows it.
+type Holder struct {
+	ID       uint64       `json:"id"`
+	UID      uint32       `json:"uid"`
+	User     string       `json:"user"`
+	PID      int32        `json:"pid"`
+	Iface    string       `json:"iface"`
+	Addrs    []netip.Addr `json:"addrs"`
+	TCP      []uint16     `json:"tcp"`
+	UDP      []uint16     `json:"udp"`
+	Table    string       `json:"table"`
+	Sent     uint64       `json:"frames_sent"`
+	Refused  uint64       `json:"frames_refused"`
+	Received uint64       `json:"frames_received"`
+}
+
+// Refusal codes.
+const (
+	CodeDenied     = "denied"      // the policy does not grant it
+	CodeInUse      = "in-use"      // another client or the host holds it
+	CodeBadRequest = "bad-request" // malformed or impossible request
+)
+
+// RefusedError is a request portd refused. It unwraps to EACCES for a
+// policy refusal and EADDRINUSE for a port someone else holds, so callers
+// can treat it like the kernel's answer to bind.
+type RefusedError struct {
+	Code string
+	Msg  string
+}
+
+func (e *RefusedError) Error() string { return "ustack portd refused: " + e.Msg }
+
+func (e *RefusedError) Unwrap() error {
+	switch e.Code {
+	case CodeDenied:
+		return syscall.EACCES
+	case CodeInUse:
+		return syscall.EADDRINUSE
+	}
+	return nil
+}
+
+// ErrNotRunning is wrapped when nothing serves the portd socket.
+var ErrNotRunning = errors.New("ustack portd is not running")
+
+// NotRunningFix is the one-line fix for ErrNotRunning.
+const NotRunningFix = "start it: sudo systemctl start ustack-portd, or sudo ustack portd"
+
+func dialErr(path string, err error) error {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w at %s (%s)", ErrNotRunning, path, NotRunningFix)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		err = op.Err
+	}
+	return fmt.Errorf("ustack portd at %s: %w", path, err)
+}

@@ -1,0 +1,318 @@
+package portd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"ustack/hostports"
+)
+
+// Server is ustack portd: it listens on a unix socket and serves sessions.
+type Server struct {
+	path   string
+	ln     *net.UnixListener
+	policy atomic.Pointer[Policy]
+	logf   func(string, ...any)
+
+	mu       sync.Mutex
+	sessions map[uint64]*session
+	nextID   uint64
+	closed   bool
+}
+
+// Listen removes what a portd that died left behind (its nftables tables,
+// a stale socket file), then listens on path (mode 0666: who may do what
+// is decided per request from the peer's credentials). It refuses to start
+// when another portd answers on path.
+func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if pol == nil {
+		pol = &Policy{Source: "(none)"}
+	}
+	gone, err := hostports.RemoveStale()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range gone {
+		logf("portd: removed the nftables table %s of a process that no longer exists", t)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if c, err := net.Dial("unixpacket", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: another ustack portd is serving it (stop it first)", path)
+	}
+	os.Remove(path) // a socket file left by a portd that died
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return nil, err
+	}
+	ln.SetUnlinkOnClose(true)
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}}
+	s.policy.Store(pol)
+	return s, nil
+}
+
+// SetPolicy replaces the policy for requests from now on; ports already
+// held stay held.
+func (s *Server) SetPolicy(p *Policy) { s.policy.Store(p) }
+
+// Serve accepts clients until ctx ends or the server is closed.
+func (s *Server) Serve(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		s.Close()
+	}()
+	for {
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			return err
+		}
+		go s.serveConn(c)
+	}
+}
+
+// Close stops listening and releases every session.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	sessions := s.sessions
+	s.sessions = map[uint64]*session{}
+	s.mu.Unlock()
+	err := s.ln.Close()
+	for _, ss := range sessions {
+		ss.close()
+	}
+	return err
+}
+
+// Holders lists the open sessions.
+func (s *Server) Holders() []Holder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hs []Holder
+	for _, ss := range s.sessions {
+		hs = append(hs, ss.holder())
+	}
+	slices.SortFunc(hs, func(a, b Holder) int { return int(a.ID) - int(b.ID) })
+	return hs
+}
+
+func (s *Server) serveConn(c *net.UnixConn) {
+	defer c.Close()
+	cred, err := peerCred(c)
+	if err != nil {
+		s.logf("portd: a client's credentials: %v", err)
+		return
+	}
+	ss := &session{srv: s, cred: cred, user: userName(cred.UID)}
+	defer s.endSession(ss)
+	buf := make([]byte, 64<<10)
+	for {
+		n, _, _, _, err := c.ReadMsgUnix(buf, nil)
+		if err != nil || n == 0 {
+			return // the client closed the connection or died
+		}
+		var req request
+		var rep reply
+		var passFile *os.File
+		if err := json.Unmarshal(buf[:n], &req); err != nil {
+			rep.Code, rep.Error = CodeBadRequest, "malformed request: "+err.Error()
+		} else {
+			passFile, err = s.handle(ss, &req, &rep)
+			if err != nil {
+				var re *RefusedError
+				if !errors.As(err, &re) {
+					s.logf("portd: %s: %s: %v", ss.who(), req.Op, err)
+					re = &RefusedError{CodeBadRequest, err.Error()}
+				}
+				rep.Code, rep.Error = re.Code, re.Msg
+			}
+		}
+		msg, _ := json.Marshal(&rep)
+		var oob []byte
+		if passFile != nil {
+			oob = unix.UnixRights(int(passFile.Fd()))
+		}
+		_, _, err = c.WriteMsgUnix(msg, oob, nil)
+		if passFile != nil {
+			passFile.Close() // the client has its copy now
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) handle(ss *session, req *request, rep *reply) (*os.File, error) {
+	switch req.Op {
+	case "status":
+		rep.Holders = s.Holders()
+		return nil, nil
+	case "open":
+		if ss.id != 0 {
+			return nil, &RefusedError{CodeBadRequest, "this connection has a session already"}
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, &RefusedError{CodeBadRequest, "portd is shutting down"}
+		}
+		s.nextID++
+		ss.id = s.nextID
+		s.sessions[ss.id] = ss
+		s.mu.Unlock()
+		info, f, err := ss.open(req)
+		if err != nil {
+			s.endSession(ss)
+			return nil, err
+		}
+		s.logf("portd: session %d: %s holds %s on %s (tcp %s, udp %s)", ss.id, ss.who(), joinAddrs(ss.addrs), ss.iface,
+			PortRanges(ss.ports.Ports(hostports.TCP)), PortRanges(ss.ports.Ports(hostports.UDP)))
+		rep.Session = info
+		return f, nil
+	case "reserve":
+		if ss.id == 0 || ss.ver == nil {
+			return nil, &RefusedError{CodeBadRequest, "reserve before open"}
+		}
+		for _, p := range req.Ports {
+			if err := ss.reserve(p); err != nil {
+				return nil, err
+			}
+			s.logf("portd: session %d: %s holds %s on %s too", ss.id, ss.who(), p, ss.iface)
+		}
+		return nil, nil
+	}
+	return nil, &RefusedError{CodeBadRequest, fmt.Sprintf("unknown request %q", req.Op)}
+}
+
+// allowed checks that the policy grants p to the session's client and that
+// no other client holds it; a refusal is logged.
+func (s *Server) allowed(ss *session, p Port) error {
+	if p.Proto != hostports.TCP && p.Proto != hostports.UDP || p.Port == 0 {
+		return &RefusedError{CodeBadRequest, fmt.Sprintf("%s: want a tcp or udp port from 1 to 65535", p)}
+	}
+	pol := s.policy.Load()
+	if !pol.Allows(ss.cred, ss.iface, p.Proto, p.Port) {
+		what := "no rule grants it"
+		if p.Port < 1024 {
+			what = "it is privileged and no rule names it"
+		}
+		return s.refuse(ss, CodeDenied, "%s on %s for %s: %s in the policy %s", p, ss.iface, ss.who(), what, pol.Source)
+	}
+	s.mu.Lock()
+	var other *session
+	for _, o := range s.sessions {
+		if o != ss && o.holds(ss.addrs, p) {
+			other = o
+		}
+	}
+	s.mu.Unlock()
+	if other != nil {
+		return s.refuse(ss, CodeInUse, "%s on %s for %s: held by %s", p, ss.iface, ss.who(), other.who())
+	}
+	return nil
+}
+
+// refuse logs a refused request and returns it as an error for the client.
+func (s *Server) refuse(ss *session, code, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	s.logf("portd: refused: %s", msg)
+	return &RefusedError{Code: code, Msg: msg}
+}
+
+// endSession releases a session once, whichever of its connection and its
+// loops ends first.
+func (s *Server) endSession(ss *session) {
+	s.mu.Lock()
+	cur, ok := s.sessions[ss.id]
+	if ok && cur == ss {
+		delete(s.sessions, ss.id)
+	}
+	s.mu.Unlock()
+	if !ok || cur != ss {
+		return
+	}
+	if err := ss.close(); err != nil {
+		s.logf("portd: session %d (%s): releasing: %v", ss.id, ss.who(), err)
+	}
+	if ss.iface != "" {
+		s.logf("portd: session %d: %s released everything on %s (frames sent %d, refused %d, received %d)",
+			ss.id, ss.who(), ss.iface, ss.sent.Load(), ss.refused.Load(), ss.received.Load())
+	}
+}
+
+// peerCred reads who is on the other end of c from the kernel.
+func peerCred(c *net.UnixConn) (Cred, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return Cred{}, err
+	}
+	var cred Cred
+	var cerr error
+	rc.Control(func(fd uintptr) {
+		var uc *unix.Ucred
+		uc, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if cerr != nil {
+			return
+		}
+		cred = Cred{UID: uc.Uid, GID: uc.Gid, PID: uc.Pid}
+		cred.Groups, cerr = peerGroups(int(fd))
+	})
+	return cred, cerr
+}
+
+// peerGroups reads SO_PEERGROUPS: the supplementary groups of the peer.
+func peerGroups(fd int) ([]uint32, error) {
+	gids := make([]uint32, 64)
+	for {
+		size := uint32(len(gids) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&gids[0])), uintptr(unsafe.Pointer(&size)), 0)
+		if errno == unix.ERANGE {
+			gids = make([]uint32, size/4+1)
+			continue
+		}
+		if errno != 0 {
+			return nil, fmt.Errorf("SO_PEERGROUPS: %w", errno)
+		}
+		return gids[:size/4], nil
+	}
+}
+
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(int(uid))
+}
