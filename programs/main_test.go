@@ -318,11 +318,11 @@ func getUntilUp(t testing.TB, p *proc, url string, timeout time.Duration) []byte
 	return nil
 }
 
-// exchangeUntilUp connects from the host to addr, sends send and reads
-// until EOF, retrying while the connection ends without a byte (the
-// program under 'ustack run' does not listen yet: the published port's
-// connection is refused on the stack). It returns what it read.
-func exchangeUntilUp(t testing.TB, p *proc, addr string, send []byte, timeout time.Duration) []byte {
+// exchangeUntilUp connects from the host to addr and runs one exchange,
+// retrying while the connection ends without a byte (the program under
+// 'ustack run' does not listen yet: the published port's connection is
+// refused on the stack). It returns what it read.
+func exchangeUntilUp(t testing.TB, p *proc, addr string, ex func(net.Conn) ([]byte, error), timeout time.Duration) []byte {
 	t.Helper()
 	var lastErr error
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -331,7 +331,14 @@ func exchangeUntilUp(t testing.TB, p *proc, addr string, send []byte, timeout ti
 			t.Fatalf("%s exited (%v) before the exchange; stderr:\n%s", p.name, p.cmd.ProcessState, tail(p.stderr.String()))
 		default:
 		}
-		got, err := exchange(addr, send, 60*time.Second)
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		got, err := ex(c)
+		c.Close()
 		if len(got) > 0 {
 			if err != nil {
 				t.Fatalf("%s: after %d bytes: %v", addr, len(got), err)
@@ -344,27 +351,38 @@ func exchangeUntilUp(t testing.TB, p *proc, addr string, send []byte, timeout ti
 	return nil
 }
 
-// exchange sends send (then a FIN) while reading until EOF.
-func exchange(addr string, send []byte, timeout time.Duration) ([]byte, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(send)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
+// sendAndReceive sends send, then a FIN, while reading until EOF.
+func sendAndReceive(send []byte) func(net.Conn) ([]byte, error) {
+	return func(c net.Conn) ([]byte, error) {
+		werr := make(chan error, 1)
+		go func() {
+			_, err := c.Write(send)
+			if err == nil {
+				err = c.(*net.TCPConn).CloseWrite()
+			}
+			werr <- err
+		}()
+		got, err := io.ReadAll(c)
+		if err2 := <-werr; err == nil && len(got) > 0 {
+			err = err2
 		}
-		werr <- err
-	}()
-	got, err := io.ReadAll(c)
-	if err2 := <-werr; err == nil && len(got) > 0 {
-		err = err2
+		return got, err
 	}
-	return got, err
+}
+
+// receiveThenSend reads until EOF, then sends send and closes: the order
+// for a peer such as nc that exits as soon as its network input ends.
+func receiveThenSend(send []byte) func(net.Conn) ([]byte, error) {
+	return func(c net.Conn) ([]byte, error) {
+		got, err := io.ReadAll(c)
+		if err != nil || len(got) == 0 {
+			return got, err
+		}
+		if _, err := c.Write(send); err != nil {
+			return got, err
+		}
+		return got, c.(*net.TCPConn).CloseWrite()
+	}
 }
 
 // hostSink accepts connections on the host's loopback one at a time; for
