@@ -17,12 +17,24 @@ packages=(
 	"python3:python3"
 	"dnsutils:dig"
 	"iproute2:ip"
+	# Programs run under 'ustack run' by ./programs.
+	"wget:wget"
+	"netcat-openbsd:nc"
+	"socat:socat"
+	"redis-server:redis-server"
+	"redis-tools:redis-benchmark"
+	"nginx:nginx"
+	"iperf3:iperf3"
+	"openssh-server:sshd"
+	"openssh-client:ssh"
+	"libc-bin:getent"
 )
 
 missing=()
 for entry in "${packages[@]}"; do
 	pkg=${entry%%:*} prog=${entry#*:}
-	if ! command -v "$prog" >/dev/null 2>&1; then
+	# sshd and nginx live in /usr/sbin, which a user's PATH may lack.
+	if ! command -v "$prog" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$prog ]]; then
 		missing+=("$pkg")
 	fi
 done
@@ -46,7 +58,7 @@ if ((${#missing[@]} > 0)); then
 	"${sudo[@]}" apt-get update -q
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-	echo "test.sh: curl, tshark, tcpdump, python3, dig and ip are installed"
+	echo "test.sh: all of ${packages[*]#*:} are installed"
 fi
 
 echo "test.sh: go vet ./..."
