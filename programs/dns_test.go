@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -265,3 +266,25 @@ func testGetent(t *testing.T, resolvOptions, network string) {
 // TestGetentTCP: glibc's resolver over TCP (options use-vc) through the
 // stack's DNS address.
 func TestGetentTCP(t *testing.T) { testGetent(t, "use-vc", "tcp") }
+
+// TestDNSServerOnKernel is the control for the tests above: dig on the
+// kernel, straight to the test's server, over UDP and TCP. When it passes
+// and a test under 'ustack run' fails, the fault is on the stack's side.
+func TestDNSServerOnKernel(t *testing.T) {
+	dig := need(t, "dig")
+	name, v4, _ := testName()
+	srv := newDNSServer(t, map[string][]netip.Addr{name: {v4}})
+	for _, network := range []string{"udp", "tcp"} {
+		args := []string{"+tries=1", "+time=10", "@127.0.0.1", "-p", fmt.Sprint(srv.port), name, "A", "+short"}
+		if network == "tcp" {
+			args = append(args, "+tcp")
+		}
+		out, err := exec.Command(dig, args...).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != v4.String() {
+			t.Fatalf("dig over %s: %v: %q, want %q", network, err, out, v4)
+		}
+		if !srv.asked(name, dnsmessage.TypeA, network) {
+			t.Fatalf("the server was not asked over %s; it saw %v", network, srv)
+		}
+	}
+}

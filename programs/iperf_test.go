@@ -80,26 +80,39 @@ rc=$?; wait $pid; exit $rc`, out)
 }
 
 // TestIperf3ToHost: the iperf3 client under 'ustack run' against an iperf3
-// server on the host through 10.0.2.2, each way (-R: the host sends).
+// server on the host through 10.0.2.2, each way (-R: the host sends). The
+// kernel subtest is the control: the same client straight to 127.0.0.1,
+// where iperf3 reports no error.
 func TestIperf3ToHost(t *testing.T) {
 	need(t, "iperf3")
-	for _, dir := range []struct {
+	for _, c := range []struct {
 		name  string
+		run   bool
 		flags []string
 	}{
-		{"stack sends", nil},
-		{"host sends (-R)", []string{"-R"}},
+		{"stack sends", true, nil},
+		{"host sends (-R)", true, []string{"-R"}},
+		{"kernel", false, nil},
 	} {
-		t.Run(dir.name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			port := hostIperf3(t)
-			args := append([]string{"iperf3", "-c", "10.0.2.2", "-p", fmt.Sprint(port), "-t", "2", "-J"}, dir.flags...)
-			p := run(t, nil, args...)
+			host := "127.0.0.1"
+			if c.run {
+				host = "10.0.2.2"
+			}
+			args := append([]string{"iperf3", "-c", host, "-p", fmt.Sprint(port), "-t", "2", "-J"}, c.flags...)
+			var p *proc
+			if c.run {
+				p = run(t, nil, args...)
+			} else {
+				p = start(t, nil, args[0], args[1:]...)
+			}
 			code := p.wait(60 * time.Second)
 			r := parseIperf(t, []byte(p.stdout.String()))
 			if code != 0 {
 				t.Fatalf("iperf3 exited %d; stderr:\n%s", code, p.stderr.String())
 			}
-			t.Logf("iperf3 through nat: %.2f Gbit/s", r.End.SumReceived.BitsPerSecond/1e9)
+			t.Logf("iperf3 to %s: %.2f Gbit/s", host, r.End.SumReceived.BitsPerSecond/1e9)
 		})
 	}
 }
