@@ -19,12 +19,24 @@ packages=(
 	"iproute2:ip"
 	"iputils-ping:ping"
 	"tmux:tmux"
+	# Programs run under 'ustack run' by ./programs.
+	"wget:wget"
+	"netcat-openbsd:nc"
+	"socat:socat"
+	"redis-server:redis-server"
+	"redis-tools:redis-benchmark"
+	"nginx:nginx"
+	"iperf3:iperf3"
+	"openssh-server:sshd"
+	"openssh-client:ssh"
+	"libc-bin:getent"
 )
 
 missing=()
 for entry in "${packages[@]}"; do
 	pkg=${entry%%:*} prog=${entry#*:}
-	if ! command -v "$prog" >/dev/null 2>&1; then
+	# sshd and nginx live in /usr/sbin, which a user's PATH may lack.
+	if ! command -v "$prog" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$prog ]]; then
 		missing+=("$pkg")
 	fi
 done
