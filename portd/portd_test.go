@@ -473,4 +473,3 @@ func wantSum(n int64) string {
 	s, _, _ := sum(stream(n))
 	return s
 }
-
