@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ustack/intercept"
 )
 
@@ -98,4 +100,54 @@ func kernelPing(t *testing.T) string {
 	}
 	return run(t, "unshare", "-n", "sh", "-c",
 		"ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' && exec "+probeBin+" ping")
+}
+
+// TestConnectEINTR: a blocking connect that a signal without SA_RESTART
+// interrupts fails with EINTR, on the kernel and under ustack (a C program:
+// Go's runtime installs its handlers with SA_RESTART). The listener it
+// connects to has a full queue, so the kernel drops the SYNs and the
+// connect waits; under ustack the nat gateway's own connect to it waits.
+func TestConnectEINTR(t *testing.T) {
+	if err := intercept.CheckKernel(); err != nil {
+		t.Skipf("this kernel cannot run programs under ustack: %v", err)
+	}
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc is not installed: the EINTR probe is a C program")
+	}
+	bin := filepath.Join(t.TempDir(), "eintr")
+	if out, err := exec.Command(cc, "-O2", "-o", bin, "testdata/eintr.c").CombinedOutput(); err != nil {
+		t.Fatalf("building the EINTR probe: %v\n%s", err, out)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	port := fmt.Sprint(sa.(*unix.SockaddrInet4).Port)
+	// Fill the queue, so that later SYNs are dropped.
+	for i := 0; i < 2; i++ {
+		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(c)
+		unix.Connect(c, sa)
+	}
+	time.Sleep(100 * time.Millisecond)
+	kernel := run(t, bin, "127.0.0.1", port)
+	user := run(t, ustackBin, "run", "--", bin, "10.0.2.2", port)
+	if !strings.Contains(kernel, "connect: EINTR after about 1 s: yes") {
+		t.Fatalf("on the kernel the probe saw:\n%s(the test's premise, a connect that waits, does not hold here)", kernel)
+	}
+	if kernel != user {
+		t.Errorf("the program saw different things.\non the kernel:\n%s\nunder ustack:\n%s", kernel, user)
+	}
 }
