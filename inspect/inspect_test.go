@@ -91,7 +91,10 @@ func TestSocketsOfAPair(t *testing.T) {
 	st := ep.Stats().(*tcp.Stats)
 	// 256 KiB each way is many segments each way at the pair's 1500-byte
 	// MTU (fewer with GSO); the counts are the endpoint's own.
-	if ti.SegsOut != st.SegmentsSent.Value() || ti.SegsIn != st.SegmentsReceived.Value() || ti.SegsOut < 4 || ti.SegsIn < 4 || ti.Retrans != 0 {
+	// Retransmissions are rare on the pair but happen on a loaded machine
+	// (a tail-loss probe): the count must be the endpoint's, not zero.
+	if ti.SegsOut != st.SegmentsSent.Value() || ti.SegsIn != st.SegmentsReceived.Value() || ti.SegsOut < 4 || ti.SegsIn < 4 ||
+		ti.Retrans != st.SendErrors.Retransmits.Value() {
 		t.Errorf("segments %d out %d in (endpoint: %d, %d), retrans %d", ti.SegsOut, ti.SegsIn, st.SegmentsSent.Value(), st.SegmentsReceived.Value(), ti.Retrans)
 	}
 	if ti.ControlBlock != nil {
