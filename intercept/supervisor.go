@@ -319,6 +319,12 @@ func (c *Call) GetFD(fd int) (int, error) {
 		return -1, err
 	}
 	defer unix.Close(pidfd)
+	// A notification whose thread has died may name a TID the kernel has
+	// since given to another program's thread: only while the call is
+	// still valid is the pidfd surely the caller's.
+	if !c.Valid() {
+		return -1, ErrGone
+	}
 	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		if !c.Valid() {
