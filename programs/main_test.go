@@ -27,40 +27,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ustack/internal/testbin"
 )
 
 var ustackBin, httpprogBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ustack-programs-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ustackBin = filepath.Join(dir, "ustack")
-	httpprogBin = filepath.Join(dir, "httpprog")
-	// Under -race the supervisor is built with the race detector: it is the
-	// code these programs exercise.
-	args := []string{"build", "-o", ustackBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	builds := []*exec.Cmd{
-		exec.Command("go", append(args, "../cmd/ustack")...),
-		exec.Command("go", "build", "-o", httpprogBin, "./testdata/httpprog"),
-	}
-	builds[1].Env = append(os.Environ(), "CGO_ENABLED=0")
-	for _, b := range builds {
-		b.Stdout, b.Stderr = os.Stderr, os.Stderr
-		if err := b.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building test programs:", err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Run("ustack-programs-test", raceEnabled, map[string]string{"httpprog": "ustack/programs/testdata/httpprog"},
+		func(ustack string, bins map[string]string) { ustackBin, httpprogBin = ustack, bins["httpprog"] }, m.Run)
 }
 
 // need returns the path of prog, or skips the test when it is missing.

@@ -15,28 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ustack/intercept"
+
+	"ustack/internal/testbin"
 )
 
 var ustackBin, probeBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ustack-semantics")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ustackBin, probeBin = filepath.Join(dir, "ustack"), filepath.Join(dir, "probe")
-	for bin, pkg := range map[string]string{ustackBin: "ustack/cmd/ustack", probeBin: "ustack/semantics/probe"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Run("ustack-semantics", false, map[string]string{"probe": "ustack/semantics/probe"},
+		func(ustack string, bins map[string]string) { ustackBin, probeBin = ustack, bins["probe"] }, m.Run)
 }
 
 // run runs a command and returns what it printed on stdout; stderr (where

@@ -22,40 +22,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ustack/internal/testbin"
 )
 
 var ustackBin, netprogBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ustack-sockets-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ustackBin = filepath.Join(dir, "ustack")
-	netprogBin = filepath.Join(dir, "netprog")
-	// Under -race the supervisor is built with the race detector too: it is
-	// the code these tests exercise.
-	args := []string{"build", "-o", ustackBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	builds := []*exec.Cmd{
-		exec.Command("go", append(args, "../cmd/ustack")...),
-		exec.Command("go", "build", "-o", netprogBin, "./testdata/netprog"),
-	}
-	builds[1].Env = append(os.Environ(), "CGO_ENABLED=0")
-	for _, b := range builds {
-		b.Stdout, b.Stderr = os.Stderr, os.Stderr
-		if err := b.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building test programs:", err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Run("ustack-sockets-test", raceEnabled, map[string]string{"netprog": "ustack/sockets/testdata/netprog"},
+		func(ustack string, bins map[string]string) { ustackBin, netprogBin = ustack, bins["netprog"] }, m.Run)
 }
 
 // ustackRun runs 'ustack run [flags] -- args' and returns its output and
