@@ -56,7 +56,7 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 		return nil, configErr("--net", "host:%s: no such interface (see: ip link)", iface)
 	}
 	if len(cfg.Addrs) == 0 {
-		if cfg.Addrs, err = interfaceAddrs(ifi); err != nil {
+		if cfg.Addrs, err = hostports.InterfacePrefixes(ifi); err != nil {
 			return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 		}
 		if len(cfg.Addrs) == 0 {
@@ -295,34 +295,6 @@ func (s *Stack) reserveForBind(trans tcpip.TransportProtocolNumber, port uint16)
 		network = "udp"
 	}
 	return s.ReserveHostPort(network, port)
-}
-
-// interfaceAddrs returns the interface's IPv4 and global IPv6 addresses.
-// Link-local IPv6 addresses are left to the kernel: the stack reaches its
-// neighbours from its global address.
-func interfaceAddrs(ifi *net.Interface) ([]netip.Prefix, error) {
-	as, err := ifi.Addrs()
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Prefix
-	for _, a := range as {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		if ip.IsLinkLocalUnicast() || ip.IsLoopback() {
-			continue
-		}
-		ones, _ := ipn.Mask.Size()
-		out = append(out, netip.PrefixFrom(ip, ones))
-	}
-	return out, nil
 }
 
 // defaultGateways reads the host's default routes through iface, one per

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -217,3 +218,32 @@ func localPortRange() (int, int) {
 
 // IsInUse reports whether err says the host already uses a port.
 func IsInUse(err error) bool { return errors.Is(err, unix.EADDRINUSE) }
+
+// InterfacePrefixes returns the interface's IPv4 and global IPv6 addresses.
+// Link-local IPv6 addresses are left to the kernel: the stack reaches its
+// neighbours from its global address. These are the addresses a stack may
+// share with the host.
+func InterfacePrefixes(ifi *net.Interface) ([]netip.Prefix, error) {
+	as, err := ifi.Addrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, a := range as {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsLinkLocalUnicast() || ip.IsLoopback() {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		out = append(out, netip.PrefixFrom(ip, ones))
+	}
+	return out, nil
+}

@@ -83,7 +83,7 @@ func (s *session) open(req *request) (*SessionInfo, *os.File, error) {
 	if len(ifi.HardwareAddr) != 6 {
 		return nil, nil, &RefusedError{CodeBadRequest, fmt.Sprintf("host:%s: not an Ethernet interface", req.Iface)}
 	}
-	own, err := InterfaceAddrs(ifi)
+	own, err := interfaceAddrs(ifi)
 	if err != nil {
 		return nil, nil, fmt.Errorf("host:%s: %w", ifi.Name, err)
 	}
@@ -253,12 +253,8 @@ func (s *session) receiveLoop() {
 	b := newBatch(batchSize, maxFrame, true)
 	list := newSendList(batchSize)
 	for {
-		var n int
-		var rerr error
-		if err := in.Read(func(fd uintptr) bool {
-			n, rerr = b.recv(int(fd))
-			return rerr != unix.EAGAIN
-		}); err != nil {
+		n, rerr, err := b.recvFrom(in)
+		if err != nil {
 			return
 		}
 		if rerr != nil {
@@ -298,12 +294,8 @@ func (s *session) sendLoop() {
 	b := newBatch(batchSize, maxFrame, false)
 	list := newSendList(batchSize)
 	for {
-		var n int
-		var rerr error
-		if err := in.Read(func(fd uintptr) bool {
-			n, rerr = b.recv(int(fd))
-			return rerr != unix.EAGAIN
-		}); err != nil {
+		n, rerr, err := b.recvFrom(in)
+		if err != nil {
 			return
 		}
 		if rerr != nil {
@@ -434,28 +426,12 @@ func (s *session) holder() Holder {
 	return h
 }
 
-// InterfaceAddrs returns the addresses of ifi a stack may share: its IPv4
-// and global IPv6 addresses (link-local ones stay the kernel's).
-func InterfaceAddrs(ifi *net.Interface) ([]netip.Addr, error) {
-	as, err := ifi.Addrs()
-	if err != nil {
-		return nil, err
-	}
+// interfaceAddrs returns the addresses of ifi a stack may share.
+func interfaceAddrs(ifi *net.Interface) ([]netip.Addr, error) {
+	prefixes, err := hostports.InterfacePrefixes(ifi)
 	var out []netip.Addr
-	for _, a := range as {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		if ip.IsLinkLocalUnicast() || ip.IsLoopback() {
-			continue
-		}
-		out = append(out, ip)
+	for _, p := range prefixes {
+		out = append(out, p.Addr())
 	}
-	return out, nil
+	return out, err
 }
