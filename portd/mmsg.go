@@ -1,6 +1,7 @@
 package portd
 
 import (
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -82,4 +83,14 @@ func sendmmsg(fd int, hdrs []unix.Mmsghdr) (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
+}
+
+// recvFrom waits on rc until a batch can be read and reads it: rerr is the
+// read's error, err the wait's (the socket closed).
+func (b *batch) recvFrom(rc syscall.RawConn) (n int, rerr, err error) {
+	err = rc.Read(func(fd uintptr) bool {
+		n, rerr = b.recv(int(fd))
+		return rerr != unix.EAGAIN
+	})
+	return n, rerr, err
 }
