@@ -17,8 +17,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // startDNS runs a DNS server on the host's loopback that knows
 // ustack.test; it returns its port.
 func startDNS(t *testing.T) int {
-	d := testdns.Start(t, map[string]netip.Addr{"ustack.test.": netip.MustParseAddr("192.0.2.7")})
-	return int(d.Addr.Port())
+	return testdns.New(t, map[string][]netip.Addr{"ustack.test.": {netip.MustParseAddr("192.0.2.7")}}).Port
 }
 
 // udpEchoServer echoes every datagram on 127.0.0.1 and reports the source
