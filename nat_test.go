@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"runtime"
@@ -253,8 +254,8 @@ func TestNATPing(t *testing.T) {
 	})
 }
 
-// publishedEcho starts a stack publishing hostSpec and an echo server on the
-// stack that first writes the peer address it sees.
+// publishedEcho starts a stack publishing spec and an HTTP server on the
+// stack that answers with the peer address it sees.
 func publishedEcho(t *testing.T, spec string) *ustack.Stack {
 	t.Helper()
 	p, err := ustack.ParsePortMapping(spec)
@@ -266,20 +267,12 @@ func publishedEcho(t *testing.T, spec string) *ustack.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-				fmt.Fprintf(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\npeer=%s\n", host)
-			}()
-		}
-	}()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintf(w, "peer=%s\n", host)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 	return s
 }
 
@@ -327,13 +320,14 @@ func TestNATPublishPreservesClient(t *testing.T) {
 	port := freePort(t)
 	publishedEcho(t, fmt.Sprintf("%d:8080", port))
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", net.JoinHostPort(local.String(), fmt.Sprint(port)))
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	resp, err := client.Get("http://" + net.JoinHostPort(local.String(), fmt.Sprint(port)) + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	body, _ := io.ReadAll(c)
-	if !strings.Contains(string(body), "peer="+local.String()+"\n") {
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if got := strings.TrimSpace(string(body)); got != "peer="+local.String() {
 		t.Fatalf("stack saw %q, want peer=%s", body, local)
 	}
 }
@@ -501,5 +495,41 @@ func answerDatagrams(pc net.PacketConn, answer func(b []byte, from net.Addr) []b
 			return
 		}
 		pc.WriteTo(answer(buf[:n], from), from)
+	}
+}
+
+// TestNATPublishGuestReset: when the guest resets a published connection
+// (closing with unread data), the host client is reset at once even while it
+// is itself waiting to read.
+func TestNATPublishGuestReset(t *testing.T) {
+	port := freePort(t)
+	p, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:7000", port))
+	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p}}})
+	ln, err := s.Listen("tcp", ":7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.ReadFull(c, make([]byte, 1))
+		time.Sleep(100 * time.Millisecond) // let the rest arrive unread
+		c.Close()
+	}()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 16))
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("host client read: %v, want ECONNRESET", err)
 	}
 }

@@ -86,7 +86,10 @@ func (g *Gateway) relay(guest *gonet.TCPConn, guestEP tcpip.Endpoint, host *net.
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
+			// Close, not just set linger: the other pump may be blocked
+			// reading a host client that waits for us, and must wake.
 			host.SetLinger(0) // RST, as the guest saw
+			host.Close()
 			guestEP.Abort()
 		})
 	}
