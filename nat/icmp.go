@@ -284,39 +284,44 @@ func addrIP(a net.Addr) net.IP {
 func (e *echoProxy) inject(f *echoFlow, seq uint16, data []byte) {
 	src := tcpip.AddrFromSlice(f.key.dst.AsSlice())
 	dst := tcpip.AddrFromSlice(f.guest.AsSlice())
-	eth := header.EthernetFields{SrcAddr: f.gatewayMAC, DstAddr: f.guestMAC}
-	var frame []byte
+	var ip []byte
 	if f.key.dst.Is4() {
 		total := header.IPv4MinimumSize + header.ICMPv4MinimumSize + len(data)
-		frame = make([]byte, header.EthernetMinimumSize+total)
-		eth.Type = header.IPv4ProtocolNumber
-		header.Ethernet(frame).Encode(&eth)
-		ip := header.IPv4(frame[header.EthernetMinimumSize:])
-		ip.Encode(&header.IPv4Fields{TotalLength: uint16(total), TTL: 64,
+		ip = make([]byte, total)
+		h := header.IPv4(ip)
+		h.Encode(&header.IPv4Fields{TotalLength: uint16(total), TTL: 64,
 			Protocol: uint8(header.ICMPv4ProtocolNumber), SrcAddr: src, DstAddr: dst})
-		ip.SetChecksum(^ip.CalculateChecksum())
-		msg := header.ICMPv4(frame[header.EthernetMinimumSize+header.IPv4MinimumSize:])
+		h.SetChecksum(^h.CalculateChecksum())
+		msg := header.ICMPv4(ip[header.IPv4MinimumSize:])
 		msg.SetType(header.ICMPv4EchoReply)
 		msg.SetIdent(f.key.id)
 		msg.SetSequence(seq)
 		copy(msg.Payload(), data)
 		msg.SetChecksum(^checksum.Checksum(msg, 0))
-	} else {
-		plen := header.ICMPv6EchoMinimumSize + len(data)
-		frame = make([]byte, header.EthernetMinimumSize+header.IPv6MinimumSize+plen)
-		eth.Type = header.IPv6ProtocolNumber
-		header.Ethernet(frame).Encode(&eth)
-		header.IPv6(frame[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{PayloadLength: uint16(plen),
-			TransportProtocol: header.ICMPv6ProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
-		msg := header.ICMPv6(frame[header.EthernetMinimumSize+header.IPv6MinimumSize:])
-		msg.SetType(header.ICMPv6EchoReply)
-		msg.SetIdent(f.key.id)
-		msg.SetSequence(seq)
-		copy(msg.Payload(), data)
-		msg.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
-			Header: msg[:header.ICMPv6EchoMinimumSize], Src: src, Dst: dst,
-			PayloadCsum: checksum.Checksum(data, 0), PayloadLen: len(data)}))
+		e.writeIP(header.IPv4ProtocolNumber, f.gatewayMAC, f.guestMAC, ip)
+		return
 	}
+	plen := header.ICMPv6EchoMinimumSize + len(data)
+	ip = make([]byte, header.IPv6MinimumSize+plen)
+	header.IPv6(ip).Encode(&header.IPv6Fields{PayloadLength: uint16(plen),
+		TransportProtocol: header.ICMPv6ProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
+	msg := header.ICMPv6(ip[header.IPv6MinimumSize:])
+	msg.SetType(header.ICMPv6EchoReply)
+	msg.SetIdent(f.key.id)
+	msg.SetSequence(seq)
+	copy(msg.Payload(), data)
+	msg.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
+		Header: msg[:header.ICMPv6EchoMinimumSize], Src: src, Dst: dst,
+		PayloadCsum: checksum.Checksum(data, 0), PayloadLen: len(data)}))
+	e.writeIP(header.IPv6ProtocolNumber, f.gatewayMAC, f.guestMAC, ip)
+}
+
+// writeIP sends an IP packet the gateway made itself straight to the guest,
+// in an Ethernet frame from src to dst.
+func (e *echoProxy) writeIP(proto tcpip.NetworkProtocolNumber, src, dst tcpip.LinkAddress, ip []byte) {
+	frame := make([]byte, header.EthernetMinimumSize+len(ip))
+	header.Ethernet(frame).Encode(&header.EthernetFields{SrcAddr: src, DstAddr: dst, Type: proto})
+	copy(frame[header.EthernetMinimumSize:], ip)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
 	defer pkt.DecRef()
 	var list stack.PacketBufferList

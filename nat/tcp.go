@@ -42,7 +42,12 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	var d net.Dialer
 	hc, err := d.DialContext(ctx, "tcp", target.String())
 	if err != nil {
+		code, icmpOK := unreachableCode(err, id.LocalAddress.Len() == 4)
 		switch {
+		case icmpOK && g.sendUnreachable(id, code):
+			// A route the host lacks: the guest hears it as a router's ICMP
+			// error, and its connect fails with the same errno.
+			r.Complete(false)
 		case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENETUNREACH),
 			errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
 			// Fail fast, as the kernel would on an RST or ICMP error.

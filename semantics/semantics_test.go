@@ -57,7 +57,7 @@ func TestLinuxSemantics(t *testing.T) {
 	}
 	for _, scenario := range []string{"names", "connect-nonblock", "refused", "halfclose", "sockopts", "badargs", "dualstack",
 		"udp", "udp-mmsg", "udp-blocking", "udp-badargs", "udp-sockopts", "ping",
-		"tcpinfo", "linger"} {
+		"tcpinfo", "linger", "backlog"} {
 		t.Run(scenario, func(t *testing.T) {
 			var kernel string
 			if scenario == "ping" {
@@ -66,6 +66,38 @@ func TestLinuxSemantics(t *testing.T) {
 				kernel = run(t, probeBin, scenario)
 			}
 			user := run(t, ustackBin, "run", "--", probeBin, scenario)
+			if kernel != user {
+				t.Errorf("the program saw different things.\non the kernel:\n%s\nunder ustack:\n%s", kernel, user)
+			}
+		})
+	}
+}
+
+// TestUnreachableAndTimeout: connects that fail for want of a route
+// (ENETUNREACH, EHOSTUNREACH) or of an answer (ETIMEDOUT, with TCP_SYNCNT).
+// Both runs happen in a network namespace of the test's own with only
+// loopback, a route of type unreachable, and a tun device nobody reads, so
+// no packet leaves the machine; under ustack the nat gateway meets the
+// same routes when it dials.
+func TestUnreachableAndTimeout(t *testing.T) {
+	if err := intercept.CheckKernel(); err != nil {
+		t.Skipf("this kernel cannot run programs under ustack: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a network namespace with routes of its own)")
+	}
+	for _, prog := range []string{"unshare", "ip"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			t.Skipf("needs %s", prog)
+		}
+	}
+	const setup = "ip link set lo up && ip route add unreachable 198.51.100.0/24 && " +
+		"ip tuntap add t0 mode tun && ip link set t0 up && ip addr add 203.0.113.1/24 dev t0 && exec "
+	for _, scenario := range []string{"unreachable", "timeout"} {
+		t.Run(scenario, func(t *testing.T) {
+			t.Parallel()
+			kernel := run(t, "unshare", "-n", "sh", "-c", setup+probeBin+" "+scenario)
+			user := run(t, "unshare", "-n", "sh", "-c", setup+ustackBin+" run -- "+probeBin+" "+scenario)
 			if kernel != user {
 				t.Errorf("the program saw different things.\non the kernel:\n%s\nunder ustack:\n%s", kernel, user)
 			}

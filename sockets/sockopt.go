@@ -179,6 +179,11 @@ func (s *socket) setIntOption(level, name, v int) unix.Errno {
 			terr = s.ep.SetSockOpt(&opt)
 		case unix.TCP_KEEPCNT:
 			terr = s.ep.SetSockOptInt(tcpip.KeepaliveCountOption, v)
+		case unix.TCP_SYNCNT:
+			if v < 1 || v > 255 { // Linux's MAX_TCP_SYNCNT
+				return unix.EINVAL
+			}
+			terr = s.ep.SetSockOptInt(tcpip.TCPSynCountOption, v)
 		case unix.TCP_USER_TIMEOUT:
 			if v < 0 {
 				return unix.EINVAL
@@ -384,6 +389,8 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 			return int(time.Duration(o) / time.Second), 0
 		case unix.TCP_KEEPCNT:
 			return getInt(tcpip.KeepaliveCountOption)
+		case unix.TCP_SYNCNT:
+			return getInt(tcpip.TCPSynCountOption)
 		case unix.TCP_USER_TIMEOUT:
 			var o tcpip.TCPUserTimeoutOption
 			if terr := s.ep.GetSockOpt(&o); terr != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,12 +59,21 @@ type socket struct {
 	unreported bool
 	connDone   chan struct{} // closed when the connect under way ends
 
-	// Listening sockets: connections netstack has accepted and the
-	// program has not; one token byte per connection sits in the
-	// program's end so that its poll/epoll sees them.
+	// Listening sockets: connections taken from netstack's accept queue
+	// that the program has not accepted yet; one token byte per connection
+	// sits in the program's end so that its poll/epoll sees them. At most
+	// heldConns are taken, so netstack's queue, sized from the backlog,
+	// fills and drops SYNs as Linux's does.
 	pending  []pendingConn
 	newToken chan struct{} // closed and replaced when a token is written
+	room     chan struct{} // closed and replaced when the program accepts
+	fillMu   sync.Mutex    // one taker from netstack's queue at a time
 }
+
+// heldConns is how many finished connections a listener takes out of
+// netstack ahead of the program's accept: one, so that an accept finds its
+// token at once while netstack's queue holds the rest of the backlog.
+const heldConns = 1
 
 type pendingConn struct {
 	ep tcpip.Endpoint
@@ -153,7 +163,8 @@ func (m *Manager) newSocket(domain int, proto tcpip.TransportProtocolNumber, ep 
 	if err != nil {
 		return nil, -1, err
 	}
-	s := &socket{m: m, ino: ino, domain: domain, proto: proto, conn: conn, ep: ep, wq: wq, state: st, newToken: make(chan struct{})}
+	s := &socket{m: m, ino: ino, domain: domain, proto: proto, conn: conn, ep: ep, wq: wq, state: st,
+		newToken: make(chan struct{}), room: make(chan struct{})}
 	if proto != tcp.ProtocolNumber {
 		s.dg = &dgram{done: make(chan struct{})}
 	}
@@ -462,6 +473,7 @@ func (s *socket) fill(c *intercept.Call) int {
 // error for SO_ERROR).
 func (s *socket) completeConnect(ep tcpip.Endpoint, wq *waiter.Queue, entry *waiter.Entry, notify chan struct{}, filler int, done chan struct{}) {
 	defer close(done)
+	timedOut, stopTimer := enforceSynCount(ep)
 	for {
 		st := tcp.EndpointState(ep.State())
 		if st != tcp.StateConnecting && st != tcp.StateSynSent && st != tcp.StateSynRecv {
@@ -469,6 +481,7 @@ func (s *socket) completeConnect(ep tcpip.Endpoint, wq *waiter.Queue, entry *wai
 		}
 		<-notify
 	}
+	stopTimer()
 	wq.EventUnregister(entry)
 	terr := ep.LastError()
 	st := tcp.EndpointState(ep.State())
@@ -489,6 +502,9 @@ func (s *socket) completeConnect(ep tcpip.Endpoint, wq *waiter.Queue, entry *wai
 		if terr != nil {
 			s.soError = errnoOf(terr)
 		}
+		if timedOut.Load() {
+			s.soError = unix.ETIMEDOUT
+		}
 	}
 	s.mu.Unlock()
 	if filler > 0 {
@@ -499,6 +515,29 @@ func (s *socket) completeConnect(ep tcpip.Endpoint, wq *waiter.Queue, entry *wai
 	if connected {
 		s.startRelay(ep, wq)
 	}
+}
+
+// enforceSynCount gives up a connect the way Linux does for a socket whose
+// TCP_SYNCNT is below the default: after the SYN and that many
+// retransmissions, their timeouts doubling from 1 s. netstack keeps the
+// option but its handshake retransmits until the 2-minute RTO cap, which is
+// Linux's default of 6. timedOut reports whether the connect was aborted
+// for that reason; stop ends the watch once the connect has ended.
+func enforceSynCount(ep tcpip.Endpoint) (timedOut *atomic.Bool, stop func()) {
+	timedOut = new(atomic.Bool)
+	n, terr := ep.GetSockOptInt(tcpip.TCPSynCountOption)
+	if terr != nil || n >= tcp.DefaultSynRetries {
+		return timedOut, func() {}
+	}
+	giveUp := time.Duration(1<<(n+1)-1) * tcp.InitialRTO
+	t := time.AfterFunc(giveUp, func() {
+		switch tcp.EndpointState(ep.State()) {
+		case tcp.StateConnecting, tcp.StateSynSent:
+			timedOut.Store(true)
+			ep.Abort()
+		}
+	})
+	return timedOut, func() { t.Stop() }
 }
 
 // startRelay copies between our end and the endpoint.
@@ -589,18 +628,27 @@ func (s *socket) listen(c *intercept.Call) {
 	if backlog < 0 || backlog > 4096 {
 		backlog = 4096 // net.core.somaxconn
 	}
+	// Linux queues backlog+1 finished connections; netstack's queue holds
+	// its capacity, and one more is held here (heldConns). netstack needs
+	// room for one, so backlog 0 queues two rather than one.
+	capacity := max(backlog+1-heldConns, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state {
 	case stateListening:
-		c.Return(0) // Linux lets a listener change its backlog
+		// Linux lets a listener change its backlog.
+		if terr := s.ep.Listen(capacity); terr != nil {
+			c.Fail(errnoOf(terr))
+			return
+		}
+		c.Return(0)
 		return
 	case stateNew:
 	default:
 		c.Fail(unix.EINVAL)
 		return
 	}
-	if terr := s.ep.Listen(backlog); terr != nil {
+	if terr := s.ep.Listen(capacity); terr != nil {
 		c.Fail(errnoOf(terr))
 		return
 	}
@@ -609,34 +657,71 @@ func (s *socket) listen(c *intercept.Call) {
 	c.Return(0)
 }
 
-// acceptLoop takes connections from netstack as they arrive and announces
-// each with a token byte in the program's end.
+type takeResult int
+
+const (
+	took      takeResult = iota // a connection was taken and announced
+	heldFull                    // heldConns are waiting for the program
+	queueIdle                   // netstack has no finished connection
+	listenEnd                   // the listener or the program's end is gone
+)
+
+// takeOne moves one finished connection from netstack's accept queue to
+// pending and announces it with a token, if there is room.
+func (s *socket) takeOne(ep tcpip.Endpoint) takeResult {
+	s.fillMu.Lock()
+	defer s.fillMu.Unlock()
+	s.mu.Lock()
+	held := len(s.pending)
+	s.mu.Unlock()
+	if held >= heldConns {
+		return heldFull
+	}
+	nep, nwq, terr := ep.Accept(nil)
+	if _, wait := terr.(*tcpip.ErrWouldBlock); wait {
+		return queueIdle
+	}
+	if terr != nil {
+		return listenEnd // the listener was closed
+	}
+	s.mu.Lock()
+	if s.state != stateListening {
+		s.mu.Unlock()
+		nep.Close()
+		return listenEnd
+	}
+	s.pending = append(s.pending, pendingConn{ep: nep, wq: nwq})
+	s.mu.Unlock()
+	if !s.writeToken() {
+		return listenEnd
+	}
+	return took
+}
+
+// acceptLoop takes connections from netstack as they arrive and as the
+// program makes room by accepting.
 func (s *socket) acceptLoop(ep tcpip.Endpoint, wq *waiter.Queue) {
 	entry, notify := waiter.NewChannelEntry(waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
 	for {
-		nep, nwq, terr := ep.Accept(nil)
-		if _, wait := terr.(*tcpip.ErrWouldBlock); wait {
-			select {
-			case <-notify:
-			case <-s.m.done:
-				return
-			}
-			continue
-		}
-		if terr != nil {
-			return // the listener was closed
-		}
 		s.mu.Lock()
-		if s.state != stateListening {
-			s.mu.Unlock()
-			nep.Close()
+		room := s.room // taken before looking, so no accept is missed
+		s.mu.Unlock()
+		var wake <-chan struct{}
+		switch s.takeOne(ep) {
+		case took:
+			continue
+		case heldFull:
+			wake = room
+		case queueIdle:
+			wake = notify
+		case listenEnd:
 			return
 		}
-		s.pending = append(s.pending, pendingConn{ep: nep, wq: nwq})
-		s.mu.Unlock()
-		if !s.writeToken() {
+		select {
+		case <-wake:
+		case <-s.m.done:
 			return
 		}
 	}
@@ -717,7 +802,13 @@ func (s *socket) accept(c *intercept.Call, flags int) {
 		}
 		p := s.pending[0]
 		s.pending = s.pending[1:]
+		close(s.room)
+		s.room = make(chan struct{})
+		ep := s.ep
 		s.mu.Unlock()
+		// Announce the next finished connection before answering, so that
+		// a program accepting until EAGAIN finds it.
+		s.takeOne(ep)
 		s.deliver(c, p, flags)
 		return
 	}

@@ -32,6 +32,9 @@ var scenarios = map[string]func(){
 	"tcpinfo":          tcpInfo,
 	"linger":           linger,
 	"ping":             ping,
+	"unreachable":      unreachable,
+	"timeout":          timeout,
+	"backlog":          backlog,
 }
 
 func main() {
@@ -631,4 +634,107 @@ func linger() {
 	time.Sleep(200 * time.Millisecond)
 	_, err = unix.SendmsgN(server, []byte("x"), nil, nil, unix.MSG_NOSIGNAL)
 	say("writing on to a closed peer", errno(err))
+}
+
+// unreachable connects (blocking) to addresses without a route; it runs in a
+// network namespace with only loopback, 198.51.100.0/24 routed "unreachable".
+func unreachable() {
+	for _, c := range []struct {
+		name   string
+		domain int
+		sa     unix.Sockaddr
+	}{
+		{"no route, ipv4", unix.AF_INET, &unix.SockaddrInet4{Port: 80, Addr: [4]byte{192, 0, 2, 1}}},
+		{"unreachable route, ipv4", unix.AF_INET, &unix.SockaddrInet4{Port: 80, Addr: [4]byte{198, 51, 100, 1}}},
+		{"no route, ipv6", unix.AF_INET6, &unix.SockaddrInet6{Port: 80, Addr: [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}}},
+	} {
+		fd, err := unix.Socket(c.domain, unix.SOCK_STREAM, 0)
+		must(err)
+		say(c.name+": connect", errno(unix.Connect(fd, c.sa)))
+		_, err = unix.Getpeername(fd)
+		say(c.name+": getpeername", errno(err))
+		unix.Close(fd)
+	}
+}
+
+// timeout connects to an address whose packets vanish (a dummy device in
+// the namespace this runs in), with TCP_SYNCNT 1 so the connect gives up
+// after the first SYN and one retransmission, about 3 s. A blocking and a
+// non-blocking connect run side by side.
+func timeout() {
+	dst := &unix.SockaddrInet4{Port: 80, Addr: [4]byte{203, 0, 113, 2}}
+	open := func(flags int) int {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|flags, 0)
+		must(err)
+		say("TCP_SYNCNT 0", errno(unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 0)))
+		must(unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1))
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT)
+		say("TCP_SYNCNT", v, " ", errno(err))
+		return fd
+	}
+	nb := open(unix.SOCK_NONBLOCK)
+	say("non-blocking connect", errno(unix.Connect(nb, dst)))
+	b := open(0)
+	start := time.Now()
+	err := unix.Connect(b, dst)
+	took := time.Since(start)
+	say("blocking connect", errno(err), " in 2 to 5 s: ", took > 2*time.Second && took < 5*time.Second)
+	pfd := []unix.PollFd{{Fd: int32(nb), Events: unix.POLLOUT}}
+	n, _ := unix.Poll(pfd, 3000)
+	// Linux adds POLLERR and POLLHUP here; under ustack the fd only turns
+	// writable (a known difference: programs learn the outcome from
+	// SO_ERROR either way).
+	say("non-blocking poll", n, " POLLOUT ", pfd[0].Revents&unix.POLLOUT != 0)
+	v, err := unix.GetsockoptInt(nb, unix.SOL_SOCKET, unix.SO_ERROR)
+	say("SO_ERROR", unix.ErrnoName(unix.Errno(v)), " ", errno(err))
+}
+
+// backlog: a listener with backlog 1 holds two finished connections (Linux
+// queues backlog+1); further SYNs go unanswered until accept makes room,
+// and then the clients' SYN retransmissions get in.
+func backlog() {
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	must(err)
+	must(unix.Bind(ln, loopback(0)))
+	must(unix.Listen(ln, 1))
+	sa, err := unix.Getsockname(ln)
+	must(err)
+	port := sa.(*unix.SockaddrInet4).Port
+	const clients = 4
+	fds := make([]int, clients)
+	for i := range fds {
+		fds[i], err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+		must(err)
+		err = unix.Connect(fds[i], loopback(port))
+		say(fmt.Sprint("connect ", i), errno(err) == "EINPROGRESS" || err == nil)
+		time.Sleep(50 * time.Millisecond)
+	}
+	established := func() int {
+		n := 0
+		for _, fd := range fds {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			if m, _ := unix.Poll(pfd, 0); m == 1 && pfd[0].Revents&unix.POLLOUT != 0 {
+				n++
+			}
+		}
+		return n
+	}
+	acceptAll := func() int {
+		n := 0
+		for {
+			fd, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return n
+			}
+			unix.Close(fd)
+			n++
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	say("connected before accept", established())
+	say("accepted", acceptAll())
+	// The dropped SYNs are sent again after about 1 s.
+	time.Sleep(1500 * time.Millisecond)
+	say("connected after accept", established())
+	say("accepted later", acceptAll())
 }

@@ -1,0 +1,111 @@
+package nat
+
+import (
+	"errors"
+	"syscall"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// unreachableCode is the ICMP destination-unreachable code that tells the
+// guest what the host's connect said, as a router on the path would, so the
+// guest program sees ENETUNREACH or EHOSTUNREACH as it would on Linux. ok is
+// false for errors ICMP (as netstack reads it) cannot express.
+func unreachableCode(err error, v4 bool) (code uint8, ok bool) {
+	switch {
+	case errors.Is(err, syscall.ENETUNREACH) && v4:
+		return uint8(header.ICMPv4NetUnreachable), true
+	case errors.Is(err, syscall.EHOSTUNREACH) && v4:
+		return uint8(header.ICMPv4HostUnreachable), true
+	case errors.Is(err, syscall.ENETUNREACH):
+		return uint8(header.ICMPv6NetworkUnreachable), true
+	}
+	// netstack ignores ICMPv6 "address unreachable".
+	return 0, false
+}
+
+// sendUnreachable answers the guest's TCP SYN described by id (Local is what
+// the guest dialled, Remote the guest) with an ICMP destination-unreachable
+// from the gateway. It reports false when it could not, for instance when
+// the guest's MAC is not in the gateway's neighbour table.
+func (g *Gateway) sendUnreachable(id stack.TransportEndpointID, code uint8) bool {
+	dst, guest := id.LocalAddress, id.RemoteAddress
+	v4 := dst.Len() == 4
+	proto, gw := ipv6.ProtocolNumber, g.cfg.Gateway6
+	if v4 {
+		proto, gw = ipv4.ProtocolNumber, g.cfg.Gateway4
+	}
+	if !gw.IsValid() {
+		return false
+	}
+	guestMAC, ok := g.neighbour(proto, guest)
+	if !ok {
+		return false
+	}
+	ownMAC := g.ns.NICInfo()[gatewayNIC].LinkAddress
+	src := tcpip.AddrFromSlice(gw.AsSlice())
+
+	// The offending packet as the guest sent it: its IP header and the first
+	// 8 bytes of TCP, which carry the ports that name the connection.
+	syn := make([]byte, header.TCPMinimumSize)
+	header.TCP(syn).Encode(&header.TCPFields{SrcPort: id.RemotePort, DstPort: id.LocalPort,
+		DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn})
+	tcp8 := syn[:8]
+	var ip, quoted []byte
+	if v4 {
+		quoted = make([]byte, header.IPv4MinimumSize+8)
+		header.IPv4(quoted).Encode(&header.IPv4Fields{TotalLength: header.IPv4MinimumSize + header.TCPMinimumSize,
+			TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: guest, DstAddr: dst})
+		header.IPv4(quoted).SetChecksum(^header.IPv4(quoted).CalculateChecksum())
+		copy(quoted[header.IPv4MinimumSize:], tcp8)
+		total := header.IPv4MinimumSize + header.ICMPv4MinimumSize + len(quoted)
+		ip = make([]byte, total)
+		h := header.IPv4(ip)
+		h.Encode(&header.IPv4Fields{TotalLength: uint16(total), TTL: 64,
+			Protocol: uint8(header.ICMPv4ProtocolNumber), SrcAddr: src, DstAddr: guest})
+		h.SetChecksum(^h.CalculateChecksum())
+		msg := header.ICMPv4(ip[header.IPv4MinimumSize:])
+		msg.SetType(header.ICMPv4DstUnreachable)
+		msg.SetCode(header.ICMPv4Code(code))
+		copy(msg.Payload(), quoted)
+		msg.SetChecksum(^checksum.Checksum(msg, 0))
+	} else {
+		quoted = make([]byte, header.IPv6MinimumSize+8)
+		header.IPv6(quoted).Encode(&header.IPv6Fields{PayloadLength: header.TCPMinimumSize,
+			TransportProtocol: header.TCPProtocolNumber, HopLimit: 64, SrcAddr: guest, DstAddr: dst})
+		copy(quoted[header.IPv6MinimumSize:], tcp8)
+		plen := header.ICMPv6DstUnreachableMinimumSize + len(quoted)
+		ip = make([]byte, header.IPv6MinimumSize+plen)
+		header.IPv6(ip).Encode(&header.IPv6Fields{PayloadLength: uint16(plen),
+			TransportProtocol: header.ICMPv6ProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: guest})
+		msg := header.ICMPv6(ip[header.IPv6MinimumSize:])
+		msg.SetType(header.ICMPv6DstUnreachable)
+		msg.SetCode(header.ICMPv6Code(code))
+		copy(msg.Payload(), quoted)
+		msg.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
+			Header: msg[:header.ICMPv6DstUnreachableMinimumSize], Src: src, Dst: guest,
+			PayloadCsum: checksum.Checksum(quoted, 0), PayloadLen: len(quoted)}))
+	}
+	g.echo.writeIP(proto, ownMAC, guestMAC, ip)
+	return true
+}
+
+// neighbour is the link address the gateway has learned for addr (from the
+// guest's ARP or neighbour solicitation for the gateway).
+func (g *Gateway) neighbour(proto tcpip.NetworkProtocolNumber, addr tcpip.Address) (tcpip.LinkAddress, bool) {
+	entries, err := g.ns.Neighbors(gatewayNIC, proto)
+	if err != nil {
+		return "", false
+	}
+	for _, e := range entries {
+		if e.Addr == addr && e.LinkAddr != "" {
+			return e.LinkAddr, true
+		}
+	}
+	return "", false
+}
