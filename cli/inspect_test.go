@@ -25,6 +25,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"ustack/inspect"
 )
 
 // holdServer accepts connections on the host's loopback, sends each one
@@ -408,5 +410,107 @@ func TestTopInTmux(t *testing.T) {
 	}
 	if screen, _ = tm("capture-pane", "-p", "-t", session); strings.Contains(screen, "ustack top") {
 		t.Errorf("the screen was not restored after q:\n%s", screen)
+	}
+}
+
+// bytesProgram makes two connected sockets on 127.0.0.1, moves a known
+// number of bytes each way (the server leaves part of what it got unread),
+// prints each socket's TCP_INFO bytes_received and local port, and waits.
+const bytesProgram = `
+import socket, struct, sys, time
+ln = socket.socket(); ln.bind(("127.0.0.1", 0)); ln.listen(1)
+c = socket.create_connection(ln.getsockname()); s, _ = ln.accept()
+print("connected", flush=True); sys.stdin.readline()
+c.sendall(b"x" * 100000)
+got = 0
+while got < 60000:
+    got += len(s.recv(60000 - got))
+s.sendall(b"y" * 5000)
+got = 0
+while got < 5000:
+    got += len(c.recv(5000 - got))
+time.sleep(0.3)
+for name, sock in (("client", c), ("server", s)):
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    print(name, sock.getsockname()[1], struct.unpack_from("Q", info, 128)[0], flush=True)
+time.sleep(60)
+`
+
+// TestSSBytesUnderRun: ss -i's byte counts for a program's connections
+// agree with what the program moved and with the bytes_received its own
+// TCP_INFO reads. bytes_acked needs the TCP probe's samples, which a stack
+// keeps from the first time ss, top or trace looks: ss looks once before the
+// program moves its bytes, as a user watching a transfer would.
+func TestSSBytesUnderRun(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed (apt-get install python3)")
+	}
+	runtimeDir := t.TempDir()
+	xdg := "XDG_RUNTIME_DIR=" + runtimeDir
+	cmd := exec.Command(ustackBin, "run", "--name", "bytes", "--", python, "-c", bytesProgram)
+	cmd.Env = cleanEnv(xdg)
+	out, _ := cmd.StdoutPipe()
+	in, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "connected" {
+		t.Fatalf("the program did not connect: %q %v", sc.Text(), sc.Err())
+	}
+	if r := runUstack(t, []string{xdg}, "ss", "-ti", "bytes"); r.code != 0 {
+		t.Fatalf("ss -ti: exit %d %q", r.code, r.stderr)
+	}
+	fmt.Fprintln(in, "go")
+	// port -> the bytes_received the program's TCP_INFO read
+	programSaw := map[uint16]uint64{}
+	role := map[string]uint16{}
+	for len(programSaw) < 2 && sc.Scan() {
+		var name string
+		var port uint16
+		var recv uint64
+		if _, err := fmt.Sscan(sc.Text(), &name, &port, &recv); err != nil {
+			t.Fatalf("program printed %q: %v", sc.Text(), err)
+		}
+		programSaw[port], role[name] = recv, port
+	}
+	if len(programSaw) < 2 {
+		t.Fatalf("the program ended early: %v", sc.Err())
+	}
+	r := runUstack(t, []string{xdg}, "ss", "-tin", "--json", "bytes")
+	var socks []inspect.Socket
+	if err := json.Unmarshal([]byte(r.stdout), &socks); err != nil {
+		t.Fatalf("ss --json: %v\n%s", err, r.stdout)
+	}
+	want := map[uint16]struct{ acked, received uint64 }{
+		role["client"]: {100000, 5000},
+		role["server"]: {5000, 100000}, // 40000 of them still unread
+	}
+	for _, s := range socks {
+		w, ok := want[s.Local.Port]
+		if !ok || s.TCP == nil {
+			continue
+		}
+		delete(want, s.Local.Port)
+		if s.TCP.BytesAcked != w.acked || s.TCP.BytesReceived != w.received {
+			t.Errorf("port %d: ss says bytes_acked %d bytes_received %d, want %d and %d",
+				s.Local.Port, s.TCP.BytesAcked, s.TCP.BytesReceived, w.acked, w.received)
+		}
+		if s.TCP.BytesReceived != programSaw[s.Local.Port] {
+			t.Errorf("port %d: ss says bytes_received %d, the program's TCP_INFO %d",
+				s.Local.Port, s.TCP.BytesReceived, programSaw[s.Local.Port])
+		}
+		if s.TCP.BytesSent < s.TCP.BytesAcked {
+			t.Errorf("port %d: bytes_sent %d below bytes_acked %d", s.Local.Port, s.TCP.BytesSent, s.TCP.BytesAcked)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("ss lacks the program's connections on ports %v:\n%s", want, r.stdout)
+	}
+	text := runUstack(t, []string{xdg}, "ss", "-tin", "bytes").stdout
+	if !strings.Contains(text, "bytes_acked:100000 bytes_received:5000") {
+		t.Errorf("ss -tin text lacks the client's byte counts:\n%s", text)
 	}
 }

@@ -286,6 +286,14 @@ func tcpDetails(t *inspect.TCPInfo) string {
 	if t.Ssthresh < 0xFFFF { // ss leaves out the "infinite" initial value
 		add("ssthresh:%d", t.Ssthresh)
 	}
+	for _, b := range []struct {
+		name string
+		v    uint64
+	}{{"bytes_sent", t.BytesSent}, {"bytes_acked", t.BytesAcked}, {"bytes_received", t.BytesReceived}} {
+		if b.v > 0 { // as ss, which leaves out zero counts
+			add("%s:%d", b.name, b.v)
+		}
+	}
 	add("segs_out:%d segs_in:%d", t.SegsOut, t.SegsIn)
 	if cb != nil && cb.Outstanding > 0 {
 		add("unacked:%d", cb.Outstanding)

@@ -26,9 +26,9 @@ type stackAPI struct {
 	conns map[net.Conn]struct{} // open CONNECT tunnels (both ends)
 }
 
-// newStackAPI mounts every endpoint of the control API on srv. owners is
+// newStackAPI mounts every endpoint of the control API on srv. programs is
 // the sockets.Manager of ustack run (nil for a daemon).
-func newStackAPI(srv *control.Server, st *ustack.Stack, command string, owners inspect.Owners, logf func(string, ...any)) *stackAPI {
+func newStackAPI(srv *control.Server, st *ustack.Stack, command string, programs inspect.Programs, logf func(string, ...any)) *stackAPI {
 	var addrs []string
 	for _, a := range st.Addrs() {
 		addrs = append(addrs, a.String())
@@ -37,7 +37,7 @@ func newStackAPI(srv *control.Server, st *ustack.Stack, command string, owners i
 	a := &stackAPI{
 		srv:    srv,
 		st:     st,
-		target: &inspect.Target{Name: srv.Name(), Stack: st, Owners: owners, ControlBlocks: st.TCPProbe()},
+		target: &inspect.Target{Name: srv.Name(), Stack: st, Programs: programs, ControlBlocks: st.TCPProbe()},
 		info: control.Info{Name: srv.Name(), PID: os.Getpid(), Command: command, Attachment: st.Attachment(),
 			Addresses: addrs, MTU: st.MTU(), Socket: srv.Path(), Version: v},
 		logf:  logf,

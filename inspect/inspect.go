@@ -15,10 +15,13 @@ import (
 	"ustack/control"
 )
 
-// Owners names the process that owns an endpoint: the program whose socket
-// it serves (ustack run). sockets.Manager implements it.
-type Owners interface {
+// Programs tells what ustack run knows of the program socket an endpoint
+// serves: the owning process, the bytes the program wrote and TCP_INFO's
+// bytes_received, which netstack does not count but the program's relay
+// does. sockets.Manager implements it.
+type Programs interface {
 	Owner(ep tcpip.Endpoint) (pid int, comm string, ok bool)
+	ByteCounts(ep tcpip.Endpoint) (written, received uint64, ok bool)
 }
 
 // ControlBlocks gives the latest TCP control block netstack's TCP probe
@@ -30,12 +33,12 @@ type ControlBlocks interface {
 	Latest(id stack.TransportEndpointID) (*tcp.TCPEndpointState, bool)
 }
 
-// Target is what the handlers need of a running stack. Owners and
+// Target is what the handlers need of a running stack. Programs and
 // ControlBlocks are optional.
 type Target struct {
 	Name          string
 	Stack         *ustack.Stack
-	Owners        Owners
+	Programs      Programs
 	ControlBlocks ControlBlocks
 }
 

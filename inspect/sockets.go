@@ -57,6 +57,14 @@ type TCPInfo struct {
 	Retrans     uint64  `json:"retrans"` // segments retransmitted, all causes
 	FastRetrans uint64  `json:"fast_retrans"`
 	Timeouts    uint64  `json:"timeouts"` // RTO expirations
+	// Byte counts as Linux's TCP_INFO has them, for connections of programs
+	// under ustack run (see Programs). bytes_acked is what the program wrote
+	// less the send queue of the latest probe sample (exact while no write
+	// came after the last segment received); bytes_sent adds the bytes in
+	// flight and the retransmissions, counted as whole segments.
+	BytesSent     uint64 `json:"bytes_sent,omitempty"`
+	BytesAcked    uint64 `json:"bytes_acked,omitempty"`
+	BytesReceived uint64 `json:"bytes_received,omitempty"`
 	// ControlBlock is the latest sample of the TCP probe; absent when the
 	// stack has no probe or the connection received no segment yet.
 	ControlBlock *ControlBlock `json:"control_block,omitempty"`
@@ -134,8 +142,8 @@ func Sockets(t *Target, info bool) []Socket {
 		}
 		s.Local = addr(ei.ID.LocalAddress, ei.ID.LocalPort, v6, v6only)
 		s.Peer = addr(ei.ID.RemoteAddress, ei.ID.RemotePort, v6, v6only)
-		if t.Owners != nil {
-			if pid, comm, ok := t.Owners.Owner(ep); ok {
+		if t.Programs != nil {
+			if pid, comm, ok := t.Programs.Owner(ep); ok {
 				s.Process = &Process{PID: pid, Comm: comm}
 			}
 		}
@@ -221,7 +229,30 @@ func fillTCP(s *Socket, t *Target, ns *stack.Stack, te *tcp.Endpoint, ei *stack.
 	if cb != nil {
 		out.ControlBlock = controlBlock(cb, ns.Clock().NowMonotonic())
 	}
+	if t.Programs != nil {
+		fillBytes(out, t.Programs, te, state, cb)
+	}
 	s.TCP = out
+}
+
+// fillBytes adds the byte counts of a program's connection.
+func fillBytes(out *TCPInfo, p Programs, te *tcp.Endpoint, state tcp.EndpointState, cb *tcp.TCPEndpointState) {
+	written, received, ok := p.ByteCounts(te)
+	if !ok {
+		return
+	}
+	out.BytesReceived = received
+	if cb != nil {
+		queued := uint64(max(cb.SndBufState.SndBufUsed, 0))
+		out.BytesAcked = written - min(written, queued)
+		out.BytesSent = out.BytesAcked
+		inFlight := uint64(cb.Sender.SndUna.Size(cb.Sender.SndNxt))
+		switch state {
+		case tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck:
+			inFlight -= min(inFlight, 1) // our FIN takes a sequence number
+		}
+		out.BytesSent += inFlight + out.Retrans*uint64(cb.Sender.MaxPayloadSize)
+	}
 }
 
 func controlBlock(c *tcp.TCPEndpointState, now tcpip.MonotonicTime) *ControlBlock {

@@ -353,6 +353,23 @@ func (m *Manager) Settle(ctx context.Context) {
 	}
 }
 
+// ByteCounts reports the bytes the program wrote into the connection ep
+// serves and TCP_INFO's bytes_received for it.
+func (m *Manager) ByteCounts(ep tcpip.Endpoint) (written, received uint64, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.socks {
+		s.mu.Lock()
+		mine := s.ep == ep
+		s.mu.Unlock()
+		if mine {
+			written, received = s.byteCounts(ep)
+			return written, received, true
+		}
+	}
+	return 0, 0, false
+}
+
 // Owner names the process that holds the program socket served by ep (for
 // ss -p): the process of the thread that got it, and its command name.
 func (m *Manager) Owner(ep tcpip.Endpoint) (pid int, comm string, ok bool) {

@@ -516,7 +516,11 @@ func (s *socket) tcpInfo() []byte {
 	if st, ok := s.ep.Stats().(*tcp.Stats); ok {
 		info.SegsIn = uint32(st.SegmentsReceived.Value())
 		info.SegsOut = uint32(st.SegmentsSent.Value())
+		info.TotalRetrans = uint32(st.SendErrors.Retransmits.Value())
 	}
+	// bytes_acked needs the send queue's size, which netstack keeps to
+	// itself; ss -i shows it from the TCP probe's samples.
+	_, info.BytesReceived = s.byteCounts(s.ep)
 	out := make([]byte, info.SizeBytes())
 	info.MarshalBytes(out)
 	return out

@@ -49,6 +49,10 @@ type socket struct {
 	ownerTid, ownerFD int
 	resetting         bool // reset is under way: the network -> program copy stopped
 
+	// Bytes the relay moved from the program to the endpoint and back
+	// (TCP_INFO's byte counts are derived from them).
+	appWritten, appRead atomic.Uint64
+
 	mu      sync.Mutex
 	state   state
 	ep      tcpip.Endpoint
@@ -540,6 +544,17 @@ func enforceSynCount(ep tcpip.Endpoint) (timedOut *atomic.Bool, stop func()) {
 	return timedOut, func() { t.Stop() }
 }
 
+// byteCounts gives the bytes the program wrote into the connection and
+// Linux's bytes_received, which netstack does not keep: what the program
+// was given plus what ep's receive queue holds.
+func (s *socket) byteCounts(ep tcpip.Endpoint) (written, received uint64) {
+	recvQ, terr := ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+	if terr != nil {
+		recvQ = 0
+	}
+	return s.appWritten.Load(), s.appRead.Load() + uint64(recvQ)
+}
+
 // startRelay copies between our end and the endpoint.
 func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 	tc := gonet.NewTCPConn(wq, ep)
@@ -557,6 +572,7 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 					s.conn.Close()
 					return
 				}
+				s.appWritten.Add(uint64(n))
 			}
 			if err != nil {
 				if err == io.EOF && !s.programClosed() {
@@ -573,6 +589,7 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := tc.Read(buf)
+			s.appRead.Add(uint64(n))
 			if n > 0 {
 				if _, werr := s.conn.Write(buf[:n]); werr != nil {
 					tc.Close() // the program is gone

@@ -592,6 +592,13 @@ func tcpInfo() {
 	say("  rtt set", ti.Rtt > 0, " rto at least 200 ms ", ti.Rto >= 200000)
 	say("  mss set", ti.Snd_mss > 0, " cwnd set ", ti.Snd_cwnd > 0)
 	say("  segments counted", ti.Segs_out >= 2 && ti.Segs_in >= 2)
+	say("  bytes_received", ti.Bytes_received)
+	// 300 bytes the server has not read yet count as received.
+	_, err = unix.Write(client, make([]byte, 300))
+	must(err)
+	time.Sleep(50 * time.Millisecond)
+	si, err := unix.GetsockoptTCPInfo(server, unix.IPPROTO_TCP, unix.TCP_INFO)
+	say("server TCP_INFO", errno(err), " bytes_received ", si.Bytes_received)
 	// A short buffer gets a prefix of the structure, as on Linux.
 	b := make([]byte, 8)
 	l := uint32(8)
