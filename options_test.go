@@ -68,8 +68,8 @@ func TestTCPDefaults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if cc != "cubic" || !bool(sack) || rec != tcpip.TCPRACKLossDetection || bool(nagle) || rcv.Max != 8<<20 {
-		t.Errorf("defaults: cc %s, sack %v, recovery %d, nagle %v, rmem max %d; want cubic, true, RACK, false, 8 MiB", cc, sack, rec, nagle, rcv.Max)
+	if cc != "reno" || !bool(sack) || rec != tcpip.TCPRACKLossDetection || bool(nagle) || rcv.Max != 8<<20 {
+		t.Errorf("defaults: cc %s, sack %v, recovery %d, nagle %v, rmem max %d; want reno, true, RACK, false, 8 MiB", cc, sack, rec, nagle, rcv.Max)
 	}
 }
 

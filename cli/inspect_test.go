@@ -121,7 +121,7 @@ func TestSSAndStats(t *testing.T) {
 	for i, l := range lines {
 		if m := row.FindStringSubmatch(l); m != nil {
 			found = true
-			if i+1 >= len(lines) || !regexp.MustCompile(`^\t cubic rto:\d+(\.\d+)? rtt:[0-9.]+/[0-9.]+ .*cwnd:\d+ .*segs_out:\d+ segs_in:\d+`).MatchString(lines[i+1]) {
+			if i+1 >= len(lines) || !regexp.MustCompile(`^\t reno rto:\d+(\.\d+)? rtt:[0-9.]+/[0-9.]+ .*cwnd:\d+ .*segs_out:\d+ segs_in:\d+`).MatchString(lines[i+1]) {
 				t.Errorf("no -i line after %q: %q", l, lines)
 			}
 		}
@@ -146,7 +146,7 @@ func TestSSAndStats(t *testing.T) {
 	ti := s.TCP
 	// 200 kB at an MSS below 64 KiB is at least 4 segments out; 300 kB in
 	// at least 5 segments; RTO is at least the 200 ms minimum.
-	if ti.CC != "cubic" || ti.RTOMs < 200 || ti.RTTMs <= 0 || ti.Cwnd < 10 || ti.SegsOut < 4 || ti.SegsIn < 5 || ti.Timeouts != 0 {
+	if ti.CC != "reno" || ti.RTOMs < 200 || ti.RTTMs <= 0 || ti.Cwnd < 10 || ti.SegsOut < 4 || ti.SegsIn < 5 || ti.Timeouts != 0 {
 		t.Errorf("tcp info %+v", *ti)
 	}
 

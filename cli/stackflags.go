@@ -50,7 +50,7 @@ func (f *stackFlags) register(s *optionSet) {
 	s.add(&option{names: []string{"mtu"}, arg: "N", value: intValue{p: &f.mtu, min: 1280, max: 65535, what: "an MTU in bytes"},
 		help: "link MTU in bytes, 1280-65535 (nat default: 65520)"})
 	s.add(&option{names: []string{"cc"}, arg: "NAME", value: ccValue{&f.cc},
-		help: "TCP congestion control: reno or cubic (default: cubic)"})
+		help: "TCP congestion control: reno or cubic (default: reno; the pinned netstack's cubic can stall for good after a loss)"})
 	s.add(&option{names: []string{"pcap"}, arg: "FILE", value: stringValue{&f.pcap},
 		help: "write every frame of the stack's link to FILE (pcap, Ethernet); flushed when the command ends"})
 	s.add(&option{names: []string{"p", "publish"}, arg: "[HOSTIP:]HOSTPORT:PORT[/udp]", repeat: true,

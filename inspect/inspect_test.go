@@ -85,7 +85,7 @@ func TestSocketsOfAPair(t *testing.T) {
 	}
 	var want tcpip.TCPInfoOption
 	ep.GetSockOpt(&want)
-	if ti == nil || ti.CC != "cubic" || ti.Cwnd != want.SndCwnd || ti.RTOMs != ms(want.RTO) || ti.RTTMs != ms(want.RTT) || ti.CAState != "Open" {
+	if ti == nil || ti.CC != "reno" || ti.Cwnd != want.SndCwnd || ti.RTOMs != ms(want.RTO) || ti.RTTMs != ms(want.RTT) || ti.CAState != "Open" {
 		t.Errorf("tcp info %+v, TCP_INFO %+v", ti, want)
 	}
 	st := ep.Stats().(*tcp.Stats)

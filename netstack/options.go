@@ -12,11 +12,15 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
-// Defaults chosen for throughput on fast in-memory and local links: cubic,
+// Defaults chosen for throughput on fast in-memory and local links: reno,
 // SACK and RACK on, Nagle off, and buffers large enough for a few MiB of
 // bandwidth-delay product (netstack's own 4 MiB maximum stalls on fast paths).
 const (
-	DefaultCongestionControl = "cubic"
+	// DefaultCongestionControl is reno because the pinned netstack's CUBIC
+	// can bring cwnd to 0 after a loss, with nothing in flight, and never
+	// send again (BENCHMARKS.md, "CUBIC stall under loss"); cubic stays
+	// available by name.
+	DefaultCongestionControl = "reno"
 	DefaultMinRTO            = 200 * time.Millisecond
 	DefaultTimeWait          = 60 * time.Second
 )
@@ -42,7 +46,7 @@ func (b BufferRange) orDefault(d BufferRange) BufferRange {
 // defaults above; every field can also be set by key with Set, which is what
 // --sysctl and USTACK_SYSCTL use.
 type TCPOptions struct {
-	CongestionControl string // "reno" or "cubic"; "" is cubic
+	CongestionControl string // "reno" or "cubic"; "" is DefaultCongestionControl
 	NoSACK            bool   // turn selective acknowledgements off
 	NoRACK            bool   // use classic duplicate-ACK loss detection instead of RACK
 	Nagle             bool   // delay small segments (netstack's TCPDelayEnabled)

@@ -16,7 +16,7 @@ func TestProbeKeepsCongestionControl(t *testing.T) {
 		opts TCPOptions
 		want string
 	}{
-		{"default", TCPOptions{}, "cubic"},
+		{"default", TCPOptions{}, "reno"},
 		{"cubic", TCPOptions{CongestionControl: "cubic"}, "cubic"},
 		{"reno", TCPOptions{CongestionControl: "reno"}, "reno"},
 	} {
