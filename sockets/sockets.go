@@ -353,9 +353,8 @@ func (m *Manager) Settle(ctx context.Context) {
 	}
 }
 
-// ByteCounts reports the bytes the program wrote into the connection ep
-// serves and TCP_INFO's bytes_received for it.
-func (m *Manager) ByteCounts(ep tcpip.Endpoint) (written, received uint64, ok bool) {
+// serving finds the program socket ep serves, if any.
+func (m *Manager) serving(ep tcpip.Endpoint) *socket {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.socks {
@@ -363,29 +362,33 @@ func (m *Manager) ByteCounts(ep tcpip.Endpoint) (written, received uint64, ok bo
 		mine := s.ep == ep
 		s.mu.Unlock()
 		if mine {
-			written, received = s.byteCounts(ep)
-			return written, received, true
+			return s
 		}
 	}
-	return 0, 0, false
+	return nil
+}
+
+// ByteCounts reports the bytes the program wrote into the connection ep
+// serves and TCP_INFO's bytes_received for it.
+func (m *Manager) ByteCounts(ep tcpip.Endpoint) (written, received uint64, ok bool) {
+	s := m.serving(ep)
+	if s == nil {
+		return 0, 0, false
+	}
+	written, received = s.byteCounts(ep)
+	return written, received, true
 }
 
 // Owner names the process that holds the program socket served by ep (for
 // ss -p): the process of the thread that got it, and its command name.
 func (m *Manager) Owner(ep tcpip.Endpoint) (pid int, comm string, ok bool) {
-	m.mu.Lock()
-	var tid int
-	for _, s := range m.socks {
-		s.mu.Lock()
-		if s.ep == ep {
-			tid = s.ownerTid
-		}
-		s.mu.Unlock()
-		if tid != 0 {
-			break
-		}
+	s := m.serving(ep)
+	if s == nil {
+		return 0, "", false
 	}
-	m.mu.Unlock()
+	s.mu.Lock()
+	tid := s.ownerTid
+	s.mu.Unlock()
 	if tid == 0 {
 		return 0, "", false
 	}
