@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
@@ -284,36 +285,50 @@ func addrIP(a net.Addr) net.IP {
 func (e *echoProxy) inject(f *echoFlow, seq uint16, data []byte) {
 	src := tcpip.AddrFromSlice(f.key.dst.AsSlice())
 	dst := tcpip.AddrFromSlice(f.guest.AsSlice())
-	var ip []byte
+	typ := uint8(header.ICMPv6EchoReply)
 	if f.key.dst.Is4() {
-		total := header.IPv4MinimumSize + header.ICMPv4MinimumSize + len(data)
-		ip = make([]byte, total)
+		typ = uint8(header.ICMPv4EchoReply)
+	}
+	var rest [4]byte // identifier and sequence number
+	binary.BigEndian.PutUint16(rest[0:], f.key.id)
+	binary.BigEndian.PutUint16(rest[2:], seq)
+	proto, ip := icmpPacket(src, dst, typ, 0, rest, data)
+	e.writeIP(proto, f.gatewayMAC, f.guestMAC, ip)
+}
+
+// icmpPacket builds an IP packet from src to dst (IPv4 or IPv6 by their
+// family) carrying one ICMP message: type, code, the four bytes after the
+// checksum (rest) and body. The two families' messages share that layout.
+func icmpPacket(src, dst tcpip.Address, typ, code uint8, rest [4]byte, body []byte) (tcpip.NetworkProtocolNumber, []byte) {
+	const icmpHeader = 8 // header.ICMPv4MinimumSize, header.ICMPv6MinimumSize
+	if src.Len() == 4 {
+		total := header.IPv4MinimumSize + icmpHeader + len(body)
+		ip := make([]byte, total)
 		h := header.IPv4(ip)
 		h.Encode(&header.IPv4Fields{TotalLength: uint16(total), TTL: 64,
 			Protocol: uint8(header.ICMPv4ProtocolNumber), SrcAddr: src, DstAddr: dst})
 		h.SetChecksum(^h.CalculateChecksum())
 		msg := header.ICMPv4(ip[header.IPv4MinimumSize:])
-		msg.SetType(header.ICMPv4EchoReply)
-		msg.SetIdent(f.key.id)
-		msg.SetSequence(seq)
-		copy(msg.Payload(), data)
+		msg.SetType(header.ICMPv4Type(typ))
+		msg.SetCode(header.ICMPv4Code(code))
+		copy(msg[4:icmpHeader], rest[:])
+		copy(msg[icmpHeader:], body)
 		msg.SetChecksum(^checksum.Checksum(msg, 0))
-		e.writeIP(header.IPv4ProtocolNumber, f.gatewayMAC, f.guestMAC, ip)
-		return
+		return header.IPv4ProtocolNumber, ip
 	}
-	plen := header.ICMPv6EchoMinimumSize + len(data)
-	ip = make([]byte, header.IPv6MinimumSize+plen)
+	plen := icmpHeader + len(body)
+	ip := make([]byte, header.IPv6MinimumSize+plen)
 	header.IPv6(ip).Encode(&header.IPv6Fields{PayloadLength: uint16(plen),
 		TransportProtocol: header.ICMPv6ProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
 	msg := header.ICMPv6(ip[header.IPv6MinimumSize:])
-	msg.SetType(header.ICMPv6EchoReply)
-	msg.SetIdent(f.key.id)
-	msg.SetSequence(seq)
-	copy(msg.Payload(), data)
+	msg.SetType(header.ICMPv6Type(typ))
+	msg.SetCode(header.ICMPv6Code(code))
+	copy(msg[4:icmpHeader], rest[:])
+	copy(msg[icmpHeader:], body)
 	msg.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
-		Header: msg[:header.ICMPv6EchoMinimumSize], Src: src, Dst: dst,
-		PayloadCsum: checksum.Checksum(data, 0), PayloadLen: len(data)}))
-	e.writeIP(header.IPv6ProtocolNumber, f.gatewayMAC, f.guestMAC, ip)
+		Header: msg[:icmpHeader], Src: src, Dst: dst,
+		PayloadCsum: checksum.Checksum(body, 0), PayloadLen: len(body)}))
+	return header.IPv6ProtocolNumber, ip
 }
 
 // writeIP sends an IP packet the gateway made itself straight to the guest,

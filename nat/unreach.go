@@ -5,7 +5,6 @@ import (
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -55,42 +54,24 @@ func (g *Gateway) sendUnreachable(id stack.TransportEndpointID, code uint8) bool
 	syn := make([]byte, header.TCPMinimumSize)
 	header.TCP(syn).Encode(&header.TCPFields{SrcPort: id.RemotePort, DstPort: id.LocalPort,
 		DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn})
-	tcp8 := syn[:8]
-	var ip, quoted []byte
+	var quoted []byte
 	if v4 {
 		quoted = make([]byte, header.IPv4MinimumSize+8)
-		header.IPv4(quoted).Encode(&header.IPv4Fields{TotalLength: header.IPv4MinimumSize + header.TCPMinimumSize,
+		h := header.IPv4(quoted)
+		h.Encode(&header.IPv4Fields{TotalLength: header.IPv4MinimumSize + header.TCPMinimumSize,
 			TTL: 64, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: guest, DstAddr: dst})
-		header.IPv4(quoted).SetChecksum(^header.IPv4(quoted).CalculateChecksum())
-		copy(quoted[header.IPv4MinimumSize:], tcp8)
-		total := header.IPv4MinimumSize + header.ICMPv4MinimumSize + len(quoted)
-		ip = make([]byte, total)
-		h := header.IPv4(ip)
-		h.Encode(&header.IPv4Fields{TotalLength: uint16(total), TTL: 64,
-			Protocol: uint8(header.ICMPv4ProtocolNumber), SrcAddr: src, DstAddr: guest})
 		h.SetChecksum(^h.CalculateChecksum())
-		msg := header.ICMPv4(ip[header.IPv4MinimumSize:])
-		msg.SetType(header.ICMPv4DstUnreachable)
-		msg.SetCode(header.ICMPv4Code(code))
-		copy(msg.Payload(), quoted)
-		msg.SetChecksum(^checksum.Checksum(msg, 0))
 	} else {
 		quoted = make([]byte, header.IPv6MinimumSize+8)
 		header.IPv6(quoted).Encode(&header.IPv6Fields{PayloadLength: header.TCPMinimumSize,
 			TransportProtocol: header.TCPProtocolNumber, HopLimit: 64, SrcAddr: guest, DstAddr: dst})
-		copy(quoted[header.IPv6MinimumSize:], tcp8)
-		plen := header.ICMPv6DstUnreachableMinimumSize + len(quoted)
-		ip = make([]byte, header.IPv6MinimumSize+plen)
-		header.IPv6(ip).Encode(&header.IPv6Fields{PayloadLength: uint16(plen),
-			TransportProtocol: header.ICMPv6ProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: guest})
-		msg := header.ICMPv6(ip[header.IPv6MinimumSize:])
-		msg.SetType(header.ICMPv6DstUnreachable)
-		msg.SetCode(header.ICMPv6Code(code))
-		copy(msg.Payload(), quoted)
-		msg.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
-			Header: msg[:header.ICMPv6DstUnreachableMinimumSize], Src: src, Dst: guest,
-			PayloadCsum: checksum.Checksum(quoted, 0), PayloadLen: len(quoted)}))
 	}
+	copy(quoted[len(quoted)-8:], syn)
+	typ := uint8(header.ICMPv6DstUnreachable)
+	if v4 {
+		typ = uint8(header.ICMPv4DstUnreachable)
+	}
+	_, ip := icmpPacket(src, guest, typ, code, [4]byte{}, quoted)
 	g.echo.writeIP(proto, ownMAC, guestMAC, ip)
 	return true
 }
