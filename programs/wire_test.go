@@ -28,6 +28,12 @@ type wire struct {
 	shared bool
 }
 
+// run is the command line of 'ustack run' on w with args, inside w's
+// stack namespace.
+func (w wire) run(args ...string) (string, []string) {
+	return inNS(w.stackNS, ustackBin, append(append(append([]string{"run"}, w.flags...), "--"), args...)...)
+}
+
 // inNS is name with args run in namespace ns.
 func inNS(ns, name string, args ...string) (string, []string) {
 	return "ip", append([]string{"netns", "exec", ns, name}, args...)
@@ -122,7 +128,7 @@ func TestWires(t *testing.T) {
 			w := c.make(t)
 			stackRun := func(args ...string) *proc {
 				t.Helper()
-				name, a := inNS(w.stackNS, ustackBin, append(append(append([]string{"run"}, w.flags...), "--"), args...)...)
+				name, a := w.run(args...)
 				return start(t, nil, name, a...)
 			}
 			peer := func(args ...string) *proc {
@@ -227,7 +233,7 @@ func TestWires(t *testing.T) {
 // stdin and returns what it printed.
 func stackRunInput(t *testing.T, w wire, input string, args ...string) string {
 	t.Helper()
-	name, a := inNS(w.stackNS, ustackBin, append(append(append([]string{"run"}, w.flags...), "--"), args...)...)
+	name, a := w.run(args...)
 	cmd := exec.Command(name, a...)
 	cmd.Env = cleanEnv()
 	cmd.Stdin = strings.NewReader(input)
