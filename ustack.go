@@ -352,7 +352,9 @@ func (s *Stack) Dropped() uint64 {
 
 // TCPProbe returns the hub of netstack's TCP probe: control-block samples
 // of every connection for subscribers, and the latest one per endpoint.
-// With nobody subscribed it costs one atomic load per received segment.
+// With nobody subscribed it costs a map lookup and a pointer store per
+// received segment; netstack's own copy of the state for the probe costs
+// more (BENCHMARKS.md), and tcp.probe=0 leaves both out.
 func (s *Stack) TCPProbe() *observe.Hub { return s.probe }
 
 // NICTap returns the tap on the attachment's NIC (eth0), which copies

@@ -301,6 +301,9 @@ func tcpDetails(t *inspect.TCPInfo) string {
 	if t.Retrans > 0 {
 		add("retrans:%d", t.Retrans)
 	}
+	if t.Lost > 0 {
+		add("lost:%d", t.Lost)
+	}
 	if cb != nil && cb.SackedOut > 0 {
 		add("sacked:%d", cb.SackedOut)
 	}

@@ -2,9 +2,11 @@
 // control-block samples from netstack's TCP probe (Hub), the frames that
 // cross a NIC (Tap), and the trace stream built from both (WriteTrace).
 //
-// Both Hub and Tap sit on netstack's data path, so when nobody is looking
-// they cost one atomic load, and when someone is they never block the
-// stack: each subscriber has a bounded queue and a drop counter.
+// Both Hub and Tap sit on netstack's data path. When nobody is looking the
+// Tap costs one atomic load and the Hub one map lookup and pointer store
+// per segment (it keeps each connection's latest state); when someone is,
+// neither blocks the stack: each subscriber has a bounded queue and a drop
+// counter.
 package observe
 
 import (
@@ -119,32 +121,43 @@ func (f Filter) matchEnd(a tcpip.Address, port uint16) bool {
 	return true
 }
 
-// latestWindow is how long Latest keeps snapshots coming after it was last
-// asked: long enough for `ss -i` run in a loop, short enough that an
-// abandoned consumer stops costing anything soon.
-const latestWindow = 10 * time.Second
+// sweepEvery is how many connections the hub may start keeping before it
+// forgets those the stack no longer has: with the live count added, the
+// sweep's cost per new connection stays constant.
+const sweepEvery = 256
 
 // Hub is netstack's TCP probe: Probe is installed in the TCP protocol
-// factory and fans samples out to subscribers. With no subscriber and no
-// recent Latest call, Probe is one atomic load.
+// factory, keeps each connection's latest state for Latest (what ss -i and
+// top show) and fans samples out to subscribers (trace).
+//
+// netstack hands the probe a state it has just copied into a fresh object
+// for this call, so keeping it is one pointer store: no copy, no garbage
+// beyond what netstack already made. With no subscriber the fan-out is
+// one atomic load.
 type Hub struct {
-	// active counts subscribers, plus one while Latest is in use.
-	active atomic.Int32
+	active atomic.Int32 // subscribers
 	subs   atomic.Pointer[[]*Subscription]
 	ns     atomic.Pointer[stack.Stack]
+	mu     sync.Mutex // serialises changes to subs
 
-	mu          sync.Mutex // serialises changes to subs and latest mode
-	latestOn    bool
-	latestUntil atomic.Int64 // unix nanoseconds
-	latest      sync.Map     // stack.TransportEndpointID -> *snapshot
-	lastSweep   time.Time    // guarded by mu
+	latest   sync.Map // stack.TransportEndpointID -> *latestSlot
+	added    atomic.Int64
+	live     atomic.Int64 // slots left by the last sweep
+	sweeping atomic.Bool
+}
+
+// latestSlot holds one connection's latest state. The state is shared
+// with every reader and never modified after netstack made it.
+type latestSlot struct {
+	st atomic.Pointer[tcp.TCPEndpointState]
 }
 
 // NewHub returns a hub with no subscribers.
 func NewHub() *Hub { return &Hub{} }
 
 // Attach tells the hub the stack whose TCP protocol calls Probe, so
-// samples can carry each endpoint's state and counters.
+// samples can carry each endpoint's state and counters, and the hub can
+// forget connections the stack closed.
 func (h *Hub) Attach(ns *stack.Stack) { h.ns.Store(ns) }
 
 // Attached reports whether Attach was called: a hub whose stack was built
@@ -154,39 +167,81 @@ func (h *Hub) Attached() bool { return h.ns.Load() != nil }
 // Probe is the tcp.TCPProbeFunc. netstack calls it under the endpoint's
 // lock for every received segment, so it must not block.
 func (h *Hub) Probe(st *tcp.TCPEndpointState) {
-	if h.active.Load() == 0 {
-		return
+	id := stack.TransportEndpointID(st.ID)
+	if v, ok := h.latest.Load(id); ok {
+		v.(*latestSlot).st.Store(st)
+	} else {
+		h.keepNew(id, st)
 	}
-	h.probe(st)
+	if h.active.Load() != 0 {
+		h.fanOut(id, st)
+	}
 }
 
-func (h *Hub) probe(st *tcp.TCPEndpointState) {
-	id := stack.TransportEndpointID(st.ID)
-	now := time.Now()
-	if subs := h.subs.Load(); subs != nil && len(*subs) > 0 {
-		var s Sample
-		filled := false
-		for _, sub := range *subs {
-			if !sub.filter.Match(id) {
-				continue
-			}
-			if !filled {
-				s = h.sample(st, id, now)
-				filled = true
-			}
-			select {
-			case sub.ch <- s:
-			default:
-				sub.dropped.Add(1)
-			}
-		}
+// keepNew starts keeping a connection's state, and now and then starts a
+// sweep of the connections that are gone.
+func (h *Hub) keepNew(id stack.TransportEndpointID, st *tcp.TCPEndpointState) {
+	slot := &latestSlot{}
+	slot.st.Store(st)
+	if v, loaded := h.latest.LoadOrStore(id, slot); loaded {
+		v.(*latestSlot).st.Store(st)
+		return
 	}
-	if h.latestUntil.Load() != 0 {
-		if now.UnixNano() > h.latestUntil.Load() {
-			h.stopLatest()
-			return
+	if h.added.Add(1) >= max(sweepEvery, h.live.Load()) && h.Attached() && h.sweeping.CompareAndSwap(false, true) {
+		go h.sweep()
+	}
+}
+
+// sweep forgets the states of endpoints the stack no longer has.
+func (h *Hub) sweep() {
+	defer h.sweeping.Store(false)
+	ns := h.ns.Load()
+	h.added.Store(0)
+	var live int64
+	h.latest.Range(func(k, _ any) bool {
+		id := k.(stack.TransportEndpointID)
+		proto := ipv4.ProtocolNumber
+		if id.LocalAddress.Len() == header.IPv6AddressSize {
+			proto = ipv6.ProtocolNumber
 		}
-		h.latest.Store(id, newSnapshot(st))
+		if ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0) == nil {
+			h.latest.Delete(k)
+		} else {
+			live++
+		}
+		return true
+	})
+	h.live.Store(live)
+}
+
+// Kept is how many connections the hub keeps a state for.
+func (h *Hub) Kept() int {
+	n := 0
+	h.latest.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+func (h *Hub) fanOut(id stack.TransportEndpointID, st *tcp.TCPEndpointState) {
+	subs := h.subs.Load()
+	if subs == nil {
+		return
+	}
+	now := time.Now()
+	var s Sample
+	filled := false
+	for _, sub := range *subs {
+		if !sub.filter.Match(id) {
+			continue
+		}
+		if !filled {
+			s = h.sample(st, id, now)
+			filled = true
+		}
+		select {
+		case sub.ch <- s:
+		default:
+			sub.dropped.Add(1)
+		}
 	}
 }
 
@@ -304,115 +359,16 @@ func (h *Hub) Subscribers() int {
 	return 0
 }
 
-// snapshot is what Latest keeps of a probe state: everything but the
-// send-buffer tuning flag, an atomic that must not be copied.
-type snapshot struct {
-	inner    tcp.TCPEndpointStateInner
-	id       tcp.TCPEndpointID
-	segTime  tcpip.MonotonicTime
-	rcvBuf   tcp.TCPRcvBufState
-	sndBuf   tcp.TCPSndBufState // AutoTuneSndBufDisabled left zero
-	sack     tcp.TCPSACKInfo
-	receiver tcp.TCPReceiverState
-	sender   tcp.TCPSenderState
-}
-
-func newSnapshot(st *tcp.TCPEndpointState) *snapshot {
-	return &snapshot{
-		inner:   st.TCPEndpointStateInner,
-		id:      st.ID,
-		segTime: st.SegTime,
-		rcvBuf:  st.RcvBufState,
-		sndBuf: tcp.TCPSndBufState{
-			SndBufSize:        st.SndBufState.SndBufSize,
-			SndBufUsed:        st.SndBufState.SndBufUsed,
-			SndClosed:         st.SndBufState.SndClosed,
-			PacketTooBigCount: st.SndBufState.PacketTooBigCount,
-			SndMTU:            st.SndBufState.SndMTU,
-		},
-		// netstack allocates the SACK slices afresh for each probe call,
-		// so they can be shared.
-		sack:     st.SACK,
-		receiver: st.Receiver,
-		sender:   st.Sender,
-	}
-}
-
 // Latest returns the state netstack reported for the endpoint after the
-// last segment it received, as a fresh copy the caller may keep.
-// Snapshots are kept only while someone asks: the first call switches
-// keeping on for latestWindow (each call extends it), so a first call may
-// find nothing for a connection until its next segment arrives. The send
-// buffer's auto-tuning flag is not kept.
+// last segment it received. The state is shared: read it, do not modify
+// it.
 func (h *Hub) Latest(id stack.TransportEndpointID) (*tcp.TCPEndpointState, bool) {
 	if h == nil || !h.Attached() {
 		return nil, false
 	}
-	h.startLatest()
 	v, ok := h.latest.Load(id)
 	if !ok {
 		return nil, false
 	}
-	s := v.(*snapshot)
-	return &tcp.TCPEndpointState{
-		TCPEndpointStateInner: s.inner,
-		ID:                    s.id,
-		SegTime:               s.segTime,
-		RcvBufState:           s.rcvBuf,
-		SndBufState: tcp.TCPSndBufState{
-			SndBufSize:        s.sndBuf.SndBufSize,
-			SndBufUsed:        s.sndBuf.SndBufUsed,
-			SndClosed:         s.sndBuf.SndClosed,
-			PacketTooBigCount: s.sndBuf.PacketTooBigCount,
-			SndMTU:            s.sndBuf.SndMTU,
-		},
-		SACK:     s.sack,
-		Receiver: s.receiver,
-		Sender:   s.sender,
-	}, true
-}
-
-func (h *Hub) startLatest() {
-	h.latestUntil.Store(time.Now().Add(latestWindow).UnixNano())
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.latestOn {
-		h.latestOn = true
-		h.active.Add(1)
-	}
-	h.sweepLatest()
-}
-
-// stopLatest ends keeping snapshots once nobody asked for latestWindow,
-// and forgets the ones kept.
-func (h *Hub) stopLatest() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.latestOn || time.Now().UnixNano() <= h.latestUntil.Load() {
-		return
-	}
-	h.latestOn = false
-	h.latestUntil.Store(0)
-	h.active.Add(-1)
-	h.latest.Clear()
-}
-
-// sweepLatest forgets snapshots of endpoints the stack no longer has.
-func (h *Hub) sweepLatest() {
-	ns := h.ns.Load()
-	if ns == nil || time.Since(h.lastSweep) < time.Second {
-		return
-	}
-	h.lastSweep = time.Now()
-	h.latest.Range(func(k, _ any) bool {
-		id := k.(stack.TransportEndpointID)
-		proto := ipv4.ProtocolNumber
-		if id.LocalAddress.Len() == header.IPv6AddressSize {
-			proto = ipv6.ProtocolNumber
-		}
-		if ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0) == nil {
-			h.latest.Delete(k)
-		}
-		return true
-	})
+	return v.(*latestSlot).st.Load(), true
 }

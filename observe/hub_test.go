@@ -1,0 +1,95 @@
+package observe_test
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"ustack"
+)
+
+// endpointID is the netstack ID of the connection c as its own stack sees it.
+func endpointID(c net.Conn) stack.TransportEndpointID {
+	l := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	r := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	return stack.TransportEndpointID{
+		LocalPort: l.Port(), LocalAddress: tcpip.AddrFromSlice(l.Addr().Unmap().AsSlice()),
+		RemotePort: r.Port(), RemoteAddress: tcpip.AddrFromSlice(r.Addr().Unmap().AsSlice()),
+	}
+}
+
+// The hub has a connection's state from its first segment on, without
+// anyone asking first, and forgets connections the stack closed once
+// enough new ones came.
+func TestHubLatest(t *testing.T) {
+	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	ln, err := b.Listen("tcp4", "10.0.9.2:5020")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// The server says hello and closes first, so the client's end goes
+	// through LAST-ACK to closed on a's side at once (no TIME-WAIT there).
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hello"))
+			c.Close()
+		}
+	}()
+	hub := a.TCPProbe()
+
+	kept, err := a.Dial("tcp4", "10.0.9.2:5020")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	if _, err := io.ReadAll(kept); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := hub.Latest(endpointID(kept))
+	if !ok {
+		t.Fatal("no state for a connection that received data, though nobody asked before")
+	}
+	if st.Sender.SndUna != st.Sender.SndNxt || st.Receiver.RcvNxt == 0 {
+		t.Errorf("state after the peer's hello and FIN: snd_una %d snd_nxt %d rcv_nxt %d", st.Sender.SndUna, st.Sender.SndNxt, st.Receiver.RcvNxt)
+	}
+	if got := netip.AddrPortFrom(netip.AddrFrom4(st.ID.RemoteAddress.As4()), st.ID.RemotePort).String(); got != "10.0.9.2:5020" {
+		t.Errorf("state's peer %s, want 10.0.9.2:5020", got)
+	}
+
+	const conns = 600
+	for i := range conns {
+		c, err := a.Dial("tcp4", "10.0.9.2:5020")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		io.ReadAll(c)
+		c.Close()
+	}
+	// Each sweep runs after 256 new connections; what it leaves is the
+	// connections opened since plus the one still open.
+	deadline := time.Now().Add(5 * time.Second)
+	for hub.Kept() > conns/2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := hub.Kept(); n > conns/2 {
+		t.Errorf("the hub keeps %d connections after %d closed ones, want at most %d", n, conns, conns/2)
+	}
+	if _, ok := hub.Latest(endpointID(kept)); !ok {
+		t.Error("a sweep forgot the connection still open")
+	}
+}
