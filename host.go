@@ -135,11 +135,11 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 		}
 		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
 	}
-	ep, err := h.pkt.Endpoint(cfg.MTU)
+	ep, err := h.pkt.Endpoint(cfg.MTU, cfg.BusyPoll)
 	if err != nil {
 		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
 	}
-	s, err := newStack(cfg, ep, nil)
+	s, err := newStack(cfg, ep, ethernetFraming)
 	if err != nil {
 		return fail(err)
 	}
@@ -158,6 +158,9 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 // ports and the firewall table for it and carries its frames, checking
 // each one it sends.
 func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
+	if cfg.BusyPoll > 0 {
+		return nil, configErr("--busy-poll", "a host stack through portd reads portd's frame socket, not a device of its own (leave --busy-poll out, or run as root without --portd)")
+	}
 	path := cfg.Host.Portd
 	if path == "" {
 		path = portd.DefaultSocket

@@ -72,8 +72,13 @@ func hostVeth(t testing.TB) (string, func(args ...string) *exec.Cmd) {
 
 // newHostStack puts a stack on dev with TCP port 8080 reserved.
 func newHostStack(t testing.TB, dev string) *ustack.Stack {
+	return newHostStackPolling(t, dev, 0)
+}
+
+// newHostStackPolling is newHostStack with Config.BusyPoll set.
+func newHostStackPolling(t testing.TB, dev string, busyPoll time.Duration) *ustack.Stack {
 	t.Helper()
-	s, err := ustack.New(ustack.Config{Net: "host:" + dev, Logf: t.Logf,
+	s, err := ustack.New(ustack.Config{Net: "host:" + dev, Logf: t.Logf, BusyPoll: busyPoll,
 		Host: ustack.HostConfig{Ports: []ustack.HostPort{{Port: 8080}}}})
 	if err != nil {
 		t.Fatalf("New on host:%s: %v", dev, err)
@@ -114,9 +119,21 @@ func nsTCPCounter(t testing.TB, inNS func(...string) *exec.Cmd, name string) int
 // kernel talks TCP both ways and pings the remote kernel, while the root
 // kernel keeps serving its own port on the same address, and the root
 // kernel sends no RST for the stack's connections.
+//
+// It runs with the packet socket's reader sleeping between frames (the
+// default) and busy-polling (--busy-poll).
 func TestHostInterop(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		busyPoll time.Duration
+	}{{"sleeping", 0}, {"busy-poll", 200 * time.Microsecond}} {
+		t.Run(c.name, func(t *testing.T) { testHostInterop(t, c.busyPoll) })
+	}
+}
+
+func testHostInterop(t *testing.T, busyPoll time.Duration) {
 	dev, inNS := hostVeth(t)
-	s := newHostStack(t, dev)
+	s := newHostStackPolling(t, dev, busyPoll)
 	n := int64(64 << 20)
 	if raceEnabled {
 		n = 16 << 20

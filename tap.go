@@ -32,7 +32,7 @@ func newTap(cfg Config, spec string) (*Stack, error) {
 			return nil, err
 		}
 	}
-	ep, err := tap.Endpoint(cfg.MTU)
+	ep, err := tap.Endpoint(cfg.MTU, cfg.BusyPoll)
 	if err != nil {
 		tap.Close()
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 const tapBenchBytes = 256 << 20
@@ -33,7 +34,10 @@ func gbits(b *testing.B, seconds float64) {
 
 // BenchmarkTap measures one TCP stream between the stack on a tap and the
 // kernel's stack in a namespace, each direction, and the same transfer
-// between two kernel namespaces over veth, side by side.
+// between two kernel namespaces over veth, side by side; then a 1-byte
+// round trip to the kernel, with the tap's reader sleeping between frames
+// (the default) and busy-polling for 200 µs after each (a second stack on
+// a second tap). BenchmarkHost has the kernel's own round trip over veth.
 func BenchmarkTap(b *testing.B) {
 	s, _ := tapNetns(b)
 	ns := fmt.Sprintf("ustack-tap-%d", os.Getpid())
@@ -54,6 +58,12 @@ func BenchmarkTap(b *testing.B) {
 			gbits(b, b.Elapsed().Seconds()/float64(b.N))
 		})
 	}
+	startPeerMode(b, []string{"ip", "netns", "exec", ns}, "echo 10.77.0.1:9002")
+	b.Run("tap/rr-1byte", func(b *testing.B) { benchRoundTrip(b, s.Dial, "10.77.0.1:9002") })
+	polling, _ := tapNetnsWith(b, "p", 200*time.Microsecond)
+	startPeerMode(b, []string{"ip", "netns", "exec", fmt.Sprintf("ustack-tapp-%d", os.Getpid())}, "echo 10.77.0.1:9002")
+	b.Run("tap-busypoll/rr-1byte", func(b *testing.B) { benchRoundTrip(b, polling.Dial, "10.77.0.1:9002") })
+
 	// The kernel on the same kind of path: two namespaces joined by veth.
 	k1, k2 := ns+"-k1", ns+"-k2"
 	for _, args := range [][]string{

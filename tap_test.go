@@ -23,6 +23,13 @@ import (
 // (the stack is 10.77.0.2/24). It needs root and iproute2.
 func tapNetns(t testing.TB) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 	t.Helper()
+	return tapNetnsWith(t, "", 0)
+}
+
+// tapNetnsWith is tapNetns with the namespace's and tap's names tagged (so
+// that two can exist at once) and Config.BusyPoll set.
+func tapNetnsWith(t testing.TB, tag string, busyPoll time.Duration) (*ustack.Stack, func(args ...string) *exec.Cmd) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("tap tests need root (to create the tap and a network namespace)")
 	}
@@ -30,8 +37,8 @@ func tapNetns(t testing.TB) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 	if err != nil {
 		t.Skip("tap tests need ip from iproute2: ", err)
 	}
-	ns := fmt.Sprintf("ustack-tap-%d", os.Getpid())
-	dev := fmt.Sprintf("ustk%d", os.Getpid()%100000)
+	ns := fmt.Sprintf("ustack-tap%s-%d", tag, os.Getpid())
+	dev := fmt.Sprintf("ustk%s%d", tag, os.Getpid()%100000)
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command(ipPath, args...).CombinedOutput(); err != nil {
@@ -40,7 +47,7 @@ func tapNetns(t testing.TB) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 	}
 	run("netns", "add", ns)
 	t.Cleanup(func() { exec.Command(ipPath, "netns", "del", ns).Run() })
-	s, err := ustack.New(ustack.Config{Net: "tap:" + dev + ",create",
+	s, err := ustack.New(ustack.Config{Net: "tap:" + dev + ",create", BusyPoll: busyPoll,
 		Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24"), netip.MustParsePrefix("fd77::2/64")}, Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("New on a tap: %v", err)

@@ -69,6 +69,9 @@ func New(cfg Config) (*Stack, error) {
 		if arg != "" {
 			break
 		}
+		if cfg.BusyPoll > 0 {
+			return nil, configErr("--busy-poll", "applies to the tap and host attachments only: nat reads no device (leave --busy-poll out)")
+		}
 		return newNAT(cfg)
 	case "tap":
 		return newTap(cfg, arg)
@@ -88,6 +91,9 @@ func NewPair(a, b Config) (*Stack, *Stack, error) {
 		}
 		if c.MTU == 0 {
 			c.MTU = pairMTU
+		}
+		if c.BusyPoll > 0 {
+			return nil, nil, configErr("BusyPoll", "applies to the tap and host attachments; a pair's ends hand frames over in memory")
 		}
 	}
 	if a.MTU != b.MTU {

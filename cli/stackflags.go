@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"ustack"
 	"ustack/netstack"
@@ -26,6 +27,7 @@ type stackFlags struct {
 	noHostLoopback bool
 	hostPorts      []ustack.HostPort
 	portd          string
+	busyPoll       time.Duration
 	verbose        bool
 }
 
@@ -35,7 +37,7 @@ func (kv keyValue) String() string { return kv.key + "=" + kv.value }
 
 // stackOptionNames are the first names of the stack flags, so that commands
 // attached to a daemon (--stack) can refuse them.
-var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "v"}
+var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "busy-poll", "v"}
 
 func (f *stackFlags) register(s *optionSet) {
 	f.net = "nat"
@@ -67,6 +69,8 @@ func (f *stackFlags) register(s *optionSet) {
 		help:  "net host: reserve PORT on the host for a listener on the stack (tcp unless /udp); other fixed ports cannot be bound"})
 	s.add(&option{names: []string{"portd"}, arg: "PATH", value: stringValue{&f.portd},
 		help: "net host: go through the ustack portd serving PATH; without root always (default: /run/ustack/portd.sock)"})
+	s.add(&option{names: []string{"busy-poll"}, arg: "DURATION", value: durationValue{p: &f.busyPoll},
+		help: "tap and host: keep polling the device for DURATION (e.g. 200us) after each frame before sleeping; saves wake-ups in request-response traffic at the price of a busy CPU"})
 	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},
 		help: "nat: do not let the gateway address (10.0.2.2) reach the host's loopback"})
 }
@@ -180,7 +184,8 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 			DNSUpstreams:   f.dnsUpstreams,
 			Publish:        f.publish,
 		},
-		Host: ustack.HostConfig{Ports: f.hostPorts, Portd: f.portd},
+		Host:     ustack.HostConfig{Ports: f.hostPorts, Portd: f.portd},
+		BusyPoll: f.busyPoll,
 	}
 	cfg.TCP.CongestionControl = f.cc
 	for _, kv := range f.sysctl {

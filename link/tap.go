@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -112,12 +113,13 @@ func (t *Tap) MTU() (int, error) {
 // kernel's segmentation and checksum offloads (wrap it in ethernet.New). It
 // takes over the device's fd; Close still releases it. Frames whose
 // checksum the kernel has not vouched for are verified by the stack, so a
-// corrupt frame is counted and dropped.
-func (t *Tap) Endpoint(mtu int) (stack.LinkEndpoint, error) {
+// corrupt frame is counted and dropped. busyPoll above zero keeps the
+// reader polling that long after each frame before it sleeps.
+func (t *Tap) Endpoint(mtu int, busyPoll time.Duration) (stack.LinkEndpoint, error) {
 	if t.ep != nil {
 		return nil, fmt.Errorf("%s: endpoint already made", t.Name)
 	}
-	ep, err := newVnetEndpoint(t.fd, t.Name, uint32(mtu))
+	ep, err := newVnetEndpoint(t.fd, "/dev/net/tun:"+t.Name, uint32(mtu), RandomMAC(), busyPoll)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Name, err)
 	}
