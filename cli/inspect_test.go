@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -416,7 +417,8 @@ func TestTopInTmux(t *testing.T) {
 
 // bytesProgram makes two connected sockets on 127.0.0.1, moves a known
 // number of bytes each way (the server leaves part of what it got unread),
-// prints each socket's TCP_INFO bytes_received and local port, and waits.
+// prints each socket's local port and TCP_INFO fields (bytes_received, ca_state,
+// rto and rtt in µs, snd_cwnd, snd_ssthresh, total_retrans), and waits.
 const bytesProgram = `
 import socket, struct, sys, time
 ln = socket.socket(); ln.bind(("127.0.0.1", 0)); ln.listen(1)
@@ -433,13 +435,20 @@ while got < 5000:
 time.sleep(0.3)
 for name, sock in (("client", c), ("server", s)):
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-    print(name, sock.getsockname()[1], struct.unpack_from("Q", info, 128)[0], flush=True)
+    ca_state, = struct.unpack_from("B", info, 1)
+    rto, = struct.unpack_from("I", info, 8)
+    rtt, _, ssthresh, cwnd = struct.unpack_from("IIII", info, 68)
+    retrans, = struct.unpack_from("I", info, 100)
+    received, = struct.unpack_from("Q", info, 128)
+    print(name, sock.getsockname()[1], received, ca_state, rto, rtt, cwnd, ssthresh, retrans, flush=True)
 time.sleep(60)
 `
 
 // TestSSBytesUnderRun: ss -i's byte counts for a program's connections
 // agree with what the program moved and with the bytes_received its own
-// TCP_INFO reads. Nobody looks before the transfer: the stack keeps each
+// TCP_INFO reads, and ss -i's other TCP_INFO values (ca_state, rto, rtt,
+// cwnd, ssthresh, retrans) with what the program reads on its idle
+// connections. Nobody looks before the transfer: the stack keeps each
 // connection's latest probe sample whether or not anyone asked.
 func TestSSBytesUnderRun(t *testing.T) {
 	python, err := exec.LookPath("python3")
@@ -461,17 +470,22 @@ func TestSSBytesUnderRun(t *testing.T) {
 		t.Fatalf("the program did not connect: %q %v", sc.Text(), sc.Err())
 	}
 	fmt.Fprintln(in, "go")
-	// port -> the bytes_received the program's TCP_INFO read
-	programSaw := map[uint16]uint64{}
+	// port -> what the program's TCP_INFO read
+	type tcpInfo struct {
+		received                              uint64
+		caState                               int
+		rtoUs, rttUs, cwnd, ssthresh, retrans uint32
+	}
+	programSaw := map[uint16]tcpInfo{}
 	role := map[string]uint16{}
 	for len(programSaw) < 2 && sc.Scan() {
 		var name string
 		var port uint16
-		var recv uint64
-		if _, err := fmt.Sscan(sc.Text(), &name, &port, &recv); err != nil {
+		var i tcpInfo
+		if _, err := fmt.Sscan(sc.Text(), &name, &port, &i.received, &i.caState, &i.rtoUs, &i.rttUs, &i.cwnd, &i.ssthresh, &i.retrans); err != nil {
 			t.Fatalf("program printed %q: %v", sc.Text(), err)
 		}
-		programSaw[port], role[name] = recv, port
+		programSaw[port], role[name] = i, port
 	}
 	if len(programSaw) < 2 {
 		t.Fatalf("the program ended early: %v", sc.Err())
@@ -495,9 +509,17 @@ func TestSSBytesUnderRun(t *testing.T) {
 			t.Errorf("port %d: ss says bytes_acked %d bytes_received %d, want %d and %d",
 				s.Local.Port, s.TCP.BytesAcked, s.TCP.BytesReceived, w.acked, w.received)
 		}
-		if s.TCP.BytesReceived != programSaw[s.Local.Port] {
+		p := programSaw[s.Local.Port]
+		if s.TCP.BytesReceived != p.received {
 			t.Errorf("port %d: ss says bytes_received %d, the program's TCP_INFO %d",
-				s.Local.Port, s.TCP.BytesReceived, programSaw[s.Local.Port])
+				s.Local.Port, s.TCP.BytesReceived, p.received)
+		}
+		us := func(ms float64) uint32 { return uint32(math.Round(ms * 1000)) }
+		// ss names netstack's states; TCP_INFO has Linux's numbers for them.
+		caStates := map[string]int{"Open": 0, "Disorder": 1, "FastRecovery": 3, "SACKRecovery": 3, "RTORecovery": 4}
+		if got := (tcpInfo{received: p.received, caState: caStates[s.TCP.CAState], rtoUs: us(s.TCP.RTOMs), rttUs: us(s.TCP.RTTMs),
+			cwnd: s.TCP.Cwnd, ssthresh: s.TCP.Ssthresh, retrans: uint32(s.TCP.Retrans)}); got != p {
+			t.Errorf("port %d: ss -i says %+v, the program's TCP_INFO %+v", s.Local.Port, got, p)
 		}
 		if s.TCP.BytesSent < s.TCP.BytesAcked {
 			t.Errorf("port %d: bytes_sent %d below bytes_acked %d", s.Local.Port, s.TCP.BytesSent, s.TCP.BytesAcked)
