@@ -8,6 +8,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -67,7 +68,16 @@ func runPeer(mode string) error {
 		}
 		return c.Close()
 	case "inject":
-		return injectBadFrames(addr)
+		// inject DEV [DST]: bad frames out of DEV to the IPv4 address DST
+		// (default 10.77.0.2, the tap tests' stack), from DST's .1.
+		dst := netip.MustParseAddr("10.77.0.2")
+		if dir != "" {
+			var err error
+			if dst, err = netip.ParseAddr(dir); err != nil {
+				return err
+			}
+		}
+		return injectBadFrames(addr, dst)
 	case "sinkhash":
 		// Take one connection on addr and print the SHA-256 of all it sends.
 		ln, err := net.Listen("tcp", addr)
@@ -166,7 +176,9 @@ func serveBulk(c net.Conn) {
 // a bad checksum, an IPv4 header claiming more than the frame holds, and
 // overlapping garbage fragments. Broadcast destination, so whatever MAC the
 // stack has, its Ethernet layer takes them.
-func injectBadFrames(dev string) error {
+func injectBadFrames(dev string, dst netip.Addr) error {
+	src := dst.As4()
+	src[3] = 1
 	ifi, err := net.InterfaceByName(dev)
 	if err != nil {
 		return err
@@ -189,8 +201,8 @@ func injectBadFrames(dev string) error {
 			ff |= 0x2000
 		}
 		binary.BigEndian.PutUint16(h[6:], ff)
-		copy(h[12:], []byte{10, 77, 0, 1})
-		copy(h[16:], []byte{10, 77, 0, 2})
+		copy(h[12:], src[:])
+		copy(h[16:], dst.AsSlice())
 		binary.BigEndian.PutUint16(h[10:], ^checksum.Checksum(h, 0))
 		return h
 	}
