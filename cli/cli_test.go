@@ -401,10 +401,12 @@ func TestFetchRefusedQuickly(t *testing.T) {
 	refused := fmt.Sprintf("http://10.0.2.2:%d/", closedPort(t))
 	// The whole command is timed, so its start-up (building the stack,
 	// exiting) is measured by a baseline in the same test: a successful
-	// fetch, which does everything but the refusal. The refused fetch may
-	// take at most 100 ms more. The best of three runs is compared, so that
-	// a scheduling hiccup on a loaded machine does not decide the test;
-	// every run must fail the right way.
+	// fetch, which does everything but the refusal. Without the gateway's
+	// RST the guest would hear nothing until its first SYN retransmission,
+	// a second later, so the refused fetch may take at most 900 ms more:
+	// enough margin for a loaded machine (seen: 510 ms with the whole suite
+	// and wire tests running beside it) without letting a timeout pass. The
+	// best of three runs is compared; every run must fail the right way.
 	best := func(url string, wantCode int) time.Duration {
 		var min time.Duration
 		for range 3 {
@@ -426,8 +428,8 @@ func TestFetchRefusedQuickly(t *testing.T) {
 	baseline := best(srv+"/file", 0)
 	took := best(refused, 1)
 	t.Logf("baseline fetch %v, refused fetch %v", baseline, took)
-	if took > baseline+100*time.Millisecond {
-		t.Fatalf("refused fetch took %v, more than 100ms over the %v of a successful one", took, baseline)
+	if took > baseline+900*time.Millisecond {
+		t.Fatalf("refused fetch took %v, more than 900ms over the %v of a successful one", took, baseline)
 	}
 }
 
