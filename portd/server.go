@@ -51,8 +51,8 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 	for _, t := range gone {
 		logf("portd: removed the nftables table %s of a process that no longer exists", t)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("socket directory: %w", err)
+	if err := socketDir(filepath.Dir(path), logf); err != nil {
+		return nil, err
 	}
 	if c, err := net.Dial("unixpacket", path); err == nil {
 		c.Close()
@@ -71,6 +71,33 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}}
 	s.policy.Store(pol)
 	return s, nil
+}
+
+// socketDir makes the socket's directory, if it is missing, mode 0755
+// whatever the umask: every user's stack must reach the socket. One that
+// exists is the administrator's (systemd's RuntimeDirectory, say) and is
+// left as it is, but if other users cannot search it, that is logged.
+func socketDir(dir string, logf func(string, ...any)) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("socket directory %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o001 == 0 {
+		logf("portd: %s (mode %04o) is not searchable by other users: only root will reach the socket", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // SetPolicy replaces the policy for requests from now on; ports already
