@@ -10,6 +10,7 @@ import (
 
 	"ustack"
 	"ustack/netstack"
+	"ustack/portd"
 )
 
 // stackFlags are the flags of every command that builds a stack.
@@ -66,7 +67,7 @@ func (f *stackFlags) register(s *optionSet) {
 		value: &listValue[ustack.HostPort]{p: &f.hostPorts, parse: parseHostPort},
 		help:  "net host: reserve PORT on the host for a listener on the stack (tcp unless /udp); other fixed ports cannot be bound"})
 	s.add(&option{names: []string{"portd"}, arg: "PATH", value: stringValue{&f.portd},
-		help: "net host: go through the ustack portd serving PATH; without root always (default: /run/ustack/portd.sock)"})
+		help: "net host: go through the ustack portd serving PATH; without root always (default: " + portd.DefaultSocket + ")"})
 	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},
 		help: "nat: do not let the gateway address (10.0.2.2) reach the host's loopback"})
 }
