@@ -31,6 +31,10 @@ type Server struct {
 	sessions map[uint64]*session
 	nextID   uint64
 	closed   bool
+	// releasing counts the sessions endSession has taken out of sessions
+	// and not yet released; closeDone is closed when Close has finished.
+	releasing sync.WaitGroup
+	closeDone chan struct{}
 }
 
 // Listen removes what a portd that died left behind (its nftables tables,
@@ -68,7 +72,7 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}}
+	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, closeDone: make(chan struct{})}
 	s.policy.Store(pol)
 	return s, nil
 }
@@ -125,11 +129,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 }
 
-// Close stops listening and releases every session.
+// Close stops listening and releases every session. It returns, to every
+// caller, once all is released, including the sessions whose clients had
+// just gone and that were being released already: a portd that exits then
+// leaves no table behind.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.closeDone
 		return nil
 	}
 	s.closed = true
@@ -140,6 +148,8 @@ func (s *Server) Close() error {
 	for _, ss := range sessions {
 		ss.close()
 	}
+	s.releasing.Wait()
+	close(s.closeDone)
 	return err
 }
 
@@ -285,6 +295,9 @@ func (s *Server) endSession(ss *session) {
 	cur, ok := s.sessions[ss.id]
 	if ok && cur == ss {
 		delete(s.sessions, ss.id)
+		// Under mu, before Close can take it: Close waits for this.
+		s.releasing.Add(1)
+		defer s.releasing.Done()
 	}
 	s.mu.Unlock()
 	if !ok || cur != ss {
