@@ -75,7 +75,7 @@ type HostConfig struct {
 	EphemeralPorts int
 	// Portd is the socket of ustack portd (--portd). A stack run by a user
 	// other than root always goes through portd, at portd.DefaultSocket
-	// (/run/ustack/portd.sock) unless Portd names another; root goes
+	// (/run/ustack-portd/portd.sock) unless Portd names another; root goes
 	// through portd only when Portd is set.
 	Portd string
 }

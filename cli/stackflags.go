@@ -11,6 +11,7 @@ import (
 
 	"ustack"
 	"ustack/netstack"
+	"ustack/portd"
 )
 
 // stackFlags are the flags of every command that builds a stack.
@@ -68,7 +69,7 @@ func (f *stackFlags) register(s *optionSet) {
 		value: &listValue[ustack.HostPort]{p: &f.hostPorts, parse: parseHostPort},
 		help:  "net host: reserve PORT on the host for a listener on the stack (tcp unless /udp); other fixed ports cannot be bound"})
 	s.add(&option{names: []string{"portd"}, arg: "PATH", value: stringValue{&f.portd},
-		help: "net host: go through the ustack portd serving PATH; without root always (default: /run/ustack/portd.sock)"})
+		help: "net host: go through the ustack portd serving PATH; without root always (default: " + portd.DefaultSocket + ")"})
 	s.add(&option{names: []string{"busy-poll"}, arg: "DURATION", value: durationValue{p: &f.busyPoll},
 		help: "tap and host: keep polling the device for DURATION (e.g. 200us) after each frame before sleeping; saves wake-ups in request-response traffic at the price of a busy CPU"})
 	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},

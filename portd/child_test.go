@@ -92,6 +92,15 @@ func runChild(args []string) error {
 		}
 		fmt.Println("ok")
 		return nil
+	case "beside-root-stacks": // see TestDefaultSocketBesideRootStacks
+		return besideRootStacks()
+	case "status": // status SOCKET: how many clients portd has
+		hs, err := portd.Status(arg(1))
+		if err != nil {
+			return err
+		}
+		fmt.Println("holders", len(hs))
+		return nil
 	case "forge": // forge SOCKET IFACE DST: forged frames, then a correct one
 		return forge(arg(1), arg(2), netip.MustParseAddrPort(arg(3)))
 	case "tcpsink": // tcpsink ADDR: one connection, answered with the SHA-256 of its bytes

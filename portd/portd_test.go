@@ -473,3 +473,32 @@ func wantSum(n int64) string {
 	s, _, _ := sum(stream(n))
 	return s
 }
+
+// TestPortdCloseWaitsForReleases: a session whose client just exited may
+// already be gone from the holders while portd still removes its table;
+// Close returns only once that is done, so that a portd stopped at that
+// moment leaves no table behind.
+func TestPortdCloseWaitsForReleases(t *testing.T) {
+	n := setup(t)
+	srv, logs := n.startServer(t)
+	hold := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8084")
+	hold.expect(t, "ready")
+	hs := srv.Holders()
+	if len(hs) != 1 {
+		t.Fatalf("holders %+v, want one", hs)
+	}
+	table := hs[0].Table
+	hold.kill()
+	for deadline := time.Now().Add(5 * time.Second); len(srv.Holders()) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after SIGKILL, holders %+v", srv.Holders())
+		}
+	}
+	srv.Close()
+	if ok, err := hostports.TableExists(table); err != nil || ok {
+		t.Errorf("table %s once Close returned: exists=%v (%v), want it removed", table, ok, err)
+	}
+	if logs.count("released everything") != 1 {
+		t.Errorf("portd's log has %d releases once Close returned, want 1", logs.count("released everything"))
+	}
+}

@@ -25,8 +25,12 @@ import (
 	"ustack/hostports"
 )
 
-// DefaultSocket is where portd listens and clients look for it.
-const DefaultSocket = "/run/ustack/portd.sock"
+// DefaultSocket is where portd listens and clients look for it. Its
+// directory is portd's own and searchable by everyone: not the control
+// socket directory of root's stacks (/run/ustack, see control.Dir), which
+// a root stack makes owner-only and where a root stack called "portd"
+// would replace the socket.
+const DefaultSocket = "/run/ustack-portd/portd.sock"
 
 // vnetHdrLen is the virtio-net header in front of every frame on the frame
 // socket, as on a packet socket with PACKET_VNET_HDR.

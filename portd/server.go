@@ -31,6 +31,10 @@ type Server struct {
 	sessions map[uint64]*session
 	nextID   uint64
 	closed   bool
+	// releasing counts the sessions endSession has taken out of sessions
+	// and not yet released; closeDone is closed when Close has finished.
+	releasing sync.WaitGroup
+	closeDone chan struct{}
 }
 
 // Listen removes what a portd that died left behind (its nftables tables,
@@ -51,8 +55,8 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 	for _, t := range gone {
 		logf("portd: removed the nftables table %s of a process that no longer exists", t)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("socket directory: %w", err)
+	if err := socketDir(filepath.Dir(path), logf); err != nil {
+		return nil, err
 	}
 	if c, err := net.Dial("unixpacket", path); err == nil {
 		c.Close()
@@ -68,9 +72,36 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}}
+	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, closeDone: make(chan struct{})}
 	s.policy.Store(pol)
 	return s, nil
+}
+
+// socketDir makes the socket's directory, if it is missing, mode 0755
+// whatever the umask: every user's stack must reach the socket. One that
+// exists is the administrator's (systemd's RuntimeDirectory, say) and is
+// left as it is, but if other users cannot search it, that is logged.
+func socketDir(dir string, logf func(string, ...any)) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("socket directory %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o001 == 0 {
+		logf("portd: %s (mode %04o) is not searchable by other users: only root will reach the socket", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // SetPolicy replaces the policy for requests from now on; ports already
@@ -98,11 +129,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 }
 
-// Close stops listening and releases every session.
+// Close stops listening and releases every session. It returns, to every
+// caller, once all is released, including the sessions whose clients had
+// just gone and that were being released already: a portd that exits then
+// leaves no table behind.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.closeDone
 		return nil
 	}
 	s.closed = true
@@ -113,6 +148,8 @@ func (s *Server) Close() error {
 	for _, ss := range sessions {
 		ss.close()
 	}
+	s.releasing.Wait()
+	close(s.closeDone)
 	return err
 }
 
@@ -258,6 +295,9 @@ func (s *Server) endSession(ss *session) {
 	cur, ok := s.sessions[ss.id]
 	if ok && cur == ss {
 		delete(s.sessions, ss.id)
+		// Under mu, before Close can take it: Close waits for this.
+		s.releasing.Add(1)
+		defer s.releasing.Done()
 	}
 	s.mu.Unlock()
 	if !ok || cur != ss {

@@ -18,21 +18,16 @@ import (
 func nginxSetup(t *testing.T, size int) (dir, conf, want string) {
 	t.Helper()
 	dir = t.TempDir()
-	tmpl, err := os.ReadFile("testdata/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := ""
-	if os.Geteuid() == 0 {
-		// Workers would otherwise run as nobody, which cannot enter the
-		// test's private temporary directory.
-		user = "user root;"
-	}
-	text := strings.NewReplacer("{{DIR}}", dir, "{{USER}}", user).Replace(string(tmpl))
-	conf = filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf, want = nginxSite(t, dir, size)
+	return dir, conf, want
+}
+
+// nginxSite is nginxSetup in the directory dir.
+func nginxSite(t *testing.T, dir string, size int) (conf, want string) {
+	t.Helper()
+	// As root, workers would otherwise run as nobody, which cannot enter
+	// the test's private temporary directory.
+	conf = nginxConf(t, dir, os.Geteuid() == 0)
 	if err := os.Mkdir(filepath.Join(dir, "www"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +35,30 @@ func nginxSetup(t *testing.T, size int) (dir, conf, want string) {
 		t.Fatal(err)
 	}
 	want = writeRandomFile(t, filepath.Join(dir, "www", "big"), size)
-	return dir, conf, want
+	return conf, want
+}
+
+// nginxConf writes dir/nginx.conf, for nginx serving dir/www and writing
+// its pid, logs and temporary files in dir, and returns its path. With
+// asRoot, the master (which must then run as root) runs its workers as
+// root too; without it, the master and its workers run as whoever starts
+// nginx.
+func nginxConf(t *testing.T, dir string, asRoot bool) string {
+	t.Helper()
+	tmpl, err := os.ReadFile("testdata/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := ""
+	if asRoot {
+		user = "user root;"
+	}
+	text := strings.NewReplacer("{{DIR}}", dir, "{{USER}}", user).Replace(string(tmpl))
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
 }
 
 var workerStart = regexp.MustCompile(`start worker process [0-9]+`)

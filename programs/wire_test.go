@@ -5,33 +5,57 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+
+	"ustack/hostports"
+	"ustack/portd"
 )
 
 // wire is a real link between a stack under 'ustack run' and the Linux
 // kernel's own stack in a network namespace the test made: the kernel side
 // (peer) runs nginx, curl, iperf3, socat and ping as the other end.
 type wire struct {
-	flags          []string // ustack run's attachment flags
-	stackNS        string   // where ustack run runs
-	peerNS         string   // where the kernel peer's programs run
+	flags []string // ustack run's attachment flags
+	// ustack is how ustack is started: its path, after the command that
+	// makes it another user when the stack is not root's (nil: ustackBin,
+	// as root).
+	ustack         []string
+	stackNS        string // where ustack run runs
+	peerNS         string // where the kernel peer's programs run
 	stack4, stack6 string
 	peer4, peer6   string
 	// shared: the stack shares its address with a kernel (host mode), which
 	// answers the peer's pings itself.
 	shared bool
+	// nginxConf and nginxLog are the configuration and error log of nginx
+	// under ustack run when the stack is not root's ("": the test's own).
+	nginxConf, nginxLog string
+	// released, if set, checks at the end that everything the variant's
+	// stacks held on the host was released.
+	released func(*testing.T)
 }
 
 // run is the command line of 'ustack run' on w with args, inside w's
 // stack namespace.
 func (w wire) run(args ...string) (string, []string) {
-	return inNS(w.stackNS, ustackBin, append(append(append([]string{"run"}, w.flags...), "--"), args...)...)
+	u := w.ustack
+	if len(u) == 0 {
+		u = []string{ustackBin}
+	}
+	return inNS(w.stackNS, u[0], slices.Concat(u[1:], []string{"run"}, w.flags, []string{"--"}, args)...)
 }
 
 // inNS is name with args run in namespace ns.
@@ -86,6 +110,168 @@ func hostWire(t *testing.T) wire {
 		stackNS: a, peerNS: p, stack4: "10.79.0.2", stack6: "fd79::2", peer4: "10.79.0.1", peer6: "fd79::1", shared: true}
 }
 
+// nobody is the user the stacks of hostPortdWire run as.
+const nobody = 65534
+
+// hostPortdWire: hostWire with every stack run by nobody through ustack
+// portd, which runs as root in the stack's namespace. The policy grants
+// nobody on v0 what the test uses and nothing else: tcp 8080 (nginx), udp
+// 9999 (socat) and one block of 64 ephemeral ports (what a stack asks
+// for). Nobody's nginx serves site/www.
+func hostPortdWire(t *testing.T, site string) wire {
+	w := hostWire(t)
+	// nobody cannot enter the test's temporary directories: a directory it
+	// can read holds its copy of ustack, the policy and portd's socket.
+	dir := publicDir(t)
+	bin := filepath.Join(dir, "ustack")
+	copyFile(t, ustackBin, bin, 0o755)
+	policy := filepath.Join(dir, "portd.policy")
+	rules := fmt.Sprintf("allow user:%[1]d v0 tcp 8080\nallow user:%[1]d v0 udp 9999\nallow user:%[1]d v0 tcp,udp ephemeral:64\n", nobody)
+	if err := os.WriteFile(policy, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "portd", "portd.sock")
+	name, a := inNS(w.stackNS, bin, "portd", "--socket", sock, "--policy", policy)
+	pd := start(t, nil, name, a...)
+	pd.waitOutput("portd: serving on", 30*time.Second)
+
+	// nobody's own directory: its stacks' control sockets, and nginx's
+	// pid, logs and temporary files.
+	home := filepath.Join(dir, "nobody")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(site, "www"), filepath.Join(home, "www")); err != nil {
+		t.Fatal(err)
+	}
+	w.nginxConf, w.nginxLog = nginxConf(t, home, false), filepath.Join(home, "error.log")
+	if err := os.Chown(home, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+
+	w.ustack = []string{"setpriv", fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody), "--clear-groups",
+		"env", "XDG_RUNTIME_DIR=" + home, bin}
+	w.flags = append(w.flags, "--portd", sock)
+	w.released = func(t *testing.T) { portdReleased(t, pd, sock, w.stackNS) }
+	return w
+}
+
+// portdReleased checks that portd holds nothing for anyone once the
+// variant's stacks are gone, that no nftables table of ustack is left in
+// the stack's namespace, with portd running and after it stops, and that
+// portd refused nothing the test did.
+func portdReleased(t *testing.T, pd *proc, sock, ns string) {
+	t.Helper()
+	var hs []portd.Holder
+	var tables []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if hs, err = portd.Status(sock); err != nil {
+			t.Fatalf("portd status: %v", err)
+		}
+		tables = ustackTables(t, ns)
+		if len(hs) == 0 && len(tables) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(hs) != 0 || len(tables) != 0 {
+		t.Errorf("5 s after the last stack ended, portd still has holders %+v and the namespace tables %v", hs, tables)
+	}
+	pd.signal(syscall.SIGTERM)
+	pd.mustSucceed(30 * time.Second)
+	if tables := ustackTables(t, ns); len(tables) != 0 {
+		t.Errorf("after portd stopped, the namespace has tables %v", tables)
+	}
+	log := pd.stderr.String()
+	opened, released := map[string]bool{}, map[string]bool{}
+	for _, m := range portdSession.FindAllStringSubmatch(log, -1) {
+		if m[2] != strconv.Itoa(nobody) {
+			t.Errorf("portd's session %s was not nobody's: %s", m[1], m[0])
+		}
+		if strings.HasPrefix(m[3], "holds") {
+			opened[m[1]] = true
+		} else {
+			released[m[1]] = true
+		}
+	}
+	if len(opened) == 0 || !maps.Equal(opened, released) {
+		t.Errorf("portd's log has sessions %v opened and %v released, want the same:\n%s", slices.Sorted(maps.Keys(opened)), slices.Sorted(maps.Keys(released)), log)
+	}
+	t.Logf("portd served %d sessions of nobody, all released", len(opened))
+	if strings.Contains(log, "portd: refused:") || strings.Contains(log, "refused a frame") {
+		t.Errorf("portd refused something:\n%s", log)
+	}
+}
+
+// portdSession matches the lines of portd's log that open a session (with
+// its ports) and that end it: session ID, uid, holds or released.
+var portdSession = regexp.MustCompile(`portd: session (\d+): \S+ \(uid (\d+)\) pid \d+ (holds \S+ on \S+ \(tcp|released everything)`)
+
+// ustackTables lists the nftables tables of ustack (hostports.TablePrefix)
+// in the network namespace ns.
+func ustackTables(t *testing.T, ns string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("/run/netns", ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("listing the nftables tables of %s: %v", ns, err)
+	}
+	var tables []string
+	for _, tb := range all {
+		if strings.HasPrefix(tb.Name, hostports.TablePrefix) {
+			tables = append(tables, tb.Name)
+		}
+	}
+	return tables
+}
+
+// publicDir is a fresh directory that every user can read, removed at
+// cleanup.
+func publicDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ustack-wires-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// copyFile copies src to dst, made with mode perm.
+func copyFile(t *testing.T, src, dst string, perm os.FileMode) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		t.Fatal(err)
+	}
+	if err := out.Chmod(perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // writeStream writes size bytes of a seeded random stream to path without
 // holding them in memory and returns their SHA-256.
 func writeStream(t *testing.T, path string, size int64) string {
@@ -102,14 +288,15 @@ func writeStream(t *testing.T, path string, size int64) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// TestWires: the stack on a tap and sharing a host interface, talking to
-// the Linux kernel's stack with real programs on both sides: ping both ways,
-// curl under ustack run fetching 1 GiB from nginx on the kernel (SHA-256),
-// curl on the kernel fetching from nginx under ustack run over IPv4 and
-// IPv6, UDP both ways with socat, and iperf3 for 10 s each way.
+// TestWires: the stack on a tap, sharing a host interface as root, and
+// sharing it as nobody through ustack portd, talking to the Linux kernel's
+// stack with real programs on both sides: ping both ways, curl under ustack
+// run fetching 1 GiB from nginx on the kernel (SHA-256), curl on the kernel
+// fetching from nginx under ustack run over IPv4 and IPv6, UDP both ways
+// with socat, and iperf3 for 10 s each way.
 func TestWires(t *testing.T) {
 	needRoot(t, "the wire tests make namespaces, a tap and a veth pair")
-	for _, prog := range []string{"ip", "nginx", "curl", "iperf3", "socat", "ping", "sha256sum"} {
+	for _, prog := range []string{"ip", "nginx", "curl", "iperf3", "socat", "ping", "sha256sum", "setpriv", "env"} {
 		need(t, prog)
 	}
 	size := int64(1 << 30)
@@ -117,15 +304,25 @@ func TestWires(t *testing.T) {
 	if raceEnabled {
 		size, seconds = 64<<20, "2"
 	}
-	dir, conf, wantSmall := nginxSetup(t, nginxSize())
+	// Readable by everyone: nobody's nginx serves www too.
+	dir := publicDir(t)
+	conf, wantSmall := nginxSite(t, dir, nginxSize())
 	wantBig := writeStream(t, filepath.Join(dir, "www", "huge"), size)
 
 	for _, c := range []struct {
 		name string
 		make func(*testing.T) wire
-	}{{"tap", tapWire}, {"host", hostWire}} {
+	}{
+		{"tap", tapWire},
+		{"host", hostWire},
+		{"host-portd", func(t *testing.T) wire { return hostPortdWire(t, dir) }},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			w := c.make(t)
+			stackConf, stackLog := conf, filepath.Join(dir, "error.log")
+			if w.nginxConf != "" {
+				stackConf, stackLog = w.nginxConf, w.nginxLog
+			}
 			stackRun := func(args ...string) *proc {
 				t.Helper()
 				name, a := w.run(args...)
@@ -166,7 +363,7 @@ func TestWires(t *testing.T) {
 			})
 
 			t.Run("curl on the kernel fetches from nginx on the stack", func(t *testing.T) {
-				srv := stackRun("nginx", "-c", conf, "-e", filepath.Join(dir, "error.log"))
+				srv := stackRun("nginx", "-c", stackConf, "-e", stackLog)
 				defer srv.kill()
 				waitHTTP(t, w.peerNS, "http://"+w.stack4+":8080/index.html")
 				for _, url := range []string{"http://" + w.stack4 + ":8080/big", "http://[" + w.stack6 + "]:8080/big"} {
@@ -225,6 +422,10 @@ func TestWires(t *testing.T) {
 					srv.kill()
 				}
 			})
+
+			if w.released != nil {
+				t.Run("released", w.released)
+			}
 		})
 	}
 }
