@@ -83,14 +83,16 @@ func newNS(t *testing.T, name string) string {
 
 // tapWire: a tap device in a namespace; its kernel side is 10.78.0.1 and
 // fd78::1, the stack on it 10.78.0.2 and fd78::2. ustack run runs in the
-// same namespace, so the tap's kernel side is the peer.
+// same namespace, so the tap's kernel side is the peer. The stack
+// busy-polls the tap (--busy-poll), so that option meets real programs
+// here; the host variants read their packet socket the default way.
 func tapWire(t *testing.T) wire {
 	ns := newNS(t, "tap")
 	ipCmd(t, "-n", ns, "tuntap", "add", "t0", "mode", "tap")
 	ipCmd(t, "-n", ns, "addr", "add", "10.78.0.1/24", "dev", "t0")
 	ipCmd(t, "-n", ns, "-6", "addr", "add", "fd78::1/64", "dev", "t0", "nodad")
 	ipCmd(t, "-n", ns, "link", "set", "t0", "up")
-	return wire{flags: []string{"--net", "tap:t0", "--ip", "10.78.0.2/24", "--ip", "fd78::2/64"},
+	return wire{flags: []string{"--net", "tap:t0", "--busy-poll", "200us", "--ip", "10.78.0.2/24", "--ip", "fd78::2/64"},
 		stackNS: ns, peerNS: ns, stack4: "10.78.0.2", stack6: "fd78::2", peer4: "10.78.0.1", peer6: "fd78::1"}
 }
 
