@@ -90,7 +90,7 @@ func runDaemon(ctx context.Context, name string, sf *stackFlags, mf *metricsFlag
 	defer closeStack(st, e)
 	// Programs attached with 'ustack run --stack NAME' share one socket
 	// manager, so they reach each other through the stack.
-	mgr := sockets.New(st.Netstack(), logf)
+	mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
 	defer mgr.Close()
 	redirectNameservers(mgr, st)
 	att := newAttacher(mgr, logf)

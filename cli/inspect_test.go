@@ -418,7 +418,8 @@ func TestTopInTmux(t *testing.T) {
 // bytesProgram makes two connected sockets on 127.0.0.1, moves a known
 // number of bytes each way (the server leaves part of what it got unread),
 // prints each socket's local port and TCP_INFO fields (bytes_received, ca_state,
-// rto and rtt in µs, snd_cwnd, snd_ssthresh, total_retrans), and waits.
+// rto and rtt in µs, snd_cwnd, snd_ssthresh, total_retrans, the window
+// scales, unacked, sacked, lost, bytes_acked), and waits.
 const bytesProgram = `
 import socket, struct, sys, time
 ln = socket.socket(); ln.bind(("127.0.0.1", 0)); ln.listen(1)
@@ -439,8 +440,11 @@ for name, sock in (("client", c), ("server", s)):
     rto, = struct.unpack_from("I", info, 8)
     rtt, _, ssthresh, cwnd = struct.unpack_from("IIII", info, 68)
     retrans, = struct.unpack_from("I", info, 100)
-    received, = struct.unpack_from("Q", info, 128)
-    print(name, sock.getsockname()[1], received, ca_state, rto, rtt, cwnd, ssthresh, retrans, flush=True)
+    wscale, = struct.unpack_from("B", info, 6)
+    unacked, sacked, lost = struct.unpack_from("III", info, 24)
+    acked, received = struct.unpack_from("QQ", info, 120)
+    print(name, sock.getsockname()[1], received, ca_state, rto, rtt, cwnd, ssthresh, retrans,
+          wscale & 15, wscale >> 4, unacked, sacked, lost, acked, flush=True)
 time.sleep(60)
 `
 
@@ -475,6 +479,9 @@ func TestSSBytesUnderRun(t *testing.T) {
 		received                              uint64
 		caState                               int
 		rtoUs, rttUs, cwnd, ssthresh, retrans uint32
+		sndWscale, rcvWscale                  uint8
+		unacked, sacked, lost                 uint32
+		acked                                 uint64
 	}
 	programSaw := map[uint16]tcpInfo{}
 	role := map[string]uint16{}
@@ -482,7 +489,8 @@ func TestSSBytesUnderRun(t *testing.T) {
 		var name string
 		var port uint16
 		var i tcpInfo
-		if _, err := fmt.Sscan(sc.Text(), &name, &port, &i.received, &i.caState, &i.rtoUs, &i.rttUs, &i.cwnd, &i.ssthresh, &i.retrans); err != nil {
+		if _, err := fmt.Sscan(sc.Text(), &name, &port, &i.received, &i.caState, &i.rtoUs, &i.rttUs, &i.cwnd, &i.ssthresh, &i.retrans,
+			&i.sndWscale, &i.rcvWscale, &i.unacked, &i.sacked, &i.lost, &i.acked); err != nil {
 			t.Fatalf("program printed %q: %v", sc.Text(), err)
 		}
 		programSaw[port], role[name] = i, port
@@ -495,9 +503,10 @@ func TestSSBytesUnderRun(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &socks); err != nil {
 		t.Fatalf("ss --json: %v\n%s", err, r.stdout)
 	}
+	// bytes_acked counts the SYN as well, as on Linux.
 	want := map[uint16]struct{ acked, received uint64 }{
-		role["client"]: {100000, 5000},
-		role["server"]: {5000, 100000}, // 40000 of them still unread
+		role["client"]: {100001, 5000},
+		role["server"]: {5001, 100000}, // 40000 of them still unread
 	}
 	for _, s := range socks {
 		w, ok := want[s.Local.Port]
@@ -517,19 +526,25 @@ func TestSSBytesUnderRun(t *testing.T) {
 		us := func(ms float64) uint32 { return uint32(math.Round(ms * 1000)) }
 		// ss names netstack's states; TCP_INFO has Linux's numbers for them.
 		caStates := map[string]int{"Open": 0, "Disorder": 1, "FastRecovery": 3, "SACKRecovery": 3, "RTORecovery": 4}
-		if got := (tcpInfo{received: p.received, caState: caStates[s.TCP.CAState], rtoUs: us(s.TCP.RTOMs), rttUs: us(s.TCP.RTTMs),
-			cwnd: s.TCP.Cwnd, ssthresh: s.TCP.Ssthresh, retrans: uint32(s.TCP.Retrans)}); got != p {
+		got := tcpInfo{received: p.received, caState: caStates[s.TCP.CAState], rtoUs: us(s.TCP.RTOMs), rttUs: us(s.TCP.RTTMs),
+			cwnd: s.TCP.Cwnd, ssthresh: s.TCP.Ssthresh, retrans: uint32(s.TCP.Retrans), lost: s.TCP.Lost, acked: s.TCP.BytesAcked}
+		if cb := s.TCP.ControlBlock; cb != nil {
+			got.sndWscale, got.rcvWscale = cb.SndWscale, cb.RcvWscale
+			got.unacked, got.sacked = uint32(cb.Outstanding), uint32(cb.SackedOut)
+		}
+		if got != p {
 			t.Errorf("port %d: ss -i says %+v, the program's TCP_INFO %+v", s.Local.Port, got, p)
 		}
-		if s.TCP.BytesSent < s.TCP.BytesAcked {
-			t.Errorf("port %d: bytes_sent %d below bytes_acked %d", s.Local.Port, s.TCP.BytesSent, s.TCP.BytesAcked)
+		// bytes_sent is data only; nothing was lost or is in flight.
+		if s.TCP.BytesSent != w.acked-1 {
+			t.Errorf("port %d: bytes_sent %d, want %d", s.Local.Port, s.TCP.BytesSent, w.acked-1)
 		}
 	}
 	if len(want) > 0 {
 		t.Errorf("ss lacks the program's connections on ports %v:\n%s", want, r.stdout)
 	}
 	text := runUstack(t, []string{xdg}, "ss", "-tin", "bytes").stdout
-	if !strings.Contains(text, "bytes_acked:100000 bytes_received:5000") {
+	if !strings.Contains(text, "bytes_acked:100001 bytes_received:5000") {
 		t.Errorf("ss -tin text lacks the client's byte counts:\n%s", text)
 	}
 }

@@ -71,7 +71,7 @@ func runCommand() *command {
 			defer closeStack(st, e)
 			// Refused sockets are always reported: nothing bypasses the
 			// stack silently.
-			mgr := sockets.New(st.Netstack(), logf)
+			mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
 			defer mgr.Close()
 			redirectNameservers(mgr, st)
 			api := newStackAPI(srv, st, "run", mgr, logf)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sort"
 	"time"
+	"ustack/tcpinfo"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -61,10 +62,7 @@ type TCPInfo struct {
 	// SACK scoreboard (see lostSegments); absent without a probe sample.
 	Lost uint32 `json:"lost,omitempty"`
 	// Byte counts as Linux's TCP_INFO has them, for connections of programs
-	// under ustack run (see Programs). bytes_acked is what the program wrote
-	// less the send queue of the latest probe sample (exact while no write
-	// came after the last segment received); bytes_sent adds the bytes in
-	// flight and the retransmissions, counted as whole segments.
+	// under ustack run (see Programs and tcpinfo.AckedSent).
 	BytesSent     uint64 `json:"bytes_sent,omitempty"`
 	BytesAcked    uint64 `json:"bytes_acked,omitempty"`
 	BytesReceived uint64 `json:"bytes_received,omitempty"`
@@ -231,7 +229,7 @@ func fillTCP(s *Socket, t *Target, ns *stack.Stack, te *tcp.Endpoint, ei *stack.
 	}
 	if cb != nil {
 		out.ControlBlock = controlBlock(cb, ns.Clock().NowMonotonic())
-		out.Lost = lostSegments(cb, ti.CcState == tcpip.RTORecovery)
+		out.Lost = tcpinfo.Lost(cb, ti.CcState == tcpip.RTORecovery)
 	}
 	if t.Programs != nil {
 		fillBytes(out, t.Programs, te, state, cb)
@@ -247,65 +245,8 @@ func fillBytes(out *TCPInfo, p Programs, te *tcp.Endpoint, state tcp.EndpointSta
 	}
 	out.BytesReceived = received
 	if cb != nil {
-		queued := uint64(max(cb.SndBufState.SndBufUsed, 0))
-		out.BytesAcked = written - min(written, queued)
-		out.BytesSent = out.BytesAcked
-		inFlight := uint64(cb.Sender.SndUna.Size(cb.Sender.SndNxt))
-		switch state {
-		case tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck:
-			inFlight -= min(inFlight, 1) // our FIN takes a sequence number
-		}
-		out.BytesSent += inFlight + out.Retrans*uint64(cb.Sender.MaxPayloadSize)
+		out.BytesAcked, out.BytesSent = tcpinfo.AckedSent(written, cb, state, out.Retrans)
 	}
-}
-
-// dupThresh is RFC 6675's DupThresh, the reordering a SACK sender
-// tolerates before it calls a segment lost.
-const dupThresh = 3
-
-// lostSegments estimates the segments in flight that the sender considers
-// lost, Linux's tcpi_lost; netstack keeps no such count. After an RTO every
-// outstanding segment is lost, as Linux marks them. Otherwise each segment
-// in a hole of the peer's SACK scoreboard counts when RFC 6675's IsLost
-// holds for it: DupThresh SACKed blocks above it, or more than
-// (DupThresh-1)*SMSS SACKed bytes. Without SACK, fast recovery has lost
-// the one segment it retransmits.
-func lostSegments(c *tcp.TCPEndpointState, afterRTO bool) uint32 {
-	snd := &c.Sender
-	if afterRTO {
-		return uint32(max(snd.Outstanding, 0))
-	}
-	mss := snd.MaxPayloadSize
-	blocks := c.SACK.ReceivedBlocks // ascending, as the scoreboard keeps them
-	if len(blocks) == 0 || mss <= 0 {
-		if snd.FastRecovery.Active {
-			return 1
-		}
-		return 0
-	}
-	var sackedAbove int
-	for _, b := range blocks {
-		if snd.SndUna.LessThan(b.End) {
-			sackedAbove += int(b.Start.Size(b.End))
-		}
-	}
-	blocksAbove := len(blocks)
-	var lost uint32
-	next := snd.SndUna // the first byte not yet known to be received
-	for _, b := range blocks {
-		if !next.LessThan(b.End) {
-			blocksAbove--
-			continue
-		}
-		if next.LessThan(b.Start) && (blocksAbove >= dupThresh || sackedAbove > (dupThresh-1)*mss) {
-			hole := int(next.Size(b.Start))
-			lost += uint32((hole + mss - 1) / mss)
-		}
-		sackedAbove -= int(b.Start.Size(b.End))
-		blocksAbove--
-		next = b.End
-	}
-	return lost
 }
 
 func controlBlock(c *tcp.TCPEndpointState, now tcpip.MonotonicTime) *ControlBlock {

@@ -33,8 +33,9 @@ import (
 // Manager answers socket calls from the sockets of one stack. It is an
 // intercept.Handler.
 type Manager struct {
-	ns   *stack.Stack
-	logf func(string, ...any)
+	ns     *stack.Stack
+	blocks ControlBlocks
+	logf   func(string, ...any)
 
 	mu    sync.Mutex
 	socks map[uint64]*socket // by inode of the program's end
@@ -46,13 +47,20 @@ type Manager struct {
 	closed             sync.Once
 }
 
-// New returns a Manager serving sockets from ns. logf reports what the
-// program asked for and did not get (nil: discard).
-func New(ns *stack.Stack, logf func(string, ...any)) *Manager {
+// ControlBlocks gives the latest state netstack's TCP probe reported for
+// a connection (observe.Hub's Latest), from which TCP_INFO gets the values
+// netstack does not keep itself.
+type ControlBlocks func(stack.TransportEndpointID) (*tcp.TCPEndpointState, bool)
+
+// New returns a Manager serving sockets from ns. blocks, if not nil, fills
+// TCP_INFO's sequence-derived fields (unacked, sacked, lost, bytes_acked,
+// bytes_sent, window scales). logf reports what the program asked for and
+// did not get (nil: discard).
+func New(ns *stack.Stack, blocks ControlBlocks, logf func(string, ...any)) *Manager {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	m := &Manager{ns: ns, logf: logf, socks: map[uint64]*socket{}, done: make(chan struct{})}
+	m := &Manager{ns: ns, blocks: blocks, logf: logf, socks: map[uint64]*socket{}, done: make(chan struct{})}
 	go m.sweep()
 	return m
 }

@@ -3,10 +3,12 @@ package sockets
 import (
 	"bytes"
 	"time"
+	"ustack/tcpinfo"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -481,8 +483,32 @@ func (s *socket) setCongestion(c *intercept.Call, ptr uint64, length int) {
 	c.Return(0)
 }
 
+// tcpi_options bits (linux/tcp.h).
+const (
+	tcpiOptTIMESTAMPS = 1
+	tcpiOptSACK       = 2
+	tcpiOptWSCALE     = 4
+)
+
+// controlBlock is the TCP probe's latest state of the connection, or nil.
+func (s *socket) controlBlock() *tcp.TCPEndpointState {
+	if s.m.blocks == nil {
+		return nil
+	}
+	info, ok := s.ep.Info().(*stack.TransportEndpointInfo)
+	if !ok {
+		return nil
+	}
+	cb, ok := s.m.blocks(info.ID)
+	if !ok {
+		return nil
+	}
+	return cb
+}
+
 // tcpInfo is struct tcp_info, filled from the netstack endpoint's control
-// block as far as netstack reports it; s.mu is held.
+// block as far as netstack reports it and from the TCP probe's latest
+// state, as ss -i is; s.mu is held.
 func (s *socket) tcpInfo() []byte {
 	var v tcpip.TCPInfoOption
 	info := linux.TCPInfo{}
@@ -513,14 +539,33 @@ func (s *socket) tcpInfo() []byte {
 		info.SndMss = uint32(mss)
 		info.Advmss = uint32(mss)
 	}
+	var retrans uint64
 	if st, ok := s.ep.Stats().(*tcp.Stats); ok {
 		info.SegsIn = uint32(st.SegmentsReceived.Value())
 		info.SegsOut = uint32(st.SegmentsSent.Value())
-		info.TotalRetrans = uint32(st.SendErrors.Retransmits.Value())
+		retrans = st.SendErrors.Retransmits.Value()
+		info.TotalRetrans = uint32(retrans)
 	}
-	// bytes_acked needs the send queue's size, which netstack keeps to
-	// itself; ss -i shows it from the TCP probe's samples.
-	_, info.BytesReceived = s.byteCounts(s.ep)
+	var written uint64
+	written, info.BytesReceived = s.byteCounts(s.ep)
+	if cb := s.controlBlock(); cb != nil {
+		// What ss -i shows for the connection, from the same sample.
+		snd := &cb.Sender
+		info.Unacked = uint32(max(snd.Outstanding, 0))
+		info.Sacked = uint32(max(snd.SackedOut, 0))
+		info.Lost = tcpinfo.Lost(cb, v.CcState == tcpip.RTORecovery)
+		info.BytesAcked, info.BytesSent = tcpinfo.AckedSent(written, cb, tcp.EndpointState(s.ep.State()), retrans)
+		info.WindowScale = snd.SndWndScale&0xf | cb.Receiver.RcvWndScale<<4
+		if cb.SendTSOk {
+			info.Options |= tcpiOptTIMESTAMPS
+		}
+		if cb.SACKPermitted {
+			info.Options |= tcpiOptSACK
+		}
+		if snd.SndWndScale > 0 || cb.Receiver.RcvWndScale > 0 {
+			info.Options |= tcpiOptWSCALE
+		}
+	}
 	out := make([]byte, info.SizeBytes())
 	info.MarshalBytes(out)
 	return out

@@ -593,6 +593,7 @@ func tcpInfo() {
 	say("  mss set", ti.Snd_mss > 0, " cwnd set ", ti.Snd_cwnd > 0)
 	say("  segments counted", ti.Segs_out >= 2 && ti.Segs_in >= 2)
 	say("  bytes_received", ti.Bytes_received)
+	say("  bytes_acked", ti.Bytes_acked, " unacked ", ti.Unacked, " lost ", ti.Lost, " sacked ", ti.Sacked)
 	// 300 bytes the server has not read yet count as received.
 	_, err = unix.Write(client, make([]byte, 300))
 	must(err)

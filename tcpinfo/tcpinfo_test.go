@@ -1,4 +1,4 @@
-package inspect
+package tcpinfo
 
 import (
 	"testing"
@@ -35,7 +35,7 @@ func TestLostSegments(t *testing.T) {
 			st.Sender.Outstanding = tc.inFlight
 			st.Sender.FastRecovery.Active = tc.recovery
 			st.SACK.ReceivedBlocks = tc.blocks
-			if got := lostSegments(&st, tc.afterRTO); got != tc.want {
+			if got := Lost(&st, tc.afterRTO); got != tc.want {
 				t.Errorf("lost %d, want %d", got, tc.want)
 			}
 		})
