@@ -143,6 +143,7 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
+	link.CountDropsIn(ep, s.ns.Stats())
 	// Released after the stack (whose NIC reads the socket) is gone.
 	s.closers = append([]func() error{h.close}, s.closers...)
 	if terr := s.ns.SetPortRange(first, first+uint16(n-1)); terr != nil {

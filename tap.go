@@ -42,6 +42,7 @@ func newTap(cfg Config, spec string) (*Stack, error) {
 		tap.Close()
 		return nil, err
 	}
+	link.CountDropsIn(ep, s.ns.Stats())
 	// The fd is closed after the stack, whose NIC reads from it, is gone.
 	s.closers = append([]func() error{tap.Close}, s.closers...)
 	s.net = "tap:" + name
