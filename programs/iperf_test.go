@@ -60,17 +60,33 @@ func hostIperf3(t testing.TB) int {
 }
 
 // TestIperf3OneStack: iperf3's server and client in one 'ustack run', over
-// the stack's loopback.
+// the stack's loopback. The client starts once the server says it listens;
+// the server (-1) ends after that one test. Both write to files the
+// failure message shows, so a hang says which side was waiting.
 func TestIperf3OneStack(t *testing.T) {
 	need(t, "iperf3")
 	need(t, "sh")
-	out := filepath.Join(t.TempDir(), "out.json")
-	// A client that cannot connect yet fails at once and is tried again;
-	// the server (-1) ends after the first test that connected.
-	script := fmt.Sprintf(`iperf3 -s -1 -p 5201 >/dev/null 2>&1 & pid=$!
-for i in $(seq 300); do iperf3 -c 127.0.0.1 -p 5201 -t 3 -J > %s && break; sleep 0.1; done
-rc=$?; wait $pid; exit $rc`, out)
-	run(t, nil, "sh", "-c", script).mustSucceed(90 * time.Second)
+	dir := t.TempDir()
+	out, srvLog := filepath.Join(dir, "out.json"), filepath.Join(dir, "server.log")
+	script := fmt.Sprintf(`iperf3 -s -1 -p 5201 --forceflush > %[2]s 2>&1 & pid=$!
+n=0; until grep -q "Server listening" %[2]s; do n=$((n+1)); [ $n -gt 300 ] && exit 3; sleep 0.1; done
+iperf3 -c 127.0.0.1 -p 5201 -t 3 -J > %[1]s; rc=$?; wait $pid; exit $rc`, out, srvLog)
+	p := run(t, nil, "sh", "-c", script)
+	sides := func() string {
+		client, _ := os.ReadFile(out)
+		server, _ := os.ReadFile(srvLog)
+		return fmt.Sprintf("client's JSON:\n%s\nserver's output:\n%s\nustack's stderr:\n%s", tail(string(client)), tail(string(server)), tail(p.stderr.String()))
+	}
+	select {
+	case <-p.done:
+	case <-time.After(90 * time.Second):
+		state := sides()
+		p.kill()
+		t.Fatalf("still running after 90 s; %s", state)
+	}
+	if code := p.wait(time.Second); code != 0 {
+		t.Fatalf("exit %d; %s", code, sides())
+	}
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
