@@ -68,14 +68,11 @@ func runPeer(mode string) error {
 		}
 		return c.Close()
 	case "inject":
-		// inject DEV [DST]: bad frames out of DEV to the IPv4 address DST
-		// (default 10.77.0.2, the tap tests' stack), from DST's .1.
-		dst := netip.MustParseAddr("10.77.0.2")
-		if dir != "" {
-			var err error
-			if dst, err = netip.ParseAddr(dir); err != nil {
-				return err
-			}
+		// inject DEV DST: bad frames out of DEV to the IPv4 address DST,
+		// from DST's .1.
+		dst, err := netip.ParseAddr(dir)
+		if err != nil {
+			return err
 		}
 		return injectBadFrames(addr, dst)
 	case "sinkhash":

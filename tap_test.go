@@ -163,8 +163,23 @@ func TestTapErrors(t *testing.T) {
 // transfer on the same stack goes on intact.
 func TestTapBadFrames(t *testing.T) {
 	s, inNS := tapNetns(t)
-	dev := fmt.Sprintf("ustk%d", os.Getpid()%100000)
-	ln, err := s.Listen("tcp", ":8080")
+	csumErrs, malformed := badFramesDuringTransfer(t, s, inNS, fmt.Sprintf("ustk%d", os.Getpid()%100000), "10.77.0.2")
+	if malformed == 0 {
+		t.Error("no malformed IP packets or fragments counted")
+	}
+	if csumErrs == 0 {
+		t.Error("no TCP checksum errors counted")
+	}
+}
+
+// badFramesDuringTransfer has the kernel behind inNS stream 64 MiB to a
+// listener of s on dst:8080 while bad frames (see injectBadFrames) go out
+// of the kernel's dev to dst. The transfer must arrive intact; it returns
+// how many TCP checksum errors and malformed IP packets or fragments the
+// stack counted meanwhile.
+func badFramesDuringTransfer(t *testing.T, s *ustack.Stack, inNS func(...string) *exec.Cmd, dev, dst string) (csumErrs, malformed uint64) {
+	t.Helper()
+	ln, err := s.Listen("tcp", dst+":8080")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,15 +196,16 @@ func TestTapBadFrames(t *testing.T) {
 		got <- h.Sum()
 	}()
 	stats := s.Netstack().Stats()
-	malformed := stats.IP.MalformedPacketsReceived.Value() + stats.IP.MalformedFragmentsReceived.Value()
-	csumErrs := stats.TCP.ChecksumErrors.Value()
+	malformedNow := func() uint64 {
+		return stats.IP.MalformedPacketsReceived.Value() + stats.IP.MalformedFragmentsReceived.Value()
+	}
+	csumBefore, malformedBefore := stats.TCP.ChecksumErrors.Value(), malformedNow()
 
-	// A kernel client streams 64 MiB to the stack while the frames go in.
 	const n = 64 << 20
 	client := inNS(os.Args[0])
-	client.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=rawsend 10.77.0.2:8080 x %d", n))
+	client.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=rawsend %s:8080 x %d", dst, n))
 	inject := inNS(os.Args[0])
-	inject.Env = append(os.Environ(), "USTACK_TEST_PEER=inject "+dev)
+	inject.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=inject %s %s", dev, dst))
 	if err := client.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -209,10 +225,5 @@ func TestTapBadFrames(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the transfer did not finish")
 	}
-	if d := stats.IP.MalformedPacketsReceived.Value() + stats.IP.MalformedFragmentsReceived.Value() - malformed; d == 0 {
-		t.Error("no malformed IP packets or fragments counted")
-	}
-	if d := stats.TCP.ChecksumErrors.Value() - csumErrs; d == 0 {
-		t.Error("no TCP checksum errors counted")
-	}
+	return stats.TCP.ChecksumErrors.Value() - csumBefore, malformedNow() - malformedBefore
 }
