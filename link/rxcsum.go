@@ -20,6 +20,7 @@ const (
 	badIPv4Header
 	badTCP
 	badUDP
+	malformedFrame // too short, or a partial checksum that cannot be completed
 )
 
 // verifyFrame checks the checksums of an Ethernet frame the kernel did not
@@ -107,7 +108,7 @@ func countBad(stats *tcpip.Stats, bad badChecksum) {
 		return
 	}
 	switch bad {
-	case badIPv4Header:
+	case badIPv4Header, malformedFrame:
 		stats.IP.MalformedPacketsReceived.Increment()
 	case badTCP:
 		stats.TCP.ChecksumErrors.Increment()

@@ -76,10 +76,6 @@ type vnetEndpoint struct {
 	dispatcher stack.NetworkDispatcher
 	wg         sync.WaitGroup
 	closed     atomic.Bool
-
-	// Malformed counts frames from the tap too short to hold a vnet header
-	// and an Ethernet header; they are dropped.
-	Malformed atomic.Uint64
 }
 
 // enableOffloads asks the tap to pass TSO super-frames and partial
@@ -136,7 +132,7 @@ func (e *vnetEndpoint) readLoop() {
 			continue
 		}
 		if n < vnetHdrSize+header.EthernetMinimumSize {
-			e.Malformed.Add(1)
+			countBad(e.stats.Load(), malformedFrame)
 			continue
 		}
 		// One copy, into a pooled chunk that the packet then owns.
@@ -149,7 +145,7 @@ func (e *vnetEndpoint) readLoop() {
 		case flags&vnetFlagNeedsCsum != 0:
 			if !completeChecksum(buf[:vnetHdrSize], v.AsSlice()) {
 				v.Release()
-				e.Malformed.Add(1)
+				countBad(e.stats.Load(), malformedFrame)
 				continue
 			}
 		case flags&vnetFlagDataValid != 0:
@@ -172,7 +168,8 @@ func (e *vnetEndpoint) readLoop() {
 }
 
 // CountDropsIn makes ep, if it is a tap's or packet socket's endpoint,
-// count the frames it drops for a bad checksum in the stack's own counters
+// count the frames it drops (too short, a partial checksum it cannot
+// complete, a bad checksum) in the stack's own counters
 // (IP.MalformedPacketsReceived, TCP.ChecksumErrors, UDP.ChecksumErrors),
 // where netstack would have counted them.
 func CountDropsIn(ep stack.LinkEndpoint, stats tcpip.Stats) {

@@ -214,13 +214,6 @@ func (h *Hub) sweep() {
 	h.live.Store(live)
 }
 
-// Kept is how many connections the hub keeps a state for.
-func (h *Hub) Kept() int {
-	n := 0
-	h.latest.Range(func(_, _ any) bool { n++; return true })
-	return n
-}
-
 func (h *Hub) fanOut(id stack.TransportEndpointID, st *tcp.TCPEndpointState) {
 	subs := h.subs.Load()
 	if subs == nil {
