@@ -200,11 +200,7 @@ func (h *Hub) sweep() {
 	var live int64
 	h.latest.Range(func(k, _ any) bool {
 		id := k.(stack.TransportEndpointID)
-		proto := ipv4.ProtocolNumber
-		if id.LocalAddress.Len() == header.IPv6AddressSize {
-			proto = ipv6.ProtocolNumber
-		}
-		if ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0) == nil {
+		if findTCP(ns, id) == nil {
 			h.latest.Delete(k)
 		} else {
 			live++
@@ -266,12 +262,8 @@ func (h *Hub) sample(st *tcp.TCPEndpointState, id stack.TransportEndpointID, now
 	// The probe's state lacks the TCP state and the endpoint's counters;
 	// the endpoint has them in atomics, readable under its lock.
 	if ns := h.ns.Load(); ns != nil {
-		proto := ipv4.ProtocolNumber
-		if id.LocalAddress.Len() == header.IPv6AddressSize {
-			proto = ipv6.ProtocolNumber
-		}
 		s.State = tcp.StateClose.String()
-		if ep, ok := ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0).(*tcp.Endpoint); ok {
+		if ep, ok := findTCP(ns, id).(*tcp.Endpoint); ok {
 			s.State = stateName(ep.State())
 			if stats, ok := ep.Stats().(*tcp.Stats); ok {
 				s.Retransmits = stats.SendErrors.Retransmits.Value()
@@ -280,6 +272,15 @@ func (h *Hub) sample(st *tcp.TCPEndpointState, id stack.TransportEndpointID, now
 		}
 	}
 	return s
+}
+
+// findTCP is the stack's TCP endpoint of connection id, or nil.
+func findTCP(ns *stack.Stack, id stack.TransportEndpointID) stack.TransportEndpoint {
+	proto := ipv4.ProtocolNumber
+	if id.LocalAddress.Len() == header.IPv6AddressSize {
+		proto = ipv6.ProtocolNumber
+	}
+	return ns.FindTransportEndpoint(proto, tcp.ProtocolNumber, id, 0)
 }
 
 func stateName(v uint32) string {
