@@ -1,10 +1,13 @@
 package intercept
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,6 +16,9 @@ import (
 func TestMain(m *testing.M) {
 	if IsHelper() {
 		HelperMain()
+	}
+	if n, err := strconv.Atoi(os.Getenv(socketLoopEnv)); err == nil {
+		os.Exit(socketLoop(n))
 	}
 	os.Exit(m.Run())
 }
@@ -63,5 +69,90 @@ func TestSocketIsNotified(t *testing.T) {
 	}
 	if sockets.Load() != 1 || unixSockets.Load() != 0 {
 		t.Fatalf("notified sockets: %d (AF_UNIX %d), want 1 AF_INET and no AF_UNIX", sockets.Load(), unixSockets.Load())
+	}
+}
+
+// socketLoopEnv makes the test binary, run under the filter, the program
+// of TestInjectedFDSurvivesSignals.
+const socketLoopEnv = "INTERCEPT_TEST_SOCKET_LOOP"
+
+// socketLoop opens and closes n sockets, and fails if one of them is not
+// a socket.
+func socketLoop(n int) int {
+	for i := 0; i < n; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "socket %d: %v\n", i, err)
+			return 3
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || fd < 3 {
+			fmt.Fprintf(os.Stderr, "socket %d: got fd %d, mode %o, fstat error %v: not the injected socket\n", i, fd, st.Mode, err)
+			return 1
+		}
+		unix.Close(fd)
+	}
+	return 0
+}
+
+// TestInjectedFDSurvivesSignals: the supervisor's threads are showered
+// with signals (Go's own preemption signal) while it injects fds. A signal
+// that interrupts the injection at the wrong moment used to make the
+// program's socket() return 0, with no fd installed.
+func TestInjectedFDSurvivesSignals(t *testing.T) {
+	const sockets = 3000
+	var injected atomic.Int32
+	p, err := Start(Config{
+		Path: os.Args[0], Args: []string{os.Args[0]},
+		Env:    append(os.Environ(), fmt.Sprintf("%s=%d", socketLoopEnv, sockets)),
+		Stdout: os.Stdout, Stderr: os.Stderr,
+		Handler: HandlerFunc(func(c *Call) {
+			if c.Nr() != unix.SYS_SOCKET {
+				c.Continue()
+				return
+			}
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				c.Fail(unix.ENFILE)
+				return
+			}
+			if _, err := c.ReturnFD(fds[1], false); err == nil {
+				injected.Add(1)
+			}
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+		}),
+		Logf: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tasks, _ := os.ReadDir("/proc/self/task")
+			for _, task := range tasks {
+				if tid, err := strconv.Atoi(task.Name()); err == nil {
+					unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
+				}
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+	}()
+	st, _ := p.Wait()
+	close(stop)
+	<-done
+	if st.ExitCode() != 0 {
+		t.Fatalf("the program saw a socket() that was not its socket (exit %d) after %d injections", st.ExitCode(), injected.Load())
+	}
+	if injected.Load() != sockets {
+		t.Fatalf("%d sockets injected, want %d", injected.Load(), sockets)
 	}
 }

@@ -430,10 +430,17 @@ func (c *Call) ReturnFD(fd int, cloexec bool) (int, error) {
 	if cloexec {
 		a.NewfdFlags = unix.O_CLOEXEC
 	}
-	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(c.p.listener), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(&a)))
+	r, e := addfdAndSend(c.p.listener, &a)
 	if e != 0 {
 		if e == unix.ENOENT {
 			return -1, ErrGone
+		}
+		if e == unix.EINPROGRESS {
+			// Already answered: the kernel withdrew the fd after a signal
+			// the mask does not hold back (SIGSTOP, the freezer), and the
+			// call returns 0 to the program.
+			c.p.logf("syscall %d: the kernel dropped the fd it was to return (interrupted injection); the program got 0", c.n.Data.Nr)
+			return -1, fmt.Errorf("SECCOMP_IOCTL_NOTIF_ADDFD: %w", e)
 		}
 		// The call is still waiting: answer it with the error (EMFILE
 		// when the caller's fd table is full).
@@ -442,4 +449,27 @@ func (c *Call) ReturnFD(fd int, cloexec bool) (int, error) {
 		return -1, fmt.Errorf("SECCOMP_IOCTL_NOTIF_ADDFD: %w", e)
 	}
 	return int(r), nil
+}
+
+// addfdAndSend runs SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND
+// with every signal blocked on the calling thread. The kernel marks the
+// call answered before it waits for the target to install the fd; a signal
+// that interrupts that wait first (Go's preemption SIGURG, a profiler's
+// SIGPROF) makes the kernel withdraw the fd but keep the answer, and the
+// program's call returns 0 with nothing installed: socket() "succeeds"
+// with the program's stdin. Signals blocked here are delivered when the
+// mask is restored.
+func addfdAndSend(listener int, a *seccompNotifAddfd) (uintptr, unix.Errno) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var all, old unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^uint64(0)
+	}
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
+		return 0, unix.EINVAL // never, for a valid mask
+	}
+	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(a)))
+	unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	return r, e
 }

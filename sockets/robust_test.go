@@ -187,10 +187,10 @@ func TestKilledProgramsLeaveNothing(t *testing.T) {
 		}
 		cmd, pid, err := d.startAttached(args...)
 		if err != nil {
-			// Seen about once in a thousand under load: the program's
-			// bind saw ENOTSOCK right after socket(). Counted and
-			// bounded here, and open in the note.
-			t.Logf("a program failed to start: %v", err)
+			// Once a program's socket() returned 0 (its stdin) when a
+			// signal interrupted the daemon's fd injection; bind then
+			// failed with ENOTSOCK.
+			t.Errorf("a program failed to start: %v", err)
 			startFailures.Add(1)
 			return
 		}
@@ -238,7 +238,7 @@ func TestKilledProgramsLeaveNothing(t *testing.T) {
 	wg.Wait()
 	after := d.settle(t, base)
 	t.Logf("%d programs killed; before %+v, half way %+v, after %+v", iterations, base, half, after)
-	if n := startFailures.Load(); n > int64(iterations)/200 {
+	if n := startFailures.Load(); n > 0 {
 		t.Errorf("%d of %d programs failed to start", n, iterations)
 	}
 	// Flat: the second half of the programs adds no more than noise (the
