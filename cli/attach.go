@@ -37,9 +37,10 @@ type attacher struct {
 	mgr  *sockets.Manager
 	logf func(string, ...any)
 
-	mu   sync.Mutex
-	sups map[*intercept.Supervisor]struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	sups    map[*intercept.Supervisor]struct{}
+	stopped bool // no more programs are taken
+	wg      sync.WaitGroup
 }
 
 func newAttacher(mgr *sockets.Manager, logf func(string, ...any)) *attacher {
@@ -83,11 +84,18 @@ func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(uc, "error "+err.Error()+"\n")
 		return
 	}
-	io.WriteString(uc, "ok\n")
 	a.mu.Lock()
+	if a.stopped {
+		// The daemon is shutting down; the program's calls get ENOSYS.
+		a.mu.Unlock()
+		sup.Stop()
+		io.WriteString(uc, "error the daemon is stopping\n")
+		return
+	}
 	a.sups[sup] = struct{}{}
+	a.wg.Add(1) // under the lock: stop's Wait must see it
 	a.mu.Unlock()
-	a.wg.Add(1)
+	io.WriteString(uc, "ok\n")
 	go func() {
 		defer a.wg.Done()
 		<-sup.Done() // the program and all it forked are gone, or we stop
@@ -102,6 +110,7 @@ func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 // ENOSYS).
 func (a *attacher) stop() {
 	a.mu.Lock()
+	a.stopped = true
 	sups := make([]*intercept.Supervisor, 0, len(a.sups))
 	for s := range a.sups {
 		sups = append(sups, s)

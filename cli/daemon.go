@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"ustack/control"
-	"ustack/inspect"
-	"ustack/sockets"
 )
 
 func daemonCommand() *command {
@@ -68,42 +66,21 @@ func runDaemon(ctx context.Context, name string, sf *stackFlags, mf *metricsFlag
 	prefix := "ustack daemon " + name
 	logf := logTo(e, prefix)
 	sf.verbose = true // a daemon's stderr is its log
-	// The name first: a second daemon of a live name is refused before it
-	// builds a stack (and takes host ports).
-	srv, err := listenControl(name, logf)
+	ss, err := openServedStack(name, "daemon", sf, mf, logf, logf)
 	if err != nil {
 		return err
 	}
-	metricsLn, err := mf.listen()
-	if err != nil {
-		srv.Close()
-		return err
-	}
-	st, err := sf.newStack(logf)
-	if err != nil {
-		srv.Close()
-		if metricsLn != nil {
-			metricsLn.Close()
-		}
-		return err
-	}
-	defer closeStack(st, e)
-	// Programs attached with 'ustack run --stack NAME' share one socket
-	// manager, so they reach each other through the stack.
-	mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
-	defer mgr.Close()
-	redirectNameservers(mgr, st)
-	att := newAttacher(mgr, logf)
+	defer ss.close(e)
+	// Programs attached with 'ustack run --stack NAME' share the one
+	// socket manager, so they reach each other through the stack.
+	att := newAttacher(ss.mgr, logf)
 	defer att.stop()
-	api := newStackAPI(srv, st, "daemon", mgr, logf)
-	defer api.close()
-	srv.HandleFunc("POST /v1/attach", att.serveAttach)
-	srv.HandleFunc("GET /v1/runtime", func(w http.ResponseWriter, r *http.Request) { att.serveRuntime(w, r, st) })
-	serveMetrics(ctx, metricsLn, inspect.MetricsHandler(api.target), logf)
+	ss.srv.HandleFunc("POST /v1/attach", att.serveAttach)
+	ss.srv.HandleFunc("GET /v1/runtime", func(w http.ResponseWriter, r *http.Request) { att.serveRuntime(w, r, ss.st) })
+	ss.serveMetrics(ctx)
 
-	info := api.info
-	fmt.Fprintf(e.stdout, "%s: ready on %s (addresses %s)\n", prefix, srv.Path(), strings.Join(info.Addresses, " "))
-	if err := api.serve(ctx); err != nil {
+	fmt.Fprintf(e.stdout, "%s: ready on %s (addresses %s)\n", prefix, ss.srv.Path(), strings.Join(ss.info.Addresses, " "))
+	if err := ss.serve(ctx); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "%s: stopped\n", prefix)

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ustack"
-	"ustack/inspect"
 	"ustack/intercept"
 	"ustack/nat"
 	"ustack/sockets"
@@ -51,42 +50,24 @@ func runCommand() *command {
 				return err
 			}
 			logf := logTo(e, "ustack: run")
-			srv, err := listenControl(name, logf)
-			if err != nil {
-				return err
-			}
-			metricsLn, err := mf.listen()
-			if err != nil {
-				srv.Close()
-				return err
-			}
-			st, err := sf.newStack(logTo(e, "ustack"))
-			if err != nil {
-				srv.Close()
-				if metricsLn != nil {
-					metricsLn.Close()
-				}
-				return err
-			}
-			defer closeStack(st, e)
 			// Refused sockets are always reported: nothing bypasses the
 			// stack silently.
-			mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
-			defer mgr.Close()
-			redirectNameservers(mgr, st)
-			api := newStackAPI(srv, st, "run", mgr, logf)
-			defer api.close()
+			ss, err := openServedStack(name, "run", &sf, &mf, logf, logTo(e, "ustack"))
+			if err != nil {
+				return err
+			}
+			defer ss.close(e)
 			// The API lives as long as the program, which may outlast a
 			// SIGINT that ustack passes on to it.
 			apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 			defer stopAPI()
 			go func() {
-				if err := api.serve(apiCtx); err != nil {
+				if err := ss.serve(apiCtx); err != nil {
 					logf("control socket: %v", err)
 				}
 			}()
-			serveMetrics(apiCtx, metricsLn, inspect.MetricsHandler(api.target), logf)
-			return runProgram(e, mgr, args)
+			ss.serveMetrics(apiCtx)
+			return runProgram(e, ss.mgr, args)
 		}
 	}
 	return c

@@ -11,7 +11,55 @@ import (
 	"ustack/control"
 	"ustack/inspect"
 	"ustack/observe"
+	"ustack/sockets"
 )
+
+// servedStack is what run and daemon both build: a stack, the socket
+// manager that serves programs from it, and its control API.
+type servedStack struct {
+	*stackAPI
+	mgr     *sockets.Manager
+	metrics net.Listener // --metrics-addr; nil without it
+}
+
+// openServedStack takes the name and its control socket first, so that a
+// second stack of a live name is refused before it builds a stack (and
+// takes host ports); then --metrics-addr, then the stack. logf is the
+// command's log, stackLogf the stack's.
+func openServedStack(name, command string, sf *stackFlags, mf *metricsFlag, logf, stackLogf func(string, ...any)) (*servedStack, error) {
+	srv, err := listenControl(name, logf)
+	if err != nil {
+		return nil, err
+	}
+	metricsLn, err := mf.listen()
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	st, err := sf.newStack(stackLogf)
+	if err != nil {
+		srv.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		return nil, err
+	}
+	mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
+	redirectNameservers(mgr, st)
+	return &servedStack{stackAPI: newStackAPI(srv, st, command, mgr, logf), mgr: mgr, metrics: metricsLn}, nil
+}
+
+// serveMetrics serves /metrics on --metrics-addr, if given, until ctx ends.
+func (s *servedStack) serveMetrics(ctx context.Context) {
+	serveMetrics(ctx, s.metrics, inspect.MetricsHandler(s.target), s.logf)
+}
+
+// close closes the API, then every program socket, then the stack.
+func (s *servedStack) close(e *env) {
+	s.stackAPI.close()
+	s.mgr.Close()
+	closeStack(s.st, e)
+}
 
 // stackAPI is the control API of a stack that ustack daemon or ustack run
 // serves: info, ping and CONNECT here, sockets and counters from inspect.
