@@ -21,17 +21,22 @@ const (
 	badTCP
 	badUDP
 	malformedFrame // too short, or a partial checksum that cannot be completed
+
+	// stackVerifies: the frame's TCP or UDP checksum can only be checked
+	// after reassembly (an IPv4 fragment) or past extension headers (IPv6),
+	// so the endpoint delivers it without vouching for it and netstack
+	// checks it.
+	stackVerifies
 )
 
 // verifyFrame checks the checksums of an Ethernet frame the kernel did not
 // vouch for: the IPv4 header's, and the TCP or UDP checksum of an
 // unfragmented IPv4 or IPv6 packet without extension headers. netstack
-// skips verification on this endpoint's NIC (it can only do so per NIC, and
-// most frames come with the kernel's word for it), so this is where bad
-// frames are caught. Anything this does not understand is passed on for
-// netstack's own checks of lengths and headers; the TCP or UDP checksum of
-// a fragmented datagram is not verified, as with gVisor's fdbased and
-// RXChecksumOffload.
+// skips verification for frames this endpoint vouches for, so this is
+// where bad frames are caught. Fragments and IPv6 packets with extension
+// headers are stackVerifies: netstack checks them after reassembly.
+// Anything else this does not understand is passed on for netstack's own
+// checks of lengths and headers.
 func verifyFrame(frame []byte) badChecksum {
 	if len(frame) < header.EthernetMinimumSize {
 		return checksumOK
@@ -52,7 +57,7 @@ func verifyFrame(frame []byte) badChecksum {
 			return badIPv4Header
 		}
 		if h.More() || h.FragmentOffset() != 0 {
-			return checksumOK
+			return stackVerifies
 		}
 		return verifyTransport(h.TransportProtocol(), h.SourceAddress(), h.DestinationAddress(), ip[hlen:total])
 	case uint16(header.IPv6ProtocolNumber):
@@ -64,7 +69,13 @@ func verifyFrame(frame []byte) badChecksum {
 		if end > len(ip) {
 			return checksumOK
 		}
-		return verifyTransport(h.TransportProtocol(), h.SourceAddress(), h.DestinationAddress(), ip[header.IPv6MinimumSize:end])
+		switch proto := h.TransportProtocol(); proto {
+		case header.TCPProtocolNumber, header.UDPProtocolNumber:
+			return verifyTransport(proto, h.SourceAddress(), h.DestinationAddress(), ip[header.IPv6MinimumSize:end])
+		case header.ICMPv6ProtocolNumber:
+			return checksumOK // netstack always checks ICMP
+		}
+		return stackVerifies // an extension header first: a fragment, hop-by-hop options…
 	}
 	return checksumOK
 }

@@ -72,6 +72,13 @@ type vnetEndpoint struct {
 	busyPoll time.Duration // see readFrame
 	stats    atomic.Pointer[tcpip.Stats]
 
+	// unvouched is set while the reader delivers a frame whose TCP or
+	// UDP checksum it could not check (stackVerifies): Capabilities then
+	// drops RX checksum offload, and netstack checks that frame itself.
+	// netstack reads the capability once per delivered frame, on the
+	// delivering goroutine, which is the reader.
+	unvouched atomic.Bool
+
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
 	wg         sync.WaitGroup
@@ -141,6 +148,7 @@ func (e *vnetEndpoint) readLoop() {
 		// frame either has the kernel's word for them or is checked here:
 		// a partial checksum (a local sender) is completed, so that a
 		// capture or a forwarded packet shows the right one.
+		unvouched := false
 		switch flags := buf[0]; {
 		case flags&vnetFlagNeedsCsum != 0:
 			if !completeChecksum(buf[:vnetHdrSize], v.AsSlice()) {
@@ -150,7 +158,11 @@ func (e *vnetEndpoint) readLoop() {
 			}
 		case flags&vnetFlagDataValid != 0:
 		default:
-			if bad := verifyFrame(v.AsSlice()); bad != checksumOK {
+			switch bad := verifyFrame(v.AsSlice()); bad {
+			case checksumOK:
+			case stackVerifies:
+				unvouched = true
+			default:
 				v.Release()
 				countBad(e.stats.Load(), bad)
 				continue
@@ -161,7 +173,9 @@ func (e *vnetEndpoint) readLoop() {
 		d := e.dispatcher
 		e.mu.RUnlock()
 		if d != nil {
+			e.unvouched.Store(unvouched)
 			d.DeliverNetworkPacket(0, pkt)
+			e.unvouched.Store(false)
 		}
 		pkt.DecRef()
 	}
@@ -281,6 +295,9 @@ func (e *vnetEndpoint) Wait()         {}
 func (e *vnetEndpoint) MTU() uint32   { return e.mtu }
 func (e *vnetEndpoint) SetMTU(uint32) {}
 func (e *vnetEndpoint) Capabilities() stack.LinkEndpointCapabilities {
+	if e.unvouched.Load() {
+		return 0
+	}
 	return stack.CapabilityRXChecksumOffload // see readLoop
 }
 func (e *vnetEndpoint) MaxHeaderLength() uint16                 { return 0 }
