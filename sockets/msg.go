@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
 
 	"ustack/intercept"
 )
@@ -16,6 +17,7 @@ const (
 	sizeofMmsghdr   = 64 // a msghdr, then msg_len and padding
 	sizeofIovec     = 16
 	offMsgNamelen   = 8
+	offMsgControl   = 32
 	offMsgControlen = 40
 	offMsgFlags     = 48
 	offMmsgLen      = 56
@@ -28,6 +30,9 @@ type msghdr struct {
 	namelen uint32
 	iov     []iovec
 	total   int // bytes the iovecs hold, capped at maxDatagram+1
+
+	control    uint64 // msg_control
+	controllen uint64 // msg_controllen
 }
 
 type iovec struct {
@@ -44,7 +49,8 @@ func readMsghdr(c *intercept.Call, ptr uint64) (msghdr, error) {
 		return msghdr{}, err
 	}
 	le := binary.NativeEndian
-	h := msghdr{name: le.Uint64(b[0:]), namelen: le.Uint32(b[offMsgNamelen:])}
+	h := msghdr{name: le.Uint64(b[0:]), namelen: le.Uint32(b[offMsgNamelen:]),
+		control: le.Uint64(b[offMsgControl:]), controllen: le.Uint64(b[offMsgControlen:])}
 	iovPtr, iovLen := le.Uint64(b[16:]), le.Uint64(b[24:])
 	if iovLen > maxIov {
 		return msghdr{}, unix.EMSGSIZE
@@ -103,8 +109,8 @@ func (h msghdr) scatter(c *intercept.Call, data []byte) error {
 
 // writeResult fills in the msghdr at ptr after a receive: the source
 // address (at most msg_namelen bytes of it, and its full length in
-// msg_namelen), no control messages, and MSG_TRUNC when the datagram did
-// not fit.
+// msg_namelen), the control messages the program asked for, and MSG_TRUNC
+// when the datagram did not fit.
 func (s *socket) writeResult(c *intercept.Call, ptr uint64, h msghdr, r received) error {
 	le := binary.NativeEndian
 	if h.name != 0 {
@@ -118,11 +124,91 @@ func (s *socket) writeResult(c *intercept.Call, ptr uint64, h msghdr, r received
 			return err
 		}
 	}
-	var tail [12]byte // msg_controllen (8), msg_flags (4)
-	if r.size > len(r.data) {
-		le.PutUint32(tail[8:], unix.MSG_TRUNC)
+	room := h.controllen
+	if h.control == 0 {
+		room = 0
 	}
+	control, ctrunc := packControl(s.controlMessages(r), room)
+	if len(control) > 0 {
+		if err := c.WriteMem(h.control, control); err != nil {
+			return err
+		}
+	}
+	var tail [12]byte // msg_controllen (8), msg_flags (4)
+	le.PutUint64(tail[:], uint64(len(control)))
+	var flags uint32
+	if r.size > len(r.data) {
+		flags |= unix.MSG_TRUNC
+	}
+	if ctrunc {
+		flags |= unix.MSG_CTRUNC
+	}
+	le.PutUint32(tail[8:], flags)
 	return c.WriteMem(ptr+offMsgControlen, tail[:])
+}
+
+// controlMessages are the ancillary data the program asked for with
+// IP_PKTINFO and IPV6_RECVPKTINFO, in the kernel's order, each a whole
+// cmsg (header and data, unpadded).
+func (s *socket) controlMessages(r received) [][]byte {
+	if !r.info.ok {
+		return nil
+	}
+	s.mu.Lock()
+	want4 := s.inert[[2]int{unix.IPPROTO_IP, unix.IP_PKTINFO}] != 0
+	want6 := s.inert[[2]int{unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO}] != 0
+	s.mu.Unlock()
+	le := binary.NativeEndian
+	var out [][]byte
+	if want6 && s.domain == unix.AF_INET6 {
+		// struct in6_pktinfo; an IPv4 destination appears v4-mapped.
+		var data [unix.SizeofInet6Pktinfo]byte
+		copy(data[:16], encodeSockaddr(tcpip.FullAddress{Addr: r.info.dst}, unix.AF_INET6)[8:24])
+		le.PutUint32(data[16:], uint32(r.info.nic))
+		out = append(out, cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, data[:]))
+	}
+	if want4 && r.info.dst.Len() == 4 {
+		// struct in_pktinfo: ipi_ifindex, ipi_spec_dst, ipi_addr.
+		var data [unix.SizeofInet4Pktinfo]byte
+		le.PutUint32(data[:], uint32(r.info.nic))
+		copy(data[4:8], r.info.local.AsSlice())
+		copy(data[8:12], r.info.dst.AsSlice())
+		out = append(out, cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, data[:]))
+	}
+	return out
+}
+
+// cmsg is one control message: struct cmsghdr, then data.
+func cmsg(level, typ int, data []byte) []byte {
+	b := make([]byte, unix.CmsgLen(len(data)))
+	le := binary.NativeEndian
+	le.PutUint64(b, uint64(len(b)))
+	le.PutUint32(b[8:], uint32(level))
+	le.PutUint32(b[12:], uint32(typ))
+	copy(b[unix.CmsgLen(0):], data)
+	return b
+}
+
+// packControl lays out msgs in a buffer of room bytes as the kernel's
+// put_cmsg does: each padded to CMSG_SPACE, the last one cut short (its
+// cmsg_len saying so) and MSG_CTRUNC reported when room runs out, and
+// nothing once not even a header fits.
+func packControl(msgs [][]byte, room uint64) (out []byte, truncated bool) {
+	for _, m := range msgs {
+		left := room - uint64(len(out))
+		if left < uint64(unix.CmsgLen(0)) {
+			return out, true
+		}
+		if uint64(len(m)) > left {
+			cut := append([]byte(nil), m[:left]...)
+			binary.NativeEndian.PutUint64(cut, left)
+			return append(out, cut...), true
+		}
+		padded := min(uint64(unix.CmsgSpace(len(m)-unix.CmsgLen(0))), left)
+		out = append(out, m...)
+		out = append(out, make([]byte, padded-uint64(len(m)))...)
+	}
+	return out, false
 }
 
 // sendmsg answers sendmsg(fd, msg, flags). Control messages are ignored.

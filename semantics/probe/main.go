@@ -9,6 +9,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 	"unsafe"
@@ -29,6 +30,7 @@ var scenarios = map[string]func(){
 	"udp-blocking":     udpBlocking,
 	"udp-badargs":      udpBadArgs,
 	"udp-sockopts":     udpSockopts,
+	"udp-pktinfo":      udpPktinfo,
 	"tcpinfo":          tcpInfo,
 	"linger":           linger,
 	"ping":             ping,
@@ -745,4 +747,83 @@ func backlog() {
 	time.Sleep(1500 * time.Millisecond)
 	say("connected after accept", established())
 	say("accepted later", acceptAll())
+}
+
+// udpPktinfo: IP_PKTINFO and IPV6_RECVPKTINFO control messages on a
+// wildcard-bound socket, over IPv4, IPv6 and IPv4 to a dual-stack socket,
+// and how a control buffer that is too small is cut.
+func udpPktinfo() {
+	recv := func(fd, oobLen int) {
+		buf := make([]byte, 100)
+		var oob []byte
+		if oobLen > 0 {
+			oob = make([]byte, oobLen)
+		}
+		n, oobn, flags, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		say("  recvmsg", n, " ", errno(err), " oobn ", oobn, " MSG_CTRUNC ", flags&unix.MSG_CTRUNC != 0)
+		for len(oob[:oobn]) >= unix.SizeofCmsghdr {
+			h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+			data := oob[unix.SizeofCmsghdr:min(int(h.Len), oobn)]
+			desc := fmt.Sprintf("level %d type %d len %d", h.Level, h.Type, h.Len)
+			switch {
+			case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+				pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+				desc += fmt.Sprintf(" IP_PKTINFO ifindex nonzero %v spec_dst %v addr %v", pi.Ifindex != 0, netip.AddrFrom4(pi.Spec_dst), netip.AddrFrom4(pi.Addr))
+			case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+				pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+				desc += fmt.Sprintf(" IPV6_PKTINFO ifindex nonzero %v addr %v", pi.Ifindex != 0, netip.AddrFrom16(pi.Addr))
+			}
+			say("  cmsg", desc)
+			step := unix.CmsgSpace(int(h.Len) - unix.SizeofCmsghdr)
+			if step > oobn || h.Len < unix.SizeofCmsghdr {
+				break
+			}
+			oob, oobn = oob[step:], oobn-step
+		}
+	}
+	send := func(domain int, to unix.Sockaddr) {
+		fd, err := unix.Socket(domain, unix.SOCK_DGRAM, 0)
+		must(err)
+		must(unix.Sendto(fd, []byte("x"), 0, to))
+		unix.Close(fd)
+	}
+
+	say("inet, bound to 0.0.0.0")
+	r, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	must(err)
+	must(unix.Bind(r, &unix.SockaddrInet4{}))
+	sa, _ := unix.Getsockname(r)
+	port := sa.(*unix.SockaddrInet4).Port
+	send(unix.AF_INET, loopback(port))
+	say(" without IP_PKTINFO")
+	recv(r, 64)
+	must(unix.SetsockoptInt(r, unix.IPPROTO_IP, unix.IP_PKTINFO, 1))
+	for _, room := range []int{64, unix.CmsgLen(0) + 4, 8, 0} {
+		send(unix.AF_INET, loopback(port))
+		say(" IP_PKTINFO, control buffer ", room)
+		recv(r, room)
+	}
+	unix.Close(r)
+
+	say("inet6, bound to [::], dual-stack")
+	r, err = unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
+	must(err)
+	must(unix.Bind(r, &unix.SockaddrInet6{}))
+	sa, _ = unix.Getsockname(r)
+	port = sa.(*unix.SockaddrInet6).Port
+	must(unix.SetsockoptInt(r, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1))
+	send(unix.AF_INET6, &unix.SockaddrInet6{Addr: [16]byte{15: 1}, Port: port})
+	say(" IPV6_RECVPKTINFO, from ::1")
+	recv(r, 64)
+	send(unix.AF_INET, loopback(port))
+	say(" IPV6_RECVPKTINFO, from 127.0.0.1")
+	recv(r, 64)
+	must(unix.SetsockoptInt(r, unix.IPPROTO_IP, unix.IP_PKTINFO, 1))
+	send(unix.AF_INET, loopback(port))
+	say(" IPV6_RECVPKTINFO and IP_PKTINFO, from 127.0.0.1")
+	recv(r, 128)
+	send(unix.AF_INET6, &unix.SockaddrInet6{Addr: [16]byte{15: 1}, Port: port})
+	say(" IPV6_RECVPKTINFO and IP_PKTINFO, from ::1")
+	recv(r, 128)
+	unix.Close(r)
 }
