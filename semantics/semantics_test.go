@@ -56,7 +56,7 @@ func TestLinuxSemantics(t *testing.T) {
 		t.Skipf("this kernel cannot run programs under ustack: %v", err)
 	}
 	for _, scenario := range []string{"names", "connect-nonblock", "refused", "halfclose", "sockopts", "badargs", "dualstack",
-		"udp", "udp-mmsg", "udp-blocking", "udp-badargs", "udp-sockopts", "udp-pktinfo", "ping",
+		"udp", "udp-mmsg", "udp-blocking", "udp-badargs", "udp-sockopts", "udp-cmsg", "ping",
 		"tcpinfo", "linger", "backlog"} {
 		t.Run(scenario, func(t *testing.T) {
 			var kernel string

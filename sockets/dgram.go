@@ -53,25 +53,7 @@ type dgram struct {
 type fromEntry struct {
 	addr tcpip.FullAddress
 	n    int
-	info pktInfo
-}
-
-// pktInfo is where a datagram arrived, for IP_PKTINFO and IPV6_PKTINFO.
-type pktInfo struct {
-	ok    bool
-	nic   int32
-	local tcpip.Address // ipi_spec_dst: the address a reply comes from
-	dst   tcpip.Address // the datagram's destination address
-}
-
-func pktInfoOf(cm tcpip.ReceivableControlMessages) pktInfo {
-	switch {
-	case cm.HasIPPacketInfo:
-		return pktInfo{ok: true, nic: int32(cm.PacketInfo.NIC), local: cm.PacketInfo.LocalAddr, dst: cm.PacketInfo.DestinationAddr}
-	case cm.HasIPv6PacketInfo:
-		return pktInfo{ok: true, nic: int32(cm.IPv6PacketInfo.NIC), local: cm.IPv6PacketInfo.Addr, dst: cm.IPv6PacketInfo.Addr}
-	}
-	return pktInfo{}
+	cm   tcpip.ReceivableControlMessages // what controlMessages may report
 }
 
 // dgramSocket answers socket() for UDP and ICMP echo sockets. Anyone may
@@ -87,12 +69,17 @@ func (m *Manager) dgramSocket(c *intercept.Call, domain int, proto tcpip.Transpo
 	if domain == unix.AF_INET6 {
 		ep.SocketOptions().SetV6Only(false) // net.ipv6.bindv6only=0
 	}
-	// Where each datagram arrived is recorded from the start, as Linux
-	// keeps it with every datagram: a program that asks for IP_PKTINFO
+	// What a control message may report is recorded for every datagram,
+	// as Linux keeps it with each: a program that asks for IP_PKTINFO
 	// later still gets it for datagrams already queued.
-	ep.SocketOptions().SetReceivePacketInfo(true)
+	so := ep.SocketOptions()
+	so.SetReceivePacketInfo(true)
+	so.SetReceiveTTL(true)
+	so.SetReceiveTOS(true)
 	if domain == unix.AF_INET6 {
-		ep.SocketOptions().SetIPv6ReceivePacketInfo(true)
+		so.SetIPv6ReceivePacketInfo(true)
+		so.SetReceiveHopLimit(true)
+		so.SetReceiveTClass(true)
 	}
 	s, theirs, err := m.newSocket(domain, proto, ep, wq, nonblock, stateNew)
 	if err != nil {
@@ -287,7 +274,7 @@ func (s *socket) pumpToProgram() {
 				return false // wait until the program has read some
 			}
 			if werr == nil {
-				s.dg.from = append(s.dg.from, fromEntry{addr: s.original(res.RemoteAddr), n: len(data), info: pktInfoOf(res.ControlMessages)})
+				s.dg.from = append(s.dg.from, fromEntry{addr: s.original(res.RemoteAddr), n: len(data), cm: res.ControlMessages})
 				s.dg.queued += len(data)
 			}
 			return true
@@ -337,7 +324,7 @@ type received struct {
 	data []byte // as much as fits the caller's buffer
 	size int    // the datagram's full size
 	from tcpip.FullAddress
-	info pktInfo
+	cm   tcpip.ReceivableControlMessages
 }
 
 // tryRecv takes (or with MSG_PEEK, looks at) the next datagram queued in
@@ -358,7 +345,7 @@ func (s *socket) tryRecv(dup, max, flags int) (received, error) {
 	}
 	r := received{data: buf[:min(n, len(buf))], size: n}
 	if len(d.from) > 0 {
-		r.from, r.info = d.from[0].addr, d.from[0].info
+		r.from, r.cm = d.from[0].addr, d.from[0].cm
 		if flags&unix.MSG_PEEK == 0 {
 			d.queued -= d.from[0].n
 			d.from = d.from[1:]

@@ -147,33 +147,58 @@ func (s *socket) writeResult(c *intercept.Call, ptr uint64, h msghdr, r received
 	return c.WriteMem(ptr+offMsgControlen, tail[:])
 }
 
-// controlMessages are the ancillary data the program asked for with
-// IP_PKTINFO and IPV6_RECVPKTINFO, in the kernel's order, each a whole
-// cmsg (header and data, unpadded).
+// controlMessages are the ancillary data the program asked for (IP_PKTINFO,
+// IP_RECVTTL, IP_RECVTOS, IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT,
+// IPV6_RECVTCLASS), in the kernel's order, each a whole cmsg (header and
+// data, unpadded). An IPv6 socket reports IPV6_PKTINFO for IPv4 datagrams
+// too (v4-mapped), then their IPv4 messages; the hop limit and traffic
+// class only for IPv6 ones.
 func (s *socket) controlMessages(r received) [][]byte {
-	if !r.info.ok {
-		return nil
-	}
 	s.mu.Lock()
-	want4 := s.inert[[2]int{unix.IPPROTO_IP, unix.IP_PKTINFO}] != 0
-	want6 := s.inert[[2]int{unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO}] != 0
+	on := func(level, name int) bool { return s.inert[[2]int{level, name}] != 0 }
+	pktinfo4, ttl, tos := on(unix.IPPROTO_IP, unix.IP_PKTINFO), on(unix.IPPROTO_IP, unix.IP_RECVTTL), on(unix.IPPROTO_IP, unix.IP_RECVTOS)
+	pktinfo6, hops, tclass := on(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO), on(unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT), on(unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS)
 	s.mu.Unlock()
+	cm := r.cm
 	le := binary.NativeEndian
+	integer := func(v uint32) []byte { return le.AppendUint32(nil, v) }
 	var out [][]byte
-	if want6 && s.domain == unix.AF_INET6 {
-		// struct in6_pktinfo; an IPv4 destination appears v4-mapped.
-		var data [unix.SizeofInet6Pktinfo]byte
-		copy(data[:16], encodeSockaddr(tcpip.FullAddress{Addr: r.info.dst}, unix.AF_INET6)[8:24])
-		le.PutUint32(data[16:], uint32(r.info.nic))
-		out = append(out, cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, data[:]))
+	if s.domain == unix.AF_INET6 && pktinfo6 {
+		// struct in6_pktinfo: ipi6_addr, ipi6_ifindex.
+		var data []byte
+		switch {
+		case cm.HasIPv6PacketInfo:
+			data = append(data, cm.IPv6PacketInfo.Addr.AsSlice()...)
+			data = le.AppendUint32(data, uint32(cm.IPv6PacketInfo.NIC))
+		case cm.HasIPPacketInfo:
+			data = append(data, encodeSockaddr(tcpip.FullAddress{Addr: cm.PacketInfo.DestinationAddr}, unix.AF_INET6)[8:24]...)
+			data = le.AppendUint32(data, uint32(cm.PacketInfo.NIC))
+		}
+		if data != nil {
+			out = append(out, cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, data))
+		}
 	}
-	if want4 && r.info.dst.Len() == 4 {
+	if cm.HasIPv6PacketInfo { // an IPv6 datagram
+		if hops && cm.HasHopLimit {
+			out = append(out, cmsg(unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, integer(uint32(cm.HopLimit))))
+		}
+		if tclass && cm.HasTClass {
+			out = append(out, cmsg(unix.IPPROTO_IPV6, unix.IPV6_TCLASS, integer(cm.TClass)))
+		}
+		return out
+	}
+	if pktinfo4 && cm.HasIPPacketInfo {
 		// struct in_pktinfo: ipi_ifindex, ipi_spec_dst, ipi_addr.
-		var data [unix.SizeofInet4Pktinfo]byte
-		le.PutUint32(data[:], uint32(r.info.nic))
-		copy(data[4:8], r.info.local.AsSlice())
-		copy(data[8:12], r.info.dst.AsSlice())
-		out = append(out, cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, data[:]))
+		data := le.AppendUint32(nil, uint32(cm.PacketInfo.NIC))
+		data = append(data, cm.PacketInfo.LocalAddr.AsSlice()...)
+		data = append(data, cm.PacketInfo.DestinationAddr.AsSlice()...)
+		out = append(out, cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, data))
+	}
+	if ttl && cm.HasTTL {
+		out = append(out, cmsg(unix.IPPROTO_IP, unix.IP_TTL, integer(uint32(cm.TTL))))
+	}
+	if tos && cm.HasTOS {
+		out = append(out, cmsg(unix.IPPROTO_IP, unix.IP_TOS, []byte{cm.TOS})) // one byte
 	}
 	return out
 }

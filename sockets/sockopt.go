@@ -104,11 +104,11 @@ func readInt(c *intercept.Call, ptr uint64, length int) (int, error) {
 }
 
 // inertOptions are accepted and remembered (getsockopt reads them back).
-// IP_PKTINFO and IPV6_RECVPKTINFO deliver their control messages on UDP
-// sockets (controlMessages); the others change nothing: the control
-// messages they ask for (IP_RECVERR, TTL, timestamps…) are not delivered,
-// and path MTU discovery is netstack's own. Programs set them routinely and
-// would fail on an error.
+// On datagram sockets, those asking for the packet info, TTL or hop limit
+// and TOS or traffic class deliver their control messages
+// (controlMessages); the others change nothing: IP_RECVERR's queue and
+// timestamps are not delivered, and path MTU discovery is netstack's own.
+// Programs set them routinely and would fail on an error.
 var inertOptions = map[[2]int]bool{
 	{unix.IPPROTO_IP, unix.IP_RECVERR}:              true,
 	{unix.IPPROTO_IP, unix.IP_PKTINFO}:              true,

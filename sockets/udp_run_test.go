@@ -72,7 +72,9 @@ func TestUDPNetprog(t *testing.T) {
 }
 
 // TestPing: iputils ping, unprivileged, uses an ICMP echo socket on the
-// stack; the replies come from the host through nat.
+// stack; the replies come from the host through nat. Each reply's TTL or
+// hop limit comes from its IP_TTL or IPV6_HOPLIMIT control message (ping
+// prints ttl=0 without one).
 func TestPing(t *testing.T) {
 	ping := need(t, "ping")
 	for _, dst := range []string{"10.0.2.2", "fd00::2"} {
@@ -82,6 +84,9 @@ func TestPing(t *testing.T) {
 		}
 		if !regexp.MustCompile(`3 packets transmitted, 3 received`).MatchString(out) {
 			t.Errorf("ping %s: want 3 of 3 replies:\n%s", dst, out)
+		}
+		if n := len(regexp.MustCompile(`icmp_seq=\d+ ttl=64 `).FindAllString(out, -1)); n != 3 {
+			t.Errorf("ping %s: %d replies with ttl=64, want 3:\n%s", dst, n, out)
 		}
 	}
 }

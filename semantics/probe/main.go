@@ -7,6 +7,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -30,7 +31,7 @@ var scenarios = map[string]func(){
 	"udp-blocking":     udpBlocking,
 	"udp-badargs":      udpBadArgs,
 	"udp-sockopts":     udpSockopts,
-	"udp-pktinfo":      udpPktinfo,
+	"udp-cmsg":         udpCmsg,
 	"tcpinfo":          tcpInfo,
 	"linger":           linger,
 	"ping":             ping,
@@ -749,10 +750,11 @@ func backlog() {
 	say("accepted later", acceptAll())
 }
 
-// udpPktinfo: IP_PKTINFO and IPV6_RECVPKTINFO control messages on a
+// udpCmsg: the control messages of IP_PKTINFO, IP_RECVTTL, IP_RECVTOS,
+// IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT and IPV6_RECVTCLASS on a
 // wildcard-bound socket, over IPv4, IPv6 and IPv4 to a dual-stack socket,
 // and how a control buffer that is too small is cut.
-func udpPktinfo() {
+func udpCmsg() {
 	recv := func(fd, oobLen int) {
 		buf := make([]byte, 100)
 		var oob []byte
@@ -772,6 +774,11 @@ func udpPktinfo() {
 			case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 				pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
 				desc += fmt.Sprintf(" IPV6_PKTINFO ifindex nonzero %v addr %v", pi.Ifindex != 0, netip.AddrFrom16(pi.Addr))
+			case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_TOS && len(data) >= 1:
+				desc += fmt.Sprintf(" IP_TOS %d", data[0])
+			case h.Type != unix.IP_PKTINFO && h.Type != unix.IPV6_PKTINFO && len(data) >= 4:
+				// An int; ifindex values are the stack's own.
+				desc += fmt.Sprintf(" value %d", int32(binary.NativeEndian.Uint32(data)))
 			}
 			say("  cmsg", desc)
 			step := unix.CmsgSpace(int(h.Len) - unix.SizeofCmsghdr)
@@ -803,6 +810,14 @@ func udpPktinfo() {
 		say(" IP_PKTINFO, control buffer ", room)
 		recv(r, room)
 	}
+	must(unix.SetsockoptInt(r, unix.IPPROTO_IP, unix.IP_RECVTTL, 1))
+	must(unix.SetsockoptInt(r, unix.IPPROTO_IP, unix.IP_RECVTOS, 1))
+	send(unix.AF_INET, loopback(port))
+	say(" IP_PKTINFO, IP_RECVTTL, IP_RECVTOS")
+	recv(r, 128)
+	send(unix.AF_INET, loopback(port))
+	say(" the same, control buffer ", unix.CmsgSpace(12)+unix.CmsgLen(4))
+	recv(r, unix.CmsgSpace(12)+unix.CmsgLen(4))
 	unix.Close(r)
 
 	say("inet6, bound to [::], dual-stack")
@@ -825,5 +840,15 @@ func udpPktinfo() {
 	send(unix.AF_INET6, &unix.SockaddrInet6{Addr: [16]byte{15: 1}, Port: port})
 	say(" IPV6_RECVPKTINFO and IP_PKTINFO, from ::1")
 	recv(r, 128)
+	for _, o := range []int{unix.IPV6_RECVHOPLIMIT, unix.IPV6_RECVTCLASS} {
+		must(unix.SetsockoptInt(r, unix.IPPROTO_IPV6, o, 1))
+	}
+	must(unix.SetsockoptInt(r, unix.IPPROTO_IP, unix.IP_RECVTTL, 1))
+	send(unix.AF_INET6, &unix.SockaddrInet6{Addr: [16]byte{15: 1}, Port: port})
+	say(" all of them, from ::1")
+	recv(r, 256)
+	send(unix.AF_INET, loopback(port))
+	say(" all of them, from 127.0.0.1")
+	recv(r, 256)
 	unix.Close(r)
 }
