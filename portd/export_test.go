@@ -7,3 +7,12 @@ var (
 	TCPFrameForTest       = TCPFrame
 	WithVnetForTest       = WithVnet
 )
+
+// SetOpenHookForTest runs f as each session's set-up begins (nil: nothing).
+func SetOpenHookForTest(f func()) {
+	if f == nil {
+		openHook.Store(nil)
+		return
+	}
+	openHook.Store(&f)
+}

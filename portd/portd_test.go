@@ -502,3 +502,32 @@ func TestPortdCloseWaitsForReleases(t *testing.T) {
 		t.Errorf("portd's log has %d releases once Close returned, want 1", logs.count("released everything"))
 	}
 }
+
+// TestPortdCloseDuringOpen: portd stopped while a session is being set up
+// releases that session whole once its set-up ends; before, the set-up went
+// on after the release and its nftables table outlived portd.
+func TestPortdCloseDuringOpen(t *testing.T) {
+	n := setup(t)
+	srv, _ := n.startServer(t)
+	closed := make(chan struct{})
+	portd.SetOpenHookForTest(func() {
+		go func() { srv.Close(); close(closed) }()
+		time.Sleep(100 * time.Millisecond) // room for Close to run now, if it may
+	})
+	t.Cleanup(func() { portd.SetOpenHookForTest(nil) })
+	hold := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8084")
+	defer hold.kill()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	// The set-up ends within milliseconds of the hook; a table it made
+	// after the release would show up meanwhile.
+	table := fmt.Sprintf("%s%d_1", hostports.PortdTablePrefix, os.Getpid())
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if ok, err := hostports.TableExists(table); err != nil || ok {
+			t.Fatalf("table %s after Close returned: exists=%v (%v), want none", table, ok, err)
+		}
+	}
+}

@@ -41,6 +41,11 @@ type session struct {
 	ephemFirst uint16
 	ephemCount int
 
+	// opening is held by open from start to end and taken by close, so
+	// that a session portd closes while it is being set up is released
+	// whole, never half (a table made after close ran would outlive it).
+	opening sync.Mutex
+
 	mu     sync.Mutex // serialises reserve and close
 	ports  *hostports.Reservation
 	fw     *hostports.Firewall
@@ -74,8 +79,22 @@ func (s *session) who() string {
 	return fmt.Sprintf("%s (uid %d) pid %d", s.user, s.cred.UID, s.cred.PID)
 }
 
+// openHook, when set (by tests), runs as open begins its work.
+var openHook atomic.Pointer[func()]
+
 // open sets the session up for req. On error the caller closes it.
 func (s *session) open(req *request) (*SessionInfo, *os.File, error) {
+	s.opening.Lock()
+	defer s.opening.Unlock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, nil, &RefusedError{CodeBadRequest, "portd is shutting down"}
+	}
+	if hook := openHook.Load(); hook != nil {
+		(*hook)()
+	}
 	ifi, err := net.InterfaceByName(req.Iface)
 	if err != nil {
 		return nil, nil, &RefusedError{CodeBadRequest, fmt.Sprintf("host:%s: no such interface", req.Iface)}
@@ -182,14 +201,6 @@ func (s *session) open(req *request) (*SessionInfo, *os.File, error) {
 
 	s.mu.Lock()
 	s.pkt, s.pktF, s.frame = pkt, pktF, frame
-	if s.closed { // portd is shutting down
-		s.mu.Unlock()
-		pkt.Close()
-		pktF.Close()
-		frame.Close()
-		theirs.Close()
-		return nil, nil, &RefusedError{CodeBadRequest, "portd is shutting down"}
-	}
 	s.mu.Unlock()
 	go s.receiveLoop()
 	go s.sendLoop()
@@ -386,6 +397,8 @@ func writeAll(c syscall.RawConn, list *sendList, skip func(error) bool) error {
 // sockets go first so that the loops end and no frame passes after the
 // ports are given back.
 func (s *session) close() error {
+	s.opening.Lock()
+	defer s.opening.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
