@@ -147,8 +147,16 @@ func TestSSAndStats(t *testing.T) {
 	}
 	ti := s.TCP
 	// 200 kB at an MSS below 64 KiB is at least 4 segments out; 300 kB in
-	// at least 5 segments; RTO is at least the 200 ms minimum.
-	if ti.CC != "reno" || ti.RTOMs < 200 || ti.RTTMs <= 0 || ti.Cwnd < 10 || ti.SegsOut < 4 || ti.SegsIn < 5 || ti.Timeouts != 0 {
+	// at least 5 segments; RTO is at least the 200 ms minimum. Without
+	// loss, cwnd has grown from its initial 10. On a loaded machine the
+	// link to the gateway may drop a frame (its queue is bounded); ss then
+	// shows the retransmission and a smaller cwnd, as it should.
+	minCwnd, maxTimeouts := 10, 0
+	if ti.Retrans > 0 {
+		t.Logf("the transfer lost a segment on the way: %+v", *ti)
+		minCwnd, maxTimeouts = 1, ti.Retrans
+	}
+	if ti.CC != "reno" || ti.RTOMs < 200 || ti.RTTMs <= 0 || ti.Cwnd < minCwnd || ti.SegsOut < 4 || ti.SegsIn < 5 || ti.Timeouts > maxTimeouts {
 		t.Errorf("tcp info %+v", *ti)
 	}
 
