@@ -12,7 +12,8 @@ import (
 // (VIRTIO_NET_HDR_F_DATA_VALID).
 const vnetFlagDataValid = 2
 
-// badChecksum is what verifyFrame found wrong with a frame.
+// badChecksum is what verifyFrame found wrong with a frame, or that it
+// left the frame for netstack to check.
 type badChecksum int
 
 const (
