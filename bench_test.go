@@ -18,28 +18,7 @@ func BenchmarkPairTCPThroughput(b *testing.B) {
 			cfg := ustack.Config{MTU: mtu}
 			sa, sb := newPair(b, cfg, cfg)
 			c, s := connect(b, sa, sb, "tcp4", addrB4)
-			received := make(chan int64, 1)
-			go func() {
-				n, _ := io.Copy(io.Discard, s)
-				received <- n
-			}()
-			buf := make([]byte, 1<<20)
-			stream(1, int64(len(buf))).Read(buf)
-			b.SetBytes(int64(len(buf)))
-			var sent int64
-			start := time.Now()
-			for b.Loop() {
-				n, err := c.Write(buf)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sent += int64(n)
-			}
-			c.(closeWriter).CloseWrite()
-			if n := <-received; n != sent {
-				b.Fatalf("received %d of %d bytes", n, sent)
-			}
-			d := time.Since(start)
+			sent, d := bulkSend(b, c, s)
 			b.ReportMetric(float64(sent)*8/d.Seconds()/1e9, "Gbit/s")
 			if n := sa.Dropped() + sb.Dropped(); n != 0 {
 				b.Errorf("pair dropped %d frames", n)

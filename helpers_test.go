@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
 
 	"ustack"
 )
@@ -97,4 +98,33 @@ func connect(t testing.TB, a, b *ustack.Stack, network, bAddr string) (c, s net.
 		s.Close()
 	})
 	return c, s
+}
+
+// bulkSend writes 1 MiB from c to s per iteration of b's loop (s reads and
+// discards), half-closes c, and fails b unless s received every byte. It
+// returns the bytes sent and the time from the first write to the last
+// byte's arrival.
+func bulkSend(b *testing.B, c, s net.Conn) (int64, time.Duration) {
+	received := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, s)
+		received <- n
+	}()
+	buf := make([]byte, 1<<20)
+	stream(1, int64(len(buf))).Read(buf)
+	b.SetBytes(int64(len(buf)))
+	var sent int64
+	start := time.Now()
+	for b.Loop() {
+		n, err := c.Write(buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sent += int64(n)
+	}
+	c.(closeWriter).CloseWrite()
+	if n := <-received; n != sent {
+		b.Fatalf("received %d of %d bytes", n, sent)
+	}
+	return sent, time.Since(start)
 }

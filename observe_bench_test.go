@@ -1,7 +1,6 @@
 package ustack_test
 
 import (
-	"io"
 	"syscall"
 	"testing"
 	"time"
@@ -45,30 +44,10 @@ func benchObserveCost(b *testing.B, mtu int, mode string) {
 			drain(b, frames.C(), frames.Close)
 		}
 	}
-	received := make(chan int64, 1)
-	go func() {
-		n, _ := io.Copy(io.Discard, s)
-		received <- n
-	}()
-	buf := make([]byte, 1<<20)
-	stream(1, int64(len(buf))).Read(buf)
-	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()
-	var sent int64
 	cpu0 := cpuTime()
-	start := time.Now()
-	for b.Loop() {
-		n, err := c.Write(buf)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sent += int64(n)
-	}
-	c.(closeWriter).CloseWrite()
-	if n := <-received; n != sent {
-		b.Fatalf("received %d of %d bytes", n, sent)
-	}
-	b.ReportMetric(float64(sent)*8/time.Since(start).Seconds()/1e9, "Gbit/s")
+	sent, d := bulkSend(b, c, s)
+	b.ReportMetric(float64(sent)*8/d.Seconds()/1e9, "Gbit/s")
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/(float64(sent)/(1<<20)), "cpu-ms/MiB")
 }
 

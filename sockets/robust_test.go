@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -179,7 +178,6 @@ func TestKilledProgramsLeaveNothing(t *testing.T) {
 	}
 	d := startDaemon(t, "robust")
 	port := streamServer(t)
-	var startFailures atomic.Int64
 	kill := func(mode string) {
 		args := []string{"accepting"}
 		if mode == "stream" {
@@ -191,7 +189,6 @@ func TestKilledProgramsLeaveNothing(t *testing.T) {
 			// signal interrupted the daemon's fd injection; bind then
 			// failed with ENOTSOCK.
 			t.Errorf("a program failed to start: %v", err)
-			startFailures.Add(1)
 			return
 		}
 		time.Sleep(20 * time.Millisecond) // into the transfer, or the accept
@@ -238,9 +235,6 @@ func TestKilledProgramsLeaveNothing(t *testing.T) {
 	wg.Wait()
 	after := d.settle(t, base)
 	t.Logf("%d programs killed; before %+v, half way %+v, after %+v", iterations, base, half, after)
-	if n := startFailures.Load(); n > 0 {
-		t.Errorf("%d of %d programs failed to start", n, iterations)
-	}
 	// Flat: the second half of the programs adds no more than noise (the
 	// first may fill caches and pools). The heap in use after one GC moves
 	// by a few MiB between runs either way (netstack's buffer pools, a
