@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // echoOnce reads one message from c and writes it back.

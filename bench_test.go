@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // BenchmarkPairTCPThroughput measures one TCP stream from one stack to the

@@ -14,7 +14,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // TestCapture runs a short TCP exchange between two stacks of a pair, each

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // TestCloseReleasesGoroutines uses both stacks of a pair (TCP, UDP, a

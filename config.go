@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"ustack/nat"
-	"ustack/netstack"
+	"github.com/ustack/ustack/nat"
+	"github.com/ustack/ustack/netstack"
 )
 
 // TCPOptions are the stack-wide TCP settings (congestion control, SACK,

@@ -1,4 +1,4 @@
-module ustack
+module github.com/ustack/ustack
 
 go 1.26.3
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // Addresses NewPair gives its two stacks by default.

@@ -15,9 +15,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
-	"ustack/hostports"
-	"ustack/link"
-	"ustack/portd"
+	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/link"
+	"github.com/ustack/ustack/portd"
 )
 
 const defaultEphemeralPorts = 64

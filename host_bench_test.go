@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // BenchmarkHost measures one TCP stream each way between a stack on --net

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
-	"ustack/hostports"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/hostports"
 )
 
 // The host attachment's tests share a veth between the root namespace's

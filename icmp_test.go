@@ -10,7 +10,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // testPing sends three echo requests from s to the address to over an

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 func TestLinkLossValidation(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // TestLossRecovery: over a pair whose ends each drop 1% of the frames they

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"testing"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // BenchmarkNATFetch measures an HTTP GET of 64 MiB from a server on the

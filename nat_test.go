@@ -20,8 +20,8 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"ustack"
-	"ustack/internal/testdns"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testdns"
 )
 
 // newNAT builds a stack on the nat attachment and closes it when the test ends.

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
-	"ustack/observe"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/observe"
 )
 
 // BenchmarkObserveCost is BenchmarkPairTCPThroughput in three builds of

@@ -10,7 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // TestTCPOptionsTakeEffect sets each key through Config.TCP and reads the

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // bulkBytes is what each direction carries in TestPairBulk: 256 MiB, which

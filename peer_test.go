@@ -4,14 +4,15 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
-	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 )
 
 // The test binary doubles as a TCP peer for kernel-side measurements: run

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"ustack/link"
+	"github.com/ustack/ustack/link"
 )
 
 // newTap attaches a stack to a tap device: spec is "NAME" or

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // tapNetns creates a stack on a new tap device and moves the tap's kernel

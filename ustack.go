@@ -25,10 +25,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
-	"ustack/link"
-	"ustack/nat"
-	"ustack/netstack"
-	"ustack/observe"
+	"github.com/ustack/ustack/link"
+	"github.com/ustack/ustack/nat"
+	"github.com/ustack/ustack/netstack"
+	"github.com/ustack/ustack/observe"
 )
 
 // Each stack has its attachment's NIC and a loopback NIC.

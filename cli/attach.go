@@ -17,9 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ustack"
-	"ustack/intercept"
-	"ustack/sockets"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/sockets"
 )
 
 // Attaching a program to a daemon's stack (ustack run --stack NAME): the

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"syscall"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // command is one subcommand.

@@ -28,7 +28,7 @@ import (
 
 	"golang.org/x/net/icmp"
 
-	"ustack/netstack"
+	"github.com/ustack/ustack/netstack"
 )
 
 var ustackBin string

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"ustack/control"
+	"github.com/ustack/ustack/control"
 )
 
 // dialViaDaemon asks the daemon listening on sock for a TCP connection to

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"ustack/control"
+	"github.com/ustack/ustack/control"
 )
 
 func daemonCommand() *command {

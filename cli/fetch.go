@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"os"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // dialFunc opens a TCP connection through some stack.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"ustack/netstack"
+	"github.com/ustack/ustack/netstack"
 )
 
 func helpCommand() *command {

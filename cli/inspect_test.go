@@ -27,7 +27,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"ustack/inspect"
+	"github.com/ustack/ustack/inspect"
 )
 
 // holdServer accepts connections on the host's loopback, sends each one

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // pingOptions are ping(8)'s -c, -i, -W and -s.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"ustack/tcpplot"
+	"github.com/ustack/ustack/tcpplot"
 )
 
 func plotCommand() *command {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"syscall"
 
-	"ustack/portd"
+	"github.com/ustack/ustack/portd"
 )
 
 func portdCommand() *command {

@@ -13,10 +13,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ustack"
-	"ustack/intercept"
-	"ustack/nat"
-	"ustack/sockets"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/nat"
+	"github.com/ustack/ustack/sockets"
 )
 
 func runCommand() *command {

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"text/tabwriter"
 
-	"ustack/control"
-	"ustack/inspect"
+	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/inspect"
 )
 
 func lsCommand() *command {

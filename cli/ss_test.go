@@ -3,7 +3,7 @@ package cli
 import (
 	"testing"
 
-	"ustack/inspect"
+	"github.com/ustack/ustack/inspect"
 )
 
 func intp(n int) *int { return &n }

@@ -7,11 +7,11 @@ import (
 	"os"
 	"sync"
 
-	"ustack"
-	"ustack/control"
-	"ustack/inspect"
-	"ustack/observe"
-	"ustack/sockets"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/observe"
+	"github.com/ustack/ustack/sockets"
 )
 
 // servedStack is what run and daemon both build: a stack, the socket

@@ -9,9 +9,9 @@ import (
 	"syscall"
 	"time"
 
-	"ustack"
-	"ustack/netstack"
-	"ustack/portd"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/netstack"
+	"github.com/ustack/ustack/portd"
 )
 
 // stackFlags are the flags of every command that builds a stack.

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"ustack/inspect"
+	"github.com/ustack/ustack/inspect"
 )
 
 func statsCommand() *command {

@@ -7,8 +7,8 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
-	"ustack/inspect"
-	"ustack/top"
+	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/top"
 )
 
 func topCommand() *command {

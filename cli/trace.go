@@ -21,8 +21,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ustack/control"
-	"ustack/observe"
+	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/observe"
 )
 
 // stopGrace is how long trace waits for the stack to write the end record

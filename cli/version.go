@@ -8,8 +8,8 @@ import (
 )
 
 // Version is ustack's version; release builds set it with
-// -ldflags "-X ustack/cli.Version=v1.2.3". Otherwise the module version from
-// the build information is used.
+// -ldflags "-X github.com/ustack/ustack/cli.Version=v1.2.3". Otherwise the
+// module version from the build information is used.
 var Version = ""
 
 const gvisorModule = "gvisor.dev/gvisor"

@@ -11,8 +11,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
-	"ustack"
-	"ustack/control"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/control"
 )
 
 // Programs tells what ustack run knows of the program socket an endpoint

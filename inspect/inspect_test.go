@@ -13,7 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // pair returns two joined stacks and a connection from a to b that has

@@ -4,13 +4,14 @@ import (
 	"net/netip"
 	"sort"
 	"time"
-	"ustack/tcpinfo"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/ustack/ustack/tcpinfo"
 )
 
 // Socket is one endpoint of the stack, as GET /v1/sockets reports it.

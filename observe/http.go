@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"ustack/link"
+	"github.com/ustack/ustack/link"
 )
 
 // Trailers and headers of the streaming endpoints.

@@ -16,7 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"ustack/observe"
+	"github.com/ustack/ustack/observe"
 )
 
 // waitGoroutines waits up to 3 s for the number of goroutines to fall to

@@ -10,7 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 // endpointID is the netstack ID of the connection c as its own stack sees it.

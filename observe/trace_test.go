@@ -15,8 +15,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 
-	"ustack"
-	"ustack/observe"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/observe"
 )
 
 const bulkBytes = 8 << 20

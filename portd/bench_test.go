@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack"
+	"github.com/ustack/ustack"
 )
 
 const benchBytes = 64 << 20

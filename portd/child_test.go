@@ -18,8 +18,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
-	"ustack"
-	"ustack/portd"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/portd"
 )
 
 // runChild is the test binary run as a child: a portd, a client stack (as

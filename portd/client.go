@@ -13,7 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
-	"ustack/hostports"
+	"github.com/ustack/ustack/hostports"
 )
 
 // OpenRequest is what a client asks for when it opens a session.

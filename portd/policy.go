@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"ustack/hostports"
+	"github.com/ustack/ustack/hostports"
 )
 
 // DefaultPolicy is where portd reads its policy unless told otherwise.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"ustack/hostports"
+	"github.com/ustack/ustack/hostports"
 )
 
 func TestParsePolicyErrors(t *testing.T) {

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"ustack/hostports"
-	"ustack/portd"
+	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/portd"
 )
 
 // The end-to-end tests share a veth between the root namespace's kernel and

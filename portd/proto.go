@@ -22,7 +22,7 @@ import (
 	"net/netip"
 	"syscall"
 
-	"ustack/hostports"
+	"github.com/ustack/ustack/hostports"
 )
 
 // DefaultSocket is where portd listens and clients look for it. Its

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ustack/hostports"
+	"github.com/ustack/ustack/hostports"
 )
 
 // Server is ustack portd: it listens on a unix socket and serves sessions.

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ustack/hostports"
-	"ustack/link"
+	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/link"
 )
 
 // frameBufSize is each way's buffer of the frame socket and the packet

@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ustack/control"
-	"ustack/portd"
+	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/portd"
 )
 
 // TestListenModes: whatever the umask, the directory Listen makes for its

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"ustack/hostports"
+	"github.com/ustack/ustack/hostports"
 )
 
 // Why a frame from a client was refused. Each is a fixed value so that a

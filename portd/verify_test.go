@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"ustack/hostports"
+	"github.com/ustack/ustack/hostports"
 )
 
 func TestVerifier(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
-	"ustack/internal/testdns"
+	"github.com/ustack/ustack/internal/testdns"
 )
 
 // testName is a name nobody else asks for, with an address from the

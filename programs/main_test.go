@@ -28,13 +28,13 @@ import (
 	"testing"
 	"time"
 
-	"ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testbin"
 )
 
 var ustackBin, httpprogBin string
 
 func TestMain(m *testing.M) {
-	testbin.Run("ustack-programs-test", raceEnabled, map[string]string{"httpprog": "ustack/programs/testdata/httpprog"},
+	testbin.Run("ustack-programs-test", raceEnabled, map[string]string{"httpprog": "github.com/ustack/ustack/programs/testdata/httpprog"},
 		func(ustack string, bins map[string]string) { ustackBin, httpprogBin = ustack, bins["httpprog"] }, m.Run)
 }
 

@@ -20,8 +20,8 @@ import (
 
 	"github.com/google/nftables"
 
-	"ustack/hostports"
-	"ustack/portd"
+	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/portd"
 )
 
 // wire is a real link between a stack under 'ustack run' and the Linux

@@ -14,15 +14,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ustack/intercept"
+	"github.com/ustack/ustack/intercept"
 
-	"ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testbin"
 )
 
 var ustackBin, probeBin string
 
 func TestMain(m *testing.M) {
-	testbin.Run("ustack-semantics", false, map[string]string{"probe": "ustack/semantics/probe"},
+	testbin.Run("ustack-semantics", false, map[string]string{"probe": "github.com/ustack/ustack/semantics/probe"},
 		func(ustack string, bins map[string]string) { ustackBin, probeBin = ustack, bins["probe"] }, m.Run)
 }
 

@@ -14,7 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
-	"ustack/intercept"
+	"github.com/ustack/ustack/intercept"
 )
 
 // Datagram sockets (UDP, and ICMP echo "ping" sockets) give the program one

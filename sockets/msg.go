@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 
-	"ustack/intercept"
+	"github.com/ustack/ustack/intercept"
 )
 
 // The x86_64 layouts of struct msghdr, struct mmsghdr and struct iovec.

@@ -23,13 +23,13 @@ import (
 	"testing"
 	"time"
 
-	"ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testbin"
 )
 
 var ustackBin, netprogBin string
 
 func TestMain(m *testing.M) {
-	testbin.Run("ustack-sockets-test", raceEnabled, map[string]string{"netprog": "ustack/sockets/testdata/netprog"},
+	testbin.Run("ustack-sockets-test", raceEnabled, map[string]string{"netprog": "github.com/ustack/ustack/sockets/testdata/netprog"},
 		func(ustack string, bins map[string]string) { ustackBin, netprogBin = ustack, bins["netprog"] }, m.Run)
 }
 

@@ -27,7 +27,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
-	"ustack/intercept"
+	"github.com/ustack/ustack/intercept"
 )
 
 // Manager answers socket calls from the sockets of one stack. It is an

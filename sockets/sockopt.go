@@ -3,7 +3,6 @@ package sockets
 import (
 	"bytes"
 	"time"
-	"ustack/tcpinfo"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
@@ -13,7 +12,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
-	"ustack/intercept"
+	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/tcpinfo"
 )
 
 // Options that shape the program's end rather than the TCP connection

@@ -18,7 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
-	"ustack/intercept"
+	"github.com/ustack/ustack/intercept"
 )
 
 type state int

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"ustack/internal/testdns"
+	"github.com/ustack/ustack/internal/testdns"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }

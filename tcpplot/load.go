@@ -18,7 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"ustack/observe"
+	"github.com/ustack/ustack/observe"
 )
 
 // Pkt is one TCP segment of a connection. Seq and Ack are raw.

@@ -17,9 +17,9 @@ import (
 
 	"gonum.org/v1/plot/vg"
 
-	"ustack"
-	"ustack/observe"
-	"ustack/tcpplot"
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/observe"
+	"github.com/ustack/ustack/tcpplot"
 )
 
 // lossyTransfer moves n bytes from a to b over a pair that drops 1% of

@@ -16,7 +16,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 
-	"ustack/inspect"
+	"github.com/ustack/ustack/inspect"
 )
 
 // Interval is how often the view polls the stack.

@@ -10,7 +10,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
 
-	"ustack/inspect"
+	"github.com/ustack/ustack/inspect"
 )
 
 func conn(peerPort uint16, state string, sndUna, rcvNxt uint32, segsOut uint64) inspect.Socket {

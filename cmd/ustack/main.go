@@ -4,8 +4,8 @@ package main
 import (
 	"os"
 
-	"ustack/cli"
-	"ustack/intercept"
+	"github.com/ustack/ustack/cli"
+	"github.com/ustack/ustack/intercept"
 )
 
 func main() {

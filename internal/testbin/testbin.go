@@ -27,7 +27,7 @@ func Run(prefix string, race bool, programs map[string]string, set func(ustack s
 	if race {
 		args = append(args, "-race")
 	}
-	if !build(exec.Command("go", append(args, "ustack/cmd/ustack")...)) {
+	if !build(exec.Command("go", append(args, "github.com/ustack/ustack/cmd/ustack")...)) {
 		return
 	}
 	bins := map[string]string{}
