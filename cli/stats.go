@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 )
 
 func statsCommand() *command {
@@ -24,11 +24,11 @@ func statsCommand() *command {
 			if err != nil {
 				return err
 			}
-			var reply inspect.StatsReply
+			var reply api.StatsReply
 			if err := getFrom(ctx, c.name, client, "/v1/stats", &reply); err != nil {
 				return err
 			}
-			var shown []inspect.Counter
+			var shown []api.Counter
 			for _, ctr := range reply.Counters {
 				if zeros || ctr.Value != 0 {
 					shown = append(shown, ctr)
@@ -36,7 +36,7 @@ func statsCommand() *command {
 			}
 			if asJSON {
 				if shown == nil {
-					shown = []inspect.Counter{}
+					shown = []api.Counter{}
 				}
 				return writeJSON(e.stdout, shown)
 			}

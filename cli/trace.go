@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/observe"
 )
 
@@ -132,7 +133,7 @@ func runTrace(ctx context.Context, e *env, c *control.Client, f observe.Filter, 
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	id := resp.Header.Get(observe.TraceIDHeader)
+	id := resp.Header.Get(api.TraceIDHeader)
 
 	tail := &lastLine{w: out}
 	copied := make(chan error, 1)
@@ -158,7 +159,7 @@ func runTrace(ctx context.Context, e *env, c *control.Client, f observe.Filter, 
 			err = <-copied
 		}
 	}
-	var end observe.EndRecord
+	var end api.EndRecord
 	if jerr := json.Unmarshal(tail.last(), &end); jerr != nil || end.Kind != "end" {
 		if err != nil {
 			return fmt.Errorf("trace: the stream from %s broke off: %w", c.Name, err)
