@@ -33,7 +33,7 @@ func lsCommand() *command {
 			}
 			if asJSON {
 				if stacks == nil {
-					stacks = []control.Info{}
+					stacks = []api.Info{}
 				}
 				return writeJSON(e.stdout, stacks)
 			}

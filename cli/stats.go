@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
-	"time"
 
 	"github.com/ustack/ustack/control/api"
 )
@@ -92,20 +90,4 @@ func (m *metricsFlag) listen() (net.Listener, error) {
 		return nil, usagef("--metrics-addr: %v (choose a free port)", err)
 	}
 	return ln, nil
-}
-
-// serveMetrics serves h on ln until ctx ends.
-func serveMetrics(ctx context.Context, ln net.Listener, h http.Handler, logf func(string, ...any)) {
-	if ln == nil {
-		return
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	context.AfterFunc(ctx, func() { srv.Close() })
-	go func() {
-		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-			logf("--metrics-addr: %v", err)
-		}
-	}()
 }

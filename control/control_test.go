@@ -79,7 +79,7 @@ func TestServeAndList(t *testing.T) {
 	}
 
 	c := Dial("one")
-	resp, err := c.HTTP.Get(URL("/v1/echo?say=hello"))
+	resp, err := c.http.Get(urlOf("/v1/echo?say=hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestServeAndList(t *testing.T) {
 		t.Errorf("echo: %q", body)
 	}
 	// An unknown path lists the endpoints.
-	resp, err = c.HTTP.Get(URL("/v1/nothing"))
+	resp, err = c.http.Get(urlOf("/v1/nothing"))
 	if err != nil {
 		t.Fatal(err)
 	}
