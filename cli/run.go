@@ -90,7 +90,7 @@ func runOnDaemon(ctx context.Context, e *env, s *optionSet, stackName string, ar
 	}
 	ps, err := serve.RunAttached(ctx, c, program(e, args))
 	if err != nil {
-		return stackError(c, startError(err))
+		return startError(stackError(c, err))
 	}
 	return exitStatus(ps)
 }
