@@ -8,6 +8,7 @@ package api
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"time"
@@ -103,7 +104,12 @@ func (r *PingRequest) SetQuery(q url.Values) error {
 		}
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			return fmt.Errorf("%s: %q is not a duration (e.g. 200ms)", p.key, v)
+			// Plain seconds, as ping(8) and ustack ping take them.
+			f, ferr := strconv.ParseFloat(v, 64)
+			if ferr != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("%s: %q is not a duration (use seconds like 0.2, or 200ms, 1s)", p.key, v)
+			}
+			d = time.Duration(f * float64(time.Second))
 		}
 		*p.dur = d
 	}
