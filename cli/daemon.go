@@ -4,16 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"net"
-	"net/http"
-	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/serve"
 )
 
 func daemonCommand() *command {
@@ -50,41 +44,81 @@ func checkName(name string) error {
 	return nil
 }
 
-// daemonSocket is the control socket of the stack called name.
-func daemonSocket(name string) (string, error) {
+// daemonClient is a client of the stack called name, the argument of
+// --stack.
+func daemonClient(name string) (*control.Client, error) {
 	if err := checkName(name); err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
-			return "", usagef("%s", strings.Replace(ue.msg, "--name", "--stack", 1))
+			return nil, usagef("%s", strings.Replace(ue.msg, "--name", "--stack", 1))
 		}
-		return "", err
+		return nil, err
 	}
-	return control.SocketPath(name), nil
+	return control.Dial(name), nil
+}
+
+// stackError explains that no daemon answers for --stack.
+func stackError(c *control.Client, err error) error {
+	var nr *control.NotRunningError
+	if errors.As(err, &nr) {
+		return fmt.Errorf("--stack: no daemon is running on %s (start one with: ustack daemon --name NAME)", c.Socket)
+	}
+	return err
 }
 
 func runDaemon(ctx context.Context, name string, sf *stackFlags, mf *metricsFlag, e *env) error {
 	prefix := "ustack daemon " + name
 	logf := logTo(e, prefix)
 	sf.verbose = true // a daemon's stderr is its log
-	ss, err := openServedStack(name, "daemon", sf, mf, logf, logf)
+	// Programs attached with 'ustack run --stack NAME' share the stack.
+	ss, err := openServedStack(name, serve.Config{Command: "daemon", Attach: true}, sf, mf, logf, logf)
 	if err != nil {
 		return err
 	}
-	defer ss.close(e)
-	// Programs attached with 'ustack run --stack NAME' share the one
-	// socket manager, so they reach each other through the stack.
-	att := newAttacher(ss.mgr, logf)
-	defer att.stop()
-	ss.srv.HandleFunc("POST /v1/attach", att.serveAttach)
-	ss.srv.HandleFunc("GET /v1/runtime", func(w http.ResponseWriter, r *http.Request) { att.serveRuntime(w, r, ss.st) })
-	ss.serveMetrics(ctx)
-
-	fmt.Fprintf(e.stdout, "%s: ready on %s (addresses %s)\n", prefix, ss.srv.Path(), strings.Join(ss.info.Addresses, " "))
-	if err := ss.serve(ctx); err != nil {
+	defer closeServedStack(ss, e)
+	info := ss.Info()
+	fmt.Fprintf(e.stdout, "%s: ready on %s (addresses %s)\n", prefix, info.Socket, strings.Join(info.Addresses, " "))
+	if err := ss.Serve(ctx); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "%s: stopped\n", prefix)
 	return nil
+}
+
+// openServedStack takes the name and its control socket first, so that a
+// second stack of a live name is refused before it builds a stack (and
+// takes host ports); then --metrics-addr, then the stack. logf is the
+// command's log, stackLogf the stack's.
+func openServedStack(name string, cfg serve.Config, sf *stackFlags, mf *metricsFlag, logf, stackLogf func(string, ...any)) (*serve.Stack, error) {
+	srv, err := listenControl(name, logf)
+	if err != nil {
+		return nil, err
+	}
+	metricsLn, err := mf.listen()
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	st, err := sf.newStack(stackLogf)
+	if err != nil {
+		srv.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		return nil, err
+	}
+	cfg.Version, _ = versions()
+	cfg.Metrics = metricsLn
+	cfg.Logf = logf
+	return serve.New(srv, st, cfg), nil
+}
+
+// closeServedStack closes the served stack, reporting trouble in closing
+// the stack itself.
+func closeServedStack(ss *serve.Stack, e *env) {
+	if err := ss.Close(); err != nil {
+		fmt.Fprintf(e.stderr, "ustack: closing the stack: %v\n", err)
+	}
 }
 
 // listenControl takes the name and its socket; a name in use is a usage
@@ -99,147 +133,4 @@ func listenControl(name string, logf func(string, ...any)) (*control.Server, err
 		return nil, err
 	}
 	return srv, nil
-}
-
-// connect dials r.Host through the stack and splices the raw streams.
-func (d *stackAPI) connect(w http.ResponseWriter, r *http.Request) {
-	target, err := d.st.DialContext(r.Context(), "tcp", r.Host)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		target.Close()
-		http.Error(w, "connection cannot be taken over", http.StatusInternalServerError)
-		return
-	}
-	client, brw, err := hj.Hijack()
-	if err != nil {
-		target.Close()
-		return
-	}
-	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		client.Close()
-		target.Close()
-		return
-	}
-	if !d.track(client, target) {
-		return
-	}
-	go d.splice(client, brw.Reader, target)
-}
-
-// track registers a tunnel; false (and both closed) if the daemon is
-// already shutting down.
-func (d *stackAPI) track(conns ...net.Conn) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.conns == nil {
-		for _, c := range conns {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range conns {
-		d.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (d *stackAPI) closeTunnels() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for c := range d.conns {
-		c.Close()
-	}
-	d.conns = nil
-}
-
-type closeWriter interface{ CloseWrite() error }
-
-// splice copies both ways; each direction's end is passed on as a
-// half-close, so request-then-response protocols work.
-func (d *stackAPI) splice(client net.Conn, clientBuf io.Reader, target net.Conn) {
-	var wg sync.WaitGroup
-	pipe := func(dst net.Conn, src io.Reader) {
-		defer wg.Done()
-		io.Copy(dst, src)
-		if cw, ok := dst.(closeWriter); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	wg.Add(2)
-	go pipe(target, clientBuf)
-	go pipe(client, target)
-	wg.Wait()
-	client.Close()
-	target.Close()
-	d.mu.Lock()
-	if d.conns != nil {
-		delete(d.conns, client)
-		delete(d.conns, target)
-	}
-	d.mu.Unlock()
-}
-
-// ping runs a ping on the daemon's stack and streams its lines.
-func (d *stackAPI) ping(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
-		return
-	}
-	q := r.URL.Query()
-	o := defaultPingOptions()
-	host := q.Get("host")
-	if host == "" {
-		http.Error(w, "ping: missing host (use /v1/ping?host=H)", http.StatusBadRequest)
-		return
-	}
-	for _, p := range []struct {
-		key string
-		set setter
-	}{
-		{"count", intValue{p: &o.count, min: 0, max: math.MaxInt32, what: "a number of requests"}},
-		{"interval", durationValue{p: &o.interval, min: time.Millisecond}},
-		{"timeout", durationValue{p: &o.timeout, min: time.Millisecond}},
-		{"size", intValue{p: &o.size, min: 0, max: maxPingSize, what: "a payload size"}},
-	} {
-		if v := q.Get(p.key); v != "" {
-			if err := p.set.Set(v); err != nil {
-				http.Error(w, fmt.Sprintf("ping: %s: %v", p.key, err), http.StatusBadRequest)
-				return
-			}
-		}
-	}
-	// Resolved before the answer starts, so that a bad host is an error
-	// status the client reports, not a line in the output.
-	dst, err := resolveHost(r.Context(), d.st, host)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Trailer", pingReceivedTrailer)
-	w.WriteHeader(http.StatusOK)
-	stats, err := ping(r.Context(), d.st, host, dst, o, &flushWriter{w: w})
-	if err != nil {
-		fmt.Fprintf(w, "ustack: %v\n", err)
-	}
-	w.Header().Set(pingReceivedTrailer, strconv.Itoa(stats.received))
-}
-
-type setter interface{ Set(string) error }
-
-// flushWriter sends each line as soon as it is written.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f *flushWriter) Write(b []byte) (int, error) {
-	n, err := f.w.Write(b)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
 }

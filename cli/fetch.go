@@ -59,12 +59,16 @@ func stackDialer(s *optionSet, sf *stackFlags, stackName string, e *env) (dialFu
 		if err := refuseStackFlags(s); err != nil {
 			return nil, nil, err
 		}
-		sock, err := daemonSocket(stackName)
+		c, err := daemonClient(stackName)
 		if err != nil {
 			return nil, nil, err
 		}
 		return func(ctx context.Context, network, address string) (net.Conn, error) {
-			return dialViaDaemon(ctx, sock, network, address)
+			conn, err := c.Connect(ctx, network, address)
+			if err != nil {
+				return nil, stackError(c, err)
+			}
+			return conn, nil
 		}, func() {}, nil
 	}
 	st, err := sf.newStack(logTo(e, "ustack"))

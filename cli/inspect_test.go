@@ -27,7 +27,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 )
 
 // holdServer accepts connections on the host's loopback, sends each one
@@ -507,7 +507,7 @@ func TestSSBytesUnderRun(t *testing.T) {
 		t.Fatalf("the program ended early: %v", sc.Err())
 	}
 	r := runUstack(t, []string{xdg}, "ss", "-tin", "--json", "bytes")
-	var socks []inspect.Socket
+	var socks []api.Socket
 	if err := json.Unmarshal([]byte(r.stdout), &socks); err != nil {
 		t.Fatalf("ss --json: %v\n%s", err, r.stdout)
 	}

@@ -4,19 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"syscall"
-	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/intercept"
-	"github.com/ustack/ustack/nat"
-	"github.com/ustack/ustack/sockets"
+	"github.com/ustack/ustack/serve"
 )
 
 func runCommand() *command {
@@ -52,22 +45,25 @@ func runCommand() *command {
 			logf := logTo(e, "ustack: run")
 			// Refused sockets are always reported: nothing bypasses the
 			// stack silently.
-			ss, err := openServedStack(name, "run", &sf, &mf, logf, logTo(e, "ustack"))
+			ss, err := openServedStack(name, serve.Config{Command: "run"}, &sf, &mf, logf, logTo(e, "ustack"))
 			if err != nil {
 				return err
 			}
-			defer ss.close(e)
+			defer closeServedStack(ss, e)
 			// The API lives as long as the program, which may outlast a
 			// SIGINT that ustack passes on to it.
 			apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 			defer stopAPI()
 			go func() {
-				if err := ss.serve(apiCtx); err != nil {
+				if err := ss.Serve(apiCtx); err != nil {
 					logf("control socket: %v", err)
 				}
 			}()
-			ss.serveMetrics(apiCtx)
-			return runProgram(e, ss.mgr, args)
+			ps, err := ss.Run(program(e, args))
+			if err != nil {
+				return startError(err)
+			}
+			return exitStatus(ps)
 		}
 	}
 	return c
@@ -88,55 +84,25 @@ func runOnDaemon(ctx context.Context, e *env, s *optionSet, stackName string, ar
 	if err := intercept.CheckKernel(); err != nil {
 		return err
 	}
-	sock, err := daemonSocket(stackName)
+	c, err := daemonClient(stackName)
 	if err != nil {
 		return err
 	}
-	return runAttached(ctx, e, sock, args)
+	ps, err := serve.RunAttached(ctx, c, program(e, args))
+	if err != nil {
+		return startError(stackError(c, err))
+	}
+	return exitStatus(ps)
 }
 
-// runProgram runs args[0] under interception, its calls answered by mgr,
-// and returns its exit status as an exitError (nil for 0).
-func runProgram(e *env, mgr *sockets.Manager, args []string) error {
-	p, err := intercept.Start(programConfig(e, mgr, args))
-	if err != nil {
-		return startError(err)
-	}
-	err = waitProgram(p)
-	// Let data the program wrote just before exiting reach its peers.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	mgr.Settle(ctx)
-	cancel()
-	return err
-}
-
-// runAttached runs args[0] under interception with its calls answered by
-// the daemon on sock, and returns its exit status.
-func runAttached(ctx context.Context, e *env, sock string, args []string) error {
-	p, listener, err := intercept.Launch(programConfig(e, nil, args))
-	if err != nil {
-		return startError(err)
-	}
-	err = attachToDaemon(ctx, sock, listener)
-	unix.Close(listener)
-	if err != nil {
-		// Nobody will answer its calls: it must not run.
-		p.Signal(syscall.SIGKILL)
-		p.Wait()
-		return err
-	}
-	return waitProgram(p)
-}
-
-func programConfig(e *env, h intercept.Handler, args []string) intercept.Config {
-	return intercept.Config{
-		Path:    args[0],
-		Args:    args,
-		Stdin:   os.Stdin,
-		Stdout:  fileOr(e.stdout, os.Stdout),
-		Stderr:  fileOr(e.stderr, os.Stderr),
-		Handler: h,
-		Logf:    logTo(e, "ustack: run"),
+// program is args[0] with ustack's own stdio.
+func program(e *env, args []string) serve.Program {
+	return serve.Program{
+		Args:   args,
+		Stdin:  os.Stdin,
+		Stdout: fileOr(e.stdout, os.Stdout),
+		Stderr: fileOr(e.stderr, os.Stderr),
+		Logf:   logTo(e, "ustack: run"),
 	}
 }
 
@@ -147,26 +113,9 @@ func startError(err error) error {
 	return err
 }
 
-// waitProgram forwards the signals that would stop ustack to the program,
-// waits for it, and returns its exit status as an exitError (nil for 0;
+// exitStatus is the program's exit status as an exitError (nil for 0;
 // 128+N for death by signal N, as shells report it).
-func waitProgram(p *intercept.Process) error {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case sig := <-sigs:
-				p.Signal(sig)
-			case <-done:
-				return
-			}
-		}
-	}()
-	ps, _ := p.Wait()
-	close(done)
+func exitStatus(ps *os.ProcessState) error {
 	code := ps.ExitCode()
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		code = 128 + int(ws.Signal())
@@ -175,29 +124,6 @@ func waitProgram(p *intercept.Process) error {
 		return &exitError{code: code}
 	}
 	return nil
-}
-
-// redirectNameservers sends the program's DNS queries, addressed to the
-// host's nameservers from /etc/resolv.conf, to the stack's DNS address on
-// nat (which forwards them to those nameservers, or to --dns-upstream).
-// Without it a host resolver on loopback, such as systemd-resolved's
-// 127.0.0.53, would be the stack's own loopback, where nothing answers.
-func redirectNameservers(mgr *sockets.Manager, st *ustack.Stack) {
-	if st.Attachment() != "nat" {
-		return
-	}
-	servers, err := nat.HostResolvers("/etc/resolv.conf")
-	if err != nil {
-		return
-	}
-	for _, ns := range servers {
-		for _, dns := range st.DNS() {
-			if dns.Is4() == ns.Addr().Unmap().Is4() {
-				mgr.Redirect(ns, netip.AddrPortFrom(dns, 53))
-				break
-			}
-		}
-	}
 }
 
 func fileOr(w any, def *os.File) *os.File {

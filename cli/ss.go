@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ustack/ustack/control"
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 )
 
 func lsCommand() *command {
@@ -33,7 +33,7 @@ func lsCommand() *command {
 			}
 			if asJSON {
 				if stacks == nil {
-					stacks = []control.Info{}
+					stacks = []api.Info{}
 				}
 				return writeJSON(e.stdout, stacks)
 			}
@@ -135,14 +135,14 @@ func ssCommand() *command {
 			if o.info || o.json {
 				path += "?info=1"
 			}
-			var reply inspect.SocketsReply
+			var reply api.SocketsReply
 			if err := getFrom(ctx, c.name, client, path, &reply); err != nil {
 				return err
 			}
 			socks := o.filter(reply.Sockets)
 			if o.json {
 				if socks == nil {
-					socks = []inspect.Socket{}
+					socks = []api.Socket{}
 				}
 				return writeJSON(e.stdout, socks)
 			}
@@ -154,8 +154,8 @@ func ssCommand() *command {
 }
 
 // filter keeps the sockets ss would show with these switches.
-func (o ssOptions) filter(in []inspect.Socket) []inspect.Socket {
-	var out []inspect.Socket
+func (o ssOptions) filter(in []api.Socket) []api.Socket {
+	var out []api.Socket
 	for _, s := range in {
 		switch {
 		case (o.tcp || o.udp) && !(o.tcp && s.Netid == "tcp" || o.udp && s.Netid == "udp"):
@@ -176,7 +176,7 @@ func (o ssOptions) filter(in []inspect.Socket) []inspect.Socket {
 // formatSS lays sockets out as ss -tuna does: Netid State Recv-Q Send-Q
 // Local Address:Port Peer Address:Port Process, addresses right-aligned on
 // the colon, and with -i a second line of details after a tab.
-func formatSS(socks []inspect.Socket, o ssOptions, service func(port uint16, netid string) string) string {
+func formatSS(socks []api.Socket, o ssOptions, service func(port uint16, netid string) string) string {
 	type row struct {
 		cells            [4]string
 		laddr, lport     string
@@ -248,7 +248,7 @@ func queue(n *int) string {
 
 // hostText writes an address as ss does: 10.0.2.15, [fd00::15], 0.0.0.0,
 // [::], or * for a dual-stack socket bound to no address.
-func hostText(a inspect.Addr) string {
+func hostText(a api.Addr) string {
 	switch {
 	case a.Any:
 		return "*"
@@ -265,7 +265,7 @@ func hostText(a inspect.Addr) string {
 // tcpDetails is ss -i's second line, in its units (milliseconds for rto
 // and rtt, segments for cwnd and ssthresh, bytes for windows), followed by
 // RFC 793's sequence variables when the probe has a sample.
-func tcpDetails(t *inspect.TCPInfo) string {
+func tcpDetails(t *api.TCPInfo) string {
 	var f []string
 	add := func(format string, args ...any) { f = append(f, fmt.Sprintf(format, args...)) }
 	if t.CC != "" {

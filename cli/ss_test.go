@@ -3,7 +3,7 @@ package cli
 import (
 	"testing"
 
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 )
 
 func intp(n int) *int { return &n }
@@ -11,14 +11,14 @@ func intp(n int) *int { return &n }
 // formatSS lays out rows as ss -tuni does on Linux: columns padded to the
 // widest cell, addresses right-aligned on the colon, -i details after a tab.
 func TestFormatSS(t *testing.T) {
-	estab := inspect.Socket{Netid: "tcp", State: "ESTAB", RecvQ: intp(0), SendQ: intp(12),
-		Local: inspect.Addr{IP: "10.0.2.15", Port: 40328}, Peer: inspect.Addr{IP: "10.0.2.2", Port: 80},
-		Process: &inspect.Process{PID: 123, Comm: "curl"},
-		TCP: &inspect.TCPInfo{CC: "cubic", RTOMs: 204, RTTMs: 0.4124, RTTVarMs: 0.206, Cwnd: 10, Ssthresh: 7, SegsOut: 5, SegsIn: 4, Retrans: 3,
-			ControlBlock: &inspect.ControlBlock{SndWscale: 7, RcvWscale: 7, MSS: 1448, SndWnd: 65535, RcvWnd: 1048576, SndUna: 1, SndNxt: 2, RcvNxt: 3, SackedOut: 2}}}
-	listen := inspect.Socket{Netid: "tcp", State: "LISTEN", Local: inspect.Addr{Port: 80, V6: true, Any: true}, Peer: inspect.Addr{V6: true, Any: true},
-		TCP: &inspect.TCPInfo{CC: "cubic", RTOMs: 1000, Cwnd: 10, Ssthresh: 0xffffffff}}
-	udp6 := inspect.Socket{Netid: "udp", State: "UNCONN", RecvQ: intp(0), SendQ: intp(0), Local: inspect.Addr{IP: "fd00::15", Port: 53, V6: true}, Peer: inspect.Addr{V6: true}}
+	estab := api.Socket{Netid: "tcp", State: "ESTAB", RecvQ: intp(0), SendQ: intp(12),
+		Local: api.Addr{IP: "10.0.2.15", Port: 40328}, Peer: api.Addr{IP: "10.0.2.2", Port: 80},
+		Process: &api.Process{PID: 123, Comm: "curl"},
+		TCP: &api.TCPInfo{CC: "cubic", RTOMs: 204, RTTMs: 0.4124, RTTVarMs: 0.206, Cwnd: 10, Ssthresh: 7, SegsOut: 5, SegsIn: 4, Retrans: 3,
+			ControlBlock: &api.ControlBlock{SndWscale: 7, RcvWscale: 7, MSS: 1448, SndWnd: 65535, RcvWnd: 1048576, SndUna: 1, SndNxt: 2, RcvNxt: 3, SackedOut: 2}}}
+	listen := api.Socket{Netid: "tcp", State: "LISTEN", Local: api.Addr{Port: 80, V6: true, Any: true}, Peer: api.Addr{V6: true, Any: true},
+		TCP: &api.TCPInfo{CC: "cubic", RTOMs: 1000, Cwnd: 10, Ssthresh: 0xffffffff}}
+	udp6 := api.Socket{Netid: "udp", State: "UNCONN", RecvQ: intp(0), SendQ: intp(0), Local: api.Addr{IP: "fd00::15", Port: 53, V6: true}, Peer: api.Addr{V6: true}}
 	service := func(port uint16, netid string) string {
 		if port == 80 && netid == "tcp" {
 			return "http"
@@ -27,23 +27,23 @@ func TestFormatSS(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		socks []inspect.Socket
+		socks []api.Socket
 		o     ssOptions
 		want  string
 	}{
-		{"numeric", []inspect.Socket{estab}, ssOptions{numeric: true},
+		{"numeric", []api.Socket{estab}, ssOptions{numeric: true},
 			"Netid State Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\n" +
 				"tcp   ESTAB 0      12         10.0.2.15:40328     10.0.2.2:80\n"},
-		{"services, processes", []inspect.Socket{estab}, ssOptions{processes: true}, "" +
+		{"services, processes", []api.Socket{estab}, ssOptions{processes: true}, "" +
 			"Netid State Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\n" +
 			"tcp   ESTAB 0      12         10.0.2.15:40328     10.0.2.2:http users:((\"curl\",pid=123,fd=-))\n"},
-		{"info", []inspect.Socket{estab, listen}, ssOptions{info: true, numeric: true}, "" +
+		{"info", []api.Socket{estab, listen}, ssOptions{info: true, numeric: true}, "" +
 			"Netid State  Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\n" +
 			"tcp   ESTAB  0      12         10.0.2.15:40328     10.0.2.2:80\n" +
 			"\t cubic wscale:7,7 rto:204 rtt:0.412/0.206 mss:1448 cwnd:10 ssthresh:7 segs_out:5 segs_in:4 retrans:3 sacked:2 snd_wnd:65535 rcv_wnd:1048576 snd_una:1 snd_nxt:2 rcv_nxt:3\n" +
 			"tcp   LISTEN -      -                  *:80               *:*\n" +
 			"\t cubic rto:1000 cwnd:10 segs_out:0 segs_in:0\n"},
-		{"ipv6", []inspect.Socket{udp6}, ssOptions{numeric: true}, "" +
+		{"ipv6", []api.Socket{udp6}, ssOptions{numeric: true}, "" +
 			"Netid State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n" +
 			"udp   UNCONN 0      0         [fd00::15]:53           [::]:*\n"},
 	}
@@ -57,11 +57,11 @@ func TestFormatSS(t *testing.T) {
 }
 
 func TestSSFilter(t *testing.T) {
-	socks := []inspect.Socket{
-		{Netid: "tcp", State: "ESTAB", Local: inspect.Addr{IP: "10.0.2.15"}},
-		{Netid: "tcp", State: "LISTEN", Local: inspect.Addr{V6: true}},
+	socks := []api.Socket{
+		{Netid: "tcp", State: "ESTAB", Local: api.Addr{IP: "10.0.2.15"}},
+		{Netid: "tcp", State: "LISTEN", Local: api.Addr{V6: true}},
 		{Netid: "udp", State: "UNCONN"},
-		{Netid: "udp", State: "ESTAB", Local: inspect.Addr{IP: "fd00::15", V6: true}},
+		{Netid: "udp", State: "ESTAB", Local: api.Addr{IP: "fd00::15", V6: true}},
 		{Netid: "tcp", State: "TIME-WAIT"},
 		{Netid: "icmp", State: "UNCONN"},
 	}

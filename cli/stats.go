@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
-	"time"
 
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 )
 
 func statsCommand() *command {
@@ -24,11 +22,11 @@ func statsCommand() *command {
 			if err != nil {
 				return err
 			}
-			var reply inspect.StatsReply
+			var reply api.StatsReply
 			if err := getFrom(ctx, c.name, client, "/v1/stats", &reply); err != nil {
 				return err
 			}
-			var shown []inspect.Counter
+			var shown []api.Counter
 			for _, ctr := range reply.Counters {
 				if zeros || ctr.Value != 0 {
 					shown = append(shown, ctr)
@@ -36,7 +34,7 @@ func statsCommand() *command {
 			}
 			if asJSON {
 				if shown == nil {
-					shown = []inspect.Counter{}
+					shown = []api.Counter{}
 				}
 				return writeJSON(e.stdout, shown)
 			}
@@ -92,20 +90,4 @@ func (m *metricsFlag) listen() (net.Listener, error) {
 		return nil, usagef("--metrics-addr: %v (choose a free port)", err)
 	}
 	return ln, nil
-}
-
-// serveMetrics serves h on ln until ctx ends.
-func serveMetrics(ctx context.Context, ln net.Listener, h http.Handler, logf func(string, ...any)) {
-	if ln == nil {
-		return
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	context.AfterFunc(ctx, func() { srv.Close() })
-	go func() {
-		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-			logf("--metrics-addr: %v", err)
-		}
-	}()
 }

@@ -7,7 +7,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/top"
 )
 
@@ -20,8 +20,8 @@ func topCommand() *command {
 			if err != nil {
 				return err
 			}
-			fetch := func(ctx context.Context) (inspect.SocketsReply, error) {
-				var r inspect.SocketsReply
+			fetch := func(ctx context.Context) (api.SocketsReply, error) {
+				var r api.SocketsReply
 				err := getFrom(ctx, c.name, client, "/v1/sockets?info=1", &r)
 				return r, err
 			}

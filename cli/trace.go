@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/observe"
 )
 
@@ -78,33 +78,18 @@ func openOutput(flag, path string, e *env) (io.Writer, func() error, error) {
 // the command's: the stream must outlive a Ctrl-C long enough to end well.
 func streamRequest(cmd string, c *control.Client, path string) (*http.Response, context.CancelFunc, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, control.URL(path), nil)
+	resp, err := c.Stream(ctx, path)
 	if err != nil {
 		cancel()
-		return nil, nil, err
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		cancel()
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		var nr *control.NotRunningError
 		if errors.As(err, &nr) {
 			return nil, nil, fmt.Errorf("%s: no stack named %s is running (see: ustack ls)", cmd, c.Name)
 		}
-		return nil, nil, fmt.Errorf("%s: %w", cmd, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		cancel()
-		err := fmt.Errorf("%s: %s: %s", cmd, c.Name, strings.TrimSpace(string(msg)))
-		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusNotFound {
-			return nil, nil, usagef("%v", err)
+		var se *control.StatusError
+		if errors.As(err, &se) && (se.Code == http.StatusBadRequest || se.Code == http.StatusNotFound) {
+			return nil, nil, usagef("%s: %v", cmd, err)
 		}
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	return resp, cancel, nil
 }
@@ -132,7 +117,7 @@ func runTrace(ctx context.Context, e *env, c *control.Client, f observe.Filter, 
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	id := resp.Header.Get(observe.TraceIDHeader)
+	id := resp.Header.Get(api.TraceIDHeader)
 
 	tail := &lastLine{w: out}
 	copied := make(chan error, 1)
@@ -158,7 +143,7 @@ func runTrace(ctx context.Context, e *env, c *control.Client, f observe.Filter, 
 			err = <-copied
 		}
 	}
-	var end observe.EndRecord
+	var end api.EndRecord
 	if jerr := json.Unmarshal(tail.last(), &end); jerr != nil || end.Kind != "end" {
 		if err != nil {
 			return fmt.Errorf("trace: the stream from %s broke off: %w", c.Name, err)
@@ -173,17 +158,8 @@ func runTrace(ctx context.Context, e *env, c *control.Client, f observe.Filter, 
 }
 
 func postStop(ctx context.Context, c *control.Client, id string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, control.URL("/v1/trace/stop?id="+url.QueryEscape(id)), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("stopping the trace: %s", resp.Status)
+	if err := c.Post(ctx, "/v1/trace/stop?id="+url.QueryEscape(id), http.StatusNoContent); err != nil {
+		return fmt.Errorf("stopping the trace: %w", err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,25 +13,18 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/control/api"
 )
 
-// Info is the answer to GET /v1/info.
-type Info struct {
-	Name       string   `json:"name"`
-	PID        int      `json:"pid"`
-	Command    string   `json:"command"` // "daemon" or "run"
-	Attachment string   `json:"attachment"`
-	Addresses  []string `json:"addresses"`
-	MTU        int      `json:"mtu"`
-	Socket     string   `json:"socket"`
-	Version    string   `json:"version"`
-	// Connections counts the stack's TCP connections that are neither
-	// listening nor closed (what ss shows without -a).
-	Connections int `json:"connections"`
-}
+// Info is the answer to GET /v1/info (api.Info), what List returns.
+type Info = api.Info
 
 // NotRunningError says that no stack answers on a socket.
 type NotRunningError struct {
@@ -44,8 +38,18 @@ func (e *NotRunningError) Error() string {
 
 func (e *NotRunningError) Unwrap() error { return e.Err }
 
+// StatusError is an answer with a status other than the one asked for;
+// Message is the stack's one-line reason.
+type StatusError struct {
+	Name    string // the stack's
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string { return e.Name + ": " + e.Message }
+
 // DialSocket connects to the control socket at path, explaining the usual
-// reasons it is not there.
+// reasons it is not there. Every connection a Client makes is made here.
 func DialSocket(ctx context.Context, path string) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
@@ -58,10 +62,11 @@ func DialSocket(ctx context.Context, path string) (net.Conn, error) {
 	return nil, fmt.Errorf("connecting to %s: %w", path, err)
 }
 
-// Client talks HTTP to one stack's control socket.
+// Client talks to one stack's control socket. It holds no connection
+// between requests.
 type Client struct {
 	Name, Socket string
-	HTTP         *http.Client
+	http         *http.Client
 }
 
 // Dial returns a client for the stack called name. It does not connect
@@ -70,37 +75,57 @@ func Dial(name string) *Client { return DialPath(name, SocketPath(name)) }
 
 // DialPath returns a client for the control socket at path.
 func DialPath(name, path string) *Client {
-	return &Client{Name: name, Socket: path, HTTP: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return DialSocket(ctx, path) },
-		// The stack is local; long streams (ping) must not be cut.
+	c := &Client{Name: name, Socket: path}
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
+		// The stack is local; long streams (ping, trace) must not be cut.
 		DisableKeepAlives: true,
-	}}}
+	}}
+	return c
 }
 
-// URL is the address of path on the control socket (the host part is
-// ignored).
-func URL(path string) string { return "http://ustack" + path }
+func (c *Client) dial(ctx context.Context) (net.Conn, error) { return DialSocket(ctx, c.Socket) }
 
-// Get fetches path and decodes its JSON answer into v. An answer other
-// than 200 is an error carrying the server's message.
-func (c *Client) Get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, URL(path), nil)
+// urlOf is the address of path on the control socket (the host part is
+// ignored).
+func urlOf(path string) string { return "http://ustack" + path }
+
+// do sends a request without a body and returns the answer if its status
+// is want; otherwise a StatusError with the stack's message.
+func (c *Client) do(ctx context.Context, method, path string, want int) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, urlOf(path), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
+		// net/http's `Get "URL":` says nothing the caller does not know.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		return nil, err
+	}
+	if resp.StatusCode != want {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		text := strings.TrimSpace(string(msg))
+		if text == "" {
+			text = resp.Status
+		}
+		return nil, &StatusError{Name: c.Name, Code: resp.StatusCode, Message: text}
+	}
+	return resp, nil
+}
+
+// Get fetches path and decodes its JSON answer into v. An answer other
+// than 200 is a StatusError carrying the server's message.
+func (c *Client) Get(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, http.StatusOK)
+	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s: %s", c.Name, strings.TrimSpace(string(msg)))
-	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("%s: reading %s: %w", c.Name, path, err)
 	}
@@ -108,17 +133,168 @@ func (c *Client) Get(ctx context.Context, path string, v any) error {
 }
 
 // Info asks the stack for GET /v1/info.
-func (c *Client) Info(ctx context.Context) (Info, error) {
-	var info Info
+func (c *Client) Info(ctx context.Context) (api.Info, error) {
+	var info api.Info
 	err := c.Get(ctx, "/v1/info", &info)
 	return info, err
+}
+
+// Stream starts a GET of path whose answer is read as it comes (trace,
+// capture, ping). The caller reads and closes the body; ending ctx ends
+// the stream. An answer other than 200 is a StatusError.
+func (c *Client) Stream(ctx context.Context, path string) (*http.Response, error) {
+	return c.do(ctx, http.MethodGet, path, http.StatusOK)
+}
+
+// Post sends a POST of path without a body and expects want.
+func (c *Client) Post(ctx context.Context, path string, want int) error {
+	resp, err := c.do(ctx, http.MethodPost, path, want)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Ping has the stack ping (GET /v1/ping) and copies ping's lines to out as
+// they come. It returns the number of replies the stack received. A host
+// the stack cannot resolve is a StatusError before any output.
+func (c *Client) Ping(ctx context.Context, req api.PingRequest, out io.Writer) (received int, err error) {
+	resp, err := c.Stream(ctx, req.Path())
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("%s: reading ping's output: %w", c.Name, err)
+	}
+	// The trailer is there once the body has been read to its end.
+	n, _ := strconv.Atoi(resp.Trailer.Get(api.PingReceivedTrailer))
+	return n, nil
+}
+
+// Connect has the stack open a TCP connection to address (CONNECT) and
+// returns the stream, spliced to it. CloseWrite on the returned connection
+// is passed on to the peer as a half-close. A connection the stack could
+// not make is an error with the stack's reason.
+func (c *Client) Connect(ctx context.Context, network, address string) (net.Conn, error) {
+	if network != "tcp" && network != "tcp4" && network != "tcp6" {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The context bounds the handshake; afterwards the stream is the caller's.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Host: address}, Host: address, Header: http.Header{}}
+	if err := req.Write(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		conn.Close()
+		msg := strings.TrimSpace(string(body))
+		if msg == "" {
+			msg = resp.Status
+		}
+		return nil, errors.New(msg)
+	}
+	if !stop() {
+		conn.Close()
+		return nil, ctx.Err()
+	}
+	conn.SetDeadline(time.Time{})
+	return &bufferedConn{Conn: conn, r: br}, nil
+}
+
+// bufferedConn is a net.Conn whose first bytes may already sit in a
+// bufio.Reader that read past the CONNECT response.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// CloseWrite passes a half-close on to the stack, which passes it on to
+// the peer.
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// Attach hands listener, the seccomp listener of a program just launched,
+// to the stack (POST /v1/attach, then the fd by SCM_RIGHTS), which serves
+// the program's socket calls from then on. The stack holds its own copy of
+// the fd after; the caller still closes listener.
+func (c *Client) Attach(ctx context.Context, listener int) error {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("the control socket %s is not a unix socket", c.Socket)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	uc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := io.WriteString(uc, "POST "+api.AttachPath+" HTTP/1.1\r\nHost: ustack\r\nContent-Length: 0\r\n\r\n"); err != nil {
+		return fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
+	}
+	br := bufio.NewReader(uc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("the stack on %s refused: %s", c.Socket, strings.TrimSpace(string(body)))
+	}
+	if _, _, err := uc.WriteMsgUnix([]byte{0}, unix.UnixRights(listener), nil); err != nil {
+		return fmt.Errorf("passing the program to the stack: %w", err)
+	}
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("the stack did not confirm: %w", err)
+	}
+	line = strings.TrimSpace(line)
+	if msg, bad := strings.CutPrefix(line, api.AttachError); bad {
+		return fmt.Errorf("the stack cannot serve the program: %s", msg)
+	}
+	if line != api.AttachOK {
+		return fmt.Errorf("the stack on %s answered %q to the program's handover", c.Socket, line)
+	}
+	return nil
 }
 
 // List returns the info of every live stack of this user, by name. Sockets
 // of stacks that died (nobody listens and nobody holds the name's lock, as
 // after a SIGKILL) are removed; a stack that does not answer within the
 // context's time is left out but left alone.
-func List(ctx context.Context) ([]Info, error) {
+func List(ctx context.Context) ([]api.Info, error) {
 	dir := Dir()
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -127,7 +303,7 @@ func List(ctx context.Context) ([]Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", dir, err)
 	}
-	var out []Info
+	var out []api.Info
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".sock")
 		if !ok || !ValidName(name) {

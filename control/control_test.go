@@ -79,7 +79,7 @@ func TestServeAndList(t *testing.T) {
 	}
 
 	c := Dial("one")
-	resp, err := c.HTTP.Get(URL("/v1/echo?say=hello"))
+	resp, err := c.http.Get(urlOf("/v1/echo?say=hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestServeAndList(t *testing.T) {
 		t.Errorf("echo: %q", body)
 	}
 	// An unknown path lists the endpoints.
-	resp, err = c.HTTP.Get(URL("/v1/nothing"))
+	resp, err = c.http.Get(urlOf("/v1/nothing"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,5 +239,38 @@ func TestRefusesOtherUser(t *testing.T) {
 	// Root is let in.
 	if out, err := run(0); err != nil || out != "hi" {
 		t.Errorf("root: %q, %v", out, err)
+	}
+}
+
+// TestClientStatus: answers other than the one asked for are a StatusError
+// with the stack's name, status and message; Stream hands over the body.
+func TestClientStatus(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	srv, _ := serve(t, "three")
+	srv.HandleFunc("POST /v1/done", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	c := Dial("three")
+	ctx := context.Background()
+
+	var v any
+	err := c.Get(ctx, "/v1/nothing", &v)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound || se.Name != "three" || !strings.Contains(se.Message, "GET /v1/echo") ||
+		!strings.HasPrefix(err.Error(), "three: ") {
+		t.Errorf("Get of an unknown path: %v", err)
+	}
+	if err := c.Post(ctx, "/v1/done", http.StatusNoContent); err != nil {
+		t.Errorf("Post: %v", err)
+	}
+	if err := c.Post(ctx, "/v1/done", http.StatusOK); !errors.As(err, &se) || se.Code != http.StatusNoContent {
+		t.Errorf("Post expecting 200: %v", err)
+	}
+	resp, err := c.Stream(ctx, "/v1/echo?say=streamed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "streamed" {
+		t.Errorf("Stream: %q", body)
 	}
 }

@@ -1,7 +1,9 @@
 // Package control is the transport of ustack's control plane: every running
 // stack serves HTTP+JSON on an owner-only unix socket DIR/NAME.sock, and
-// commands reach it by name. The package knows sockets, names, locks and
-// peers, not what the handlers mounted on it do.
+// commands reach it by name. Server takes a name and serves the handlers
+// mounted on it; Client is the one client of the socket, with a method for
+// each kind of request (JSON, streams, CONNECT, handing over a program).
+// The API's types are in package control/api.
 package control
 
 import (

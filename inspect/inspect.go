@@ -1,7 +1,7 @@
 // Package inspect reads a running stack for the control API: its sockets
 // (ss), its counters (stats, Prometheus /metrics). It turns netstack's
-// endpoints and tcpip.Stats into JSON and mounts the handlers that serve
-// them on a control server.
+// endpoints and tcpip.Stats into the control API's types (package
+// control/api) and mounts the handlers that serve them on a control server.
 package inspect
 
 import (
@@ -13,6 +13,7 @@ import (
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/control/api"
 )
 
 // Programs tells what ustack run knows of the program socket an endpoint
@@ -46,24 +47,12 @@ type Target struct {
 func Mount(srv *control.Server, t *Target) {
 	srv.HandleFunc("GET /v1/sockets", func(w http.ResponseWriter, r *http.Request) {
 		info := r.URL.Query().Get("info")
-		control.WriteJSON(w, SocketsReply{Name: t.Name, Sockets: Sockets(t, info == "1" || info == "true")})
+		control.WriteJSON(w, api.SocketsReply{Name: t.Name, Sockets: Sockets(t, info == "1" || info == "true")})
 	})
 	srv.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		control.WriteJSON(w, StatsReply{Name: t.Name, Counters: Counters(t)})
+		control.WriteJSON(w, api.StatsReply{Name: t.Name, Counters: Counters(t)})
 	})
 	srv.Handle("GET /metrics", MetricsHandler(t))
-}
-
-// SocketsReply is the answer to GET /v1/sockets.
-type SocketsReply struct {
-	Name    string   `json:"name"`
-	Sockets []Socket `json:"sockets"`
-}
-
-// StatsReply is the answer to GET /v1/stats.
-type StatsReply struct {
-	Name     string    `json:"name"`
-	Counters []Counter `json:"counters"`
 }
 
 // CountConnections counts the TCP endpoints that are neither listening nor

@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/control/api"
 )
 
 // pair returns two joined stacks and a connection from a to b that has
@@ -139,7 +140,7 @@ func TestSocketsOfAPair(t *testing.T) {
 func TestCounters(t *testing.T) {
 	a, _, _, _ := pair(t, 64<<10)
 	list := Counters(&Target{Name: "a", Stack: a})
-	byKey := map[string]Counter{}
+	byKey := map[string]api.Counter{}
 	metricName := regexp.MustCompile(`^ustack_[a-z0-9_]+$`)
 	for _, c := range list {
 		if _, dup := byKey[c.Key()]; dup {

@@ -9,57 +9,19 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/ustack/ustack/control/api"
 )
-
-// Counter is one counter of the stack, as GET /v1/stats reports it.
-type Counter struct {
-	// Name is nstat's style: the path of the field in netstack's
-	// tcpip.Stats in CamelCase, e.g. TcpRetransmits, IpMalformedPacketsReceived.
-	Name string `json:"name"`
-	// Metric is the Prometheus name, e.g. ustack_tcp_retransmits_total.
-	Metric string `json:"metric"`
-	// Labels tell apart counters of one name: nic, protocol.
-	Labels map[string]string `json:"labels,omitempty"`
-	Value  uint64            `json:"value"`
-	// Gauge is true for values that go down as well as up
-	// (TcpCurrentEstablished).
-	Gauge bool `json:"gauge,omitempty"`
-	// Source is the Go path of the field, for its documentation.
-	Source string `json:"source"`
-}
-
-// Key is the counter's name with its labels, as stats prints it:
-// NicRxPackets{nic=eth0}.
-func (c Counter) Key() string {
-	if len(c.Labels) == 0 {
-		return c.Name
-	}
-	keys := make([]string, 0, len(c.Labels))
-	for k := range c.Labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString(c.Name + "{")
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(k + "=" + c.Labels[k])
-	}
-	b.WriteByte('}')
-	return b.String()
-}
 
 // Counters walks every counter of the stack with reflection, so that a
 // counter netstack adds is reported without a change here: tcpip.Stats
 // (IP, ICMP, IGMP, TCP, UDP, ARP, all NICs together, DroppedPackets), each
 // NIC's own counters and its network protocols' (drops by reason among
 // them), and ustack's own.
-func Counters(t *Target) []Counter {
+func Counters(t *Target) []api.Counter {
 	ns := t.Stack.Netstack()
-	var out []Counter
-	w := walker{emit: func(c Counter) { out = append(out, c) }}
+	var out []api.Counter
+	w := walker{emit: func(c api.Counter) { out = append(out, c) }}
 	w.walk(reflect.ValueOf(ns.Stats()), nil, "tcpip.Stats", nil)
 
 	nics := ns.NICInfo()
@@ -82,7 +44,7 @@ func Counters(t *Target) []Counter {
 				"stack.NICInfo.NetworkStats", labels)
 		}
 	}
-	w.emit(Counter{Name: "UstackLinkDropped", Metric: "ustack_link_dropped_total", Value: t.Stack.Dropped(),
+	w.emit(api.Counter{Name: "UstackLinkDropped", Metric: "ustack_link_dropped_total", Value: t.Stack.Dropped(),
 		Source: "ustack.Stack.Dropped: frames the in-memory link dropped on send (peer full too long, or closed)"})
 	return out
 }
@@ -99,7 +61,7 @@ func netProtoName(p tcpip.NetworkProtocolNumber) string {
 	return "Proto" + strconv.Itoa(int(p))
 }
 
-type walker struct{ emit func(Counter) }
+type walker struct{ emit func(api.Counter) }
 
 var (
 	statCounterType = reflect.TypeOf(tcpip.StatCounter{})
@@ -155,7 +117,7 @@ func (w walker) walk(v reflect.Value, path []string, source string, labels map[s
 	}
 }
 
-func counter(path []string, source string, labels map[string]string, v uint64) Counter {
+func counter(path []string, source string, labels map[string]string, v uint64) api.Counter {
 	var name strings.Builder
 	var words []string
 	for _, p := range path {
@@ -169,7 +131,7 @@ func counter(path []string, source string, labels map[string]string, v uint64) C
 	if !gauge {
 		metric += "_total"
 	}
-	return Counter{Name: name.String(), Metric: metric, Labels: labels, Value: v, Gauge: gauge, Source: source}
+	return api.Counter{Name: name.String(), Metric: metric, Labels: labels, Value: v, Gauge: gauge, Source: source}
 }
 
 // splitCamel splits a Go name into words: "PacketsReceived" -> Packets,

@@ -10,16 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/link"
 )
 
-// Trailers and headers of the streaming endpoints.
-const (
-	TraceIDHeader          = "Ustack-Trace-Id"
-	CaptureDroppedTrailer  = "Ustack-Capture-Dropped"
-	CaptureFramesTrailer   = "Ustack-Capture-Frames"
-	defaultCaptureQueueLen = 8192
-)
+// defaultCaptureQueueLen is how many frames a capture holds for a slow
+// reader before it drops them.
+const defaultCaptureQueueLen = 8192
 
 // Server serves a stack's traces and live captures over HTTP:
 //
@@ -99,7 +96,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	defer s.unregister(id)
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set(TraceIDHeader, strconv.Itoa(id))
+	w.Header().Set(api.TraceIDHeader, strconv.Itoa(id))
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if s.Hub == nil || !s.Hub.Attached() {
@@ -189,7 +186,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	defer sub.Close()
 
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
-	w.Header().Set("Trailer", CaptureDroppedTrailer+", "+CaptureFramesTrailer)
+	w.Header().Set("Trailer", api.CaptureDroppedTrailer+", "+api.CaptureFramesTrailer)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	pw, err := link.NewPcapWriterSnapLen(w, snap)
@@ -210,9 +207,9 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	w.Header().Set(CaptureDroppedTrailer, strconv.FormatUint(sub.Dropped(), 10))
+	w.Header().Set(api.CaptureDroppedTrailer, strconv.FormatUint(sub.Dropped(), 10))
 	if pw != nil {
-		w.Header().Set(CaptureFramesTrailer, strconv.FormatUint(pw.Frames.Load(), 10))
+		w.Header().Set(api.CaptureFramesTrailer, strconv.FormatUint(pw.Frames.Load(), 10))
 		s.logf("capture on %s ended: %d frames, %d dropped", nic, pw.Frames.Load(), sub.Dropped())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/observe"
 )
 
@@ -50,8 +51,8 @@ func TestTraceEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get(observe.TraceIDHeader) == "" {
-		t.Fatalf("GET /v1/trace: %s, id %q", resp.Status, resp.Header.Get(observe.TraceIDHeader))
+	if resp.StatusCode != 200 || resp.Header.Get(api.TraceIDHeader) == "" {
+		t.Fatalf("GET /v1/trace: %s, id %q", resp.Status, resp.Header.Get(api.TraceIDHeader))
 	}
 	br := bufio.NewReader(resp.Body)
 	first, err := br.ReadString('\n')
@@ -59,7 +60,7 @@ func TestTraceEndpoint(t *testing.T) {
 		t.Fatalf("first line %q, %v", first, err)
 	}
 	bulk(t, a, b, "5010", 1<<20)
-	stop, err := client.Post(hs.URL+"/v1/trace/stop?id="+resp.Header.Get(observe.TraceIDHeader), "", nil)
+	stop, err := client.Post(hs.URL+"/v1/trace/stop?id="+resp.Header.Get(api.TraceIDHeader), "", nil)
 	if err != nil || stop.StatusCode != http.StatusNoContent {
 		t.Fatalf("POST /v1/trace/stop: %v %v", stop, err)
 	}
@@ -69,7 +70,7 @@ func TestTraceEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(rest), "\n"), "\n")
-	var end observe.EndRecord
+	var end api.EndRecord
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &end); err != nil || end.Kind != "end" {
 		t.Fatalf("last line %q", lines[len(lines)-1])
 	}

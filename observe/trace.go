@@ -12,71 +12,9 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/control/api"
 )
-
-// TraceVersion is the version of the trace format written in the start
-// record (see docs/trace-format.md).
-const TraceVersion = 1
-
-// StartRecord is the first line of a trace.
-type StartRecord struct {
-	Kind    string `json:"kind"` // "start"
-	Version int    `json:"version"`
-	Stack   string `json:"stack"`
-	Time    string `json:"time"` // RFC 3339 with nanoseconds, UTC
-	Filter  string `json:"filter"`
-}
-
-// CBRecord is one control-block sample.
-type CBRecord struct {
-	Kind        string  `json:"kind"` // "cb"
-	T           float64 `json:"t"`
-	Local       string  `json:"local"`
-	Remote      string  `json:"remote"`
-	State       string  `json:"state"`
-	SndUna      uint32  `json:"snd_una"`
-	SndNxt      uint32  `json:"snd_nxt"`
-	SndWnd      uint32  `json:"snd_wnd"`
-	RcvNxt      uint32  `json:"rcv_nxt"`
-	RcvWnd      uint32  `json:"rcv_wnd"`
-	Cwnd        int     `json:"cwnd"`
-	Ssthresh    int     `json:"ssthresh"`
-	SRTTus      int64   `json:"srtt_us"`
-	RTTVarus    int64   `json:"rttvar_us"`
-	RTOus       int64   `json:"rto_us"`
-	MSS         int     `json:"mss"`
-	Sacked      int     `json:"sacked"`
-	Retransmits uint64  `json:"retransmits"`
-	Recovery    string  `json:"recovery"` // open, fast, sack, rto
-}
-
-// PktRecord is one TCP segment of a traced connection seen at the NIC.
-type PktRecord struct {
-	Kind          string      `json:"kind"` // "pkt"
-	T             float64     `json:"t"`
-	Local         string      `json:"local"`
-	Remote        string      `json:"remote"`
-	Dir           string      `json:"dir"` // "out" sent by the stack, "in" received
-	Seq           uint32      `json:"seq"`
-	Len           int         `json:"len"`
-	Ack           uint32      `json:"ack"`
-	Win           uint16      `json:"win"` // the raw header field
-	WScaleApplied bool        `json:"wscale_applied"`
-	Flags         string      `json:"flags"`
-	SACK          [][2]uint32 `json:"sack,omitempty"`
-	MSS           int         `json:"mss,omitempty"`
-	WScale        *int        `json:"wscale,omitempty"`
-	SACKOK        bool        `json:"sack_ok,omitempty"`
-}
-
-// EndRecord is the last line of a trace.
-type EndRecord struct {
-	Kind    string  `json:"kind"` // "end"
-	T       float64 `json:"t"`
-	Samples uint64  `json:"samples"`
-	Packets uint64  `json:"packets"`
-	Dropped uint64  `json:"dropped"`
-}
 
 // TraceConfig says what WriteTrace records.
 type TraceConfig struct {
@@ -96,11 +34,11 @@ const traceSnapLen = 14 + 60 + 60
 // writes the end record and returns it. flush, if not nil, is called
 // whenever the queues are empty, so a live reader sees records promptly.
 // It returns early with an error if w fails (the reader went away).
-func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceConfig) (EndRecord, error) {
+func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceConfig) (api.EndRecord, error) {
 	start := time.Now()
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
-	end := EndRecord{Kind: "end"}
+	end := api.EndRecord{Kind: "end"}
 	q := cfg.Queue
 	if q <= 0 {
 		q = 1 << 16
@@ -128,7 +66,7 @@ func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceC
 		}
 		return nil
 	}
-	if err := enc.Encode(StartRecord{Kind: "start", Version: TraceVersion, Stack: cfg.Stack,
+	if err := enc.Encode(api.StartRecord{Kind: "start", Version: api.TraceVersion, Stack: cfg.Stack,
 		Time: start.UTC().Format(time.RFC3339Nano), Filter: cfg.Filter.String()}); err != nil {
 		return end, err
 	}
@@ -202,8 +140,8 @@ func addrPort(a []byte, port uint16) string {
 	return netip.AddrPortFrom(ip.Unmap(), port).String()
 }
 
-func cbRecord(s Sample, t float64, recovery string) CBRecord {
-	return CBRecord{
+func cbRecord(s Sample, t float64, recovery string) api.CBRecord {
+	return api.CBRecord{
 		Kind:        "cb",
 		T:           t,
 		Local:       addrPort(s.ID.LocalAddress.AsSlice(), s.ID.LocalPort),
@@ -228,19 +166,19 @@ func cbRecord(s Sample, t float64, recovery string) CBRecord {
 
 // pktRecord turns a frame into a packet record if it is a TCP segment of
 // a connection the filter selects.
-func pktRecord(f Frame, filter Filter) (PktRecord, bool) {
+func pktRecord(f Frame, filter Filter) (api.PktRecord, bool) {
 	seg, ok := ParseEthernetTCP(f.Data)
 	if !ok {
-		return PktRecord{}, false
+		return api.PktRecord{}, false
 	}
 	local, remote := seg.Src, seg.Dst
 	if f.Dir == In {
 		local, remote = seg.Dst, seg.Src
 	}
 	if !filter.matchAddrPort(local) && !filter.matchAddrPort(remote) {
-		return PktRecord{}, false
+		return api.PktRecord{}, false
 	}
-	rec := PktRecord{
+	rec := api.PktRecord{
 		Kind:   "pkt",
 		Local:  local.String(),
 		Remote: remote.String(),

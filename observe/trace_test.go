@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/observe"
 )
 
@@ -87,10 +88,10 @@ func bulk(t testing.TB, a, b *ustack.Stack, port string, n int64) {
 
 // records splits a trace into its kinds.
 type records struct {
-	start observe.StartRecord
-	cb    []observe.CBRecord
-	pkt   []observe.PktRecord
-	end   observe.EndRecord
+	start api.StartRecord
+	cb    []api.CBRecord
+	pkt   []api.PktRecord
+	end   api.EndRecord
 	ends  int
 }
 
@@ -114,11 +115,11 @@ func parseTrace(t testing.TB, data []byte) records {
 			}
 			err = json.Unmarshal(sc.Bytes(), &r.start)
 		case "cb":
-			var c observe.CBRecord
+			var c api.CBRecord
 			err = json.Unmarshal(sc.Bytes(), &c)
 			r.cb = append(r.cb, c)
 		case "pkt":
-			var p observe.PktRecord
+			var p api.PktRecord
 			err = json.Unmarshal(sc.Bytes(), &p)
 			r.pkt = append(r.pkt, p)
 		case "end":
@@ -180,7 +181,7 @@ func TestTraceLossyBulk(t *testing.T) {
 	}
 
 	r := parseTrace(t, out.Bytes())
-	if r.start.Version != observe.TraceVersion || r.start.Stack != "a" || r.start.Filter != "10.0.9.2:5001" {
+	if r.start.Version != api.TraceVersion || r.start.Stack != "a" || r.start.Filter != "10.0.9.2:5001" {
 		t.Errorf("start record %+v", r.start)
 	}
 	if r.end.Samples != uint64(len(r.cb)) || r.end.Packets != uint64(len(r.pkt)) {
@@ -326,7 +327,7 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 }
 
 // seqLen is the sequence space a segment takes: its data, SYN and FIN.
-func seqLen(p observe.PktRecord) int {
+func seqLen(p api.PktRecord) int {
 	n := p.Len
 	for _, f := range p.Flags {
 		if f == 'S' || f == 'F' {

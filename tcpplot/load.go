@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/observe"
 )
 
@@ -49,7 +50,7 @@ func (p *Pkt) seqLen() int {
 
 // CB is one control-block sample of the stack's end (end A) of a
 // connection, from a trace.
-type CB = observe.CBRecord
+type CB = api.CBRecord
 
 // Conn is one TCP connection, its ends A and B. In a trace, A is the
 // stack's end (local); in a pcap, A is the end that sent the first
@@ -180,11 +181,11 @@ func (f *File) readTrace(r io.Reader) error {
 		}
 		switch k.Kind {
 		case "start":
-			if k.Version != observe.TraceVersion {
-				return fmt.Errorf("line %d: trace format version %d (this ustack reads %d)", line, k.Version, observe.TraceVersion)
+			if k.Version != api.TraceVersion {
+				return fmt.Errorf("line %d: trace format version %d (this ustack reads %d)", line, k.Version, api.TraceVersion)
 			}
 		case "pkt":
-			var r observe.PktRecord
+			var r api.PktRecord
 			if err := json.Unmarshal(b, &r); err != nil {
 				return fmt.Errorf("line %d: %v", line, err)
 			}
@@ -197,7 +198,7 @@ func (f *File) readTrace(r io.Reader) error {
 			}
 			bd.add(c, p)
 		case "cb":
-			var r observe.CBRecord
+			var r api.CBRecord
 			if err := json.Unmarshal(b, &r); err != nil {
 				return fmt.Errorf("line %d: %v", line, err)
 			}

@@ -16,14 +16,14 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 )
 
 // Interval is how often the view polls the stack.
 const Interval = 250 * time.Millisecond
 
 // Fetch returns the stack's sockets with TCP details.
-type Fetch func(ctx context.Context) (inspect.SocketsReply, error)
+type Fetch func(ctx context.Context) (api.SocketsReply, error)
 
 // Sort columns, cycled by the s key.
 const (
@@ -39,7 +39,7 @@ var sortNames = [numSorts]string{"send", "recv", "state", "peer"}
 // Row is one connection and its rates over the last poll.
 type Row struct {
 	Key      string // netid local peer: stable across polls
-	Socket   inspect.Socket
+	Socket   api.Socket
 	SendRate float64 // bytes acknowledged by the peer per second; -1 unknown
 	RecvRate float64 // bytes received per second; -1 unknown
 	SendSegs float64 // segments sent per second
@@ -56,7 +56,7 @@ type sample struct {
 
 // Snapshot is one poll's result, as a message to the model.
 type Snapshot struct {
-	Reply inspect.SocketsReply
+	Reply api.SocketsReply
 	At    time.Time
 	Err   error
 }
@@ -193,7 +193,7 @@ func (m *Model) apply(s Snapshot) {
 	}
 }
 
-func key(s inspect.Socket) string {
+func key(s api.Socket) string {
 	return fmt.Sprintf("%s %s:%d %s:%d", s.Netid, s.Local.IP, s.Local.Port, s.Peer.IP, s.Peer.Port)
 }
 
@@ -250,8 +250,9 @@ func (m *Model) sortRows() {
 type Field struct{ Name, Value string }
 
 // Fields lists a connection's TCP details and control block by their JSON
-// names, in declaration order, so a field added to inspect shows up here.
-func Fields(s inspect.Socket) []Field {
+// names, in declaration order, so a field added to api.TCPInfo or
+// api.ControlBlock shows up here.
+func Fields(s api.Socket) []Field {
 	fs := []Field{{"state", s.State}, {"recv_q", queueText(s.RecvQ)}, {"send_q", queueText(s.SendQ)}}
 	if s.TCP == nil {
 		return fs
@@ -367,7 +368,7 @@ func (m *Model) View() string {
 	return b.String()
 }
 
-func hostPort(a inspect.Addr) string {
+func hostPort(a api.Addr) string {
 	ip := a.IP
 	if ip == "" {
 		ip = "*"

@@ -10,22 +10,22 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/control/api"
 )
 
-func conn(peerPort uint16, state string, sndUna, rcvNxt uint32, segsOut uint64) inspect.Socket {
+func conn(peerPort uint16, state string, sndUna, rcvNxt uint32, segsOut uint64) api.Socket {
 	zero := 0
-	return inspect.Socket{
+	return api.Socket{
 		Netid: "tcp", State: state, RecvQ: &zero, SendQ: &zero,
-		Local: inspect.Addr{IP: "10.0.2.15", Port: 8000},
-		Peer:  inspect.Addr{IP: "10.0.2.2", Port: peerPort},
-		TCP: &inspect.TCPInfo{CC: "cubic", SegsOut: segsOut, SegsIn: segsOut,
-			ControlBlock: &inspect.ControlBlock{SndUna: sndUna, RcvNxt: rcvNxt, SndNxt: sndUna}},
+		Local: api.Addr{IP: "10.0.2.15", Port: 8000},
+		Peer:  api.Addr{IP: "10.0.2.2", Port: peerPort},
+		TCP: &api.TCPInfo{CC: "cubic", SegsOut: segsOut, SegsIn: segsOut,
+			ControlBlock: &api.ControlBlock{SndUna: sndUna, RcvNxt: rcvNxt, SndNxt: sndUna}},
 	}
 }
 
-func snap(at time.Time, socks ...inspect.Socket) Snapshot {
-	return Snapshot{Reply: inspect.SocketsReply{Name: "t", Sockets: socks}, At: at}
+func snap(at time.Time, socks ...api.Socket) Snapshot {
+	return Snapshot{Reply: api.SocketsReply{Name: "t", Sockets: socks}, At: at}
 }
 
 func TestRatesAndSort(t *testing.T) {
@@ -128,7 +128,7 @@ func isQuit(msg tea.Msg) bool { _, ok := msg.(tea.QuitMsg); return ok }
 // marks follow the selected connection.
 func TestPauseAndChangedFields(t *testing.T) {
 	polls := 0
-	fetch := func(context.Context) (inspect.SocketsReply, error) { polls++; return inspect.SocketsReply{}, nil }
+	fetch := func(context.Context) (api.SocketsReply, error) { polls++; return api.SocketsReply{}, nil }
 	m := New(context.Background(), "t", fetch)
 	t0 := time.Unix(1000, 0)
 	m.Update(snap(t0, conn(1, "ESTAB", 100, 200, 1)))
@@ -154,7 +154,7 @@ func TestViewFits80x24(t *testing.T) {
 	for _, n := range []int{0, 1, 5, 40} {
 		m := New(context.Background(), "lab1", nil)
 		m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
-		var socks []inspect.Socket
+		var socks []api.Socket
 		for i := range n {
 			socks = append(socks, conn(uint16(40000+i), "ESTAB", 0, 0, 1))
 		}

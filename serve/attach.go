@@ -1,37 +1,34 @@
-package cli
+package serve
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/sockets"
 )
 
-// Attaching a program to a daemon's stack (ustack run --stack NAME): the
-// run command launches the program under the filter, then hands the
-// filter's seccomp listener to the daemon over its control socket
-// (SCM_RIGHTS after a POST /v1/attach). The daemon answers the program's
-// socket calls from its own stack, so every program attached to it shares
-// one stack: they reach each other through 127.0.0.1 and the stack's
-// address. The daemon serves the program, and everything it forks, until
-// the last of them has exited, even after ustack run itself has returned.
+// Attaching a program to a served stack (ustack run --stack NAME):
+// RunAttached launches the program under the filter, then hands the
+// filter's seccomp listener to the stack over its control socket
+// (control.Client.Attach: SCM_RIGHTS after a POST /v1/attach). The stack
+// answers the program's socket calls, so every program attached to it
+// shares one stack: they reach each other through 127.0.0.1 and the
+// stack's address. The stack serves the program, and everything it forks,
+// until the last of them has exited, even after the process that launched
+// it has returned.
 
-// attacher is the daemon's side: one socket manager for every attached
+// attacher is the stack's side: one socket manager for every attached
 // program, and their supervisors.
 type attacher struct {
 	mgr  *sockets.Manager
@@ -48,7 +45,8 @@ func newAttacher(mgr *sockets.Manager, logf func(string, ...any)) *attacher {
 }
 
 // serveAttach is POST /v1/attach: it takes the listener fd the client sends
-// after the 200 response and serves it.
+// after the 200 response and serves it, answering api.AttachOK or
+// api.AttachError and the reason.
 func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
@@ -81,21 +79,21 @@ func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		unix.Close(listener)
 		a.logf("attach: %v", err)
-		io.WriteString(uc, "error "+err.Error()+"\n")
+		io.WriteString(uc, api.AttachError+err.Error()+"\n")
 		return
 	}
 	a.mu.Lock()
 	if a.stopped {
-		// The daemon is shutting down; the program's calls get ENOSYS.
+		// The stack is closing; the program's calls get ENOSYS.
 		a.mu.Unlock()
 		sup.Stop()
-		io.WriteString(uc, "error the daemon is stopping\n")
+		io.WriteString(uc, api.AttachError+"the stack is closing\n")
 		return
 	}
 	a.sups[sup] = struct{}{}
 	a.wg.Add(1) // under the lock: stop's Wait must see it
 	a.mu.Unlock()
-	io.WriteString(uc, "ok\n")
+	io.WriteString(uc, api.AttachOK+"\n")
 	go func() {
 		defer a.wg.Done()
 		<-sup.Done() // the program and all it forked are gone, or we stop
@@ -156,70 +154,21 @@ func receiveFD(uc *net.UnixConn) (int, error) {
 	return -1, errors.New("no file descriptor came with the message")
 }
 
-// attachToDaemon hands listener, the seccomp listener of a program just
-// launched, to the daemon on sock. The daemon holds its own copy after.
-func attachToDaemon(ctx context.Context, sock string, listener int) error {
-	conn, err := dialDaemon(ctx, sock)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, "POST /v1/attach HTTP/1.1\r\nHost: ustack\r\nContent-Length: 0\r\n\r\n"); err != nil {
-		return fmt.Errorf("--stack: talking to the daemon on %s: %w", sock, err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return fmt.Errorf("--stack: talking to the daemon on %s: %w", sock, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("--stack: the daemon on %s refused: %s", sock, strings.TrimSpace(string(body)))
-	}
-	if _, _, err := conn.(*net.UnixConn).WriteMsgUnix([]byte{0}, unix.UnixRights(listener), nil); err != nil {
-		return fmt.Errorf("--stack: passing the program to the daemon: %w", err)
-	}
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("--stack: the daemon did not confirm: %w", err)
-	}
-	if msg, bad := strings.CutPrefix(strings.TrimSpace(line), "error "); bad {
-		return fmt.Errorf("--stack: the daemon cannot serve the program: %s", msg)
-	}
-	return nil
-}
-
-// runtimeCounts is GET /v1/runtime: what the daemon holds, so that tests
+// serveRuntime is GET /v1/runtime: what the process holds, so that tests
 // and users can see that programs which came and went left nothing behind.
-type runtimeCounts struct {
-	Goroutines int    `json:"goroutines"`
-	FDs        int    `json:"fds"`
-	Endpoints  int    `json:"endpoints"` // netstack transport endpoints
-	Sockets    int    `json:"sockets"`   // program sockets being served
-	Attached   int    `json:"attached"`  // program trees being served
-	HeapBytes  uint64 `json:"heap_bytes"`
-}
-
-func (a *attacher) serveRuntime(w http.ResponseWriter, r *http.Request, st *ustack.Stack) {
-	if r.Method != http.MethodGet {
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
-		return
-	}
+func (s *Stack) serveRuntime(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("gc") == "1" {
 		runtime.GC()
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fds, _ := os.ReadDir("/proc/self/fd")
-	c := runtimeCounts{
+	control.WriteJSON(w, api.Runtime{
 		Goroutines: runtime.NumGoroutine(),
 		FDs:        len(fds) - 1, // the directory being read
-		Endpoints:  len(st.Netstack().RegisteredEndpoints()),
-		Sockets:    a.mgr.Count(),
-		Attached:   a.attached(),
+		Endpoints:  len(s.st.Netstack().RegisteredEndpoints()),
+		Sockets:    s.mgr.Count(),
+		Attached:   s.att.attached(),
 		HeapBytes:  ms.HeapInuse,
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(c)
+	})
 }
