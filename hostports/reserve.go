@@ -125,6 +125,16 @@ func (r *Reservation) tryBlockLocked(first uint16, n int) error {
 	return nil
 }
 
+// Release gives port of proto back to the host; releasing a port that is
+// not held does nothing.
+func (r *Reservation) Release(proto Proto, port uint16) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := key{proto, port}
+	closeAll(r.fds[k])
+	delete(r.fds, k)
+}
+
 // Ports returns the reserved ports of proto, the ephemeral block included.
 func (r *Reservation) Ports(proto Proto) []uint16 {
 	r.mu.Lock()
