@@ -285,14 +285,16 @@ func RemoveStale() ([]string, error) {
 		if !ok || pid == os.Getpid() || processExists(pid) {
 			continue
 		}
+		// One table per batch: a batch fails whole, and another ustack
+		// starting at the same time may have removed this one first.
 		conn.DelTable(t)
+		if err := conn.Flush(); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return gone, nftErr("removing stale table "+t.Name, err)
+		}
 		gone = append(gone, t.Name)
-	}
-	if len(gone) == 0 {
-		return nil, nil
-	}
-	if err := conn.Flush(); err != nil {
-		return nil, nftErr("removing stale tables", err)
 	}
 	return gone, nil
 }

@@ -1,4 +1,4 @@
-package portd_test
+package server_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/ustack/ustack/hostports"
 	"github.com/ustack/ustack/portd"
+	"github.com/ustack/ustack/portd/server"
 )
 
 // The end-to-end tests share a veth between the root namespace's kernel and
@@ -149,14 +150,14 @@ func (l *logLines) count(substr string) int {
 }
 
 // startServer runs portd in the test process.
-func (n *testNet) startServer(t testing.TB) (*portd.Server, *logLines) {
+func (n *testNet) startServer(t testing.TB) (*server.Server, *logLines) {
 	t.Helper()
-	pol, err := portd.LoadPolicy(n.policy(t))
+	pol, err := server.LoadPolicy(n.policy(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &logLines{}
-	srv, err := portd.Listen(n.sock(), pol, logs.logf)
+	srv, err := server.Listen(n.sock(), pol, logs.logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,11 +511,11 @@ func TestPortdCloseDuringOpen(t *testing.T) {
 	n := setup(t)
 	srv, _ := n.startServer(t)
 	closed := make(chan struct{})
-	portd.SetOpenHookForTest(func() {
+	server.SetOpenHookForTest(func() {
 		go func() { srv.Close(); close(closed) }()
 		time.Sleep(100 * time.Millisecond) // room for Close to run now, if it may
 	})
-	t.Cleanup(func() { portd.SetOpenHookForTest(nil) })
+	t.Cleanup(func() { server.SetOpenHookForTest(nil) })
 	hold := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8084")
 	defer hold.kill()
 	select {

@@ -1,4 +1,4 @@
-package portd
+package server
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/portd"
 )
 
 // Server is ustack portd: it listens on a unix socket and serves sessions.
@@ -154,14 +157,14 @@ func (s *Server) Close() error {
 }
 
 // Holders lists the open sessions.
-func (s *Server) Holders() []Holder {
+func (s *Server) Holders() []portd.Holder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var hs []Holder
+	var hs []portd.Holder
 	for _, ss := range s.sessions {
 		hs = append(hs, ss.holder())
 	}
-	slices.SortFunc(hs, func(a, b Holder) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(hs, func(a, b portd.Holder) int { return int(a.ID) - int(b.ID) })
 	return hs
 }
 
@@ -180,18 +183,18 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		if err != nil || n == 0 {
 			return // the client closed the connection or died
 		}
-		var req request
-		var rep reply
+		var req portd.Request
+		var rep portd.Reply
 		var passFile *os.File
 		if err := json.Unmarshal(buf[:n], &req); err != nil {
-			rep.Code, rep.Error = CodeBadRequest, "malformed request: "+err.Error()
+			rep.Code, rep.Error = portd.CodeBadRequest, "malformed request: "+err.Error()
 		} else {
 			passFile, err = s.handle(ss, &req, &rep)
 			if err != nil {
-				var re *RefusedError
+				var re *portd.RefusedError
 				if !errors.As(err, &re) {
 					s.logf("portd: %s: %s: %v", ss.who(), req.Op, err)
-					re = &RefusedError{CodeBadRequest, err.Error()}
+					re = &portd.RefusedError{Code: portd.CodeBadRequest, Msg: err.Error()}
 				}
 				rep.Code, rep.Error = re.Code, re.Msg
 			}
@@ -211,19 +214,19 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	}
 }
 
-func (s *Server) handle(ss *session, req *request, rep *reply) (*os.File, error) {
+func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.File, error) {
 	switch req.Op {
 	case "status":
 		rep.Holders = s.Holders()
 		return nil, nil
 	case "open":
 		if ss.id != 0 {
-			return nil, &RefusedError{CodeBadRequest, "this connection has a session already"}
+			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "this connection has a session already"}
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, &RefusedError{CodeBadRequest, "portd is shutting down"}
+			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "portd is shutting down"}
 		}
 		s.nextID++
 		ss.id = s.nextID
@@ -235,12 +238,12 @@ func (s *Server) handle(ss *session, req *request, rep *reply) (*os.File, error)
 			return nil, err
 		}
 		s.logf("portd: session %d: %s holds %s on %s (tcp %s, udp %s)", ss.id, ss.who(), joinAddrs(ss.addrs), ss.iface,
-			PortRanges(ss.ports.Ports(hostports.TCP)), PortRanges(ss.ports.Ports(hostports.UDP)))
+			portd.PortRanges(ss.share.Ports(hostports.TCP)), portd.PortRanges(ss.share.Ports(hostports.UDP)))
 		rep.Session = info
 		return f, nil
 	case "reserve":
 		if ss.id == 0 || ss.ver == nil {
-			return nil, &RefusedError{CodeBadRequest, "reserve before open"}
+			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "reserve before open"}
 		}
 		for _, p := range req.Ports {
 			if err := ss.reserve(p); err != nil {
@@ -250,14 +253,14 @@ func (s *Server) handle(ss *session, req *request, rep *reply) (*os.File, error)
 		}
 		return nil, nil
 	}
-	return nil, &RefusedError{CodeBadRequest, fmt.Sprintf("unknown request %q", req.Op)}
+	return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("unknown request %q", req.Op)}
 }
 
 // allowed checks that the policy grants p to the session's client and that
 // no other client holds it; a refusal is logged.
-func (s *Server) allowed(ss *session, p Port) error {
+func (s *Server) allowed(ss *session, p portd.Port) error {
 	if p.Proto != hostports.TCP && p.Proto != hostports.UDP || p.Port == 0 {
-		return &RefusedError{CodeBadRequest, fmt.Sprintf("%s: want a tcp or udp port from 1 to 65535", p)}
+		return &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("%s: want a tcp or udp port from 1 to 65535", p)}
 	}
 	pol := s.policy.Load()
 	if !pol.Allows(ss.cred, ss.iface, p.Proto, p.Port) {
@@ -265,7 +268,7 @@ func (s *Server) allowed(ss *session, p Port) error {
 		if p.Port < 1024 {
 			what = "it is privileged and no rule names it"
 		}
-		return s.refuse(ss, CodeDenied, "%s on %s for %s: %s in the policy %s", p, ss.iface, ss.who(), what, pol.Source)
+		return s.refuse(ss, portd.CodeDenied, "%s on %s for %s: %s in the policy %s", p, ss.iface, ss.who(), what, pol.Source)
 	}
 	s.mu.Lock()
 	var other *session
@@ -276,7 +279,7 @@ func (s *Server) allowed(ss *session, p Port) error {
 	}
 	s.mu.Unlock()
 	if other != nil {
-		return s.refuse(ss, CodeInUse, "%s on %s for %s: held by %s", p, ss.iface, ss.who(), other.who())
+		return s.refuse(ss, portd.CodeInUse, "%s on %s for %s: held by %s", p, ss.iface, ss.who(), other.who())
 	}
 	return nil
 }
@@ -285,7 +288,7 @@ func (s *Server) allowed(ss *session, p Port) error {
 func (s *Server) refuse(ss *session, code, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	s.logf("portd: refused: %s", msg)
-	return &RefusedError{Code: code, Msg: msg}
+	return &portd.RefusedError{Code: code, Msg: msg}
 }
 
 // endSession releases a session once, whichever of its connection and its
@@ -348,6 +351,14 @@ func peerGroups(fd int) ([]uint32, error) {
 		}
 		return gids[:size/4], nil
 	}
+}
+
+func joinAddrs(as []netip.Addr) string {
+	var s []string
+	for _, a := range as {
+		s = append(s, a.String())
+	}
+	return strings.Join(s, ",")
 }
 
 func userName(uid uint32) string {

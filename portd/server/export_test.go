@@ -1,4 +1,4 @@
-package portd
+package server
 
 // The end-to-end tests (package portd_test) forge frames with these.
 var (
