@@ -16,3 +16,13 @@ func SetOpenHookForTest(f func()) {
 	}
 	openHook.Store(&f)
 }
+
+// SetReleaseHookForTest runs f as each session's release begins, once it
+// has left the holders (nil: nothing).
+func SetReleaseHookForTest(f func()) {
+	if f == nil {
+		releaseHook.Store(nil)
+		return
+	}
+	releaseHook.Store(&f)
+}

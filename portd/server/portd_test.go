@@ -532,3 +532,39 @@ func TestPortdCloseDuringOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestPortdSuccessorWaitsForRelease: a client that asks for a port its
+// predecessor held while portd is still releasing the predecessor's
+// session (the client exited a moment ago) gets the port once that
+// release is done; before, it was refused because the host, for that
+// moment, still held the port.
+func TestPortdSuccessorWaitsForRelease(t *testing.T) {
+	n := setup(t)
+	_, logs := n.startServer(t)
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	server.SetReleaseHookForTest(func() {
+		once.Do(func() {
+			close(entered)
+			<-proceed
+		})
+	})
+	t.Cleanup(func() { server.SetReleaseHookForTest(nil) })
+	first := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8088")
+	first.expect(t, "ready")
+	first.kill()
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first client's session was not released")
+	}
+	second := n.start(t, nobody, false, "open", n.sock(), n.dev, "8088")
+	for deadline := time.Now().Add(20 * time.Second); logs.count("waits for session 1 to release tcp port 8088") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) || logs.count("refused: tcp port 8088") > 0 {
+			close(proceed)
+			t.Fatalf("the second client did not wait for the first one's release; it said %q", second.line(t))
+		}
+	}
+	close(proceed)
+	second.expect(t, "ok")
+}

@@ -1,3 +1,10 @@
+// Package server is ustack portd, the port server that the ustack portd
+// command runs as root: it serves the protocol of package portd on a unix
+// socket and, for each client the policy allows, holds a share of a host
+// interface (package hostshare) and carries the client's frames between
+// the frame socket it hands the client and the share's packet socket,
+// checking each frame the client sends. Only the command links it;
+// programs with a stack link package portd, the client.
 package server
 
 import (
@@ -32,8 +39,12 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[uint64]*session
-	nextID   uint64
-	closed   bool
+	// leaving are the sessions endSession took out of sessions and is
+	// releasing: a port one of them holds is the host's for a moment
+	// more, and a client asking for it waits for that (see allowed).
+	leaving map[uint64]*session
+	nextID  uint64
+	closed  bool
 	// releasing counts the sessions endSession has taken out of sessions
 	// and not yet released; closeDone is closed when Close has finished.
 	releasing sync.WaitGroup
@@ -75,7 +86,7 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, closeDone: make(chan struct{})}
+	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, leaving: map[uint64]*session{}, closeDone: make(chan struct{})}
 	s.policy.Store(pol)
 	return s, nil
 }
@@ -175,7 +186,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		s.logf("portd: a client's credentials: %v", err)
 		return
 	}
-	ss := &session{srv: s, cred: cred, user: userName(cred.UID)}
+	ss := &session{srv: s, cred: cred, user: userName(cred.UID), released: make(chan struct{})}
 	defer s.endSession(ss)
 	buf := make([]byte, 64<<10)
 	for {
@@ -277,9 +288,22 @@ func (s *Server) allowed(ss *session, p portd.Port) error {
 			other = o
 		}
 	}
+	var leaving []*session
+	for _, o := range s.leaving {
+		if o.holds(ss.addrs, p) {
+			leaving = append(leaving, o)
+		}
+	}
 	s.mu.Unlock()
 	if other != nil {
 		return s.refuse(ss, portd.CodeInUse, "%s on %s for %s: held by %s", p, ss.iface, ss.who(), other.who())
+	}
+	// A client that ends while its successor starts (one ustack run after
+	// another) is still being released: the successor waits, which takes
+	// milliseconds, instead of finding the port held by the host.
+	for _, o := range leaving {
+		s.logf("portd: session %d: %s waits for session %d to release %s", ss.id, ss.who(), o.id, p)
+		<-o.released
 	}
 	return nil
 }
@@ -291,13 +315,17 @@ func (s *Server) refuse(ss *session, code, format string, args ...any) error {
 	return &portd.RefusedError{Code: code, Msg: msg}
 }
 
+// releaseHook, when set (by tests), runs as endSession begins a release.
+var releaseHook atomic.Pointer[func()]
+
 // endSession releases a session once, whichever of its connection and its
-// loops ends first.
+// pumps ends first.
 func (s *Server) endSession(ss *session) {
 	s.mu.Lock()
 	cur, ok := s.sessions[ss.id]
 	if ok && cur == ss {
 		delete(s.sessions, ss.id)
+		s.leaving[ss.id] = ss
 		// Under mu, before Close can take it: Close waits for this.
 		s.releasing.Add(1)
 		defer s.releasing.Done()
@@ -306,7 +334,15 @@ func (s *Server) endSession(ss *session) {
 	if !ok || cur != ss {
 		return
 	}
-	if err := ss.close(); err != nil {
+	if hook := releaseHook.Load(); hook != nil {
+		(*hook)()
+	}
+	err := ss.close()
+	s.mu.Lock()
+	delete(s.leaving, ss.id)
+	s.mu.Unlock()
+	close(ss.released)
+	if err != nil {
 		s.logf("portd: session %d (%s): releasing: %v", ss.id, ss.who(), err)
 	}
 	if ss.iface != "" {

@@ -47,6 +47,9 @@ type session struct {
 	ver    *verifier
 	closed bool
 
+	// released is closed once endSession has released the session.
+	released chan struct{}
+
 	sent, refused, received atomic.Uint64
 	loggedRefusal           atomic.Bool
 }
