@@ -3,7 +3,8 @@
 // by a host socket bound to it (so the kernel gives it to no one else), and
 // an nftables table of the stack's own drops the port's packets in the
 // kernel's input path (so the kernel neither answers nor resets them; the
-// stack's packet socket has seen them already).
+// stack's packet socket has seen them already). Package hostshare puts the
+// two together with the stack's packet socket, in order.
 package hostports
 
 import (

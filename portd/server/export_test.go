@@ -1,6 +1,6 @@
 package server
 
-// The end-to-end tests (package portd_test) forge frames with these.
+// The end-to-end tests (package server_test) forge frames with these.
 var (
 	UDPFrameForTest       = UDPFrame
 	ICMPErrorFrameForTest = ICMPErrorFrame

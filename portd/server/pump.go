@@ -36,8 +36,8 @@ type pump struct {
 	// link-layer address, whose packet type the check is given.
 	linkAddrs bool
 	// check decides each frame: nil passes it, errNotOurs drops it, and
-	// any other error refuses it. truncated says the frame did not fit in
-	// maxFrame.
+	// any other error refuses it (drops and counts it). truncated says the
+	// frame did not fit in maxFrame.
 	check func(frame []byte, truncated bool, pktType uint8) error
 	// refuse counts a frame that check or the kernel (sending it on dst)
 	// refused; the rest of the batch still goes. Nil on a way where no
@@ -100,7 +100,7 @@ func (s *session) pump(p *pump) {
 			case err == nil:
 				list.add(frame)
 			case err == errNotOurs:
-			default:
+			case p.refuse != nil:
 				p.refuse(err)
 			}
 		}

@@ -227,10 +227,10 @@ func (s *Server) serveConn(c *net.UnixConn) {
 
 func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.File, error) {
 	switch req.Op {
-	case "status":
+	case portd.OpStatus:
 		rep.Holders = s.Holders()
 		return nil, nil
-	case "open":
+	case portd.OpOpen:
 		if ss.id != 0 {
 			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "this connection has a session already"}
 		}
@@ -252,7 +252,7 @@ func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.
 			portd.PortRanges(ss.share.Ports(hostports.TCP)), portd.PortRanges(ss.share.Ports(hostports.UDP)))
 		rep.Session = info
 		return f, nil
-	case "reserve":
+	case portd.OpReserve:
 		if ss.id == 0 || ss.ver == nil {
 			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "reserve before open"}
 		}
@@ -268,7 +268,8 @@ func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.
 }
 
 // allowed checks that the policy grants p to the session's client and that
-// no other client holds it; a refusal is logged.
+// no other client holds it, waiting for a client that has ended to let go
+// of it; a refusal is logged.
 func (s *Server) allowed(ss *session, p portd.Port) error {
 	if p.Proto != hostports.TCP && p.Proto != hostports.UDP || p.Port == 0 {
 		return &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("%s: want a tcp or udp port from 1 to 65535", p)}
