@@ -8,14 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
-	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/hostshare"
 	"github.com/ustack/ustack/link"
 	"github.com/ustack/ustack/portd"
 )
@@ -24,20 +23,14 @@ const defaultEphemeralPorts = 64
 
 // hostShare is what a stack on --net host holds on the host: the packet
 // socket, the reserved ports and the firewall table that keeps the kernel
-// off them.
+// off them, in one hostshare.Share.
 type hostShare struct {
 	iface string
-	pkt   *link.PacketSocket
-	ports *hostports.Reservation
-	fw    *hostports.Firewall
-	ipv4  []netip.Addr
+	share *hostshare.Share
 
-	// portd, when set, is the session through ustack portd that holds all
-	// of the above for a stack without privileges; the fields above are
-	// then unset.
+	// portd, when set, is the session through ustack portd that holds the
+	// share for a stack without privileges; share is then unset.
 	portd *portd.Session
-
-	mu sync.Mutex // serialises port additions: reserve, firewall, filter
 }
 
 const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or as any user through ustack portd (--portd)"
@@ -81,61 +74,22 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 		return newHostPortd(cfg, iface, n)
 	}
 
-	h := &hostShare{iface: iface}
-	var addrs []netip.Addr
+	req := hostshare.Config{Iface: iface, Ephemeral: n}
 	for _, p := range cfg.Addrs {
-		addrs = append(addrs, p.Addr())
-		if p.Addr().Is4() {
-			h.ipv4 = append(h.ipv4, p.Addr())
-		}
-	}
-	fail := func(err error) (*Stack, error) {
-		h.close()
-		return nil, err
-	}
-	privErr := func(err error) error {
-		return configErr("--net", "host:%s: %s (%w)", iface, hostPrivilegeFix, err)
-	}
-	if _, err := hostports.RemoveStale(); err != nil {
-		if errors.Is(err, hostports.ErrNotPermitted) {
-			return fail(privErr(err))
-		}
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
-	}
-	// Order: ports held first (nobody else can take them), then the
-	// firewall (the kernel stops answering them), then the packet socket
-	// (the stack starts seeing them).
-	h.ports = hostports.NewReservation(addrs)
-	first, err := h.ports.ReserveBlock(n)
-	if err != nil {
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: ephemeral ports: %w", iface, err)})
+		req.Addrs = append(req.Addrs, p.Addr())
 	}
 	for _, p := range cfg.Host.Ports {
-		if err := h.ports.Reserve(protoOfHostPort(p), p.Port); err != nil {
-			if hostports.IsInUse(err) {
-				return fail(configErr("--host-port", "%s: the host already uses it (%w); choose another port or stop what holds it", p, err))
-			}
-			return fail(&ConfigError{Flag: "--host-port", Err: err})
-		}
+		req.Ports = append(req.Ports, hostshare.Port{Proto: protoOfHostPort(p), Port: p.Port})
 	}
-	if h.fw, err = hostports.NewFirewall(iface, addrs); err != nil {
-		if errors.Is(err, hostports.ErrNotPermitted) {
-			return fail(privErr(err))
-		}
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
+	share, err := hostshare.Open(req)
+	if err != nil {
+		return nil, hostShareErr(iface, err)
 	}
-	for _, proto := range []hostports.Proto{hostports.TCP, hostports.UDP} {
-		if err := h.fw.Add(proto, h.ports.Ports(proto)...); err != nil {
-			return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
-		}
+	fail := func(err error) (*Stack, error) {
+		share.Close()
+		return nil, err
 	}
-	if h.pkt, err = link.OpenPacket(iface, h.filterSpec()); err != nil {
-		if errors.Is(err, link.ErrNeedPrivilege) {
-			return fail(privErr(err))
-		}
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
-	}
-	ep, err := h.pkt.Endpoint(cfg.MTU, cfg.BusyPoll)
+	ep, err := share.Packet().Endpoint(cfg.MTU, cfg.BusyPoll)
 	if err != nil {
 		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
 	}
@@ -145,12 +99,13 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	}
 	link.CountDropsIn(ep, s.ns.Stats())
 	// Released after the stack (whose NIC reads the socket) is gone.
-	s.closers = append([]func() error{h.close}, s.closers...)
+	s.closers = append([]func() error{share.Close}, s.closers...)
+	first, _ := share.Ephemeral()
 	if terr := s.ns.SetPortRange(first, first+uint16(n-1)); terr != nil {
 		s.Close()
 		return nil, fmt.Errorf("setting the ephemeral port range: %s", terr)
 	}
-	s.host = h
+	s.host = &hostShare{iface: iface, share: share}
 	s.net = "host:" + iface
 	return s, nil
 }
@@ -210,8 +165,27 @@ func protoOfHostPort(p HostPort) hostports.Proto {
 	return hostports.TCP
 }
 
-func (h *hostShare) filterSpec() link.FilterSpec {
-	return link.FilterSpec{IPv4: h.ipv4, TCP: h.ports.Ports(hostports.TCP), UDP: h.ports.Ports(hostports.UDP)}
+// hostShareErr words a failure to hold the share for the flag at fault.
+func hostShareErr(iface string, err error) error {
+	var se *hostshare.Error
+	if !errors.As(err, &se) {
+		return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+	}
+	switch {
+	case se.Step == hostshare.StepPort && hostports.IsInUse(err):
+		p := HostPort{Port: se.Port.Port, UDP: se.Port.Proto == hostports.UDP}
+		return configErr("--host-port", "%s: the host already uses it (%w); choose another port or stop what holds it", p, err)
+	case se.Step == hostshare.StepPort:
+		return &ConfigError{Flag: "--host-port", Err: err}
+	case se.Step == hostshare.StepEphemeral:
+		return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: ephemeral ports: %w", iface, err)}
+	case hostshare.NeedsPrivilege(err):
+		return configErr("--net", "host:%s: %s (%w)", iface, hostPrivilegeFix, err)
+	case se.Step == hostshare.StepFilter:
+		// The packet socket's errors start with the interface's name.
+		return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)}
+	}
+	return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 }
 
 // reserve makes port of proto the stack's on the host: held, dropped by the
@@ -220,32 +194,7 @@ func (h *hostShare) reserve(proto hostports.Proto, port uint16) error {
 	if h.portd != nil {
 		return h.portd.Reserve(portd.Port{Proto: proto, Port: port})
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ports.Has(proto, port) {
-		return nil
-	}
-	if err := h.ports.Reserve(proto, port); err != nil {
-		return err
-	}
-	if err := h.fw.Add(proto, port); err != nil {
-		return err
-	}
-	return h.pkt.SetFilter(h.filterSpec())
-}
-
-func (h *hostShare) close() error {
-	var errs []error
-	if h.pkt != nil {
-		errs = append(errs, h.pkt.Close())
-	}
-	if h.fw != nil {
-		errs = append(errs, h.fw.Close())
-	}
-	if h.ports != nil {
-		errs = append(errs, h.ports.Close())
-	}
-	return errors.Join(errs...)
+	return h.share.Reserve(hostshare.Port{Proto: proto, Port: port})
 }
 
 // ReserveHostPort makes port of network ("tcp" or "udp") usable for a
@@ -283,9 +232,7 @@ func (s *Stack) HostPorts(network string) []uint16 {
 	if s.host.portd != nil {
 		return s.host.portd.Ports(proto)
 	}
-	ps := s.host.ports.Ports(proto)
-	slices.Sort(ps)
-	return ps
+	return s.host.share.Ports(proto)
 }
 
 // reserveForBind is called before the Go API binds addr: on --net host a

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ustack/ustack/portd"
+	"github.com/ustack/ustack/portd/server"
 )
 
 func portdCommand() *command {
@@ -22,7 +23,7 @@ func portdCommand() *command {
 		s.add(&option{names: []string{"socket"}, arg: "PATH", value: stringValue{&socket},
 			help: "the unix socket portd serves and status asks (default: " + portd.DefaultSocket + ")"})
 		s.add(&option{names: []string{"policy"}, arg: "FILE", value: stringValue{&policy},
-			help: "who may hold which ports (default: " + portd.DefaultPolicy + "; without it only root may); reread on SIGHUP"})
+			help: "who may hold which ports (default: " + server.DefaultPolicy + "; without it only root may); reread on SIGHUP"})
 		return s, func(ctx context.Context, e *env, args []string) error {
 			switch {
 			case len(args) == 1 && args[0] == "status":
@@ -46,14 +47,14 @@ func portdStatus(socket string, e *env) error {
 
 // loadPolicy reads the policy file; a missing default file means an empty
 // policy (only root), a missing file given with --policy is an error.
-func loadPolicy(path string) (*portd.Policy, error) {
+func loadPolicy(path string) (*server.Policy, error) {
 	given := path != ""
 	if !given {
-		path = portd.DefaultPolicy
+		path = server.DefaultPolicy
 	}
-	p, err := portd.LoadPolicy(path)
+	p, err := server.LoadPolicy(path)
 	if errors.Is(err, fs.ErrNotExist) && !given {
-		return &portd.Policy{Source: path + " (missing)"}, nil
+		return &server.Policy{Source: path + " (missing)"}, nil
 	}
 	if err != nil {
 		return nil, usagef("--policy: %v (see contrib/portd.policy.sample)", err)
@@ -75,7 +76,7 @@ func runPortd(ctx context.Context, socket, policyPath string, e *env) error {
 		defer logMu.Unlock()
 		fmt.Fprintf(e.stderr, "ustack "+format+"\n", args...)
 	}
-	srv, err := portd.Listen(socket, pol, logf)
+	srv, err := server.Listen(socket, pol, logf)
 	if err != nil {
 		return fmt.Errorf("portd: %w", err)
 	}

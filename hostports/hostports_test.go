@@ -51,6 +51,20 @@ func TestReservation(t *testing.T) {
 	if r.Has(TCP, held) {
 		t.Error("a failed reservation is listed")
 	}
+	// A released port is the host's again; the others stay held.
+	r.Release(UDP, first)
+	if r.Has(UDP, first) || !r.Has(TCP, first) {
+		t.Errorf("after releasing UDP port %d: held udp %v, tcp %v; want tcp only", first, r.Has(UDP, first), r.Has(TCP, first))
+	}
+	if c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", first)); err != nil {
+		t.Errorf("binding released UDP port %d: %v", first, err)
+	} else {
+		c.Close()
+	}
+	if _, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first)); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("binding TCP port %d after releasing its UDP twin: %v, want EADDRINUSE", first, err)
+	}
+	r.Release(UDP, first) // not held: nothing happens
 	r.Close()
 	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first)); err != nil {
 		t.Errorf("port %d after Close: %v", first, err)

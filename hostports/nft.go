@@ -69,15 +69,20 @@ type Firewall struct {
 // firewall (CAP_NET_ADMIN).
 var ErrNotPermitted = errors.New("not permitted")
 
-// NewFirewall installs the table ustack_<pid> for a stack sharing iface's
-// addrs.
-func NewFirewall(iface string, addrs []netip.Addr) (*Firewall, error) {
-	return NewFirewallTable(fmt.Sprintf("%s%d", TablePrefix, os.Getpid()), iface, addrs)
+// StackTable is the name of the table of a stack that holds its ports
+// itself: ustack_<pid>.
+func StackTable() string { return fmt.Sprintf("%s%d", TablePrefix, os.Getpid()) }
+
+// PortdTable is the name of the table ustack portd makes for its session:
+// ustack_portd_<pid>_<session>.
+func PortdTable(session uint64) string {
+	return fmt.Sprintf("%s%d_%d", PortdTablePrefix, os.Getpid(), session)
 }
 
-// NewFirewallTable is NewFirewall with the table's name given; the name
-// must start with TablePrefix and carry the owner's pid as tablePid reads
-// it, or RemoveStale will not recognise it.
+// NewFirewallTable installs the table named table (StackTable or
+// PortdTable: another name must start with TablePrefix and carry the
+// owner's pid as tablePid reads it, or RemoveStale will not recognise it)
+// for a stack sharing iface's addrs.
 func NewFirewallTable(table, iface string, addrs []netip.Addr) (*Firewall, error) {
 	conn, err := nftables.New()
 	if err != nil {
@@ -161,6 +166,16 @@ func nftErr(what string, err error) error {
 
 // Add puts ports of proto into the drop set.
 func (f *Firewall) Add(proto Proto, ports ...uint16) error {
+	return f.change("adding ports to", proto, ports, (*nftables.Conn).SetAddElements)
+}
+
+// Remove takes ports of proto out of the drop set: the kernel answers for
+// them again.
+func (f *Firewall) Remove(proto Proto, ports ...uint16) error {
+	return f.change("removing ports from", proto, ports, (*nftables.Conn).SetDeleteElements)
+}
+
+func (f *Firewall) change(what string, proto Proto, ports []uint16, op func(*nftables.Conn, *nftables.Set, []nftables.SetElement) error) error {
 	if len(ports) == 0 {
 		return nil
 	}
@@ -169,21 +184,45 @@ func (f *Firewall) Add(proto Proto, ports ...uint16) error {
 	if f.closed {
 		return errors.New("nftables: firewall removed")
 	}
-	set := f.tcp
-	if proto == UDP {
-		set = f.udp
-	}
 	elems := make([]nftables.SetElement, len(ports))
 	for i, p := range ports {
 		elems[i] = nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p)}
 	}
-	if err := f.conn.SetAddElements(set, elems); err != nil {
+	if err := op(f.conn, f.set(proto), elems); err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	if err := f.conn.Flush(); err != nil {
-		return nftErr("adding ports to "+f.Table, err)
+		return nftErr(what+" "+f.Table, err)
 	}
 	return nil
+}
+
+func (f *Firewall) set(proto Proto) *nftables.Set {
+	if proto == UDP {
+		return f.udp
+	}
+	return f.tcp
+}
+
+// Ports reads back from the kernel the ports of proto in the drop set (for
+// tests and diagnostics).
+func (f *Firewall) Ports(proto Proto) ([]uint16, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errors.New("nftables: firewall removed")
+	}
+	elems, err := f.conn.GetSetElements(f.set(proto))
+	if err != nil {
+		return nil, nftErr("reading "+f.Table, err)
+	}
+	var ports []uint16
+	for _, e := range elems {
+		if len(e.Key) == 2 {
+			ports = append(ports, binary.BigEndian.Uint16(e.Key))
+		}
+	}
+	return ports, nil
 }
 
 // Dropped returns how many packets the table has dropped for the stack.
@@ -246,14 +285,16 @@ func RemoveStale() ([]string, error) {
 		if !ok || pid == os.Getpid() || processExists(pid) {
 			continue
 		}
+		// One table per batch: a batch fails whole, and another ustack
+		// starting at the same time may have removed this one first.
 		conn.DelTable(t)
+		if err := conn.Flush(); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return gone, nftErr("removing stale table "+t.Name, err)
+		}
 		gone = append(gone, t.Name)
-	}
-	if len(gone) == 0 {
-		return nil, nil
-	}
-	if err := conn.Flush(); err != nil {
-		return nil, nftErr("removing stale tables", err)
 	}
 	return gone, nil
 }

@@ -3,7 +3,8 @@
 // by a host socket bound to it (so the kernel gives it to no one else), and
 // an nftables table of the stack's own drops the port's packets in the
 // kernel's input path (so the kernel neither answers nor resets them; the
-// stack's packet socket has seen them already).
+// stack's packet socket has seen them already). Package hostshare puts the
+// two together with the stack's packet socket, in order.
 package hostports
 
 import (
@@ -123,6 +124,16 @@ func (r *Reservation) tryBlockLocked(first uint16, n int) error {
 		}
 	}
 	return nil
+}
+
+// Release gives port of proto back to the host; releasing a port that is
+// not held does nothing.
+func (r *Reservation) Release(proto Proto, port uint16) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := key{proto, port}
+	closeAll(r.fds[k])
+	delete(r.fds, k)
 }
 
 // Ports returns the reserved ports of proto, the ephemeral block included.

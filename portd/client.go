@@ -50,7 +50,7 @@ func Open(path string, r OpenRequest) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, f, err := roundTrip(conn, &request{Op: "open", Iface: r.Iface, Addrs: r.Addrs, Ephemeral: r.Ephemeral, Ports: r.Ports})
+	rep, f, err := roundTrip(conn, &Request{Op: OpOpen, Iface: r.Iface, Addrs: r.Addrs, Ephemeral: r.Ephemeral, Ports: r.Ports})
 	if err != nil {
 		unix.Close(conn)
 		return nil, err
@@ -81,7 +81,7 @@ func Status(path string) ([]Holder, error) {
 		return nil, err
 	}
 	defer unix.Close(conn)
-	rep, _, err := roundTrip(conn, &request{Op: "status"})
+	rep, _, err := roundTrip(conn, &Request{Op: OpStatus})
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func dial(path string) (int, error) {
 
 // roundTrip sends req and reads the reply and the descriptor it may carry
 // (-1 if none).
-func roundTrip(conn int, req *request) (*reply, int, error) {
+func roundTrip(conn int, req *Request) (*Reply, int, error) {
 	msg, err := json.Marshal(req)
 	if err != nil {
 		return nil, -1, err
@@ -139,7 +139,7 @@ func roundTrip(conn int, req *request) (*reply, int, error) {
 			}
 		}
 	}
-	var rep reply
+	var rep Reply
 	if err := json.Unmarshal(buf[:n], &rep); err != nil {
 		if f >= 0 {
 			unix.Close(f)
@@ -165,7 +165,7 @@ func (s *Session) Reserve(p Port) error {
 	if s.conn < 0 {
 		return fmt.Errorf("ustack portd session closed")
 	}
-	if _, _, err := roundTrip(s.conn, &request{Op: "reserve", Ports: []Port{p}}); err != nil {
+	if _, _, err := roundTrip(s.conn, &Request{Op: OpReserve, Ports: []Port{p}}); err != nil {
 		return err
 	}
 	s.held[p] = true

@@ -1,12 +1,14 @@
-// Package portd is ustack's port server and its client. The server (ustack
-// portd, run as root) lets users who may not open packet sockets or touch
-// the firewall put a stack on --net host:IFACE: for each client it reserves
-// the host ports the policy grants (hostports.Reservation), keeps the
-// kernel off them (one hostports.Firewall table per session), and carries
-// the client's frames between a SOCK_SEQPACKET socket and a filtered
-// AF_PACKET socket of its own, checking that every frame the client sends
-// comes from the interface's MAC, the shared addresses and a port the
-// client holds.
+// Package portd is the client of ustack portd, the port server, and the
+// protocol between them. The server (package portd/server, run as root by
+// the ustack portd command) lets users who may not open packet sockets or
+// touch the firewall put a stack on --net host:IFACE: for each client it
+// holds a share of the interface (package hostshare: the host ports the
+// policy grants, an nftables table that keeps the kernel off them, a
+// filtered AF_PACKET socket) and carries the client's frames between a
+// SOCK_SEQPACKET socket and that packet socket, checking that every frame
+// the client sends comes from the interface's MAC, the shared addresses
+// and a port the client holds. A program with a stack links this package
+// only, never the server.
 //
 // The protocol runs over a unix SOCK_SEQPACKET socket, one JSON message per
 // packet. Who the client is comes from the socket (SO_PEERCRED and
@@ -32,14 +34,6 @@ import (
 // would replace the socket.
 const DefaultSocket = "/run/ustack-portd/portd.sock"
 
-// vnetHdrLen is the virtio-net header in front of every frame on the frame
-// socket, as on a packet socket with PACKET_VNET_HDR.
-const vnetHdrLen = 10
-
-// maxFrame is the largest message on the frame socket: a 64 KiB GSO
-// super-frame with its Ethernet and virtio-net headers.
-const maxFrame = vnetHdrLen + 14 + 65535
-
 // Port is one port of one protocol.
 type Port struct {
 	Proto hostports.Proto `json:"proto"`
@@ -48,9 +42,8 @@ type Port struct {
 
 func (p Port) String() string { return fmt.Sprintf("%s port %d", p.Proto, p.Port) }
 
-// request is a client's message. Op is "open" (start the session: Iface,
-// Addrs, Ephemeral, Ports), "reserve" (one more port: Ports) or "status".
-type request struct {
+// Request is a client's message; Op says which.
+type Request struct {
 	Op        string       `json:"op"`
 	Iface     string       `json:"iface,omitempty"`
 	Addrs     []netip.Addr `json:"addrs,omitempty"`
@@ -58,9 +51,16 @@ type request struct {
 	Ports     []Port       `json:"ports,omitempty"`
 }
 
-// reply is the server's answer; an open reply carries the client's end of
+// The requests.
+const (
+	OpOpen    = "open"    // start the session: Iface, Addrs, Ephemeral, Ports
+	OpReserve = "reserve" // hold more ports: Ports
+	OpStatus  = "status"  // list the sessions of every client
+)
+
+// Reply is the server's answer; an open reply carries the client's end of
 // the frame socket as SCM_RIGHTS.
-type reply struct {
+type Reply struct {
 	Error   string       `json:"error,omitempty"`
 	Code    string       `json:"code,omitempty"`
 	Session *SessionInfo `json:"session,omitempty"`

@@ -3,7 +3,6 @@ package portd
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -50,12 +49,4 @@ func PortRanges(ports []uint16) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ",")
-}
-
-func joinAddrs(as []netip.Addr) string {
-	var s []string
-	for _, a := range as {
-		s = append(s, a.String())
-	}
-	return strings.Join(s, ",")
 }

@@ -1,4 +1,11 @@
-package portd
+// Package server is ustack portd, the port server that the ustack portd
+// command runs as root: it serves the protocol of package portd on a unix
+// socket and, for each client the policy allows, holds a share of a host
+// interface (package hostshare) and carries the client's frames between
+// the frame socket it hands the client and the share's packet socket,
+// checking each frame the client sends. Only the command links it;
+// programs with a stack link package portd, the client.
+package server
 
 import (
 	"context"
@@ -6,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -18,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/portd"
 )
 
 // Server is ustack portd: it listens on a unix socket and serves sessions.
@@ -29,8 +39,12 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[uint64]*session
-	nextID   uint64
-	closed   bool
+	// leaving are the sessions endSession took out of sessions and is
+	// releasing: a port one of them holds is the host's for a moment
+	// more, and a client asking for it waits for that (see allowed).
+	leaving map[uint64]*session
+	nextID  uint64
+	closed  bool
 	// releasing counts the sessions endSession has taken out of sessions
 	// and not yet released; closeDone is closed when Close has finished.
 	releasing sync.WaitGroup
@@ -72,7 +86,7 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, closeDone: make(chan struct{})}
+	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, leaving: map[uint64]*session{}, closeDone: make(chan struct{})}
 	s.policy.Store(pol)
 	return s, nil
 }
@@ -154,14 +168,14 @@ func (s *Server) Close() error {
 }
 
 // Holders lists the open sessions.
-func (s *Server) Holders() []Holder {
+func (s *Server) Holders() []portd.Holder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var hs []Holder
+	var hs []portd.Holder
 	for _, ss := range s.sessions {
 		hs = append(hs, ss.holder())
 	}
-	slices.SortFunc(hs, func(a, b Holder) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(hs, func(a, b portd.Holder) int { return int(a.ID) - int(b.ID) })
 	return hs
 }
 
@@ -172,7 +186,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		s.logf("portd: a client's credentials: %v", err)
 		return
 	}
-	ss := &session{srv: s, cred: cred, user: userName(cred.UID)}
+	ss := &session{srv: s, cred: cred, user: userName(cred.UID), released: make(chan struct{})}
 	defer s.endSession(ss)
 	buf := make([]byte, 64<<10)
 	for {
@@ -180,18 +194,18 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		if err != nil || n == 0 {
 			return // the client closed the connection or died
 		}
-		var req request
-		var rep reply
+		var req portd.Request
+		var rep portd.Reply
 		var passFile *os.File
 		if err := json.Unmarshal(buf[:n], &req); err != nil {
-			rep.Code, rep.Error = CodeBadRequest, "malformed request: "+err.Error()
+			rep.Code, rep.Error = portd.CodeBadRequest, "malformed request: "+err.Error()
 		} else {
 			passFile, err = s.handle(ss, &req, &rep)
 			if err != nil {
-				var re *RefusedError
+				var re *portd.RefusedError
 				if !errors.As(err, &re) {
 					s.logf("portd: %s: %s: %v", ss.who(), req.Op, err)
-					re = &RefusedError{CodeBadRequest, err.Error()}
+					re = &portd.RefusedError{Code: portd.CodeBadRequest, Msg: err.Error()}
 				}
 				rep.Code, rep.Error = re.Code, re.Msg
 			}
@@ -211,19 +225,19 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	}
 }
 
-func (s *Server) handle(ss *session, req *request, rep *reply) (*os.File, error) {
+func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.File, error) {
 	switch req.Op {
-	case "status":
+	case portd.OpStatus:
 		rep.Holders = s.Holders()
 		return nil, nil
-	case "open":
+	case portd.OpOpen:
 		if ss.id != 0 {
-			return nil, &RefusedError{CodeBadRequest, "this connection has a session already"}
+			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "this connection has a session already"}
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, &RefusedError{CodeBadRequest, "portd is shutting down"}
+			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "portd is shutting down"}
 		}
 		s.nextID++
 		ss.id = s.nextID
@@ -235,12 +249,12 @@ func (s *Server) handle(ss *session, req *request, rep *reply) (*os.File, error)
 			return nil, err
 		}
 		s.logf("portd: session %d: %s holds %s on %s (tcp %s, udp %s)", ss.id, ss.who(), joinAddrs(ss.addrs), ss.iface,
-			PortRanges(ss.ports.Ports(hostports.TCP)), PortRanges(ss.ports.Ports(hostports.UDP)))
+			portd.PortRanges(ss.share.Ports(hostports.TCP)), portd.PortRanges(ss.share.Ports(hostports.UDP)))
 		rep.Session = info
 		return f, nil
-	case "reserve":
+	case portd.OpReserve:
 		if ss.id == 0 || ss.ver == nil {
-			return nil, &RefusedError{CodeBadRequest, "reserve before open"}
+			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "reserve before open"}
 		}
 		for _, p := range req.Ports {
 			if err := ss.reserve(p); err != nil {
@@ -250,14 +264,15 @@ func (s *Server) handle(ss *session, req *request, rep *reply) (*os.File, error)
 		}
 		return nil, nil
 	}
-	return nil, &RefusedError{CodeBadRequest, fmt.Sprintf("unknown request %q", req.Op)}
+	return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("unknown request %q", req.Op)}
 }
 
 // allowed checks that the policy grants p to the session's client and that
-// no other client holds it; a refusal is logged.
-func (s *Server) allowed(ss *session, p Port) error {
+// no other client holds it, waiting for a client that has ended to let go
+// of it; a refusal is logged.
+func (s *Server) allowed(ss *session, p portd.Port) error {
 	if p.Proto != hostports.TCP && p.Proto != hostports.UDP || p.Port == 0 {
-		return &RefusedError{CodeBadRequest, fmt.Sprintf("%s: want a tcp or udp port from 1 to 65535", p)}
+		return &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("%s: want a tcp or udp port from 1 to 65535", p)}
 	}
 	pol := s.policy.Load()
 	if !pol.Allows(ss.cred, ss.iface, p.Proto, p.Port) {
@@ -265,7 +280,7 @@ func (s *Server) allowed(ss *session, p Port) error {
 		if p.Port < 1024 {
 			what = "it is privileged and no rule names it"
 		}
-		return s.refuse(ss, CodeDenied, "%s on %s for %s: %s in the policy %s", p, ss.iface, ss.who(), what, pol.Source)
+		return s.refuse(ss, portd.CodeDenied, "%s on %s for %s: %s in the policy %s", p, ss.iface, ss.who(), what, pol.Source)
 	}
 	s.mu.Lock()
 	var other *session
@@ -274,9 +289,22 @@ func (s *Server) allowed(ss *session, p Port) error {
 			other = o
 		}
 	}
+	var leaving []*session
+	for _, o := range s.leaving {
+		if o.holds(ss.addrs, p) {
+			leaving = append(leaving, o)
+		}
+	}
 	s.mu.Unlock()
 	if other != nil {
-		return s.refuse(ss, CodeInUse, "%s on %s for %s: held by %s", p, ss.iface, ss.who(), other.who())
+		return s.refuse(ss, portd.CodeInUse, "%s on %s for %s: held by %s", p, ss.iface, ss.who(), other.who())
+	}
+	// A client that ends while its successor starts (one ustack run after
+	// another) is still being released: the successor waits, which takes
+	// milliseconds, instead of finding the port held by the host.
+	for _, o := range leaving {
+		s.logf("portd: session %d: %s waits for session %d to release %s", ss.id, ss.who(), o.id, p)
+		<-o.released
 	}
 	return nil
 }
@@ -285,16 +313,20 @@ func (s *Server) allowed(ss *session, p Port) error {
 func (s *Server) refuse(ss *session, code, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	s.logf("portd: refused: %s", msg)
-	return &RefusedError{Code: code, Msg: msg}
+	return &portd.RefusedError{Code: code, Msg: msg}
 }
 
+// releaseHook, when set (by tests), runs as endSession begins a release.
+var releaseHook atomic.Pointer[func()]
+
 // endSession releases a session once, whichever of its connection and its
-// loops ends first.
+// pumps ends first.
 func (s *Server) endSession(ss *session) {
 	s.mu.Lock()
 	cur, ok := s.sessions[ss.id]
 	if ok && cur == ss {
 		delete(s.sessions, ss.id)
+		s.leaving[ss.id] = ss
 		// Under mu, before Close can take it: Close waits for this.
 		s.releasing.Add(1)
 		defer s.releasing.Done()
@@ -303,7 +335,15 @@ func (s *Server) endSession(ss *session) {
 	if !ok || cur != ss {
 		return
 	}
-	if err := ss.close(); err != nil {
+	if hook := releaseHook.Load(); hook != nil {
+		(*hook)()
+	}
+	err := ss.close()
+	s.mu.Lock()
+	delete(s.leaving, ss.id)
+	s.mu.Unlock()
+	close(ss.released)
+	if err != nil {
 		s.logf("portd: session %d (%s): releasing: %v", ss.id, ss.who(), err)
 	}
 	if ss.iface != "" {
@@ -348,6 +388,14 @@ func peerGroups(fd int) ([]uint32, error) {
 		}
 		return gids[:size/4], nil
 	}
+}
+
+func joinAddrs(as []netip.Addr) string {
+	var s []string
+	for _, a := range as {
+		s = append(s, a.String())
+	}
+	return strings.Join(s, ",")
 }
 
 func userName(uid uint32) string {

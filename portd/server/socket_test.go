@@ -1,4 +1,4 @@
-package portd_test
+package server_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/portd"
+	"github.com/ustack/ustack/portd/server"
 )
 
 // TestListenModes: whatever the umask, the directory Listen makes for its
@@ -27,7 +28,7 @@ func TestListenModes(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "run", "ustack-portd")
 	old := syscall.Umask(0o077)
-	srv, err := portd.Listen(filepath.Join(dir, "portd.sock"), nil, t.Logf)
+	srv, err := server.Listen(filepath.Join(dir, "portd.sock"), nil, t.Logf)
 	syscall.Umask(old)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func besideRootStacks() error {
 	if err != nil {
 		return err
 	}
-	srv, err := portd.Listen(portd.DefaultSocket, nil, func(f string, a ...any) { fmt.Printf(f+"\n", a...) })
+	srv, err := server.Listen(portd.DefaultSocket, nil, func(f string, a ...any) { fmt.Printf(f+"\n", a...) })
 	if err != nil {
 		return err
 	}

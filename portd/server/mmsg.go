@@ -1,4 +1,4 @@
-package portd
+package server
 
 import (
 	"syscall"

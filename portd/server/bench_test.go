@@ -1,4 +1,4 @@
-package portd_test
+package server_test
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package portd
+package server
 
 import (
 	"os"
@@ -82,7 +82,7 @@ allow * lo tcp 9000
 
 // TestSamplePolicy: the shipped sample parses.
 func TestSamplePolicy(t *testing.T) {
-	f, err := os.Open("../contrib/portd.policy.sample")
+	f, err := os.Open("../../contrib/portd.policy.sample")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package portd_test
+package server_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/portd"
+	"github.com/ustack/ustack/portd/server"
 )
 
 // runChild is the test binary run as a child: a portd, a client stack (as
@@ -33,11 +34,11 @@ func runChild(args []string) error {
 	}
 	switch arg(0) {
 	case "portd": // portd SOCKET POLICY
-		pol, err := portd.LoadPolicy(arg(2))
+		pol, err := server.LoadPolicy(arg(2))
 		if err != nil {
 			return err
 		}
-		srv, err := portd.Listen(arg(1), pol, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+		srv, err := server.Listen(arg(1), pol, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
 		if err != nil {
 			return err
 		}
@@ -249,15 +250,15 @@ func forge(sock, iface string, dst netip.AddrPort) error {
 	ap := netip.AddrPortFrom
 	remote := dst.Addr()
 	// A datagram the remote sent us to port 22, as an ICMP error quotes it.
-	quoted := portd.UDPFrameForTest(mac, ap(remote, 53), ap(me, 22), []byte("q"))[10+14 : 10+14+28]
+	quoted := server.UDPFrameForTest(mac, ap(remote, 53), ap(me, 22), []byte("q"))[10+14 : 10+14+28]
 	forged := [][]byte{
-		portd.UDPFrameForTest(mac, ap(netip.MustParseAddr("10.78.0.77"), eph), dst, []byte("forged address")),
-		portd.UDPFrameForTest(mac, ap(me, 22), dst, []byte("forged port")),
-		portd.UDPFrameForTest([6]byte{2, 0, 0, 0, 0, 1}, ap(me, eph), dst, []byte("forged MAC")),
+		server.UDPFrameForTest(mac, ap(netip.MustParseAddr("10.78.0.77"), eph), dst, []byte("forged address")),
+		server.UDPFrameForTest(mac, ap(me, 22), dst, []byte("forged port")),
+		server.UDPFrameForTest([6]byte{2, 0, 0, 0, 0, 1}, ap(me, eph), dst, []byte("forged MAC")),
 		// The kernel would write the checksum over the source port.
-		portd.WithVnetForTest(portd.UDPFrameForTest(mac, ap(me, eph), dst, []byte("checksum over the port")), 1, 0, 34, 0),
-		portd.TCPFrameForTest(mac, ap(me, 22), ap(remote, 5555), 0x04),
-		portd.ICMPErrorFrameForTest(mac, me, remote, 3, quoted),
+		server.WithVnetForTest(server.UDPFrameForTest(mac, ap(me, eph), dst, []byte("checksum over the port")), 1, 0, 34, 0),
+		server.TCPFrameForTest(mac, ap(me, 22), ap(remote, 5555), 0x04),
+		server.ICMPErrorFrameForTest(mac, me, remote, 3, quoted),
 	}
 	fd := sess.FrameFd()
 	for _, f := range forged {
@@ -265,7 +266,7 @@ func forge(sock, iface string, dst netip.AddrPort) error {
 			return err
 		}
 	}
-	if _, err := syscall.Write(fd, portd.UDPFrameForTest(mac, ap(me, eph), dst, []byte("valid"))); err != nil {
+	if _, err := syscall.Write(fd, server.UDPFrameForTest(mac, ap(me, eph), dst, []byte("valid"))); err != nil {
 		return err
 	}
 	fmt.Printf("sent %d forged\n", len(forged))

@@ -1,6 +1,6 @@
-package portd
+package server
 
-// The end-to-end tests (package portd_test) forge frames with these.
+// The end-to-end tests (package server_test) forge frames with these.
 var (
 	UDPFrameForTest       = UDPFrame
 	ICMPErrorFrameForTest = ICMPErrorFrame
@@ -15,4 +15,14 @@ func SetOpenHookForTest(f func()) {
 		return
 	}
 	openHook.Store(&f)
+}
+
+// SetReleaseHookForTest runs f as each session's release begins, once it
+// has left the holders (nil: nothing).
+func SetReleaseHookForTest(f func()) {
+	if f == nil {
+		releaseHook.Store(nil)
+		return
+	}
+	releaseHook.Store(&f)
 }

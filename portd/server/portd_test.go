@@ -1,4 +1,4 @@
-package portd_test
+package server_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/ustack/ustack/hostports"
 	"github.com/ustack/ustack/portd"
+	"github.com/ustack/ustack/portd/server"
 )
 
 // The end-to-end tests share a veth between the root namespace's kernel and
@@ -149,14 +150,14 @@ func (l *logLines) count(substr string) int {
 }
 
 // startServer runs portd in the test process.
-func (n *testNet) startServer(t testing.TB) (*portd.Server, *logLines) {
+func (n *testNet) startServer(t testing.TB) (*server.Server, *logLines) {
 	t.Helper()
-	pol, err := portd.LoadPolicy(n.policy(t))
+	pol, err := server.LoadPolicy(n.policy(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &logLines{}
-	srv, err := portd.Listen(n.sock(), pol, logs.logf)
+	srv, err := server.Listen(n.sock(), pol, logs.logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,11 +511,11 @@ func TestPortdCloseDuringOpen(t *testing.T) {
 	n := setup(t)
 	srv, _ := n.startServer(t)
 	closed := make(chan struct{})
-	portd.SetOpenHookForTest(func() {
+	server.SetOpenHookForTest(func() {
 		go func() { srv.Close(); close(closed) }()
 		time.Sleep(100 * time.Millisecond) // room for Close to run now, if it may
 	})
-	t.Cleanup(func() { portd.SetOpenHookForTest(nil) })
+	t.Cleanup(func() { server.SetOpenHookForTest(nil) })
 	hold := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8084")
 	defer hold.kill()
 	select {
@@ -530,4 +531,40 @@ func TestPortdCloseDuringOpen(t *testing.T) {
 			t.Fatalf("table %s after Close returned: exists=%v (%v), want none", table, ok, err)
 		}
 	}
+}
+
+// TestPortdSuccessorWaitsForRelease: a client that asks for a port its
+// predecessor held while portd is still releasing the predecessor's
+// session (the client exited a moment ago) gets the port once that
+// release is done; before, it was refused because the host, for that
+// moment, still held the port.
+func TestPortdSuccessorWaitsForRelease(t *testing.T) {
+	n := setup(t)
+	_, logs := n.startServer(t)
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	server.SetReleaseHookForTest(func() {
+		once.Do(func() {
+			close(entered)
+			<-proceed
+		})
+	})
+	t.Cleanup(func() { server.SetReleaseHookForTest(nil) })
+	first := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8088")
+	first.expect(t, "ready")
+	first.kill()
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first client's session was not released")
+	}
+	second := n.start(t, nobody, false, "open", n.sock(), n.dev, "8088")
+	for deadline := time.Now().Add(20 * time.Second); logs.count("waits for session 1 to release tcp port 8088") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) || logs.count("refused: tcp port 8088") > 0 {
+			close(proceed)
+			t.Fatalf("the second client did not wait for the first one's release; it said %q", second.line(t))
+		}
+	}
+	close(proceed)
+	second.expect(t, "ok")
 }
