@@ -85,6 +85,11 @@ type vnetEndpoint struct {
 	closed     atomic.Bool
 }
 
+var (
+	_ stack.LinkEndpoint = (*vnetEndpoint)(nil)
+	_ stack.GSOEndpoint  = (*vnetEndpoint)(nil)
+)
+
 // enableOffloads asks the tap to pass TSO super-frames and partial
 // checksums; it needs a tap opened with IFF_VNET_HDR.
 func enableOffloads(fd int) error {

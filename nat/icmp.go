@@ -38,6 +38,12 @@ type echoProxy struct {
 	warned bool
 }
 
+var (
+	_ stack.LinkEndpoint      = (*echoProxy)(nil)
+	_ stack.GSOEndpoint       = (*echoProxy)(nil)
+	_ stack.NetworkDispatcher = (*echoProxy)(nil)
+)
+
 type echoKey struct {
 	dst netip.Addr // what the guest pinged
 	id  uint16     // the guest's echo identifier

@@ -46,6 +46,12 @@ type Tap struct {
 	mu     sync.Mutex
 }
 
+var (
+	_ stack.LinkEndpoint      = (*Tap)(nil)
+	_ stack.GSOEndpoint       = (*Tap)(nil)
+	_ stack.NetworkDispatcher = (*Tap)(nil)
+)
+
 // NewTap wraps lower. Place it where frames are whole (below the Ethernet
 // framing).
 func NewTap(lower stack.LinkEndpoint) *Tap {
