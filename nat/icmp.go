@@ -249,9 +249,9 @@ func (e *echoProxy) readReplies(f *echoFlow) {
 		e.mu.Unlock()
 		f.conn.Close()
 	}()
-	proto := 1 // ICMPv4
+	proto := int(header.ICMPv4ProtocolNumber)
 	if f.target.Is6() {
-		proto = 58
+		proto = int(header.ICMPv6ProtocolNumber)
 	}
 	buf := make([]byte, maxDatagram)
 	for {

@@ -22,6 +22,8 @@ import (
 	"net/netip"
 	"syscall"
 
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/ustack/ustack/hostports"
 )
 
@@ -32,13 +34,10 @@ import (
 // would replace the socket.
 const DefaultSocket = "/run/ustack-portd/portd.sock"
 
-// vnetHdrLen is the virtio-net header in front of every frame on the frame
-// socket, as on a packet socket with PACKET_VNET_HDR.
-const vnetHdrLen = 10
-
 // maxFrame is the largest message on the frame socket: a 64 KiB GSO
-// super-frame with its Ethernet and virtio-net headers.
-const maxFrame = vnetHdrLen + 14 + 65535
+// super-frame with its Ethernet header and, as on a packet socket with
+// PACKET_VNET_HDR, a virtio-net header in front.
+const maxFrame = header.VirtioNetHeaderSize + 14 + 65535
 
 // Port is one port of one protocol.
 type Port struct {
