@@ -18,6 +18,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // listenBacklog matches Linux's default somaxconn.
@@ -30,15 +32,6 @@ func errnoOf(err tcpip.Error) error {
 		return e.ToError()
 	}
 	return errors.New(err.String())
-}
-
-func fullAddr(a netip.AddrPort) tcpip.FullAddress {
-	return tcpip.FullAddress{Addr: tcpip.AddrFromSlice(a.Addr().AsSlice()), Port: a.Port()}
-}
-
-func toAddrPort(f tcpip.FullAddress) netip.AddrPort {
-	a, _ := netip.AddrFromSlice(f.Addr.AsSlice())
-	return netip.AddrPortFrom(a.Unmap(), f.Port)
 }
 
 // Dial connects to address on the named network ("tcp", "tcp4", "tcp6",
@@ -116,7 +109,7 @@ func (s *Stack) dialAddr(ctx context.Context, network string, dst netip.AddrPort
 		if terr != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.UDPAddrFromAddrPort(dst), Err: errnoOf(terr)}
 		}
-		if terr := ep.Connect(fullAddr(dst)); terr != nil {
+		if terr := ep.Connect(netstack.FullAddress(dst)); terr != nil {
 			ep.Close()
 			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.UDPAddrFromAddrPort(dst), Err: errnoOf(terr)}
 		}
@@ -130,7 +123,7 @@ func (s *Stack) dialAddr(ctx context.Context, network string, dst netip.AddrPort
 	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
-	terr = ep.Connect(fullAddr(dst))
+	terr = ep.Connect(netstack.FullAddress(dst))
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
 		select {
 		case <-ctx.Done():
@@ -241,7 +234,7 @@ func (s *Stack) bindEndpoint(trans tcpip.TransportProtocolNumber, addr netip.Add
 		ep.SocketOptions().SetV6Only(!dual)
 	}
 	ep.SocketOptions().SetReuseAddress(true)
-	bind := fullAddr(addr)
+	bind := netstack.FullAddress(addr)
 	if addr.Addr().IsUnspecified() {
 		bind.Addr = tcpip.Address{}
 	}
@@ -304,7 +297,7 @@ func (l *listener) Addr() net.Addr {
 	if err != nil {
 		return l.TCPListener.Addr()
 	}
-	ap := toAddrPort(a)
+	ap := netstack.NetipAddrPort(a.Addr, a.Port)
 	if !ap.Addr().IsValid() {
 		// Bound to all addresses: say so the way the kernel does.
 		ap = netip.AddrPortFrom(l.unspecified, ap.Port())

@@ -255,7 +255,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	for _, p := range cfg.Addrs {
 		pa := tcpip.ProtocolAddress{
 			Protocol:          protoOf(p.Addr()),
-			AddressWithPrefix: tcpip.AddrFromSlice(p.Addr().AsSlice()).WithPrefix(),
+			AddressWithPrefix: netstack.Address(p.Addr()).WithPrefix(),
 		}
 		pa.AddressWithPrefix.PrefixLen = p.Bits()
 		if err := ns.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
@@ -269,7 +269,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 		if g.Is6() {
 			dst = header.IPv6EmptySubnet
 		}
-		routes = append(routes, tcpip.Route{Destination: dst, Gateway: tcpip.AddrFromSlice(g.AsSlice()), NIC: nicID})
+		routes = append(routes, tcpip.Route{Destination: dst, Gateway: netstack.Address(g), NIC: nicID})
 	}
 	ns.SetRouteTable(routes)
 	s.resolver = s.newResolver()
@@ -286,7 +286,7 @@ func addLoopback(ns *stack.Stack) ([]tcpip.Route, error) {
 	var routes []tcpip.Route
 	for _, p := range []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")} {
 		pa := tcpip.ProtocolAddress{Protocol: protoOf(p.Addr()), AddressWithPrefix: tcpip.AddressWithPrefix{
-			Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
+			Address: netstack.Address(p.Addr()), PrefixLen: p.Bits()}}
 		if err := ns.AddProtocolAddress(loopbackID, pa, stack.AddressProperties{}); err != nil {
 			return nil, fmt.Errorf("loopback address %s: %s", p, err)
 		}
@@ -308,7 +308,7 @@ func subnetOf(p netip.Prefix) tcpip.Subnet {
 	for i := 0; i < m.Bits(); i++ {
 		mask[i/8] |= 0x80 >> (i % 8)
 	}
-	sn, err := tcpip.NewSubnet(tcpip.AddrFromSlice(m.Addr().AsSlice()), tcpip.MaskFromBytes(mask))
+	sn, err := tcpip.NewSubnet(netstack.Address(m.Addr()), tcpip.MaskFromBytes(mask))
 	if err != nil {
 		panic(err) // unreachable: a masked prefix is always a valid subnet
 	}

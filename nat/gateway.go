@@ -80,7 +80,7 @@ func New(cfg Config, lower stack.LinkEndpoint) (*Gateway, error) {
 			proto = ipv6.ProtocolNumber
 		}
 		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddressWithPrefix{
-			Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
+			Address: netstack.Address(p.Addr()), PrefixLen: p.Bits()}}
 		if err := ns.AddProtocolAddress(gatewayNIC, pa, stack.AddressProperties{}); err != nil {
 			return fail(fmt.Errorf("gateway address %s: %s", p, err))
 		}
@@ -179,11 +179,6 @@ func (g *Gateway) hostTarget(dst netip.AddrPort) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return dst, true
-}
-
-func addrPortOf(a tcpip.Address, port uint16) netip.AddrPort {
-	ip, _ := netip.AddrFromSlice(a.AsSlice())
-	return netip.AddrPortFrom(ip.Unmap(), port)
 }
 
 // Stats returns the gateway netstack's counters.

@@ -17,6 +17,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // echoIdleTimeout closes a host ICMP socket once its guest ping has stopped.
@@ -289,8 +291,8 @@ func addrIP(a net.Addr) net.IP {
 
 // inject writes an echo reply from the pinged address to the guest.
 func (e *echoProxy) inject(f *echoFlow, seq uint16, data []byte) {
-	src := tcpip.AddrFromSlice(f.key.dst.AsSlice())
-	dst := tcpip.AddrFromSlice(f.guest.AsSlice())
+	src := netstack.Address(f.key.dst)
+	dst := netstack.Address(f.guest)
 	typ := uint8(header.ICMPv6EchoReply)
 	if f.key.dst.Is4() {
 		typ = uint8(header.ICMPv4EchoReply)

@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // udpIdleTimeout ends a UDP flow that has been quiet this long (the common
@@ -25,7 +27,7 @@ const maxDatagram = 65535
 // netstack answer with ICMP port unreachable.
 func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
-	dst := addrPortOf(id.LocalAddress, id.LocalPort)
+	dst := netstack.NetipAddrPort(id.LocalAddress, id.LocalPort)
 	target, ok := g.hostTarget(dst)
 	if !ok {
 		g.logf("nat: udp %s: refused (no host destination)", dst)

@@ -22,6 +22,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // Sample is one TCP control-block snapshot, taken by netstack after it
@@ -113,8 +115,7 @@ func (f Filter) matchEnd(a tcpip.Address, port uint16) bool {
 		return false
 	}
 	if f.Addr.IsValid() {
-		na, ok := netip.AddrFromSlice(a.AsSlice())
-		if !ok || na.Unmap() != f.Addr {
+		if netstack.NetipAddr(a) != f.Addr {
 			return false
 		}
 	}

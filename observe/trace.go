@@ -10,8 +10,11 @@ import (
 	"net/netip"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // TraceVersion is the version of the trace format written in the start
@@ -194,20 +197,20 @@ loop:
 	return end, doFlush()
 }
 
-func addrPort(a []byte, port uint16) string {
-	ip, ok := netip.AddrFromSlice(a)
-	if !ok {
+func addrPort(a tcpip.Address, port uint16) string {
+	ap := netstack.NetipAddrPort(a, port)
+	if !ap.Addr().IsValid() {
 		return fmt.Sprintf("?:%d", port)
 	}
-	return netip.AddrPortFrom(ip.Unmap(), port).String()
+	return ap.String()
 }
 
 func cbRecord(s Sample, t float64, recovery string) CBRecord {
 	return CBRecord{
 		Kind:        "cb",
 		T:           t,
-		Local:       addrPort(s.ID.LocalAddress.AsSlice(), s.ID.LocalPort),
-		Remote:      addrPort(s.ID.RemoteAddress.AsSlice(), s.ID.RemotePort),
+		Local:       addrPort(s.ID.LocalAddress, s.ID.LocalPort),
+		Remote:      addrPort(s.ID.RemoteAddress, s.ID.RemotePort),
 		State:       s.State,
 		SndUna:      uint32(s.SndUna),
 		SndNxt:      uint32(s.SndNxt),
