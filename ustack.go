@@ -47,11 +47,11 @@ type Stack struct {
 	net      string
 	resolver *net.Resolver
 	pcap     *link.PcapWriter
-	link     *link.PairEnd // the stack's end of its in-memory link
-	loss     *link.Loss    // Config.LinkLoss, if set
-	probe    *observe.Hub  // netstack's TCP probe; nil if not installed
-	nicTap   *observe.Tap  // frames of the attachment's NIC, for live capture and traces
-	host     *hostShare    // what --net host holds on the host
+	link     *link.PairEnd   // the stack's end of its in-memory link
+	loss     *link.Loss      // Config.LinkLoss, if set
+	probe    *observe.Hub    // netstack's TCP probe; nil if not installed
+	mirror   *observe.Mirror // frames of the attachment's NIC, for live capture and traces
+	host     *hostShare      // what --net host holds on the host
 	logf     func(string, ...any)
 
 	closeOnce sync.Once
@@ -225,8 +225,8 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	}
 	var probe tcp.TCPProbeFunc
 	if installObservers {
-		s.nicTap = observe.NewTap(lower)
-		lower = s.nicTap
+		s.mirror = observe.NewMirror(lower)
+		lower = s.mirror
 		s.probe = observe.NewHub()
 		probe = s.probe.Probe
 	}
@@ -363,9 +363,9 @@ func (s *Stack) Dropped() uint64 {
 // more (BENCHMARKS.md), and tcp.probe=0 leaves both out.
 func (s *Stack) TCPProbe() *observe.Hub { return s.probe }
 
-// NICTap returns the tap on the attachment's NIC (eth0), which copies
+// FrameMirror returns the mirror on the attachment's NIC (eth0), which copies
 // frames to subscribers for live capture and packet traces.
-func (s *Stack) NICTap() *observe.Tap { return s.nicTap }
+func (s *Stack) FrameMirror() *observe.Mirror { return s.mirror }
 
 // Lost returns how many frames Config.LinkLoss dropped.
 func (s *Stack) Lost() uint64 {
@@ -376,7 +376,7 @@ func (s *Stack) Lost() uint64 {
 }
 
 // installObservers is false only in the benchmark that measures what the
-// TCP probe and the NIC tap cost when nobody subscribes.
+// TCP probe and the frame mirror cost when nobody subscribes.
 var installObservers = true
 
 // FlushCapture writes buffered pcap frames out; a no-op without --pcap.

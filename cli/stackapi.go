@@ -96,7 +96,7 @@ func newStackAPI(srv *control.Server, st *ustack.Stack, command string, programs
 	srv.HandleFunc("GET /v1/ping", a.ping)
 	srv.HandleConnect(http.HandlerFunc(a.connect))
 	inspect.Mount(srv, a.target)
-	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Taps: map[string]*observe.Tap{"eth0": st.NICTap()}, Logf: logf}).Mount(srv)
+	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": st.FrameMirror()}, Logf: logf}).Mount(srv)
 	return a
 }
 

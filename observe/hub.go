@@ -1,9 +1,9 @@
 // Package observe turns what happens inside a stack into data: TCP
 // control-block samples from netstack's TCP probe (Hub), the frames that
-// cross a NIC (Tap), and the trace stream built from both (WriteTrace).
+// cross a NIC (Mirror), and the trace stream built from both (WriteTrace).
 //
-// Both Hub and Tap sit on netstack's data path. When nobody is looking the
-// Tap costs one atomic load and the Hub one map lookup and pointer store
+// Both Hub and Mirror sit on netstack's data path. When nobody is looking the
+// Mirror costs one atomic load and the Hub one map lookup and pointer store
 // per segment (it keeps each connection's latest state); when someone is,
 // neither blocks the stack: each subscriber has a bounded queue and a drop
 // counter.

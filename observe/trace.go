@@ -85,8 +85,8 @@ type EndRecord struct {
 type TraceConfig struct {
 	Stack  string // the stack's name, for the start record
 	Filter Filter
-	Hub    *Hub // control-block samples; nil for none
-	Tap    *Tap // packet records; nil for none
+	Hub    *Hub    // control-block samples; nil for none
+	Mirror *Mirror // packet records; nil for none
 	// Queue is each source's queue length; 0 means 65536 records.
 	Queue int
 }
@@ -117,8 +117,8 @@ func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceC
 		defer sampleSub.Close()
 		samples = sampleSub.C()
 	}
-	if cfg.Tap != nil {
-		frameSub = cfg.Tap.Subscribe(traceSnapLen, q)
+	if cfg.Mirror != nil {
+		frameSub = cfg.Mirror.Subscribe(traceSnapLen, q)
 		defer frameSub.Close()
 		frames = frameSub.C()
 	}
