@@ -47,20 +47,21 @@ const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or a
 // stack sends and receives whole frames through a filtered packet socket;
 // its ports are held on the host by reserving sockets and dropped in the
 // kernel's input path by an nftables table of its own.
-func newHost(cfg Config, iface string) (*Stack, error) {
+func newHost(cfg Config, att Host) (*Stack, error) {
+	iface := att.Iface
 	if iface == "" || strings.ContainsAny(iface, ",/ ") {
-		return nil, configErr("--net", "%q: want host:IFACE (e.g. host:eth0)", "host:"+iface)
+		return nil, configErr("Host.Iface", "%q is not an interface name (e.g. eth0)", iface)
 	}
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
-		return nil, configErr("--net", "host:%s: no such interface (see: ip link)", iface)
+		return nil, configErr("Net", "host:%s: no such interface (see: ip link)", iface)
 	}
 	if len(cfg.Addrs) == 0 {
 		if cfg.Addrs, err = hostports.InterfacePrefixes(ifi); err != nil {
-			return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+			return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 		}
 		if len(cfg.Addrs) == 0 {
-			return nil, configErr("--net", "host:%s: the interface has no IP address to share (add one, or give --ip)", iface)
+			return nil, configErr("Net", "host:%s: the interface has no IP address to share (add one, or give --ip)", iface)
 		}
 	}
 	if cfg.MTU == 0 {
@@ -69,16 +70,16 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	if len(cfg.Gateways) == 0 {
 		cfg.Gateways = defaultGateways(iface)
 	}
-	n := cfg.Host.EphemeralPorts
+	n := att.EphemeralPorts
 	if n == 0 {
 		n = defaultEphemeralPorts
 	}
 	if n < 0 || n > 16384 {
-		return nil, configErr("--net", "host:%s: %d ephemeral ports (Config.Host.EphemeralPorts) is out of range (1 to 16384)", iface, n)
+		return nil, configErr("Host.EphemeralPorts", "%d is out of range (1 to 16384)", n)
 	}
 
-	if cfg.Host.Portd != "" || os.Geteuid() != 0 {
-		return newHostPortd(cfg, iface, n)
+	if att.Portd != "" || os.Geteuid() != 0 {
+		return newHostPortd(cfg, att, n)
 	}
 
 	h := &hostShare{iface: iface}
@@ -94,13 +95,13 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 		return nil, err
 	}
 	privErr := func(err error) error {
-		return configErr("--net", "host:%s: %s (%w)", iface, hostPrivilegeFix, err)
+		return configErr("Net", "host:%s: %s (%w)", iface, hostPrivilegeFix, err)
 	}
 	if _, err := hostports.RemoveStale(); err != nil {
 		if errors.Is(err, hostports.ErrNotPermitted) {
 			return fail(privErr(err))
 		}
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
+		return fail(&ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)})
 	}
 	// Order: ports held first (nobody else can take them), then the
 	// firewall (the kernel stops answering them), then the packet socket
@@ -108,36 +109,36 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	h.ports = hostports.NewReservation(addrs)
 	first, err := h.ports.ReserveBlock(n)
 	if err != nil {
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: ephemeral ports: %w", iface, err)})
+		return fail(&ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: ephemeral ports: %w", iface, err)})
 	}
-	for _, p := range cfg.Host.Ports {
+	for _, p := range att.Ports {
 		if err := h.ports.Reserve(protoOfHostPort(p), p.Port); err != nil {
 			if hostports.IsInUse(err) {
-				return fail(configErr("--host-port", "%s: the host already uses it (%w); choose another port or stop what holds it", p, err))
+				return fail(configErr("Host.Ports", "%s: the host already uses it (%w); choose another port or stop what holds it", p, err))
 			}
-			return fail(&ConfigError{Flag: "--host-port", Err: err})
+			return fail(&ConfigError{Field: "Host.Ports", Err: err})
 		}
 	}
 	if h.fw, err = hostports.NewFirewall(iface, addrs); err != nil {
 		if errors.Is(err, hostports.ErrNotPermitted) {
 			return fail(privErr(err))
 		}
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
+		return fail(&ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)})
 	}
 	for _, proto := range []hostports.Proto{hostports.TCP, hostports.UDP} {
 		if err := h.fw.Add(proto, h.ports.Ports(proto)...); err != nil {
-			return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)})
+			return fail(&ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)})
 		}
 	}
 	if h.pkt, err = link.OpenPacket(iface, h.filterSpec()); err != nil {
 		if errors.Is(err, link.ErrNeedPrivilege) {
 			return fail(privErr(err))
 		}
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
+		return fail(&ConfigError{Field: "Net", Err: fmt.Errorf("host:%w", err)})
 	}
 	ep, err := h.pkt.Endpoint(cfg.MTU, cfg.BusyPoll)
 	if err != nil {
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
+		return fail(&ConfigError{Field: "Net", Err: fmt.Errorf("host:%w", err)})
 	}
 	s, err := newStack(cfg, ep, ethernetFraming)
 	if err != nil {
@@ -151,18 +152,19 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 		return nil, fmt.Errorf("setting the ephemeral port range: %s", terr)
 	}
 	s.host = h
-	s.net = "host:" + iface
+	s.net = att
 	return s, nil
 }
 
 // newHostPortd attaches the stack through ustack portd, which holds the
 // ports and the firewall table for it and carries its frames, checking
 // each one it sends.
-func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
+func newHostPortd(cfg Config, att Host, ephemeral int) (*Stack, error) {
+	iface := att.Iface
 	if cfg.BusyPoll > 0 {
-		return nil, configErr("--busy-poll", "a host stack through portd reads portd's frame socket, not a device of its own (leave --busy-poll out, or run as root without --portd)")
+		return nil, configErr("BusyPoll", "a host stack through portd reads portd's frame socket, not a device of its own (leave --busy-poll out, or run as root without --portd)")
 	}
-	path := cfg.Host.Portd
+	path := att.Portd
 	if path == "" {
 		path = portd.DefaultSocket
 	}
@@ -170,21 +172,21 @@ func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
 	for _, p := range cfg.Addrs {
 		req.Addrs = append(req.Addrs, p.Addr())
 	}
-	for _, p := range cfg.Host.Ports {
+	for _, p := range att.Ports {
 		req.Ports = append(req.Ports, portd.Port{Proto: protoOfHostPort(p), Port: p.Port})
 	}
 	sess, err := portd.Open(path, req)
 	if err != nil {
 		var re *portd.RefusedError
-		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && !strings.Contains(re.Msg, "ephemeral") && len(cfg.Host.Ports) > 0 {
-			return nil, &ConfigError{Flag: "--host-port", Err: err}
+		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && !strings.Contains(re.Msg, "ephemeral") && len(att.Ports) > 0 {
+			return nil, &ConfigError{Field: "Host.Ports", Err: err}
 		}
-		return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 	}
 	ep, err := sess.Endpoint(cfg.MTU)
 	if err != nil {
 		sess.Close()
-		return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 	}
 	s, err := newStack(cfg, ep, nil)
 	if err != nil {
@@ -199,7 +201,7 @@ func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
 		return nil, fmt.Errorf("setting the ephemeral port range: %s", terr)
 	}
 	s.host = &hostShare{iface: iface, portd: sess}
-	s.net = "host:" + iface
+	s.net = att
 	return s, nil
 }
 

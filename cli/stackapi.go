@@ -86,7 +86,7 @@ func newStackAPI(srv *control.Server, st *ustack.Stack, command string, programs
 		srv:    srv,
 		st:     st,
 		target: &inspect.Target{Name: srv.Name(), Stack: st, Programs: programs, ControlBlocks: st.TCPProbe()},
-		info: control.Info{Name: srv.Name(), PID: os.Getpid(), Command: command, Attachment: st.Attachment(),
+		info: control.Info{Name: srv.Name(), PID: os.Getpid(), Command: command, Attachment: st.Attachment().String(),
 			Addresses: addrs, MTU: st.MTU(), Socket: srv.Path(), Version: v},
 		logf:  logf,
 		conns: map[net.Conn]struct{}{},
