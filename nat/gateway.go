@@ -91,8 +91,13 @@ func New(cfg Config, lower stack.LinkEndpoint) (*Gateway, error) {
 	})
 	tcpFwd := tcp.NewForwarder(ns, 0, maxPendingDials, g.forwardTCP)
 	ns.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
-	udpFwd := udp.NewForwarder(ns, g.forwardUDP)
-	ns.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
+	// Not udp.Forwarder's HandlePacket: it hands the handler a clone of
+	// the packet that nothing ever releases (one leaked packet buffer per
+	// flow). forwardUDP is done with the request when it returns, so the
+	// demuxer's own reference is enough.
+	ns.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		return g.forwardUDP(udp.NewForwarderRequest(ns, id, pkt))
+	})
 	for _, p := range cfg.Publish {
 		if err := g.publish(p); err != nil {
 			return fail(&PublishError{Publish: p, Err: err})

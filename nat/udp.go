@@ -24,7 +24,8 @@ const maxDatagram = 65535
 // forwardUDP starts a flow for the first datagram of a new guest 4-tuple: a
 // gateway endpoint connected to the guest and a connected host socket to
 // the destination, relayed until the flow is idle. Returning false lets
-// netstack answer with ICMP port unreachable.
+// netstack answer with ICMP port unreachable. r is not used after it
+// returns: its packet is only borrowed (see New).
 func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst := netstack.NetipAddrPort(id.LocalAddress, id.LocalPort)
