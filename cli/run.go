@@ -183,7 +183,7 @@ func waitProgram(p *intercept.Process) error {
 // Without it a host resolver on loopback, such as systemd-resolved's
 // 127.0.0.53, would be the stack's own loopback, where nothing answers.
 func redirectNameservers(mgr *sockets.Manager, st *ustack.Stack) {
-	if _, nat := st.Attachment().(ustack.NAT); !nat {
+	if _, onNAT := st.Attachment().(ustack.NAT); !onNAT {
 		return
 	}
 	servers, err := nat.HostResolvers("/etc/resolv.conf")
