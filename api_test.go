@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -155,8 +156,12 @@ func TestDialContextDeadline(t *testing.T) {
 			if !errors.As(err, &ne) || !ne.Timeout() {
 				t.Fatalf("error %v (%T) is not a net.Error with Timeout() true", err, err)
 			}
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("errors.Is(%v, context.DeadlineExceeded) = false", err)
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("errors.Is(%v, context.DeadlineExceeded) = %v, errors.Is(err, os.ErrDeadlineExceeded) = %v; want both",
+					err, errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded))
+			}
+			if oe := (*net.OpError)(nil); !errors.As(err, &oe) || oe.Op != "dial" {
+				t.Errorf("error %v (%T) is not a dial *net.OpError", err, err)
 			}
 			if took < limit-10*time.Millisecond || took > limit+2*time.Second {
 				t.Errorf("Dial returned after %v, want about %v", took, limit)

@@ -26,18 +26,6 @@ type PortMapping = nat.Publish
 // ParsePortMapping parses -p's [HOSTIP:]HOSTPORT:PORT[/udp].
 func ParsePortMapping(spec string) (PortMapping, error) { return nat.ParsePublish(spec) }
 
-// NATConfig tunes the nat attachment.
-type NATConfig struct {
-	// NoHostLoopback stops the gateway address (10.0.2.2) from reaching the
-	// host's loopback interface.
-	NoHostLoopback bool
-	// DNSUpstreams are the resolvers the DNS address (10.0.2.3) forwards to;
-	// empty means the host's, from /etc/resolv.conf.
-	DNSUpstreams []netip.AddrPort
-	// Publish lists host ports forwarded to listeners on the stack.
-	Publish []PortMapping
-}
-
 // HostPort is a port the stack serves under --net host (--host-port).
 type HostPort struct {
 	Port uint16
@@ -61,31 +49,12 @@ func ParseHostPort(s string) (HostPort, error) {
 	return HostPort{Port: uint16(n), UDP: proto == "udp"}, nil
 }
 
-// HostConfig tunes the host attachment, where the stack shares an
-// interface's addresses with the host kernel and so needs host ports of its
-// own.
-type HostConfig struct {
-	// Ports are reserved on the host at start for the stack's listeners
-	// (--host-port). The Go API's Listen and ListenPacket reserve a port
-	// they are given when it is not reserved yet; other programs on the
-	// stack can bind only reserved ports.
-	Ports []HostPort
-	// EphemeralPorts is the size of the block of host ports reserved for
-	// the stack's outgoing connections and port-0 binds; 0 means 64.
-	EphemeralPorts int
-	// Portd is the socket of ustack portd (--portd). A stack run by a user
-	// other than root always goes through portd, at portd.DefaultSocket
-	// (/run/ustack-portd/portd.sock) unless Portd names another; root goes
-	// through portd only when Portd is set.
-	Portd string
-}
-
 // Config describes one user-level stack. The zero value is a stack on the
 // nat attachment with slirp's addresses.
 type Config struct {
-	// Net is the attachment: "nat" (the default), "tap:NAME[,create]" or
-	// "host:IFACE".
-	Net string
+	// Net is the attachment: NAT (the default, also when Net is nil), Tap
+	// or Host.
+	Net Attachment
 	// Addrs are the stack's addresses with prefix length. For nat the
 	// default is 10.0.2.15/24 and fd00::15/64.
 	Addrs []netip.Prefix
@@ -103,10 +72,6 @@ type Config struct {
 	// Pcap, if set, receives every frame of every NIC as a pcap stream
 	// (LINKTYPE_ETHERNET). The stack closes it on Close if it is an io.Closer.
 	Pcap io.Writer
-	// NAT tunes the nat attachment.
-	NAT NATConfig
-	// Host tunes the host attachment.
-	Host HostConfig
 	// BusyPoll, above zero, keeps the reader of a tap or host link polling
 	// its fd for this long after each frame before it lets the goroutine
 	// sleep (--busy-poll; Linux's busy_poll in spirit). The reply of a
@@ -131,18 +96,20 @@ type LinkLoss struct {
 	Seed     uint64
 }
 
-// ConfigError is a problem with the configuration; Flag names the
-// command-line flag (and so the Config field) at fault.
+// ConfigError is a problem with the configuration. Field names the field
+// at fault: a field of Config ("MTU", "Addrs", "TCP.CongestionControl"),
+// or of the attachment in Config.Net, led by its type ("Host.Ports",
+// "NAT.Publish"); "Net" is the attachment as a whole.
 type ConfigError struct {
-	Flag string
-	Err  error
+	Field string
+	Err   error
 }
 
-func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %v", e.Flag, e.Err) }
+func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %v", e.Field, e.Err) }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-func configErr(flag string, format string, args ...any) error {
-	return &ConfigError{Flag: flag, Err: fmt.Errorf(format, args...)}
+func configErr(field string, format string, args ...any) error {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
 // Defaults of the nat attachment, after slirp and QEMU's user networking.
@@ -168,34 +135,34 @@ func nthAddr(p netip.Prefix, n int) netip.Addr {
 
 func (c *Config) validate() error {
 	if c.MTU < 0 || (c.MTU != 0 && (c.MTU < 1280 || c.MTU > maxMTU)) {
-		return configErr("--mtu", "%d is out of range (use 1280 to %d; IPv6 needs at least 1280)", c.MTU, maxMTU)
+		return configErr("MTU", "%d is out of range (use 1280 to %d; IPv6 needs at least 1280)", c.MTU, maxMTU)
 	}
 	seen := map[bool]bool{}
 	for _, g := range c.Gateways {
 		if seen[g.Is4()] {
-			return configErr("--gateway", "more than one %s gateway (give at most one per address family)", family(g))
+			return configErr("Gateways", "more than one %s gateway (give at most one per address family)", family(g))
 		}
 		seen[g.Is4()] = true
 		if !g.IsValid() {
-			return configErr("--gateway", "invalid address")
+			return configErr("Gateways", "invalid address")
 		}
 	}
 	for _, p := range c.Addrs {
 		if !p.IsValid() || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
-			return configErr("--ip", "%s is not a usable host address (use e.g. 10.0.2.15/24)", p)
+			return configErr("Addrs", "%s is not a usable host address (use e.g. 10.0.2.15/24)", p)
 		}
 	}
 	if c.BusyPoll < 0 || c.BusyPoll > maxBusyPoll {
-		return configErr("--busy-poll", "%v is out of range (use 0 to %v, e.g. 200us)", c.BusyPoll, maxBusyPoll)
+		return configErr("BusyPoll", "%v is out of range (use 0 to %v, e.g. 200us)", c.BusyPoll, maxBusyPoll)
 	}
 	if f := c.LinkLoss.Fraction; !(f >= 0 && f < 1) {
 		return configErr("LinkLoss", "fraction %v is out of range (use 0 to below 1, e.g. 0.01 for 1%%)", f)
 	}
 	if err := (&TCPOptions{CongestionControl: c.TCP.CongestionControl}).Validate(); err != nil {
-		return configErr("--cc", "unknown congestion control %q (available: reno, cubic)", c.TCP.CongestionControl)
+		return configErr("TCP.CongestionControl", "unknown congestion control %q (available: reno, cubic)", c.TCP.CongestionControl)
 	}
 	if err := c.TCP.Validate(); err != nil {
-		return &ConfigError{Flag: "--sysctl", Err: err}
+		return &ConfigError{Field: "TCP", Err: err}
 	}
 	return nil
 }

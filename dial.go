@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/syserr"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -18,6 +20,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // listenBacklog matches Linux's default somaxconn.
@@ -32,15 +36,6 @@ func errnoOf(err tcpip.Error) error {
 	return errors.New(err.String())
 }
 
-func fullAddr(a netip.AddrPort) tcpip.FullAddress {
-	return tcpip.FullAddress{Addr: tcpip.AddrFromSlice(a.Addr().AsSlice()), Port: a.Port()}
-}
-
-func toAddrPort(f tcpip.FullAddress) netip.AddrPort {
-	a, _ := netip.AddrFromSlice(f.Addr.AsSlice())
-	return netip.AddrPortFrom(a.Unmap(), f.Port)
-}
-
 // Dial connects to address on the named network ("tcp", "tcp4", "tcp6",
 // "udp", "udp4", "udp6") through the user-level stack.
 func (s *Stack) Dial(network, address string) (net.Conn, error) {
@@ -48,7 +43,10 @@ func (s *Stack) Dial(network, address string) (net.Conn, error) {
 }
 
 // DialContext is Dial with a context that bounds name resolution and the
-// connection attempt.
+// connection attempts. As with net.Dialer, the addresses a name resolves
+// to are tried in turn, each with a share of the time left (see
+// partialDeadline), and a deadline that passes is an error for which
+// errors.Is(err, os.ErrDeadlineExceeded) holds and whose Timeout is true.
 func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: network, Err: err} }
 	fam, err := familyOf(network, "tcp", "udp")
@@ -68,19 +66,64 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 		return nil, opErr(err)
 	}
 	var firstErr error
-	for _, a := range addrs {
-		c, err := s.dialAddr(ctx, network, netip.AddrPortFrom(a, uint16(port)))
+	for i, a := range addrs {
+		dst := netip.AddrPortFrom(a, uint16(port))
+		if err := ctx.Err(); err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: netAddr(network, dst), Err: mapCtxErr(err)}
+		}
+		dialCtx := ctx
+		if deadline, ok := ctx.Deadline(); ok {
+			partial, err := partialDeadline(time.Now(), deadline, len(addrs)-i)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = &net.OpError{Op: "dial", Net: network, Addr: netAddr(network, dst), Err: err}
+				}
+				break
+			}
+			if partial.Before(deadline) {
+				var cancel context.CancelFunc
+				dialCtx, cancel = context.WithDeadline(ctx, partial)
+				defer cancel()
+			}
+		}
+		c, err := s.dialAddr(dialCtx, network, dst)
 		if err == nil {
 			return c, nil
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
-		if ctx.Err() != nil {
-			break
-		}
 	}
 	return nil, firstErr
+}
+
+// minDialShare is the least time an address gets when several are tried
+// and the deadline allows it, as in net.Dialer.
+const minDialShare = 2 * time.Second
+
+// partialDeadline is the deadline for the next of addrsRemaining
+// addresses: an equal share of the time left, but at least minDialShare
+// (taken from the addresses at the end of the list) or all that is left
+// when that is less. net.Dialer divides its time the same way, so one
+// address that does not answer cannot use up the time of the others.
+func partialDeadline(now, deadline time.Time, addrsRemaining int) (time.Time, error) {
+	left := deadline.Sub(now)
+	if left <= 0 {
+		return time.Time{}, errTimeout
+	}
+	share := left / time.Duration(addrsRemaining)
+	if share < minDialShare {
+		share = min(minDialShare, left)
+	}
+	return now.Add(share), nil
+}
+
+// netAddr is dst as the net package names a peer of network.
+func netAddr(network string, dst netip.AddrPort) net.Addr {
+	if network[:3] == "udp" {
+		return net.UDPAddrFromAddrPort(dst)
+	}
+	return net.TCPAddrFromAddrPort(dst)
 }
 
 // lookupHost resolves host to addresses of the wanted family ("ip", "ip4",
@@ -100,6 +143,11 @@ func (s *Stack) lookupHost(ctx context.Context, fam, host string) ([]netip.Addr,
 		if errors.As(err, &de) && len(s.dns) > 0 && de.Server != "" {
 			de.Server = net.JoinHostPort(s.dns[0].String(), "53")
 		}
+		if de != nil && de.IsTimeout && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The dial's deadline passed during the lookup: say so as
+			// for the connection attempts.
+			de.UnwrapErr = errTimeout
+		}
 		return nil, err
 	}
 	for i := range addrs {
@@ -116,7 +164,7 @@ func (s *Stack) dialAddr(ctx context.Context, network string, dst netip.AddrPort
 		if terr != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.UDPAddrFromAddrPort(dst), Err: errnoOf(terr)}
 		}
-		if terr := ep.Connect(fullAddr(dst)); terr != nil {
+		if terr := ep.Connect(netstack.FullAddress(dst)); terr != nil {
 			ep.Close()
 			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.UDPAddrFromAddrPort(dst), Err: errnoOf(terr)}
 		}
@@ -130,7 +178,7 @@ func (s *Stack) dialAddr(ctx context.Context, network string, dst netip.AddrPort
 	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
-	terr = ep.Connect(fullAddr(dst))
+	terr = ep.Connect(netstack.FullAddress(dst))
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
 		select {
 		case <-ctx.Done():
@@ -156,13 +204,17 @@ func mapCtxErr(err error) error {
 	return err
 }
 
+// timeoutError is a deadline that passed: "i/o timeout", a net.Error whose
+// Timeout is true, and both os.ErrDeadlineExceeded (what a deadline on a
+// net.Conn gives) and context.DeadlineExceeded (what net.Dialer's gives)
+// to errors.Is.
 type timeoutError struct{}
 
 func (timeoutError) Error() string   { return "i/o timeout" }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
 func (timeoutError) Is(err error) bool {
-	return err == context.DeadlineExceeded
+	return err == os.ErrDeadlineExceeded || err == context.DeadlineExceeded
 }
 
 var errTimeout error = timeoutError{}
@@ -241,7 +293,7 @@ func (s *Stack) bindEndpoint(trans tcpip.TransportProtocolNumber, addr netip.Add
 		ep.SocketOptions().SetV6Only(!dual)
 	}
 	ep.SocketOptions().SetReuseAddress(true)
-	bind := fullAddr(addr)
+	bind := netstack.FullAddress(addr)
 	if addr.Addr().IsUnspecified() {
 		bind.Addr = tcpip.Address{}
 	}
@@ -304,7 +356,7 @@ func (l *listener) Addr() net.Addr {
 	if err != nil {
 		return l.TCPListener.Addr()
 	}
-	ap := toAddrPort(a)
+	ap := netstack.NetipAddrPort(a.Addr, a.Port)
 	if !ap.Addr().IsValid() {
 		// Bound to all addresses: say so the way the kernel does.
 		ap = netip.AddrPortFrom(l.unspecified, ap.Port())

@@ -7,3 +7,6 @@ func SetObservers(on bool) (restore func()) {
 	installObservers = on
 	return func() { installObservers = old }
 }
+
+// PartialDeadline is the share of a dial's time one address gets.
+var PartialDeadline = partialDeadline

@@ -40,20 +40,21 @@ const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or a
 // stack sends and receives whole frames through a filtered packet socket;
 // its ports are held on the host by reserving sockets and dropped in the
 // kernel's input path by an nftables table of its own.
-func newHost(cfg Config, iface string) (*Stack, error) {
+func newHost(cfg Config, att Host) (*Stack, error) {
+	iface := att.Iface
 	if iface == "" || strings.ContainsAny(iface, ",/ ") {
-		return nil, configErr("--net", "%q: want host:IFACE (e.g. host:eth0)", "host:"+iface)
+		return nil, configErr("Host.Iface", "%q is not an interface name (e.g. eth0)", iface)
 	}
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
-		return nil, configErr("--net", "host:%s: no such interface (see: ip link)", iface)
+		return nil, configErr("Net", "host:%s: no such interface (see: ip link)", iface)
 	}
 	if len(cfg.Addrs) == 0 {
 		if cfg.Addrs, err = hostports.InterfacePrefixes(ifi); err != nil {
-			return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+			return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 		}
 		if len(cfg.Addrs) == 0 {
-			return nil, configErr("--net", "host:%s: the interface has no IP address to share (add one, or give --ip)", iface)
+			return nil, configErr("Net", "host:%s: the interface has no IP address to share (add one, or give --ip)", iface)
 		}
 	}
 	if cfg.MTU == 0 {
@@ -62,23 +63,23 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	if len(cfg.Gateways) == 0 {
 		cfg.Gateways = defaultGateways(iface)
 	}
-	n := cfg.Host.EphemeralPorts
+	n := att.EphemeralPorts
 	if n == 0 {
 		n = defaultEphemeralPorts
 	}
 	if n < 0 || n > 16384 {
-		return nil, configErr("--net", "host:%s: %d ephemeral ports (Config.Host.EphemeralPorts) is out of range (1 to 16384)", iface, n)
+		return nil, configErr("Host.EphemeralPorts", "%d is out of range (1 to 16384)", n)
 	}
 
-	if cfg.Host.Portd != "" || os.Geteuid() != 0 {
-		return newHostPortd(cfg, iface, n)
+	if att.Portd != "" || os.Geteuid() != 0 {
+		return newHostPortd(cfg, att, n)
 	}
 
 	req := hostshare.Config{Iface: iface, Ephemeral: n}
 	for _, p := range cfg.Addrs {
 		req.Addrs = append(req.Addrs, p.Addr())
 	}
-	for _, p := range cfg.Host.Ports {
+	for _, p := range att.Ports {
 		req.Ports = append(req.Ports, hostshare.Port{Proto: protoOfHostPort(p), Port: p.Port})
 	}
 	share, err := hostshare.Open(req)
@@ -91,7 +92,7 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 	}
 	ep, err := share.Packet().Endpoint(cfg.MTU, cfg.BusyPoll)
 	if err != nil {
-		return fail(&ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)})
+		return fail(&ConfigError{Field: "Net", Err: fmt.Errorf("host:%w", err)})
 	}
 	s, err := newStack(cfg, ep, ethernetFraming)
 	if err != nil {
@@ -106,18 +107,19 @@ func newHost(cfg Config, iface string) (*Stack, error) {
 		return nil, fmt.Errorf("setting the ephemeral port range: %s", terr)
 	}
 	s.host = &hostShare{iface: iface, share: share}
-	s.net = "host:" + iface
+	s.net = att
 	return s, nil
 }
 
 // newHostPortd attaches the stack through ustack portd, which holds the
 // ports and the firewall table for it and carries its frames, checking
 // each one it sends.
-func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
+func newHostPortd(cfg Config, att Host, ephemeral int) (*Stack, error) {
+	iface := att.Iface
 	if cfg.BusyPoll > 0 {
-		return nil, configErr("--busy-poll", "a host stack through portd reads portd's frame socket, not a device of its own (leave --busy-poll out, or run as root without --portd)")
+		return nil, configErr("BusyPoll", "a host stack through portd reads portd's frame socket, not a device of its own (leave --busy-poll out, or run as root without --portd)")
 	}
-	path := cfg.Host.Portd
+	path := att.Portd
 	if path == "" {
 		path = portd.DefaultSocket
 	}
@@ -125,21 +127,21 @@ func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
 	for _, p := range cfg.Addrs {
 		req.Addrs = append(req.Addrs, p.Addr())
 	}
-	for _, p := range cfg.Host.Ports {
+	for _, p := range att.Ports {
 		req.Ports = append(req.Ports, portd.Port{Proto: protoOfHostPort(p), Port: p.Port})
 	}
 	sess, err := portd.Open(path, req)
 	if err != nil {
 		var re *portd.RefusedError
-		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && !strings.Contains(re.Msg, "ephemeral") && len(cfg.Host.Ports) > 0 {
-			return nil, &ConfigError{Flag: "--host-port", Err: err}
+		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && !strings.Contains(re.Msg, "ephemeral") && len(att.Ports) > 0 {
+			return nil, &ConfigError{Field: "Host.Ports", Err: err}
 		}
-		return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 	}
 	ep, err := sess.Endpoint(cfg.MTU)
 	if err != nil {
 		sess.Close()
-		return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 	}
 	s, err := newStack(cfg, ep, nil)
 	if err != nil {
@@ -154,7 +156,7 @@ func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
 		return nil, fmt.Errorf("setting the ephemeral port range: %s", terr)
 	}
 	s.host = &hostShare{iface: iface, portd: sess}
-	s.net = "host:" + iface
+	s.net = att
 	return s, nil
 }
 
@@ -169,23 +171,23 @@ func protoOfHostPort(p HostPort) hostports.Proto {
 func hostShareErr(iface string, err error) error {
 	var se *hostshare.Error
 	if !errors.As(err, &se) {
-		return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+		return &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 	}
 	switch {
 	case se.Step == hostshare.StepPort && hostports.IsInUse(err):
 		p := HostPort{Port: se.Port.Port, UDP: se.Port.Proto == hostports.UDP}
-		return configErr("--host-port", "%s: the host already uses it (%w); choose another port or stop what holds it", p, err)
+		return configErr("Host.Ports", "%s: the host already uses it (%w); choose another port or stop what holds it", p, err)
 	case se.Step == hostshare.StepPort:
-		return &ConfigError{Flag: "--host-port", Err: err}
+		return &ConfigError{Field: "Host.Ports", Err: err}
 	case se.Step == hostshare.StepEphemeral:
-		return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: ephemeral ports: %w", iface, err)}
+		return &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: ephemeral ports: %w", iface, err)}
 	case hostshare.NeedsPrivilege(err):
-		return configErr("--net", "host:%s: %s (%w)", iface, hostPrivilegeFix, err)
+		return configErr("Net", "host:%s: %s (%w)", iface, hostPrivilegeFix, err)
 	case se.Step == hostshare.StepFilter:
 		// The packet socket's errors start with the interface's name.
-		return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%w", err)}
+		return &ConfigError{Field: "Net", Err: fmt.Errorf("host:%w", err)}
 	}
-	return &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+	return &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 }
 
 // reserve makes port of proto the stack's on the host: held, dropped by the

@@ -22,7 +22,7 @@ import (
 func BenchmarkHost(b *testing.B) {
 	dev, _ := hostVeth(b)
 	s := newHostStack(b, dev)
-	polling, err := ustack.New(ustack.Config{Net: "host:" + dev, BusyPoll: 200 * time.Microsecond})
+	polling, err := ustack.New(ustack.Config{Net: ustack.Host{Iface: dev}, BusyPoll: 200 * time.Microsecond})
 	if err != nil {
 		b.Fatal(err)
 	}

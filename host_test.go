@@ -78,8 +78,8 @@ func newHostStack(t testing.TB, dev string) *ustack.Stack {
 // newHostStackPolling is newHostStack with Config.BusyPoll set.
 func newHostStackPolling(t testing.TB, dev string, busyPoll time.Duration) *ustack.Stack {
 	t.Helper()
-	s, err := ustack.New(ustack.Config{Net: "host:" + dev, Logf: t.Logf, BusyPoll: busyPoll,
-		Host: ustack.HostConfig{Ports: []ustack.HostPort{{Port: 8080}}}})
+	s, err := ustack.New(ustack.Config{Net: ustack.Host{Iface: dev, Ports: []ustack.HostPort{{Port: 8080}}},
+		Logf: t.Logf, BusyPoll: busyPoll})
 	if err != nil {
 		t.Fatalf("New on host:%s: %v", dev, err)
 	}
@@ -368,7 +368,7 @@ func slicesContains(s []uint16, v uint16) bool {
 // runHostStack is the peer mode "hoststack IFACE PORT": a stack on
 // host:IFACE listening on PORT, until killed.
 func runHostStack(iface, port string) error {
-	s, err := ustack.New(ustack.Config{Net: "host:" + iface})
+	s, err := ustack.New(ustack.Config{Net: ustack.Host{Iface: iface}})
 	if err != nil {
 		return err
 	}
@@ -424,13 +424,19 @@ func TestHostKilled(t *testing.T) {
 // TestHostErrors: bad host specs name --net and say what to do.
 func TestHostErrors(t *testing.T) {
 	var ce *ustack.ConfigError
-	_, err := ustack.New(ustack.Config{Net: "host:ustk-missing0"})
-	if !errors.As(err, &ce) || ce.Flag != "--net" || !strings.Contains(err.Error(), "no such interface") {
-		t.Fatalf("missing interface: %v, want a --net error", err)
+	_, err := ustack.New(ustack.Config{Net: ustack.Host{Iface: "ustk-missing0"}})
+	if !errors.As(err, &ce) || ce.Field != "Net" || !strings.Contains(err.Error(), "no such interface") {
+		t.Fatalf("missing interface: %v, want a Net error", err)
 	}
-	_, err = ustack.New(ustack.Config{Net: "host:"})
-	if !errors.As(err, &ce) || ce.Flag != "--net" {
-		t.Fatalf("host without a name: %v, want a --net error", err)
+	for _, iface := range []string{"", "a,b", "a/b"} {
+		_, err = ustack.New(ustack.Config{Net: ustack.Host{Iface: iface}})
+		if !errors.As(err, &ce) || ce.Field != "Host.Iface" {
+			t.Errorf("host with interface %q: %v, want a Host.Iface error", iface, err)
+		}
+	}
+	_, err = ustack.New(ustack.Config{Net: ustack.Host{Iface: "lo", EphemeralPorts: -1}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.79.0.2/24")}})
+	if !errors.As(err, &ce) || ce.Field != "Host.EphemeralPorts" {
+		t.Errorf("-1 ephemeral ports: %v, want a Host.EphemeralPorts error", err)
 	}
 	if _, err := ustack.ParseHostPort("53/udp"); err != nil {
 		t.Errorf("53/udp: %v", err)

@@ -123,7 +123,7 @@ func TestNATRefusedFast(t *testing.T) {
 // loopback services are out of reach.
 func TestNATNoHostLoopback(t *testing.T) {
 	port := hostEcho(t, "tcp4", "127.0.0.1:0")
-	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{NoHostLoopback: true}})
+	s := newNAT(t, ustack.Config{Net: ustack.NAT{NoHostLoopback: true}})
 	_, err := s.Dial("tcp", fmt.Sprintf("10.0.2.2:%d", port))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("Dial to host loopback with NoHostLoopback: %v, want connection refused", err)
@@ -137,7 +137,7 @@ func TestNATDNS(t *testing.T) {
 	want4 := netip.MustParseAddr("192.0.2.44")
 	want6 := netip.MustParseAddr("2001:db8::44")
 	d := testdns.New(t, map[string][]netip.Addr{"www.test.ustack.": {want4}, "v6.test.ustack.": {want6}})
-	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{d.Addr()}}})
+	s := newNAT(t, ustack.Config{Net: ustack.NAT{DNSUpstreams: []netip.AddrPort{d.Addr()}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got, err := s.Resolver().LookupNetIP(ctx, "ip4", "www.test.ustack")
@@ -157,7 +157,7 @@ func TestNATDNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dead.Close()
-	s2 := newNAT(t, ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{
+	s2 := newNAT(t, ustack.Config{Net: ustack.NAT{DNSUpstreams: []netip.AddrPort{
 		dead.LocalAddr().(*net.UDPAddr).AddrPort(), d.Addr()}}})
 	got, err = s2.Resolver().LookupNetIP(ctx, "ip4", "www.test.ustack")
 	if err != nil || len(got) != 1 || got[0] != want4 {
@@ -262,7 +262,7 @@ func publishedEcho(t *testing.T, spec string) *ustack.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p}}})
+	s := newNAT(t, ustack.Config{Net: ustack.NAT{Publish: []ustack.PortMapping{p}}})
 	ln, err := s.Listen("tcp", fmt.Sprintf(":%d", p.GuestPort))
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +337,7 @@ func TestNATPublishPreservesClient(t *testing.T) {
 func TestNATPublishUDP(t *testing.T) {
 	port := freePort(t)
 	p, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:5353/udp", port))
-	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p}}})
+	s := newNAT(t, ustack.Config{Net: ustack.NAT{Publish: []ustack.PortMapping{p}}})
 	pc, err := s.ListenPacket("udp", ":5353")
 	if err != nil {
 		t.Fatal(err)
@@ -373,10 +373,10 @@ func TestNATPublishPortInUse(t *testing.T) {
 	p, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80", port))
 	other := freePort(t)
 	p2, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:81", other))
-	_, err = ustack.New(ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p2, p}}})
+	_, err = ustack.New(ustack.Config{Net: ustack.NAT{Publish: []ustack.PortMapping{p2, p}}})
 	var ce *ustack.ConfigError
-	if !errors.As(err, &ce) || ce.Flag != "-p" || !errors.Is(err, syscall.EADDRINUSE) {
-		t.Fatalf("New with a taken port: %v, want a -p ConfigError wrapping EADDRINUSE", err)
+	if !errors.As(err, &ce) || ce.Field != "NAT.Publish" || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("New with a taken port: %v, want a NAT.Publish ConfigError wrapping EADDRINUSE", err)
 	}
 	// The mapping opened before the failing one was released.
 	l2, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", other))
@@ -425,7 +425,7 @@ func TestNATCloseReleases(t *testing.T) {
 	pubPort := freePort(t)
 	tcpPub, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80", pubPort))
 	udpPub, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80/udp", pubPort))
-	s, err := ustack.New(ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{tcpPub, udpPub}}})
+	s, err := ustack.New(ustack.Config{Net: ustack.NAT{Publish: []ustack.PortMapping{tcpPub, udpPub}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +504,7 @@ func answerDatagrams(pc net.PacketConn, answer func(b []byte, from net.Addr) []b
 func TestNATPublishGuestReset(t *testing.T) {
 	port := freePort(t)
 	p, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:7000", port))
-	s := newNAT(t, ustack.Config{NAT: ustack.NATConfig{Publish: []ustack.PortMapping{p}}})
+	s := newNAT(t, ustack.Config{Net: ustack.NAT{Publish: []ustack.PortMapping{p}}})
 	ln, err := s.Listen("tcp", ":7000")
 	if err != nil {
 		t.Fatal(err)

@@ -12,11 +12,11 @@ import (
 // BenchmarkObserveCost is BenchmarkPairTCPThroughput in three builds of
 // the stacks:
 //
-//	none     no TCP probe and no NIC tap (tcp.probe=0)
-//	idle     probe and tap installed, nobody tracing: the default, in
+//	none     no TCP probe and no frame mirror (tcp.probe=0)
+//	idle     probe and mirror installed, nobody tracing: the default, in
 //	         which the hub keeps each connection's latest state (ss -i)
 //	tracing  as idle, with a trace subscribed to both stacks' probes and
-//	         taps and drained
+//	         mirrors and drained
 //
 // Besides throughput it reports the process's CPU time per MiB sent
 // (user+system, both stacks), which varies less than throughput on a
@@ -40,7 +40,7 @@ func benchObserveCost(b *testing.B, mtu int, mode string) {
 		for _, st := range []*ustack.Stack{sa, sb} {
 			samples := st.TCPProbe().Subscribe(observe.Filter{}, 4096)
 			drain(b, samples.C(), samples.Close)
-			frames := st.NICTap().Subscribe(128, 4096) // headers, as trace takes them
+			frames := st.FrameMirror().Subscribe(128, 4096) // headers, as trace takes them
 			drain(b, frames.C(), frames.Close)
 		}
 	}

@@ -73,33 +73,40 @@ func TestTCPDefaults(t *testing.T) {
 	}
 }
 
-// TestConfigErrors checks that a bad Config names the flag at fault.
+// TestConfigErrors checks that a bad Config names the field at fault.
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		cfg  ustack.Config
-		flag string
+		name  string
+		cfg   ustack.Config
+		field string
+		pair  bool // NewPair refuses it too
 	}{
-		{"unknown cc", ustack.Config{TCP: ustack.TCPOptions{CongestionControl: "bbr"}}, "--cc"},
-		{"mtu too small", ustack.Config{MTU: 1279}, "--mtu"},
-		{"mtu too big", ustack.Config{MTU: 65536}, "--mtu"},
-		{"mtu negative", ustack.Config{MTU: -1}, "--mtu"},
-		{"bad wmem", ustack.Config{TCP: ustack.TCPOptions{SendBuffer: ustack.BufferRange{Min: 10, Default: 5, Max: 20}}}, "--sysctl"},
-		{"min rto above max", ustack.Config{TCP: ustack.TCPOptions{MinRTO: time.Hour}}, "--sysctl"},
-		{"two v4 gateways", ustack.Config{Gateways: []netip.Addr{netip.MustParseAddr("10.0.9.254"), netip.MustParseAddr("10.0.9.253")}}, "--gateway"},
-		{"unspecified address", ustack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/24")}}, "--ip"},
-		{"multicast address", ustack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("224.0.0.1/24")}}, "--ip"},
-		{"invalid address", ustack.Config{Addrs: []netip.Prefix{{}}}, "--ip"},
-		{"unknown attachment", ustack.Config{Net: "carrier-pigeon"}, "--net"},
+		{"unknown cc", ustack.Config{TCP: ustack.TCPOptions{CongestionControl: "bbr"}}, "TCP.CongestionControl", true},
+		{"mtu too small", ustack.Config{MTU: 1279}, "MTU", true},
+		{"mtu too big", ustack.Config{MTU: 65536}, "MTU", true},
+		{"mtu negative", ustack.Config{MTU: -1}, "MTU", true},
+		{"bad wmem", ustack.Config{TCP: ustack.TCPOptions{SendBuffer: ustack.BufferRange{Min: 10, Default: 5, Max: 20}}}, "TCP", true},
+		{"min rto above max", ustack.Config{TCP: ustack.TCPOptions{MinRTO: time.Hour}}, "TCP", true},
+		{"two v4 gateways", ustack.Config{Gateways: []netip.Addr{netip.MustParseAddr("10.0.9.254"), netip.MustParseAddr("10.0.9.253")}}, "Gateways", true},
+		{"unspecified address", ustack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/24")}}, "Addrs", true},
+		{"multicast address", ustack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("224.0.0.1/24")}}, "Addrs", true},
+		{"invalid address", ustack.Config{Addrs: []netip.Prefix{{}}}, "Addrs", true},
+		{"busy poll on nat", ustack.Config{BusyPoll: time.Millisecond}, "BusyPoll", true},
+		{"busy poll out of range", ustack.Config{BusyPoll: time.Second}, "BusyPoll", true},
+		{"pair given to New", ustack.Config{Net: ustack.Pair{}}, "Net", false},
+		{"nil tap", ustack.Config{Net: (*ustack.Tap)(nil)}, "Net", false},
+		{"tap given to NewPair", ustack.Config{Net: ustack.Tap{Name: "t0"}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.9.1/24")}}, "Net", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var errs []error
-			s, err := ustack.New(tc.cfg)
-			if err == nil {
-				s.Close()
+			if _, isTap := tc.cfg.Net.(ustack.Tap); !isTap {
+				s, err := ustack.New(tc.cfg)
+				if err == nil {
+					s.Close()
+				}
+				errs = append(errs, err)
 			}
-			errs = append(errs, err)
-			if tc.cfg.Net == "" {
+			if tc.pair {
 				a, b, err := ustack.NewPair(tc.cfg, ustack.Config{})
 				if err == nil {
 					a.Close()
@@ -112,8 +119,8 @@ func TestConfigErrors(t *testing.T) {
 				if !errors.As(err, &ce) {
 					t.Fatalf("call %d: %v (%T), want *ustack.ConfigError", i, err, err)
 				}
-				if ce.Flag != tc.flag {
-					t.Errorf("call %d: Flag %q (%v), want %q", i, ce.Flag, err, tc.flag)
+				if ce.Field != tc.field {
+					t.Errorf("call %d: Field %q (%v), want %q", i, ce.Field, err, tc.field)
 				}
 			}
 		})
@@ -121,8 +128,53 @@ func TestConfigErrors(t *testing.T) {
 	t.Run("pair mtu mismatch", func(t *testing.T) {
 		_, _, err := ustack.NewPair(ustack.Config{MTU: 1500}, ustack.Config{MTU: 9000})
 		var ce *ustack.ConfigError
-		if !errors.As(err, &ce) || ce.Flag != "--mtu" {
-			t.Fatalf("NewPair with MTUs 1500 and 9000: %v, want a --mtu ConfigError", err)
+		if !errors.As(err, &ce) || ce.Field != "MTU" {
+			t.Fatalf("NewPair with MTUs 1500 and 9000: %v, want an MTU ConfigError", err)
 		}
 	})
+}
+
+// TestAttachment: a stack reports the attachment it was built on, typed,
+// and names it for display.
+func TestAttachment(t *testing.T) {
+	s, err := ustack.New(ustack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, ok := s.Attachment().(ustack.NAT); !ok || a.String() != "nat" {
+		t.Errorf("default stack: Attachment %#v (%v), want NAT \"nat\"", s.Attachment(), s.Attachment())
+	}
+	pub, _ := ustack.ParsePortMapping("127.0.0.1:0:80")
+	n, err := ustack.New(ustack.Config{Net: ustack.NAT{NoHostLoopback: true, Publish: []ustack.PortMapping{pub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if a, ok := n.Attachment().(ustack.NAT); !ok || !a.NoHostLoopback || len(a.Publish) != 1 {
+		t.Errorf("nat stack: Attachment %#v, want the NAT it was given", n.Attachment())
+	}
+	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	if _, ok := a.Attachment().(ustack.Pair); !ok || a.Attachment().String() != "pair" {
+		t.Errorf("pair stack: Attachment %#v, want Pair", a.Attachment())
+	}
+	for _, tc := range []struct {
+		a    ustack.Attachment
+		want string
+	}{
+		{ustack.NAT{}, "nat"},
+		{ustack.Tap{Name: "t0"}, "tap:t0"},
+		{ustack.Tap{Name: "t0", Create: true}, "tap:t0,create"},
+		{ustack.Host{Iface: "eth0", Ports: []ustack.HostPort{{Port: 80}}}, "host:eth0"},
+		{ustack.Pair{}, "pair"},
+	} {
+		if got := tc.a.String(); got != tc.want {
+			t.Errorf("%#v.String() = %q, want %q", tc.a, got, tc.want)
+		}
+	}
 }

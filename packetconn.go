@@ -12,6 +12,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // packetConn is a datagram socket (UDP or ICMP echo) on the user-level
@@ -33,7 +35,7 @@ func newPacketConn(network string, wq *waiter.Queue, ep tcpip.Endpoint, netProto
 }
 
 func (c *packetConn) addr(f tcpip.FullAddress) net.Addr {
-	ap := toAddrPort(f)
+	ap := netstack.NetipAddrPort(f.Addr, f.Port)
 	if c.icmp {
 		return &net.IPAddr{IP: ap.Addr().AsSlice()}
 	}
@@ -137,10 +139,10 @@ func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !dst.Addr().IsValid() {
 		return 0, c.opErr("write", addr, errors.New("invalid destination address"))
 	}
-	to := fullAddr(netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()))
+	to := netstack.FullAddress(netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()))
 	if c.v6 && dst.Addr().Unmap().Is4() {
 		// A dual-stack socket reaches IPv4 peers through mapped addresses.
-		to.Addr = tcpip.AddrFrom16(dst.Addr().As16())
+		to.Addr = netstack.Address(netip.AddrFrom16(dst.Addr().As16()))
 	}
 	return c.write(b, &to, addr)
 }

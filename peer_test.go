@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
+	"github.com/ustack/ustack/internal/leakcheck"
 )
 
 // The test binary doubles as a TCP peer for kernel-side measurements: run
@@ -26,7 +28,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 func runPeer(mode string) error {

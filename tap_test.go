@@ -47,7 +47,7 @@ func tapNetnsWith(t testing.TB, tag string, busyPoll time.Duration) (*ustack.Sta
 	}
 	run("netns", "add", ns)
 	t.Cleanup(func() { exec.Command(ipPath, "netns", "del", ns).Run() })
-	s, err := ustack.New(ustack.Config{Net: "tap:" + dev + ",create", BusyPoll: busyPoll,
+	s, err := ustack.New(ustack.Config{Net: ustack.Tap{Name: dev, Create: true}, BusyPoll: busyPoll,
 		Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24"), netip.MustParsePrefix("fd77::2/64")}, Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("New on a tap: %v", err)
@@ -143,18 +143,18 @@ func TestTapInterop(t *testing.T) {
 
 // TestTapErrors: a missing tap names --net and says how to make one.
 func TestTapErrors(t *testing.T) {
-	_, err := ustack.New(ustack.Config{Net: "tap:ustk-missing0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}})
+	_, err := ustack.New(ustack.Config{Net: ustack.Tap{Name: "ustk-missing0"}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}})
 	var ce *ustack.ConfigError
-	if !errors.As(err, &ce) || ce.Flag != "--net" || !strings.Contains(err.Error(), "ip tuntap add") {
-		t.Fatalf("missing tap: %v, want a --net error with the ip tuntap hint", err)
+	if !errors.As(err, &ce) || ce.Field != "Net" || !strings.Contains(err.Error(), "ip tuntap add") {
+		t.Fatalf("missing tap: %v, want a Net error with the ip tuntap hint", err)
 	}
-	_, err = ustack.New(ustack.Config{Net: "tap:x"})
-	if !errors.As(err, &ce) || ce.Flag != "--ip" {
-		t.Fatalf("tap without --ip: %v, want an --ip error", err)
+	_, err = ustack.New(ustack.Config{Net: ustack.Tap{Name: "x"}})
+	if !errors.As(err, &ce) || ce.Field != "Addrs" {
+		t.Fatalf("tap without addresses: %v, want an Addrs error", err)
 	}
-	_, err = ustack.New(ustack.Config{Net: "tap:x,bogus", Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}})
-	if !errors.As(err, &ce) || ce.Flag != "--net" {
-		t.Fatalf("bad tap option: %v, want a --net error", err)
+	_, err = ustack.New(ustack.Config{Net: ustack.Tap{}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}})
+	if !errors.As(err, &ce) || ce.Field != "Tap.Name" {
+		t.Fatalf("tap without a name: %v, want a Tap.Name error", err)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -44,14 +43,14 @@ type Stack struct {
 	gateways []netip.Addr
 	dns      []netip.Addr
 	mtu      int
-	net      string
+	net      Attachment
 	resolver *net.Resolver
 	pcap     *link.PcapWriter
-	link     *link.PairEnd // the stack's end of its in-memory link
-	loss     *link.Loss    // Config.LinkLoss, if set
-	probe    *observe.Hub  // netstack's TCP probe; nil if not installed
-	nicTap   *observe.Tap  // frames of the attachment's NIC, for live capture and traces
-	host     *hostShare    // what --net host holds on the host
+	link     *link.PairEnd   // the stack's end of its in-memory link
+	loss     *link.Loss      // Config.LinkLoss, if set
+	probe    *observe.Hub    // netstack's TCP probe; nil if not installed
+	mirror   *observe.Mirror // frames of the attachment's NIC, for live capture and traces
+	host     *hostShare      // what --net host holds on the host
 	logf     func(string, ...any)
 
 	closeOnce sync.Once
@@ -61,24 +60,16 @@ type Stack struct {
 
 // New builds a stack from cfg and attaches it.
 func New(cfg Config) (*Stack, error) {
+	if cfg.Net == nil {
+		cfg.Net = NAT{}
+	}
+	if nilAttachment(cfg.Net) {
+		return nil, configErr("Net", "a nil %T (use a value, e.g. ustack.Tap{Name: \"tap0\"})", cfg.Net)
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	switch mode, arg, _ := strings.Cut(cfg.Net, ":"); mode {
-	case "", "nat":
-		if arg != "" {
-			break
-		}
-		if cfg.BusyPoll > 0 {
-			return nil, configErr("--busy-poll", "applies to the tap and host attachments only: nat reads no device (leave --busy-poll out)")
-		}
-		return newNAT(cfg)
-	case "tap":
-		return newTap(cfg, arg)
-	case "host":
-		return newHost(cfg, arg)
-	}
-	return nil, configErr("--net", "unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE)", cfg.Net)
+	return cfg.Net.attach(cfg)
 }
 
 // NewPair builds two stacks joined by an in-memory link that holds a fast
@@ -89,6 +80,9 @@ func NewPair(a, b Config) (*Stack, *Stack, error) {
 		if err := c.validate(); err != nil {
 			return nil, nil, err
 		}
+		if _, isPair := c.Net.(Pair); c.Net != nil && !isPair {
+			return nil, nil, configErr("Net", "%s: NewPair attaches both stacks to their in-memory link (leave Net unset)", c.Net)
+		}
 		if c.MTU == 0 {
 			c.MTU = pairMTU
 		}
@@ -97,7 +91,7 @@ func NewPair(a, b Config) (*Stack, *Stack, error) {
 		}
 	}
 	if a.MTU != b.MTU {
-		return nil, nil, configErr("--mtu", "the two ends of a pair need the same MTU (%d and %d)", a.MTU, b.MTU)
+		return nil, nil, configErr("MTU", "the two ends of a pair need the same MTU (%d and %d)", a.MTU, b.MTU)
 	}
 	if len(a.Addrs) == 0 {
 		a.Addrs = []netip.Prefix{netip.MustParsePrefix("10.0.9.1/24"), netip.MustParsePrefix("fd09::1/64")}
@@ -126,7 +120,7 @@ func localMAC(n byte) tcpip.LinkAddress {
 	return tcpip.LinkAddress([]byte{0x52, 0x54, 0x00, 0x12, 0x34, n})
 }
 
-func newNAT(cfg Config) (*Stack, error) {
+func newNAT(cfg Config, n NAT) (*Stack, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = natMTU
 	}
@@ -134,9 +128,9 @@ func newNAT(cfg Config) (*Stack, error) {
 		cfg.Addrs = []netip.Prefix{natAddr4, natAddr6}
 	}
 	gcfg := nat.Config{
-		NoHostLoopback: cfg.NAT.NoHostLoopback,
-		DNSUpstreams:   cfg.NAT.DNSUpstreams,
-		Publish:        cfg.NAT.Publish,
+		NoHostLoopback: n.NoHostLoopback,
+		DNSUpstreams:   n.DNSUpstreams,
+		Publish:        n.Publish,
 		Logf:           cfg.Logf,
 	}
 	var gwAddrs []netip.Prefix
@@ -176,13 +170,13 @@ func newNAT(cfg Config) (*Stack, error) {
 		gwEnd.Close()
 		var pe *nat.PublishError
 		if errors.As(err, &pe) {
-			return nil, &ConfigError{Flag: "-p", Err: err}
+			return nil, &ConfigError{Field: "NAT.Publish", Err: err}
 		}
 		return nil, err
 	}
 	// The gateway goes first: it holds host sockets the user sees.
 	s.closers = append(s.closers, func() error { gw.Close(); gwEnd.Close(); return nil })
-	s.net = "nat"
+	s.net = n
 	return s, nil
 }
 
@@ -203,7 +197,7 @@ func ethernetFraming(ep stack.LinkEndpoint) stack.LinkEndpoint { return ethernet
 // nil, adds the link's Ethernet framing above the capture, so the capture
 // records whole frames. On error the caller still owns lower.
 func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpoint) stack.LinkEndpoint) (*Stack, error) {
-	s := &Stack{addrs: cfg.Addrs, gateways: cfg.Gateways, dns: cfg.DNS, mtu: cfg.MTU, net: "pair", logf: cfg.Logf}
+	s := &Stack{addrs: cfg.Addrs, gateways: cfg.Gateways, dns: cfg.DNS, mtu: cfg.MTU, net: Pair{}, logf: cfg.Logf}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
 	}
@@ -217,7 +211,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	if cfg.Pcap != nil {
 		pw, err := link.NewPcapWriter(cfg.Pcap)
 		if err != nil {
-			return nil, &ConfigError{Flag: "--pcap", Err: err}
+			return nil, &ConfigError{Field: "Pcap", Err: err}
 		}
 		s.pcap = pw
 		s.closers = append(s.closers, pw.Close)
@@ -225,15 +219,15 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	}
 	var probe tcp.TCPProbeFunc
 	if installObservers {
-		s.nicTap = observe.NewTap(lower)
-		lower = s.nicTap
+		s.mirror = observe.NewMirror(lower)
+		lower = s.mirror
 		s.probe = observe.NewHub()
 		probe = s.probe.Probe
 	}
 	ns, err := netstack.NewWithProbe(cfg.TCP, probe)
 	if err != nil {
 		s.Close()
-		return nil, &ConfigError{Flag: "--sysctl", Err: err}
+		return nil, &ConfigError{Field: "TCP", Err: err}
 	}
 	s.ns = ns
 	if s.probe != nil && !cfg.TCP.NoProbe {
@@ -255,12 +249,12 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	for _, p := range cfg.Addrs {
 		pa := tcpip.ProtocolAddress{
 			Protocol:          protoOf(p.Addr()),
-			AddressWithPrefix: tcpip.AddrFromSlice(p.Addr().AsSlice()).WithPrefix(),
+			AddressWithPrefix: netstack.Address(p.Addr()).WithPrefix(),
 		}
 		pa.AddressWithPrefix.PrefixLen = p.Bits()
 		if err := ns.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
 			s.Close()
-			return nil, configErr("--ip", "adding %s: %s", p, err)
+			return nil, configErr("Addrs", "adding %s: %s", p, err)
 		}
 		routes = append(routes, tcpip.Route{Destination: subnetOf(p), NIC: nicID})
 	}
@@ -269,7 +263,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 		if g.Is6() {
 			dst = header.IPv6EmptySubnet
 		}
-		routes = append(routes, tcpip.Route{Destination: dst, Gateway: tcpip.AddrFromSlice(g.AsSlice()), NIC: nicID})
+		routes = append(routes, tcpip.Route{Destination: dst, Gateway: netstack.Address(g), NIC: nicID})
 	}
 	ns.SetRouteTable(routes)
 	s.resolver = s.newResolver()
@@ -286,7 +280,7 @@ func addLoopback(ns *stack.Stack) ([]tcpip.Route, error) {
 	var routes []tcpip.Route
 	for _, p := range []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")} {
 		pa := tcpip.ProtocolAddress{Protocol: protoOf(p.Addr()), AddressWithPrefix: tcpip.AddressWithPrefix{
-			Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
+			Address: netstack.Address(p.Addr()), PrefixLen: p.Bits()}}
 		if err := ns.AddProtocolAddress(loopbackID, pa, stack.AddressProperties{}); err != nil {
 			return nil, fmt.Errorf("loopback address %s: %s", p, err)
 		}
@@ -308,7 +302,7 @@ func subnetOf(p netip.Prefix) tcpip.Subnet {
 	for i := 0; i < m.Bits(); i++ {
 		mask[i/8] |= 0x80 >> (i % 8)
 	}
-	sn, err := tcpip.NewSubnet(tcpip.AddrFromSlice(m.Addr().AsSlice()), tcpip.MaskFromBytes(mask))
+	sn, err := tcpip.NewSubnet(netstack.Address(m.Addr()), tcpip.MaskFromBytes(mask))
 	if err != nil {
 		panic(err) // unreachable: a masked prefix is always a valid subnet
 	}
@@ -340,9 +334,10 @@ func (s *Stack) DNS() []netip.Addr { return append([]netip.Addr(nil), s.dns...) 
 // MTU returns the link MTU.
 func (s *Stack) MTU() int { return s.mtu }
 
-// Attachment names the stack's attachment ("nat", "pair", "tap:NAME",
-// "host:IFACE").
-func (s *Stack) Attachment() string { return s.net }
+// Attachment returns the stack's attachment as its Config gave it (NAT for
+// none), or Pair for a stack of NewPair. Its String names it for display:
+// "nat", "pair", "tap:NAME", "host:IFACE".
+func (s *Stack) Attachment() Attachment { return s.net }
 
 // Netstack returns the underlying gVisor stack, for tools that inspect it.
 func (s *Stack) Netstack() *stack.Stack { return s.ns }
@@ -363,9 +358,9 @@ func (s *Stack) Dropped() uint64 {
 // more (BENCHMARKS.md), and tcp.probe=0 leaves both out.
 func (s *Stack) TCPProbe() *observe.Hub { return s.probe }
 
-// NICTap returns the tap on the attachment's NIC (eth0), which copies
+// FrameMirror returns the mirror on the attachment's NIC (eth0), which copies
 // frames to subscribers for live capture and packet traces.
-func (s *Stack) NICTap() *observe.Tap { return s.nicTap }
+func (s *Stack) FrameMirror() *observe.Mirror { return s.mirror }
 
 // Lost returns how many frames Config.LinkLoss dropped.
 func (s *Stack) Lost() uint64 {
@@ -376,7 +371,7 @@ func (s *Stack) Lost() uint64 {
 }
 
 // installObservers is false only in the benchmark that measures what the
-// TCP probe and the NIC tap cost when nobody subscribes.
+// TCP probe and the frame mirror cost when nobody subscribes.
 var installObservers = true
 
 // FlushCapture writes buffered pcap frames out; a no-op without --pcap.

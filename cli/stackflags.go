@@ -16,7 +16,7 @@ import (
 
 // stackFlags are the flags of every command that builds a stack.
 type stackFlags struct {
-	net            string
+	net            ustack.Attachment
 	addrs          []netip.Prefix
 	gateways       []netip.Addr
 	mtu            int
@@ -41,7 +41,7 @@ func (kv keyValue) String() string { return kv.key + "=" + kv.value }
 var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "busy-poll", "v"}
 
 func (f *stackFlags) register(s *optionSet) {
-	f.net = "nat"
+	f.net = ustack.NAT{}
 	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
 		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN) or host:IFACE (share IFACE's addresses and MAC with the host; root, or any user through ustack portd)"})
 	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
@@ -83,24 +83,44 @@ func (f *stackFlags) registerVerbose(s *optionSet) {
 		help: "log the stack's notable events (refused connections, dropped frames) to stderr"})
 }
 
-type netValue struct{ p *string }
+type netValue struct{ p *ustack.Attachment }
 
-// Set checks the attachment's kind; its argument (the tap's name, say) is
-// checked when the stack is built.
 func (v netValue) Set(s string) error {
-	switch kind, _, _ := strings.Cut(s, ":"); {
-	case s == "nat", kind == "tap", kind == "host":
-	default:
-		return fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE)", s)
+	a, err := parseAttachment(s)
+	if err != nil {
+		return err
 	}
-	*v.p = s
+	*v.p = a
 	return nil
 }
 func (v netValue) String() string {
-	if v.p == nil {
+	if v.p == nil || *v.p == nil {
 		return ""
 	}
-	return *v.p
+	return (*v.p).String()
+}
+
+// parseAttachment reads --net's nat, tap:NAME[,create] or host:IFACE; the
+// attachment's String gives the same form back. The attachment-specific
+// flags (-p, --host-port...) are added by config.
+func parseAttachment(s string) (ustack.Attachment, error) {
+	kind, arg, _ := strings.Cut(s, ":")
+	switch {
+	case s == "nat":
+		return ustack.NAT{}, nil
+	case kind == "tap":
+		name, opt, _ := strings.Cut(arg, ",")
+		if name == "" || opt != "" && opt != "create" {
+			return nil, fmt.Errorf("%q: want tap:NAME or tap:NAME,create", s)
+		}
+		return ustack.Tap{Name: name, Create: opt == "create"}, nil
+	case kind == "host":
+		if arg == "" || strings.ContainsAny(arg, ",/ ") {
+			return nil, fmt.Errorf("%q: want host:IFACE (e.g. host:eth0)", s)
+		}
+		return ustack.Host{Iface: arg}, nil
+	}
+	return nil, fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE)", s)
 }
 
 type ccValue struct{ p *string }
@@ -180,18 +200,22 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 		Addrs:    f.addrs,
 		Gateways: f.gateways,
 		MTU:      f.mtu,
-		NAT: ustack.NATConfig{
-			NoHostLoopback: f.noHostLoopback,
-			DNSUpstreams:   f.dnsUpstreams,
-			Publish:        f.publish,
-		},
-		Host:     ustack.HostConfig{Ports: f.hostPorts, Portd: f.portd},
 		BusyPoll: f.busyPoll,
+	}
+	// Flags that belong to another attachment are ignored: the
+	// environment may set them for every stack.
+	switch a := f.net.(type) {
+	case ustack.NAT:
+		a.NoHostLoopback, a.DNSUpstreams, a.Publish = f.noHostLoopback, f.dnsUpstreams, f.publish
+		cfg.Net = a
+	case ustack.Host:
+		a.Ports, a.Portd = f.hostPorts, f.portd
+		cfg.Net = a
 	}
 	cfg.TCP.CongestionControl = f.cc
 	for _, kv := range f.sysctl {
 		if err := cfg.TCP.Set(kv.key, kv.value); err != nil {
-			return cfg, nil, &ustack.ConfigError{Flag: "--sysctl", Err: err}
+			return cfg, nil, &ustack.ConfigError{Field: "TCP", Err: err}
 		}
 	}
 	cleanup := func() {}
@@ -200,7 +224,7 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 		existed := statErr == nil
 		file, err := os.Create(f.pcap)
 		if err != nil {
-			return cfg, nil, &ustack.ConfigError{Flag: "--pcap", Err: fmt.Errorf("%w (choose a writable path)", err)}
+			return cfg, nil, &ustack.ConfigError{Field: "Pcap", Err: fmt.Errorf("%w (choose a writable path)", err)}
 		}
 		cfg.Pcap = file
 		cleanup = func() {
@@ -231,12 +255,36 @@ func (f *stackFlags) newStack(logf func(string, ...any)) (*ustack.Stack, error) 
 	return st, nil
 }
 
-// describeConfigError adds the fix to stack errors that arrive without one.
+// configFieldFlags name the flag that sets each Config field a stack can
+// refuse (ustack.ConfigError.Field).
+var configFieldFlags = map[string]string{
+	"Net":                   "--net",
+	"Tap.Name":              "--net",
+	"Host.Iface":            "--net",
+	"Addrs":                 "--ip",
+	"Gateways":              "--gateway",
+	"MTU":                   "--mtu",
+	"TCP.CongestionControl": "--cc",
+	"TCP":                   "--sysctl",
+	"Pcap":                  "--pcap",
+	"NAT.Publish":           "-p",
+	"NAT.DNSUpstreams":      "--dns-upstream",
+	"Host.Ports":            "--host-port",
+	"Host.Portd":            "--portd",
+	"BusyPoll":              "--busy-poll",
+}
+
+// describeConfigError names the flag at fault and adds the fix to stack
+// errors that arrive without one. A field no flag sets keeps its name.
 func describeConfigError(ce *ustack.ConfigError) string {
-	msg := ce.Error()
-	if ce.Flag == "-p" && errors.Is(ce.Err, syscall.EADDRINUSE) {
+	name, ok := configFieldFlags[ce.Field]
+	if !ok {
+		name = ce.Field
+	}
+	msg := fmt.Sprintf("%s: %v", name, ce.Err)
+	if name == "-p" && errors.Is(ce.Err, syscall.EADDRINUSE) {
 		msg += " (the host port is taken: choose another HOSTPORT or stop what listens on it)"
-	} else if ce.Flag == "-p" && errors.Is(ce.Err, syscall.EACCES) {
+	} else if name == "-p" && errors.Is(ce.Err, syscall.EACCES) {
 		msg += " (ports below 1024 need privilege: choose a HOSTPORT of 1024 or more)"
 	}
 	return msg

@@ -1,7 +1,6 @@
 package inspect
 
 import (
-	"net/netip"
 	"sort"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/ustack/ustack/control/api"
+	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/tcpinfo"
 )
 
@@ -86,7 +86,7 @@ func addr(a tcpip.Address, port uint16, v6, v6only bool) api.Addr {
 		out.Any = v6 && !v6only
 		return out
 	}
-	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	ip := netstack.NetipAddr(a)
 	out.IP = ip.String()
 	out.V6 = ip.Is6() // a dual-stack socket's IPv4 connection has IPv4 addresses
 	return out

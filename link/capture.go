@@ -115,6 +115,12 @@ type captureEndpoint struct {
 	w *PcapWriter
 }
 
+var (
+	_ stack.LinkEndpoint      = (*captureEndpoint)(nil)
+	_ stack.GSOEndpoint       = (*captureEndpoint)(nil)
+	_ stack.NetworkDispatcher = (*captureEndpoint)(nil)
+)
+
 // WithCapture wraps lower so that every frame it sends or receives is
 // written to w. Place it below the Ethernet framing so whole frames are seen.
 func WithCapture(lower stack.LinkEndpoint, w *PcapWriter) stack.LinkEndpoint {

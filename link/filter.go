@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"golang.org/x/net/bpf"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 // FilterSpec is what a stack that shares an interface with the host kernel
@@ -21,17 +22,7 @@ type FilterSpec struct {
 	TCP, UDP []uint16
 }
 
-// EtherTypes and IP protocol numbers the filter tests.
 const (
-	etherTypeIPv4 = 0x0800
-	etherTypeARP  = 0x0806
-	etherTypeIPv6 = 0x86dd
-
-	protoICMP   = 1
-	protoTCP    = 6
-	protoUDP    = 17
-	protoICMPv6 = 58
-
 	// Offsets in an Ethernet frame (no VLAN tag: the kernel strips the tag
 	// into metadata before packet sockets see the frame on a tagged
 	// interface, and an untagged interface carries none).
@@ -70,9 +61,9 @@ const (
 func BuildFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	var a asm
 	a.op(bpf.LoadAbsolute{Off: offEtherType, Size: 2})
-	a.jeq(etherTypeIPv4, "ipv4", "")
-	a.jeq(etherTypeIPv6, "ipv6", "")
-	a.jeq(etherTypeARP, "arp", "drop")
+	a.jeq(uint32(header.IPv4ProtocolNumber), "ipv4", "")
+	a.jeq(uint32(header.IPv6ProtocolNumber), "ipv6", "")
+	a.jeq(uint32(header.ARPProtocolNumber), "arp", "drop")
 
 	a.label("arp")
 	a.op(bpf.LoadAbsolute{Off: offARPTarget, Size: 4})
@@ -86,9 +77,9 @@ func BuildFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	a.jset(0x1fff, "ipv4frag", "") // fragment offset not zero: no L4 header
 	a.op(bpf.LoadMemShift{Off: offNet})
 	a.op(bpf.LoadAbsolute{Off: offIPv4Proto, Size: 1})
-	a.jeq(protoTCP, "ipv4tcp", "")
-	a.jeq(protoUDP, "ipv4udp", "")
-	a.jeq(protoICMP, "ipv4icmp", "drop")
+	a.jeq(uint32(header.TCPProtocolNumber), "ipv4tcp", "")
+	a.jeq(uint32(header.UDPProtocolNumber), "ipv4udp", "")
+	a.jeq(uint32(header.ICMPv4ProtocolNumber), "ipv4icmp", "drop")
 	a.label("ipv4tcp")
 	a.op(bpf.LoadIndirect{Off: offNet + 2, Size: 2})
 	a.ja("tcp")
@@ -110,9 +101,9 @@ func BuildFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 
 	a.label("ipv6")
 	a.op(bpf.LoadAbsolute{Off: offIPv6Next, Size: 1})
-	a.jeq(protoTCP, "ipv6tcp", "")
-	a.jeq(protoUDP, "ipv6udp", "")
-	a.jeq(protoICMPv6, "ipv6icmp", "drop")
+	a.jeq(uint32(header.TCPProtocolNumber), "ipv6tcp", "")
+	a.jeq(uint32(header.UDPProtocolNumber), "ipv6udp", "")
+	a.jeq(uint32(header.ICMPv6ProtocolNumber), "ipv6icmp", "drop")
 	a.label("ipv6tcp")
 	a.op(bpf.LoadAbsolute{Off: offIPv6L4 + 2, Size: 2})
 	a.ja("tcp")

@@ -25,6 +25,12 @@ type Loss struct {
 	Dropped atomic.Uint64
 }
 
+var (
+	_ stack.LinkEndpoint      = (*Loss)(nil)
+	_ stack.GSOEndpoint       = (*Loss)(nil)
+	_ stack.NetworkDispatcher = (*Loss)(nil)
+)
+
 // WithLoss wraps lower so that each frame written is dropped with
 // probability fraction (0 to 1), using a generator seeded with seed.
 func WithLoss(lower stack.LinkEndpoint, fraction float64, seed uint64) *Loss {

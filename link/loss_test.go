@@ -23,10 +23,11 @@ func sendThrough(t *testing.T, fraction float64, seed uint64, n int) (*Loss, int
 		if got, err := l.WritePackets(list); got != 1 || err != nil {
 			t.Fatalf("WritePackets: %d, %v; want 1 frame and no error, dropped or not", got, err)
 		}
-		list.Reset()
+		list.DecRef()
 	}
 	out := 0
-	for ch.Read() != nil {
+	for pkt := ch.Read(); pkt != nil; pkt = ch.Read() {
+		pkt.DecRef()
 		out++
 	}
 	return l, out

@@ -65,14 +65,8 @@ func (e *PairEnd) deliverLoop() {
 	for {
 		select {
 		case <-e.done:
-			for {
-				select {
-				case pkt := <-e.inbox:
-					pkt.DecRef()
-				default:
-					return
-				}
-			}
+			e.drain()
+			return
 		case pkt := <-e.inbox:
 			e.mu.RLock()
 			d := e.dispatcher
@@ -82,6 +76,29 @@ func (e *PairEnd) deliverLoop() {
 			}
 			pkt.DecRef()
 		}
+	}
+}
+
+// drain frees the frames queued to a closed end.
+func (e *PairEnd) drain() {
+	for {
+		select {
+		case pkt := <-e.inbox:
+			pkt.DecRef()
+		default:
+			return
+		}
+	}
+}
+
+// enqueued is called after a frame went into the peer's queue: if the
+// peer was closed meanwhile, its delivery goroutine may have drained the
+// queue before the frame arrived, so the writer drains it.
+func (e *PairEnd) enqueued() {
+	select {
+	case <-e.peer.done:
+		e.peer.drain()
+	default:
 	}
 }
 
@@ -109,6 +126,7 @@ func (e *PairEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		}
 		select {
 		case e.peer.inbox <- out:
+			e.enqueued()
 			n++
 			continue
 		case <-e.peer.done:
@@ -124,6 +142,7 @@ func (e *PairEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		}
 		select {
 		case e.peer.inbox <- out:
+			e.enqueued()
 			n++
 		case <-e.peer.done:
 			out.DecRef()

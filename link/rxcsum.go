@@ -8,10 +8,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// vnetFlagDataValid says the kernel has verified the frame's checksums
-// (VIRTIO_NET_HDR_F_DATA_VALID).
-const vnetFlagDataValid = 2
-
 // badChecksum is what verifyFrame found wrong with a frame, or that it
 // left the frame for netstack to check.
 type badChecksum int

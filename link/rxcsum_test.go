@@ -162,7 +162,7 @@ func TestFragmentChecksumsVerified(t *testing.T) {
 			errsBefore := ns.Stats().UDP.ChecksumErrors.Value()
 			for i, good := range []bool{false, true} {
 				for _, f := range fragmentedDatagram(v6, uint32(100+i), good, mac) {
-					if _, err := unix.Write(fds[1], append(make([]byte, vnetHdrSize), f...)); err != nil {
+					if _, err := unix.Write(fds[1], append(make([]byte, header.VirtioNetHeaderSize), f...)); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -19,20 +19,12 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// The virtio-net header the kernel puts before every frame on a tap opened
-// with IFF_VNET_HDR, or a packet socket with PACKET_VNET_HDR
-// (linux/virtio_net.h). It carries the offload state that
-// lets one read or write move a 64 KiB TCP super-frame instead of ~44
-// MTU-sized ones.
+// Every frame on a tap opened with IFF_VNET_HDR, or on a packet socket with
+// PACKET_VNET_HDR, has a virtio-net header in front (struct virtio_net_hdr,
+// linux/virtio_net.h: netstack's header.VirtioNetHeader, with the flag and
+// GSO values of x/sys/unix). It carries the offload state that lets one
+// read or write move a 64 KiB TCP super-frame instead of ~44 MTU-sized ones.
 const (
-	vnetHdrSize = 10
-
-	vnetFlagNeedsCsum = 1 // checksum is partial: complete it from csum_start
-
-	vnetGSONone  = 0
-	vnetGSOTCPv4 = 1
-	vnetGSOTCPv6 = 4
-
 	// TUNSETOFFLOAD flags (linux/if_tun.h).
 	tunFCsum = 0x01
 	tunFTSO4 = 0x02
@@ -41,23 +33,6 @@ const (
 	// vnetGSOMaxSize is the largest super-frame netstack builds for us.
 	vnetGSOMaxSize = 1 << 16
 )
-
-type vnetHdr struct {
-	flags      uint8
-	gsoType    uint8
-	hdrLen     uint16
-	gsoSize    uint16
-	csumStart  uint16
-	csumOffset uint16
-}
-
-func (h *vnetHdr) encode(b []byte) {
-	b[0], b[1] = h.flags, h.gsoType
-	binary.LittleEndian.PutUint16(b[2:], h.hdrLen)
-	binary.LittleEndian.PutUint16(b[4:], h.gsoSize)
-	binary.LittleEndian.PutUint16(b[6:], h.csumStart)
-	binary.LittleEndian.PutUint16(b[8:], h.csumOffset)
-}
 
 // vnetEndpoint is a link endpoint on a tap (or packet socket) with the
 // kernel's offloads on: TCP segmentation (TSO) and checksum offload in both
@@ -85,10 +60,15 @@ type vnetEndpoint struct {
 	closed     atomic.Bool
 }
 
+var (
+	_ stack.LinkEndpoint = (*vnetEndpoint)(nil)
+	_ stack.GSOEndpoint  = (*vnetEndpoint)(nil)
+)
+
 // enableOffloads asks the tap to pass TSO super-frames and partial
 // checksums; it needs a tap opened with IFF_VNET_HDR.
 func enableOffloads(fd int) error {
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrSize); err != nil {
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, header.VirtioNetHeaderSize); err != nil {
 		return fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6); err != nil {
@@ -129,7 +109,7 @@ func (e *vnetEndpoint) IsAttached() bool {
 
 func (e *vnetEndpoint) readLoop() {
 	defer e.wg.Done()
-	buf := make([]byte, vnetHdrSize+header.EthernetMinimumSize+vnetGSOMaxSize)
+	buf := make([]byte, header.VirtioNetHeaderSize+header.EthernetMinimumSize+vnetGSOMaxSize)
 	for {
 		n, err := e.readFrame(buf)
 		if err != nil {
@@ -138,25 +118,25 @@ func (e *vnetEndpoint) readLoop() {
 			}
 			continue
 		}
-		if n < vnetHdrSize+header.EthernetMinimumSize {
+		if n < header.VirtioNetHeaderSize+header.EthernetMinimumSize {
 			countBad(e.stats.Load(), malformedFrame)
 			continue
 		}
 		// One copy, into a pooled chunk that the packet then owns.
-		v := buffer.NewViewWithData(buf[vnetHdrSize:n])
+		v := buffer.NewViewWithData(buf[header.VirtioNetHeaderSize:n])
 		// The stack trusts this NIC's checksums (Capabilities), so each
 		// frame either has the kernel's word for them or is checked here:
 		// a partial checksum (a local sender) is completed, so that a
 		// capture or a forwarded packet shows the right one.
 		unvouched := false
 		switch flags := buf[0]; {
-		case flags&vnetFlagNeedsCsum != 0:
-			if !completeChecksum(buf[:vnetHdrSize], v.AsSlice()) {
+		case flags&unix.VIRTIO_NET_HDR_F_NEEDS_CSUM != 0:
+			if !completeChecksum(buf[:header.VirtioNetHeaderSize], v.AsSlice()) {
 				v.Release()
 				countBad(e.stats.Load(), malformedFrame)
 				continue
 			}
-		case flags&vnetFlagDataValid != 0:
+		case flags&unix.VIRTIO_NET_HDR_F_DATA_VALID != 0:
 		default:
 			switch bad := verifyFrame(v.AsSlice()); bad {
 			case checksumOK:
@@ -231,6 +211,8 @@ func (e *vnetEndpoint) readFrame(buf []byte) (int, error) {
 // keeps the stack verifying every other frame (bad ones are counted and
 // dropped there).
 func completeChecksum(vh, frame []byte) bool {
+	// csum_start and csum_offset, in the little-endian order that
+	// header.VirtioNetHeader.Encode writes (its getters read big-endian).
 	start := int(binary.LittleEndian.Uint16(vh[6:]))
 	field := start + int(binary.LittleEndian.Uint16(vh[8:]))
 	if field+2 > len(frame) {
@@ -243,26 +225,26 @@ func completeChecksum(vh, frame []byte) bool {
 // WritePackets implements stack.LinkWriter: one writev per frame, the vnet
 // header telling the kernel to segment and checksum what netstack left to it.
 func (e *vnetEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	var hb [vnetHdrSize]byte
+	var hb [header.VirtioNetHeaderSize]byte
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
-		var h vnetHdr
+		var h header.VirtioNetHeaderFields
 		if g := pkt.GSOOptions; g.Type == stack.GSOTCPv4 || g.Type == stack.GSOTCPv6 {
-			h.hdrLen = uint16(pkt.HeaderSize())
+			h.HdrLen = uint16(pkt.HeaderSize())
 			if g.NeedsCsum {
-				h.flags = vnetFlagNeedsCsum
-				h.csumStart = header.EthernetMinimumSize + g.L3HdrLen
-				h.csumOffset = g.CsumOffset
+				h.Flags = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM
+				h.CSumStart = header.EthernetMinimumSize + g.L3HdrLen
+				h.CSumOffset = g.CsumOffset
 			}
 			if uint16(pkt.Data().Size()) > g.MSS {
-				h.gsoType = vnetGSOTCPv4
+				h.GSOType = unix.VIRTIO_NET_HDR_GSO_TCPV4
 				if g.Type == stack.GSOTCPv6 {
-					h.gsoType = vnetGSOTCPv6
+					h.GSOType = unix.VIRTIO_NET_HDR_GSO_TCPV6
 				}
-				h.gsoSize = g.MSS
+				h.GSOSize = g.MSS
 			}
 		}
-		h.encode(hb[:])
+		header.VirtioNetHeader(hb[:]).Encode(&h)
 		iov := append([][]byte{hb[:]}, pkt.AsSlices()...)
 		var werr error
 		err := e.raw.Write(func(fd uintptr) bool {

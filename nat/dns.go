@@ -32,6 +32,7 @@ func (g *Gateway) forwardDNS(r *udp.ForwarderRequest, dst netip.AddrPort) bool {
 	}
 	guest := gonet.NewUDPConn(&wq, ep)
 	if !g.track(guest) {
+		guest.Close()
 		return true
 	}
 	upstreams := g.cfg.DNSUpstreams

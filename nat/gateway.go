@@ -80,7 +80,7 @@ func New(cfg Config, lower stack.LinkEndpoint) (*Gateway, error) {
 			proto = ipv6.ProtocolNumber
 		}
 		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddressWithPrefix{
-			Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
+			Address: netstack.Address(p.Addr()), PrefixLen: p.Bits()}}
 		if err := ns.AddProtocolAddress(gatewayNIC, pa, stack.AddressProperties{}); err != nil {
 			return fail(fmt.Errorf("gateway address %s: %s", p, err))
 		}
@@ -91,8 +91,13 @@ func New(cfg Config, lower stack.LinkEndpoint) (*Gateway, error) {
 	})
 	tcpFwd := tcp.NewForwarder(ns, 0, maxPendingDials, g.forwardTCP)
 	ns.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
-	udpFwd := udp.NewForwarder(ns, g.forwardUDP)
-	ns.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
+	// Not udp.Forwarder's HandlePacket: it hands the handler a clone of
+	// the packet that nothing ever releases (one leaked packet buffer per
+	// flow). forwardUDP is done with the request when it returns, so the
+	// demuxer's own reference is enough.
+	ns.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		return g.forwardUDP(udp.NewForwarderRequest(ns, id, pkt))
+	})
 	for _, p := range cfg.Publish {
 		if err := g.publish(p); err != nil {
 			return fail(&PublishError{Publish: p, Err: err})
@@ -179,11 +184,6 @@ func (g *Gateway) hostTarget(dst netip.AddrPort) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return dst, true
-}
-
-func addrPortOf(a tcpip.Address, port uint16) netip.AddrPort {
-	ip, _ := netip.AddrFromSlice(a.AsSlice())
-	return netip.AddrPortFrom(ip.Unmap(), port)
 }
 
 // Stats returns the gateway netstack's counters.

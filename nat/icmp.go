@@ -17,6 +17,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // echoIdleTimeout closes a host ICMP socket once its guest ping has stopped.
@@ -37,6 +39,12 @@ type echoProxy struct {
 	closed bool
 	warned bool
 }
+
+var (
+	_ stack.LinkEndpoint      = (*echoProxy)(nil)
+	_ stack.GSOEndpoint       = (*echoProxy)(nil)
+	_ stack.NetworkDispatcher = (*echoProxy)(nil)
+)
 
 type echoKey struct {
 	dst netip.Addr // what the guest pinged
@@ -243,9 +251,9 @@ func (e *echoProxy) readReplies(f *echoFlow) {
 		e.mu.Unlock()
 		f.conn.Close()
 	}()
-	proto := 1 // ICMPv4
+	proto := int(header.ICMPv4ProtocolNumber)
 	if f.target.Is6() {
-		proto = 58
+		proto = int(header.ICMPv6ProtocolNumber)
 	}
 	buf := make([]byte, maxDatagram)
 	for {
@@ -283,8 +291,8 @@ func addrIP(a net.Addr) net.IP {
 
 // inject writes an echo reply from the pinged address to the guest.
 func (e *echoProxy) inject(f *echoFlow, seq uint16, data []byte) {
-	src := tcpip.AddrFromSlice(f.key.dst.AsSlice())
-	dst := tcpip.AddrFromSlice(f.guest.AsSlice())
+	src := netstack.Address(f.key.dst)
+	dst := netstack.Address(f.guest)
 	typ := uint8(header.ICMPv6EchoReply)
 	if f.key.dst.Is4() {
 		typ = uint8(header.ICMPv4EchoReply)

@@ -14,6 +14,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // publish opens the host side of a published port.
@@ -58,26 +60,26 @@ func (g *Gateway) guestSide(client netip.AddrPort) (src, dst tcpip.FullAddress, 
 	preserve := !c.IsLoopback() && !c.IsUnspecified() && !c.IsLinkLocalUnicast()
 	switch {
 	case c.Is4() && g.cfg.Guest4.IsValid() || !g.cfg.Guest6.IsValid() && g.cfg.Guest4.IsValid():
-		dst = tcpip.FullAddress{Addr: tcpip.AddrFrom4(g.cfg.Guest4.As4())}
+		dst = tcpip.FullAddress{Addr: netstack.Address(g.cfg.Guest4)}
 		proto = ipv4.ProtocolNumber
 		if !c.Is4() {
 			preserve = false
 		}
 		if preserve {
-			src = tcpip.FullAddress{Addr: tcpip.AddrFrom4(c.As4()), Port: client.Port()}
+			src = tcpip.FullAddress{Addr: netstack.Address(c), Port: client.Port()}
 		} else {
-			src = tcpip.FullAddress{Addr: tcpip.AddrFrom4(g.cfg.Gateway4.As4())}
+			src = tcpip.FullAddress{Addr: netstack.Address(g.cfg.Gateway4)}
 		}
 	case g.cfg.Guest6.IsValid():
-		dst = tcpip.FullAddress{Addr: tcpip.AddrFrom16(g.cfg.Guest6.As16())}
+		dst = tcpip.FullAddress{Addr: netstack.Address(g.cfg.Guest6)}
 		proto = ipv6.ProtocolNumber
 		if !c.Is6() {
 			preserve = false
 		}
 		if preserve {
-			src = tcpip.FullAddress{Addr: tcpip.AddrFrom16(c.As16()), Port: client.Port()}
+			src = tcpip.FullAddress{Addr: netstack.Address(c), Port: client.Port()}
 		} else {
-			src = tcpip.FullAddress{Addr: tcpip.AddrFrom16(g.cfg.Gateway6.As16())}
+			src = tcpip.FullAddress{Addr: netstack.Address(g.cfg.Gateway6)}
 		}
 	default:
 		return src, dst, 0, false

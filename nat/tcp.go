@@ -13,6 +13,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // dialTimeout bounds a host connect. Past it the guest's SYN goes
@@ -30,7 +32,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // upstream shows as a refused connection (RST) to the guest program.
 func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
-	dst := addrPortOf(id.LocalAddress, id.LocalPort)
+	dst := netstack.NetipAddrPort(id.LocalAddress, id.LocalPort)
 	target, ok := g.hostTarget(dst)
 	if !ok {
 		g.logf("nat: tcp %s: refused (no host destination)", dst)

@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // udpIdleTimeout ends a UDP flow that has been quiet this long (the common
@@ -22,10 +24,11 @@ const maxDatagram = 65535
 // forwardUDP starts a flow for the first datagram of a new guest 4-tuple: a
 // gateway endpoint connected to the guest and a connected host socket to
 // the destination, relayed until the flow is idle. Returning false lets
-// netstack answer with ICMP port unreachable.
+// netstack answer with ICMP port unreachable. r is not used after it
+// returns: its packet is only borrowed (see New).
 func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
-	dst := addrPortOf(id.LocalAddress, id.LocalPort)
+	dst := netstack.NetipAddrPort(id.LocalAddress, id.LocalPort)
 	target, ok := g.hostTarget(dst)
 	if !ok {
 		g.logf("nat: udp %s: refused (no host destination)", dst)

@@ -9,6 +9,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // unreachableCode is the ICMP destination-unreachable code that tells the
@@ -47,7 +49,7 @@ func (g *Gateway) sendUnreachable(id stack.TransportEndpointID, code uint8) bool
 		return false
 	}
 	ownMAC := g.ns.NICInfo()[gatewayNIC].LinkAddress
-	src := tcpip.AddrFromSlice(gw.AsSlice())
+	src := netstack.Address(gw)
 
 	// The offending packet as the guest sent it: its IP header and the first
 	// 8 bytes of TCP, which carry the ports that name the connection.

@@ -27,10 +27,10 @@ const defaultCaptureQueueLen = 8192
 // A trace stops when its duration is over, when it is stopped, or when the
 // reader goes away; only the first two write the end record.
 type Server struct {
-	Name string
-	Hub  *Hub
-	Taps map[string]*Tap // by NIC name
-	Logf func(format string, args ...any)
+	Name    string
+	Hub     *Hub
+	Mirrors map[string]*Mirror // by NIC name
+	Logf    func(format string, args ...any)
 
 	mu     sync.Mutex
 	next   int
@@ -102,7 +102,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	if s.Hub == nil || !s.Hub.Attached() {
 		s.logf("trace %d: the stack runs without the TCP probe (tcp.probe=0): packet records only", id)
 	}
-	end, err := WriteTrace(stopped, w, rc.Flush, TraceConfig{Stack: s.Name, Filter: filter, Hub: s.Hub, Tap: s.Taps["eth0"]})
+	end, err := WriteTrace(stopped, w, rc.Flush, TraceConfig{Stack: s.Name, Filter: filter, Hub: s.Hub, Mirror: s.Mirrors["eth0"]})
 	switch {
 	case err != nil:
 		s.logf("trace %d ended: %v", id, err)
@@ -151,7 +151,7 @@ func (s *Server) unregister(id int) {
 
 func (s *Server) nics() string {
 	var names []string
-	for n := range s.Taps {
+	for n := range s.Mirrors {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -168,7 +168,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	if nic == "" {
 		nic = "eth0"
 	}
-	tap, ok := s.Taps[nic]
+	mirror, ok := s.Mirrors[nic]
 	if !ok {
 		http.Error(w, fmt.Sprintf("nic: no NIC %q can be captured (available: %s)", nic, s.nics()), http.StatusNotFound)
 		return
@@ -182,7 +182,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		}
 		snap = n
 	}
-	sub := tap.Subscribe(snap, defaultCaptureQueueLen)
+	sub := mirror.Subscribe(snap, defaultCaptureQueueLen)
 	defer sub.Close()
 
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")

@@ -38,7 +38,7 @@ func waitGoroutines(t *testing.T, want int) {
 // with the end record, and leaves neither subscriptions nor goroutines.
 func TestTraceEndpoint(t *testing.T) {
 	a, b := lossyPair(t)
-	srv := &observe.Server{Name: "a", Hub: a.TCPProbe(), Taps: map[string]*observe.Tap{"eth0": a.NICTap()}}
+	srv := &observe.Server{Name: "a", Hub: a.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": a.FrameMirror()}}
 	mux := http.NewServeMux()
 	srv.Mount(mux)
 	hs := httptest.NewServer(mux)
@@ -77,7 +77,7 @@ func TestTraceEndpoint(t *testing.T) {
 	if end.Samples == 0 || end.Packets == 0 || end.Samples+end.Packets != uint64(len(lines)-1) {
 		t.Errorf("end %+v for %d records", end, len(lines)-1)
 	}
-	if n := a.TCPProbe().Subscribers() + a.NICTap().Subscribers(); n != 0 {
+	if n := a.TCPProbe().Subscribers() + a.FrameMirror().Subscribers(); n != 0 {
 		t.Errorf("%d subscriptions left", n)
 	}
 	resp.Body.Close()
@@ -107,7 +107,7 @@ func TestTraceEndpoint(t *testing.T) {
 // A trace with a duration ends by itself with its end record.
 func TestTraceEndpointDuration(t *testing.T) {
 	a, _ := lossyPair(t)
-	srv := &observe.Server{Name: "a", Hub: a.TCPProbe(), Taps: map[string]*observe.Tap{"eth0": a.NICTap()}}
+	srv := &observe.Server{Name: "a", Hub: a.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": a.FrameMirror()}}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	start := time.Now()
@@ -132,7 +132,7 @@ func TestTraceEndpointDuration(t *testing.T) {
 // subscription ends when the reader goes away.
 func TestCaptureEndpoint(t *testing.T) {
 	a, b := lossyPair(t)
-	srv := &observe.Server{Name: "a", Hub: a.TCPProbe(), Taps: map[string]*observe.Tap{"eth0": a.NICTap()}}
+	srv := &observe.Server{Name: "a", Hub: a.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": a.FrameMirror()}}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -181,11 +181,11 @@ func TestCaptureEndpoint(t *testing.T) {
 	}
 	cancel()
 	deadline := time.Now().Add(3 * time.Second)
-	for a.NICTap().Subscribers() != 0 && time.Now().Before(deadline) {
+	for a.FrameMirror().Subscribers() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := a.NICTap().Subscribers(); n != 0 {
-		t.Errorf("%d tap subscriptions left after the reader went away", n)
+	if n := a.FrameMirror().Subscribers(); n != 0 {
+		t.Errorf("%d mirror subscriptions left after the reader went away", n)
 	}
 	for _, q := range []string{"nic=lo", "snaplen=10"} {
 		r, err := http.Get(hs.URL + "/v1/capture?" + q)

@@ -1,9 +1,9 @@
 // Package observe turns what happens inside a stack into data: TCP
 // control-block samples from netstack's TCP probe (Hub), the frames that
-// cross a NIC (Tap), and the trace stream built from both (WriteTrace).
+// cross a NIC (Mirror), and the trace stream built from both (WriteTrace).
 //
-// Both Hub and Tap sit on netstack's data path. When nobody is looking the
-// Tap costs one atomic load and the Hub one map lookup and pointer store
+// Both Hub and Mirror sit on netstack's data path. When nobody is looking the
+// Mirror costs one atomic load and the Hub one map lookup and pointer store
 // per segment (it keeps each connection's latest state); when someone is,
 // neither blocks the stack: each subscriber has a bounded queue and a drop
 // counter.
@@ -22,6 +22,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // Sample is one TCP control-block snapshot, taken by netstack after it
@@ -113,8 +115,7 @@ func (f Filter) matchEnd(a tcpip.Address, port uint16) bool {
 		return false
 	}
 	if f.Addr.IsValid() {
-		na, ok := netip.AddrFromSlice(a.AsSlice())
-		if !ok || na.Unmap() != f.Addr {
+		if netstack.NetipAddr(a) != f.Addr {
 			return false
 		}
 	}

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/netstack"
 )
 
 // endpointID is the netstack ID of the connection c as its own stack sees it.
@@ -18,8 +18,8 @@ func endpointID(c net.Conn) stack.TransportEndpointID {
 	l := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	r := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	return stack.TransportEndpointID{
-		LocalPort: l.Port(), LocalAddress: tcpip.AddrFromSlice(l.Addr().Unmap().AsSlice()),
-		RemotePort: r.Port(), RemoteAddress: tcpip.AddrFromSlice(r.Addr().Unmap().AsSlice()),
+		LocalPort: l.Port(), LocalAddress: netstack.Address(l.Addr().Unmap()),
+		RemotePort: r.Port(), RemoteAddress: netstack.Address(r.Addr().Unmap()),
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // Segment is the TCP header of one frame, as the trace and the plots
@@ -68,9 +70,8 @@ func ParseIPTCP(pkt []byte) (Segment, bool) {
 		if hl < header.IPv4MinimumSize || hl > len(pkt) || ip.TransportProtocol() != header.TCPProtocolNumber || ip.FragmentOffset() != 0 {
 			return s, false
 		}
-		src, dst := ip.SourceAddress().As4(), ip.DestinationAddress().As4()
-		s.Src = netip.AddrPortFrom(netip.AddrFrom4(src), 0)
-		s.Dst = netip.AddrPortFrom(netip.AddrFrom4(dst), 0)
+		s.Src = netstack.NetipAddrPort(ip.SourceAddress(), 0)
+		s.Dst = netstack.NetipAddrPort(ip.DestinationAddress(), 0)
 		tcpStart, ipEnd = hl, int(ip.TotalLength())
 		if ipEnd == 0 { // a TSO super-frame may leave it to the device
 			ipEnd = len(pkt)
@@ -80,9 +81,8 @@ func ParseIPTCP(pkt []byte) (Segment, bool) {
 		if ip.TransportProtocol() != header.TCPProtocolNumber {
 			return s, false
 		}
-		src, dst := ip.SourceAddress().As16(), ip.DestinationAddress().As16()
-		s.Src = netip.AddrPortFrom(netip.AddrFrom16(src), 0)
-		s.Dst = netip.AddrPortFrom(netip.AddrFrom16(dst), 0)
+		s.Src = netstack.NetipAddrPort(ip.SourceAddress(), 0)
+		s.Dst = netstack.NetipAddrPort(ip.DestinationAddress(), 0)
 		tcpStart, ipEnd = header.IPv6MinimumSize, header.IPv6MinimumSize+int(ip.PayloadLength())
 	default:
 		return s, false

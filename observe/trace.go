@@ -10,18 +10,20 @@ import (
 	"net/netip"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/seqnum"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ustack/ustack/control/api"
+	"github.com/ustack/ustack/netstack"
 )
 
 // TraceConfig says what WriteTrace records.
 type TraceConfig struct {
 	Stack  string // the stack's name, for the start record
 	Filter Filter
-	Hub    *Hub // control-block samples; nil for none
-	Tap    *Tap // packet records; nil for none
+	Hub    *Hub    // control-block samples; nil for none
+	Mirror *Mirror // packet records; nil for none
 	// Queue is each source's queue length; 0 means 65536 records.
 	Queue int
 }
@@ -52,8 +54,8 @@ func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceC
 		defer sampleSub.Close()
 		samples = sampleSub.C()
 	}
-	if cfg.Tap != nil {
-		frameSub = cfg.Tap.Subscribe(traceSnapLen, q)
+	if cfg.Mirror != nil {
+		frameSub = cfg.Mirror.Subscribe(traceSnapLen, q)
 		defer frameSub.Close()
 		frames = frameSub.C()
 	}
@@ -132,20 +134,20 @@ loop:
 	return end, doFlush()
 }
 
-func addrPort(a []byte, port uint16) string {
-	ip, ok := netip.AddrFromSlice(a)
-	if !ok {
+func addrPort(a tcpip.Address, port uint16) string {
+	ap := netstack.NetipAddrPort(a, port)
+	if !ap.Addr().IsValid() {
 		return fmt.Sprintf("?:%d", port)
 	}
-	return netip.AddrPortFrom(ip.Unmap(), port).String()
+	return ap.String()
 }
 
 func cbRecord(s Sample, t float64, recovery string) api.CBRecord {
 	return api.CBRecord{
 		Kind:        "cb",
 		T:           t,
-		Local:       addrPort(s.ID.LocalAddress.AsSlice(), s.ID.LocalPort),
-		Remote:      addrPort(s.ID.RemoteAddress.AsSlice(), s.ID.RemotePort),
+		Local:       addrPort(s.ID.LocalAddress, s.ID.LocalPort),
+		Remote:      addrPort(s.ID.RemoteAddress, s.ID.RemotePort),
 		State:       s.State,
 		SndUna:      uint32(s.SndUna),
 		SndNxt:      uint32(s.SndNxt),

@@ -151,11 +151,11 @@ func TestTraceLossyBulk(t *testing.T) {
 	done := make(chan error, 1)
 	filter, _ := observe.ParseFilter("10.0.9.2:5001")
 	go func() {
-		_, err := observe.WriteTrace(ctx, &out, nil, observe.TraceConfig{Stack: "a", Filter: filter, Hub: a.TCPProbe(), Tap: a.NICTap()})
+		_, err := observe.WriteTrace(ctx, &out, nil, observe.TraceConfig{Stack: "a", Filter: filter, Hub: a.TCPProbe(), Mirror: a.FrameMirror()})
 		done <- err
 	}()
 	// Wait until the trace is subscribed, so it sees the handshake.
-	for a.TCPProbe().Subscribers() == 0 || a.NICTap().Subscribers() == 0 {
+	for a.TCPProbe().Subscribers() == 0 || a.FrameMirror().Subscribers() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	raw := a.TCPProbe().Subscribe(filter, 1<<20)
@@ -176,7 +176,7 @@ func TestTraceLossyBulk(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("WriteTrace: %v", err)
 	}
-	if n := a.TCPProbe().Subscribers() + a.NICTap().Subscribers(); n != 0 {
+	if n := a.TCPProbe().Subscribers() + a.FrameMirror().Subscribers(); n != 0 {
 		t.Errorf("%d subscriptions left after the trace ended", n)
 	}
 
@@ -213,7 +213,7 @@ func TestTraceLossyBulk(t *testing.T) {
 	}
 
 	// Packet records: data segments sent below the highest sequence
-	// already sent are retransmissions; the tap sits above the loss, so it
+	// already sent are retransmissions; the mirror sits above the loss, so it
 	// sees every one.
 	var high seqnum.Value
 	var pktRetrans, dataOut uint64
@@ -296,10 +296,10 @@ func TestTraceWriterGone(t *testing.T) {
 	w := &failingWriter{after: 1} // the start record, then nothing
 	done := make(chan error, 1)
 	go func() {
-		_, err := observe.WriteTrace(context.Background(), w, nil, observe.TraceConfig{Hub: a.TCPProbe(), Tap: a.NICTap()})
+		_, err := observe.WriteTrace(context.Background(), w, nil, observe.TraceConfig{Hub: a.TCPProbe(), Mirror: a.FrameMirror()})
 		done <- err
 	}()
-	for a.TCPProbe().Subscribers() == 0 || a.NICTap().Subscribers() == 0 {
+	for a.TCPProbe().Subscribers() == 0 || a.FrameMirror().Subscribers() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	bulk(t, a, b, "5003", 256<<10)
@@ -311,7 +311,7 @@ func TestTraceWriterGone(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("WriteTrace still running 10 s after its writer failed")
 	}
-	if n := a.TCPProbe().Subscribers() + a.NICTap().Subscribers(); n != 0 {
+	if n := a.TCPProbe().Subscribers() + a.FrameMirror().Subscribers(); n != 0 {
 		t.Errorf("%d subscriptions left", n)
 	}
 }

@@ -101,7 +101,7 @@ func wait(p *intercept.Process) (*os.ProcessState, error) {
 // systemd-resolved's 127.0.0.53, would be the stack's own loopback, where
 // nothing answers.
 func redirectNameservers(mgr *sockets.Manager, st *ustack.Stack) {
-	if st.Attachment() != "nat" {
+	if _, onNAT := st.Attachment().(ustack.NAT); !onNAT {
 		return
 	}
 	servers, err := nat.HostResolvers("/etc/resolv.conf")

@@ -182,7 +182,7 @@ func TestNameserversRedirected(t *testing.T) {
 	dns := testdns.New(t, map[string][]netip.Addr{name: {addr}})
 
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	st, err := ustack.New(ustack.Config{NAT: ustack.NATConfig{DNSUpstreams: []netip.AddrPort{dns.Addr()}}})
+	st, err := ustack.New(ustack.Config{Net: ustack.NAT{DNSUpstreams: []netip.AddrPort{dns.Addr()}}})
 	if err != nil {
 		t.Fatal(err)
 	}

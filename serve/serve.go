@@ -75,7 +75,7 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 		st:     st,
 		mgr:    mgr,
 		target: &inspect.Target{Name: srv.Name(), Stack: st, Programs: mgr, ControlBlocks: st.TCPProbe()},
-		info: api.Info{Name: srv.Name(), PID: os.Getpid(), Command: cfg.Command, Attachment: st.Attachment(),
+		info: api.Info{Name: srv.Name(), PID: os.Getpid(), Command: cfg.Command, Attachment: st.Attachment().String(),
 			Addresses: addrs, MTU: st.MTU(), Socket: srv.Path(), Version: cfg.Version},
 		logf:  logf,
 		conns: map[net.Conn]struct{}{},
@@ -89,7 +89,7 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	srv.HandleFunc("GET /v1/ping", s.servePing)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
-	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Taps: map[string]*observe.Tap{"eth0": st.NICTap()}, Logf: logf}).Mount(srv)
+	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": st.FrameMirror()}, Logf: logf}).Mount(srv)
 	if cfg.Attach {
 		// Programs attached by other processes share the one socket
 		// manager, so they reach each other through the stack.

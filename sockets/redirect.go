@@ -5,6 +5,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/ustack/ustack/netstack"
 )
 
 // Redirects send what a program addresses to one place to another, and
@@ -27,11 +29,6 @@ func (m *Manager) Redirect(from, to netip.AddrPort) {
 	m.reverse[to] = from
 }
 
-func toAddrPort(a tcpip.FullAddress) netip.AddrPort {
-	ip, _ := netip.AddrFromSlice(a.Addr.AsSlice())
-	return netip.AddrPortFrom(ip.Unmap(), a.Port)
-}
-
 // fromAddrPort is ap as a socket of domain spells it: an IPv4 address is
 // v4-mapped on an AF_INET6 socket.
 func fromAddrPort(ap netip.AddrPort, domain int, nic tcpip.NICID) tcpip.FullAddress {
@@ -39,7 +36,7 @@ func fromAddrPort(ap netip.AddrPort, domain int, nic tcpip.NICID) tcpip.FullAddr
 	if domain == unix.AF_INET6 && ip.Is4() {
 		ip = netip.AddrFrom16(ip.As16())
 	}
-	return tcpip.FullAddress{NIC: nic, Addr: tcpip.AddrFromSlice(ip.AsSlice()), Port: ap.Port()}
+	return tcpip.FullAddress{NIC: nic, Addr: netstack.Address(ip), Port: ap.Port()}
 }
 
 // redirected is where a program's destination a really goes.
@@ -47,7 +44,7 @@ func (s *socket) redirected(a tcpip.FullAddress) tcpip.FullAddress {
 	if s.m.redirects == nil {
 		return a
 	}
-	if to, ok := s.m.redirects[toAddrPort(a)]; ok {
+	if to, ok := s.m.redirects[netstack.NetipAddrPort(a.Addr, a.Port)]; ok {
 		return fromAddrPort(to, s.domain, a.NIC)
 	}
 	return a
@@ -58,7 +55,7 @@ func (s *socket) original(a tcpip.FullAddress) tcpip.FullAddress {
 	if s.m.reverse == nil {
 		return a
 	}
-	if from, ok := s.m.reverse[toAddrPort(a)]; ok {
+	if from, ok := s.m.reverse[netstack.NetipAddrPort(a.Addr, a.Port)]; ok {
 		return fromAddrPort(from, s.domain, a.NIC)
 	}
 	return a

@@ -130,8 +130,6 @@ var inertOptions = map[[2]int]bool{
 
 // setIntOption maps an integer option onto the endpoint; s.mu is held.
 func (s *socket) setIntOption(level, name, v int) unix.Errno {
-	so := s.ep.SocketOptions()
-	var terr tcpip.Error
 	if level == unix.IPPROTO_IPV6 && s.domain != unix.AF_INET6 {
 		return unix.ENOPROTOOPT
 	}
@@ -142,96 +140,121 @@ func (s *socket) setIntOption(level, name, v int) unix.Errno {
 		s.inert[[2]int{level, name}] = v
 		return 0
 	}
-	if level == unix.IPPROTO_TCP && s.dg != nil {
-		return unix.ENOPROTOOPT // as Linux says for TCP options on UDP
-	}
 	switch level {
 	case unix.SOL_SOCKET:
-		switch name {
-		case unix.SO_REUSEADDR:
-			so.SetReuseAddress(v != 0)
-		case unix.SO_REUSEPORT:
-			so.SetReusePort(v != 0)
-		case unix.SO_KEEPALIVE:
-			so.SetKeepAlive(v != 0)
-		case unix.SO_BROADCAST:
-			so.SetBroadcast(v != 0)
-		case unix.SO_OOBINLINE, unix.SO_DONTROUTE, unix.SO_PRIORITY:
-			// Accepted and without effect on this stack, as on many.
-		default:
-			return unix.ENOPROTOOPT
-		}
+		return s.setSocketOption(name, v)
 	case unix.IPPROTO_TCP:
-		switch name {
-		case unix.TCP_NODELAY:
-			so.SetDelayOption(v == 0)
-		case unix.TCP_CORK:
-			so.SetCorkOption(v != 0)
-		case unix.TCP_QUICKACK:
-			so.SetQuickAck(v != 0)
-		case unix.TCP_KEEPIDLE:
-			if v < 1 {
-				return unix.EINVAL
-			}
-			opt := tcpip.KeepaliveIdleOption(time.Duration(v) * time.Second)
-			terr = s.ep.SetSockOpt(&opt)
-		case unix.TCP_KEEPINTVL:
-			if v < 1 {
-				return unix.EINVAL
-			}
-			opt := tcpip.KeepaliveIntervalOption(time.Duration(v) * time.Second)
-			terr = s.ep.SetSockOpt(&opt)
-		case unix.TCP_KEEPCNT:
-			terr = s.ep.SetSockOptInt(tcpip.KeepaliveCountOption, v)
-		case unix.TCP_SYNCNT:
-			if v < 1 || v > 255 { // Linux's MAX_TCP_SYNCNT
-				return unix.EINVAL
-			}
-			terr = s.ep.SetSockOptInt(tcpip.TCPSynCountOption, v)
-		case unix.TCP_USER_TIMEOUT:
-			if v < 0 {
-				return unix.EINVAL
-			}
-			opt := tcpip.TCPUserTimeoutOption(time.Duration(v) * time.Millisecond)
-			terr = s.ep.SetSockOpt(&opt)
-		case unix.TCP_MAXSEG:
-			terr = s.ep.SetSockOptInt(tcpip.MaxSegOption, v)
-		default:
-			return unix.ENOPROTOOPT
+		if s.dg != nil {
+			return unix.ENOPROTOOPT // as Linux says for TCP options on UDP
 		}
+		return s.setTCPOption(name, v)
 	case unix.IPPROTO_IP:
-		switch name {
-		case unix.IP_TOS:
-			terr = s.ep.SetSockOptInt(tcpip.IPv4TOSOption, v)
-		case unix.IP_TTL:
-			terr = s.ep.SetSockOptInt(tcpip.IPv4TTLOption, v)
-		case unix.IP_MULTICAST_TTL:
-			terr = s.ep.SetSockOptInt(tcpip.MulticastTTLOption, v)
-		case unix.IP_MULTICAST_LOOP:
-			so.SetMulticastLoop(v != 0)
-		default:
-			return unix.ENOPROTOOPT
-		}
+		return s.setIPOption(name, v)
 	case unix.IPPROTO_IPV6:
-		if s.domain != unix.AF_INET6 {
-			return unix.ENOPROTOOPT
-		}
-		switch name {
-		case unix.IPV6_V6ONLY:
-			if s.state != stateNew {
-				return unix.EINVAL // Linux: only before bind/connect
-			}
-			so.SetV6Only(v != 0)
-		case unix.IPV6_TCLASS:
-			terr = s.ep.SetSockOptInt(tcpip.IPv6TrafficClassOption, v)
-		case unix.IPV6_UNICAST_HOPS:
-			terr = s.ep.SetSockOptInt(tcpip.IPv6HopLimitOption, v)
-		default:
-			return unix.ENOPROTOOPT
-		}
+		return s.setIPv6Option(name, v)
+	}
+	return unix.ENOPROTOOPT
+}
+
+// setSocketOption sets a SOL_SOCKET option; s.mu is held.
+func (s *socket) setSocketOption(name, v int) unix.Errno {
+	so := s.ep.SocketOptions()
+	switch name {
+	case unix.SO_REUSEADDR:
+		so.SetReuseAddress(v != 0)
+	case unix.SO_REUSEPORT:
+		so.SetReusePort(v != 0)
+	case unix.SO_KEEPALIVE:
+		so.SetKeepAlive(v != 0)
+	case unix.SO_BROADCAST:
+		so.SetBroadcast(v != 0)
+	case unix.SO_OOBINLINE, unix.SO_DONTROUTE, unix.SO_PRIORITY:
+		// Accepted and without effect on this stack, as on many.
 	default:
 		return unix.ENOPROTOOPT
 	}
+	return 0
+}
+
+// setTCPOption sets an IPPROTO_TCP option of a TCP socket; s.mu is held.
+func (s *socket) setTCPOption(name, v int) unix.Errno {
+	so := s.ep.SocketOptions()
+	switch name {
+	case unix.TCP_NODELAY:
+		so.SetDelayOption(v == 0)
+	case unix.TCP_CORK:
+		so.SetCorkOption(v != 0)
+	case unix.TCP_QUICKACK:
+		so.SetQuickAck(v != 0)
+	case unix.TCP_KEEPIDLE:
+		if v < 1 {
+			return unix.EINVAL
+		}
+		opt := tcpip.KeepaliveIdleOption(time.Duration(v) * time.Second)
+		return sockoptErrno(s.ep.SetSockOpt(&opt))
+	case unix.TCP_KEEPINTVL:
+		if v < 1 {
+			return unix.EINVAL
+		}
+		opt := tcpip.KeepaliveIntervalOption(time.Duration(v) * time.Second)
+		return sockoptErrno(s.ep.SetSockOpt(&opt))
+	case unix.TCP_KEEPCNT:
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.KeepaliveCountOption, v))
+	case unix.TCP_SYNCNT:
+		if v < 1 || v > 255 { // Linux's MAX_TCP_SYNCNT
+			return unix.EINVAL
+		}
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.TCPSynCountOption, v))
+	case unix.TCP_USER_TIMEOUT:
+		if v < 0 {
+			return unix.EINVAL
+		}
+		opt := tcpip.TCPUserTimeoutOption(time.Duration(v) * time.Millisecond)
+		return sockoptErrno(s.ep.SetSockOpt(&opt))
+	case unix.TCP_MAXSEG:
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.MaxSegOption, v))
+	default:
+		return unix.ENOPROTOOPT
+	}
+	return 0
+}
+
+// setIPOption sets an IPPROTO_IP option; s.mu is held.
+func (s *socket) setIPOption(name, v int) unix.Errno {
+	switch name {
+	case unix.IP_TOS:
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.IPv4TOSOption, v))
+	case unix.IP_TTL:
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.IPv4TTLOption, v))
+	case unix.IP_MULTICAST_TTL:
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.MulticastTTLOption, v))
+	case unix.IP_MULTICAST_LOOP:
+		s.ep.SocketOptions().SetMulticastLoop(v != 0)
+		return 0
+	}
+	return unix.ENOPROTOOPT
+}
+
+// setIPv6Option sets an IPPROTO_IPV6 option of an AF_INET6 socket; s.mu
+// is held.
+func (s *socket) setIPv6Option(name, v int) unix.Errno {
+	switch name {
+	case unix.IPV6_V6ONLY:
+		if s.state != stateNew {
+			return unix.EINVAL // Linux: only before bind/connect
+		}
+		s.ep.SocketOptions().SetV6Only(v != 0)
+		return 0
+	case unix.IPV6_TCLASS:
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.IPv6TrafficClassOption, v))
+	case unix.IPV6_UNICAST_HOPS:
+		return sockoptErrno(s.ep.SetSockOptInt(tcpip.IPv6HopLimitOption, v))
+	}
+	return unix.ENOPROTOOPT
+}
+
+// sockoptErrno is the errno of a netstack option call, 0 for success.
+func sockoptErrno(terr tcpip.Error) unix.Errno {
 	if terr != nil {
 		return errnoOf(terr)
 	}
@@ -310,133 +333,159 @@ func (s *socket) getsockopt(c *intercept.Call) {
 	c.Return(0)
 }
 
-// intOption reads an integer option; s.mu is held. SO_ERROR is cleared by
-// reading it, as on Linux.
+// intOption reads an integer option; s.mu is held.
 func (s *socket) intOption(level, name int) (int, unix.Errno) {
-	so := s.ep.SocketOptions()
-	b2i := func(b bool) int {
-		if b {
-			return 1
-		}
-		return 0
-	}
-	getInt := func(o tcpip.SockOptInt) (int, unix.Errno) {
-		v, terr := s.ep.GetSockOptInt(o)
-		if terr != nil {
-			return 0, errnoOf(terr)
-		}
-		return v, 0
-	}
 	if level == unix.IPPROTO_IPV6 && s.domain != unix.AF_INET6 {
 		return 0, unix.ENOPROTOOPT
 	}
 	if inertOptions[[2]int{level, name}] {
 		return s.inert[[2]int{level, name}], 0
 	}
-	if level == unix.IPPROTO_TCP && s.dg != nil {
-		// Linux's IPv4 getsockopt says EOPNOTSUPP here, IPv6's and
-		// every setsockopt ENOPROTOOPT.
-		if s.domain == unix.AF_INET {
-			return 0, unix.EOPNOTSUPP
-		}
-		return 0, unix.ENOPROTOOPT
-	}
 	switch level {
 	case unix.SOL_SOCKET:
-		switch name {
-		case unix.SO_ERROR:
-			// Reported once; a later connect starts afresh.
-			en := s.soError
-			s.soError = 0
-			return int(en), 0
-		case unix.SO_TYPE:
-			if s.dg != nil {
-				return unix.SOCK_DGRAM, 0
-			}
-			return unix.SOCK_STREAM, 0
-		case unix.SO_DOMAIN:
-			return s.domain, 0
-		case unix.SO_PROTOCOL:
-			return linuxProtocol(s.proto), 0
-		case unix.SO_ACCEPTCONN:
-			return b2i(s.state == stateListening), 0
-		case unix.SO_REUSEADDR:
-			return b2i(so.GetReuseAddress()), 0
-		case unix.SO_REUSEPORT:
-			return b2i(so.GetReusePort()), 0
-		case unix.SO_KEEPALIVE:
-			return b2i(so.GetKeepAlive()), 0
-		case unix.SO_BROADCAST:
-			return b2i(so.GetBroadcast()), 0
-		case unix.SO_OOBINLINE, unix.SO_DONTROUTE, unix.SO_PRIORITY:
-			return 0, 0
-		}
+		return s.socketOption(name)
 	case unix.IPPROTO_TCP:
-		switch name {
-		case unix.TCP_NODELAY:
-			return b2i(!so.GetDelayOption()), 0
-		case unix.TCP_CORK:
-			return b2i(so.GetCorkOption()), 0
-		case unix.TCP_QUICKACK:
-			return b2i(so.GetQuickAck()), 0
-		case unix.TCP_KEEPIDLE:
-			var o tcpip.KeepaliveIdleOption
-			if terr := s.ep.GetSockOpt(&o); terr != nil {
-				return 0, errnoOf(terr)
+		if s.dg != nil {
+			// Linux's IPv4 getsockopt says EOPNOTSUPP here, IPv6's and
+			// every setsockopt ENOPROTOOPT.
+			if s.domain == unix.AF_INET {
+				return 0, unix.EOPNOTSUPP
 			}
-			return int(time.Duration(o) / time.Second), 0
-		case unix.TCP_KEEPINTVL:
-			var o tcpip.KeepaliveIntervalOption
-			if terr := s.ep.GetSockOpt(&o); terr != nil {
-				return 0, errnoOf(terr)
-			}
-			return int(time.Duration(o) / time.Second), 0
-		case unix.TCP_KEEPCNT:
-			return getInt(tcpip.KeepaliveCountOption)
-		case unix.TCP_SYNCNT:
-			return getInt(tcpip.TCPSynCountOption)
-		case unix.TCP_USER_TIMEOUT:
-			var o tcpip.TCPUserTimeoutOption
-			if terr := s.ep.GetSockOpt(&o); terr != nil {
-				return 0, errnoOf(terr)
-			}
-			return int(time.Duration(o) / time.Millisecond), 0
-		case unix.TCP_MAXSEG:
-			return getInt(tcpip.MaxSegOption)
-		}
-	case unix.IPPROTO_IP:
-		switch name {
-		case unix.IP_TOS:
-			return getInt(tcpip.IPv4TOSOption)
-		case unix.IP_TTL:
-			v, en := getInt(tcpip.IPv4TTLOption)
-			if en == 0 && v <= 0 {
-				v = 64 // "use the default"
-			}
-			return v, en
-		case unix.IP_MULTICAST_TTL:
-			return getInt(tcpip.MulticastTTLOption)
-		case unix.IP_MULTICAST_LOOP:
-			return b2i(so.GetMulticastLoop()), 0
-		}
-	case unix.IPPROTO_IPV6:
-		if s.domain != unix.AF_INET6 {
 			return 0, unix.ENOPROTOOPT
 		}
-		switch name {
-		case unix.IPV6_V6ONLY:
-			return b2i(so.GetV6Only()), 0
-		case unix.IPV6_TCLASS:
-			return getInt(tcpip.IPv6TrafficClassOption)
-		case unix.IPV6_UNICAST_HOPS:
-			v, en := getInt(tcpip.IPv6HopLimitOption)
-			if en == 0 && v < 0 {
-				v = 64 // "use the route's default"
-			}
-			return v, en
-		}
+		return s.tcpOption(name)
+	case unix.IPPROTO_IP:
+		return s.ipOption(name)
+	case unix.IPPROTO_IPV6:
+		return s.ipv6Option(name)
 	}
 	return 0, unix.ENOPROTOOPT
+}
+
+// socketOption reads a SOL_SOCKET option; s.mu is held. SO_ERROR is
+// cleared by reading it, as on Linux.
+func (s *socket) socketOption(name int) (int, unix.Errno) {
+	so := s.ep.SocketOptions()
+	switch name {
+	case unix.SO_ERROR:
+		// Reported once; a later connect starts afresh.
+		en := s.soError
+		s.soError = 0
+		return int(en), 0
+	case unix.SO_TYPE:
+		if s.dg != nil {
+			return unix.SOCK_DGRAM, 0
+		}
+		return unix.SOCK_STREAM, 0
+	case unix.SO_DOMAIN:
+		return s.domain, 0
+	case unix.SO_PROTOCOL:
+		return linuxProtocol(s.proto), 0
+	case unix.SO_ACCEPTCONN:
+		return b2i(s.state == stateListening), 0
+	case unix.SO_REUSEADDR:
+		return b2i(so.GetReuseAddress()), 0
+	case unix.SO_REUSEPORT:
+		return b2i(so.GetReusePort()), 0
+	case unix.SO_KEEPALIVE:
+		return b2i(so.GetKeepAlive()), 0
+	case unix.SO_BROADCAST:
+		return b2i(so.GetBroadcast()), 0
+	case unix.SO_OOBINLINE, unix.SO_DONTROUTE, unix.SO_PRIORITY:
+		return 0, 0
+	}
+	return 0, unix.ENOPROTOOPT
+}
+
+// tcpOption reads an IPPROTO_TCP option of a TCP socket; s.mu is held.
+func (s *socket) tcpOption(name int) (int, unix.Errno) {
+	so := s.ep.SocketOptions()
+	switch name {
+	case unix.TCP_NODELAY:
+		return b2i(!so.GetDelayOption()), 0
+	case unix.TCP_CORK:
+		return b2i(so.GetCorkOption()), 0
+	case unix.TCP_QUICKACK:
+		return b2i(so.GetQuickAck()), 0
+	case unix.TCP_KEEPIDLE:
+		var o tcpip.KeepaliveIdleOption
+		if terr := s.ep.GetSockOpt(&o); terr != nil {
+			return 0, errnoOf(terr)
+		}
+		return int(time.Duration(o) / time.Second), 0
+	case unix.TCP_KEEPINTVL:
+		var o tcpip.KeepaliveIntervalOption
+		if terr := s.ep.GetSockOpt(&o); terr != nil {
+			return 0, errnoOf(terr)
+		}
+		return int(time.Duration(o) / time.Second), 0
+	case unix.TCP_KEEPCNT:
+		return s.sockOptInt(tcpip.KeepaliveCountOption)
+	case unix.TCP_SYNCNT:
+		return s.sockOptInt(tcpip.TCPSynCountOption)
+	case unix.TCP_USER_TIMEOUT:
+		var o tcpip.TCPUserTimeoutOption
+		if terr := s.ep.GetSockOpt(&o); terr != nil {
+			return 0, errnoOf(terr)
+		}
+		return int(time.Duration(o) / time.Millisecond), 0
+	case unix.TCP_MAXSEG:
+		return s.sockOptInt(tcpip.MaxSegOption)
+	}
+	return 0, unix.ENOPROTOOPT
+}
+
+// ipOption reads an IPPROTO_IP option; s.mu is held.
+func (s *socket) ipOption(name int) (int, unix.Errno) {
+	switch name {
+	case unix.IP_TOS:
+		return s.sockOptInt(tcpip.IPv4TOSOption)
+	case unix.IP_TTL:
+		v, en := s.sockOptInt(tcpip.IPv4TTLOption)
+		if en == 0 && v <= 0 {
+			v = 64 // "use the default"
+		}
+		return v, en
+	case unix.IP_MULTICAST_TTL:
+		return s.sockOptInt(tcpip.MulticastTTLOption)
+	case unix.IP_MULTICAST_LOOP:
+		return b2i(s.ep.SocketOptions().GetMulticastLoop()), 0
+	}
+	return 0, unix.ENOPROTOOPT
+}
+
+// ipv6Option reads an IPPROTO_IPV6 option of an AF_INET6 socket; s.mu is
+// held.
+func (s *socket) ipv6Option(name int) (int, unix.Errno) {
+	switch name {
+	case unix.IPV6_V6ONLY:
+		return b2i(s.ep.SocketOptions().GetV6Only()), 0
+	case unix.IPV6_TCLASS:
+		return s.sockOptInt(tcpip.IPv6TrafficClassOption)
+	case unix.IPV6_UNICAST_HOPS:
+		v, en := s.sockOptInt(tcpip.IPv6HopLimitOption)
+		if en == 0 && v < 0 {
+			v = 64 // "use the route's default"
+		}
+		return v, en
+	}
+	return 0, unix.ENOPROTOOPT
+}
+
+// sockOptInt reads one of netstack's integer options.
+func (s *socket) sockOptInt(o tcpip.SockOptInt) (int, unix.Errno) {
+	v, terr := s.ep.GetSockOptInt(o)
+	if terr != nil {
+		return 0, errnoOf(terr)
+	}
+	return v, 0
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // linuxProtocol is SO_PROTOCOL's answer for a netstack transport.

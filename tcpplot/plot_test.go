@@ -54,10 +54,10 @@ func lossyTransfer(t *testing.T, n int64) (trace, pcap, dir string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := observe.WriteTrace(ctx, tf, nil, observe.TraceConfig{Stack: "a", Hub: a.TCPProbe(), Tap: a.NICTap()})
+		_, err := observe.WriteTrace(ctx, tf, nil, observe.TraceConfig{Stack: "a", Hub: a.TCPProbe(), Mirror: a.FrameMirror()})
 		done <- err
 	}()
-	for a.TCPProbe().Subscribers() == 0 || a.NICTap().Subscribers() == 0 {
+	for a.TCPProbe().Subscribers() == 0 || a.FrameMirror().Subscribers() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	// A short exchange first, so the bulk connection is not the first one.

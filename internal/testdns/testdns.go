@@ -27,10 +27,11 @@ type Query struct {
 }
 
 // Server is an authoritative server for a few names, on the host's
-// loopback, over UDP and TCP on the same port. It records every question,
+// loopback, over UDP and TCP on the same port (New), or over UDP on a
+// socket of the test's choosing (Serve). It records every question,
 // so a test can tell that a program's query really reached it.
 type Server struct {
-	Port int                     // on 127.0.0.1, UDP and TCP
+	Port int                     // on 127.0.0.1, UDP and TCP (New)
 	zone map[string][]netip.Addr // name -> its addresses (A and AAAA)
 
 	mu      sync.Mutex
@@ -58,11 +59,31 @@ func New(t testing.TB, zone map[string][]netip.Addr) *Server {
 			t.Fatalf("no port free for both UDP and TCP: %v", err)
 		}
 	}
-	s := &Server{Port: pc.LocalAddr().(*net.UDPAddr).Port, zone: map[string][]netip.Addr{}}
+	s := Serve(t, pc, zone)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go s.serveTCP(c)
+		}
+	}()
+	return s
+}
+
+// Serve answers for zone over UDP on pc, which may be a socket of a
+// user-level stack, until the test ends; Port is pc's.
+func Serve(t testing.TB, pc net.PacketConn, zone map[string][]netip.Addr) *Server {
+	s := &Server{zone: map[string][]netip.Addr{}}
+	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok {
+		s.Port = a.Port
+	}
 	for name, addrs := range zone {
 		s.zone[strings.ToLower(name)] = addrs
 	}
-	t.Cleanup(func() { pc.Close(); l.Close() })
+	t.Cleanup(func() { pc.Close() })
 	go func() {
 		buf := make([]byte, 65535)
 		for {
@@ -73,15 +94,6 @@ func New(t testing.TB, zone map[string][]netip.Addr) *Server {
 			if answer := s.answer(buf[:n], "udp"); answer != nil {
 				pc.WriteTo(answer, from)
 			}
-		}
-	}()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go s.serveTCP(c)
 		}
 	}()
 	return s

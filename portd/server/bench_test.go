@@ -28,7 +28,7 @@ func BenchmarkPortd(b *testing.B) {
 		name  string
 		portd string
 	}{{"root", ""}, {"portd", n.sock()}} {
-		s, err := ustack.New(ustack.Config{Net: "host:" + n.dev, Host: ustack.HostConfig{Portd: mode.portd}})
+		s, err := ustack.New(ustack.Config{Net: ustack.Host{Iface: n.dev, Portd: mode.portd}})
 		if err != nil {
 			b.Fatal(err)
 		}

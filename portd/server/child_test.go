@@ -165,15 +165,15 @@ func runChild(args []string) error {
 // hostStack is a stack on host:iface through the portd at sock, holding
 // TCP port if given.
 func hostStack(sock, iface, port string) (*ustack.Stack, error) {
-	cfg := ustack.Config{Net: "host:" + iface, Host: ustack.HostConfig{Portd: sock}}
+	host := ustack.Host{Iface: iface, Portd: sock}
 	if port != "" {
 		p, err := ustack.ParseHostPort(port)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Host.Ports = []ustack.HostPort{p}
+		host.Ports = []ustack.HostPort{p}
 	}
-	return ustack.New(cfg)
+	return ustack.New(ustack.Config{Net: host})
 }
 
 // sendAndCheck sends stream(n) on c, half-closes, and compares the

@@ -310,7 +310,7 @@ func TestPortdRefusals(t *testing.T) {
 			before := logs.count("refused: tcp port " + tc.port + " ")
 			c := n.start(t, nobody, false, "open", n.sock(), n.dev, tc.port)
 			line := c.line(t)
-			if !strings.HasPrefix(line, "error: --host-port: ustack portd refused: ") || !strings.Contains(line, tc.want) {
+			if !strings.HasPrefix(line, "error: Host.Ports: ustack portd refused: ") || !strings.Contains(line, tc.want) {
 				t.Errorf("client: %q, want a refusal containing %q", line, tc.want)
 			}
 			c.cmd.Wait()

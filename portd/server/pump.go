@@ -8,15 +8,13 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// vnetHdrLen is the virtio-net header in front of every frame on the frame
-// socket, as on a packet socket with PACKET_VNET_HDR.
-const vnetHdrLen = 10
-
 // maxFrame is the largest message on the frame socket: a 64 KiB GSO
-// super-frame with its Ethernet and virtio-net headers.
-const maxFrame = vnetHdrLen + 14 + 65535
+// super-frame with its Ethernet header and, as on a packet socket with
+// PACKET_VNET_HDR, a virtio-net header in front.
+const maxFrame = header.VirtioNetHeaderSize + header.EthernetMinimumSize + 65535
 
 // batchSize is how many frames one recvmmsg/sendmmsg moves.
 const batchSize = 32

@@ -7,6 +7,10 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/ustack/ustack/hostports"
 )
 
@@ -29,21 +33,6 @@ var (
 )
 
 const (
-	etherTypeIPv4 = 0x0800
-	etherTypeARP  = 0x0806
-	etherTypeIPv6 = 0x86dd
-
-	protoICMP   = 1
-	protoTCP    = 6
-	protoUDP    = 17
-	protoICMPv6 = 58
-
-	vnetNeedsCsum  = 1
-	vnetDataValid  = 2
-	vnetGSONone    = 0
-	vnetGSOTCPv4   = 1
-	vnetGSOTCPv6   = 4
-	vnetGSOECN     = 0x80
 	recentFrags    = 64
 	ethHdrLen      = 14
 	ipv6HdrLen     = 40
@@ -54,11 +43,11 @@ const (
 // port is added so the sending path reads it without a lock.
 type portSet struct{ tcp, udp [1024]uint64 }
 
-func (s *portSet) has(proto byte, port uint16) bool {
+func (s *portSet) has(proto tcpip.TransportProtocolNumber, port uint16) bool {
 	bits := &s.tcp
-	if proto == protoUDP {
+	if proto == header.UDPProtocolNumber {
 		bits = &s.udp
-	} else if proto != protoTCP {
+	} else if proto != header.TCPProtocolNumber {
 		return false
 	}
 	return bits[port/64]&(1<<(port%64)) != 0
@@ -113,19 +102,19 @@ func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 // check returns nil if the client may send b, a virtio-net header and an
 // Ethernet frame.
 func (v *verifier) check(b []byte) error {
-	if len(b) < vnetHdrLen+ethHdrLen {
+	if len(b) < header.VirtioNetHeaderSize+ethHdrLen {
 		return errShort
 	}
-	vh, f := b[:vnetHdrLen], b[vnetHdrLen:]
+	vh, f := b[:header.VirtioNetHeaderSize], b[header.VirtioNetHeaderSize:]
 	if [6]byte(f[6:12]) != v.mac {
 		return errSrcMAC
 	}
-	switch be16(f[12:]) {
-	case etherTypeARP:
+	switch tcpip.NetworkProtocolNumber(be16(f[12:])) {
+	case header.ARPProtocolNumber:
 		return v.checkARP(vh, f[ethHdrLen:])
-	case etherTypeIPv4:
+	case header.IPv4ProtocolNumber:
 		return v.checkIPv4(vh, f[ethHdrLen:])
-	case etherTypeIPv6:
+	case header.IPv6ProtocolNumber:
 		return v.checkIPv6(vh, f[ethHdrLen:])
 	}
 	return errEtherType
@@ -134,23 +123,23 @@ func (v *verifier) check(b []byte) error {
 // checkVnet allows a checksum request only at the checksum field of the
 // packet's own transport header, and segmentation only of TCP: anything
 // else would let the kernel write over headers after they were checked.
-func checkVnet(vh []byte, l3Len int, proto byte, v6 bool) error {
-	flags, gso := vh[0], vh[1]&^vnetGSOECN
+func checkVnet(vh []byte, l3Len int, proto tcpip.TransportProtocolNumber, v6 bool) error {
+	flags, gso := vh[0], vh[1]&^unix.VIRTIO_NET_HDR_GSO_ECN
 	csumStart := int(binary.LittleEndian.Uint16(vh[6:]))
 	csumOffset := int(binary.LittleEndian.Uint16(vh[8:]))
-	if flags&^(vnetNeedsCsum|vnetDataValid) != 0 {
+	if flags&^(unix.VIRTIO_NET_HDR_F_NEEDS_CSUM|unix.VIRTIO_NET_HDR_F_DATA_VALID) != 0 {
 		return errVnet
 	}
-	if flags&vnetNeedsCsum != 0 {
-		want := map[byte]int{protoTCP: 16, protoUDP: 6, protoICMP: 2, protoICMPv6: 2}[proto]
+	if flags&unix.VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+		want := map[tcpip.TransportProtocolNumber]int{header.TCPProtocolNumber: 16, header.UDPProtocolNumber: 6, header.ICMPv4ProtocolNumber: 2, header.ICMPv6ProtocolNumber: 2}[proto]
 		if want == 0 || csumStart != ethHdrLen+l3Len || csumOffset != want {
 			return errVnet
 		}
 	}
 	switch gso {
-	case vnetGSONone:
-	case vnetGSOTCPv4, vnetGSOTCPv6:
-		if proto != protoTCP || (gso == vnetGSOTCPv6) != v6 || flags&vnetNeedsCsum == 0 {
+	case unix.VIRTIO_NET_HDR_GSO_NONE:
+	case unix.VIRTIO_NET_HDR_GSO_TCPV4, unix.VIRTIO_NET_HDR_GSO_TCPV6:
+		if proto != header.TCPProtocolNumber || (gso == unix.VIRTIO_NET_HDR_GSO_TCPV6) != v6 || flags&unix.VIRTIO_NET_HDR_F_NEEDS_CSUM == 0 {
 			return errVnet
 		}
 	default:
@@ -174,7 +163,7 @@ func (v *verifier) checkARP(vh, p []byte) error {
 		return errShort
 	}
 	// Ethernet/IPv4 ARP, sender hardware and protocol address ours.
-	if be16(p[0:]) != 1 || be16(p[2:]) != etherTypeIPv4 || p[4] != 6 || p[5] != 4 ||
+	if be16(p[0:]) != 1 || tcpip.NetworkProtocolNumber(be16(p[2:])) != header.IPv4ProtocolNumber || p[4] != 6 || p[5] != 4 ||
 		[6]byte(p[8:14]) != v.mac || !slices.Contains(v.ip4, netip.AddrFrom4([4]byte(p[14:18]))) {
 		return errARP
 	}
@@ -193,7 +182,7 @@ func (v *verifier) checkIPv4(vh, p []byte) error {
 	if !slices.Contains(v.ip4, src) {
 		return errSrcIP
 	}
-	proto := p[9]
+	proto := tcpip.TransportProtocolNumber(p[9])
 	frag := be16(p[6:])
 	key := uint32(be16(p[14:]))<<16 | uint32(be16(p[4:]))
 	if frag&0x1fff != 0 {
@@ -224,12 +213,12 @@ func (v *verifier) checkIPv6(vh, p []byte) error {
 		return errIPHeader
 	}
 	src := netip.AddrFrom16([16]byte(p[8:24]))
-	next := p[6]
+	next := tcpip.TransportProtocolNumber(p[6])
 	l4 := p[ipv6HdrLen:]
 	if !slices.Contains(v.ip6, src) {
 		// Neighbour discovery and MLD may come from the unspecified
 		// address.
-		if !src.IsUnspecified() || next != protoICMPv6 || len(l4) < 1 || (l4[0] != 135 && l4[0] != 143) {
+		if !src.IsUnspecified() || next != header.ICMPv6ProtocolNumber || len(l4) < 1 || (l4[0] != 135 && l4[0] != 143) {
 			return errSrcIP
 		}
 	}
@@ -241,9 +230,9 @@ func (v *verifier) checkIPv6(vh, p []byte) error {
 
 // checkL4 checks the transport header: the source port of TCP and UDP, the
 // type of ICMP, and what an ICMP error quotes.
-func (v *verifier) checkL4(proto byte, l4 []byte, v6 bool) error {
+func (v *verifier) checkL4(proto tcpip.TransportProtocolNumber, l4 []byte, v6 bool) error {
 	switch proto {
-	case protoTCP, protoUDP:
+	case header.TCPProtocolNumber, header.UDPProtocolNumber:
 		if len(l4) < 4 {
 			return errShort
 		}
@@ -251,7 +240,7 @@ func (v *verifier) checkL4(proto byte, l4 []byte, v6 bool) error {
 			return errSrcPort
 		}
 		return nil
-	case protoICMP:
+	case header.ICMPv4ProtocolNumber:
 		if v6 {
 			return errProto
 		}
@@ -265,7 +254,7 @@ func (v *verifier) checkL4(proto byte, l4 []byte, v6 bool) error {
 			return v.checkQuote4(l4[icmpErrorQuote:])
 		}
 		return errICMPType
-	case protoICMPv6:
+	case header.ICMPv6ProtocolNumber:
 		if !v6 {
 			return errProto
 		}
@@ -298,7 +287,7 @@ func (v *verifier) checkQuote4(q []byte) error {
 	if ihl < 20 || len(q) < ihl+4 || !slices.Contains(v.ip4, netip.AddrFrom4([4]byte(q[16:20]))) {
 		return errICMPQuote
 	}
-	if !v.ports.Load().has(q[9], be16(q[ihl+2:])) {
+	if !v.ports.Load().has(tcpip.TransportProtocolNumber(q[9]), be16(q[ihl+2:])) {
 		return errICMPQuote
 	}
 	return nil
@@ -308,7 +297,7 @@ func (v *verifier) checkQuote6(q []byte) error {
 	if len(q) < ipv6HdrLen+4 || q[0]>>4 != 6 || !slices.Contains(v.ip6, netip.AddrFrom16([16]byte(q[24:40]))) {
 		return errICMPQuote
 	}
-	if !v.ports.Load().has(q[6], be16(q[ipv6HdrLen+2:])) {
+	if !v.ports.Load().has(tcpip.TransportProtocolNumber(q[6]), be16(q[ipv6HdrLen+2:])) {
 		return errICMPQuote
 	}
 	return nil

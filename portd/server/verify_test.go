@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/ustack/ustack/hostports"
 )
 
@@ -26,19 +29,19 @@ func TestVerifier(t *testing.T) {
 	arp := func(sha [6]byte, spa netip.Addr) []byte {
 		p := make([]byte, 28)
 		binary.BigEndian.PutUint16(p[0:], 1)
-		binary.BigEndian.PutUint16(p[2:], etherTypeIPv4)
+		binary.BigEndian.PutUint16(p[2:], uint16(header.IPv4ProtocolNumber))
 		p[4], p[5], p[7] = 6, 4, 1
 		copy(p[8:], sha[:])
 		copy(p[14:], spa.AsSlice())
-		return ethFrame(mac, etherTypeARP, p)
+		return ethFrame(mac, header.ARPProtocolNumber, p)
 	}
 	icmp6 := func(src netip.Addr, typ byte, body []byte) []byte {
 		m := append([]byte{typ, 0, 0, 0, 0, 0, 0, 0}, body...)
-		return ethFrame(mac, etherTypeIPv6, ipPacket(src, peer6, protoICMPv6, m, -1))
+		return ethFrame(mac, header.IPv6ProtocolNumber, ipPacket(src, peer6, header.ICMPv6ProtocolNumber, m, -1))
 	}
 	frag := func(off uint16, id uint16, more bool) []byte {
 		f := UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), make([]byte, 64))
-		ip := f[vnetHdrLen+ethHdrLen:]
+		ip := f[header.VirtioNetHeaderSize+ethHdrLen:]
 		binary.BigEndian.PutUint16(ip[4:], id)
 		ff := off / 8
 		if more {
@@ -57,8 +60,8 @@ func TestVerifier(t *testing.T) {
 		{"udp from a held port", UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), []byte("x")), nil},
 		{"udp over ipv6", UDPFrame(mac, ap(me6, 40000), ap(peer6, 53), []byte("x")), nil},
 		{"tcp from a listening port", TCPFrame(mac, ap(me4, 8080), ap(peer4, 5555), 0x12), nil},
-		{"tcp with checksum offload", WithVnet(tcpFrame, vnetNeedsCsum, 0, 34, 16), nil},
-		{"tcp super-frame", WithVnet(tcpFrame, vnetNeedsCsum, vnetGSOTCPv4, 34, 16), nil},
+		{"tcp with checksum offload", WithVnet(tcpFrame, unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 16), nil},
+		{"tcp super-frame", WithVnet(tcpFrame, unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, unix.VIRTIO_NET_HDR_GSO_TCPV4, 34, 16), nil},
 		{"arp from us", arp(mac, me4), nil},
 		{"icmp echo request", ICMPErrorFrame(mac, me4, peer4, 8, nil), nil},
 		{"port unreachable for our port", ICMPErrorFrame(mac, me4, peer4, 3, quoted(40000)), nil},
@@ -75,10 +78,10 @@ func TestVerifier(t *testing.T) {
 		{"port not held", UDPFrame(mac, ap(me4, 22), ap(peer4, 53), nil), errSrcPort},
 		{"udp port held only for tcp", UDPFrame(mac, ap(me4, 8080), ap(peer4, 53), nil), errSrcPort},
 		{"tcp reset from the kernel's port", TCPFrame(mac, ap(me4, 22), ap(peer4, 5555), 0x04), errSrcPort},
-		{"checksum written over the source port", WithVnet(tcpFrame, vnetNeedsCsum, 0, 34, 0), errVnet},
-		{"checksum start in the IP header", WithVnet(tcpFrame, vnetNeedsCsum, 0, 14, 16), errVnet},
-		{"udp segmentation", WithVnet(UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), nil), vnetNeedsCsum, 3, 34, 6), errVnet},
-		{"ipv6 segmentation of ipv4", WithVnet(tcpFrame, vnetNeedsCsum, vnetGSOTCPv6, 34, 16), errVnet},
+		{"checksum written over the source port", WithVnet(tcpFrame, unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 0), errVnet},
+		{"checksum start in the IP header", WithVnet(tcpFrame, unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 14, 16), errVnet},
+		{"udp segmentation", WithVnet(UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), nil), unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, 3, 34, 6), errVnet},
+		{"ipv6 segmentation of ipv4", WithVnet(tcpFrame, unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, unix.VIRTIO_NET_HDR_GSO_TCPV6, 34, 16), errVnet},
 		{"arp for someone else's address", arp(mac, peer4), errARP},
 		{"arp with another MAC inside", arp(other, me4), errARP},
 		{"port unreachable for the kernel's port", ICMPErrorFrame(mac, me4, peer4, 3, quoted(22)), errICMPQuote},
@@ -88,9 +91,9 @@ func TestVerifier(t *testing.T) {
 		{"router advertisement", icmp6(me6, 134, nil), errICMPType},
 		{"later fragment of nothing", frag(64, 9, false), errFragment},
 		{"ipx", ethFrame(mac, 0x8137, make([]byte, 40)), errEtherType},
-		{"igmp", ethFrame(mac, etherTypeIPv4, ipPacket(me4, peer4, 2, make([]byte, 8), -1)), errProto},
-		{"truncated ipv4", ethFrame(mac, etherTypeIPv4, []byte{0x45, 0}), errIPHeader},
-		{"ipv4 header longer than the packet", ethFrame(mac, etherTypeIPv4, append([]byte{0x4f}, make([]byte, 30)...)), errIPHeader},
+		{"igmp", ethFrame(mac, header.IPv4ProtocolNumber, ipPacket(me4, peer4, 2, make([]byte, 8), -1)), errProto},
+		{"truncated ipv4", ethFrame(mac, header.IPv4ProtocolNumber, []byte{0x45, 0}), errIPHeader},
+		{"ipv4 header longer than the packet", ethFrame(mac, header.IPv4ProtocolNumber, append([]byte{0x4f}, make([]byte, 30)...)), errIPHeader},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := v.check(tc.frame); !errors.Is(err, tc.want) {

@@ -33,48 +33,55 @@ type Frame struct {
 	Len  int    // the frame's length on the wire, >= len(Data)
 }
 
-// Tap is a link-endpoint wrapper that copies the frames crossing it to
-// subscribers, for live capture and packet traces. It can be switched on
+// Mirror is a link-endpoint wrapper that copies the frames crossing it to
+// subscribers, as a switch's mirror port does, for live capture and packet
+// traces. It can be switched on
 // and off at run time by subscribing and closing; with no subscriber a
 // frame costs one atomic load. Each subscriber has a bounded queue: a
 // frame that finds it full is dropped and counted, the data path never
 // waits.
-type Tap struct {
+type Mirror struct {
 	nested.Endpoint
 	active atomic.Int32
 	subs   atomic.Pointer[[]*FrameSubscription]
 	mu     sync.Mutex
 }
 
-// NewTap wraps lower. Place it where frames are whole (below the Ethernet
+var (
+	_ stack.LinkEndpoint      = (*Mirror)(nil)
+	_ stack.GSOEndpoint       = (*Mirror)(nil)
+	_ stack.NetworkDispatcher = (*Mirror)(nil)
+)
+
+// NewMirror wraps lower. Place it where frames are whole (below the Ethernet
 // framing).
-func NewTap(lower stack.LinkEndpoint) *Tap {
-	t := &Tap{}
-	t.Endpoint.Init(lower, t)
-	return t
+func NewMirror(lower stack.LinkEndpoint) *Mirror {
+	m := &Mirror{}
+	m.Endpoint.Init(lower, m)
+	return m
 }
 
 // WritePackets implements stack.LinkWriter.
-func (t *Tap) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	if t.active.Load() != 0 {
+func (m *Mirror) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	if m.active.Load() != 0 {
 		now := time.Now()
 		for _, pkt := range pkts.AsSlice() {
-			t.publish(now, Out, pkt)
+			m.publish(now, Out, pkt)
 		}
 	}
-	return t.Endpoint.WritePackets(pkts)
+	return m.Endpoint.WritePackets(pkts)
 }
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher.
-func (t *Tap) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
-	if t.active.Load() != 0 {
-		t.publish(time.Now(), In, pkt)
+func (m *Mirror) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	if m.active.Load() != 0 {
+		m.publish(time.Now(), In, pkt)
 	}
-	t.Endpoint.DeliverNetworkPacket(proto, pkt)
+	m.Endpoint.DeliverNetworkPacket(proto, pkt)
 }
 
-func (t *Tap) publish(now time.Time, dir Dir, pkt *stack.PacketBuffer) {
-	subs := t.subs.Load()
+func (m *Mirror) publish(now time.Time, dir Dir, pkt *stack.PacketBuffer) {
+	subs := m.subs.Load()
 	if subs == nil || len(*subs) == 0 {
 		return
 	}
@@ -102,9 +109,9 @@ func (t *Tap) publish(now time.Time, dir Dir, pkt *stack.PacketBuffer) {
 	}
 }
 
-// FrameSubscription receives copies of the tap's frames.
+// FrameSubscription receives copies of the mirror's frames.
 type FrameSubscription struct {
-	tap     *Tap
+	mirror  *Mirror
 	snapLen int
 	ch      chan Frame
 	dropped atomic.Uint64
@@ -119,40 +126,40 @@ func (s *FrameSubscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Subscribe starts copying frames, at most snapLen bytes of each, into a
 // queue of n.
-func (t *Tap) Subscribe(snapLen, n int) *FrameSubscription {
-	s := &FrameSubscription{tap: t, snapLen: max(snapLen, 1), ch: make(chan Frame, max(n, 1))}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+func (m *Mirror) Subscribe(snapLen, n int) *FrameSubscription {
+	s := &FrameSubscription{mirror: m, snapLen: max(snapLen, 1), ch: make(chan Frame, max(n, 1))}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var list []*FrameSubscription
-	if old := t.subs.Load(); old != nil {
+	if old := m.subs.Load(); old != nil {
 		list = append(list, *old...)
 	}
 	list = append(list, s)
-	t.subs.Store(&list)
-	t.active.Add(1)
+	m.subs.Store(&list)
+	m.active.Add(1)
 	return s
 }
 
 // Close stops the subscription. Frames already queued stay readable.
 func (s *FrameSubscription) Close() {
 	s.once.Do(func() {
-		t := s.tap
-		t.mu.Lock()
-		defer t.mu.Unlock()
+		m := s.mirror
+		m.mu.Lock()
+		defer m.mu.Unlock()
 		var list []*FrameSubscription
-		for _, x := range *t.subs.Load() {
+		for _, x := range *m.subs.Load() {
 			if x != s {
 				list = append(list, x)
 			}
 		}
-		t.subs.Store(&list)
-		t.active.Add(-1)
+		m.subs.Store(&list)
+		m.active.Add(-1)
 	})
 }
 
 // Subscribers is the number of open subscriptions.
-func (t *Tap) Subscribers() int {
-	if l := t.subs.Load(); l != nil {
+func (m *Mirror) Subscribers() int {
+	if l := m.subs.Load(); l != nil {
 		return len(*l)
 	}
 	return 0
