@@ -82,7 +82,7 @@
 //     their delay, so a long delay at a high rate needs a huge limit and the
 //     limit is no model of a router's buffer. Here limit and bytes bound only
 //     the queue in front of the rate (a bottleneck's buffer); the delay line
-//     holds what is in flight, bounded only against runaway memory (65536
+//     holds what is in flight, bounded only against runaway memory (262144
 //     packets or 256 MiB, counted as queue drops). Without a rate there is
 //     no queue, and limit, bytes and queue are refused.
 //   - netem's rate serialises after the delay, with jitter drawn before it;

@@ -214,7 +214,7 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestPassThrough(t *testing.T) {
+func TestSpecPassThrough(t *testing.T) {
 	if !(Spec{}).PassThrough() || !(Spec{Seed: 3, HasSeed: true}).PassThrough() {
 		t.Fatal("zero spec or seed alone is not pass-through")
 	}

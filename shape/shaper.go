@@ -17,7 +17,7 @@ import (
 // would otherwise grow it without end; what does not fit is dropped and
 // counted with the queue's drops.
 const (
-	maxLinePackets = 1 << 16
+	maxLinePackets = 1 << 18
 	maxLineBytes   = 256 << 20
 )
 
@@ -170,8 +170,9 @@ func (s *shaper) enqueue(pkts []*stack.PacketBuffer, proto tcpip.NetworkProtocol
 		return
 	}
 	now := s.clock.NowMonotonic()
-	s.advanceLocked(now)
 	for _, pkt := range pkts {
+		// The link first, so the packet finds the queue as it is now.
+		s.advanceLocked(now)
 		s.admitLocked(now, pkt, proto, rxValidated)
 	}
 	s.updateBypassLocked()
