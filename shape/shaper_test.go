@@ -107,7 +107,7 @@ func TestRateAccuracy(t *testing.T) {
 				size := 64 + rng.IntN(1451)
 				offered += size
 				send(t, h.ep, h.pkts.make(0, size))
-				h.clock.Advance(time.Duration(rng.Int64N(int64(float64(size*8)/rate/1.2*2e9))))
+				h.clock.Advance(time.Duration(rng.Int64N(int64(float64(size*8) / rate / 1.2 * 2e9))))
 			}
 			h.clock.Advance(2 * time.Second)
 			got := h.lower.deliveries()
