@@ -274,8 +274,9 @@ func median(d []time.Duration) time.Duration {
 // TestEmulatedLink runs real stacks over a link of 10 Mbit/s and 25 ms
 // each way, the wrapper on one side shaping both directions: a TCP bulk
 // transfer must reach 9.2 to 10.0 Mbit/s of goodput once past slow start,
-// and a ping 50 to 52 ms of round trip. It runs in real time, a few
-// seconds; any machine sustains 10 Mbit/s.
+// and a ping 50 to 52 ms of round trip (the upper bounds are not held
+// under the race detector, which slows the stacks several times over). It
+// runs in real time, a few seconds; any machine sustains 10 Mbit/s.
 func TestEmulatedLink(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs in real time for a few seconds")
@@ -298,7 +299,7 @@ func TestEmulatedLink(t *testing.T) {
 		if lo < 50*time.Millisecond {
 			t.Errorf("%s: RTT %v, below the 50ms the link allows", p.name, lo)
 		}
-		if med > 52*time.Millisecond {
+		if med > 52*time.Millisecond && !raceEnabled {
 			t.Errorf("%s: median RTT %v, want at most 52ms", p.name, med)
 		}
 	}
@@ -308,7 +309,12 @@ func TestEmulatedLink(t *testing.T) {
 	eg, in := ts.ep.Stats(Egress), ts.ep.Stats(Ingress)
 	t.Logf("TCP %d MiB: %.2f Mbit/s over the whole transfer, %.2f Mbit/s after the first %d KiB", n>>20, whole/1e6, steady/1e6, warm>>10)
 	t.Logf("%s\n%s", eg, in)
-	if steady < 9.2e6 || steady > 10e6 {
+	if steady > 10e6 {
+		t.Errorf("steady goodput %.3f Mbit/s, above the link's 10", steady/1e6)
+	}
+	// The race detector slows the stacks themselves several times over;
+	// the emulator's accuracy is measured without it.
+	if steady < 9.2e6 && !raceEnabled {
 		t.Errorf("steady goodput %.3f Mbit/s, want 9.2 to 10.0", steady/1e6)
 	}
 	if eg.SentBytes == 0 || eg.Errors != 0 {

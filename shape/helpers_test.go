@@ -132,18 +132,23 @@ type packets struct {
 	made, released atomic.Int64
 }
 
-// make returns a packet of size bytes (at least 8) starting with id.
+// make returns a packet of payload(id, size).
 func (p *packets) make(id uint64, size int) *stack.PacketBuffer {
+	p.made.Add(1)
+	return stack.NewPacketBuffer(stack.PacketBufferOptions{
+		Payload:   buffer.MakeWithData(payload(id, size)),
+		OnRelease: func() { p.released.Add(1) },
+	})
+}
+
+// payload is size bytes (at least 8) starting with id.
+func payload(id uint64, size int) []byte {
 	data := make([]byte, size)
 	binary.BigEndian.PutUint64(data, id)
 	for i := 8; i < size; i++ {
 		data[i] = byte(id) + byte(i)
 	}
-	p.made.Add(1)
-	return stack.NewPacketBuffer(stack.PacketBufferOptions{
-		Payload:   buffer.MakeWithData(data),
-		OnRelease: func() { p.released.Add(1) },
-	})
+	return data
 }
 
 // checkReleased fails the test unless every packet made was released.
