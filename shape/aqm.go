@@ -4,8 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
-
-	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
 // redWeight is the weight of each new sample in RED's average queue size,
@@ -56,21 +54,21 @@ func (r *red) drop(p *REDParams, q float64, idle, tx time.Duration, rng *rand.Ra
 // codel is the state of Controlled Delay (RFC 8289), consulted as packets
 // leave the queue for the link.
 type codel struct {
-	firstAbove tcpip.MonotonicTime // zero: sojourn not above target
-	dropNext   tcpip.MonotonicTime
+	firstAbove time.Duration // zero: sojourn not above target
+	dropNext   time.Duration
 	count      uint32
 	lastCount  uint32
 	dropping   bool
 }
 
-func codelControlLaw(t tcpip.MonotonicTime, interval time.Duration, count uint32) tcpip.MonotonicTime {
-	return t.Add(time.Duration(float64(interval) / math.Sqrt(float64(count))))
+func codelControlLaw(t, interval time.Duration, count uint32) time.Duration {
+	return t + time.Duration(float64(interval)/math.Sqrt(float64(count)))
 }
 
 // dequeueCoDel takes the next packet for the link at now, dropping from
 // the head as RFC 8289's dequeue does. It returns nil when the queue is
 // empty or emptied by drops.
-func (s *shaper) dequeueCoDel(now tcpip.MonotonicTime) *entry {
+func (s *shaper) dequeueCoDel(now time.Duration) *entry {
 	c := &s.codel
 	interval := s.spec.AQM.codelInterval()
 	e, okToDrop := s.codelPop(now)
@@ -82,7 +80,7 @@ func (s *shaper) dequeueCoDel(now tcpip.MonotonicTime) *entry {
 		if !okToDrop {
 			c.dropping = false
 		}
-		for c.dropping && !now.Before(c.dropNext) {
+		for c.dropping && now >= c.dropNext {
 			s.dropAQM(e)
 			c.count++
 			if e, okToDrop = s.codelPop(now); e == nil || !okToDrop {
@@ -101,7 +99,7 @@ func (s *shaper) dequeueCoDel(now tcpip.MonotonicTime) *entry {
 		// that was recent.
 		delta := c.count - c.lastCount
 		c.count = 1
-		if delta > 1 && now.Sub(c.dropNext) < 16*interval {
+		if delta > 1 && now-c.dropNext < 16*interval {
 			c.count = delta
 		}
 		c.dropNext = codelControlLaw(now, interval, c.count)
@@ -113,20 +111,20 @@ func (s *shaper) dequeueCoDel(now tcpip.MonotonicTime) *entry {
 // codelPop takes the head of the queue and says whether CoDel may drop
 // it: its sojourn has stayed above target for an interval and more than
 // one packet's worth is still queued.
-func (s *shaper) codelPop(now tcpip.MonotonicTime) (*entry, bool) {
+func (s *shaper) codelPop(now time.Duration) (*entry, bool) {
 	c := &s.codel
 	e := s.popQueue()
 	if e == nil {
-		c.firstAbove = tcpip.MonotonicTime{}
+		c.firstAbove = 0
 		return nil, false
 	}
-	if now.Sub(e.arrival) < s.spec.AQM.codelTarget() || s.queueBytes <= s.maxPacket {
-		c.firstAbove = tcpip.MonotonicTime{}
+	if now-e.arrival < s.spec.AQM.codelTarget() || s.queueBytes <= s.maxPacket {
+		c.firstAbove = 0
 		return e, false
 	}
-	if c.firstAbove == (tcpip.MonotonicTime{}) {
-		c.firstAbove = now.Add(s.spec.AQM.codelInterval())
+	if c.firstAbove == 0 {
+		c.firstAbove = now + s.spec.AQM.codelInterval()
 		return e, false
 	}
-	return e, !now.Before(c.firstAbove)
+	return e, now >= c.firstAbove
 }

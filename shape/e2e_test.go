@@ -19,7 +19,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/ustack/ustack/link"
@@ -41,12 +40,11 @@ type twoStacks struct {
 
 func newTwoStacks(tb testing.TB, shaped bool, egress, ingress Spec) *twoStacks {
 	tb.Helper()
-	return newTwoStacksProbe(tb, shaped, egress, ingress, nil)
+	return newTwoStacksMTU(tb, 1500, shaped, egress, ingress)
 }
 
-func newTwoStacksProbe(tb testing.TB, shaped bool, egress, ingress Spec, probe tcp.TCPProbeFunc) *twoStacks {
+func newTwoStacksMTU(tb testing.TB, mtu uint32, shaped bool, egress, ingress Spec) *twoStacks {
 	tb.Helper()
-	const mtu = 1500
 	endA, endB := link.NewPair(mtu+header.EthernetMinimumSize,
 		tcpip.LinkAddress([]byte{0x52, 0x54, 0, 0x12, 0x34, 0x0a}), tcpip.LinkAddress([]byte{0x52, 0x54, 0, 0x12, 0x34, 0x0b}))
 	ts := &twoStacks{}
@@ -63,7 +61,7 @@ func newTwoStacksProbe(tb testing.TB, shaped bool, egress, ingress Spec, probe t
 		lower stack.LinkEndpoint
 		addr  tcpip.Address
 	}{{&ts.a, lowerA, addrA}, {&ts.b, endB, addrB}} {
-		ns, err := netstack.NewWithProbe(netstack.TCPOptions{}, probe)
+		ns, err := netstack.New(netstack.TCPOptions{})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -90,8 +88,8 @@ func newTwoStacksProbe(tb testing.TB, shaped bool, egress, ingress Spec, probe t
 // transfer sends n bytes of seeded random data from a to b over one TCP
 // connection and returns the goodput (payload bits per second) over the
 // whole transfer, from dialling to the last byte, and in the steady
-// state: from the receipt of the first warm bytes to the last byte. It
-// fails the test unless b received exactly what a sent.
+// state, once the first warm bytes have arrived (see rateOf). It fails
+// the test unless b received exactly what a sent.
 func (ts *twoStacks) transfer(tb testing.TB, n, warm int) (whole, steady float64) {
 	tb.Helper()
 	ln, err := gonet.ListenTCP(ts.b, tcpip.FullAddress{NIC: 1, Addr: addrB, Port: 5001}, ipv4.ProtocolNumber)
@@ -100,12 +98,14 @@ func (ts *twoStacks) transfer(tb testing.TB, n, warm int) (whole, steady float64
 	}
 	defer ln.Close()
 	type result struct {
-		sum       [32]byte
-		n         int
-		warm, end time.Time
-		err       error
+		sum  [32]byte
+		n    int
+		end  time.Time
+		seen []progress // after warm
+		err  error
 	}
 	done := make(chan result, 1)
+	start := time.Now()
 	go func() {
 		var r result
 		defer func() { done <- r }()
@@ -120,10 +120,10 @@ func (ts *twoStacks) transfer(tb testing.TB, n, warm int) (whole, steady float64
 		for {
 			k, err := c.Read(buf)
 			h.Write(buf[:k])
-			if r.n < warm && r.n+k >= warm {
-				r.warm = time.Now()
-			}
 			r.n += k
+			if r.n >= warm && k > 0 {
+				r.seen = append(r.seen, progress{time.Since(start), r.n})
+			}
 			if errors.Is(err, io.EOF) {
 				break
 			}
@@ -139,7 +139,6 @@ func (ts *twoStacks) transfer(tb testing.TB, n, warm int) (whole, steady float64
 	rand.NewChaCha8([32]byte{1}).Read(data)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := time.Now()
 	c, err := gonet.DialContextTCP(ctx, ts.a, tcpip.FullAddress{NIC: 1, Addr: addrB, Port: 5001}, ipv4.ProtocolNumber)
 	if err != nil {
 		tb.Fatal(err)
@@ -159,8 +158,7 @@ func (ts *twoStacks) transfer(tb testing.TB, n, warm int) (whole, steady float64
 		tb.Fatalf("received %d bytes with SHA-256 %x, sent %d with %x", r.n, r.sum, n, sha256.Sum256(data))
 	}
 	whole = float64(n*8) / r.end.Sub(start).Seconds()
-	steady = float64((n-warm)*8) / r.end.Sub(r.warm).Seconds()
-	return whole, steady
+	return whole, rateOf(r.seen)
 }
 
 // udpRTTs times count UDP echoes of size bytes from a to b, one at a time.

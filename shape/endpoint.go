@@ -47,6 +47,9 @@ type Endpoint struct {
 	nested.Endpoint
 	lower stack.LinkEndpoint
 	dirs  [2]*shaper
+	// out is the egress shaper's batch for the lower endpoint, kept for
+	// its capacity; only the goroutine delivering for it uses it.
+	out stack.PacketBufferList
 
 	// rxOverride, while the ingress shaper delivers a packet, says whether
 	// the stack may trust its checksums: the lower endpoint's word,
@@ -145,17 +148,18 @@ func (e *Endpoint) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *
 	// The lower endpoint answers for this packet's checksums while it
 	// delivers it; remember its answer for when the packet goes up.
 	validated := e.lower.Capabilities()&stack.CapabilityRXChecksumOffload != 0
-	s.enqueue([]*stack.PacketBuffer{pkt}, proto, validated)
+	one := [1]*stack.PacketBuffer{pkt}
+	s.enqueue(one[:], proto, validated)
 }
 
 // writeBatch sends a batch down; it returns how many packets the lower
 // endpoint did not take.
 func (e *Endpoint) writeBatch(batch []*entry) int {
-	var l stack.PacketBufferList
 	for _, en := range batch {
-		l.PushBack(en.pkt)
+		e.out.PushBack(en.pkt)
 	}
-	n, _ := e.Endpoint.WritePackets(l)
+	n, _ := e.Endpoint.WritePackets(e.out)
+	e.out.Reset() // releases the shaper's references
 	return len(batch) - n
 }
 
@@ -168,6 +172,7 @@ func (e *Endpoint) deliverBatch(batch []*entry) int {
 			e.rxOverride.Store(rxNotValidated)
 		}
 		e.Endpoint.DeliverNetworkPacket(en.proto, en.pkt)
+		en.pkt.DecRef()
 	}
 	e.rxOverride.Store(rxAsLower)
 	return 0

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"flag"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/refs"
@@ -191,4 +193,29 @@ func mustParse(t testing.TB, s string) Spec {
 		t.Fatalf("Parse(%q): %v", s, err)
 	}
 	return spec
+}
+
+// progress is how many bytes had arrived by a time.
+type progress struct {
+	at    time.Duration
+	bytes int
+}
+
+// rateOf estimates a rate in bit/s from progress samples in a way a few
+// late samples (a descheduled goroutine on a busy machine) do not sway:
+// the median of the rates between each sample and the one half the run
+// later.
+func rateOf(p []progress) float64 {
+	h := len(p) / 2
+	var rates []float64
+	for i := 0; i+h < len(p); i++ {
+		if dt := p[i+h].at - p[i].at; dt > 0 {
+			rates = append(rates, float64(p[i+h].bytes-p[i].bytes)*8/dt.Seconds())
+		}
+	}
+	if len(rates) == 0 {
+		return 0
+	}
+	slices.Sort(rates)
+	return rates[len(rates)/2]
 }

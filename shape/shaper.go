@@ -26,12 +26,12 @@ type entry struct {
 	pkt         *stack.PacketBuffer // one reference held by the shaper
 	proto       tcpip.NetworkProtocolNumber
 	size        int
-	arrival     tcpip.MonotonicTime // when it entered the queue
-	delay       time.Duration       // propagation delay drawn for it
-	reordered   bool                // skips the delay
-	rxValidated bool                // ingress: the lower vouched for its checksums
-	due         tcpip.MonotonicTime // when it leaves the delay line
-	seq         uint64              // arrival order, to keep equal due times in order
+	arrival     time.Duration // when it entered the queue
+	delay       time.Duration // propagation delay drawn for it
+	reordered   bool          // skips the delay
+	rxValidated bool          // ingress: the lower vouched for its checksums
+	due         time.Duration // when it leaves the delay line
+	seq         uint64        // arrival order, to keep equal due times in order
 }
 
 // shaper is one direction of a link: the queue in front of the rate, the
@@ -49,9 +49,9 @@ type entry struct {
 type shaper struct {
 	dir   Direction
 	clock tcpip.Clock
-	// deliver hands a batch on and returns how many of its packets the
-	// next layer refused. It is called without mu held, one batch at a
-	// time, in order.
+	// deliver hands a batch on, releasing the shaper's references, and
+	// returns how many of its packets the next layer refused. It is
+	// called without mu held, one batch at a time, in order.
 	deliver func([]*entry) int
 
 	// bypass lets packets straight through: the spec changes nothing and
@@ -76,20 +76,23 @@ type shaper struct {
 	queue      ring // waiting for the link
 	queueBytes int
 	maxPacket  int
-	linkFree   tcpip.MonotonicTime // when the link finishes its current packet
+	linkFree   time.Duration // when the link finishes its current packet
 	red        red
 	codel      codel
 
 	line      lineHeap // on the wire, by due time
 	lineBytes int
-	lastDue   tcpip.MonotonicTime // the FIFO floor for the next due time
+	lastDue   time.Duration // the FIFO floor for the next due time
 
 	timer     tcpip.Timer
-	timerAt   tcpip.MonotonicTime
+	timerAt   time.Duration
 	armed     bool
 	releasing bool // a goroutine is delivering; others leave the work to it
 	closed    bool
 	batch     []*entry
+	free      []*entry // entries to reuse
+
+	passThrough bool // spec.PassThrough(), kept for the hot path
 
 	c counters
 }
@@ -98,10 +101,16 @@ type counters struct {
 	droppedLoss, droppedQueue, droppedAQM, duplicated, corrupted, reordered, errors uint64
 }
 
+// now is the clock's time. Times inside a shaper are durations since the
+// zero of the clock's monotonic time, so that arithmetic on them is plain.
+func (s *shaper) now() time.Duration {
+	return s.clock.NowMonotonic().Sub(tcpip.MonotonicTime{})
+}
+
 func newShaper(dir Direction, clock tcpip.Clock, spec Spec, deliver func([]*entry) int) *shaper {
 	s := &shaper{dir: dir, clock: clock, deliver: deliver}
 	s.idle.L = &s.mu
-	s.setLocked(spec, clock.NowMonotonic())
+	s.setLocked(spec, s.now())
 	return s
 }
 
@@ -114,7 +123,7 @@ func rngFor(seed uint64, dir Direction) *rand.Rand {
 // setLocked puts spec in force from now on (the caller has validated it).
 // Packets already inside keep what was decided for them; those still
 // waiting for the link are sent at the new rate.
-func (s *shaper) setLocked(spec Spec, now tcpip.MonotonicTime) {
+func (s *shaper) setLocked(spec Spec, now time.Duration) {
 	if s.rng != nil {
 		s.advanceLocked(now)
 	}
@@ -136,12 +145,30 @@ func (s *shaper) setLocked(spec Spec, now tcpip.MonotonicTime) {
 	if spec.Gap != old.Gap {
 		s.gapCnt = 0
 	}
+	s.passThrough = spec.PassThrough()
 	s.stripTXChecksum.Store(spec.Corrupt > 0)
 	s.updateBypassLocked()
 }
 
 func (s *shaper) updateBypassLocked() {
-	s.bypass.Store(!s.closed && s.spec.PassThrough() && s.queue.len() == 0 && len(s.line) == 0)
+	s.bypass.Store(!s.closed && s.passThrough && s.queue.len() == 0 && len(s.line) == 0)
+}
+
+func (s *shaper) newEntry() *entry {
+	if n := len(s.free); n > 0 {
+		e := s.free[n-1]
+		s.free = s.free[:n-1]
+		return e
+	}
+	return new(entry)
+}
+
+// recycle takes back an entry whose packet has been handed on or released.
+func (s *shaper) recycle(e *entry) {
+	*e = entry{}
+	if len(s.free) < 1024 {
+		s.free = append(s.free, e)
+	}
 }
 
 func (s *shaper) closedNow() bool {
@@ -169,7 +196,7 @@ func (s *shaper) enqueue(pkts []*stack.PacketBuffer, proto tcpip.NetworkProtocol
 		s.mu.Unlock()
 		return
 	}
-	now := s.clock.NowMonotonic()
+	now := s.now()
 	for _, pkt := range pkts {
 		// The link first, so the packet finds the queue as it is now.
 		s.advanceLocked(now)
@@ -186,7 +213,7 @@ func (s *shaper) set(spec Spec) {
 		s.mu.Unlock()
 		return
 	}
-	now := s.clock.NowMonotonic()
+	now := s.now()
 	s.setLocked(spec, now)
 	s.kickAndUnlock(now)
 }
@@ -194,14 +221,14 @@ func (s *shaper) set(spec Spec) {
 // kickAndUnlock delivers what is due now, from this goroutine unless
 // another is delivering already, or sets the timer for the next event; it
 // unlocks mu.
-func (s *shaper) kickAndUnlock(now tcpip.MonotonicTime) {
+func (s *shaper) kickAndUnlock(now time.Duration) {
 	if s.releasing {
 		s.mu.Unlock()
 		return
 	}
-	if next, ok := s.nextEventLocked(); ok && !next.After(now) {
+	if next, ok := s.nextEventLocked(); ok && next <= now {
 		s.mu.Unlock()
-		s.run()
+		s.run(now)
 		return
 	}
 	s.armLocked(now)
@@ -210,7 +237,7 @@ func (s *shaper) kickAndUnlock(now tcpip.MonotonicTime) {
 
 // admitLocked takes one packet through netem's per-packet decisions:
 // duplicate, loss, corrupt, queue, reorder, delay.
-func (s *shaper) admitLocked(now tcpip.MonotonicTime, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, rxValidated bool) {
+func (s *shaper) admitLocked(now time.Duration, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, rxValidated bool) {
 	copies := 1
 	if s.spec.Duplicate > 0 && s.rng.Float64() < s.spec.Duplicate {
 		copies++
@@ -239,7 +266,7 @@ func (s *shaper) admitLocked(now tcpip.MonotonicTime, pkt *stack.PacketBuffer, p
 
 // pathLocked takes one packet, whose reference it owns, from corruption
 // onwards.
-func (s *shaper) pathLocked(now tcpip.MonotonicTime, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, rxValidated bool) {
+func (s *shaper) pathLocked(now time.Duration, pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, rxValidated bool) {
 	size := pkt.Size()
 	// A super-frame (GSO) is left whole: its checksum is the device's to
 	// complete, so a flipped bit would go unnoticed.
@@ -252,10 +279,12 @@ func (s *shaper) pathLocked(now tcpip.MonotonicTime, pkt *stack.PacketBuffer, pr
 		s.c.corrupted++
 	}
 	s.seq++
-	e := &entry{pkt: pkt, proto: proto, size: size, arrival: now, rxValidated: rxValidated, seq: s.seq}
+	e := s.newEntry()
+	*e = entry{pkt: pkt, proto: proto, size: size, arrival: now, rxValidated: rxValidated, seq: s.seq}
 	s.maxPacket = max(s.maxPacket, size)
 	if s.spec.Rate > 0 && !s.admitQueueLocked(now, e) {
 		pkt.DecRef()
+		s.recycle(e)
 		return
 	}
 	if s.spec.Gap > 0 {
@@ -284,7 +313,7 @@ func (s *shaper) pathLocked(now tcpip.MonotonicTime, pkt *stack.PacketBuffer, pr
 
 // admitQueueLocked decides whether the queue takes e: RED first, if set,
 // then the limits.
-func (s *shaper) admitQueueLocked(now tcpip.MonotonicTime, e *entry) bool {
+func (s *shaper) admitQueueLocked(now time.Duration, e *entry) bool {
 	if s.spec.AQM.Kind == RED {
 		p := &s.spec.AQM.RED
 		q := float64(s.queue.len())
@@ -292,8 +321,8 @@ func (s *shaper) admitQueueLocked(now tcpip.MonotonicTime, e *entry) bool {
 			q = float64(s.queueBytes)
 		}
 		var idle time.Duration
-		if s.queue.len() == 0 && s.linkFree.Before(now) {
-			idle = now.Sub(s.linkFree)
+		if s.queue.len() == 0 && s.linkFree < now {
+			idle = now - s.linkFree
 		}
 		if s.red.drop(p, q, idle, s.txTime(e.size), s.rng) {
 			s.c.droppedAQM++
@@ -325,10 +354,10 @@ func (s *shaper) txTime(size int) time.Duration {
 // advanceLocked runs the link up to now: each packet at the head of the
 // queue starts when the link is free (CoDel may drop it then), occupies the
 // link for its serialisation time and then enters the delay line.
-func (s *shaper) advanceLocked(now tcpip.MonotonicTime) {
+func (s *shaper) advanceLocked(now time.Duration) {
 	for s.queue.len() > 0 {
-		start := later(s.linkFree, s.queue.front().arrival)
-		if start.After(now) {
+		start := max(s.linkFree, s.queue.front().arrival)
+		if start > now {
 			return
 		}
 		var e *entry
@@ -340,7 +369,7 @@ func (s *shaper) advanceLocked(now tcpip.MonotonicTime) {
 		if e == nil {
 			continue
 		}
-		s.linkFree = start.Add(s.txTime(e.size))
+		s.linkFree = start + s.txTime(e.size)
 		s.toLineLocked(e, s.linkFree)
 	}
 }
@@ -356,20 +385,22 @@ func (s *shaper) popQueue() *entry {
 func (s *shaper) dropAQM(e *entry) {
 	s.c.droppedAQM++
 	e.pkt.DecRef()
+	s.recycle(e)
 }
 
 // toLineLocked puts e, which left the link at sent, on the delay line.
-func (s *shaper) toLineLocked(e *entry, sent tcpip.MonotonicTime) {
+func (s *shaper) toLineLocked(e *entry, sent time.Duration) {
 	if len(s.line) >= maxLinePackets || s.lineBytes+e.size > maxLineBytes {
 		s.c.droppedQueue++
 		e.pkt.DecRef()
+		s.recycle(e)
 		return
 	}
 	e.due = sent
 	if !e.reordered {
-		e.due = sent.Add(e.delay)
+		e.due = sent + e.delay
 		if !s.spec.JitterReorder {
-			e.due = later(e.due, s.lastDue)
+			e.due = max(e.due, s.lastDue)
 			s.lastDue = e.due
 		}
 	}
@@ -378,15 +409,15 @@ func (s *shaper) toLineLocked(e *entry, sent tcpip.MonotonicTime) {
 }
 
 // nextEventLocked is when the link or the delay line next has work.
-func (s *shaper) nextEventLocked() (tcpip.MonotonicTime, bool) {
-	var t tcpip.MonotonicTime
+func (s *shaper) nextEventLocked() (time.Duration, bool) {
+	var t time.Duration
 	ok := false
 	if len(s.line) > 0 {
 		t, ok = s.line[0].due, true
 	}
 	if s.queue.len() > 0 {
-		start := later(s.linkFree, s.queue.front().arrival)
-		if !ok || start.Before(t) {
+		start := max(s.linkFree, s.queue.front().arrival)
+		if !ok || start < t {
 			t, ok = start, true
 		}
 	}
@@ -394,13 +425,13 @@ func (s *shaper) nextEventLocked() (tcpip.MonotonicTime, bool) {
 }
 
 // armLocked sets the timer for the next event.
-func (s *shaper) armLocked(now tcpip.MonotonicTime) {
+func (s *shaper) armLocked(now time.Duration) {
 	next, ok := s.nextEventLocked()
-	if !ok || s.closed || (s.armed && !s.timerAt.After(next)) {
+	if !ok || s.closed || (s.armed && s.timerAt <= next) {
 		return
 	}
 	s.timerAt, s.armed = next, true
-	d := max(next.Sub(now), 0)
+	d := max(next-now, 0)
 	if s.timer == nil {
 		s.timer = s.clock.AfterFunc(d, s.fire)
 		return
@@ -413,14 +444,14 @@ func (s *shaper) fire() {
 	s.mu.Lock()
 	s.armed = false
 	s.mu.Unlock()
-	s.run()
+	s.run(s.now())
 }
 
-// run delivers every packet whose time has come, in batches, until none
-// is left, then sets the timer for the next. Only one goroutine delivers
-// at a time, so packets leave in order; one that finds another delivering
-// leaves its packets to it.
-func (s *shaper) run() {
+// run delivers every packet whose time has come by now, in batches, until
+// none is left, then sets the timer for the next. Only one goroutine
+// delivers at a time, so packets leave in order; one that finds another
+// delivering leaves its packets to it.
+func (s *shaper) run(now time.Duration) {
 	s.mu.Lock()
 	if s.releasing || s.closed {
 		s.mu.Unlock()
@@ -428,10 +459,9 @@ func (s *shaper) run() {
 	}
 	s.releasing = true
 	for !s.closed {
-		now := s.clock.NowMonotonic()
 		s.advanceLocked(now)
 		batch := s.batch[:0]
-		for len(s.line) > 0 && !s.line[0].due.After(now) {
+		for len(s.line) > 0 && s.line[0].due <= now {
 			e := heap.Pop(&s.line).(*entry)
 			s.lineBytes -= e.size
 			batch = append(batch, e)
@@ -447,17 +477,22 @@ func (s *shaper) run() {
 		s.sentPackets.Add(uint64(len(batch)))
 		s.sentBytes.Add(uint64(n))
 		failed := s.deliver(batch)
-		for i, e := range batch {
-			e.pkt.DecRef()
-			batch[i] = nil
-		}
 		s.mu.Lock()
 		s.c.errors += uint64(failed)
+		for i, e := range batch {
+			s.recycle(e)
+			batch[i] = nil
+		}
 		s.batch = batch[:0]
+		if s.queue.len() == 0 && len(s.line) == 0 {
+			break
+		}
+		// Delivering took time: more may be due.
+		now = s.now()
 	}
 	s.releasing = false
 	s.updateBypassLocked()
-	s.armLocked(s.clock.NowMonotonic())
+	s.armLocked(now)
 	s.idle.Broadcast()
 	s.mu.Unlock()
 }
@@ -504,13 +539,6 @@ func (s *shaper) stats() Stats {
 		InFlightPackets: len(s.line),
 		InFlightBytes:   s.lineBytes,
 	}
-}
-
-func later(a, b tcpip.MonotonicTime) tcpip.MonotonicTime {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // copyPacket returns a packet of its own holding a copy of pkt's bytes
@@ -595,7 +623,7 @@ type lineHeap []*entry
 func (h lineHeap) Len() int { return len(h) }
 func (h lineHeap) Less(i, j int) bool {
 	if h[i].due != h[j].due {
-		return h[i].due.Before(h[j].due)
+		return h[i].due < h[j].due
 	}
 	return h[i].seq < h[j].seq
 }

@@ -133,10 +133,10 @@ func TestRateAccuracy(t *testing.T) {
 // the test does not measure how fast the machine moves packets; the
 // benchmarks do.
 func TestRateRealClock(t *testing.T) {
-	const n, size, rate = 800, 16000, 100e6
+	const n, size, rate = 1600, 16000, 100e6
 	clock := tcpip.NewStdClock()
 	lower := &fakeLower{recorder: recorder{clock: clock}}
-	ep, err := New(lower, clock, mustParse(t, "rate 100mbit"), Spec{})
+	ep, err := New(lower, clock, mustParse(t, "rate 100mbit limit 2000"), Spec{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,9 +154,13 @@ func TestRateRealClock(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	got := lower.deliveries()
-	span := got[n-1].at.Sub(got[0].at)
-	measured := float64((n-1)*size*8) / span.Seconds()
-	t.Logf("%d packets of %d bytes at %.2f Mbit/s (want 100)", n, size, measured/1e6)
+	var p []progress
+	for i, d := range got {
+		p = append(p, progress{d.at.Sub(got[0].at), i * size})
+	}
+	measured := rateOf(p)
+	t.Logf("%d packets of %d bytes at %.2f Mbit/s (want 100); first to last %.2f Mbit/s",
+		n, size, measured/1e6, float64((n-1)*size*8)/got[n-1].at.Sub(got[0].at).Seconds()/1e6)
 	if math.Abs(measured/rate-1) > 0.03 {
 		t.Errorf("measured %.4g bit/s, want %.4g within 3%%", measured, rate)
 	}
