@@ -3,9 +3,9 @@
 // link endpoint, with netem's vocabulary and semantics.
 //
 // An Endpoint wraps a lower link endpoint and shapes both directions, each
-// with its own Spec; either may be empty (pass-through, at the cost of one
-// atomic load per batch). Specs change live with Set; Stats returns
-// counters like tc -s qdisc.
+// with its own Spec; either may be empty (pass-through, a few nanoseconds
+// per packet). Specs change live with Set; Stats returns counters like
+// tc -s qdisc.
 //
 //	ep, err := shape.New(lower, clock, egress, ingress)
 //	ep.Set(shape.Egress, spec)

@@ -128,10 +128,9 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 		s.count(pkts.AsSlice()[:n])
 		return n, err
 	}
-	if s.closedNow() {
+	if !s.enqueue(pkts.AsSlice(), 0, false) {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
-	s.enqueue(pkts.AsSlice(), 0, false)
 	return pkts.Len(), nil
 }
 

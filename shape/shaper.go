@@ -171,12 +171,6 @@ func (s *shaper) recycle(e *entry) {
 	}
 }
 
-func (s *shaper) closedNow() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
 // count records packets let through on the bypass.
 func (s *shaper) count(pkts []*stack.PacketBuffer) {
 	n := 0
@@ -189,12 +183,13 @@ func (s *shaper) count(pkts []*stack.PacketBuffer) {
 
 // enqueue takes packets in; the caller keeps its references. The packets
 // due at once are delivered before enqueue returns, from the caller's
-// goroutine, unless another goroutine is delivering already.
-func (s *shaper) enqueue(pkts []*stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, rxValidated bool) {
+// goroutine, unless another goroutine is delivering already. It reports
+// false, taking nothing, once the shaper is closed.
+func (s *shaper) enqueue(pkts []*stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, rxValidated bool) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	now := s.now()
 	for _, pkt := range pkts {
@@ -204,6 +199,7 @@ func (s *shaper) enqueue(pkts []*stack.PacketBuffer, proto tcpip.NetworkProtocol
 	}
 	s.updateBypassLocked()
 	s.kickAndUnlock(now)
+	return true
 }
 
 // set puts spec in force (the caller has validated it).

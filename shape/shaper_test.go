@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -991,6 +992,7 @@ func TestStatsString(t *testing.T) {
 // TestConcurrent writes and receives from several goroutines on the real
 // clock while specs change and stats are read; run it with -race.
 func TestConcurrent(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
 	clock := tcpip.NewStdClock()
 	lower := &fakeLower{recorder: recorder{clock: clock}}
 	ep, err := New(lower, clock, mustParse(t, "rate 100mbit delay 1ms 500us loss 1% duplicate 1% corrupt 1%"), mustParse(t, "delay 1ms reorder 10%"))
@@ -1029,6 +1031,12 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	ep.Close()
 	pk.checkReleased(t)
+	// Timers are stopped; a callback that was already running ends.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > goroutines; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), goroutines)
+		}
+	}
 	eg, in := ep.Stats(Egress), ep.Stats(Ingress)
 	t.Logf("egress sent %d dropped %d; ingress sent %d", eg.SentPackets, eg.Dropped(), in.SentPackets)
 	if eg.SentPackets == 0 || in.SentPackets == 0 {
