@@ -27,8 +27,8 @@
 //	celloverhead B          ... each C+B bytes on the wire
 //	limit N                 queue in front of the rate: N packets (default 1000), drop-tail
 //	bytes SIZE              ... and at most SIZE bytes: b, kb, mb (kb = 1024 bytes, as in tc)
-//	queue red MIN MAX P     RED on the average queue: thresholds in packets (20 60) or
-//	                        bytes (30kb 90kb), drop probability P at MAX
+//	queue red MIN MAX P     RED on the average queue (weight 0.002): thresholds in packets
+//	                        (20 60) or bytes (30kb 90kb), drop probability P at MAX
 //	queue codel [target T] [interval I]
 //	                        CoDel (RFC 8289), target 5ms and interval 100ms by default
 //	delay T [JITTER]        one-way delay, optionally varied by ±JITTER: s, ms, us, ns
@@ -47,8 +47,8 @@
 //	                        defaults to 1
 //	seed S                  seed of the direction's random numbers, so a run repeats
 //
-// Probabilities take a % sign and times a unit; a value without one is an
-// error that says what to write (netem's correlation values are refused:
+// Units are case-insensitive. Probabilities take a % sign and times a
+// unit; a value without one is an error that says what to write (netem's correlation values are refused:
 // use the Markov loss models for bursty loss). The empty text is the zero
 // Spec. Spec.String writes this form back.
 //

@@ -48,6 +48,21 @@ func newTwoStacksMTU(tb testing.TB, mtu uint32, shaped bool, egress, ingress Spe
 	endA, endB := link.NewPair(mtu+header.EthernetMinimumSize,
 		tcpip.LinkAddress([]byte{0x52, 0x54, 0, 0x12, 0x34, 0x0a}), tcpip.LinkAddress([]byte{0x52, 0x54, 0, 0x12, 0x34, 0x0b}))
 	ts := &twoStacks{}
+	tb.Cleanup(func() {
+		for _, s := range []*stack.Stack{ts.a, ts.b} {
+			if s != nil {
+				s.Close()
+				s.Wait()
+				s.RemoveNIC(1) // closes its link endpoints
+			}
+		}
+		// In case a NIC was never made; closing twice is harmless.
+		if ts.ep != nil {
+			ts.ep.Close()
+		}
+		endA.Close()
+		endB.Close()
+	})
 	var lowerA stack.LinkEndpoint = endA
 	if shaped {
 		ep, err := New(endA, nil, egress, ingress)
@@ -75,13 +90,6 @@ func newTwoStacksMTU(tb testing.TB, mtu uint32, shaped bool, egress, ingress Spe
 		}
 		ns.SetRouteTable([]tcpip.Route{{Destination: pa.AddressWithPrefix.Subnet(), NIC: 1}})
 	}
-	tb.Cleanup(func() {
-		for _, s := range []*stack.Stack{ts.a, ts.b} {
-			s.Close()
-			s.Wait()
-			s.RemoveNIC(1) // closes the link endpoints, the Endpoint's too
-		}
-	})
 	return ts
 }
 

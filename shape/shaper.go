@@ -2,6 +2,7 @@ package shape
 
 import (
 	"container/heap"
+	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -344,7 +345,13 @@ func (s *shaper) txTime(size int) time.Duration {
 	if n <= 0 {
 		return 0
 	}
-	return time.Duration(n * 8 * int64(time.Second) / int64(s.spec.Rate))
+	// n·8 s / rate, exact in 128 bits; hours at most.
+	hi, lo := bits.Mul64(uint64(n), 8*uint64(time.Second))
+	if hi >= s.spec.Rate {
+		return time.Hour
+	}
+	q, _ := bits.Div64(hi, lo, s.spec.Rate)
+	return time.Duration(min(q, uint64(time.Hour)))
 }
 
 // advanceLocked runs the link up to now: each packet at the head of the
