@@ -25,8 +25,9 @@ type distTable [distTableSize]int16
 var distTables = sync.OnceValue(func() map[Distribution]*distTable {
 	normal, pareto, mixed := new(distTable), new(distTable), new(distTable)
 	for k := range distTableSize {
-		// Entry k is the quantile at the lower end of the k-th 4096th
-		// (half a step of the generators' 16384-point sweep above it).
+		// Entry k is the normal quantile at (4k+0.5)/16384: the generator
+		// records, for every 16384th of probability, the largest x that
+		// rounds to it, and keeps every fourth.
 		x := math.Sqrt2 * math.Erfinv(2*((4*float64(k)+0.5)/16384)-1)
 		n := clamp16(math.RoundToEven(x * distScale))
 		// Pareto with shape 3: u^(-1/3) for u from 1 down to 1/4096.
