@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
+	"github.com/ustack/ustack/link"
 )
 
 // Frames as a client writes them to its frame socket: a virtio-net header
@@ -99,3 +101,101 @@ func WithVnet(f []byte, flags, gsoType byte, csumStart, csumOffset uint16) []byt
 	binary.LittleEndian.PutUint16(f[8:], csumOffset)
 	return f
 }
+
+// testGrant is the grant of the frame check's tests: mac, two addresses
+// and a few ports.
+var (
+	testMAC   = [6]byte{0x02, 0, 0, 0, 0, 0x02}
+	testGrant = link.FilterSpec{
+		IPv4: []netip.Addr{netip.MustParseAddr("10.79.0.2")},
+		IPv6: []netip.Addr{netip.MustParseAddr("fd79::2")},
+		TCP:  []uint16{8080, 40000},
+		UDP:  []uint16{40000},
+	}
+)
+
+// ARPFrame is an ARP request in a frame from ethSrc whose sender is sha,
+// spa.
+func ARPFrame(ethSrc, sha [6]byte, spa netip.Addr) []byte {
+	p := make([]byte, 28)
+	binary.BigEndian.PutUint16(p[0:], 1)
+	binary.BigEndian.PutUint16(p[2:], etherTypeIPv4)
+	p[4], p[5], p[7] = 6, 4, 1
+	copy(p[8:], sha[:])
+	copy(p[14:], spa.AsSlice())
+	return ethFrame(ethSrc, etherTypeARP, p)
+}
+
+func arpFrame(ethSrc, sha [6]byte, spa netip.Addr) []byte { return ARPFrame(ethSrc, sha, spa) }
+
+// ICMP6Frame is an ICMPv6 message of type typ (code 0) whose body follows
+// the 4 bytes of type, code and checksum.
+func ICMP6Frame(mac [6]byte, src, dst netip.Addr, typ byte, body []byte) []byte {
+	m := append([]byte{typ, 0, 0, 0}, body...)
+	for len(m) < 8 {
+		m = append(m, 0)
+	}
+	p := ipPacket(src, dst, protoICMPv6, m, 2)
+	p[7] = 255 // neighbour discovery's hop limit
+	return ethFrame(mac, etherTypeIPv6, p)
+}
+
+// icmp6Frame is an ICMPv6 message of type typ whose body starts after the
+// 8 bytes of header (for neighbour discovery: after the reserved field).
+func icmp6Frame(mac [6]byte, src, dst netip.Addr, typ byte, body []byte) []byte {
+	return ICMP6Frame(mac, src, dst, typ, append(make([]byte, 4), body...))
+}
+
+// NDP is the body of a neighbour solicitation or advertisement for target
+// with options, after the 4 bytes of flags.
+func NDP(target netip.Addr, opts ...[]byte) []byte {
+	b := append(make([]byte, 4), target.AsSlice()...)
+	for _, o := range opts {
+		b = append(b, o...)
+	}
+	return b
+}
+
+// ndp is NDP without the flags (icmp6Frame adds them).
+func ndp(target netip.Addr, opts ...[]byte) []byte { return NDP(target, opts...)[4:] }
+
+// LLA is a source (1) or target (2) link-layer address option.
+func LLA(typ byte, mac [6]byte) []byte { return append([]byte{typ, 1}, mac[:]...) }
+
+func lla(typ byte, mac [6]byte) []byte { return LLA(typ, mac) }
+
+// fragFrame is a fragment of a UDP datagram from src to dst: the first
+// (off 0) carries the UDP header.
+func fragFrame(mac [6]byte, src, dst netip.AddrPort, off, id uint16, more bool) []byte {
+	f := UDPFrame(mac, src, dst, make([]byte, 64))
+	ip := f[vnetHdrLen+ethHdrLen:]
+	binary.BigEndian.PutUint16(ip[4:], id)
+	ff := off / 8
+	if more {
+		ff |= 0x2000
+	}
+	binary.BigEndian.PutUint16(ip[6:], ff)
+	return f
+}
+
+// withProto sets the protocol of an IPv4 frame.
+func withProto(f []byte, proto byte) []byte {
+	f = append([]byte(nil), f...)
+	f[vnetHdrLen+ethHdrLen+9] = proto
+	return f
+}
+
+// withIPv4Options puts opts (a multiple of 4 bytes) into an IPv4 frame's
+// header.
+func withIPv4Options(f []byte, opts []byte) []byte {
+	ip := f[vnetHdrLen+ethHdrLen:]
+	h := append(append([]byte(nil), ip[:20]...), opts...)
+	h[0] = 0x40 | byte(len(h)/4)
+	binary.BigEndian.PutUint16(h[2:], uint16(len(h)+len(ip)-20))
+	out := append(append([]byte(nil), f[:vnetHdrLen+ethHdrLen]...), h...)
+	return append(out, ip[20:]...)
+}
+
+// shortenIPv6Payload cuts the last byte off a frame but not off its IPv6
+// payload length.
+func shortenIPv6Payload(f []byte) []byte { return f[:len(f)-1] }

@@ -140,10 +140,9 @@ func (s *session) open(req *portd.Request) (*portd.SessionInfo, *os.File, error)
 	s.mu.Lock()
 	s.share = share
 	s.mu.Unlock()
-	s.ver = newVerifier([6]byte(s.mac), s.addrs)
-	for _, proto := range []hostports.Proto{hostports.TCP, hostports.UDP} {
-		s.ver.addPorts(proto, share.Ports(proto)...)
-	}
+	// The frame check and the packet filter both follow the share's
+	// grant.
+	s.ver = newVerifier([6]byte(s.mac), share.Spec())
 	dup, err := unix.FcntlInt(uintptr(share.Packet().Fd()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("packet socket: %w", err)
@@ -167,7 +166,7 @@ func (s *session) open(req *portd.Request) (*portd.SessionInfo, *os.File, error)
 	s.mu.Lock()
 	s.pktF, s.frame = pktF, frame
 	s.mu.Unlock()
-	go s.pump(&pump{src: pktF, dst: frame, linkAddrs: true, check: forClient, passed: &s.received,
+	go s.pump(&pump{src: pktF, dst: frame, linkAddrs: true, check: s.forClient, passed: &s.received,
 		reading: "reading " + s.iface, writing: "passing frames to the client"})
 	go s.pump(&pump{src: frame, dst: pktF, check: s.fromClient, refuse: s.refuse, passed: &s.sent,
 		reading: "reading the client's frames", writing: "sending on " + s.iface})
@@ -208,14 +207,15 @@ func (s *session) reserve(p portd.Port) error {
 	if err := s.share.Reserve(hostshare.Port(p)); err != nil {
 		return s.shareErr(err)
 	}
-	s.ver.addPorts(p.Proto, p.Port)
+	s.ver.setGrant(s.share.Spec())
 	return nil
 }
 
-// forClient passes the frames of the interface that are the client's: not
-// those for other hosts (the interface in promiscuous mode).
-func forClient(_ []byte, _ bool, pktType uint8) error {
-	if pktType == unix.PACKET_OTHERHOST {
+// forClient passes the frames the packet filter admitted that are the
+// client's: not those for other hosts (the interface in promiscuous
+// mode), nor later fragments of datagrams that are not its own.
+func (s *session) forClient(frame []byte, _ bool, pktType uint8) error {
+	if pktType == unix.PACKET_OTHERHOST || !s.ver.received(frame) {
 		return errNotOurs
 	}
 	return nil
