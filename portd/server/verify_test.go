@@ -206,7 +206,9 @@ func FuzzFrameCheck(f *testing.F) {
 	})
 }
 
-func lengthPrefixed(b []byte) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...) }
+func lengthPrefixed(b []byte) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)
+}
 
 // breaksGrant says which rule of testGrant a frame breaks, if any; firsts
 // are the first fragments passed so far.
