@@ -342,7 +342,12 @@ func (s *Stack) MTU() int { return s.mtu }
 
 // Attachment names the stack's attachment ("nat", "pair", "tap:NAME",
 // "host:IFACE").
-func (s *Stack) Attachment() string { return s.net }
+func (s *Stack) Attachment() string {
+	if s.host != nil && s.host.portdGone.Load() {
+		return s.net + " (down: ustack portd went away)"
+	}
+	return s.net
+}
 
 // Netstack returns the underlying gVisor stack, for tools that inspect it.
 func (s *Stack) Netstack() *stack.Stack { return s.ns }

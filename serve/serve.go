@@ -131,6 +131,7 @@ func (s *Stack) Close() error {
 
 func (s *Stack) serveInfo(w http.ResponseWriter, r *http.Request) {
 	info := s.info
+	info.Attachment = s.st.Attachment() // a host stack's link may have gone down
 	info.Connections = inspect.CountConnections(s.st.Netstack())
 	control.WriteJSON(w, info)
 }

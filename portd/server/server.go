@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +46,10 @@ type Server struct {
 	leaving map[uint64]*session
 	nextID  uint64
 	closed  bool
+	// usage is what each user holds (see charge); fdFree the descriptors
+	// left for clients out of fdLimit.
+	usage           map[uint32]*cost
+	fdFree, fdLimit int
 	// releasing counts the sessions endSession has taken out of sessions
 	// and not yet released; closeDone is closed when Close has finished.
 	releasing sync.WaitGroup
@@ -86,7 +91,9 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, leaving: map[uint64]*session{}, closeDone: make(chan struct{})}
+	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, leaving: map[uint64]*session{},
+		usage: map[uint32]*cost{}, closeDone: make(chan struct{})}
+	s.fdFree, s.fdLimit = raiseNoFile()
 	s.policy.Store(pol)
 	return s, nil
 }
@@ -122,24 +129,43 @@ func socketDir(dir string, logf func(string, ...any)) error {
 // held stay held.
 func (s *Server) SetPolicy(p *Policy) { s.policy.Store(p) }
 
-// Serve accepts clients until ctx ends or the server is closed.
+// Serve accepts clients until ctx ends or the server is closed. No error
+// of accepting a client ends it: out of descriptors (EMFILE, ENFILE) or
+// memory, it logs that once, waits a moment and goes on, so that no client
+// can stop portd for the others.
 func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
 		s.Close()
 	}()
+	const maxBackoff = time.Second
+	backoff := time.Duration(0)
 	for {
 		c, err := s.ln.AcceptUnix()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return nil
+		if err == nil {
+			if backoff > 0 {
+				s.logf("portd: accepting clients again")
+				backoff = 0
 			}
-			return err
+			go s.serveConn(c)
+			continue
 		}
-		go s.serveConn(c)
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return nil
+		}
+		if backoff == 0 {
+			s.logf("portd: accepting a client: %v; retrying until it works (logged once)", err)
+			backoff = 5 * time.Millisecond
+		} else {
+			backoff = min(2*backoff, maxBackoff)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
 	}
 }
 
@@ -168,12 +194,16 @@ func (s *Server) Close() error {
 }
 
 // Holders lists the open sessions.
-func (s *Server) Holders() []portd.Holder {
+func (s *Server) Holders() []portd.Holder { return s.holders(func(*session) bool { return true }) }
+
+func (s *Server) holders(show func(*session) bool) []portd.Holder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var hs []portd.Holder
 	for _, ss := range s.sessions {
-		hs = append(hs, ss.holder())
+		if show(ss) {
+			hs = append(hs, ss.holder())
+		}
 	}
 	slices.SortFunc(hs, func(a, b portd.Holder) int { return int(a.ID) - int(b.ID) })
 	return hs
@@ -187,6 +217,15 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		return
 	}
 	ss := &session{srv: s, cred: cred, user: userName(cred.UID), released: make(chan struct{})}
+	var conn cost
+	if err := s.charge(ss, cost{conns: 1, fds: 1}, &conn, "a connection"); err != nil {
+		var re *portd.RefusedError
+		errors.As(err, &re)
+		msg, _ := json.Marshal(&portd.Reply{Code: re.Code, Error: re.Msg})
+		c.WriteMsgUnix(msg, nil, nil)
+		return
+	}
+	defer s.uncharge(ss, conn, &conn)
 	defer s.endSession(ss)
 	buf := make([]byte, 64<<10)
 	for {
@@ -228,15 +267,26 @@ func (s *Server) serveConn(c *net.UnixConn) {
 func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.File, error) {
 	switch req.Op {
 	case portd.OpStatus:
-		rep.Holders = s.Holders()
+		// A user sees their own sessions, root everyone's: who holds
+		// what, from which process, is no one else's business.
+		rep.Holders = s.holders(func(o *session) bool { return ss.cred.UID == 0 || o.cred.UID == ss.cred.UID })
 		return nil, nil
 	case portd.OpOpen:
 		if ss.id != 0 {
 			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "this connection has a session already"}
 		}
+		// Even a session that asks for no port sends and receives on the
+		// interface: the policy must name it for the user.
+		if pol := s.policy.Load(); !pol.MaySession(ss.cred, req.Iface) {
+			return nil, s.refuse(ss, portd.CodeDenied, "a session on %s for %s: no rule of the policy %s allows the user on the interface", req.Iface, ss.who(), pol.Source)
+		}
+		if err := s.charge(ss, cost{sessions: 1, fds: sessionFds}, &ss.charged, "a session on "+req.Iface); err != nil {
+			return nil, err
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			s.unchargeSession(ss)
 			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "portd is shutting down"}
 		}
 		s.nextID++
@@ -342,6 +392,7 @@ func (s *Server) endSession(ss *session) {
 	s.mu.Lock()
 	delete(s.leaving, ss.id)
 	s.mu.Unlock()
+	s.unchargeSession(ss)
 	close(ss.released)
 	if err != nil {
 		s.logf("portd: session %d (%s): releasing: %v", ss.id, ss.who(), err)

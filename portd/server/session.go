@@ -50,6 +50,10 @@ type session struct {
 	// released is closed once endSession has released the session.
 	released chan struct{}
 
+	// charged is what the session holds of its user's limits and of
+	// portd's descriptors (under srv.mu; see charge).
+	charged cost
+
 	sent, refused, received atomic.Uint64
 	loggedRefusal           atomic.Bool
 }
@@ -125,6 +129,10 @@ func (s *session) open(req *portd.Request) (*portd.SessionInfo, *os.File, error)
 	if limit := pol.EphemeralLimit(s.cred, s.iface); req.Ephemeral > limit {
 		return nil, nil, s.srv.refuse(s, portd.CodeDenied, "%d ephemeral ports on %s: the policy grants %s at most %d", req.Ephemeral, s.iface, s.who(), limit)
 	}
+	// Each port of the ephemeral block is held for TCP and UDP.
+	if err := s.srv.charge(s, portsCost(2*req.Ephemeral+len(req.Ports), len(s.addrs)), &s.charged, "a session on "+s.iface); err != nil {
+		return nil, nil, err
+	}
 	cfg := hostshare.Config{Iface: s.iface, Addrs: s.addrs, Ephemeral: req.Ephemeral, Table: hostports.PortdTable(s.id)}
 	for _, p := range req.Ports {
 		if err := s.srv.allowed(s, p); err != nil {
@@ -194,11 +202,34 @@ func (s *session) shareErr(err error) error {
 }
 
 // reserve adds p to an open session: held, dropped by the kernel's input,
-// admitted by the packet filter and by the sending check.
+// admitted by the packet filter and by the sending check. It is charged
+// to the user first, and given back if it fails.
 func (s *session) reserve(p portd.Port) error {
 	if err := s.srv.allowed(s, p); err != nil {
 		return err
 	}
+	if s.holdsPort(p) {
+		return nil
+	}
+	// Charged before s.mu is taken: srv.mu comes before a session's mu.
+	c := portsCost(1, len(s.addrs))
+	if err := s.srv.charge(s, c, &s.charged, p.String()+" on "+s.iface); err != nil {
+		return err
+	}
+	if err := s.reserveCharged(p); err != nil {
+		s.srv.uncharge(s, c, &s.charged)
+		return err
+	}
+	return nil
+}
+
+func (s *session) holdsPort(p portd.Port) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.share != nil && s.share.Has(hostshare.Port(p))
+}
+
+func (s *session) reserveCharged(p portd.Port) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.frame == nil {
