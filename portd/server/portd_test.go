@@ -328,16 +328,16 @@ func TestPortdRefusals(t *testing.T) {
 }
 
 // TestPortdForgedFrames: frames a client writes to its frame socket with a
-// forged source address, port or MAC, or with a checksum request that
-// would rewrite the source port, are dropped and counted; a correct frame
-// sent after them arrives alone.
+// forged source address, port or MAC, with a checksum request that would
+// rewrite the source port, or with a source route, are dropped and
+// counted; a correct frame sent after them arrives alone.
 func TestPortdForgedFrames(t *testing.T) {
 	n := setup(t)
 	srv, logs := n.startServer(t)
 	sink := n.start(t, 0, true, "udpsink", remoteAddr4+":9999")
 	sink.expect(t, "ready")
 	forge := n.start(t, nobody, false, "forge", n.sock(), n.dev, remoteAddr4+":9999")
-	forge.expect(t, "sent 6 forged")
+	forge.expect(t, "sent 7 forged")
 	if got := sink.line(t); got != "valid" {
 		t.Fatalf("the namespace received %q first, want only the valid datagram", got)
 	}
@@ -349,8 +349,8 @@ func TestPortdForgedFrames(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 	hs := srv.Holders()
-	if len(hs) != 1 || hs[0].Refused != 6 || hs[0].Sent != 1 {
-		t.Fatalf("holders %+v, want one with 6 frames refused and 1 sent", hs)
+	if len(hs) != 1 || hs[0].Refused != 7 || hs[0].Sent != 1 {
+		t.Fatalf("holders %+v, want one with 7 frames refused and 1 sent", hs)
 	}
 	if got := logs.count("refused a frame"); got != 1 {
 		t.Errorf("portd logged %d frame refusals, want the first one only", got)
