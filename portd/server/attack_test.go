@@ -367,6 +367,9 @@ func TestPortdKilled(t *testing.T) {
 			seen++
 		}
 	}
+	if _, err := portd.Status(n.sock()); !errors.Is(err, portd.ErrNotRunning) {
+		t.Errorf("status with portd dead: %v, want ErrNotRunning", err)
+	}
 	if l, err := net.Listen("tcp", hostAddr4+":8083"); err != nil {
 		t.Errorf("port 8083 after portd's SIGKILL: %v, want it free", err)
 	} else {

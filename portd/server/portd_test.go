@@ -3,7 +3,6 @@ package server_test
 import (
 	"bufio"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/ustack/ustack/hostports"
-	"github.com/ustack/ustack/portd"
 	"github.com/ustack/ustack/portd/server"
 )
 
@@ -419,43 +417,6 @@ func TestPortdClientKilled(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("1 s after SIGKILL still held: %v (holders %+v)", left, srv.Holders())
-}
-
-// TestPortdRestart: portd killed with SIGKILL leaves its clients' tables
-// behind (its reserving sockets die with it); the next portd removes them.
-func TestPortdRestart(t *testing.T) {
-	n := setup(t)
-	policy := n.policy(t)
-	pd := n.start(t, 0, false, "portd", n.sock(), policy)
-	pd.expect(t, "ready")
-	hold := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8083")
-	hold.expect(t, "ready")
-	hs, err := portd.Status(n.sock())
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("status: %+v, %v; want one holder", hs, err)
-	}
-	table := hs[0].Table
-	pd.cmd.Process.Signal(syscall.SIGKILL)
-	pd.cmd.Wait()
-	if ok, _ := hostports.TableExists(table); !ok {
-		t.Fatalf("table %s vanished with portd's SIGKILL; the test expects the next portd to remove it", table)
-	}
-	if _, err := portd.Status(n.sock()); !errors.Is(err, portd.ErrNotRunning) {
-		t.Errorf("status with portd dead: %v, want ErrNotRunning", err)
-	}
-	pd2 := n.start(t, 0, false, "portd", n.sock(), policy)
-	pd2.expect(t, "ready")
-	if ok, err := hostports.TableExists(table); err != nil || ok {
-		t.Errorf("table %s after the restart: exists=%v (%v), want it removed", table, ok, err)
-	}
-	if l, err := net.Listen("tcp", hostAddr4+":8083"); err != nil {
-		t.Errorf("port 8083 after portd's SIGKILL: %v, want it free", err)
-	} else {
-		l.Close()
-	}
-	if hs, err := portd.Status(n.sock()); err != nil || len(hs) != 0 {
-		t.Errorf("status after the restart: %+v, %v; want no holders", hs, err)
-	}
 }
 
 // stream is n bytes of a seeded pseudo-random stream.
