@@ -134,7 +134,9 @@ func newHostPortd(cfg Config, iface string, ephemeral int) (*Stack, error) {
 	sess, err := portd.Open(path, req)
 	if err != nil {
 		var re *portd.RefusedError
-		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && !strings.Contains(re.Msg, "ephemeral") && len(cfg.Host.Ports) > 0 {
+		// A refusal of one of the ports names it first; the rest are
+		// about the session.
+		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && (strings.HasPrefix(re.Msg, "tcp port ") || strings.HasPrefix(re.Msg, "udp port ")) {
 			return nil, &ConfigError{Flag: "--host-port", Err: err}
 		}
 		return nil, &ConfigError{Flag: "--net", Err: fmt.Errorf("host:%s: %w", iface, err)}

@@ -299,7 +299,7 @@ func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.
 			return nil, err
 		}
 		s.logf("portd: session %d: %s holds %s on %s (tcp %s, udp %s)", ss.id, ss.who(), joinAddrs(ss.addrs), ss.iface,
-			portd.PortRanges(ss.share.Ports(hostports.TCP)), portd.PortRanges(ss.share.Ports(hostports.UDP)))
+			portsOrNone(ss.share.Ports(hostports.TCP)), portsOrNone(ss.share.Ports(hostports.UDP)))
 		rep.Session = info
 		return f, nil
 	case portd.OpReserve:
@@ -439,6 +439,13 @@ func peerGroups(fd int) ([]uint32, error) {
 		}
 		return gids[:size/4], nil
 	}
+}
+
+func portsOrNone(ports []uint16) string {
+	if len(ports) == 0 {
+		return "none"
+	}
+	return portd.PortRanges(ports)
 }
 
 func joinAddrs(as []netip.Addr) string {
