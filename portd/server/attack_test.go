@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -241,6 +242,39 @@ func TestPortdLimits(t *testing.T) {
 	b.expect(t, "ok 3")
 	if logs.count("refused: ") != 2 {
 		t.Errorf("portd logged %d refusals, want 2", logs.count("refused: "))
+	}
+}
+
+// TestPortdConnectionLimit: a user's connections to portd, sessions or
+// not, are bounded too: each one costs portd a descriptor.
+func TestPortdConnectionLimit(t *testing.T) {
+	n := setup(t)
+	n.startServerWith(t, fmt.Sprintf("allow * %s tcp,udp ephemeral\nlimit user:%d sessions 1\n", n.dev, nobody))
+	c := n.start(t, nobody, false, "conns", n.sock(), "6")
+	for i := 1; i <= 5; i++ {
+		c.expect(t, fmt.Sprintf("ok %d", i))
+	}
+	if got := c.line(t); !strings.HasPrefix(got, "refused 6: limit: ") || !strings.Contains(got, "the user has 5 connections to portd open") {
+		t.Errorf("the sixth connection: %q, want a refusal naming the limit", got)
+	}
+	other := n.start(t, otherUser, false, "conns", n.sock(), "1")
+	other.expect(t, "ok 1")
+}
+
+// TestPortdFragments: fragmented UDP datagrams pass both ways between a
+// client's stack and the peer: the frame check lets the later fragments
+// of what the client sends through, and the client gets the later
+// fragments of what is sent to it.
+func TestPortdFragments(t *testing.T) {
+	n := setup(t)
+	srv, _ := n.startServer(t)
+	echo := n.start(t, nobody, false, "udpecho", n.sock(), n.dev, "8084")
+	echo.expect(t, "ready")
+	big := n.start(t, 0, true, "udpbig", hostAddr4+":8084", "5000")
+	big.expect(t, "ok")
+	hs := srv.Holders()
+	if len(hs) != 1 || hs[0].Refused != 0 {
+		t.Errorf("holders %+v, want one that sent nothing refused", hs)
 	}
 }
 
@@ -499,6 +533,79 @@ func attackChild(args []string) error {
 				return nil
 			}
 		}
+	case "conns": // conns SOCKET N: N connections to portd, each asking for the status, all kept open
+		count, _ := strconv.Atoi(arg(2))
+		var keep []int
+		for i := 1; i <= count; i++ {
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			keep = append(keep, fd)
+			if err := unix.Connect(fd, &unix.SockaddrUnix{Name: arg(1)}); err != nil {
+				return err
+			}
+			if _, err := unix.Write(fd, []byte(`{"op":"status"}`)); err != nil {
+				return err
+			}
+			buf := make([]byte, 1<<16)
+			m, err := unix.Read(fd, buf)
+			if err != nil {
+				return err
+			}
+			var rep portd.Reply
+			if err := json.Unmarshal(buf[:m], &rep); err != nil {
+				return err
+			}
+			if rep.Error != "" {
+				fmt.Printf("refused %d: %s: %s\n", i, rep.Code, rep.Error)
+				continue
+			}
+			fmt.Println("ok", i)
+		}
+		select {}
+	case "udpecho": // udpecho SOCKET IFACE PORT: a stack echoing UDP datagrams on PORT
+		st, err := hostStack(arg(1), arg(2), "")
+		if err != nil {
+			return err
+		}
+		pc, err := st.ListenPacket("udp", ":"+arg(3))
+		if err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		buf := make([]byte, 1<<16)
+		for {
+			m, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return err
+			}
+			pc.WriteTo(buf[:m], from)
+		}
+	case "udpbig": // udpbig ADDR SIZE: a datagram of SIZE bytes, which must come back whole
+		size, _ := strconv.Atoi(arg(2))
+		c, err := net.Dial("udp", arg(1))
+		if err != nil {
+			return err
+		}
+		msg := make([]byte, size)
+		for i := range msg {
+			msg[i] = byte(i * 7)
+		}
+		buf := make([]byte, 1<<16)
+		// The first may meet an unresolved neighbour; ask again.
+		for try := 0; try < 10; try++ {
+			if _, err := c.Write(msg); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			m, err := c.Read(buf)
+			if err == nil && string(buf[:m]) == string(msg) {
+				fmt.Println("ok")
+				return nil
+			}
+		}
+		return fmt.Errorf("no echo of %d bytes", size)
 	case "udpsend": // udpsend ADDR TEXT
 		c, err := net.Dial("udp", arg(1))
 		if err != nil {
