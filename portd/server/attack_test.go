@@ -136,6 +136,10 @@ func TestPortdNDPSpoofing(t *testing.T) {
 	if addrs := n.inNS(t, "-6", "addr", "show", "dev", peer); strings.Contains(addrs, "dadfailed") {
 		t.Errorf("the peer's new address failed duplicate address detection:\n%s", addrs)
 	}
+	waitFor(t, "portd's count of the valid frame", func() bool {
+		hs := srv.Holders()
+		return len(hs) == 1 && hs[0].Sent > 0
+	})
 	hs := srv.Holders()
 	if len(hs) != 1 || hs[0].Refused != 3 || hs[0].Sent != 1 {
 		t.Errorf("holders %+v, want one with 3 frames refused and 1 sent", hs)
