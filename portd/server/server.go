@@ -221,6 +221,11 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	if err := s.charge(ss, cost{conns: 1, fds: 1}, &conn, "a connection"); err != nil {
 		var re *portd.RefusedError
 		errors.As(err, &re)
+		// The refusal answers the client's first request, which comes at
+		// once: a socket closed with the request unread would reset the
+		// client before it read the answer.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		c.ReadMsgUnix(make([]byte, 64<<10), nil)
 		msg, _ := json.Marshal(&portd.Reply{Code: re.Code, Error: re.Msg})
 		c.WriteMsgUnix(msg, nil, nil)
 		return
