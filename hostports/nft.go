@@ -331,9 +331,10 @@ func (f *Firewall) Close() error {
 }
 
 // RemoveStale deletes the tables of ustack processes that no longer exist
-// and returns their names. A stack killed with SIGKILL cannot remove its
-// own table; the next start does it here. Its ports need no such care: the
-// reserving sockets die with the process.
+// and returns their names. A table is owned by its process's netlink
+// socket and goes with it, even on SIGKILL; these are the tables of
+// versions of ustack that made them without an owner. Ports need no such
+// care: the reserving sockets die with the process.
 func RemoveStale() ([]string, error) {
 	conn, err := nftables.New()
 	if err != nil {

@@ -56,10 +56,12 @@ type Server struct {
 	closeDone chan struct{}
 }
 
-// Listen removes what a portd that died left behind (its nftables tables,
-// a stale socket file), then listens on path (mode 0666: who may do what
-// is decided per request from the peer's credentials). It refuses to start
-// when another portd answers on path.
+// Listen removes what a portd that died left behind (a stale socket file,
+// and the nftables tables an older portd made without an owner), then
+// listens on path (mode 0666: who may do what is decided per request from
+// the peer's credentials). It raises its descriptor limit to the hard one
+// and keeps account of them from here on (see charge). It refuses to
+// start when another portd answers on path.
 func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
