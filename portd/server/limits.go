@@ -66,6 +66,10 @@ func raiseNoFile() (free, limit int) {
 	return limit - open - fdHeadroom, limit
 }
 
+// DescriptorLimit is portd's descriptor limit (RLIMIT_NOFILE, raised to
+// the hard limit by Listen), for its log.
+func (s *Server) DescriptorLimit() int { return s.fdLimit }
+
 // charge takes c from the budgets of ss's user and of portd and adds it to
 // *into, or refuses it, naming the limit. Root has no limits but portd's
 // descriptors.
