@@ -249,6 +249,24 @@ func TestPortdLimits(t *testing.T) {
 	}
 }
 
+// TestPortdEphemeralShare: portd gives its clients at most half of the
+// host's ephemeral range, all users together, whatever the policy says:
+// the host's own programs keep the other half for their connections.
+func TestPortdEphemeralShare(t *testing.T) {
+	n := setup(t)
+	lo, hi := hostports.EphemeralRange()
+	half := (hi - lo + 1) / 2
+	if half+1 > 16384 {
+		t.Skipf("the host's ephemeral range %d-%d is too wide for a block over its half", lo, hi)
+	}
+	n.startServerWith(t, fmt.Sprintf("allow * %s tcp,udp ephemeral:16384\nlimit user:%d ports 1000000\n", n.dev, nobody))
+	c := n.start(t, nobody, false, "sessions", n.sock(), n.dev, fmt.Sprintf("%d,64", half+1))
+	if got := c.line(t); !strings.HasPrefix(got, "refused 1: limit: ") || !strings.Contains(got, fmt.Sprintf("over the half of the host's ephemeral range (%d)", half)) {
+		t.Errorf("a block of %d ports: %q, want a refusal naming half the host's range", half+1, got)
+	}
+	c.expect(t, "ok 2")
+}
+
 // TestPortdConnectionLimit: a user's connections to portd, sessions or
 // not, are bounded too: each one costs portd a descriptor.
 func TestPortdConnectionLimit(t *testing.T) {

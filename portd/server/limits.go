@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ustack/ustack/hostports"
 	"github.com/ustack/ustack/portd"
 )
 
@@ -29,14 +30,16 @@ const (
 )
 
 // cost is what a user holds through portd, or asks for: connections,
-// sessions, ports (TCP and UDP each counted) and the descriptors they
-// take. A reserved port takes one socket per shared address.
-type cost struct{ conns, sessions, ports, fds int }
+// sessions, ports (TCP and UDP each counted), the ports of the host's
+// ephemeral range among them (each port number once), and the descriptors
+// they take. A reserved port takes one socket per shared address.
+type cost struct{ conns, sessions, ports, ephemeral, fds int }
 
 func (c *cost) add(d cost, sign int) {
 	c.conns += sign * d.conns
 	c.sessions += sign * d.sessions
 	c.ports += sign * d.ports
+	c.ephemeral += sign * d.ephemeral
 	c.fds += sign * d.fds
 }
 
@@ -96,14 +99,26 @@ func (s *Server) charge(ss *session, c cost, into *cost, what string) error {
 	case limited && c.ports > 0 && u.ports+c.ports > lim.Ports:
 		return s.refuseLocked(portd.CodeLimit, "%s for %s: %d more ports would make %d, over the %d the policy %s allows the user (%s: ports %d; an ephemeral block of N counts 2N)",
 			what, ss.who(), c.ports, u.ports+c.ports, lim.Ports, pol.Source, rule, lim.Ports)
+	case c.ephemeral > 0 && s.ephemeralHeld+c.ephemeral > ephemeralShare():
+		return s.refuseLocked(portd.CodeLimit, "%s for %s: %d ephemeral ports would make %d held by portd's clients, over the half of the host's ephemeral range (%d) that portd gives out",
+			what, ss.who(), c.ephemeral, s.ephemeralHeld+c.ephemeral, ephemeralShare())
 	case c.fds > s.fdFree:
 		return s.refuseLocked(portd.CodeLimit, "%s for %s: it takes %d descriptors and portd has %d left (RLIMIT_NOFILE %d): ask for fewer ports, end other sessions, or raise portd's LimitNOFILE",
 			what, ss.who(), c.fds, max(s.fdFree, 0), s.fdLimit)
 	}
 	u.add(c, 1)
 	s.fdFree -= c.fds
+	s.ephemeralHeld += c.ephemeral
 	into.add(c, 1)
 	return nil
+}
+
+// ephemeralShare is how many ports of the host's ephemeral range portd
+// gives its clients at most, all together: half, so that the host's own
+// programs always have the other half for their connections.
+func ephemeralShare() int {
+	lo, hi := hostports.EphemeralRange()
+	return (hi - lo + 1) / 2
 }
 
 // uncharge gives back c of what *from holds.
@@ -128,6 +143,7 @@ func (s *Server) unchargeLocked(ss *session, c cost, from *cost) {
 		}
 	}
 	s.fdFree += c.fds
+	s.ephemeralHeld -= c.ephemeral
 	from.add(c, -1)
 }
 

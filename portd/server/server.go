@@ -47,9 +47,11 @@ type Server struct {
 	nextID  uint64
 	closed  bool
 	// usage is what each user holds (see charge); fdFree the descriptors
-	// left for clients out of fdLimit.
+	// left for clients out of fdLimit; ephemeralHeld the ports of the
+	// host's ephemeral range that all clients hold.
 	usage           map[uint32]*cost
 	fdFree, fdLimit int
+	ephemeralHeld   int
 	// releasing counts the sessions endSession has taken out of sessions
 	// and not yet released; closeDone is closed when Close has finished.
 	releasing sync.WaitGroup

@@ -130,7 +130,9 @@ func (s *session) open(req *portd.Request) (*portd.SessionInfo, *os.File, error)
 		return nil, nil, s.srv.refuse(s, portd.CodeDenied, "%d ephemeral ports on %s: the policy grants %s at most %d", req.Ephemeral, s.iface, s.who(), limit)
 	}
 	// Each port of the ephemeral block is held for TCP and UDP.
-	if err := s.srv.charge(s, portsCost(2*req.Ephemeral+len(req.Ports), len(s.addrs)), &s.charged, "a session on "+s.iface); err != nil {
+	c := portsCost(2*req.Ephemeral+len(req.Ports), len(s.addrs))
+	c.ephemeral = req.Ephemeral
+	if err := s.srv.charge(s, c, &s.charged, "a session on "+s.iface); err != nil {
 		return nil, nil, err
 	}
 	cfg := hostshare.Config{Iface: s.iface, Addrs: s.addrs, Ephemeral: req.Ephemeral, Table: hostports.PortdTable(s.id)}
