@@ -14,7 +14,7 @@ import (
 // The frame check: what a client may send, and which IPv4 fragments it
 // receives. With the packet filter (link.BuildFilter), which decides the
 // rest of what a client receives, it enforces the rules README.md states
-// under "portd: what a client may send and receive". Both are derived from
+// under "What a client may do (portd's threat model)". Both are derived from
 // one grant, the share's link.FilterSpec (addresses and ports), so they
 // cannot disagree about what the client holds.
 
