@@ -131,6 +131,9 @@ func (s *Stack) Close() error {
 
 func (s *Stack) serveInfo(w http.ResponseWriter, r *http.Request) {
 	info := s.info
+	if why := s.st.LinkDown(); why != "" {
+		info.Attachment += " (down: " + why + ")"
+	}
 	info.Connections = inspect.CountConnections(s.st.Netstack())
 	control.WriteJSON(w, info)
 }
