@@ -47,6 +47,7 @@ var programs = map[string]program{
 	// The tests make namespaces, veth pairs and taps with ip; busybox has
 	// an ip without netns.
 	"ip": {pkgs: []string{"iproute2"}, variant: says([]string{"-V"}, "iproute2")},
+	"ss": {pkgs: []string{"iproute2"}, variant: says([]string{"-V"}, "iproute2")},
 	// inetutils-ping installs a ping too, with other flags and output.
 	"ping": {pkgs: []string{"iputils-ping"}, variant: says([]string{"-V"}, "iputils")},
 	// The tests use OpenBSD netcat's -N and -W; nc may be ncat or
