@@ -17,6 +17,8 @@ import (
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // The host attachment's tests share a veth between the root namespace's
@@ -34,13 +36,11 @@ const (
 // and a command maker for the namespace. It needs root and iproute2.
 func hostVeth(t testing.TB) (string, func(args ...string) *exec.Cmd) {
 	t.Helper()
+	testbin.EndToEnd(t)
 	if os.Geteuid() != 0 {
 		t.Skip("host attachment tests need root (CAP_NET_ADMIN and CAP_NET_RAW)")
 	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("host attachment tests need ip from iproute2: ", err)
-	}
+	ipPath := testprog.Need(t, "ip")
 	if _, err := hostports.TableExists("ustack_0"); err != nil {
 		t.Skip("host attachment tests need nftables in the kernel: ", err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/internal/testdns"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // newNAT builds a stack on the nat attachment and closes it when the test ends.
@@ -288,10 +289,7 @@ func freePort(t *testing.T) int {
 // TestNATPublishCurl: a host curl reaches an HTTP server on the user-level
 // stack through -p; a loopback client appears as the host alias.
 func TestNATPublishCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed (the test set-up installs it): ", err)
-	}
+	curl := testprog.Need(t, "curl")
 	port := freePort(t)
 	publishedEcho(t, fmt.Sprintf("127.0.0.1:%d:8080", port))
 	out, err := exec.Command(curl, "-sS", "--max-time", "10", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput()

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // tapNetns creates a stack on a new tap device and moves the tap's kernel
@@ -30,13 +32,11 @@ func tapNetns(t testing.TB) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 // that two can exist at once) and Config.BusyPoll set.
 func tapNetnsWith(t testing.TB, tag string, busyPoll time.Duration) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 	t.Helper()
+	testbin.EndToEnd(t)
 	if os.Geteuid() != 0 {
 		t.Skip("tap tests need root (to create the tap and a network namespace)")
 	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("tap tests need ip from iproute2: ", err)
-	}
+	ipPath := testprog.Need(t, "ip")
 	ns := fmt.Sprintf("ustack-tap%s-%d", tag, os.Getpid())
 	dev := fmt.Sprintf("ustk%s%d", tag, os.Getpid()%100000)
 	run := func(args ...string) {
@@ -68,10 +68,8 @@ func tapNetnsWith(t testing.TB, tag string, busyPoll time.Duration) (*ustack.Sta
 // in a namespace, both directions, with a real curl and python server.
 func TestTapInterop(t *testing.T) {
 	s, inNS := tapNetns(t)
-	for _, prog := range []string{"curl", "python3"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("%s not installed (the test set-up installs it): %v", prog, err)
-		}
+	for _, prog := range []string{"curl", "python3", "sh", "sha256sum"} {
+		testprog.Need(t, prog)
 	}
 	// A file served by each side, 16 MiB of a seeded stream.
 	dir := t.TempDir()

@@ -3,13 +3,14 @@ package intercept
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // The test binary doubles as the launch helper.
@@ -41,10 +42,7 @@ func TestExitStatusAndContinue(t *testing.T) {
 }
 
 func TestSocketIsNotified(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py := testprog.Need(t, "python3")
 	var sockets, unixSockets atomic.Int32
 	p, err := Start(Config{
 		Path: py, Args: []string{"python3", "-c", "import socket; socket.socket(); socket.socket(socket.AF_UNIX)"},

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 var ustackBin, httpprogBin string
@@ -38,14 +39,11 @@ func TestMain(m *testing.M) {
 		func(ustack string, bins map[string]string) { ustackBin, httpprogBin = ustack, bins["httpprog"] }, m.Run)
 }
 
-// need returns the path of prog, or skips the test when it is missing.
+// need returns the path of prog, or skips the test, naming the package to
+// install, when it is missing or another program of the same name.
 func need(t testing.TB, prog string) string {
 	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		t.Skipf("%s is not installed (scripts/test.sh installs it)", prog)
-	}
-	return p
+	return testprog.Need(t, prog)
 }
 
 func needRoot(t testing.TB, why string) {

@@ -17,10 +17,7 @@ func TestSSH(t *testing.T) {
 	needRoot(t, "sshd runs as root and the test logs in as root")
 	need(t, "ssh")
 	keygen := need(t, "ssh-keygen")
-	sshd := "/usr/sbin/sshd"
-	if _, err := os.Stat(sshd); err != nil {
-		t.Skipf("%s is not installed (scripts/test.sh installs openssh-server)", sshd)
-	}
+	sshd := need(t, "sshd")
 	dir := t.TempDir()
 	for _, key := range []string{"host_key", "id"} {
 		if b, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, key)).CombinedOutput(); err != nil {

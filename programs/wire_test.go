@@ -51,11 +51,18 @@ type wire struct {
 // run is the command line of 'ustack run' on w with args, inside w's
 // stack namespace.
 func (w wire) run(args ...string) (string, []string) {
+	return w.command(slices.Concat([]string{"run"}, w.flags, []string{"--"}, args)...)
+}
+
+// command is the command line of 'ustack args' inside w's stack namespace,
+// run as w's stacks are: as the same user, with the same runtime directory
+// (so 'ustack ss NAME' finds their control sockets).
+func (w wire) command(args ...string) (string, []string) {
 	u := w.ustack
 	if len(u) == 0 {
 		u = []string{ustackBin}
 	}
-	return inNS(w.stackNS, u[0], slices.Concat(u[1:], []string{"run"}, w.flags, []string{"--"}, args)...)
+	return inNS(w.stackNS, u[0], slices.Concat(u[1:], args)...)
 }
 
 // inNS is name with args run in namespace ns.
@@ -298,7 +305,7 @@ func writeStream(t *testing.T, path string, size int64) string {
 // with socat, and iperf3 for 10 s each way.
 func TestWires(t *testing.T) {
 	needRoot(t, "the wire tests make namespaces, a tap and a veth pair")
-	for _, prog := range []string{"ip", "nginx", "curl", "iperf3", "socat", "ping", "sha256sum", "setpriv", "env"} {
+	for _, prog := range []string{"ip", "ss", "nginx", "curl", "iperf3", "socat", "ping", "sh", "sha256sum", "setpriv", "env"} {
 		need(t, prog)
 	}
 	size := int64(1 << 30)
@@ -387,24 +394,27 @@ func TestWires(t *testing.T) {
 				}
 			})
 
+			// Each datagram is sent once its echo server is bound: one
+			// sent before is refused (ICMP port unreachable), as it was
+			// when a loaded machine took more than a fixed wait to start
+			// ustack run and socat.
 			t.Run("udp both ways", func(t *testing.T) {
 				echo := peer("socat", "UDP4-RECVFROM:9999,fork,reuseaddr", "PIPE")
 				defer echo.kill()
-				time.Sleep(300 * time.Millisecond)
-				p := stackRunInput(t, w, "to-kernel\n", "socat", "-T", "3", "-", "UDP4:"+w.peer4+":9999")
-				if p != "to-kernel\n" {
-					t.Errorf("echo from the kernel's socat: %q", p)
-				}
-				srv := stackRun("socat", "UDP6-RECVFROM:9999,fork,reuseaddr", "PIPE")
+				name, a := inNS(w.peerNS, "ss", "-Hlun", "sport", "=", ":9999")
+				waitUDPBound(t, echo, 9999, name, a...)
+				name, a = w.run("socat", "-", "UDP4:"+w.peer4+":9999")
+				echoLine(t, "to-kernel\n", name, a...)
+
+				stack := fmt.Sprintf("udp-echo-%s-%d", c.name, os.Getpid())
+				name, a = w.command(slices.Concat([]string{"run", "--name", stack}, w.flags,
+					[]string{"--", "socat", "UDP6-RECVFROM:9999,fork,reuseaddr", "PIPE"})...)
+				srv := start(t, nil, name, a...)
 				defer srv.kill()
-				time.Sleep(time.Second)
-				name, a := inNS(w.peerNS, "socat", "-T", "3", "-", "UDP6:["+w.stack6+"]:9999")
-				cmd := exec.Command(name, a...)
-				cmd.Stdin = strings.NewReader("to-stack\n")
-				out, err := cmd.Output()
-				if err != nil || string(out) != "to-stack\n" {
-					t.Errorf("echo from socat under ustack run over IPv6: %q %v", out, err)
-				}
+				name, a = w.command("ss", "-uln", stack)
+				waitUDPBound(t, srv, 9999, name, a...)
+				name, a = inNS(w.peerNS, "socat", "-", "UDP6:["+w.stack6+"]:9999")
+				echoLine(t, "to-stack\n", name, a...)
 			})
 
 			t.Run("iperf3", func(t *testing.T) {
@@ -432,21 +442,51 @@ func TestWires(t *testing.T) {
 	}
 }
 
-// stackRunInput runs a program under ustack run on w with input on its
-// stdin and returns what it printed.
-func stackRunInput(t *testing.T, w wire, input string, args ...string) string {
+// waitUDPBound waits until the command name args, which lists UDP sockets
+// as ss -uln does, shows one bound to port. p is the program binding it.
+func waitUDPBound(t *testing.T, p *proc, port int, name string, args ...string) {
 	t.Helper()
-	name, a := w.run(args...)
-	cmd := exec.Command(name, a...)
-	cmd.Env = cleanEnv()
-	cmd.Stdin = strings.NewReader(input)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Errorf("%s under ustack run: %v; stderr %s", args[0], err, stderr.String())
+	bound := regexp.MustCompile(fmt.Sprintf(`:%d\s`, port))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		cmd := exec.Command(name, args...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.Output()
+		if err == nil && bound.Match(out) {
+			return
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited (%v) before binding UDP port %d; stderr:\n%s", p.name, p.cmd.ProcessState, port, tail(p.stderr.String()))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has not bound UDP port %d within 30 s (%s: %v: %s); stderr:\n%s", p.name, port, strings.Join(args, " "), err, out, tail(p.stderr.String()))
+		}
 	}
-	return string(out)
+}
+
+// echoLine starts the socat client name args, which sends what it reads
+// on stdin as a datagram and prints the answer, gives it line and waits
+// for line to come back. Only then does its stdin end: after that socat
+// waits only half a second for an answer, which a loaded machine can miss.
+func echoLine(t *testing.T, line, name string, args ...string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	p := start(t, r, name, args...)
+	r.Close()
+	if _, err := io.WriteString(w, line); err != nil {
+		t.Fatal(err)
+	}
+	p.waitOutput(line, 30*time.Second)
+	w.Close()
+	p.mustSucceed(30 * time.Second)
+	if got := p.stdout.String(); got != line {
+		t.Errorf("%s printed %q, want the echo %q", strings.Join(args, " "), got, line)
+	}
 }
 
 // waitHTTP waits until url answers a curl run in namespace ns.

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/intercept"
-
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 var ustackBin, probeBin string
@@ -86,10 +86,8 @@ func TestUnreachableAndTimeout(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (a network namespace with routes of its own)")
 	}
-	for _, prog := range []string{"unshare", "ip"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("needs %s", prog)
-		}
+	for _, prog := range []string{"unshare", "ip", "sh"} {
+		testprog.Need(t, prog)
 	}
 	const setup = "ip link set lo up && ip route add unreachable 198.51.100.0/24 && " +
 		"ip tuntap add t0 mode tun && ip link set t0 up && ip addr add 203.0.113.1/24 dev t0 && exec "
@@ -112,10 +110,8 @@ func kernelPing(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		t.Skip("comparing ping sockets with the kernel needs root (a network namespace)")
 	}
-	for _, prog := range []string{"unshare", "ip", "sysctl"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("comparing ping sockets with the kernel needs %s", prog)
-		}
+	for _, prog := range []string{"unshare", "ip", "sysctl", "sh"} {
+		testprog.Need(t, prog)
 	}
 	return run(t, "unshare", "-n", "sh", "-c",
 		"ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' && exec "+probeBin+" ping")
@@ -130,10 +126,8 @@ func TestConnectEINTR(t *testing.T) {
 	if err := intercept.CheckKernel(); err != nil {
 		t.Skipf("this kernel cannot run programs under ustack: %v", err)
 	}
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc is not installed: the EINTR probe is a C program")
-	}
+	// The EINTR probe is a C program.
+	cc := testprog.Need(t, "gcc")
 	bin := filepath.Join(t.TempDir(), "eintr")
 	if out, err := exec.Command(cc, "-O2", "-o", bin, "testdata/eintr.c").CombinedOutput(); err != nil {
 		t.Fatalf("building the EINTR probe: %v\n%s", err, out)

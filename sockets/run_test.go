@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 var ustackBin, netprogBin string
@@ -67,13 +68,11 @@ func cleanEnv() []string {
 	return env
 }
 
+// need returns the path of prog, or skips the test, naming the package to
+// install, when it is missing or another program of the same name.
 func need(t *testing.T, prog string) string {
 	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		t.Skipf("%s is not installed (scripts/test.sh installs it)", prog)
-	}
-	return p
+	return testprog.Need(t, prog)
 }
 
 // payload matches netprog's.
