@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -26,6 +27,7 @@ const (
 //	GET  /v1/trace?filter=ADDR:PORT&duration=D   trace records (JSON lines) until stopped
 //	POST /v1/trace/stop?id=N                     end trace N (its end record is written)
 //	GET  /v1/capture?nic=NAME&snaplen=N          pcap stream until the reader goes away
+//	GET  /v1/subscribers                         readers of each NIC's frames and of the TCP probe
 //
 // A trace stops when its duration is over, when it is stopped, or when the
 // reader goes away; only the first two write the end record.
@@ -43,7 +45,7 @@ type Server struct {
 // Mount serves the endpoints on mux (a control.Server or an
 // http.ServeMux).
 func (s *Server) Mount(mux interface{ Handle(string, http.Handler) }) {
-	for _, p := range []string{"GET /v1/trace", "POST /v1/trace/stop", "GET /v1/capture"} {
+	for _, p := range []string{"GET /v1/trace", "POST /v1/trace/stop", "GET /v1/capture", "GET /v1/subscribers"} {
 		mux.Handle(p, s)
 	}
 }
@@ -57,6 +59,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stopTrace(w, r)
 	case "/v1/capture":
 		s.capture(w, r)
+	case "/v1/subscribers":
+		s.subscribers(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -215,4 +219,29 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(CaptureFramesTrailer, strconv.FormatUint(pw.Frames.Load(), 10))
 		s.logf("capture on %s ended: %d frames, %d dropped", nic, pw.Frames.Load(), sub.Dropped())
 	}
+}
+
+// Subscribers is the answer to GET /v1/subscribers: how many readers the
+// frames of each NIC and the TCP probe's samples have, that is how many
+// live captures (frames) and traces (both) are being served. A client
+// that starts one waits for its count to go up before making the traffic
+// it wants to see.
+type Subscribers struct {
+	NICs     map[string]int `json:"nics"`
+	TCPProbe int            `json:"tcp_probe"`
+}
+
+func (s *Server) subscribers(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	out := Subscribers{NICs: map[string]int{}, TCPProbe: s.Hub.Subscribers()}
+	for name, tap := range s.Taps {
+		out.NICs[name] = tap.Subscribers()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
 }
