@@ -173,16 +173,19 @@ func (p *Supervisor) loop() {
 			return
 		}
 		if fds[0].Revents&unix.POLLIN == 0 {
-			if fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+			if fds[0].Revents&unix.POLLHUP != 0 {
 				return // no task is left under the filter
 			}
+			// POLLERR is no end: the kernel's poll of the listener says
+			// so when a signal interrupts its wait for the notification
+			// lock (a SIGCHLD, a SIGURG), and the tasks are still there.
 			continue
 		}
 		c := &Call{p: p}
 		// RECV insists on a zeroed buffer.
 		if err := ioctlPtr(p.listener, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&c.n)); err != nil {
-			if err == unix.ENOENT {
-				continue // the caller was interrupted or died before we got to it
+			if err == unix.ENOENT || err == unix.EINTR {
+				continue // the caller was interrupted or died before we got to it, or we were
 			}
 			p.logf("seccomp SECCOMP_IOCTL_NOTIF_RECV: %v", err)
 			return

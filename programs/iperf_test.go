@@ -55,7 +55,7 @@ func hostIperf3(t testing.TB) int {
 	t.Helper()
 	port := freePort(t)
 	srv := start(t, nil, "iperf3", "-s", "-1", "--forceflush", "-B", "127.0.0.1", "-p", fmt.Sprint(port))
-	srv.waitOutput("Server listening", 30*time.Second)
+	srv.waitOutput("Server listening")
 	return port
 }
 

@@ -53,7 +53,7 @@ StrictModes no
 		t.Fatal(err)
 	}
 	srv := start(t, nil, sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
-	srv.waitOutput("Server listening on 127.0.0.1 port", 30*time.Second)
+	srv.waitOutput("Server listening on 127.0.0.1 port")
 
 	p := run(t, nil, "ssh", "-p", fmt.Sprint(port), "-i", filepath.Join(dir, "id"),
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",

@@ -53,7 +53,7 @@ func TestNetcatListenPublished(t *testing.T) {
 	// exits when its network input ends, so the host answers only then
 	// (as it would have to with nc on the kernel).
 	p := run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:7000", hostPort)}, "sh", "-c", fmt.Sprintf("%s -N -l 7000 < %s > %s", nc, in, out))
-	got := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), receiveThenSend(sent), 30*time.Second)
+	got := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), receiveThenSend(sent))
 	if sum(got) != sum(served) {
 		t.Fatalf("the host received %d bytes (sha256 %s); want %s", len(got), sum(got), sumLine(served))
 	}
@@ -76,7 +76,7 @@ func TestSocatRelay(t *testing.T) {
 	// after the first has ended.
 	p := run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:7100", hostPort)},
 		"socat", "-t", "30", "TCP-LISTEN:7100,reuseaddr", fmt.Sprintf("TCP:10.0.2.2:%d", backend))
-	back := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), sendAndReceive(sent), 30*time.Second)
+	back := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), sendAndReceive(sent))
 	if s := receive(t, got, 30*time.Second); s != sumLine(sent) {
 		t.Fatalf("the backend received %s; want %s", s, sumLine(sent))
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // TestNetcatUDPToHost: OpenBSD's 'nc -u' under 'ustack run' sends a
@@ -99,22 +101,33 @@ func netcatUDPListen(t *testing.T, nc string, hostPort int, launch func(script s
 	defer c.Close()
 	buf := make([]byte, 2048)
 	var reply string
-	for deadline := time.Now().Add(30 * time.Second); reply == "" && time.Now().Before(deadline); {
+	// Until nc listens, the datagram is refused or lost: send again.
+	testwait.ForNil(t, "nc to reply", func() error {
 		select {
 		case <-p.done:
+			// nc exits once it has replied: the reply may be waiting
+			// behind the error of an earlier datagram.
+			for range 2 {
+				c.SetReadDeadline(time.Now().Add(time.Second))
+				if n, err := c.Read(buf); err == nil {
+					reply = string(buf[:n])
+					return nil
+				}
+			}
 			t.Fatalf("%s exited (%v) before replying; stderr:\n%s", p.name, p.cmd.ProcessState, p.stderr.String())
 		default:
 		}
 		if _, err := c.Write([]byte(token + "\n")); err != nil {
-			// ECONNREFUSED from an earlier datagram's ICMP error: try again.
-			time.Sleep(200 * time.Millisecond)
-			continue
+			return err // ECONNREFUSED from an earlier datagram's ICMP error
 		}
 		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil {
-			reply = string(buf[:n])
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
 		}
-	}
+		reply = string(buf[:n])
+		return nil
+	})
 	if reply != "reply-"+token+"\n" {
 		t.Fatalf("the host got %q back, want %q; stderr of %s:\n%s", reply, "reply-"+token+"\n", p.name, p.stderr.String())
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 var ustackBin, probeBin string
@@ -154,7 +155,18 @@ func TestConnectEINTR(t *testing.T) {
 		defer unix.Close(c)
 		unix.Connect(c, sa)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// For a listener, TCP_INFO's unacked is the accept queue's length and
+	// sacked its limit; past the limit the queue is full.
+	testwait.ForNil(t, "the accept queue to fill", func() error {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Unacked <= info.Sacked {
+			return fmt.Errorf("%d connections queued, room for %d", info.Unacked, info.Sacked)
+		}
+		return nil
+	})
 	kernel := run(t, bin, "127.0.0.1", port)
 	user := run(t, ustackBin, "run", "--", bin, "10.0.2.2", port)
 	if !strings.Contains(kernel, "connect: EINTR after about 1 s: yes") {

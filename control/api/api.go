@@ -115,3 +115,13 @@ func (r *PingRequest) SetQuery(q url.Values) error {
 	}
 	return nil
 }
+
+// Subscribers is the answer to GET /v1/subscribers: how many readers the
+// frames of each NIC and the TCP probe's samples have, that is how many
+// live captures (frames) and traces (both) are being served. A client
+// that starts one waits for its count to go up before making the traffic
+// it wants to see.
+type Subscribers struct {
+	NICs     map[string]int `json:"nics"`
+	TCPProbe int            `json:"tcp_probe"`
+}
