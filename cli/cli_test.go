@@ -34,6 +34,9 @@ import (
 var ustackBin string
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(impostorEnv); mode != "" {
+		os.Exit(impostorMain(mode))
+	}
 	dir, err := os.MkdirTemp("", "ustack-cli-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
