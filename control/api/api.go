@@ -106,7 +106,9 @@ func (r *PingRequest) SetQuery(q url.Values) error {
 		if err != nil {
 			// Plain seconds, as ping(8) and ustack ping take them.
 			f, ferr := strconv.ParseFloat(v, 64)
-			if ferr != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			// Beyond what a Duration holds the conversion below would
+			// wrap around to nonsense.
+			if ferr != nil || math.IsNaN(f) || math.Abs(f) >= math.MaxInt64/float64(time.Second) {
 				return fmt.Errorf("%s: %q is not a duration (use seconds like 0.2, or 200ms, 1s)", p.key, v)
 			}
 			d = time.Duration(f * float64(time.Second))
