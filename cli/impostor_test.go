@@ -272,6 +272,7 @@ func TestImpostorDaemon(t *testing.T) {
 	attack := func(t *testing.T, im *impostor, want string) {
 		for _, args := range commands {
 			r := runAs(t, victim, ustack, args...)
+			t.Logf("ustack %s: exit %d: %s", strings.Join(args, " "), r.code, strings.TrimSpace(r.stderr))
 			if r.code != 1 || !strings.Contains(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
 				t.Errorf("ustack %s: exit %d, stdout %q, stderr %q; want exit 1 and one line with %q",
 					strings.Join(args, " "), r.code, r.stdout, r.stderr, want)
@@ -315,4 +316,70 @@ func TestImpostorDaemon(t *testing.T) {
 		im := startImpostor(t, testBin, attacker, "inherit", f)
 		attack(t, im, fmt.Sprintf("is served by uid %d", attacker))
 	})
+}
+
+// TestRootUsesOnlyRootsStacks: root's 'ustack run --stack' refuses a
+// daemon of another user before it launches anything (that daemon would
+// answer a root program's socket calls), and such a daemon refuses a
+// root program handed to it all the same.
+func TestRootUsesOnlyRootsStacks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs a daemon as another user")
+	}
+	const owner = 65534 // nobody
+	dir, ustack, _ := openDir(t)
+	runtimeDir := filepath.Join(dir, "runtime")
+	if err := os.Mkdir(runtimeDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(runtimeDir, owner, owner); err != nil {
+		t.Fatal(err)
+	}
+	daemon := exec.Command(ustack, "daemon", "--name", "theirs")
+	daemon.Env = cleanEnv("XDG_RUNTIME_DIR=" + runtimeDir)
+	daemon.Dir = dir
+	daemon.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: owner, Gid: owner}}
+	var log strings.Builder
+	daemon.Stderr = &log
+	stdout, err := daemon.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	t.Cleanup(func() { daemon.Process.Kill(); daemon.Wait() })
+	sock := filepath.Join(runtimeDir, "ustack", "theirs.sock")
+	if err != nil || !strings.Contains(line, "ready on "+sock) {
+		t.Fatalf("the daemon did not start: %q, %v", line, err)
+	}
+
+	marker := filepath.Join(dir, "ran")
+	r := runUstack(t, []string{"XDG_RUNTIME_DIR=" + runtimeDir}, "run", "--stack", "theirs", "--", "touch", marker)
+	want := fmt.Sprintf("belongs to uid %d, not root: root uses only root's stacks", owner)
+	if r.code != 1 || !strings.Contains(oneLine(t, r), want) {
+		t.Errorf("root's run --stack on a daemon of uid %d: exit %d, stderr %q; want exit 1 and %q", owner, r.code, r.stderr, want)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the program ran")
+	}
+
+	// Past the client's checks, the daemon refuses by itself.
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, "POST /v1/attach HTTP/1.1\r\nHost: ustack\r\nContent-Length: 0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	want = fmt.Sprintf("a program of root is not served by a stack of uid %d", owner)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), want) {
+		t.Errorf("a root client's POST /v1/attach: %s %q, want 403 and %q", resp.Status, body, want)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -250,10 +251,12 @@ func (c *bufferedConn) CloseWrite() error {
 // by SCM_RIGHTS). The stack keeps the connection open while it serves the
 // program, so its end says that the stack has stopped serving it.
 type Attachment struct {
-	c    *Client
-	conn *net.UnixConn
-	br   *bufio.Reader
-	done chan struct{} // closed when the stack hangs up, once Hand succeeded
+	c       *Client
+	conn    *net.UnixConn
+	br      *bufio.Reader
+	lost    chan struct{} // closed if the stack hangs up while serving the program
+	watched chan struct{} // closed when the watch of the connection ends
+	closing atomic.Bool
 }
 
 // OpenAttach connects to the stack and asks it to take a program. The
@@ -326,25 +329,30 @@ func (a *Attachment) Hand(ctx context.Context, listener int) error {
 	if line != api.AttachOK {
 		return fmt.Errorf("the stack on %s answered %q to the program's handover", a.c.Socket, line)
 	}
-	a.done = make(chan struct{})
+	a.lost, a.watched = make(chan struct{}), make(chan struct{})
 	go func() {
-		// The stack sends nothing more: the read ends when it hangs up.
-		io.Copy(io.Discard, a.br)
-		close(a.done)
+		defer close(a.watched)
+		// The stack's one more line, if any, comes when it hangs up.
+		line, _ := a.br.ReadString('\n')
+		if strings.TrimSpace(line) != api.AttachDone && !a.closing.Load() {
+			close(a.lost)
+		}
 	}()
 	return nil
 }
 
-// Done is closed when the stack stops serving the program handed over: the
-// program and all it forked have exited, or the stack exited or was
-// killed. It is nil before Hand has succeeded.
-func (a *Attachment) Done() <-chan struct{} { return a.done }
+// Lost is closed if the stack stops serving the program handed over while
+// the program runs: the stack exited or was killed. It stays open when
+// the program and all it forked have exited, and blocks before Hand has
+// succeeded.
+func (a *Attachment) Lost() <-chan struct{} { return a.lost }
 
 // Close hangs up. The stack goes on serving a program handed over.
 func (a *Attachment) Close() error {
+	a.closing.Store(true)
 	err := a.conn.Close()
-	if a.done != nil {
-		<-a.done
+	if a.watched != nil {
+		<-a.watched
 	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +54,7 @@ type Supervisor struct {
 
 	stopR, stopW *os.File // wakes the notification loop for shutdown
 	loopDone     chan struct{}
+	allExited    atomic.Bool // the loop ended because no task was left
 	handlers     sync.WaitGroup
 	stopOnce     sync.Once
 }
@@ -123,6 +125,11 @@ func Serve(listener int, h Handler, logf func(string, ...any)) (*Supervisor, err
 // Done is closed when the supervisor has stopped receiving calls: every
 // task under the filter is gone, or Stop was called.
 func (s *Supervisor) Done() <-chan struct{} { return s.loopDone }
+
+// AllExited reports whether the supervisor stopped because every task
+// under the filter had exited (as seen by the kernel, which may be a
+// moment before their parent can reap them), rather than by Stop.
+func (s *Supervisor) AllExited() bool { return s.allExited.Load() }
 
 // Stop stops answering: calls still parked are abandoned (their callers
 // are gone or, for processes left behind, get ENOSYS from now on), and the
@@ -205,6 +212,7 @@ func (p *Supervisor) loop() {
 		}
 		if fds[0].Revents&unix.POLLIN == 0 {
 			if fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+				p.allExited.Store(true)
 				return // no task is left under the filter
 			}
 			continue

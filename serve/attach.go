@@ -51,8 +51,8 @@ func newAttacher(mgr *sockets.Manager, prefix string, logf func(string, ...any))
 // serveAttach is POST /v1/attach: it takes the listener fd the client sends
 // after the 200 response and serves it, answering api.AttachOK or
 // api.AttachError and the reason. The connection then stays open until the
-// program and all it forked have exited, the client hangs up or the stack
-// stops: the client sees the stack go.
+// program and all it forked have exited (then it says api.AttachDone), the
+// client hangs up or the stack stops: the client sees the stack go.
 func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
@@ -70,6 +70,13 @@ func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
 		conn.Close()
+		return
+	}
+	if err := checkAttacher(uc); err != nil {
+		a.logf("attach: %v", err)
+		msg := err.Error() + "\n"
+		fmt.Fprintf(uc, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
+		uc.Close()
 		return
 	}
 	sup, err := a.take(uc)
@@ -93,6 +100,9 @@ func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer a.wg.Done()
 		<-sup.Done() // the program and all it forked are gone, or we stop
+		if sup.AllExited() {
+			io.WriteString(uc, api.AttachDone+"\n")
+		}
 		sup.Stop()
 		uc.Close()
 		a.mu.Lock()
@@ -109,9 +119,6 @@ var errHungUp = errors.New("the client hung up")
 // the supervisor is in a.sups, and a.wg counts the two goroutines that
 // end the program's service and its connection.
 func (a *attacher) take(uc *net.UnixConn) (*intercept.Supervisor, error) {
-	if err := checkAttacher(uc); err != nil {
-		return nil, err
-	}
 	if _, err := io.WriteString(uc, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"); err != nil {
 		return nil, errHungUp
 	}

@@ -1,6 +1,7 @@
 package serve_test
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -66,5 +67,46 @@ func TestAttachRefusesOtherFDs(t *testing.T) {
 	}
 	if r := runtimeOf(t, f.client); r.Attached != 0 {
 		t.Errorf("the stack serves %d programs after refusing them all", r.Attached)
+	}
+}
+
+// TestRunAttachedStackCloses: a program whose stack closes while it runs
+// is killed by RunAttached, which says so (StackGoneError), even one that
+// makes no socket call; a program that ends by itself is not reported.
+func TestRunAttachedStackCloses(t *testing.T) {
+	needPrograms(t, "sleep", "true")
+	f := newFixture(t, "closing", serve.Config{Command: "daemon", Attach: true})
+	ctx := ctxFor(t, 60*time.Second)
+	ps, err := serve.RunAttached(ctx, f.client, serve.Program{Args: []string{"true"}, Logf: t.Logf})
+	if err != nil || ps.ExitCode() != 0 {
+		t.Fatalf("true: %v, %v", ps, err)
+	}
+
+	type result struct {
+		ps  *os.ProcessState
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ps, err := serve.RunAttached(ctx, f.client, serve.Program{Args: []string{"sleep", "60"}, Logf: t.Logf})
+		done <- result{ps, err}
+	}()
+	// Wait until the stack serves it.
+	for runtimeOf(t, f.client).Attached == 0 {
+		select {
+		case r := <-done:
+			t.Fatalf("sleep ended before the stack closed: %v, %v", r.ps, r.err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	f.close()
+	select {
+	case r := <-done:
+		var gone *serve.StackGoneError
+		if !errors.As(r.err, &gone) || gone.Name != "closing" {
+			t.Errorf("RunAttached after the stack closed: %v, %v; want a StackGoneError", r.ps, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the program still runs 30s after its stack closed")
 	}
 }

@@ -81,9 +81,7 @@ func RunAttached(ctx context.Context, c *control.Client, p Program) (*os.Process
 	defer close(exited)
 	go func() {
 		select {
-		case <-att.Done():
-			// The stack hangs up before the program is reaped only if it
-			// stopped serving: it is waiting for the program's end.
+		case <-att.Lost():
 			if !proc.Exited() {
 				killed.Store(true)
 				proc.Signal(syscall.SIGKILL)
