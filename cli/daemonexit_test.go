@@ -149,6 +149,13 @@ while True:
 			}
 			waitGone(t, pid, 20*time.Second)
 			if tc.detached {
+				// The daemon's warden killed it and said so in the daemon's
+				// log (complete: the daemon's Wait read it to its end, which
+				// the warden, holding it, closed when it exited).
+				want := fmt.Sprintf("ustack daemon %s: the stack is gone: killed pid %d (python3) at its socket call", name, pid)
+				if !strings.Contains(d.stderr.String(), want) {
+					t.Errorf("the daemon's log %q does not say %q", d.stderr.String(), want)
+				}
 				return
 			}
 			select {
