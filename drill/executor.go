@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,37 +22,22 @@ import (
 // kernel it runs in a network namespace of its own.
 //
 // The script's fds must be the executor's real fds, and a script's first
-// socket is fd 3, as under packetdrill. So the executor keeps fds 3 and up
-// free: the Go runtime's own (its poller's epoll and event fds) are made to
-// land above executorReserved before anything else runs.
+// socket is fd 3, as under packetdrill; see ExecutorMain for how the Go
+// runtime's own fds are kept above executorReserved.
 
 const executorEnv = "USTACK_DRILL_EXECUTOR"
 
 // executorReserved is the lowest fd the executor's runtime may use.
 const executorReserved = 400
 
-// executorEnviron is the executor's environment: this process's, marked,
-// and with the Go runtime's container-aware GOMAXPROCS off, since that
-// keeps two cgroup files open from before main on (they would be fds 3
-// and 4).
+// executorEnviron is the executor's environment: this process's, marked.
 func executorEnviron() []string {
-	var env []string
-	godebug := "containermaxprocs=0"
-	for _, kv := range os.Environ() {
-		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
-			if v != "" {
-				godebug = v + "," + godebug
-			}
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "GODEBUG="+godebug, executorEnv+"=1")
+	return append(os.Environ(), executorEnv+"=1")
 }
 
 // IsExecutor reports whether this process is a drill executor. Call it
 // first thing in main (or TestMain), next to intercept.IsHelper.
-func IsExecutor() bool { return os.Getenv(executorEnv) == "1" }
+func IsExecutor() bool { v := os.Getenv(executorEnv); return v == "1" || v == "2" }
 
 // request is one call for the executor.
 type request struct {
@@ -93,15 +77,22 @@ type response struct {
 }
 
 // ExecutorMain runs the executor; it never returns.
+//
+// The Go runtime opens fds of its own before main (its poller's, and for
+// GOMAXPROCS the cgroup's files), at the lowest numbers free, where a
+// script's sockets must go. So the executor starts twice: the first one
+// starts the second with fds 3 up to executorReserved taken by placeholders,
+// which make the second's runtime open its fds above them, and then waits
+// for it; the second closes the placeholders and serves the runner. (Both
+// run under the seccomp filter, which children inherit.)
 func ExecutorMain() {
-	// Fds its parents leaked (a shell's, a test harness's) go; the Go
-	// runtime has opened none yet (see executorEnviron).
-	unix.CloseRange(3, executorReserved-1, 0)
-	reserveLowFDs()
+	if os.Getenv(executorEnv) == "1" {
+		os.Exit(startExecutor())
+	}
+	unix.CloseRange(3, executorReserved-1, 0) // the placeholders
 	for fd := 3; fd < executorReserved; fd++ {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
-			target, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
-			fmt.Fprintf(os.Stderr, "drill executor: fd %d (%s) is open at start; a script's first socket must be fd 3\n", fd, target)
+			fmt.Fprintf(os.Stderr, "drill executor: fd %d is open at start; a script's first socket must be fd 3\n", fd)
 			os.Exit(2)
 		}
 	}
@@ -146,26 +137,41 @@ func ExecutorMain() {
 	}
 }
 
-// reserveLowFDs makes the runtime's poller take its fds above
-// executorReserved: fds 3 and up are occupied while a timer starts the
-// poller, then freed.
-func reserveLowFDs() {
-	var held []int
-	for {
-		fd, err := unix.Dup(0)
-		if err != nil {
-			break
-		}
-		held = append(held, fd)
-		if fd >= executorReserved-1 {
-			break
+// startExecutor starts the second executor with placeholders on fds 3 and
+// up and returns its exit status.
+func startExecutor() int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drill executor: %v\n", err)
+		return 2
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drill executor: %v\n", err)
+		return 2
+	}
+	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	for len(files) < executorReserved {
+		files = append(files, null)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, executorEnv+"=") {
+			env = append(env, kv)
 		}
 	}
-	// Starting a timer starts the poller.
-	time.AfterFunc(time.Hour, func() {}).Stop()
-	for _, fd := range held {
-		unix.Close(fd)
+	env = append(env, executorEnv+"=2")
+	p, err := os.StartProcess(self, os.Args, &os.ProcAttr{Env: env, Files: files})
+	null.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drill executor: %v\n", err)
+		return 2
 	}
+	st, err := p.Wait()
+	if err != nil {
+		return 2
+	}
+	return st.ExitCode()
 }
 
 // perform makes one call.

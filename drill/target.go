@@ -167,10 +167,13 @@ func (x *execClient) reset() error {
 	return nil
 }
 
-// threadSyscall reports the system call thread tid of process pid is
-// blocked in; ok is false if it is running (or gone).
-func threadSyscall(pid, tid int) (nr int, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tid))
+// The executor's threads are looked up by thread id alone (/proc/TID works
+// for any thread): the process that runs the calls is the executor's child.
+
+// threadSyscall reports the system call thread tid is blocked in; ok is
+// false if it is running (or gone).
+func threadSyscall(tid int) (nr int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tid))
 	if err != nil {
 		return 0, false
 	}
@@ -185,9 +188,9 @@ func threadSyscall(pid, tid int) (nr int, ok bool) {
 	return n, true
 }
 
-// threadState is the state letter of /proc/PID/task/TID/stat (R, S, D...).
-func threadState(pid, tid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+// threadState is the state letter of /proc/TID/stat (R, S, D...).
+func threadState(tid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tid))
 	if err != nil {
 		return 0
 	}
@@ -200,8 +203,8 @@ func threadState(pid, tid int) byte {
 }
 
 // threadWchan is the kernel function thread tid sleeps in.
-func threadWchan(pid, tid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/wchan", pid, tid))
+func threadWchan(tid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", tid))
 	if err != nil {
 		return ""
 	}
@@ -209,10 +212,10 @@ func threadWchan(pid, tid int) string {
 }
 
 // sleepingIn reports whether thread tid sleeps inside system call nr.
-func sleepingIn(pid, tid, nr int) bool {
+func sleepingIn(tid, nr int) bool {
 	if tid == 0 {
 		return false
 	}
-	n, ok := threadSyscall(pid, tid)
-	return ok && n == nr && threadState(pid, tid) == 'S'
+	n, ok := threadSyscall(tid)
+	return ok && n == nr && threadState(tid) == 'S'
 }

@@ -238,10 +238,10 @@ const seccompWait = "seccomp_do_user_notification"
 // blocked: the thread sleeps in its call, and if that sleep is a wait for
 // the socket layer's answer, the layer holds the call parked.
 func (u *ustackTarget) blocked(c *pending) bool {
-	if !sleepingIn(u.x.pid, c.tid, c.nr) {
+	if !sleepingIn(c.tid, c.nr) {
 		return false
 	}
-	if strings.HasPrefix(threadWchan(u.x.pid, c.tid), seccompWait) {
+	if strings.HasPrefix(threadWchan(c.tid), seccompWait) {
 		return u.mgr.Holds(c.tid)
 	}
 	return true
@@ -321,9 +321,9 @@ func (u *ustackTarget) busyReport() string {
 		parts = append(parts, "the socket layer is busy")
 	}
 	for _, c := range u.x.outstanding() {
-		nr, ok := threadSyscall(u.x.pid, c.tid)
+		nr, ok := threadSyscall(c.tid)
 		parts = append(parts, fmt.Sprintf("%s on thread %d (syscall %d %v, state %c, wchan %s)", c.req.Op, c.tid, nr, ok,
-			threadState(u.x.pid, c.tid), threadWchan(u.x.pid, c.tid)))
+			threadState(c.tid), threadWchan(c.tid)))
 	}
 	return strings.Join(parts, "; ")
 }
