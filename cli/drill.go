@@ -134,13 +134,15 @@ func parseAgainst(s string) ([]string, error) {
 // failure (script line, expected and actual) for one that does not.
 func runDrill(ctx context.Context, e *env, files, targets []string, cfg drill.Config) error {
 	failed := 0
+	rn := drill.NewRunner(cfg, nil)
+	defer rn.Close()
 	for _, f := range files {
 		var results []*drill.Result
 		for _, t := range targets {
 			if ctx.Err() != nil {
 				return &exitError{code: 1, msg: "drill: interrupted"}
 			}
-			r := drill.Run(f, t, cfg, nil)
+			r := rn.Run(f, t)
 			results = append(results, r)
 			if !r.OK() {
 				failed++

@@ -52,9 +52,43 @@ func (r *Result) OK() bool {
 	return s == "pass" || s == "known-difference" || s == "skipped"
 }
 
+// Runner runs scripts, one at a time. It keeps ustack's executor from one
+// script to the next (a new stack each time), which makes a run take
+// milliseconds.
+type Runner struct {
+	cmdline Config
+	logf    func(string, ...any)
+	exe     *ustackExecutor
+}
+
+// NewRunner returns a runner with the command line's configuration
+// (DefaultConfig plus Set); logf reports the socket layer's trouble.
+func NewRunner(cmdline Config, logf func(string, ...any)) *Runner {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return &Runner{cmdline: cmdline, logf: logf}
+}
+
+// Close ends what the runner keeps between runs.
+func (rn *Runner) Close() {
+	if rn.exe != nil {
+		rn.exe.close()
+		rn.exe = nil
+	}
+}
+
 // Run runs the script at path on target ("ustack" or "kernel") with the
 // command line's configuration cmdline (DefaultConfig plus Set).
 func Run(path, targetName string, cmdline Config, logf func(string, ...any)) *Result {
+	rn := NewRunner(cmdline, logf)
+	defer rn.Close()
+	return rn.Run(path, targetName)
+}
+
+// Run runs the script at path on target, "ustack" or "kernel".
+func (rn *Runner) Run(path, targetName string) *Result {
+	cmdline, logf := rn.cmdline, rn.logf
 	res := &Result{Path: path, Target: targetName}
 	start := time.Now()
 	defer func() { res.Wall = time.Since(start) }()
@@ -75,13 +109,15 @@ func Run(path, targetName string, cmdline Config, logf func(string, ...any)) *Re
 		res.Err = fmt.Errorf("%s: %w", path, err)
 		return res
 	}
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
 	var t target
 	switch targetName {
 	case "ustack":
-		t, err = newUstackTarget(&cfg, logf)
+		var u *ustackTarget
+		u, err = newUstackTarget(&cfg, logf, rn.exe)
+		if err == nil {
+			rn.exe = u.exe
+			t = u
+		}
 	case "kernel":
 		t, err = newKernelTarget(&cfg, logf)
 	default:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,9 +42,8 @@ type ustackTarget struct {
 	link *linkEndpoint
 	hub  *observe.Hub
 	mgr  *sockets.Manager
-	proc *intercept.Process
+	exe  *ustackExecutor
 	x    *execClient
-	ours *os.File // our end of the executor's control socket
 	logf func(string, ...any)
 
 	fired int // timers fired, for settle's change detection
@@ -51,8 +51,9 @@ type ustackTarget struct {
 
 const nicID = 1
 
-// newUstackTarget builds the stack and starts the executor on it.
-func newUstackTarget(cfg *Config, logf func(string, ...any)) (*ustackTarget, error) {
+// newUstackTarget builds the stack and puts the executor exe on it (a new
+// one if exe is nil or cannot be reused).
+func newUstackTarget(cfg *Config, logf func(string, ...any), exe *ustackExecutor) (*ustackTarget, error) {
 	if err := intercept.CheckKernel(); err != nil {
 		return nil, err
 	}
@@ -90,11 +91,20 @@ func newUstackTarget(cfg *Config, logf func(string, ...any)) (*ustackTarget, err
 	if u.clock != nil {
 		u.mgr.TrackActivity()
 	}
-	if err := u.startExecutor(); err != nil {
-		u.mgr.Close()
-		ns.Close()
-		return nil, err
+	if exe == nil || !exe.reusable() {
+		if exe != nil {
+			exe.close()
+		}
+		var err error
+		if exe, err = startUstackExecutor(logf); err != nil {
+			u.mgr.Close()
+			ns.Close()
+			return nil, err
+		}
 	}
+	exe.handler.set(u.mgr)
+	exe.x.now = u.now
+	u.exe, u.x = exe, exe.x
 	return u, nil
 }
 
@@ -152,19 +162,39 @@ func subnet(p netip.Prefix) tcpip.Subnet {
 	return sn
 }
 
-// startExecutor runs the executor under the seccomp filter, its socket
-// calls answered by the manager.
-func (u *ustackTarget) startExecutor() error {
+// ustackExecutor is the executor under the seccomp filter. It outlives a
+// run: the next script's calls go to the next stack's socket layer, the
+// fds of the last script closed.
+type ustackExecutor struct {
+	proc    *intercept.Process
+	x       *execClient
+	ours    *os.File // our end of the control socket
+	handler *managerSwitch
+	dead    bool
+}
+
+// managerSwitch sends each call to the current run's socket layer.
+type managerSwitch struct {
+	mgr atomic.Pointer[sockets.Manager]
+}
+
+func (m *managerSwitch) set(mgr *sockets.Manager) { m.mgr.Store(mgr) }
+func (m *managerSwitch) Handle(c *intercept.Call) { m.mgr.Load().Handle(c) }
+func (m *managerSwitch) MayPark(nr int) bool      { return m.mgr.Load().MayPark(nr) }
+
+// startUstackExecutor runs the executor under the seccomp filter.
+func startUstackExecutor(logf func(string, ...any)) (*ustackExecutor, error) {
 	ours, theirs, err := controlPair()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
 		ours.Close()
 		theirs.Close()
-		return err
+		return nil, err
 	}
+	h := &managerSwitch{}
 	p, err := intercept.Start(intercept.Config{
 		Path:    self,
 		Args:    []string{"ustack-drill-executor"},
@@ -172,17 +202,42 @@ func (u *ustackTarget) startExecutor() error {
 		Stdin:   theirs,
 		Stdout:  os.Stderr,
 		Stderr:  os.Stderr,
-		Handler: u.mgr,
-		Logf:    u.logf,
+		Handler: h,
+		Logf:    logf,
 	})
 	theirs.Close()
 	if err != nil {
 		ours.Close()
-		return fmt.Errorf("starting the executor: %w", err)
+		return nil, fmt.Errorf("starting the executor: %w", err)
 	}
-	u.proc, u.ours = p, ours
-	u.x = newExecClient(int(ours.Fd()), p.Pid(), u.now)
-	return nil
+	return &ustackExecutor{proc: p, ours: ours, handler: h, x: newExecClient(int(ours.Fd()), p.Pid(), nil)}, nil
+}
+
+// reusable reports whether the executor can serve another script: it is
+// alive and no call of the last one is still under way.
+func (e *ustackExecutor) reusable() bool { return !e.dead && len(e.x.calls) == 0 }
+
+// release readies the executor for the next script, or ends it.
+func (e *ustackExecutor) release() {
+	if !e.reusable() || e.x.reset() != nil {
+		e.close()
+	}
+}
+
+func (e *ustackExecutor) close() {
+	if e.dead {
+		return
+	}
+	e.dead = true
+	e.ours.Close() // the executor reads EOF and exits
+	done := make(chan struct{})
+	go func() { e.proc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		e.proc.Signal(unix.SIGKILL)
+		<-done
+	}
 }
 
 // controlPair is the executor's control socket: ours (non-blocking) and
@@ -354,20 +409,10 @@ func (u *ustackTarget) command(cmd string) error {
 	return u.opts.Apply(u.ns)
 }
 
+// close releases the stack; the executor stays for the next run if it can
+// (the runner closes it for good), after the script's fds are closed.
 func (u *ustackTarget) close() error {
-	if u.x != nil {
-		u.ours.Close() // the executor reads EOF and exits
-	}
-	if u.proc != nil {
-		done := make(chan struct{})
-		go func() { u.proc.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			u.proc.Signal(unix.SIGKILL)
-			<-done
-		}
-	}
+	u.exe.release()
 	u.mgr.Close()
 	u.ns.Close()
 	u.ns.Wait()
