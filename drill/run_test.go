@@ -12,7 +12,11 @@ func TestOne(t *testing.T) {
 	}
 	c := DefaultConfig()
 	c.Verbose = true
-	r := Run(path, "ustack", c, t.Logf)
+	target := os.Getenv("DRILL_TARGET")
+	if target == "" {
+		target = "ustack"
+	}
+	r := Run(path, target, c, t.Logf)
 	for _, l := range r.Log {
 		t.Log(l)
 	}

@@ -149,15 +149,20 @@ func (x *execClient) outstanding() []*pending {
 }
 
 // reset closes the fds a script made (to reuse the executor).
-func (x *execClient) reset() error {
-	c, err := x.start(&request{Op: "reset"})
+func (x *execClient) reset() error { return x.roundTrip("reset") }
+
+// ready waits for the executor to answer, once it has started.
+func (x *execClient) ready() error { return x.roundTrip("nop") }
+
+func (x *execClient) roundTrip(op string) error {
+	c, err := x.start(&request{Op: op})
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !c.done {
 		if time.Now().After(deadline) {
-			return errors.New("the executor did not answer a reset")
+			return fmt.Errorf("the executor did not answer a %s request within 10s", op)
 		}
 		x.wait(10 * time.Millisecond)
 		if err := x.drain(); err != nil {

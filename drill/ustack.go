@@ -210,7 +210,12 @@ func startUstackExecutor(logf func(string, ...any)) (*ustackExecutor, error) {
 		ours.Close()
 		return nil, fmt.Errorf("starting the executor: %w", err)
 	}
-	return &ustackExecutor{proc: p, ours: ours, handler: h, x: newExecClient(int(ours.Fd()), p.Pid(), nil)}, nil
+	e := &ustackExecutor{proc: p, ours: ours, handler: h, x: newExecClient(int(ours.Fd()), p.Pid(), func() int64 { return 0 })}
+	if err := e.x.ready(); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
 }
 
 // reusable reports whether the executor can serve another script: it is

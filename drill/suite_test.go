@@ -1,0 +1,37 @@
+package drill
+
+import (
+	"testing"
+)
+
+// TestSuiteUstack runs the suite against ustack in virtual time: each
+// script passes, or fails for the reason it gives as a known difference
+// (and then must fail: a fixed difference is reported).
+func TestSuiteUstack(t *testing.T) {
+	runSuite(t, "ustack")
+}
+
+// TestSuiteKernel runs the suite against the kernel (root and a tun device
+// needed): every script states the kernel's behaviour.
+func TestSuiteKernel(t *testing.T) {
+	runSuite(t, "kernel")
+}
+
+func runSuite(t *testing.T, target string) {
+	rn := NewRunner(DefaultConfig(), t.Logf)
+	defer rn.Close()
+	for _, f := range suite(t) {
+		r := rn.Run(f, target)
+		if r.Skipped != "" && target == "kernel" {
+			t.Skipf("%s: %s", f, r.Skipped)
+		}
+		switch {
+		case r.OK():
+			t.Logf("%-50s %s (script %s s, wall %v)", f, r.Status(), secs(r.ScriptTime), r.Wall.Round(100_000))
+		case r.Status() == "unexpected-pass":
+			t.Errorf("%s passes on %s but is marked as a known difference (%s): remove the mark", f, target, r.KnownDifference)
+		default:
+			t.Errorf("%s on %s: %v", f, target, r.Err)
+		}
+	}
+}
