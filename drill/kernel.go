@@ -289,4 +289,3 @@ func (t *netnsThread) do(f func() error) error {
 }
 
 func (t *netnsThread) stop() { close(t.quit) }
-
