@@ -191,6 +191,7 @@ func (k *kernelTarget) sniff() {
 func (k *kernelTarget) name() string                { return "kernel" }
 func (k *kernelTarget) virtual() bool               { return false }
 func (k *kernelTarget) now() int64                  { return time.Since(k.start).Microseconds() }
+func (k *kernelTarget) startClock()                 { k.start = time.Now() }
 func (k *kernelTarget) nextDeadline() (int64, bool) { return 0, false }
 func (k *kernelTarget) advanceTo(int64)             {}
 func (k *kernelTarget) settle() error               { return nil }

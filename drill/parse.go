@@ -168,6 +168,11 @@ func (p *parser) option() (Option, error) {
 		return o, p.errAt(v, "expected a value for --%s", o.Name)
 	}
 	o.Value, o.HasValue = v.text, true
+	// Values such as ipv4-mapped-ipv6 lex as several tokens.
+	for p.peek().line == v.line && p.isPunct("-") && p.peekAt(1).kind == tWord {
+		p.next()
+		o.Value += "-" + p.next().text
+	}
 	if v.kind == tWord && p.isPunct("=") { // --define=NAME=VALUE
 		p.next()
 		w := p.next()

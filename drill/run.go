@@ -232,6 +232,7 @@ func (r *run) run() error {
 			return fmt.Errorf("%s: error executing init command: %w", r.s.Path, err)
 		}
 	}
+	r.t.startClock()
 	err := r.events()
 	if c := r.s.Cleanup; c != nil {
 		if cerr := r.t.command(c.Text); cerr != nil && err == nil {

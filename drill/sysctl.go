@@ -119,3 +119,18 @@ func shellFields(s string) []string {
 	}
 	return out
 }
+
+// fixedSysctls are Linux settings ustack has no knob for, with the value
+// its behaviour always corresponds to. A script may set one to that value
+// (so that the kernel behaves as ustack does); any other value is an
+// error.
+var fixedSysctls = map[string]string{
+	// netstack backs off SYN retransmissions exponentially from the start.
+	"net.ipv4.tcp_syn_linear_timeouts": "0",
+	// netstack always offers timestamps and window scaling.
+	"net.ipv4.tcp_timestamps":     "1",
+	"net.ipv4.tcp_window_scaling": "1",
+	// netstack neither negotiates ECN nor does TCP Fast Open.
+	"net.ipv4.tcp_ecn":      "0",
+	"net.ipv4.tcp_fastopen": "0",
+}

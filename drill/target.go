@@ -21,6 +21,9 @@ type target interface {
 	virtual() bool
 	// now is the time since the run started, in µs.
 	now() int64
+	// startClock makes now 0: the script's time starts after its init
+	// commands, as packetdrill's does.
+	startClock()
 	// nextDeadline is the earliest armed timer (virtual time only).
 	nextDeadline() (int64, bool)
 	// advanceTo moves virtual time to t and fires the timers due then.

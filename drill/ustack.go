@@ -268,6 +268,13 @@ func (u *ustackTarget) now() int64 {
 	return time.Since(u.start).Microseconds()
 }
 
+// startClock starts real time over; virtual time has not moved yet.
+func (u *ustackTarget) startClock() {
+	if u.clock == nil {
+		u.start = time.Now()
+	}
+}
+
 func (u *ustackTarget) nextDeadline() (int64, bool) {
 	if u.clock == nil {
 		return 0, false
@@ -406,6 +413,12 @@ func (u *ustackTarget) command(cmd string) error {
 		return err
 	}
 	for _, kv := range settings {
+		if fixed, ok := fixedSysctls[kv[0]]; ok {
+			if strings.TrimSpace(kv[1]) != fixed {
+				return fmt.Errorf("shell command %q: ustack cannot set %s to %s: it always behaves as %s=%s", cmd, kv[0], kv[1], kv[0], fixed)
+			}
+			continue
+		}
 		if err := u.opts.Set(kv[0], kv[1]); err != nil {
 			return fmt.Errorf("shell command %q: %w (ustack maps only the sysctls it has: %s)", cmd, err,
 				strings.Join(netstack.SysctlKeys(), ", "))
