@@ -861,6 +861,7 @@ func (s *socket) takeOne(ep tcpip.Endpoint) takeResult {
 	if terr != nil {
 		return listenEnd // the listener was closed
 	}
+	inherit(ep, nep)
 	s.mu.Lock()
 	if s.state != stateListening {
 		s.mu.Unlock()
@@ -873,6 +874,28 @@ func (s *socket) takeOne(ep tcpip.Endpoint) takeResult {
 		return listenEnd
 	}
 	return took
+}
+
+// inherit gives an accepted connection the listener's socket options: on
+// Linux an accepted socket starts as a copy of its listener (Nagle or
+// TCP_NODELAY, keep-alive and its timers, SO_LINGER), where netstack passes
+// on only a few.
+func inherit(l, n tcpip.Endpoint) {
+	lo, no := l.SocketOptions(), n.SocketOptions()
+	no.SetDelayOption(lo.GetDelayOption())
+	no.SetKeepAlive(lo.GetKeepAlive())
+	no.SetLinger(lo.GetLinger())
+	var idle tcpip.KeepaliveIdleOption
+	if l.GetSockOpt(&idle) == nil {
+		n.SetSockOpt(&idle)
+	}
+	var intvl tcpip.KeepaliveIntervalOption
+	if l.GetSockOpt(&intvl) == nil {
+		n.SetSockOpt(&intvl)
+	}
+	if cnt, terr := l.GetSockOptInt(tcpip.KeepaliveCountOption); terr == nil {
+		n.SetSockOptInt(tcpip.KeepaliveCountOption, cnt)
+	}
 }
 
 // acceptLoop takes connections from netstack as they arrive and as the
