@@ -123,18 +123,49 @@ func ExecutorMain() {
 			send(response{ID: req.ID, Done: true})
 			continue
 		}
-		go func() {
-			// One thread per call, so that its id names the call to the
-			// runner (which looks at its state in /proc) and a blocking
-			// call blocks nothing else.
-			runtime.LockOSThread()
+		workers.run(func() {
 			send(response{ID: req.ID, Tid: unix.Gettid()})
 			resp := perform(&req)
 			resp.ID, resp.Done = req.ID, true
 			send(resp)
-			// The thread goes with the goroutine: calls do not share one.
-		}()
+		})
 	}
+}
+
+// workerPool runs each call on an OS thread of its own: its id names the
+// call to the runner (which looks at its state in /proc), and a blocking
+// call holds up nothing else. Threads are kept and reused, as a program's
+// threads live on: the socket layer finds a socket's fd again through the
+// thread that got it.
+type workerPool struct {
+	mu   sync.Mutex
+	idle []chan func()
+}
+
+var workers workerPool
+
+// run hands f to an idle thread, or to a new one.
+func (p *workerPool) run(f func()) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		w <- f
+		return
+	}
+	p.mu.Unlock()
+	w := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range w {
+			f()
+			p.mu.Lock()
+			p.idle = append(p.idle, w)
+			p.mu.Unlock()
+		}
+	}()
+	w <- f
 }
 
 // startExecutor starts the second executor with placeholders on fds 3 and

@@ -385,7 +385,7 @@ func (u *ustackTarget) settle() error {
 func (u *ustackTarget) busyReport() string {
 	var parts []string
 	if !u.mgr.Quiet() {
-		parts = append(parts, "the socket layer is busy")
+		parts = append(parts, "the socket layer is busy: "+u.mgr.ActivityReport())
 	}
 	for _, c := range u.x.outstanding() {
 		nr, ok := threadSyscall(c.tid)

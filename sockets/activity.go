@@ -1,6 +1,7 @@
 package sockets
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -35,10 +36,12 @@ type waitPoint struct {
 	a *activity
 	// tid is the program thread whose call is held here, 0 for the
 	// layer's own goroutines.
-	tid int
+	tid  int
+	what string // for reports
 	// ready reports whether the current wait would end now; set by park
 	// under a.mu.
 	ready    func() bool
+	notified bool // the current wait is for the notifications counted in pending
 	isParked bool // under a.mu
 	// pending counts notifications the goroutine has not yet taken in: a
 	// waker adds one before it wakes the goroutine, which clears them only
@@ -79,24 +82,30 @@ func (a *activity) signalLocked() {
 }
 
 // newWait makes a wait point for the calling goroutine; tid is the program
-// thread whose call it holds, or 0.
-func (a *activity) newWait(tid int) *waitPoint {
+// thread whose call it holds, or 0; what names it in reports.
+func (a *activity) newWait(tid int, what string) *waitPoint {
 	if a == nil {
 		return nil
 	}
-	return &waitPoint{a: a, tid: tid}
+	return &waitPoint{a: a, tid: tid, what: what}
 }
 
 // park marks the goroutine as waiting at w until ready (which must not
 // take the socket's locks) reports true. Parking a parked goroutine only
 // replaces ready.
-func (w *waitPoint) park(ready func() bool) {
+func (w *waitPoint) park(ready func() bool) { w.parkFor(ready, false) }
+
+// parkNotified is park for a wait on w's notifications (see notifyEntry):
+// one not yet taken in also ends it.
+func (w *waitPoint) parkNotified(ready func() bool) { w.parkFor(ready, true) }
+
+func (w *waitPoint) parkFor(ready func() bool, notified bool) {
 	if w == nil {
 		return
 	}
 	a := w.a
 	a.mu.Lock()
-	w.ready = ready
+	w.ready, w.notified = ready, notified
 	if !w.isParked {
 		w.isParked = true
 		a.running--
@@ -134,7 +143,7 @@ func (w *waitPoint) notify() {
 }
 
 func (w *waitPoint) isReady() bool {
-	return w.pending.Load() > 0 || (w.ready != nil && w.ready())
+	return w.notified && w.pending.Load() > 0 || w.ready != nil && w.ready()
 }
 
 // quiet reports whether no goroutine runs and no parked one is ready to.
@@ -150,6 +159,19 @@ func (a *activity) quiet() bool {
 		}
 	}
 	return true
+}
+
+// report says what is running and which waits are ready to end.
+func (a *activity) report() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := fmt.Sprintf("%d goroutines running", a.running)
+	for w := range a.parked {
+		if w.isReady() {
+			s += fmt.Sprintf("; %s ready to resume (pending %d)", w.what, w.pending.Load())
+		}
+	}
+	return s
 }
 
 // holds reports whether a call of program thread tid is parked here.
@@ -220,6 +242,16 @@ func (m *Manager) Quiet() bool {
 	}
 	m.reapClosed(func(*socket) bool { return true })
 	return a.quiet()
+}
+
+// ActivityReport says what keeps the layer from being quiet (for
+// diagnostics).
+func (m *Manager) ActivityReport() string {
+	a := m.activity()
+	if a == nil {
+		return "activity not tracked"
+	}
+	return a.report()
 }
 
 // Holds reports whether a call of the program's thread tid is parked in

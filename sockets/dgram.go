@@ -94,12 +94,12 @@ func (m *Manager) dgramSocket(c *intercept.Call, domain int, proto tcpip.Transpo
 	a.begin()
 	go func() {
 		defer a.end()
-		s.pumpToNetwork(a.newWait(0))
+		s.pumpToNetwork(a.newWait(0, "datagram pump to the network"))
 	}()
 	a.begin()
 	go func() {
 		defer a.end()
-		s.pumpToProgram(a.newWait(0))
+		s.pumpToProgram(a.newWait(0, "datagram pump to the program"))
 	}()
 }
 
@@ -286,7 +286,7 @@ func (s *socket) pumpToProgram(w *waitPoint) {
 		switch terr.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
-			w.park(func() bool { return len(notify) > 0 || isClosed(s.dg.done) })
+			w.parkNotified(func() bool { return len(notify) > 0 || isClosed(s.dg.done) })
 			select {
 			case <-notify:
 			case <-s.dg.done:
@@ -337,7 +337,7 @@ func (s *socket) send(c *intercept.Call, payload []byte, to *tcpip.FullAddress, 
 	if c != nil {
 		w = s.callWait(c)
 	} else {
-		w = s.m.activity().newWait(0)
+		w = s.m.activity().newWait(0, "datagram send")
 	}
 	entry, notify := notifyEntry(w, waiter.WritableEvents)
 	s.wq.EventRegister(&entry) // before the write, so no wake-up is missed
@@ -356,7 +356,7 @@ func (s *socket) send(c *intercept.Call, payload []byte, to *tcpip.FullAddress, 
 			return 0, unix.EAGAIN
 		}
 		if c == nil {
-			w.park(ready)
+			w.parkNotified(ready)
 			select {
 			case <-notify:
 			case <-s.dg.done:

@@ -207,7 +207,7 @@ func (s *socket) awaitReset(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, o
 		default:
 			return // closed by us, or on its way out
 		}
-		w.park(func() bool { return len(notify) > 0 || isClosed(outDone) })
+		w.parkNotified(func() bool { return len(notify) > 0 || isClosed(outDone) })
 		select {
 		case <-notify:
 		case <-outDone:
@@ -291,13 +291,18 @@ func (s *socket) close() {
 	}
 	ep, pending := s.ep, s.pending
 	s.pending = nil
+	// An accept loop waiting for room learns that the listener is gone.
+	close(s.room)
+	s.room = make(chan struct{})
 	s.mu.Unlock()
 	s.m.remove(s)
 	if ep != nil {
 		ep.Close()
 	}
+	// Connections a closed listener never handed out are reset, as Linux
+	// resets those left in its accept queue.
 	for _, p := range pending {
-		p.ep.Close()
+		p.ep.Abort()
 	}
 	s.closeConn()
 }
@@ -343,7 +348,7 @@ func fdFlags(c *intercept.Call) (int, error) {
 
 // callWait makes the wait point for a call of the program held here.
 func (s *socket) callWait(c *intercept.Call) *waitPoint {
-	return s.m.activity().newWait(c.Tid())
+	return s.m.activity().newWait(c.Tid(), "a held call")
 }
 
 // park waits for ch at w (made by callWait) on behalf of a blocking call;
@@ -355,7 +360,7 @@ func (s *socket) park(w *waitPoint, c *intercept.Call, ch <-chan struct{}, ready
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		w.park(ready)
+		w.parkNotified(ready)
 		select {
 		case <-ch:
 			w.unpark()
@@ -439,7 +444,7 @@ func (s *socket) connect(c *intercept.Call) {
 		s.ep, s.wq = ep, wq
 	}
 	a := s.m.activity()
-	cw := a.newWait(0) // completeConnect's
+	cw := a.newWait(0, "connect completion")
 	entry, notify := notifyEntry(cw, waiter.WritableEvents|waiter.EventErr|waiter.EventHUp)
 	s.wq.EventRegister(&entry)
 	terr := s.ep.Connect(addr)
@@ -529,7 +534,7 @@ func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Que
 		if st != tcp.StateConnecting && st != tcp.StateSynSent && st != tcp.StateSynRecv {
 			break
 		}
-		w.park(func() bool { return len(notify) > 0 })
+		w.parkNotified(func() bool { return len(notify) > 0 })
 		<-notify
 		w.unpark()
 	}
@@ -624,13 +629,13 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 		defer a.end()
 		defer finish()
 		defer close(outDone)
-		s.toNetwork(a.newWait(0), ep, wq)
+		s.toNetwork(a.newWait(0, "relay to the network"), ep, wq)
 	}()
 	a.begin()
 	go func() { // network -> program
 		defer a.end()
 		defer finish()
-		s.toProgram(a.newWait(0), ep, wq, outDone)
+		s.toProgram(a.newWait(0, "relay to the program"), ep, wq, outDone)
 	}()
 }
 
@@ -699,7 +704,7 @@ func writeEndpoint(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, b []byte) 
 				defer wq.EventUnregister(&entry)
 				continue
 			}
-			w.park(func() bool { return len(notify) > 0 })
+			w.parkNotified(func() bool { return len(notify) > 0 })
 			<-notify
 			w.unpark()
 		default:
@@ -728,7 +733,7 @@ func (s *socket) toProgram(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, ou
 		switch terr.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
-			w.park(func() bool { return len(notify) > 0 })
+			w.parkNotified(func() bool { return len(notify) > 0 })
 			<-notify
 			w.unpark()
 			continue
@@ -829,7 +834,7 @@ func (s *socket) listen(c *intercept.Call) {
 	a.begin()
 	go func(ep tcpip.Endpoint, wq *waiter.Queue) {
 		defer a.end()
-		s.acceptLoop(a.newWait(0), ep, wq)
+		s.acceptLoop(a.newWait(0, "accept loop"), ep, wq)
 	}(s.ep, s.wq)
 	c.Return(0)
 }
@@ -908,21 +913,25 @@ func (s *socket) acceptLoop(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
 		s.mu.Lock()
 		room := s.room // taken before looking, so no accept is missed
 		s.mu.Unlock()
-		var wake <-chan struct{}
-		var ready func() bool
 		switch s.takeOne(ep) {
 		case took:
 			continue
 		case heldFull:
-			wake, ready = room, func() bool { return isClosed(room) || isClosed(s.m.done) }
-		case queueIdle:
-			wake, ready = notify, func() bool { return len(notify) > 0 || isClosed(s.m.done) }
+			w.park(func() bool { return isClosed(room) || isClosed(s.m.done) })
+			select {
+			case <-room:
+			case <-s.m.done:
+				w.unpark()
+				return
+			}
+			w.unpark()
+			continue
 		case listenEnd:
 			return
 		}
-		w.park(ready)
+		w.parkNotified(func() bool { return len(notify) > 0 || isClosed(s.m.done) })
 		select {
-		case <-wake:
+		case <-notify:
 		case <-s.m.done:
 			w.unpark()
 			return
