@@ -124,12 +124,7 @@ func (r *run) inbound(e *Event, at int64) error {
 	if err != nil {
 		return r.lineErr(e.Line, "error handling packet: %v", err)
 	}
-	w, err := parseWire(b)
-	if err != nil {
-		return r.lineErr(e.Line, "error handling packet: %v", err)
-	}
-	c.lastIn = w
-	r.logf("inbound injected packet: %s %s", secs(r.t.now()), r.format(pk, w, c, true))
+	r.logf("inbound injected packet: %s %s", secs(r.t.now()), formatScript(pk))
 	if err := r.t.inject(b); err != nil {
 		return r.lineErr(e.Line, "error handling packet: injecting: %v", err)
 	}
@@ -293,7 +288,7 @@ func (r *run) outboundEvent(e *Event, at, end int64) error {
 	if err != nil {
 		return err
 	}
-	script := fmt.Sprintf("script packet: %9s %s", secs(at), r.format(pk, nil, c, false))
+	script := fmt.Sprintf("script packet: %9s %s", secs(at), formatScript(pk))
 	if w == nil {
 		by := "no packet was sent at all"
 		if limit >= 0 {
@@ -417,7 +412,6 @@ type actualPacket struct {
 // stack's ISN and TS vals.
 func (r *run) mapOutbound(c *conn, pk *Packet, w *wire) *actualPacket {
 	a := &actualPacket{w: w, seq: w.seq, ack: w.ack}
-	c.lastOut = w
 	if !w.isTCP() || pk.Proto != TCP {
 		return a
 	}
@@ -440,7 +434,20 @@ func (r *run) mapOutbound(c *conn, pk *Packet, w *wire) *actualPacket {
 	}
 	for i := range a.opts {
 		o := &a.opts[i]
-		if o.Kind != OptTimestamp || scriptTS == nil {
+		if o.Kind != OptTimestamp {
+			continue
+		}
+		if scriptTS == nil {
+			// Shown in script terms if there are any yet, else from 0.
+			switch {
+			case c.tsKnown:
+				o.TSVal = c.tsFirstScript + (o.TSVal - c.tsFirstLive)
+			default:
+				if !c.tsShownSet {
+					c.tsShown, c.tsShownSet = o.TSVal, true
+				}
+				o.TSVal -= c.tsShown
+			}
 			continue
 		}
 		if c.tsMap == nil {
@@ -591,9 +598,8 @@ func (r *run) verifyOptions(want, got []TCPOption) string {
 	return ""
 }
 
-// format writes a script packet (w nil) or an injected one as a script
-// line would.
-func (r *run) format(pk *Packet, w *wire, c *conn, inbound bool) string {
+// formatScript writes a script packet as a script line would.
+func formatScript(pk *Packet) string {
 	var b strings.Builder
 	if pk.IPVersion != 0 {
 		fmt.Fprintf(&b, "ipv%d %s > %s: ", pk.IPVersion, pk.Src, pk.Dst)

