@@ -247,6 +247,13 @@ func (r *run) events() error {
 		return r.lineErr(first.Line, "first event should be at time 0")
 	}
 	for _, e := range r.s.Events {
+		// What the last event set off (a blocking call returning) is seen
+		// before this one starts, so that reports come in one order.
+		if r.t.virtual() {
+			if err := r.t.settle(); err != nil {
+				return err
+			}
+		}
 		if err := r.checkBlocking(); err != nil {
 			return err
 		}
