@@ -329,7 +329,9 @@ func (u *ustackTarget) blocked(c *pending) bool {
 //     waiting for the network, not for the socket layer's answer (unless
 //     the layer holds it parked), seen in /proc;
 //   - and a whole round of these checks saw no change: no packet sent, no
-//     response, no goroutine of the layer parking or ending.
+//     response, no goroutine of the layer starting, parking, resuming or
+//     ending (a call's handler that began after the layer was found quiet
+//     would otherwise go unseen).
 //
 // It waits on those events (the layer's Changes, the executor's socket),
 // never on a fixed sleep; a millisecond's poll stands in only for a thread

@@ -27,7 +27,7 @@ type activity struct {
 	mu      sync.Mutex
 	running int
 	parked  map[*waitPoint]struct{}
-	changed chan struct{} // closed and replaced when a goroutine parks or ends
+	changed chan struct{} // closed and replaced at every transition
 }
 
 // waitPoint is where one goroutine parks, repeatedly. Only that goroutine
@@ -62,6 +62,7 @@ func (a *activity) begin() {
 	}
 	a.mu.Lock()
 	a.running++
+	a.signalLocked()
 	a.mu.Unlock()
 }
 
@@ -131,6 +132,7 @@ func (w *waitPoint) unpark() {
 	w.isParked = false
 	a.running++
 	delete(a.parked, w)
+	a.signalLocked()
 	a.mu.Unlock()
 	w.pending.Store(0)
 }
@@ -262,7 +264,9 @@ func (m *Manager) Holds(tid int) bool {
 }
 
 // Changes returns a channel closed the next time one of the layer's
-// goroutines parks or ends: when Quiet may have become true.
+// goroutines starts, parks, resumes or ends: a caller that saw the layer
+// quiet and finds the channel still open knows that nothing of it has run
+// since.
 func (m *Manager) Changes() <-chan struct{} {
 	a := m.activity()
 	if a == nil {
