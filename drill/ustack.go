@@ -88,9 +88,9 @@ func newUstackTarget(cfg *Config, logf func(string, ...any), exe *ustackExecutor
 		return nil, err
 	}
 	u.mgr = sockets.New(ns, u.hub.Latest, logf)
-	if u.clock != nil {
-		u.mgr.TrackActivity()
-	}
+	// Virtual time's barrier needs the bookkeeping; real time needs it to
+	// tell a call parked in the socket layer from one being answered.
+	u.mgr.TrackActivity()
 	if exe == nil || !exe.reusable() {
 		if exe != nil {
 			exe.close()
