@@ -22,7 +22,7 @@ func TestParseEvents(t *testing.T) {
 +0  < icmp unreachable frag_needed mtu 1000 [1:1001(1000)]
 +0  getsockopt(3, SOL_TCP, TCP_INFO, {tcpi_state=TCP_ESTABLISHED, tcpi_snd_cwnd=10}, ...) = 0
 +0  poll([{fd=3, events=POLLIN|POLLOUT, revents=POLLOUT}], 1, 0) = 1
-+0  ` + "`sysctl -q net.ipv4.tcp_sack=0`" + `
++0  `+"`sysctl -q net.ipv4.tcp_sack=0`"+`
 `)
 	if err != nil {
 		t.Fatal(err)
