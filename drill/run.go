@@ -134,10 +134,6 @@ func (rn *Runner) Run(path, targetName string) *Result {
 	}
 	r := &run{s: s, cfg: &cfg, t: t, x: t.exec(), socks: map[int]*sock{}, nextEphemeral: 40000}
 	res.Err = r.run()
-	if u, ok := t.(*ustackTarget); ok && res.Err != nil && os.Getenv("DRILL_DEBUG") != "" {
-		res.Log = append(r.log, u.debugStats(), u.busyReport())
-		r.log = res.Log
-	}
 	if err := t.close(); err != nil && res.Err == nil {
 		res.Err = fmt.Errorf("%s: %w", path, err)
 	}

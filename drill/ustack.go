@@ -524,14 +524,3 @@ func (e *linkEndpoint) waitOut(until time.Time) {
 	case <-t.C:
 	}
 }
-
-// debugStats is for diagnosing a run: netstack's non-zero counters.
-func (u *ustackTarget) debugStats() string {
-	var b strings.Builder
-	st := u.ns.Stats()
-	fmt.Fprintf(&b, "tcp valid=%d invalid=%d csum=%d passive=%d active=%d established=%d reset=%d ipv4 recv=%d malformed=%d invalidDst=%d",
-		st.TCP.ValidSegmentsReceived.Value(), st.TCP.InvalidSegmentsReceived.Value(), st.TCP.ChecksumErrors.Value(),
-		st.TCP.PassiveConnectionOpenings.Value(), st.TCP.ActiveConnectionOpenings.Value(), st.TCP.CurrentEstablished.Value(),
-		st.TCP.ResetsSent.Value(), st.IP.PacketsReceived.Value(), st.IP.MalformedPacketsReceived.Value(), st.IP.InvalidDestinationAddressesReceived.Value())
-	return b.String()
-}
