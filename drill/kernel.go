@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -20,7 +21,7 @@ import (
 // Time is real time.
 type kernelTarget struct {
 	cfg   *Config
-	start time.Time
+	start atomic.Int64 // real time's zero, in Unix nanoseconds
 	ns    *netnsThread
 	tun   *os.File
 	x     *execClient
@@ -30,6 +31,8 @@ type kernelTarget struct {
 	mu     sync.Mutex
 	out    []*wire
 	notify chan struct{}
+	stopR  *os.File // closed to stop the sniffer
+	stopW  *os.File
 	done   chan struct{}
 }
 
@@ -60,7 +63,11 @@ func newKernelTarget(cfg *Config, logf func(string, ...any)) (target, error) {
 		k.close()
 		return nil, err
 	}
-	k.start = time.Now()
+	k.startClock()
+	if k.stopR, k.stopW, err = os.Pipe(); err != nil {
+		k.close()
+		return nil, err
+	}
 	go k.sniff()
 	return k, nil
 }
@@ -158,19 +165,33 @@ func openTun(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("TUNSETIFF %s: %w", name, e)
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// sniff reads what the kernel sends on the tun device.
+// sniff reads what the kernel sends on the tun device, on a thread of its
+// own that sleeps in poll(2), so that a packet is stamped the moment the
+// kernel hands it over (not when a busy scheduler gets to a goroutine).
 func (k *kernelTarget) sniff() {
 	defer close(k.done)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	buf := make([]byte, 65536)
+	tun, stop := int(k.tun.Fd()), int(k.stopR.Fd())
 	for {
-		n, err := k.tun.Read(buf)
+		p := []unix.PollFd{{Fd: int32(tun), Events: unix.POLLIN}, {Fd: int32(stop), Events: unix.POLLIN}}
+		if _, err := unix.Poll(p, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		if p[1].Revents != 0 {
+			return
+		}
+		if p[0].Revents&unix.POLLIN == 0 {
+			continue
+		}
+		n, err := unix.Read(tun, buf)
 		if err != nil {
 			return
 		}
@@ -188,10 +209,12 @@ func (k *kernelTarget) sniff() {
 	}
 }
 
-func (k *kernelTarget) name() string                { return "kernel" }
-func (k *kernelTarget) virtual() bool               { return false }
-func (k *kernelTarget) now() int64                  { return time.Since(k.start).Microseconds() }
-func (k *kernelTarget) startClock()                 { k.start = time.Now() }
+func (k *kernelTarget) name() string  { return "kernel" }
+func (k *kernelTarget) virtual() bool { return false }
+func (k *kernelTarget) now() int64 {
+	return (time.Now().UnixNano() - k.start.Load()) / int64(time.Microsecond)
+}
+func (k *kernelTarget) startClock()                 { k.start.Store(time.Now().UnixNano()) }
 func (k *kernelTarget) nextDeadline() (int64, bool) { return 0, false }
 func (k *kernelTarget) advanceTo(int64)             {}
 func (k *kernelTarget) settle() error               { return nil }
@@ -239,10 +262,12 @@ func (k *kernelTarget) close() error {
 		k.proc.Kill()
 		<-done
 	}
-	k.tun.Close()
-	if k.start != (time.Time{}) {
+	if k.stopW != nil {
+		k.stopW.Close() // the sniffer returns
 		<-k.done
+		k.stopR.Close()
 	}
+	k.tun.Close()
 	k.ns.stop() // the namespace goes with its last thread and process
 	return nil
 }

@@ -36,7 +36,7 @@ type ustackTarget struct {
 	cfg   *Config
 	opts  netstack.TCPOptions
 	clock *virtualClock // nil in real time
-	start time.Time     // real time's zero
+	start atomic.Int64  // real time's zero, in Unix nanoseconds
 
 	ns   *stack.Stack
 	link *linkEndpoint
@@ -57,7 +57,8 @@ func newUstackTarget(cfg *Config, logf func(string, ...any), exe *ustackExecutor
 	if err := intercept.CheckKernel(); err != nil {
 		return nil, err
 	}
-	u := &ustackTarget{cfg: cfg, start: time.Now(), logf: logf}
+	u := &ustackTarget{cfg: cfg, logf: logf}
+	u.start.Store(time.Now().UnixNano())
 	for _, kv := range cfg.Sysctls {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -265,13 +266,13 @@ func (u *ustackTarget) now() int64 {
 	if u.clock != nil {
 		return u.clock.elapsed().Microseconds()
 	}
-	return time.Since(u.start).Microseconds()
+	return (time.Now().UnixNano() - u.start.Load()) / int64(time.Microsecond)
 }
 
 // startClock starts real time over; virtual time has not moved yet.
 func (u *ustackTarget) startClock() {
 	if u.clock == nil {
-		u.start = time.Now()
+		u.start.Store(time.Now().UnixNano())
 	}
 }
 
