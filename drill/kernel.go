@@ -121,7 +121,7 @@ func (k *kernelTarget) setup() error {
 			return fmt.Errorf("starting the executor: %w", err)
 		}
 		k.proc, k.ours = p, ours
-		k.x = newExecClient(int(ours.Fd()), p.Pid, k.now)
+		k.x = newExecClient(int(ours.Fd()), k.now)
 		return nil
 	})
 }

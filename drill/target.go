@@ -61,7 +61,6 @@ type pending struct {
 // execClient talks to the executor over its control socket.
 type execClient struct {
 	fd    int // ours, non-blocking
-	pid   int
 	next  int
 	calls map[int]*pending
 	now   func() int64
@@ -69,8 +68,8 @@ type execClient struct {
 	buf   []byte
 }
 
-func newExecClient(fd, pid int, now func() int64) *execClient {
-	return &execClient{fd: fd, pid: pid, calls: map[int]*pending{}, now: now, buf: make([]byte, 1<<20)}
+func newExecClient(fd int, now func() int64) *execClient {
+	return &execClient{fd: fd, calls: map[int]*pending{}, now: now, buf: make([]byte, 1<<20)}
 }
 
 // syscallNr is the system call each request makes.

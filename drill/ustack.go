@@ -211,7 +211,7 @@ func startUstackExecutor(logf func(string, ...any)) (*ustackExecutor, error) {
 		ours.Close()
 		return nil, fmt.Errorf("starting the executor: %w", err)
 	}
-	e := &ustackExecutor{proc: p, ours: ours, handler: h, x: newExecClient(int(ours.Fd()), p.Pid(), func() int64 { return 0 })}
+	e := &ustackExecutor{proc: p, ours: ours, handler: h, x: newExecClient(int(ours.Fd()), func() int64 { return 0 })}
 	if err := e.x.ready(); err != nil {
 		e.close()
 		return nil, err
