@@ -90,3 +90,22 @@ go test -count=1 -timeout 15m ${TEST_FLAGS:-} ./...
 echo "test.sh: go test -race ./..."
 # shellcheck disable=SC2086
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
+
+# Fuzz targets of what ustack reads from others (frames at portd, control
+# API requests, ping queries, ICMP echo requests at the gateway), each for a
+# while under the race detector, from the corpus in its testdata and the
+# seeds in its test. FUZZTIME=0 skips them.
+fuzztime=${FUZZTIME:-20s}
+if [[ $fuzztime != 0 ]]; then
+	fuzz_targets=(
+		"./portd/server FuzzFrameCheck"
+		"./serve FuzzControlRequest"
+		"./control/api FuzzPingQuery"
+		"./nat FuzzParseEchoRequest"
+	)
+	for t in "${fuzz_targets[@]}"; do
+		read -r pkg name <<<"$t"
+		echo "test.sh: fuzzing $name in $pkg for $fuzztime"
+		go test -race -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+	done
+fi
