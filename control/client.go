@@ -347,6 +347,12 @@ func (a *Attachment) Hand(ctx context.Context, listener int) error {
 // succeeded.
 func (a *Attachment) Lost() <-chan struct{} { return a.lost }
 
+// Settled is closed once the stack has said how serving the program ended:
+// it said done (the program and all it forked have exited), or it hung up
+// without saying so (then Lost is closed first). It blocks before Hand has
+// succeeded.
+func (a *Attachment) Settled() <-chan struct{} { return a.watched }
+
 // Close hangs up. The stack goes on serving a program handed over.
 func (a *Attachment) Close() error {
 	a.closing.Store(true)

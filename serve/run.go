@@ -90,10 +90,37 @@ func RunAttached(ctx context.Context, c *control.Client, p Program) (*os.Process
 		}
 	}()
 	ps, err := wait(proc)
-	if killed.Load() {
+	if killed.Load() || ps != nil && killedBy(ps, syscall.SIGKILL) && lostBeforeSettled(att) {
+		// Killed by the goroutine above, or by the daemon's warden, which
+		// kills a program whose daemon is gone at its next socket call
+		// (it may get there before this process sees the hang-up).
 		return nil, &StackGoneError{Name: c.Name}
 	}
 	return ps, err
+}
+
+// killedBy reports whether ps ended by signal sig.
+func killedBy(ps *os.ProcessState, sig syscall.Signal) bool {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
+}
+
+// lostBeforeSettled waits, for a program that was killed, until the stack
+// says how serving it ended, and reports whether the stack was lost. A
+// daemon that lives says done once the program and all it forked have
+// exited; one that is gone has hung up. A child still running in the
+// background gets neither, so the wait is bounded.
+func lostBeforeSettled(att *control.Attachment) bool {
+	select {
+	case <-att.Settled():
+	case <-time.After(2 * time.Second):
+	}
+	select {
+	case <-att.Lost():
+		return true
+	default:
+		return false
+	}
 }
 
 // StackGoneError says that the daemon serving a program stopped serving
