@@ -140,8 +140,8 @@ func pick(list string, known []string, flagName string) ([]string, error) {
 
 // debianPackage names the package that provides each external program.
 var debianPackage = map[string]string{
-	"iperf3": "iperf3", "sockperf": "sockperf", "nginx": "nginx-light", "wrk": "wrk",
-	"pgbench": "postgresql-contrib", "postgres": "postgresql", "initdb": "postgresql", "pg_isready": "postgresql",
+	"iperf3": "iperf3", "sockperf": "sockperf", "nginx": "nginx", "wrk": "wrk",
+	"pgbench": "postgresql", "postgres": "postgresql", "initdb": "postgresql", "pg_isready": "postgresql",
 	"slirp4netns": "slirp4netns", "pasta": "passt", "ip": "iproute2", "runuser": "util-linux",
 }
 
