@@ -65,6 +65,8 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 		logf = func(string, ...any) {}
 	}
 	mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
+	// On --net host a program's bind takes its port from the host.
+	mgr.HoldPorts(st.HoldPort)
 	redirectNameservers(mgr, st)
 	var addrs []string
 	for _, a := range st.Addrs() {
