@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/ustack/ustack/cc"
 	"github.com/ustack/ustack/netstack/source"
 )
 
@@ -30,6 +31,9 @@ func versionCommand() *command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "ustack %s\ngo %s\ngvisor %s\nnetstack %s\n", v, runtime.Version(), gv, st)
+			for _, name := range cc.Names() {
+				fmt.Fprintf(e.stdout, "cc %s\t%s\n", name, cc.About(name))
+			}
 			return nil
 		}
 	}
@@ -52,7 +56,7 @@ func versions() (ustackVersion, gvisorVersion string) {
 		}
 		gvisorVersion = gvisorModule + " " + d.Version
 		if d.Replace != nil {
-			gvisorVersion += " => " + strings.TrimSpace(d.Replace.Path + " " + d.Replace.Version)
+			gvisorVersion += " => " + strings.TrimSpace(d.Replace.Path+" "+d.Replace.Version)
 		}
 	}
 	return orDevel(ustackVersion), gvisorVersion

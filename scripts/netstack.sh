@@ -145,7 +145,7 @@ build() {
 		return 1
 	fi
 	fingerprint >"$stampfile"
-	echo "netstack.sh: $copy is $module@$v with $(ls "$patches"/*.patch 2>/dev/null | wc -l) patches of ustack's" >&2
+	echo "netstack.sh: $copy is $module@$v with ustack's patches" >&2
 }
 
 # stamp writes the module-root package ustack's version command reads: the
@@ -214,7 +214,7 @@ diff)
 	ingit --no-pager diff HEAD
 	ingit ls-files --others --exclude-standard | while read -r f; do ingit --no-pager diff --no-index /dev/null "$f" || true; done
 	h=$(diffhash)
-	echo "netstack.sh: ${h:+modified $h}${h:-unmodified}" >&2
+	if [[ -n $h ]]; then echo "netstack.sh: modified $h" >&2; else echo "netstack.sh: unmodified" >&2; fi
 	;;
 hash)
 	diffhash
@@ -224,8 +224,11 @@ save)
 	[[ $name =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "save NAME: NAME is lower-case letters, digits and '-' (got '${name}')"
 	dirty || die "save: $copy has no change to keep"
 	ingit add -A -- pkg
-	last=$(ls "$patches"/*.patch 2>/dev/null | sed -n 's|.*/\([0-9]\{4\}\)-.*|\1|p' | sort -n | tail -1)
-	next=$(printf '%04d' $((10#${last:-0} + 1)))
+	last=0000
+	for p in "$patches"/[0-9][0-9][0-9][0-9]-*.patch; do
+		[[ -e $p ]] && last=$(basename "$p" | cut -c1-4)
+	done
+	next=$(printf '%04d' $((10#$last + 1)))
 	out=$patches/$next-$name.patch
 	mkdir -p "$patches"
 	ingit diff --cached --binary HEAD -- pkg >"$out"
