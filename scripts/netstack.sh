@@ -20,13 +20,16 @@
 #   scripts/netstack.sh update VERSION
 #                                pin gvisor.dev/gvisor@VERSION, re-apply the
 #                                patches and name those that no longer apply
+#
+# NETSTACK_COPY=DIR works on another copy (the workflow's test uses one, so
+# that builds of other packages never see its change).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 module=gvisor.dev/gvisor
-copy=.netstack/gvisor
+copy=${NETSTACK_COPY:-.netstack/gvisor}
 patches=netstack/patches
-stampfile=.netstack/fingerprint
+stampfile=$copy.fingerprint
 sums=netstack/gvisor.sum
 # The part of the copy whose change `ustack version` detects (it embeds
 # these files; see stamp.go in the copy).
@@ -65,7 +68,7 @@ changed() {
 	{
 		ingit diff --name-only HEAD -- "$watched"
 		ingit ls-files --others --exclude-standard -- "$watched"
-	} | grep -v -E '(^|/)[._]' | LC_ALL=C sort -u | while read -r f; do
+	} | { grep -v -E '(^|/)[._]' || true; } | LC_ALL=C sort -u | while read -r f; do
 		if [[ -f $copy/$f ]]; then
 			echo "$f $(sha256sum "$copy/$f" | cut -d' ' -f1)"
 		else
@@ -206,7 +209,7 @@ sync)
 edit)
 	sync
 	chmod -R u+w "$copy/pkg"
-	echo "$PWD/$copy"
+	(cd "$copy" && pwd)
 	echo "netstack.sh: change netstack there (e.g. $copy/pkg/tcpip/transport/tcp/snd.go), then rebuild: go build -o bin/ustack ./cmd/ustack" >&2
 	;;
 diff)
