@@ -247,8 +247,8 @@ reset)
 		chmod -R u+w "$copy/pkg"
 		ingit checkout -q -- .
 		ingit clean -q -fd
+		chmod -R a-w "$copy/pkg"
 	fi
-	rm -f "$stampfile"
 	sync
 	;;
 update)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // TestEditWorkflow goes through the documented edit-and-rerun workflow on a
@@ -21,9 +22,7 @@ import (
 // reset brings the copy back to pinned + patches.
 func TestEditWorkflow(t *testing.T) {
 	testbin.EndToEnd(t)
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed (apt-get install git)")
-	}
+	testprog.Need(t, "git")
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
