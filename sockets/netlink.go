@@ -74,13 +74,13 @@ type nlSocket struct {
 	done   chan struct{}
 	once   sync.Once
 
-	mu        sync.Mutex
-	ownerTid  int
-	port      uint32            // 0 until bound
-	groups    uint32            // nl_groups of bind: multicast groups 1-32
-	opts      map[int]int       // SOL_NETLINK flag options the program set
-	members   map[uint32]bool   // NETLINK_ADD_MEMBERSHIP groups
-	dst       [2]uint32         // connect: port id and groups
+	mu       sync.Mutex
+	ownerTid int
+	port     uint32          // 0 until bound
+	groups   uint32          // nl_groups of bind: multicast groups 1-32
+	opts     map[int]int     // SOL_NETLINK flag options the program set
+	members  map[uint32]bool // NETLINK_ADD_MEMBERSHIP groups
+	dst      [2]uint32       // connect: port id and groups
 }
 
 // netlinkSocket answers socket(AF_NETLINK, type, protocol): false for the
