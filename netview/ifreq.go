@@ -77,7 +77,7 @@ func (v *View) Ifreq(req uint32, ifr []byte) ([]byte, unix.Errno) {
 		if (want^l.flags())&fixedFlags&0xffff != 0 {
 			return nil, unix.EOPNOTSUPP
 		}
-		if up := want&unix.IFF_UP != 0; up != l.info.Flags.Up {
+		if up := want&unix.IFF_UP != 0; up != l.up() {
 			if err := v.st.SetLinkUp(l.info.Name, up); err != nil {
 				en, _ := errnoOf(err)
 				return nil, en

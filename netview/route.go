@@ -183,7 +183,7 @@ func (v *View) route(h nlHeader, body []byte, isDump bool, d *dump) (bool, error
 // linkMessage is RTM_NEWLINK's ifinfomsg and attributes for l.
 func (v *View) linkMessage(l link) [][]byte {
 	info := l.info
-	up := info.Flags.Up
+	up := l.up()
 	oper := uint8(ifOperDown)
 	switch {
 	case info.Flags.Loopback:
@@ -343,7 +343,7 @@ func (v *View) setLink(h nlHeader, body []byte) error {
 		}
 	}
 	if changeFlags {
-		if up := want&unix.IFF_UP != 0; up != l.info.Flags.Up {
+		if up := want&unix.IFF_UP != 0; up != l.up() {
 			return v.st.SetLinkUp(name, up)
 		}
 	}

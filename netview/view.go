@@ -143,12 +143,16 @@ func (v *View) indexOfNIC(id tcpip.NICID) int32 {
 	return indexOf(id, v.loopbackNIC(v.ns.NICInfo()))
 }
 
+// up reports whether the interface is up: netstack calls a NIC that is
+// enabled "running" (its Up is always true).
+func (l link) up() bool { return l.info.Flags.Running }
+
 // flags are the interface's IFF_* flags, as SIOCGIFFLAGS and ifi_flags
 // report them. A link that is up has its carrier: the stack's links have
 // no other notion of one.
 func (l link) flags() uint32 {
 	var f uint32
-	if l.info.Flags.Up {
+	if l.up() {
 		f |= unix.IFF_UP | unix.IFF_RUNNING | unix.IFF_LOWER_UP
 	}
 	if l.info.Flags.Loopback {
