@@ -295,10 +295,7 @@ func (v *View) setLink(h nlHeader, body []byte) error {
 	if err != nil {
 		return err
 	}
-	l, ok, err := v.findLink(ifi.Index, at)
-	if err != nil && h.flags&unix.NLM_F_CREATE == 0 {
-		return err
-	}
+	l, ok, _ := v.findLink(ifi.Index, at) // neither index nor name finds no device, as in Linux
 	if !ok {
 		if h.flags&unix.NLM_F_CREATE != 0 {
 			return refuse(unix.EOPNOTSUPP, "the user-level stack cannot create interfaces")

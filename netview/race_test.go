@@ -1,0 +1,5 @@
+//go:build race
+
+package netview_test
+
+const raceEnabled = true
