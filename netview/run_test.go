@@ -23,8 +23,8 @@ import (
 
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/control/api"
-	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/internal/testbin"
 )
 
 var ustackBin, ifacesBin string

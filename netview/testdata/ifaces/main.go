@@ -27,7 +27,7 @@ func main() {
 		os.Exit(1)
 	}
 	var out struct {
-		Interfaces []iface   `json:"interfaces"`
+		Interfaces []iface  `json:"interfaces"`
 		Addrs      []string `json:"addrs"`
 	}
 	for _, i := range ifs {
