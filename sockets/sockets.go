@@ -19,6 +19,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +47,8 @@ type Manager struct {
 	nl                 netlinks                          // netlink sockets and interface ioctls (netlink.go)
 	done               chan struct{}
 	closed             sync.Once
+
+	act atomic.Pointer[activity] // nil unless TrackActivity
 }
 
 // ControlBlocks gives the latest state netstack's TCP probe reported for
@@ -99,6 +102,9 @@ func (m *Manager) MayPark(nr int) bool {
 
 // Handle answers one call.
 func (m *Manager) Handle(c *intercept.Call) {
+	a := m.activity()
+	a.begin()
+	defer a.end()
 	if c.Nr() == unix.SYS_SOCKET {
 		if !m.netlinkSocket(c) {
 			m.socket(c)
@@ -229,6 +235,9 @@ func (m *Manager) sweep() {
 		case <-m.done:
 			return
 		case <-t.C:
+		}
+		if m.activity() != nil {
+			continue // Quiet releases closed sockets at known moments
 		}
 		m.reapClosed(func(*socket) bool { return true })
 	}
