@@ -25,6 +25,7 @@ import (
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 var ustackBin, ifacesBin string
@@ -124,13 +125,6 @@ func (d *daemon) info(t *testing.T) api.Info {
 	return info
 }
 
-func need(t *testing.T, prog, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(prog); err != nil {
-		t.Skipf("%s is not installed (Debian package %s)", prog, pkg)
-	}
-}
-
 // ipJSON is what ip -j addr says of an interface.
 type ipJSON struct {
 	Index    int      `json:"ifindex"`
@@ -175,7 +169,7 @@ func TestProgramsSeeTheStack(t *testing.T) {
 	t.Logf("the control API says: addresses %v, MTU %d", stackAddrs, info.MTU)
 
 	t.Run("ip addr", func(t *testing.T) {
-		need(t, "ip", "iproute2")
+		testprog.Need(t, "ip")
 		var links []ipJSON
 		if err := json.Unmarshal([]byte(d.run(t, "ip", "-j", "addr")), &links); err != nil {
 			t.Fatal(err)
@@ -194,7 +188,7 @@ func TestProgramsSeeTheStack(t *testing.T) {
 		}
 	})
 	t.Run("ip route", func(t *testing.T) {
-		need(t, "ip", "iproute2")
+		testprog.Need(t, "ip")
 		got := d.run(t, "sh", "-c", "ip route; ip -6 route")
 		want := "default via 10.0.2.2 dev eth0 \n" +
 			"10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15 \n" +
@@ -206,7 +200,7 @@ func TestProgramsSeeTheStack(t *testing.T) {
 		}
 	})
 	t.Run("hostname -I", func(t *testing.T) {
-		need(t, "hostname", "hostname")
+		testprog.Need(t, "hostname")
 		var want []string
 		for _, a := range stackAddrs {
 			want = append(want, netip.MustParsePrefix(a).Addr().String())
@@ -216,7 +210,7 @@ func TestProgramsSeeTheStack(t *testing.T) {
 		}
 	})
 	t.Run("python if_nameindex", func(t *testing.T) {
-		need(t, "python3", "python3")
+		testprog.Need(t, "python3")
 		got := strings.TrimSpace(d.run(t, "python3", "-c", "import socket; print(socket.if_nameindex())"))
 		if got != "[(1, 'lo'), (2, 'eth0')]" {
 			t.Errorf("socket.if_nameindex(): %s", got)
@@ -254,10 +248,10 @@ func TestProgramsSeeTheStack(t *testing.T) {
 		}
 	})
 	t.Run("Java NetworkInterface", func(t *testing.T) {
-		need(t, "java", "default-jre-headless")
-		need(t, "javac", "default-jdk-headless")
+		testprog.Need(t, "java")
+		javac := testprog.Need(t, "javac")
 		dir := t.TempDir()
-		if out, err := exec.Command("javac", "-d", dir, "testdata/Ifaces.java").CombinedOutput(); err != nil {
+		if out, err := exec.Command(javac, "-d", dir, "testdata/Ifaces.java").CombinedOutput(); err != nil {
 			t.Fatalf("javac: %v\n%s", err, out)
 		}
 		// Java reads IPv6 addresses from /proc/net/if_inet6, the host's
@@ -335,8 +329,8 @@ var v4mapped = regexp.MustCompile(`\[::ffff:([0-9.]+)\]`)
 var ssLine = regexp.MustCompile(`^(\S+)\s+(\S+)\s+\d+\s+\d+\s+(\S+)\s+(\S+)\s+users:\(\("[^"]+",pid=(\d+),fd=\d+\)\)`)
 
 func testSS(t *testing.T, d *daemon) {
-	need(t, "ss", "iproute2")
-	need(t, "python3", "python3")
+	testprog.Need(t, "ss")
+	testprog.Need(t, "python3")
 	startServer(t, d, 8080)
 	var reply api.SocketsReply
 	if err := d.ctl.Get(context.Background(), "/v1/sockets", &reply); err != nil {
@@ -390,8 +384,8 @@ func ssAddr(a api.Addr) string {
 }
 
 func TestChangesUnderRun(t *testing.T) {
-	need(t, "ip", "iproute2")
-	need(t, "python3", "python3")
+	testprog.Need(t, "ip")
+	testprog.Need(t, "python3")
 	d := startDaemon(t)
 	d.run(t, "ip", "addr", "add", "10.0.2.99/24", "dev", "eth0")
 	if info := d.info(t); !slices.Contains(info.Addresses, "10.0.2.99/24") {
@@ -433,8 +427,8 @@ print(c.getsockname()[0], c.getpeername()[0])`)
 // TestNeighboursAndCounters: after traffic to the gateway, ip neigh has it
 // and ip -s link counts the frames.
 func TestNeighboursAndCounters(t *testing.T) {
-	need(t, "ip", "iproute2")
-	need(t, "python3", "python3")
+	testprog.Need(t, "ip")
+	testprog.Need(t, "python3")
 	d := startDaemon(t)
 	// A connection to the gateway address (the host's loopback through
 	// nat): nothing needs to listen, a refusal is traffic too.
@@ -458,7 +452,7 @@ except OSError: pass`)
 // TestOtherNetlinkFamilies: a netlink family the stack does not answer
 // stays the kernel's.
 func TestOtherNetlinkFamilies(t *testing.T) {
-	need(t, "python3", "python3")
+	testprog.Need(t, "python3")
 	d := startDaemon(t)
 	got := d.run(t, "python3", "-c", `
 import socket

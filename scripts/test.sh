@@ -26,6 +26,8 @@ packages=(
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server
 	redis-tools nginx iperf3 openssh-client openssh-server
+	# Programs that read the network's view under 'ustack run' (netview).
+	hostname default-jdk-headless default-jre-headless
 )
 
 installed() {

@@ -57,6 +57,9 @@ var programs = map[string]program{
 	// GNU Wget, not busybox's applet nor Wget2.
 	"wget":            {pkgs: []string{"wget"}, variant: says([]string{"--version"}, "GNU Wget ")},
 	"python3":         {pkgs: []string{"python3"}},
+	"hostname":        {pkgs: []string{"hostname"}},
+	"java":            {pkgs: []string{"default-jre-headless"}},
+	"javac":           {pkgs: []string{"default-jdk-headless"}},
 	"socat":           {pkgs: []string{"socat"}},
 	"dig":             {pkgs: []string{"bind9-dnsutils"}},
 	"redis-server":    {pkgs: []string{"redis-server"}},
