@@ -17,7 +17,7 @@ import (
 
 // newStack returns a stack of a pair (eth0 10.0.9.1/24 and fd09::1/64,
 // gateway 10.0.9.2) and its view.
-func newStack(t *testing.T) (*ustack.Stack, *netview.View) {
+func newStack(t testing.TB) (*ustack.Stack, *netview.View) {
 	t.Helper()
 	a, b, err := ustack.NewPair(ustack.Config{Gateways: []netip.Addr{netip.MustParseAddr("10.0.9.2")}}, ustack.Config{})
 	if err != nil {

@@ -1,8 +1,9 @@
-package netview_test
-
-// End-to-end: Debian's own programs (ip, ss, hostname, python3, java) and
-// a static Go program under `ustack run --stack` on a daemon, each compared
-// with what the daemon's control API says of its stack.
+// Package e2e_test holds netview's end-to-end tests: Debian's own programs
+// (ip, ss, hostname, python3, java) and a static Go program under `ustack
+// run --stack` on a daemon, each compared with what the daemon's control
+// API says of its stack. They are a package of their own so that netview's
+// unit tests and fuzz target run without building ustack.
+package e2e_test
 
 import (
 	"bufio"
@@ -31,7 +32,7 @@ import (
 var ustackBin, ifacesBin string
 
 func TestMain(m *testing.M) {
-	testbin.Run("ustack-netview-test", raceEnabled, map[string]string{"ifaces": "github.com/ustack/ustack/netview/testdata/ifaces"},
+	testbin.Run("ustack-netview-test", raceEnabled, map[string]string{"ifaces": "github.com/ustack/ustack/netview/e2e/testdata/ifaces"},
 		func(ustack string, bins map[string]string) { ustackBin, ifacesBin = ustack, bins["ifaces"] }, m.Run)
 }
 
