@@ -94,7 +94,8 @@ echo "test.sh: go test -race ./..."
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
 # Fuzz targets of what ustack reads from others (frames at portd, control
-# API requests, ping queries, ICMP echo requests at the gateway), each for a
+# API requests, ping queries, ICMP echo requests at the gateway, programs'
+# netlink requests), each for a
 # while under the race detector, from the corpus in its testdata and the
 # seeds in its test. FUZZTIME=0 skips them.
 fuzztime=${FUZZTIME:-20s}
@@ -104,6 +105,7 @@ if [[ $fuzztime != 0 ]]; then
 		"./serve FuzzControlRequest"
 		"./control/api FuzzPingQuery"
 		"./nat FuzzParseEchoRequest"
+		"./netview FuzzHandle"
 	)
 	for t in "${fuzz_targets[@]}"; do
 		read -r pkg name <<<"$t"
