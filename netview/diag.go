@@ -91,6 +91,9 @@ func (v *View) sockDiag(h nlHeader, body []byte, isDump bool, d *dump) (bool, er
 	if len(body) < 1 {
 		return false, refuse(unix.EINVAL, "message too short for its header")
 	}
+	if body[0] >= unix.AF_MAX {
+		return false, refuse(unix.EINVAL, "no such address family")
+	}
 	if body[0] != unix.AF_INET && body[0] != unix.AF_INET6 {
 		if !isDump {
 			return false, refuse(unix.ENOENT, "no such socket")

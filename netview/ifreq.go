@@ -26,6 +26,18 @@ var IfreqRequests = []uint32{
 	unix.SIOCGIFMAP, unix.SIOCETHTOOL, unix.SIOCADDRT, unix.SIOCDELRT,
 }
 
+// IPv4Only reports whether Linux answers req only on AF_INET sockets (in
+// devinet_ioctl): the requests on an interface's IPv4 address that IPv6
+// sockets do not take too. Other sockets get ENOTTY for them.
+func IPv4Only(req uint32) bool {
+	switch req {
+	case unix.SIOCGIFADDR, unix.SIOCGIFDSTADDR, unix.SIOCGIFBRDADDR, unix.SIOCSIFBRDADDR,
+		unix.SIOCGIFNETMASK, unix.SIOCSIFNETMASK:
+		return true
+	}
+	return false
+}
+
 // ifrName is ifr_name as the kernel reads it: at most 15 bytes.
 func ifrName(ifr []byte) string {
 	return attrString(ifr[:unix.IFNAMSIZ-1])

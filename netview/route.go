@@ -79,13 +79,17 @@ func attrUint32(b []byte) (uint32, bool) {
 	return binary.NativeEndian.Uint32(b), true
 }
 
-// ipAttr reads an address attribute of the family.
+// ipAttr reads an address attribute of the family. One too short is
+// refused with ERANGE, as Linux's attribute policies for addresses and
+// routes refuse it.
 func ipAttr(b []byte, family uint8) (netip.Addr, error) {
 	switch {
 	case family == unix.AF_INET && len(b) == 4:
 		return netip.AddrFrom4([4]byte(b)), nil
 	case family == unix.AF_INET6 && len(b) == 16:
 		return netip.AddrFrom16([16]byte(b)), nil
+	case family == unix.AF_INET && len(b) < 4, family == unix.AF_INET6 && len(b) < 16:
+		return netip.Addr{}, refuse(unix.ERANGE, "address attribute too short for its family")
 	}
 	return netip.Addr{}, refuse(unix.EINVAL, "address of the wrong length for its family")
 }
@@ -380,7 +384,7 @@ func (v *View) changeAddr(h nlHeader, body []byte) error {
 		return err
 	}
 	if ifa.Family != unix.AF_INET && ifa.Family != unix.AF_INET6 {
-		return refuse(unix.EAFNOSUPPORT, "addresses are IPv4 or IPv6")
+		return refuse(unix.EOPNOTSUPP, "addresses are IPv4 or IPv6") // no handler for the family
 	}
 	at, err := parseAttrs(rest)
 	if err != nil {
@@ -454,7 +458,7 @@ func (r rt) message() [][]byte {
 		if r.dst.Bits() > 0 {
 			ae.Bytes(unix.RTA_DST, r.dst.Addr().AsSlice())
 		}
-		if r.metric != 0 {
+		if r.metric != 0 || r.family == unix.AF_INET6 { // IPv6 routes always say theirs
 			ae.Uint32(unix.RTA_PRIORITY, r.metric)
 		}
 		if r.prefsrc.IsValid() {
@@ -519,6 +523,8 @@ func (v *View) routes(family uint8) []rt {
 			x.table, x.typ, x.proto, x.scope, x.prefsrc = unix.RT_TABLE_LOCAL, unix.RTN_LOCAL, unix.RTPROT_KERNEL, unix.RT_SCOPE_HOST, own
 			local = append(local, x)
 			continue
+		case l.info.Flags.Loopback:
+			continue // Linux keeps ::1 in the local table only (below, with the addresses)
 		case kernel && !x.gw.IsValid():
 			x.proto, x.scope = unix.RTPROT_KERNEL, unix.RT_SCOPE_LINK
 			if x.family == unix.AF_INET {
@@ -555,6 +561,14 @@ func (v *View) routes(family uint8) []rt {
 		} else {
 			x.scope = unix.RT_SCOPE_UNIVERSE
 			local = append(local, x)
+		}
+	}
+	// Linux routes IPv6 multicast through every interface that is up
+	// other than the loopback.
+	for _, l := range links {
+		if l.up() && !l.info.Flags.Loopback {
+			local = append(local, rt{family: unix.AF_INET6, dst: netip.MustParsePrefix("ff00::/8"), index: l.index,
+				table: unix.RT_TABLE_LOCAL, typ: unix.RTN_MULTICAST, proto: unix.RTPROT_KERNEL, metric: metricKernel6})
 		}
 	}
 	sortRoutes(main)
@@ -637,6 +651,16 @@ func (v *View) getRoute(h nlHeader, body []byte, d *dump) error {
 			x.index = 1
 		}
 	}
+	if x.family == unix.AF_INET6 && x.typ == unix.RTN_UNICAST {
+		// Linux answers for IPv6 with the stored route that matched: its
+		// protocol and metric.
+		best := -1
+		for _, r := range v.routes(unix.AF_INET6) {
+			if r.table == unix.RT_TABLE_MAIN && r.index == x.index && r.dst.Contains(dst) && r.dst.Bits() > best {
+				best, x.proto, x.metric = r.dst.Bits(), r.proto, r.metric
+			}
+		}
+	}
 	msg := x.message()
 	binary.NativeEndian.PutUint32(msg[0][8:], unix.RTM_F_CLONED) // rtm_flags: a route looked up, not stored
 	msg = append(msg, attrs(func(ae *netlink.AttributeEncoder) { ae.Uint32(unix.RTA_UID, v.uid) }))
@@ -653,7 +677,7 @@ func (v *View) changeRoute(h nlHeader, body []byte) error {
 		return err
 	}
 	if m.Family != unix.AF_INET && m.Family != unix.AF_INET6 {
-		return refuse(unix.EAFNOSUPPORT, "routes are IPv4 or IPv6")
+		return refuse(unix.EOPNOTSUPP, "routes are IPv4 or IPv6") // no handler for the family
 	}
 	at, err := parseAttrs(rest)
 	if err != nil {
@@ -835,7 +859,7 @@ func (v *View) changeNeighbour(h nlHeader, body []byte) error {
 	}
 	ip, err := ipAttr(b, nd.Family)
 	if err != nil {
-		return err
+		return refuse(unix.EINVAL, "neighbour address of the wrong length for its family")
 	}
 	proto := header.IPv4ProtocolNumber
 	if nd.Family == unix.AF_INET6 {

@@ -13,6 +13,7 @@ package netview
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 
 	"golang.org/x/sys/unix"
@@ -241,6 +242,7 @@ func (a addr) scope() uint8 {
 func (v *View) addrs(family uint8) []addr {
 	var v4, v6 []addr
 	for _, l := range v.links() {
+		first6 := len(v6)
 		for _, pa := range l.info.ProtocolAddresses {
 			ip := netstack.NetipAddr(pa.AddressWithPrefix.Address)
 			if !ip.IsValid() {
@@ -256,6 +258,11 @@ func (v *View) addrs(family uint8) []addr {
 				v6 = append(v6, a)
 			}
 		}
+		// Linux lists an interface's IPv6 addresses newest first, wider
+		// scopes before narrower ones.
+		mine := v6[first6:]
+		slices.Reverse(mine)
+		sort.SliceStable(mine, func(i, j int) bool { return mine[i].scope() < mine[j].scope() })
 	}
 	switch family {
 	case unix.AF_INET:

@@ -48,9 +48,17 @@ func (m *Manager) interfaceIoctl(c *intercept.Call) bool {
 	}
 	var st unix.Stat_t
 	err = unix.Fstat(dup, &st)
-	unix.Close(dup)
 	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		unix.Close(dup)
 		c.Continue() // not a socket: the kernel refuses it
+		return true
+	}
+	domain := m.socketDomain(dup, st.Ino)
+	unix.Close(dup)
+	if netview.IPv4Only(req) && domain != unix.AF_INET {
+		// Linux answers the address requests in its AF_INET socket code
+		// only; on other sockets no layer knows them.
+		c.Fail(unix.ENOTTY)
 		return true
 	}
 	if req == unix.SIOCGIFCONF {
@@ -109,4 +117,24 @@ func ifconf(c *intercept.Call, v *netview.View) {
 		return
 	}
 	c.Return(0)
+}
+
+// socketDomain is the address family of the program's socket behind dup
+// (inode ino): a stack socket's own, a netlink socket's, else the kernel's
+// (SO_DOMAIN).
+func (m *Manager) socketDomain(dup int, ino uint64) int {
+	m.mu.Lock()
+	s := m.socks[ino]
+	m.mu.Unlock()
+	if s != nil {
+		return s.domain
+	}
+	if m.netlinkByInode(ino) != nil {
+		return unix.AF_NETLINK
+	}
+	d, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return unix.AF_UNSPEC
+	}
+	return d
 }

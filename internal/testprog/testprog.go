@@ -40,6 +40,8 @@ var programs = map[string]program{
 	"sha256sum": {pkgs: []string{"coreutils"}},
 	"grep":      {pkgs: []string{"grep"}},
 	"unshare":   {pkgs: []string{"util-linux"}},
+	"nsenter":   {pkgs: []string{"util-linux"}},
+	"sleep":     {pkgs: []string{"coreutils"}},
 	"setpriv":   {pkgs: []string{"util-linux"}},
 	"mount":     {pkgs: []string{"mount"}},
 	"getent":    {pkgs: []string{"libc-bin"}},

@@ -193,7 +193,6 @@ func TestProgramsSeeTheStack(t *testing.T) {
 		got := d.run(t, "sh", "-c", "ip route; ip -6 route")
 		want := "default via 10.0.2.2 dev eth0 \n" +
 			"10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15 \n" +
-			"::1 dev lo proto kernel metric 256 pref medium\n" +
 			"fd00::/64 dev eth0 proto kernel metric 256 pref medium\n" +
 			"default via fd00::2 dev eth0 metric 1024 pref medium\n"
 		if got != want {
