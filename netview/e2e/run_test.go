@@ -434,11 +434,17 @@ func TestNeighboursAndCounters(t *testing.T) {
 	// nat): nothing needs to listen, a refusal is traffic too.
 	d.run(t, "python3", "-c", `
 import socket
-try: socket.create_connection(("10.0.2.2", 9), timeout=5)
-except OSError: pass`)
+for a in ("10.0.2.2", "fd00::2"):
+    try: socket.create_connection((a, 9), timeout=5)
+    except OSError: pass`)
 	neigh := d.run(t, "ip", "neigh")
-	if !regexp.MustCompile(`(?m)^10\.0\.2\.2 dev eth0 lladdr 52:55:0a:00:02:02 (REACHABLE|STALE|DELAY|PROBE)`).MatchString(neigh) {
-		t.Errorf("ip neigh after traffic to 10.0.2.2:\n%s", neigh)
+	for _, want := range []string{`10\.0\.2\.2`, `fd00::2`} {
+		if !regexp.MustCompile(`(?m)^` + want + ` dev eth0 lladdr 52:55:0a:00:02:02 (REACHABLE|STALE|DELAY|PROBE)`).MatchString(neigh) {
+			t.Errorf("ip neigh after traffic to 10.0.2.2 and fd00::2 has no entry for %s:\n%s", want, neigh)
+		}
+	}
+	if neigh6 := d.run(t, "ip", "-6", "neigh"); strings.Contains(neigh6, "10.0.2.2") || !strings.Contains(neigh6, "fd00::2") {
+		t.Errorf("ip -6 neigh:\n%s", neigh6)
 	}
 	var links []ipJSON
 	if err := json.Unmarshal([]byte(d.run(t, "ip", "-j", "-s", "link", "show", "eth0")), &links); err != nil {
@@ -449,17 +455,25 @@ except OSError: pass`)
 	}
 }
 
-// TestOtherNetlinkFamilies: a netlink family the stack does not answer
-// stays the kernel's.
+// TestOtherNetlinkFamilies: netlink families the stack does not answer
+// stay the kernel's: NETLINK_GENERIC resolves a family the kernel has
+// (nlctrl, itself), NETLINK_AUDIT opens as the kernel's own socket.
 func TestOtherNetlinkFamilies(t *testing.T) {
 	testprog.Need(t, "python3")
 	d := startDaemon(t)
 	got := d.run(t, "python3", "-c", `
-import socket
+import socket, struct
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
 s.bind((0, 0))
-print(s.getsockname()[0] > 0, s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))`)
-	if got != "True 16\n" {
-		t.Errorf("a NETLINK_GENERIC socket under ustack run: %q", got)
+name = b"nlctrl\0"
+attr = struct.pack("=HH", 4 + len(name), 2) + name + b"\0" * (-len(name) % 4)  # CTRL_ATTR_FAMILY_NAME
+body = struct.pack("=BBH", 3, 1, 0) + attr  # CTRL_CMD_GETFAMILY
+s.send(struct.pack("=IHHII", 16 + len(body), 16, 1 | 4, 1, 0) + body)  # GENL_ID_CTRL, NLM_F_REQUEST|NLM_F_ACK
+reply = s.recv(65536)
+print(struct.unpack("=H", reply[4:6])[0], s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+a = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9)  # NETLINK_AUDIT
+print(a.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))`)
+	if got != "16 16\n9\n" {
+		t.Errorf("NETLINK_GENERIC and NETLINK_AUDIT sockets under ustack run: %q, want the kernel's answer (type 16, GENL_ID_CTRL) and protocols 16 and 9", got)
 	}
 }
