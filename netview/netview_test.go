@@ -621,3 +621,75 @@ func TestSockDiag(t *testing.T) {
 		t.Errorf("AF_UNIX sockets %q, want none", got)
 	}
 }
+
+// TestRefusals: malformed or impossible requests get the errno Linux
+// gives them (the semantics package checks the same against the kernel).
+func TestRefusals(t *testing.T) {
+	_, v := newStack(t)
+	diag := netview.Socket{Protocol: unix.NETLINK_SOCK_DIAG, Port: 4242}
+	addr := raw(unix.IfAddrmsg{Family: unix.AF_INET, Prefixlen: 24, Index: 2})
+	for _, tc := range []struct {
+		name string
+		s    netview.Socket
+		req  []byte
+		want unix.Errno
+	}{
+		{"an address of 3 bytes", sock, request(unix.RTM_NEWADDR, unix.NLM_F_CREATE, addr,
+			netlink.Attribute{Type: unix.IFA_LOCAL, Data: []byte{10, 0, 9}}), unix.ERANGE},
+		{"an address of 5 bytes", sock, request(unix.RTM_NEWADDR, unix.NLM_F_CREATE, addr,
+			netlink.Attribute{Type: unix.IFA_LOCAL, Data: []byte{10, 0, 9, 9, 9}}), unix.EINVAL},
+		{"a prefix of 33 bits", sock, request(unix.RTM_NEWADDR, unix.NLM_F_CREATE, raw(unix.IfAddrmsg{Family: unix.AF_INET, Prefixlen: 33, Index: 2}),
+			netlink.Attribute{Type: unix.IFA_LOCAL, Data: []byte{10, 0, 9, 9}}), unix.EINVAL},
+		{"an address of no family", sock, request(unix.RTM_NEWADDR, unix.NLM_F_CREATE, raw(unix.IfAddrmsg{Family: 99, Index: 2})), unix.EOPNOTSUPP},
+		{"a route of no family", sock, request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE, raw(unix.RtMsg{Family: 99, Type: unix.RTN_UNICAST})), unix.EOPNOTSUPP},
+		{"a route in another table", sock, request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE, raw(unix.RtMsg{Family: unix.AF_INET, Table: 7, Type: unix.RTN_UNICAST})), unix.EOPNOTSUPP},
+		{"a gateway of 2 bytes", sock, request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE, raw(unix.RtMsg{Family: unix.AF_INET, Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNICAST}),
+			netlink.Attribute{Type: unix.RTA_GATEWAY, Data: []byte{10, 0}}), unix.ERANGE},
+		{"a neighbour address of 2 bytes", sock, request(unix.RTM_NEWNEIGH, unix.NLM_F_CREATE, raw(unix.NdMsg{Family: unix.AF_INET, Ifindex: 2}),
+			netlink.Attribute{Type: unix.NDA_DST, Data: []byte{10, 0}}), unix.EINVAL},
+		{"a header cut short", sock, request(unix.RTM_NEWADDR, unix.NLM_F_CREATE, []byte{2, 24}), unix.EINVAL},
+		{"sock_diag of family 200", diag, request(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP, append([]byte{200, unix.IPPROTO_TCP}, make([]byte, 54)...)), unix.EINVAL},
+		{"sock_diag cut short", diag, request(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP, []byte{unix.AF_INET, unix.IPPROTO_TCP}), unix.EINVAL},
+	} {
+		if en, _ := ackErrno(t, roundTrip(t, v, tc.s, tc.req)); en != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, en, tc.want)
+		}
+	}
+}
+
+// TestIPv6Routes: IPv6 routes carry their metric, ::1 is in the local
+// table only, and every interface that is up but the loopback has
+// ff00::/8, as on Linux.
+func TestIPv6Routes(t *testing.T) {
+	_, v := newStack(t)
+	var got []string
+	for _, m := range roundTrip(t, v, sock, request(unix.RTM_GETROUTE, unix.NLM_F_DUMP, raw(unix.RtMsg{Family: unix.AF_INET6}))) {
+		if m.Header.Type != unix.RTM_NEWROUTE {
+			continue
+		}
+		var rtm unix.RtMsg
+		binary.Decode(m.Data, binary.NativeEndian, &rtm)
+		at := attrsOf(t, m.Data[unix.SizeofRtMsg:])
+		dst := "default"
+		if b, ok := at[unix.RTA_DST]; ok {
+			a, _ := netip.AddrFromSlice(b)
+			dst = netip.PrefixFrom(a, int(rtm.Dst_len)).String()
+		}
+		metric, ok := at[unix.RTA_PRIORITY]
+		if !ok {
+			t.Errorf("the route to %s has no metric", dst)
+			continue
+		}
+		got = append(got, fmt.Sprint(rtm.Table, " ", rtm.Type, " ", dst, " oif ", binary.NativeEndian.Uint32(at[unix.RTA_OIF]),
+			" metric ", binary.NativeEndian.Uint32(metric)))
+	}
+	want := []string{
+		"254 1 fd09::/64 oif 2 metric 256",
+		"255 2 ::1/128 oif 1 metric 0",
+		"255 2 fd09::1/128 oif 2 metric 0",
+		"255 5 ff00::/8 oif 2 metric 256",
+	}
+	if !equal(got, want) {
+		t.Errorf("IPv6 routes %q, want %q", got, want)
+	}
+}
