@@ -27,6 +27,7 @@ import (
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 var ustackBin, ifacesBin string
@@ -332,10 +333,26 @@ func testSS(t *testing.T, d *daemon) {
 	testprog.Need(t, "ss")
 	testprog.Need(t, "python3")
 	startServer(t, d, 8080)
+	// The server holds four sockets (listener, client, accepted, UDP);
+	// the control API names a socket's process once the stack has
+	// recorded who holds it.
 	var reply api.SocketsReply
-	if err := d.ctl.Get(context.Background(), "/v1/sockets", &reply); err != nil {
-		t.Fatal(err)
-	}
+	testwait.ForNil(t, "the control API to name the server's process for its four sockets", func() error {
+		reply = api.SocketsReply{}
+		if err := d.ctl.Get(context.Background(), "/v1/sockets", &reply); err != nil {
+			return err
+		}
+		n := 0
+		for _, s := range reply.Sockets {
+			if s.Process != nil {
+				n++
+			}
+		}
+		if n < 4 {
+			return fmt.Errorf("%d sockets with a process", n)
+		}
+		return nil
+	})
 	var want []string
 	pids := map[int]bool{}
 	for _, s := range reply.Sockets {
