@@ -211,8 +211,7 @@ func (s *nlSock) addrs(step string, family uint8) {
 	}
 }
 
-// routes prints the routes of family; multicast routes (Linux's ff00::/8
-// for each IPv6 interface) are left out.
+// routes prints the routes of family, main and local tables.
 func (s *nlSock) routes(step string, family uint8) {
 	for _, m := range s.do(unix.RTM_GETROUTE, unix.NLM_F_DUMP, structBytes(unix.RtMsg{Family: family})) {
 		if m.Header.Type != unix.RTM_NEWROUTE {
@@ -294,8 +293,8 @@ func nlView() {
 	say("net.InterfaceAddrs", addrs, " ", errno(err))
 }
 
-// addrMsg is ip addr add/del's request for 10.0.2.99/24 on interface
-// index (with its broadcast, as brd + adds it).
+// addrMsg is ip addr add/del's request for ip/bits on interface index
+// (an IPv4 one with its broadcast, as brd + adds it).
 func addrMsg(index uint32, ip string, bits uint8) ([]byte, [][]byte) {
 	a := netip.MustParseAddr(ip)
 	family := uint8(unix.AF_INET6)
@@ -311,6 +310,7 @@ func addrMsg(index uint32, ip string, bits uint8) ([]byte, [][]byte) {
 	return structBytes(unix.IfAddrmsg{Family: family, Prefixlen: bits, Index: index}), attrs
 }
 
+// routeMsg is ip route add/del's request for dst via a gateway.
 func routeMsg(dst string, via string) ([]byte, [][]byte) {
 	p := netip.MustParsePrefix(dst)
 	family := uint8(unix.AF_INET6)
@@ -322,7 +322,7 @@ func routeMsg(dst string, via string) ([]byte, [][]byte) {
 	return structBytes(rtm), [][]byte{rtattr(unix.RTA_DST, p.Addr().AsSlice()), rtattr(unix.RTA_GATEWAY, netip.MustParseAddr(via).AsSlice())}
 }
 
-// linkFlags prints eth0's flags and MTU as RTM_GETLINK answers them.
+// linkState prints eth0's flags and MTU as RTM_GETLINK answers them.
 func (s *nlSock) linkState(step string) {
 	msgs := s.do(unix.RTM_GETLINK, 0, structBytes(unix.IfInfomsg{Index: 2}))
 	if msgs[0].Header.Type != unix.RTM_NEWLINK {
