@@ -16,7 +16,7 @@ func near(t *testing.T, what string, got, want, tol float64) {
 
 func TestRegistry(t *testing.T) {
 	names := Names()
-	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic"} {
+	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois"} {
 		if About(want) == "" {
 			t.Errorf("%s is not registered (have %v)", want, names)
 		}
@@ -222,4 +222,37 @@ func TestBIC(t *testing.T) {
 	if w.Ssthresh != 160 || b.wMax != 200 {
 		t.Errorf("loss at 200: ssthresh %d W_max %v, want 160 and 200", w.Ssthresh, b.wMax)
 	}
+}
+
+// TestVeno: Reno's growth and a 4/5 backoff below Beta queued packets,
+// half the growth and a halving at or above it.
+func TestVeno(t *testing.T) {
+	for _, tc := range []struct {
+		rtt      time.Duration
+		grow     float64
+		ssthresh int
+	}{{100 * time.Millisecond, 1, 80}, {200 * time.Millisecond, 0.5, 50}} {
+		v := &Veno{Beta: 3}
+		w := &Window{Cwnd: 100, Ssthresh: 10}
+		v.OnAck(w, Ack{Packets: 0, RTT: 100 * time.Millisecond})
+		v.OnAck(w, Ack{Packets: 100, RTT: tc.rtt})
+		near(t, "growth per window", v.win.cwnd-100, tc.grow, 1e-9)
+		w.Cwnd = 100
+		v.OnLoss(w)
+		if w.Ssthresh != tc.ssthresh {
+			t.Errorf("RTT %v (queued %.1f): ssthresh %d, want %d", tc.rtt, v.n, w.Ssthresh, tc.ssthresh)
+		}
+	}
+}
+
+// TestIllinois: alpha from AlphaMax at no queueing delay to AlphaMin at the
+// largest; beta from BetaMin to BetaMax, linear between d2 and d3.
+func TestIllinois(t *testing.T) {
+	il := &Illinois{AlphaMin: 0.3, AlphaMax: 10, BetaMin: 0.125, BetaMax: 0.5}
+	dm := 100 * time.Millisecond
+	near(t, "alpha(0)", il.Alpha(0, dm), 10, 1e-9)
+	near(t, "alpha(dm)", il.Alpha(dm, dm), 0.3, 1e-9)
+	near(t, "beta(5ms)", il.Beta(5*time.Millisecond, dm), 0.125, 1e-9)
+	near(t, "beta(90ms)", il.Beta(90*time.Millisecond, dm), 0.5, 1e-9)
+	near(t, "beta(45ms)", il.Beta(45*time.Millisecond, dm), 0.125+(0.5-0.125)*(45.0-10)/(80-10), 1e-9)
 }
