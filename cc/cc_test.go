@@ -16,7 +16,7 @@ func near(t *testing.T, what string, got, want, tol float64) {
 
 func TestRegistry(t *testing.T) {
 	names := Names()
-	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois"} {
+	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois", "compound", "lp"} {
 		if About(want) == "" {
 			t.Errorf("%s is not registered (have %v)", want, names)
 		}
@@ -255,4 +255,55 @@ func TestIllinois(t *testing.T) {
 	near(t, "beta(5ms)", il.Beta(5*time.Millisecond, dm), 0.125, 1e-9)
 	near(t, "beta(90ms)", il.Beta(90*time.Millisecond, dm), 0.5, 1e-9)
 	near(t, "beta(45ms)", il.Beta(45*time.Millisecond, dm), 0.125+(0.5-0.125)*(45.0-10)/(80-10), 1e-9)
+}
+
+// TestCompound: dwnd grows by Alpha*win^K - 1 per round below Gamma queued
+// packets and shrinks by Zeta*diff above; a loss leaves (1-Beta) of the
+// window.
+func TestCompound(t *testing.T) {
+	c := &Compound{Alpha: 1.0 / 8, K: 0.75, Beta: 0.5, Zeta: 1, Gamma: 30}
+	near(t, "step at 1000, no queue", c.DwndStep(1000, 0, 0), 1.0/8*math.Pow(1000, 0.75)-1, 1e-9)
+	near(t, "step at 1000, 40 queued", c.DwndStep(1000, 40, 100), -40, 1e-9)
+	near(t, "step at 1000, 40 queued, dwnd 10", c.DwndStep(1000, 40, 10), -10, 1e-9)
+	w := &Window{Cwnd: 1000, Ssthresh: 10, SRTT: 100 * time.Millisecond, Now: time.Second}
+	c.OnAck(w, Ack{Packets: 1, RTT: 100 * time.Millisecond})
+	near(t, "dwnd after a round without queueing", c.dwnd, 1.0/8*math.Pow(1000, 0.75)-1, 1e-9)
+	win := float64(w.Cwnd)
+	c.OnLoss(w)
+	if want := int(win / 2); w.Ssthresh != want {
+		t.Errorf("ssthresh after loss at %v: %d, want %d", win, w.Ssthresh, want)
+	}
+}
+
+// TestLP: an early indication above min + Delta*(max-min) halves the window
+// and starts the inference time; a second within it takes the window to
+// one packet; no growth inside it.
+func TestLP(t *testing.T) {
+	l := &LP{Delta: 0.15, Inference: 3, reno: *NewReno5681()}
+	ms := time.Millisecond
+	if l.Early(110*ms, 100*ms, 200*ms) || !l.Early(120*ms, 100*ms, 200*ms) {
+		t.Error("Early: want the threshold at 100ms + 0.15*(200ms-100ms) = 115ms")
+	}
+	w := &Window{Cwnd: 40, Ssthresh: 20, SRTT: 100 * ms, Now: time.Second}
+	l.OnAck(w, Ack{Packets: 1, RTT: 100 * ms})
+	l.OnAck(w, Ack{Packets: 1, RTT: 1000 * ms}) // the largest RTT; not yet an indication (smoothed 212.5ms < 235ms)
+	w.Cwnd = 40
+	l.reno.win = window{}
+	l.smooth = 500 * ms
+	w.Now += ms
+	l.OnAck(w, Ack{Packets: 1, RTT: 500 * ms})
+	if w.Cwnd != 20 {
+		t.Fatalf("first early indication at 40: cwnd %d, want 20", w.Cwnd)
+	}
+	w.Now += ms
+	l.OnAck(w, Ack{Packets: 1, RTT: 100 * ms}) // inside the inference time, no indication: no growth
+	if w.Cwnd != 20 {
+		t.Errorf("inside the inference time: cwnd %d, want 20 (no growth)", w.Cwnd)
+	}
+	l.smooth = 900 * ms
+	w.Now += ms
+	l.OnAck(w, Ack{Packets: 1, RTT: 900 * ms})
+	if w.Cwnd != 1 {
+		t.Errorf("second indication inside the inference time: cwnd %d, want 1", w.Cwnd)
+	}
 }
