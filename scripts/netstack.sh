@@ -40,6 +40,12 @@ die() {
 	exit 1
 }
 
+# badusage reports a usage error (exit status 2).
+badusage() {
+	echo "netstack.sh: $*" >&2
+	exit 2
+}
+
 ingit() { git -C "$copy" -c user.name=ustack -c user.email=ustack@localhost -c commit.gpgsign=false "$@"; }
 
 # pinned prints the version go.mod requires.
@@ -224,7 +230,7 @@ hash)
 	;;
 save)
 	name=${2:-}
-	[[ $name =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "save NAME: NAME is lower-case letters, digits and '-' (got '${name}')"
+	[[ $name =~ ^[a-z0-9][a-z0-9-]*$ ]] || badusage "save NAME: NAME is lower-case letters, digits and '-' (got '${name}')"
 	dirty || die "save: $copy has no change to keep"
 	ingit add -A -- pkg
 	last=0000
@@ -253,7 +259,7 @@ reset)
 	;;
 update)
 	v=${2:-}
-	[[ $v =~ ^v ]] || die "update VERSION: VERSION is a module version such as v0.0.0-20260701204157-69c2d17aea96 (got '${v}')"
+	[[ $v =~ ^v ]] || badusage "update VERSION: VERSION is a module version such as v0.0.0-20260701204157-69c2d17aea96 (got '${v}')"
 	if dirty; then die "update: $copy has a change of its own: save or reset it first"; fi
 	go mod edit -require="$module@$v"
 	rm -f "$stampfile"
