@@ -124,6 +124,10 @@ build() {
 	v=$(pinned)
 	[[ -n $v ]] || die "go.mod does not require $module"
 	dir=$(download "$v")
+	# Made beside the old copy and swapped in at the end, so that a build
+	# running meanwhile sees one or the other, not half of each.
+	local final=$copy
+	copy=$final.new
 	if [[ -d $copy ]]; then
 		chmod -R u+w "$copy"
 		rm -rf "$copy"
@@ -147,6 +151,15 @@ build() {
 	done
 	stamp
 	chmod -R a-w "$copy/pkg"
+	copy=$final
+	if [[ -d $copy ]]; then
+		mv "$copy" "$copy.old"
+	fi
+	mv "$copy.new" "$copy"
+	if [[ -d $copy.old ]]; then
+		chmod -R u+w "$copy.old"
+		rm -rf "$copy.old"
+	fi
 	if ((${#failed[@]} > 0)); then
 		echo "netstack.sh: these patches no longer apply to $module@$v:" >&2
 		printf '  %s\n' "${failed[@]}" >&2
