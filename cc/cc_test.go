@@ -16,7 +16,7 @@ func near(t *testing.T, what string, got, want, tol float64) {
 
 func TestRegistry(t *testing.T) {
 	names := Names()
-	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois", "compound", "lp"} {
+	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois", "compound", "lp", "bbr"} {
 		if About(want) == "" {
 			t.Errorf("%s is not registered (have %v)", want, names)
 		}
@@ -306,4 +306,37 @@ func TestLP(t *testing.T) {
 	if w.Cwnd != 1 {
 		t.Errorf("second indication inside the inference time: cwnd %d, want 1", w.Cwnd)
 	}
+}
+
+// TestBBR: the window is cwnd_gain * BtlBw * RTprop, BtlBw the largest
+// delivery rate of the last rounds; startup ends after three rounds without
+// 25 % more bandwidth, and drain ends at one BDP in flight.
+func TestBBR(t *testing.T) {
+	b := NewBBR()
+	const mss = 1000
+	rtt := 100 * time.Millisecond
+	w := &Window{Cwnd: 10, Ssthresh: 1 << 30, MSS: mss, SRTT: rtt, Inflight: 300}
+	// 1 MB/s at 100 ms: a BDP of 100 packets.
+	for i := 0; i < 6; i++ {
+		w.Now += rtt
+		b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	}
+	near(t, "BtlBw", b.BtlBw(), 1e6, 0)
+	near(t, "BDP in packets", b.Target(1, mss), 100, 1e-9)
+	if b.state != "drain" {
+		t.Fatalf("after rounds of steady bandwidth: state %s, want drain", b.state)
+	}
+	w.Inflight = 100
+	w.Now += rtt
+	b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	if b.state != "probe_bw" {
+		t.Fatalf("at one BDP in flight: state %s, want probe_bw", b.state)
+	}
+	w.Cwnd = 500
+	b.win = window{}
+	b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	if w.Cwnd != 200 {
+		t.Errorf("probe_bw window: %d, want cwnd_gain 2 * BDP 100 = 200", w.Cwnd)
+	}
+	near(t, "pacing rate", w.PacingRate, b.pacingGain*1e6, 1e-6)
 }
