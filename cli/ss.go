@@ -84,7 +84,7 @@ func stackNamed(ctx context.Context, cmd, name string) (*control.Client, error) 
 	case 0:
 		return nil, fmt.Errorf("%s: no stack is running (start one with: ustack daemon --name NAME, or ustack run PROG)", cmd)
 	case 1:
-		return control.DialPath(stacks[0].Name, stacks[0].Socket), nil
+		return control.Dial(stacks[0].Name), nil // where List found it
 	}
 	var names []string
 	for _, st := range stacks {
