@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/vswitch"
 )
 
@@ -169,9 +171,7 @@ func sendThrough(t *testing.T, sock, target string, size int64) (sent [32]byte, 
 // switch killed with SIGKILL leaves a name the next switch takes over and
 // gives up without a file left behind.
 func TestSwitch(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed (scripts/test.sh installs it)")
-	}
+	testprog.Need(t, "python3")
 	runtimeDir := t.TempDir()
 	env := []string{"XDG_RUNTIME_DIR=" + runtimeDir}
 	sw, sock := startSwitch(t, env, "lan")
@@ -230,18 +230,13 @@ func TestSwitch(t *testing.T) {
 
 	// kill -9 of c: its port goes, with its address.
 	daemons["c"].cmd.Process.Signal(syscall.SIGKILL)
-	<-daemons["c"].done
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err := <-daemons["c"].done
+	daemons["c"].done <- err // for startDaemon's cleanup
+	testwait.For(t, "c's port to go after c was killed", func() bool {
 		st = switchStatus(t, env, "lan")
-		if _, ok := portNamed(st, "c"); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("c's port still there 10s after c was killed: %+v", st)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the status for the port's removal
-	}
+		_, ok := portNamed(st, "c")
+		return !ok
+	})
 	if len(st.Ports) != 2 || st.Learned != 2 {
 		t.Errorf("after c was killed: %+v", st)
 	}

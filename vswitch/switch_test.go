@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/vswitch"
 )
 
@@ -141,20 +142,15 @@ func portOf(st *vswitch.Status, num int) *vswitch.PortStatus {
 	return nil
 }
 
-// waitFor polls the switch's status until ok holds, for up to 10 s.
+// waitFor polls the switch's status until ok holds.
 func waitFor(t *testing.T, name, what string, ok func(*vswitch.Status) bool) *vswitch.Status {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := status(t, name)
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s; status %+v", what, st)
-		}
-		time.Sleep(5 * time.Millisecond) // polling the status, the event itself
-	}
+	var st *vswitch.Status
+	testwait.For(t, what, func() bool {
+		st = status(t, name)
+		return ok(st)
+	})
+	return st
 }
 
 const (
