@@ -517,7 +517,7 @@ func attackChild(args []string) error {
 		logf := func(f string, a ...any) {
 			fmt.Printf("log: "+f+"\n", a...)
 			if st := s.Load(); st != nil {
-				fmt.Println("attachment", st.Attachment())
+				fmt.Println("attachment", st.Attachment(), "(down: "+st.LinkDown()+")")
 			}
 		}
 		st, err := hostStackLogging(arg(1), arg(2), arg(3), logf)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/portd/server"
 )
 
@@ -58,13 +60,11 @@ type testNet struct {
 // read, with a copy of the test binary in it.
 func setup(t testing.TB) *testNet {
 	t.Helper()
+	testbin.EndToEnd(t)
 	if os.Geteuid() != 0 {
 		t.Skip("portd tests need root (they run portd, and clients as other users)")
 	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("portd tests need ip from iproute2: ", err)
-	}
+	ipPath := testprog.Need(t, "ip")
 	if _, err := hostports.TableExists("ustack_0"); err != nil {
 		t.Skip("portd tests need nftables in the kernel: ", err)
 	}
