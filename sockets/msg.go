@@ -55,9 +55,15 @@ func readMsghdr(c *intercept.Call, ptr uint64) (msghdr, error) {
 	if iovLen > maxIov {
 		return msghdr{}, unix.EMSGSIZE
 	}
+	// As the kernel copies a msghdr in: no name, no length; a negative
+	// length is refused and one above sockaddr_storage cut down to it.
+	if h.name == 0 {
+		h.namelen = 0
+	}
 	if int32(h.namelen) < 0 {
 		return msghdr{}, unix.EINVAL
 	}
+	h.namelen = min(h.namelen, sizeofSockaddrStor)
 	raw := make([]byte, sizeofIovec*int(iovLen))
 	if err := c.ReadMem(iovPtr, raw); err != nil {
 		return msghdr{}, err
@@ -67,7 +73,7 @@ func readMsghdr(c *intercept.Call, ptr uint64) (msghdr, error) {
 		if n < 0 {
 			return msghdr{}, unix.EINVAL
 		}
-		h.iov = append(h.iov, iovec{base: base, length: int(min(n, maxDatagram+1))})
+		h.iov = append(h.iov, iovec{base: base, length: int(n)})
 		h.total = min(h.total+int(min(n, maxDatagram+1)), maxDatagram+1)
 	}
 	return h, nil
@@ -236,9 +242,15 @@ func packControl(msgs [][]byte, room uint64) (out []byte, truncated bool) {
 	return out, false
 }
 
-// sendmsg answers sendmsg(fd, msg, flags). Control messages are ignored.
+// sendmsg answers sendmsg(fd, msg, flags), with the control messages
+// parseSendControl knows.
 func (s *socket) sendmsg(c *intercept.Call) {
 	h, err := readMsghdr(c, c.Arg(1))
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	control, err := readSendControl(c, h)
 	if err != nil {
 		answerErr(c, err)
 		return
@@ -248,13 +260,23 @@ func (s *socket) sendmsg(c *intercept.Call) {
 		answerErr(c, err)
 		return
 	}
+	flags := int(int32(c.Arg(2)))
+	if flags&unix.MSG_OOB != 0 {
+		c.Fail(unix.EOPNOTSUPP) // no out-of-band data on datagram sockets
+		return
+	}
 	to, en := s.destination(c, h.name, int(h.namelen))
 	if en != 0 {
 		c.Fail(en)
 		return
 	}
-	s.sendThen(c, int(int32(c.Arg(2))), func(c *intercept.Call, nonblock bool) (int64, unix.Errno) {
-		n, en := s.send(c, payload, to, nonblock)
+	cm, en := parseSendControl(control, s.domain)
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
+	s.sendThen(c, flags, func(c *intercept.Call, nonblock bool) (int64, unix.Errno) {
+		n, en := s.send(c, payload, to, cm, nonblock)
 		return int64(n), en
 	})
 }
@@ -289,6 +311,10 @@ func (s *socket) recvmsg(c *intercept.Call) {
 // goroutine of its own and may wait.
 func (s *socket) sendmmsg(c *intercept.Call) {
 	vec, vlen, flags := c.Arg(1), min(int(uint32(c.Arg(2))), maxIov), int(int32(c.Arg(3)))
+	if flags&unix.MSG_OOB != 0 {
+		c.Fail(unix.EOPNOTSUPP)
+		return
+	}
 	nonblock := flags&unix.MSG_DONTWAIT != 0
 	if !nonblock {
 		fl, err := fdFlags(c)
@@ -331,6 +357,10 @@ func (s *socket) sendOne(c *intercept.Call, ptr uint64, nonblock bool) unix.Errn
 	if err != nil {
 		return fail(err)
 	}
+	control, err := readSendControl(c, h)
+	if err != nil {
+		return fail(err)
+	}
 	payload, err := h.gather(c)
 	if err != nil {
 		return fail(err)
@@ -339,7 +369,11 @@ func (s *socket) sendOne(c *intercept.Call, ptr uint64, nonblock bool) unix.Errn
 	if en != 0 {
 		return en
 	}
-	n, en := s.send(c, payload, to, nonblock)
+	cm, en := parseSendControl(control, s.domain)
+	if en != 0 {
+		return en
+	}
+	n, en := s.send(c, payload, to, cm, nonblock)
 	if en != 0 {
 		return en
 	}

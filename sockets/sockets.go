@@ -144,6 +144,12 @@ func (m *Manager) Handle(c *intercept.Call) {
 		s.setsockopt(c)
 	case unix.SYS_GETSOCKOPT:
 		s.getsockopt(c)
+	case unix.SYS_SHUTDOWN:
+		s.shutdown(c)
+	case unix.SYS_SENDTO:
+		s.streamSendto(c)
+	case unix.SYS_SENDMSG:
+		s.streamSendmsg(c)
 	default:
 		c.Continue()
 	}
@@ -241,7 +247,7 @@ func (m *Manager) reapClosed(which func(*socket) bool) {
 	}
 	m.mu.Unlock()
 	for _, s := range idle {
-		if s.unwatched() && s.programClosed() {
+		if s.unwatched() && s.inCall.Load() == 0 && s.programClosed() {
 			s.close()
 		}
 	}

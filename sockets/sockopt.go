@@ -2,7 +2,9 @@ package sockets
 
 import (
 	"bytes"
+	"encoding/binary"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
@@ -148,6 +150,14 @@ func (s *socket) setIntOption(level, name, v int) unix.Errno {
 			return unix.ENOPROTOOPT // as Linux says for TCP options on UDP
 		}
 		return s.setTCPOption(name, v)
+	case unix.SOL_UDP:
+		// UDP_CORK off is what every socket has; corking (joining sends
+		// into one datagram) is not served, and is refused rather than
+		// ignored.
+		if s.proto == udp.ProtocolNumber && name == unix.UDP_CORK && v == 0 {
+			return 0
+		}
+		return unix.ENOPROTOOPT
 	case unix.IPPROTO_IP:
 		return s.setIPOption(name, v)
 	case unix.IPPROTO_IPV6:
@@ -333,10 +343,21 @@ func (s *socket) getsockopt(c *intercept.Call) {
 	c.Return(0)
 }
 
+// foreignLevel is getsockopt's error for a level the socket does not
+// have (another protocol's, IPv6's on an IPv4 socket, an unknown one):
+// Linux's IPv4 getsockopt says EOPNOTSUPP, IPv6's ENOPROTOOPT. Every
+// setsockopt says ENOPROTOOPT.
+func (s *socket) foreignLevel() unix.Errno {
+	if s.domain == unix.AF_INET {
+		return unix.EOPNOTSUPP
+	}
+	return unix.ENOPROTOOPT
+}
+
 // intOption reads an integer option; s.mu is held.
 func (s *socket) intOption(level, name int) (int, unix.Errno) {
 	if level == unix.IPPROTO_IPV6 && s.domain != unix.AF_INET6 {
-		return 0, unix.ENOPROTOOPT
+		return 0, s.foreignLevel()
 	}
 	if inertOptions[[2]int{level, name}] {
 		return s.inert[[2]int{level, name}], 0
@@ -346,20 +367,23 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 		return s.socketOption(name)
 	case unix.IPPROTO_TCP:
 		if s.dg != nil {
-			// Linux's IPv4 getsockopt says EOPNOTSUPP here, IPv6's and
-			// every setsockopt ENOPROTOOPT.
-			if s.domain == unix.AF_INET {
-				return 0, unix.EOPNOTSUPP
-			}
-			return 0, unix.ENOPROTOOPT
+			return 0, s.foreignLevel()
 		}
 		return s.tcpOption(name)
+	case unix.SOL_UDP:
+		if s.proto != udp.ProtocolNumber {
+			return 0, s.foreignLevel()
+		}
+		if name == unix.UDP_CORK {
+			return 0, 0 // never corked: see setIntOption
+		}
+		return 0, unix.ENOPROTOOPT
 	case unix.IPPROTO_IP:
 		return s.ipOption(name)
 	case unix.IPPROTO_IPV6:
 		return s.ipv6Option(name)
 	}
-	return 0, unix.ENOPROTOOPT
+	return 0, s.foreignLevel()
 }
 
 // socketOption reads a SOL_SOCKET option; s.mu is held. SO_ERROR is
@@ -599,7 +623,12 @@ func (s *socket) tcpInfo() []byte {
 	}
 	var written uint64
 	written, info.BytesReceived = s.byteCounts(s.ep)
+	var sndWnd, rcvWnd uint32
 	if cb := s.controlBlock(); cb != nil {
+		// The windows of Linux 5.5: the peer's last advertised one, and
+		// ours (from RCV.NXT to the edge last announced).
+		sndWnd = uint32(cb.Sender.SndWnd)
+		rcvWnd = uint32(cb.Receiver.RcvNxt.Size(cb.Receiver.RcvAcc))
 		// What ss -i shows for the connection, from the same sample.
 		snd := &cb.Sender
 		info.Unacked = uint32(max(snd.Outstanding, 0))
@@ -617,7 +646,13 @@ func (s *socket) tcpInfo() []byte {
 			info.Options |= tcpiOptWSCALE
 		}
 	}
-	out := make([]byte, info.SizeBytes())
+	// netstack's struct stops at tcpi_reord_seen; the kernel's (x/sys
+	// has it from the kernel's headers) goes on, and its size is what
+	// programs compare with. Fields netstack cannot know stay zero.
+	var whole unix.TCPInfo
+	out := make([]byte, unsafe.Sizeof(whole))
 	info.MarshalBytes(out)
+	binary.NativeEndian.PutUint32(out[unsafe.Offsetof(whole.Snd_wnd):], sndWnd)
+	binary.NativeEndian.PutUint32(out[unsafe.Offsetof(whole.Rcv_wnd):], rcvWnd)
 	return out
 }
