@@ -25,7 +25,7 @@ packages=(
 	# Programs run under 'ustack run' by ./programs (nc.openbsd is
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server
-	redis-tools nginx iperf3 openssh-client openssh-server
+	redis-tools nginx iperf3 openssh-client openssh-server sockperf
 )
 
 installed() {
