@@ -384,3 +384,37 @@ func inSyscall(pid, nr int) error {
 	}
 	return fmt.Errorf("the threads of %d are in %v, none in system call %d", pid, in, nr)
 }
+
+// TestClosedListenersLeaveNothing: a program closes listeners while
+// connections to them wait to be accepted, many times; once it has exited
+// the daemon's goroutines (one accept loop per listener), fds, endpoints
+// and sockets are back to what they were.
+func TestClosedListenersLeaveNothing(t *testing.T) {
+	d := startDaemon(t, "listeners")
+	runProg := func(n int) {
+		t.Helper()
+		cmd := exec.Command(ustackBin, "run", "--stack", d.name, "--", netprogBin, "pending-listeners", strconv.Itoa(n))
+		cmd.Env = append(cleanEnv(), d.env)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), fmt.Sprint("closed ", n)) {
+			t.Fatalf("netprog pending-listeners %d: %v\n%s", n, err, out)
+		}
+	}
+	// The first program starts the daemon's warden, which stays.
+	runProg(1)
+	base := d.settle(t, d.counts(t))
+	runProg(200)
+	after := d.settle(t, base)
+	t.Logf("200 listeners closed with connections pending; before %+v, after %+v", base, after)
+	// And programs killed holding such a listener.
+	for i := 0; i < 50; i++ {
+		cmd, pid, err := d.startAttached("pending")
+		if err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
+	after = d.settle(t, base)
+	t.Logf("50 programs killed with connections pending; after %+v", after)
+}
