@@ -28,12 +28,13 @@ import (
 
 type daemon struct {
 	name, env string
+	pid       int
 	client    *http.Client
 }
 
 // startDaemon runs 'ustack daemon --name NAME' in a runtime directory of
 // the test's own.
-func startDaemon(t *testing.T, name string) *daemon {
+func startDaemon(t testing.TB, name string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(ustackBin, "daemon", "--name", name)
@@ -69,7 +70,7 @@ func startDaemon(t *testing.T, name string) *daemon {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("daemon not ready after 20 s: %s", stderr.String())
 	}
-	return &daemon{name: name, env: "XDG_RUNTIME_DIR=" + dir, client: &http.Client{Transport: &http.Transport{
+	return &daemon{name: name, env: "XDG_RUNTIME_DIR=" + dir, pid: cmd.Process.Pid, client: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
@@ -85,7 +86,7 @@ type counts struct {
 	HeapBytes  uint64 `json:"heap_bytes"`
 }
 
-func (d *daemon) counts(t *testing.T) counts {
+func (d *daemon) counts(t testing.TB) counts {
 	t.Helper()
 	resp, err := d.client.Get("http://daemon/v1/runtime?gc=1")
 	if err != nil {
@@ -100,7 +101,7 @@ func (d *daemon) counts(t *testing.T) counts {
 }
 
 // settle waits until the daemon holds no more than base (heap aside).
-func (d *daemon) settle(t *testing.T, base counts) counts {
+func (d *daemon) settle(t testing.TB, base counts) counts {
 	t.Helper()
 	var c counts
 	testwait.ForNil(t, "the daemon to hold no more than before", func() error {
