@@ -102,6 +102,7 @@ if [[ $fuzztime != 0 ]]; then
 		"./serve FuzzControlRequest"
 		"./control/api FuzzPingQuery"
 		"./nat FuzzParseEchoRequest"
+		"./sockets FuzzCallArguments"
 	)
 	for t in "${fuzz_targets[@]}"; do
 		read -r pkg name <<<"$t"

@@ -48,35 +48,56 @@ func readMsghdr(c *intercept.Call, ptr uint64) (msghdr, error) {
 	if err := c.ReadMem(ptr, b[:]); err != nil {
 		return msghdr{}, err
 	}
-	le := binary.NativeEndian
-	h := msghdr{name: le.Uint64(b[0:]), namelen: le.Uint32(b[offMsgNamelen:]),
-		control: le.Uint64(b[offMsgControl:]), controllen: le.Uint64(b[offMsgControlen:])}
-	iovPtr, iovLen := le.Uint64(b[16:]), le.Uint64(b[24:])
-	if iovLen > maxIov {
-		return msghdr{}, unix.EMSGSIZE
+	h, iovPtr, iovLen, en := decodeMsghdr(b)
+	if en != 0 {
+		return msghdr{}, en
 	}
-	// As the kernel copies a msghdr in: no name, no length; a negative
-	// length is refused and one above sockaddr_storage cut down to it.
+	raw := make([]byte, sizeofIovec*iovLen)
+	if err := c.ReadMem(iovPtr, raw); err != nil {
+		return msghdr{}, err
+	}
+	if en := h.decodeIovecs(raw); en != 0 {
+		return msghdr{}, en
+	}
+	return h, nil
+}
+
+// decodeMsghdr decodes a struct msghdr as the kernel copies one in (no
+// name, no length; a negative length is refused and one above
+// sockaddr_storage cut down to it) and says where its iovecs are and how
+// many (EMSGSIZE above UIO_MAXIOV).
+func decodeMsghdr(b [sizeofMsghdr]byte) (h msghdr, iovPtr uint64, iovLen int, en unix.Errno) {
+	le := binary.NativeEndian
+	h = msghdr{name: le.Uint64(b[0:]), namelen: le.Uint32(b[offMsgNamelen:]),
+		control: le.Uint64(b[offMsgControl:]), controllen: le.Uint64(b[offMsgControlen:])}
+	iovPtr, n := le.Uint64(b[16:]), le.Uint64(b[24:])
+	if n > maxIov {
+		return msghdr{}, 0, 0, unix.EMSGSIZE
+	}
 	if h.name == 0 {
 		h.namelen = 0
 	}
 	if int32(h.namelen) < 0 {
-		return msghdr{}, unix.EINVAL
+		return msghdr{}, 0, 0, unix.EINVAL
 	}
 	h.namelen = min(h.namelen, sizeofSockaddrStor)
-	raw := make([]byte, sizeofIovec*int(iovLen))
-	if err := c.ReadMem(iovPtr, raw); err != nil {
-		return msghdr{}, err
-	}
-	for i := 0; i < int(iovLen); i++ {
-		base, n := le.Uint64(raw[i*sizeofIovec:]), int64(le.Uint64(raw[i*sizeofIovec+8:]))
+	return h, iovPtr, int(n), 0
+}
+
+// decodeIovecs fills in h's iovecs from raw, an array of struct iovec
+// (EINVAL for a negative length), and the bytes they hold, capped at one
+// more than the largest datagram.
+func (h *msghdr) decodeIovecs(raw []byte) unix.Errno {
+	le := binary.NativeEndian
+	for i := 0; i+sizeofIovec <= len(raw); i += sizeofIovec {
+		base, n := le.Uint64(raw[i:]), int64(le.Uint64(raw[i+8:]))
 		if n < 0 {
-			return msghdr{}, unix.EINVAL
+			return unix.EINVAL
 		}
 		h.iov = append(h.iov, iovec{base: base, length: int(n)})
 		h.total = min(h.total+int(min(n, maxDatagram+1)), maxDatagram+1)
 	}
-	return h, nil
+	return 0
 }
 
 // gather reads the bytes the iovecs point at: one datagram.

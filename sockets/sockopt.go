@@ -71,10 +71,7 @@ func (s *socket) setsockopt(c *intercept.Call) {
 			return
 		}
 		s.mu.Lock()
-		s.ep.SocketOptions().SetLinger(tcpip.LingerOption{
-			Enabled: nativeUint32(b[:4]) != 0,
-			Timeout: time.Duration(int32(nativeUint32(b[4:]))) * time.Second,
-		})
+		s.ep.SocketOptions().SetLinger(decodeLinger(b))
 		s.mu.Unlock()
 		c.Return(0)
 		return
@@ -94,6 +91,14 @@ func (s *socket) setsockopt(c *intercept.Call) {
 	c.Return(0)
 }
 
+// decodeLinger decodes struct linger: l_onoff, l_linger in seconds.
+func decodeLinger(b [8]byte) tcpip.LingerOption {
+	return tcpip.LingerOption{
+		Enabled: nativeUint32(b[:4]) != 0,
+		Timeout: time.Duration(int32(nativeUint32(b[4:]))) * time.Second,
+	}
+}
+
 func readInt(c *intercept.Call, ptr uint64, length int) (int, error) {
 	if length < 4 {
 		return 0, unix.EINVAL
@@ -102,8 +107,11 @@ func readInt(c *intercept.Call, ptr uint64, length int) (int, error) {
 	if err := c.ReadMem(ptr, b[:]); err != nil {
 		return 0, err
 	}
-	return int(int32(nativeUint32(b[:]))), nil
+	return decodeInt(b), nil
 }
+
+// decodeInt decodes an int option value.
+func decodeInt(b [4]byte) int { return int(int32(nativeUint32(b[:]))) }
 
 // inertOptions are accepted and remembered (getsockopt reads them back).
 // On datagram sockets, those asking for the packet info, TTL or hop limit
@@ -540,10 +548,7 @@ func (s *socket) setCongestion(c *intercept.Call, ptr uint64, length int) {
 		answerErr(c, err)
 		return
 	}
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	opt := tcpip.CongestionControlOption(b)
+	opt := congestionName(b)
 	s.mu.Lock()
 	terr := s.ep.SetSockOpt(&opt)
 	s.mu.Unlock()
@@ -556,6 +561,15 @@ func (s *socket) setCongestion(c *intercept.Call, ptr uint64, length int) {
 		return
 	}
 	c.Return(0)
+}
+
+// congestionName is the name TCP_CONGESTION's value gives: up to its
+// first NUL.
+func congestionName(b []byte) tcpip.CongestionControlOption {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return tcpip.CongestionControlOption(b)
 }
 
 // tcpi_options bits (linux/tcp.h).
