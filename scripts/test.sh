@@ -92,9 +92,9 @@ echo "test.sh: go test -race ./..."
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
 # Fuzz targets of what ustack reads from others (frames at portd, control
-# API requests, ping queries, ICMP echo requests at the gateway), each for a
-# while under the race detector, from the corpus in its testdata and the
-# seeds in its test. FUZZTIME=0 skips them.
+# API requests, ping queries, ICMP echo requests at the gateway, intercepted
+# calls' arguments), each for a while under the race detector, from the
+# corpus in its testdata and the seeds in its test. FUZZTIME=0 skips them.
 fuzztime=${FUZZTIME:-20s}
 if [[ $fuzztime != 0 ]]; then
 	fuzz_targets=(

@@ -36,7 +36,14 @@ type daemon struct {
 // the test's own.
 func startDaemon(t testing.TB, name string) *daemon {
 	t.Helper()
-	dir := t.TempDir()
+	d, _ := startDaemonIn(t, t.TempDir(), name)
+	return d
+}
+
+// startDaemonIn is startDaemon with the runtime directory given; it also
+// returns the daemon's command (the test's cleanup stops it).
+func startDaemonIn(t testing.TB, dir, name string) (*daemon, *exec.Cmd) {
+	t.Helper()
 	cmd := exec.Command(ustackBin, "daemon", "--name", name)
 	cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+dir)
 	out, err := cmd.StdoutPipe()
@@ -74,7 +81,7 @@ func startDaemon(t testing.TB, name string) *daemon {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
-	}}}
+	}}}, cmd
 }
 
 type counts struct {
