@@ -46,10 +46,12 @@ func TestKillNineCycles(t *testing.T) {
 	env := append(cleanEnv(), "XDG_RUNTIME_DIR="+dir)
 
 	var mu sync.Mutex
-	var pids []int // every process started, to find survivors
+	// Every process started, to find survivors: by pid and start time,
+	// since pids are reused by the machine's other processes.
+	var procs []process
 	started := func(pid int) {
 		mu.Lock()
-		pids = append(pids, pid)
+		procs = append(procs, process{pid, startTime(pid)})
 		mu.Unlock()
 	}
 	// streamProg starts netprog stream under 'ustack run' with flags and
@@ -159,9 +161,9 @@ func TestKillNineCycles(t *testing.T) {
 	after := live.settle(t, base)
 	testwait.ForNil(t, "every process started to be gone", func() error {
 		var alive []int
-		for _, pid := range pids {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil && !isZombie(pid) {
-				alive = append(alive, pid)
+		for _, p := range procs {
+			if p.start != "" && startTime(p.pid) == p.start && !isZombie(p.pid) {
+				alive = append(alive, p.pid)
 			}
 		}
 		if len(alive) > 0 {
@@ -212,6 +214,30 @@ func countFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(fds) - 1 // the directory being read
+}
+
+type process struct {
+	pid   int
+	start string // startTime when it was started
+}
+
+// startTime is the start time of process pid (field 22 of its stat), ""
+// if there is none.
+func startTime(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:]) // from field 3 (state) on
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
 }
 
 // isZombie reports whether pid has exited and waits to be reaped (by a
