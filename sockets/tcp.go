@@ -68,6 +68,10 @@ type socket struct {
 	// answers the next connect() with 0 once, then EISCONN.
 	unreported bool
 	connDone   chan struct{} // closed when the connect under way ends
+	// established is set when a connect succeeds: a blocking connect
+	// answers 0 even if the connection has ended and the socket been
+	// released (the program closed it) by the time the call looks.
+	established bool
 
 	// Listening sockets: connections taken from netstack's accept queue
 	// that the program has not accepted yet; one token byte per connection
@@ -526,6 +530,10 @@ func (s *socket) waitConnect(c *intercept.Call, done <-chan struct{}) {
 		}
 		c.Fail(en)
 	default:
+		if s.established {
+			c.Return(0)
+			return
+		}
 		c.Fail(unix.EBADF) // closed under us
 	}
 }
@@ -579,6 +587,7 @@ func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Que
 	}
 	if connected {
 		s.state = stateConnected
+		s.established = true
 	} else {
 		s.state = stateFailed
 		s.soError = unix.ECONNREFUSED
