@@ -26,6 +26,8 @@ packages=(
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server
 	redis-tools nginx iperf3 openssh-client openssh-server sockperf
+	# Programs that read the network's view under 'ustack run' (netview).
+	hostname default-jdk-headless default-jre-headless
 )
 
 installed() {
@@ -92,9 +94,10 @@ echo "test.sh: go test -race ./..."
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
 # Fuzz targets of what ustack reads from others (frames at portd, control
-# API requests, ping queries, ICMP echo requests at the gateway, intercepted
-# calls' arguments), each for a while under the race detector, from the
-# corpus in its testdata and the seeds in its test. FUZZTIME=0 skips them.
+# API requests, ping queries, ICMP echo requests at the gateway, programs'
+# netlink requests, intercepted calls' arguments), each for a while under
+# the race detector, from the corpus in its testdata and the seeds in its
+# test. FUZZTIME=0 skips them.
 fuzztime=${FUZZTIME:-20s}
 if [[ $fuzztime != 0 ]]; then
 	fuzz_targets=(
@@ -102,6 +105,7 @@ if [[ $fuzztime != 0 ]]; then
 		"./serve FuzzControlRequest"
 		"./control/api FuzzPingQuery"
 		"./nat FuzzParseEchoRequest"
+		"./netview FuzzHandle"
 		"./sockets FuzzCallArguments"
 	)
 	for t in "${fuzz_targets[@]}"; do
