@@ -27,7 +27,7 @@ packages=(
 	# Programs run under 'ustack run' by ./programs (nc.openbsd is
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server
-	redis-tools nginx iperf3 openssh-client openssh-server
+	redis-tools nginx iperf3 openssh-client openssh-server sockperf
 	# Programs that read the network's view under 'ustack run' (netview).
 	hostname default-jdk-headless default-jre-headless
 )
@@ -102,8 +102,9 @@ go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
 # Fuzz targets of what ustack reads from others (frames at portd, control
 # API requests, ping queries, ICMP echo requests at the gateway, programs'
-# netlink requests), each for a while under the race detector, from the
-# corpus in its testdata and the seeds in its test. FUZZTIME=0 skips them.
+# netlink requests, intercepted calls' arguments), each for a while under
+# the race detector, from the corpus in its testdata and the seeds in its
+# test. FUZZTIME=0 skips them.
 fuzztime=${FUZZTIME:-20s}
 if [[ $fuzztime != 0 ]]; then
 	fuzz_targets=(
@@ -112,6 +113,7 @@ if [[ $fuzztime != 0 ]]; then
 		"./control/api FuzzPingQuery"
 		"./nat FuzzParseEchoRequest"
 		"./netview FuzzHandle"
+		"./sockets FuzzCallArguments"
 	)
 	for t in "${fuzz_targets[@]}"; do
 		read -r pkg name <<<"$t"

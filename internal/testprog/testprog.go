@@ -69,6 +69,7 @@ var programs = map[string]program{
 	"redis-benchmark": {pkgs: []string{"redis-tools"}},
 	"nginx":           {pkgs: []string{"nginx"}},
 	"iperf3":          {pkgs: []string{"iperf3"}},
+	"sockperf":        {pkgs: []string{"sockperf"}},
 	"ssh":             {pkgs: []string{"openssh-client"}},
 	"ssh-keygen":      {pkgs: []string{"openssh-client"}},
 	"sshd":            {pkgs: []string{"openssh-server"}},
