@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 packages=(
 	# Go itself: module downloads over HTTPS; cgo for the race detector.
 	ca-certificates gcc libc6-dev
+	# The patched netstack's copy is a git repository (scripts/netstack.sh).
+	git
 	# The shell and tools of the tests' scripts, namespaces and users.
 	dash coreutils grep mount util-linux libc-bin procps iproute2
 	# Readers and clients of the tests.
@@ -79,6 +81,11 @@ if ! command -v dlv >/dev/null 2>&1; then
 	echo "test.sh: installing dlv"
 	go install github.com/go-delve/delve/cmd/dlv@v1.27.2
 fi
+
+# The build uses the pinned netstack with ustack's patches, made from the
+# module cache (or the Go proxy) into the git-ignored .netstack/ here.
+echo "test.sh: scripts/netstack.sh sync"
+./scripts/netstack.sh sync
 
 echo "test.sh: go vet ./..."
 go vet ./...

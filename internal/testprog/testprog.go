@@ -76,6 +76,7 @@ var programs = map[string]program{
 	"tshark":          {pkgs: []string{"tshark"}},
 	"tcpdump":         {pkgs: []string{"tcpdump"}},
 	"tmux":            {pkgs: []string{"tmux"}},
+	"git":             {pkgs: []string{"git"}},
 	// A C compiler is not enough: the C library's headers come apart.
 	"gcc": {pkgs: []string{"gcc", "libc6-dev"}, variant: compilesC},
 	"dlv": {install: "go install github.com/go-delve/delve/cmd/dlv@v1.27.2"},
