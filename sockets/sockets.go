@@ -50,6 +50,8 @@ type Manager struct {
 	closed             sync.Once
 
 	act atomic.Pointer[activity] // nil unless TrackActivity
+
+	holdPort PortHolder // nil unless HoldPorts
 }
 
 // ControlBlocks gives the latest state netstack's TCP probe reported for

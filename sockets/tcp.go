@@ -82,6 +82,8 @@ type socket struct {
 	newToken chan struct{} // closed and replaced when a token is written
 	room     chan struct{} // closed and replaced when the program accepts
 	fillMu   sync.Mutex    // one taker from netstack's queue at a time
+
+	release func() // gives back the port's hold (HoldPorts); nil if none
 }
 
 // heldConns is how many finished connections a listener takes out of
@@ -298,8 +300,8 @@ func (s *socket) close() {
 	if s.dg != nil {
 		close(s.dg.done)
 	}
-	ep, pending := s.ep, s.pending
-	s.pending = nil
+	ep, pending, release := s.ep, s.pending, s.release
+	s.pending, s.release = nil, nil
 	// An accept loop waiting for room learns that the listener is gone.
 	close(s.room)
 	s.room = make(chan struct{})
@@ -312,6 +314,9 @@ func (s *socket) close() {
 	// resets those left in its accept queue.
 	for _, p := range pending {
 		p.ep.Abort()
+	}
+	if release != nil {
+		release()
 	}
 	s.closeConn()
 }
@@ -827,10 +832,17 @@ func (s *socket) bind(c *intercept.Call) {
 		c.Fail(unix.EINVAL)
 		return
 	}
+	release, en := s.holdFor(addr)
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
 	if terr := s.ep.Bind(unspecified(addr)); terr != nil {
+		release()
 		c.Fail(errnoOf(terr))
 		return
 	}
+	s.release = release
 	c.Return(0)
 }
 
@@ -1098,6 +1110,7 @@ func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
 	}
 	unix.Close(theirs)
 	ns.setOwner(c.Tid(), fd)
+	ns.holdAccepted(p.ep)
 	ns.startRelay(p.ep, p.wq)
 }
 
