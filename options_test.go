@@ -81,7 +81,7 @@ func TestConfigErrors(t *testing.T) {
 		field string
 		pair  bool // NewPair refuses it too
 	}{
-		{"unknown cc", ustack.Config{TCP: ustack.TCPOptions{CongestionControl: "bbr"}}, "TCP.CongestionControl", true},
+		{"unknown cc", ustack.Config{TCP: ustack.TCPOptions{CongestionControl: "nosuch"}}, "TCP.CongestionControl", true},
 		{"mtu too small", ustack.Config{MTU: 1279}, "MTU", true},
 		{"mtu too big", ustack.Config{MTU: 65536}, "MTU", true},
 		{"mtu negative", ustack.Config{MTU: -1}, "MTU", true},

@@ -125,7 +125,7 @@ func TestSSAndStats(t *testing.T) {
 	for i, l := range lines {
 		if m := row.FindStringSubmatch(l); m != nil {
 			found = true
-			if i+1 >= len(lines) || !regexp.MustCompile(`^\t reno wscale:\d+,\d+ rto:\d+(\.\d+)? rtt:[0-9.]+/[0-9.]+ .*cwnd:\d+ .*segs_out:\d+ segs_in:\d+ .*snd_una:\d+ snd_nxt:\d+ rcv_nxt:\d+$`).MatchString(lines[i+1]) {
+			if i+1 >= len(lines) || !regexp.MustCompile(`^\t reno wscale:\d+,\d+ rto:\d+(\.\d+)? rtt:[0-9.]+/[0-9.]+ .*cwnd:\d+ .*segs_out:\d+ segs_in:\d+ .*reno:\(cwnd:[0-9.]+\) .*snd_una:\d+ snd_nxt:\d+ rcv_nxt:\d+$`).MatchString(lines[i+1]) {
 				t.Errorf("no -i line after %q: %q", l, lines)
 			}
 		}

@@ -59,14 +59,22 @@ func writeJSON(w io.Writer, v any) error {
 func pickStack(ctx context.Context, cmd string, args []string) (*control.Client, error) {
 	switch len(args) {
 	case 0:
+		return stackNamed(ctx, cmd, "")
 	case 1:
-		if !control.ValidName(args[0]) {
-			return nil, usagef("%s: %q is not a stack name (see: ustack ls)", cmd, args[0])
+		return stackNamed(ctx, cmd, args[0])
+	}
+	return nil, usagef("%s: unexpected argument %q (usage: ustack %s [flags] [NAME])", cmd, args[1], cmd)
+}
+
+// stackNamed returns a client for the stack called name, or for the only
+// running stack when name is empty. Every command that takes a stack's
+// NAME resolves it here.
+func stackNamed(ctx context.Context, cmd, name string) (*control.Client, error) {
+	if name != "" {
+		if !control.ValidName(name) {
+			return nil, usagef("%s: %q is not a stack name (see: ustack ls)", cmd, name)
 		}
-		c := control.Dial(args[0])
-		return c, nil
-	default:
-		return nil, usagef("%s: unexpected argument %q (usage: ustack %s [flags] [NAME])", cmd, args[1], cmd)
+		return control.Dial(name), nil
 	}
 	stacks, err := control.List(ctx)
 	if err != nil {
@@ -271,6 +279,7 @@ func tcpDetails(t *api.TCPInfo) string {
 	if t.CC != "" {
 		f = append(f, t.CC)
 	}
+
 	cb := t.ControlBlock
 	if cb != nil {
 		add("wscale:%d,%d", cb.SndWscale, cb.RcvWscale)
@@ -309,6 +318,10 @@ func tcpDetails(t *api.TCPInfo) string {
 	}
 	if t.ReorderSeen {
 		f = append(f, "reord_seen")
+	}
+	// The algorithm's own state, named as Linux's ss names bbr:(...).
+	if t.CCInfo != "" {
+		add("%s:(%s)", t.CC, t.CCInfo)
 	}
 	if cb != nil {
 		add("snd_wnd:%d rcv_wnd:%d snd_una:%d snd_nxt:%d rcv_nxt:%d", cb.SndWnd, cb.RcvWnd, cb.SndUna, cb.SndNxt, cb.RcvNxt)

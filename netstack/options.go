@@ -10,16 +10,18 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/ustack/ustack/cc"
 )
 
 // Defaults chosen for throughput on fast in-memory and local links: reno,
 // SACK and RACK on, Nagle off, and buffers large enough for a few MiB of
 // bandwidth-delay product (netstack's own 4 MiB maximum stalls on fast paths).
 const (
-	// DefaultCongestionControl is reno because the pinned netstack's CUBIC
-	// can bring cwnd to 0 after a loss, with nothing in flight, and never
-	// send again (BENCHMARKS.md, "CUBIC stall under loss"); cubic stays
-	// available by name.
+	// DefaultCongestionControl is reno, ustack's (package cc), as before:
+	// the pinned netstack's own CUBIC could bring cwnd to 0 after a loss
+	// and never send again (BENCHMARKS.md, "CUBIC stall under loss"); cc's
+	// cubic, which replaces it by name, does not, but is not the default.
 	DefaultCongestionControl = "reno"
 	DefaultMinRTO            = 200 * time.Millisecond
 	DefaultTimeWait          = 60 * time.Second
@@ -46,7 +48,7 @@ func (b BufferRange) orDefault(d BufferRange) BufferRange {
 // defaults above; every field can also be set by key with Set, which is what
 // --sysctl and USTACK_SYSCTL use.
 type TCPOptions struct {
-	CongestionControl string // "reno" or "cubic"; "" is DefaultCongestionControl
+	CongestionControl string // a name package cc registered; "" is DefaultCongestionControl
 	NoSACK            bool   // turn selective acknowledgements off
 	NoRACK            bool   // use classic duplicate-ACK loss detection instead of RACK
 	Nagle             bool   // delay small segments (netstack's TCPDelayEnabled)
@@ -72,7 +74,7 @@ type sysctl struct {
 // sysctls maps each key to its setter. Keys are ustack's; the Linux
 // net.ipv4.* names are accepted as aliases where Linux has the same knob.
 var sysctls = map[string]sysctl{
-	"tcp.cc": {[]string{"net.ipv4.tcp_congestion_control"}, "congestion control: reno or cubic",
+	"tcp.cc": {[]string{"net.ipv4.tcp_congestion_control"}, "congestion control: a name ustack version lists (reno, newreno, cubic, ...)",
 		func(o *TCPOptions, v string) error {
 			if err := (&TCPOptions{CongestionControl: v}).validateCC(); err != nil {
 				return err
@@ -213,11 +215,7 @@ func (o *TCPOptions) cc() string {
 }
 
 func (o *TCPOptions) validateCC() error {
-	switch o.cc() {
-	case "reno", "cubic":
-		return nil
-	}
-	return fmt.Errorf("unknown congestion control %q (available: reno, cubic)", o.CongestionControl)
+	return cc.Check(o.cc())
 }
 
 func (o *TCPOptions) apply(s *stack.Stack) error {

@@ -1,9 +1,9 @@
 // Package serve serves a stack on its control socket: it mounts every
 // endpoint of the control API (info, sockets and counters, traces and
-// captures, ping, CONNECT tunnels and, for a daemon, programs attached by
-// other processes), serves the Prometheus metrics, and runs programs with
-// their socket calls answered by the stack. ustack daemon and ustack run
-// are built on it; it takes plain values, not flags.
+// captures, ping, the emulated link, CONNECT tunnels and, for a daemon,
+// programs attached by other processes), serves the Prometheus metrics,
+// and runs programs with their socket calls answered by the stack. ustack
+// daemon and ustack run are built on it; it takes plain values, not flags.
 package serve
 
 import (
@@ -18,6 +18,7 @@ import (
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/netview"
 	"github.com/ustack/ustack/observe"
 	"github.com/ustack/ustack/sockets"
 )
@@ -65,6 +66,13 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 		logf = func(string, ...any) {}
 	}
 	mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
+	// On --net host a program's bind takes its port from the host.
+	mgr.HoldPorts(st.HoldPort)
+	// Programs see the stack's interfaces, routes and sockets over netlink
+	// and interface ioctls, and may change them (ip addr add...) as root
+	// may in a network namespace: a program under run owns its stack, and
+	// only the stack's owner can attach programs to a daemon.
+	mgr.ServeNetwork(netview.New(st, mgr, st.TCPProbe().Latest))
 	redirectNameservers(mgr, st)
 	var addrs []string
 	for _, a := range st.Addrs() {
@@ -87,6 +95,8 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	// Every endpoint of the control API is mounted here, one line each.
 	srv.HandleFunc("GET /v1/info", s.serveInfo)
 	srv.HandleFunc("GET /v1/ping", s.servePing)
+	srv.HandleFunc("GET "+api.LinkPath, s.serveLinks)
+	srv.HandleFunc("POST "+api.LinkPath, s.serveSetLink)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
 	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": st.FrameMirror()}, Logf: logf}).Mount(srv)
@@ -132,6 +142,12 @@ func (s *Stack) Close() error {
 
 func (s *Stack) serveInfo(w http.ResponseWriter, r *http.Request) {
 	info := s.info
+	// Programs on the stack may have changed these (ip addr, ip link set).
+	info.Addresses = nil
+	for _, a := range s.st.Addrs() {
+		info.Addresses = append(info.Addresses, a.String())
+	}
+	info.MTU = s.st.MTU()
 	if why := s.st.LinkDown(); why != "" {
 		info.Attachment += " (down: " + why + ")"
 	}

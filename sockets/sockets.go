@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,10 +45,13 @@ type Manager struct {
 	refused sync.Map // socket kinds already logged as refused
 
 	redirects, reverse map[netip.AddrPort]netip.AddrPort // see Redirect
+	nl                 netlinks                          // netlink sockets and interface ioctls (netlink.go)
 	done               chan struct{}
 	closed             sync.Once
 
 	act atomic.Pointer[activity] // nil unless TrackActivity
+
+	holdPort PortHolder // nil unless HoldPorts
 }
 
 // ControlBlocks gives the latest state netstack's TCP probe reported for
@@ -82,6 +86,7 @@ func (m *Manager) Close() {
 		for _, s := range socks {
 			s.close()
 		}
+		m.closeNetlinks()
 	})
 }
 
@@ -104,14 +109,25 @@ func (m *Manager) Handle(c *intercept.Call) {
 	a.begin()
 	defer a.end()
 	if c.Nr() == unix.SYS_SOCKET {
-		m.socket(c)
+		if !m.netlinkSocket(c) {
+			m.socket(c)
+		}
+		return
+	}
+	if c.Nr() == unix.SYS_IOCTL && m.interfaceIoctl(c) {
 		return
 	}
 	fd := int(int32(c.Arg(0)))
-	s, err := m.lookup(c, fd)
+	s, ino, err := m.lookup(c, fd)
 	if err != nil {
 		answerErr(c, err)
 		return
+	}
+	if s == nil && ino != 0 {
+		if nl := m.netlinkByInode(ino); nl != nil {
+			nl.handle(c)
+			return
+		}
 	}
 	if s == nil {
 		// Not one of ours (an AF_UNIX socket, a file, a socket made before
@@ -144,6 +160,12 @@ func (m *Manager) Handle(c *intercept.Call) {
 		s.setsockopt(c)
 	case unix.SYS_GETSOCKOPT:
 		s.getsockopt(c)
+	case unix.SYS_SHUTDOWN:
+		s.shutdown(c)
+	case unix.SYS_SENDTO:
+		s.streamSendto(c)
+	case unix.SYS_SENDMSG:
+		s.streamSendmsg(c)
 	default:
 		c.Continue()
 	}
@@ -162,24 +184,25 @@ func answerErr(c *intercept.Call, err error) {
 	c.Fail(en)
 }
 
-// lookup finds the socket behind the caller's fd: nil if it is not ours.
-func (m *Manager) lookup(c *intercept.Call, fd int) (*socket, error) {
+// lookup finds the socket behind the caller's fd: nil if it is not ours,
+// and the socket's inode (0 for an fd that is not a socket).
+func (m *Manager) lookup(c *intercept.Call, fd int) (*socket, uint64, error) {
 	dup, err := c.GetFD(fd)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var st unix.Stat_t
 	err = unix.Fstat(dup, &st)
 	unix.Close(dup) // never keep the program's end open: EOF would not arrive
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return nil, nil
+		return nil, 0, nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.socks[st.Ino], nil
+	return m.socks[st.Ino], st.Ino, nil
 }
 
 // Count is the number of program sockets being served.
@@ -216,6 +239,7 @@ func (m *Manager) refuse(kind string) {
 func (m *Manager) sweep() {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	peak := 0
 	for {
 		select {
 		case <-m.done:
@@ -226,7 +250,27 @@ func (m *Manager) sweep() {
 			continue // Quiet releases closed sockets at known moments
 		}
 		m.reapClosed(func(*socket) bool { return true })
+		peak = m.returnMemory(peak)
 	}
+}
+
+// returnMemory gives the memory of many sockets gone back to the system.
+// Go's runtime keeps freed memory mapped and returns it only slowly, so a
+// daemon that served thousands of connections would stay as large as at
+// its peak long after they closed. Once the sockets served have fallen to
+// half a peak of at least freeAfter, the heap is collected and its free
+// pages returned at once. It returns the new peak.
+func (m *Manager) returnMemory(peak int) int {
+	const freeAfter = 1000
+	n := m.Count()
+	switch {
+	case n > peak:
+		return n
+	case peak >= freeAfter && n <= peak/2:
+		debug.FreeOSMemory()
+		return n
+	}
+	return peak
 }
 
 // reapClosed releases the sockets selected by which that the program has
@@ -241,7 +285,7 @@ func (m *Manager) reapClosed(which func(*socket) bool) {
 	}
 	m.mu.Unlock()
 	for _, s := range idle {
-		if s.unwatched() && s.programClosed() {
+		if s.unwatched() && s.inCall.Load() == 0 && s.programClosed() {
 			s.close()
 		}
 	}
