@@ -30,6 +30,7 @@ import (
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // holdServer accepts connections on the host's loopback, sends each one
@@ -380,16 +381,13 @@ func TestTopInTmux(t *testing.T) {
 
 	peer := fmt.Sprintf("10.0.2.2:%d", port)
 	var screen string
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	testwait.ForNil(t, "top to show the connection to "+peer, func() error {
 		screen, _ = tm("capture-pane", "-p", "-t", session)
 		if strings.Contains(screen, "ustack top tops: 1 connections") && strings.Contains(screen, peer) && strings.Contains(screen, "segs_out") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("top never showed the connection to %s:\n%s", peer, screen)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("the screen shows:\n%s", screen)
+	})
 	for i, l := range strings.Split(strings.TrimSuffix(screen, "\n"), "\n") {
 		if len([]rune(l)) > 80 || i >= 24 {
 			t.Errorf("line %d does not fit 80x24: %q", i, l)
