@@ -335,4 +335,3 @@ func TestHostBindErrors(t *testing.T) {
 		}
 	})
 }
-
