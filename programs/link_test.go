@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/realtime"
 )
 
 // TestLinkRate: iperf3 under 'ustack run --link "rate 10mbit delay 25ms"'
@@ -16,6 +18,10 @@ import (
 // first second, slow start's, left out (-O 1).
 func TestLinkRate(t *testing.T) {
 	need(t, "iperf3")
+	// ustack run and iperf3, started after this, inherit the real-time
+	// policy: they run when the emulated link releases a frame, however
+	// busy the machine is with other work.
+	realtime.Raise(t)
 	port := hostIperf3(t)
 	p := run(t, []string{"--mtu", "1500", "--link", "rate 10mbit delay 25ms"},
 		"iperf3", "-c", "10.0.2.2", "-p", fmt.Sprint(port), "-t", "6", "-O", "1", "-J")
@@ -38,6 +44,7 @@ var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
 // race detector, whose ustack is slower, the upper bound is only logged.
 func TestLinkDelay(t *testing.T) {
 	need(t, "ping")
+	realtime.Raise(t) // as in TestLinkRate
 	p := run(t, []string{"--link", "delay 25ms"}, "ping", "-c", "20", "-i", "0.2", "10.0.2.2")
 	p.mustSucceed(60 * time.Second)
 	var rtts []float64
