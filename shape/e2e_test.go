@@ -21,7 +21,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
-	"github.com/ustack/ustack/internal/realtime"
 	"github.com/ustack/ustack/link"
 	"github.com/ustack/ustack/netstack"
 )
@@ -288,9 +287,6 @@ func TestEmulatedLink(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs in real time for a few seconds")
 	}
-	// The stacks and the emulator run when they are due, however busy
-	// the machine is with other work: the figures are the emulator's.
-	realtime.Raise(t)
 	// The default queue (1000 packets) holds the whole receive window,
 	// so nothing is lost and the measure is the link's.
 	// The same two stacks without emulation first: what the stacks and
