@@ -12,14 +12,23 @@
 // kernel's real-time throttling (/proc/sys/kernel/sched_rt_runtime_us, by
 // default 950000 of every 1000000 µs) keeps even a runaway real-time
 // thread from locking the machine.
+//
+// Real-time tests take turns: go test runs the test binaries of several
+// packages at once, and two real-time tests side by side compete for the
+// CPUs at the same priority, where neither preempts the other, so each
+// makes the other late. Raise holds a lock shared by every process on the
+// machine (an flock on a file in the temporary directory) until the test
+// ends.
 package realtime
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,12 +37,17 @@ import (
 // below the kernel's own real-time threads.
 const priority = 1
 
-// Raise puts every thread of this process under SCHED_FIFO until the test
-// ends. Threads made later inherit the policy of the thread that makes
-// them, as the Go runtime's are. Without the privilege (CAP_SYS_NICE, or
-// RLIMIT_RTPRIO), it logs so and the test runs as before.
+// Raise waits until no other real-time test runs, then puts every thread
+// of this process under SCHED_FIFO until the test ends. Threads made later
+// inherit the policy of the thread that makes them, as the Go runtime's
+// are. Without the privilege (CAP_SYS_NICE, or RLIMIT_RTPRIO), it logs so
+// and the test runs as before. A test that calls it must not be parallel
+// with another test of its process that calls it.
 func Raise(t testing.TB) {
 	t.Helper()
+	if err := takeTurn(t); err != nil {
+		t.Fatalf("realtime: %v", err)
+	}
 	if err := set(os.Getpid(), unix.SCHED_FIFO, priority); err != nil {
 		t.Logf("realtime: running at normal priority: %v", err)
 		return
@@ -43,6 +57,34 @@ func Raise(t testing.TB) {
 			t.Errorf("realtime: back to normal priority: %v", err)
 		}
 	})
+}
+
+// lockName is the file whose flock gives a real-time test its turn.
+const lockName = "ustack-realtime-tests.lock"
+
+// takeTurn blocks until this test holds the machine-wide real-time lock,
+// which it keeps until it ends. The kernel drops an flock when its holder
+// dies, so a killed test binary does not keep the others waiting.
+func takeTurn(t testing.TB) error {
+	path := filepath.Join(os.TempDir(), lockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return fmt.Errorf("opening the lock that gives real-time tests turns: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+		start := time.Now()
+		t.Logf("realtime: waiting for another real-time test to end")
+		for err = unix.Flock(int(f.Fd()), unix.LOCK_EX); errors.Is(err, unix.EINTR); {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX) // the runtime's preemption signal
+		}
+		t.Logf("realtime: waited %v", time.Since(start).Round(time.Millisecond))
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("locking %s: %w", path, err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
+	return nil
 }
 
 // RaiseProcess puts every thread of process pid under SCHED_FIFO; the

@@ -1,7 +1,9 @@
 package realtime
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -57,5 +59,27 @@ func TestRaiseReachesNewThreads(t *testing.T) {
 		if p := policyOf(t, tid); p != unix.SCHED_NORMAL {
 			t.Errorf("thread %d has policy %d after the test, want SCHED_NORMAL", tid, p)
 		}
+	}
+}
+
+// TestRaiseTakesTurns: while one test holds its turn, another process's
+// (here another open file's) attempt to take the lock fails; once the
+// test ends, it succeeds.
+func TestRaiseTakesTurns(t *testing.T) {
+	other, err := os.OpenFile(filepath.Join(os.TempDir(), lockName), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	t.Run("holding", func(t *testing.T) {
+		if err := takeTurn(t); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Errorf("taking the lock during another test's turn: %v, want EWOULDBLOCK", err)
+		}
+	})
+	if err := unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Errorf("taking the lock after the test's turn ended: %v", err)
 	}
 }
