@@ -80,6 +80,15 @@ func newHost(cfg Config, att Host) (*Stack, error) {
 	if len(cfg.Gateways) == 0 {
 		cfg.Gateways = defaultGateways(iface)
 	}
+	if cfg.TCP.TimeWaitReuse == "" {
+		// The stack has a block of a few dozen ephemeral ports, not the
+		// kernel's 28,000: with Linux's default (reuse over loopback only)
+		// a loop of connects to one server runs out of ports after the
+		// block's size, each held 60 s in TIME-WAIT, and fails with
+		// EAGAIN. Taking a TIME-WAIT port back, as tcp_tw_reuse=1 does,
+		// keeps such a loop going.
+		cfg.TCP.TimeWaitReuse = "1"
+	}
 	n := att.EphemeralPorts
 	if n == 0 {
 		n = defaultEphemeralPorts

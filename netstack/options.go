@@ -57,6 +57,11 @@ type TCPOptions struct {
 	ReceiveBuffer     BufferRange
 	MinRTO            time.Duration // 0 is 200ms
 	TimeWait          time.Duration // 0 is 60s
+	// TimeWaitReuse is Linux's tcp_tw_reuse: "0" never gives a connect a
+	// local port whose earlier connection to the same peer is in
+	// TIME-WAIT, "1" does (ending that TIME-WAIT), "2" does only over
+	// loopback. "" is "2", Linux's default.
+	TimeWaitReuse string
 	// NoProbe leaves netstack's TCP probe out. The probe feeds control-block
 	// samples to traces and sequence numbers to ss -i, but netstack copies
 	// each endpoint's state to the heap on every received segment while it
@@ -120,6 +125,29 @@ var sysctls = map[string]sysctl{
 	"tcp.time_wait": {nil, "TIME-WAIT duration, e.g. 60s",
 		func(o *TCPOptions, v string) error { return setDuration(&o.TimeWait, v) },
 		func(o *TCPOptions) string { return orDur(o.TimeWait, DefaultTimeWait).String() }},
+	"tcp.tw_reuse": {[]string{"net.ipv4.tcp_tw_reuse"}, "a connect may take a port whose connection to the same peer is in TIME-WAIT: 0 no, 1 yes, 2 over loopback only",
+		func(o *TCPOptions, v string) error {
+			if _, ok := timeWaitReuse[v]; !ok {
+				return fmt.Errorf("want 0, 1 or 2")
+			}
+			o.TimeWaitReuse = v
+			return nil
+		},
+		func(o *TCPOptions) string { return o.twReuse() }},
+}
+
+// timeWaitReuse maps tcp.tw_reuse's values to netstack's.
+var timeWaitReuse = map[string]tcpip.TCPTimeWaitReuseOption{
+	"0": tcpip.TCPTimeWaitReuseDisabled,
+	"1": tcpip.TCPTimeWaitReuseGlobal,
+	"2": tcpip.TCPTimeWaitReuseLoopbackOnly,
+}
+
+func (o *TCPOptions) twReuse() string {
+	if o.TimeWaitReuse == "" {
+		return "2"
+	}
+	return o.TimeWaitReuse
 }
 
 // Set sets one option by key (see SysctlHelp), e.g. Set("tcp.sack", "0").
@@ -198,6 +226,9 @@ func (o *TCPOptions) Validate() error {
 			return fmt.Errorf("%s=%q: want MIN <= DEFAULT <= MAX, all positive", r.key, r.b.String())
 		}
 	}
+	if _, ok := timeWaitReuse[o.twReuse()]; !ok {
+		return fmt.Errorf("tcp.tw_reuse=%q: want 0, 1 or 2", o.TimeWaitReuse)
+	}
 	if o.MinRTO < 0 || o.TimeWait < 0 {
 		return fmt.Errorf("tcp.min_rto and tcp.time_wait must not be negative")
 	}
@@ -233,6 +264,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 	cc := tcpip.CongestionControlOption(o.cc())
 	minRTO := tcpip.TCPMinRTOOption(orDur(o.MinRTO, DefaultMinRTO))
 	tw := tcpip.TCPTimeWaitTimeoutOption(orDur(o.TimeWait, DefaultTimeWait))
+	twReuse := timeWaitReuse[o.twReuse()]
 	for _, set := range []struct {
 		key string
 		opt tcpip.SettableTransportProtocolOption
@@ -240,6 +272,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 		{"tcp.sack", &sack}, {"tcp.rack", &recovery}, {"tcp.nagle", &nagle},
 		{"tcp.moderate_rcvbuf", &moderate}, {"tcp.wmem", &sndOpt}, {"tcp.rmem", &rcvOpt},
 		{"tcp.cc", &cc}, {"tcp.min_rto", &minRTO}, {"tcp.time_wait", &tw},
+		{"tcp.tw_reuse", &twReuse},
 	} {
 		if err := setTCP(s, set.key, set.opt); err != nil {
 			return err

@@ -471,6 +471,12 @@ func (s *socket) connect(c *intercept.Call) {
 	if _, started := terr.(*tcpip.ErrConnectStarted); terr != nil && !started {
 		s.wq.EventUnregister(&entry)
 		s.mu.Unlock()
+		if _, noPort := terr.(*tcpip.ErrNoPortAvailable); noPort {
+			// Linux's TCP connect with no free local port (netstack's
+			// errno for it, EAGAIN, is what Linux gives UDP's autobind).
+			c.Fail(unix.EADDRNOTAVAIL)
+			return
+		}
 		c.Fail(errnoOf(terr))
 		return
 	}
@@ -551,7 +557,8 @@ func (s *socket) fill(c *intercept.Call) int {
 		return 0
 	}
 	defer unix.Close(dup)
-	buf := make([]byte, 64<<10)
+	buf := getRelayBuf()
+	defer putRelayBuf(buf)
 	total := 0
 	for {
 		n, err := unix.SendmsgN(dup, buf, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
@@ -679,6 +686,22 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 	}()
 }
 
+// relayBufSize is what one read of a relay moves at most.
+const relayBufSize = 64 << 10
+
+// relayBufs are the relays' buffers, shared: a relay takes one when data
+// is there to move and gives it back when the source runs dry.
+var relayBufs = sync.Pool{New: func() any { return new([relayBufSize]byte) }}
+
+func getRelayBuf() []byte { return relayBufs.Get().(*[relayBufSize]byte)[:] }
+
+// putRelayBuf gives b back; nil is ignored.
+func putRelayBuf(b []byte) {
+	if b != nil {
+		relayBufs.Put((*[relayBufSize]byte)(b))
+	}
+}
+
 // toNetwork copies what the program writes to the endpoint until the
 // program shuts its end down (FIN) or closes it.
 func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
@@ -687,7 +710,10 @@ func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
 		ep.Close()
 		return
 	}
-	buf := make([]byte, 64<<10)
+	// The buffer is held only while the program's end has data, so an
+	// idle connection holds none.
+	var buf []byte
+	defer func() { putRelayBuf(buf) }()
 	ready := func() bool {
 		return s.resetting.Load() || s.ourEndHas(unix.POLLIN|unix.POLLRDHUP)
 	}
@@ -696,8 +722,18 @@ func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
 			w.unpark()
+			if buf == nil {
+				var one [1]byte
+				if _, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); perr == unix.EAGAIN {
+					w.park(ready)
+					return false
+				}
+				buf = getRelayBuf()
+			}
 			n, rerr = unix.Read(int(fd), buf)
 			if rerr == unix.EAGAIN {
+				putRelayBuf(buf)
+				buf = nil
 				w.park(ready)
 				return false
 			}
@@ -765,14 +801,28 @@ func (s *socket) toProgram(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, ou
 	entry, notify := notifyEntry(w, waiter.ReadableEvents)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
-	buf := make([]byte, 64<<10)
+	// The buffer is held only while the endpoint has data (or news) for
+	// the program, so an idle connection holds none.
+	var buf []byte
+	defer func() { putRelayBuf(buf) }()
 	writable := func() bool { return s.ourEndHas(unix.POLLOUT) }
 	for {
+		if buf == nil && ep.Readiness(waiter.ReadableEvents) == 0 {
+			w.parkNotified(func() bool { return len(notify) > 0 })
+			<-notify
+			w.unpark()
+			continue
+		}
+		if buf == nil {
+			buf = getRelayBuf()
+		}
 		sw := tcpip.SliceWriter(buf)
 		res, terr := ep.Read(&sw, tcpip.ReadOptions{})
 		switch terr.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
+			putRelayBuf(buf)
+			buf = nil
 			w.parkNotified(func() bool { return len(notify) > 0 })
 			<-notify
 			w.unpark()
