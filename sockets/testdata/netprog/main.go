@@ -82,10 +82,10 @@ func main() {
 		for j := 0; j < 3; j++ {
 			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 			if err != nil {
-				fail(err)
+				fail(fmt.Errorf("socket: %w", err))
 			}
 			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
-				fail(err)
+				fail(fmt.Errorf("connect %d of fd %d to port %d: %w", j, c, port, err))
 			}
 		}
 		fmt.Println("pid", os.Getpid())
@@ -254,15 +254,18 @@ func udpEcho(addr string) {
 func blockingListener() (int, int) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
-		fail(err)
+		fail(fmt.Errorf("socket: %w", err))
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		fail(err)
+		fail(fmt.Errorf("bind of fd %d: %w", fd, err))
 	}
 	if err := unix.Listen(fd, 128); err != nil {
-		fail(err)
+		fail(fmt.Errorf("listen on fd %d: %w", fd, err))
 	}
-	sa, _ := unix.Getsockname(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		fail(fmt.Errorf("getsockname of fd %d: %w", fd, err))
+	}
 	return fd, sa.(*unix.SockaddrInet4).Port
 }
 
@@ -295,10 +298,10 @@ func pendingListeners(n int) {
 		for j := 0; j < 3; j++ {
 			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 			if err != nil {
-				fail(err)
+				fail(fmt.Errorf("socket: %w", err))
 			}
 			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
-				fail(err)
+				fail(fmt.Errorf("listener %d: connect %d of fd %d to port %d: %w", i, j, c, port, err))
 			}
 			clients = append(clients, c)
 		}
