@@ -45,18 +45,20 @@
 //	dupack=K           DupACK spoofing: K copies of each such ACK follow it (K
 //	                   1-64), driving the sender into fast recovery and
 //	                   inflating its window by one segment per duplicate.
-//	optimistic-ack=N   optimistic ACKing: each such ACK acknowledges N segments
-//	                   more than arrived (N 1-1024), a segment being the largest
-//	                   payload received on the connection so far; the ACK clock
-//	                   runs N segments ahead of the data. It stops once the
-//	                   peer's FIN has arrived, so the connection can close. An
-//	                   ACK beyond what the sender has sent is dropped by it; a
-//	                   segment lost on the way is acknowledged anyway and never
-//	                   resent — the attack gives up reliability, as in the paper.
-//
-// The receiver's advertised window is not shifted with optimistic ACKs, so
-// a sender may send up to N segments beyond the receive buffer; with
-// ustack's default buffers this is far from full.
+//	optimistic-ack=N   optimistic ACKing: each such ACK is followed by N ACKs
+//	                   one segment apart beyond it (N 1-1024), for data not yet
+//	                   received, a segment being the largest payload received on
+//	                   the connection so far. They reach the sender just after
+//	                   the true ACK, when it has sent what that ACK let it send,
+//	                   so it takes them as acknowledging that data: the ACK
+//	                   clock runs N segments ahead. (ACKs for data the sender
+//	                   has not sent are dropped by it, so a fixed lead on the
+//	                   true ACK would fail against a receiver that acknowledges
+//	                   a whole flight at once, as netstack's does.) Nothing is
+//	                   added once the peer's FIN has arrived, so the connection
+//	                   can close. A segment lost in the acknowledged lead is
+//	                   never resent: the attack gives up reliability, as in the
+//	                   paper.
 //
 // Rules see whole frames; frames that are not IP (ARP) pass untouched, and
 // frames that claim to be IP but whose headers do not hold together pass

@@ -167,7 +167,7 @@ func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fl, newAck := e.track(d, &f)
-	dupAcks := 0
+	dupAcks, optimistic := 0, 0
 	ipChanged, l4Changed := false, false
 	for _, r := range e.rules {
 		if r.Dir != d || !r.matches(&f) {
@@ -217,9 +217,8 @@ func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
 			dupAcks += r.N
 			r.injected.Add(uint64(r.N))
 		case OptimisticAck:
-			f.ack += uint32(r.N * fl.mss)
-			f.tcp().SetAckNumber(f.ack)
-			l4Changed = true
+			optimistic = max(optimistic, r.N)
+			r.injected.Add(uint64(r.N))
 		}
 		if v.drop {
 			break
@@ -230,6 +229,16 @@ func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
 	}
 	for range dupAcks {
 		v.after = append(v.after, f.pureAck(f.ack))
+	}
+	// The optimistic ACKs follow the true one, so that they reach the
+	// sender after it: by then it has sent the data the true ACK let it
+	// send, and takes them as acknowledging that.
+	for i := 1; i <= optimistic && fl != nil; i++ {
+		a := f.ack + uint32(i*fl.mss)
+		v.after = append(v.after, f.pureAck(a))
+		if seqAfter(a, fl.sentAck) {
+			fl.sentAck = a
+		}
 	}
 	if ipChanged || l4Changed {
 		f.fixChecksums(ipChanged, l4Changed)

@@ -183,4 +183,3 @@ func (r *recorder) got() [][]byte {
 	defer r.mu.Unlock()
 	return append([][]byte(nil), r.frames...)
 }
-
