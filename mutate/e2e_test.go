@@ -1,16 +1,23 @@
 package mutate_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/shape"
 )
@@ -172,5 +179,116 @@ func TestMisbehavingReceiver(t *testing.T) {
 				t.Errorf("cwnd %d under %s, want no more than the %d without it (and a quarter for the phase of the ACKs)", cwnd, tc.rule, normal)
 			}
 		})
+	}
+}
+
+// TestDropSYNs: a stack whose SYNs are dropped cannot connect; with the
+// rules taken away live, it can.
+func TestDropSYNs(t *testing.T) {
+	cfg := ustack.Config{Mutate: mustParse(t, "drop tcp flags S/SA prob 100%")}
+	a, b, err := ustack.NewPair(cfg, ustack.Config{})
+	if err != nil {
+		t.Fatalf("NewPair: %v", err)
+	}
+	defer a.Close()
+	defer b.Close()
+	ln, err := b.Listen("tcp4", "10.0.9.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	// The first SYN and its retransmission a second later are both lost.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if c, err := a.DialContext(ctx, "tcp4", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatal("connected although every SYN is dropped")
+	}
+	if st := a.MutateStats().Rules[0]; st.Matched < 2 || st.Acted != st.Matched {
+		t.Errorf("counters %+v, want every SYN (at least 2) matched and dropped", st)
+	}
+	if err := a.SetMutate(nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("Dial without rules: %v", err)
+	}
+	c.Close()
+}
+
+// TestRewriteTTLInCapture: a rewritten TTL is what the stack's capture,
+// read by tcpdump, shows leaving it, and the peer accepts the segments
+// (their checksums hold).
+func TestRewriteTTLInCapture(t *testing.T) {
+	tcpdump := testprog.Need(t, "tcpdump")
+	pcap, err := os.Create(filepath.Join(t.TempDir(), "a.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcap.Close()
+	a, b, err := ustack.NewPair(ustack.Config{Pcap: pcap, Mutate: mustParse(t, "tcp dport 7777 rewrite ttl=7 tos=32")}, ustack.Config{})
+	if err != nil {
+		t.Fatalf("NewPair: %v", err)
+	}
+	defer a.Close()
+	defer b.Close()
+	ln, err := b.Listen("tcp4", "10.0.9.2:7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer c.Close()
+		d, _ := io.ReadAll(c)
+		got <- string(d)
+	}()
+	c, err := a.Dial("tcp4", "10.0.9.2:7777")
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	io.WriteString(c, "through the middlebox")
+	c.Close()
+	if s := <-got; s != "through the middlebox" {
+		t.Fatalf("peer read %q", s)
+	}
+	if err := a.FlushCapture(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(tcpdump, "-n", "-v", "-r", pcap.Name(), "tcp dst port 7777").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump: %v\n%s", err, out)
+	}
+	lines := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if !strings.Contains(l, "proto TCP") {
+			continue
+		}
+		lines++
+		if !strings.Contains(l, "ttl 7,") || !strings.Contains(l, "tos 0x20") {
+			t.Errorf("tcpdump shows a segment to port 7777 without ttl 7 and tos 0x20: %s", l)
+		}
+	}
+	if lines < 3 {
+		t.Errorf("tcpdump found %d segments to port 7777, want the handshake and data:\n%s", lines, out)
+	}
+	// The last ACK may leave after the capture was read.
+	if st := a.MutateStats().Rules[0]; st.Acted < uint64(lines) {
+		t.Errorf("rule acted on %d frames, tcpdump saw %d", st.Acted, lines)
 	}
 }
