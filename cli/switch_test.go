@@ -200,11 +200,11 @@ func TestSwitch(t *testing.T) {
 	r := runUstack(t, env, "switch", "lan", "status")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if r.code != 0 || len(lines) != 5 || !regexp.MustCompile(`^switch lan: pid \d+, MTU 1500, aging 300s, 3 ports, 3 addresses learned, \d+ frames flooded$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^PORT +STACK +PID +COMMAND +MACS +IN-FRAMES +IN-BYTES +IN-DROPPED +OUT-FRAMES +OUT-BYTES +OUT-DROPPED$`).MatchString(lines[1]) {
+		!regexp.MustCompile(`^PORT +STACK +PID +COMMAND +MACS +IN-FRAMES +IN-BYTES +IN-DROPPED +OUT-FRAMES +OUT-BYTES +OUT-DROPPED +QUEUED$`).MatchString(lines[1]) {
 		t.Fatalf("switch status: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	for i, name := range []string{"a", "b", "c"} {
-		pat := fmt.Sprintf(`^%d +%s +%d +ustack +([0-9a-f]{2}:){5}[0-9a-f]{2} +\d+ +\d+ +0 +\d+ +\d+ +0$`, i+1, name, daemons[name].cmd.Process.Pid)
+		pat := fmt.Sprintf(`^%d +%s +%d +ustack +([0-9a-f]{2}:){5}[0-9a-f]{2} +\d+ +\d+ +0 +\d+ +\d+ +0 +\d+$`, i+1, name, daemons[name].cmd.Process.Pid)
 		if !regexp.MustCompile(pat).MatchString(lines[2+i]) {
 			t.Errorf("status line of %s: %q, want %s", name, lines[2+i], pat)
 		}
