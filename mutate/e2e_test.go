@@ -292,3 +292,14 @@ func TestRewriteTTLInCapture(t *testing.T) {
 		t.Errorf("rule acted on %d frames, tcpdump saw %d", st.Acted, lines)
 	}
 }
+
+// TestConfigRefusesBadRule: a rule built by hand that Parse would refuse
+// is a ConfigError for the field Mutate, naming the fix.
+func TestConfigRefusesBadRule(t *testing.T) {
+	bad := mutate.Rule{Proto: mutate.TCP, Kind: mutate.AckDivision, N: 1, Prob: 1}
+	_, _, err := ustack.NewPair(ustack.Config{Mutate: []mutate.Rule{bad}}, ustack.Config{})
+	var ce *ustack.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Mutate" || !strings.Contains(err.Error(), "use 2 to 64") {
+		t.Errorf("NewPair with %+v: %v, want a ConfigError for Mutate saying the range", bad, err)
+	}
+}

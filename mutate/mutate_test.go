@@ -232,3 +232,21 @@ func TestNotIPAndMalformed(t *testing.T) {
 		t.Errorf("stats %+v, want malformed 1 and nothing matched", st)
 	}
 }
+
+// FuzzFrames: whatever bytes arrive or leave, the rules never panic, and
+// every frame that is not dropped goes on.
+func FuzzFrames(f *testing.F) {
+	f.Add(ack(1000), false)
+	f.Add(data(1, 100, header.TCPFlagFin), true)
+	f.Add(tcpFrame(segment{src: addrLocal6, dst: addrRem6, sport: 1, dport: 2, flags: header.TCPFlagSyn}), false)
+	f.Add([]byte{0, 1, 2}, true)
+	f.Fuzz(func(t *testing.T, b []byte, in bool) {
+		r := newRig(t, "ack-division=3", "dupack=2", "optimistic-ack=2", "rewrite ttl=1 window=5 syn=1", "in rewrite tos=4", "duplicate 1 prob 50%", "inject rst")
+		if in {
+			r.receive(b)
+			return
+		}
+		r.send(t, b)
+		r.send(t, b)
+	})
+}
