@@ -17,8 +17,8 @@ func mutateCommand() *command {
 	c := &command{name: "mutate", args: "set [NAME] RULE... | clear [NAME] | show [NAME]",
 		summary: "change or show the packet-mutator rules of a running stack's NIC"}
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
-		// Rules may look like flags to no one, but they hold words such
-		// as "in" and "50%": nothing after the subcommand is parsed here.
+		// Rules are words of their own ("in", "50%"): nothing after the
+		// subcommand is parsed as a flag here.
 		s := &optionSet{cmd: c.name, argsAfterFirst: true}
 		var asJSON bool
 		s.add(&option{names: []string{"json"}, value: boolValue{&asJSON}, help: "show: print the rules as JSON (GET /v1/mutate)"})
@@ -28,12 +28,12 @@ func mutateCommand() *command {
 			}
 			switch args[0] {
 			case "set":
-				return mutateSet(ctx, e, args[1:])
+				return mutateSet(ctx, args[1:])
 			case "clear":
 				if len(args) > 2 {
 					return usagef("mutate clear: unexpected argument %q (usage: ustack mutate clear [NAME])", args[2])
 				}
-				return mutatePost(ctx, e, "mutate clear", first(args[1:]), nil)
+				return mutatePost(ctx, "mutate clear", first(args[1:]), nil)
 			case "show":
 				show := &optionSet{cmd: "mutate show"}
 				show.add(s.lookup("json"))
@@ -64,7 +64,7 @@ const mutateSetUsage = `usage: ustack mutate set [NAME] RULE..., one rule an arg
 // mutateSet is ustack mutate set [NAME] RULE...: the rules replace those in
 // force. NAME may be left out when one stack runs; it is told from a rule
 // by not being one.
-func mutateSet(ctx context.Context, e *env, args []string) error {
+func mutateSet(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usagef("mutate set: missing RULE (%s)", mutateSetUsage)
 	}
@@ -80,19 +80,17 @@ func mutateSet(ctx context.Context, e *env, args []string) error {
 		}
 		texts = append(texts, r.String())
 	}
-	return mutatePost(ctx, e, "mutate set", name, texts)
+	return mutatePost(ctx, "mutate set", name, texts)
 }
 
-func mutatePost(ctx context.Context, e *env, cmd, name string, rules []string) error {
+// mutatePost replaces the rules of the stack called name.
+func mutatePost(ctx context.Context, cmd, name string, rules []string) error {
 	c, err := stackNamed(ctx, cmd, name)
 	if err != nil {
 		return err
 	}
 	var reply api.MutateReply
-	if err := linkError(cmd, c, c.PostJSON(ctx, api.MutatePath, api.MutateRequest{Rules: append([]string{}, rules...)}, &reply)); err != nil {
-		return err
-	}
-	return nil
+	return linkError(cmd, c, c.PostJSON(ctx, api.MutatePath, api.MutateRequest{Rules: append([]string{}, rules...)}, &reply))
 }
 
 // mutateShow is ustack mutate show [NAME].

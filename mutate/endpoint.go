@@ -34,7 +34,8 @@ type Endpoint struct {
 	pending map[*pendingFrame]struct{}
 	closed  bool
 
-	active    atomic.Bool // there are rules
+	active    atomic.Bool    // there are rules
+	looks     [2]atomic.Bool // by Direction: frames that way must be read (a rule, or connections to follow)
 	malformed atomic.Uint64
 }
 
@@ -104,6 +105,15 @@ func (e *Endpoint) Set(rules []Rule) error {
 	e.rules = states
 	e.flows = map[flowKey]*flow{}
 	e.active.Store(len(states) > 0)
+	var looks [2]bool
+	for _, r := range states {
+		looks[r.Dir] = true
+		if r.misbehaviour() {
+			looks[Ingress] = true // the data received, for optimistic-ack
+		}
+	}
+	e.looks[Egress].Store(looks[Egress])
+	e.looks[Ingress].Store(looks[Ingress])
 	return nil
 }
 
@@ -148,6 +158,9 @@ type verdict struct {
 
 // decide runs the rules of direction d over pkt.
 func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
+	if !e.looks[d].Load() {
+		return verdict{undecided: true}
+	}
 	buf := pkt.ToBuffer()
 	data := buf.Flatten()
 	buf.Release()
