@@ -151,7 +151,7 @@ type verdict struct {
 	before    [][]byte // frames to send ahead of it, same way
 	after     [][]byte // frames to send after it, same way
 	back      [][]byte // frames to send the other way
-	data      []byte
+	data      []byte   // the whole frame, once an action needed it
 	proto     tcpip.NetworkProtocolNumber
 	undecided bool // not IP, or no rule for the direction: the frame goes as it is
 }
@@ -161,10 +161,12 @@ func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
 	if !e.looks[d].Load() {
 		return verdict{undecided: true}
 	}
+	// Only the headers are read unless a rule acts on the frame.
+	size := pkt.Size()
 	buf := pkt.ToBuffer()
-	data := buf.Flatten()
+	buf.Truncate(int64(min(size, e.linkLen+headerBytes)))
+	f, res := parseFrame(buf.Flatten(), e.linkLen, size)
 	buf.Release()
-	f, res := parseFrame(data, e.linkLen)
 	switch res {
 	case notIP:
 		return verdict{undecided: true}
@@ -173,7 +175,16 @@ func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
 		e.malformed.Add(1)
 		return verdict{undecided: true}
 	}
-	v := verdict{data: data, proto: header.IPv6ProtocolNumber}
+	v := verdict{proto: header.IPv6ProtocolNumber}
+	// whole reads the whole frame, for the actions that change or copy it.
+	whole := func() {
+		if v.data == nil {
+			b := pkt.ToBuffer()
+			v.data = b.Flatten()
+			b.Release()
+			f.b = v.data
+		}
+	}
 	if f.v4 {
 		v.proto = header.IPv4ProtocolNumber
 	}
@@ -197,6 +208,9 @@ func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
 			continue
 		}
 		r.acted.Add(1)
+		if r.Kind != Drop && r.Kind != Delay {
+			whole()
+		}
 		switch r.Kind {
 		case Drop:
 			v.drop = true

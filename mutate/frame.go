@@ -51,9 +51,15 @@ const (
 	parsed
 )
 
+// headerBytes is as much of a frame as parseFrame needs: the longest IP
+// header (60 bytes; IPv6's is 40) and the longest TCP header (60).
+const headerBytes = 120
+
 // parseFrame reads b, whose network header starts at linkLen (0 or an
-// Ethernet header's 14 bytes).
-func parseFrame(b []byte, linkLen int) (frame, parseResult) {
+// Ethernet header's 14 bytes). b may be the first linkLen+headerBytes of a
+// frame of size bytes: the fields are read from it, the lengths checked
+// against size.
+func parseFrame(b []byte, linkLen, size int) (frame, parseResult) {
 	f := frame{b: b, ipOff: linkLen}
 	if len(b) < linkLen+1 {
 		return f, notIP
@@ -73,7 +79,7 @@ func parseFrame(b []byte, linkLen int) (frame, parseResult) {
 			return f, malformed
 		}
 		hl, tl := int(ip.HeaderLength()), int(ip.TotalLength())
-		if hl < header.IPv4MinimumSize || tl < hl || tl > len(nw) {
+		if hl < header.IPv4MinimumSize || tl < hl || tl > size-linkLen || hl > len(nw) {
 			return f, malformed
 		}
 		f.v4 = true
@@ -90,7 +96,7 @@ func parseFrame(b []byte, linkLen int) (frame, parseResult) {
 		}
 		ip := header.IPv6(nw)
 		pl := int(ip.PayloadLength())
-		if header.IPv6MinimumSize+pl > len(nw) {
+		if header.IPv6MinimumSize+pl > size-linkLen {
 			return f, malformed
 		}
 		f.l4Off, f.end = linkLen+header.IPv6MinimumSize, linkLen+header.IPv6MinimumSize+pl
@@ -103,7 +109,7 @@ func parseFrame(b []byte, linkLen int) (frame, parseResult) {
 	default:
 		return f, malformed
 	}
-	l4 := b[f.l4Off:f.end]
+	l4 := b[f.l4Off:min(f.end, len(b))]
 	switch tcpip.TransportProtocolNumber(f.proto) {
 	case header.TCPProtocolNumber:
 		if len(l4) < header.TCPMinimumSize {
@@ -111,7 +117,7 @@ func parseFrame(b []byte, linkLen int) (frame, parseResult) {
 		}
 		t := header.TCP(l4)
 		hl := int(t.DataOffset())
-		if hl < header.TCPMinimumSize || hl > len(l4) {
+		if hl < header.TCPMinimumSize || hl > f.end-f.l4Off || hl > len(l4) {
 			return f, malformed
 		}
 		f.sport, f.dport = t.SourcePort(), t.DestinationPort()

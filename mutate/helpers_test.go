@@ -73,7 +73,7 @@ type readFrame struct {
 
 func readBack(t *testing.T, b []byte) readFrame {
 	t.Helper()
-	f, res := parseFrame(b, header.EthernetMinimumSize)
+	f, res := parseFrame(b, header.EthernetMinimumSize, len(b))
 	if res != parsed {
 		t.Fatalf("frame does not parse (%d): % x", res, b)
 	}
