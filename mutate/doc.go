@@ -11,7 +11,8 @@
 // # Rules
 //
 // One rule is one line of words (one --mutate flag); several rules apply
-// in the order given, each to the frame as the rules before it left it:
+// in the order given, each to the frame as the rules before it left it,
+// and a rule that drops the frame ends the list for it:
 //
 //	[in|out] [tcp|udp|icmp|ip] [src PREFIX] [dst PREFIX] [sport P[-P]] [dport P[-P]]
 //	         [port P[-P]] [flags LETTERS[/MASK]] [seq A-B] ACTION [prob P%]
