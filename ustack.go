@@ -25,6 +25,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/ustack/ustack/link"
+	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/nat"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/observe"
@@ -55,6 +56,7 @@ type Stack struct {
 	shaper   *shape.Endpoint // the emulated link of the attachment's NIC (Config.Link)
 	host     *hostShare      // what --net host holds on the host
 	logf     func(string, ...any)
+	mutator  *mutate.Endpoint // rules above the emulated link (Config.Mutate)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -246,6 +248,20 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 		return nil, &ConfigError{Field: "Link", Err: err}
 	}
 	lower = s.shaper
+	// The packet mutator goes above the link emulator, where the stack's
+	// own frames leave it: what a rule changes, adds or lets through then
+	// crosses the emulated link like any frame (a receiver's divided or
+	// duplicated ACKs take the link's delay and meet its loss), and what
+	// arrives has crossed the link before the rules see it.
+	linkLen := 0
+	if framing != nil {
+		linkLen = header.EthernetMinimumSize
+	}
+	if s.mutator, err = mutate.New(lower, ns.Clock(), linkLen, cfg.Mutate); err != nil {
+		s.Close()
+		return nil, &ConfigError{Field: "Mutate", Err: err}
+	}
+	lower = s.mutator
 	if framing != nil {
 		lower = framing(lower)
 	}
