@@ -66,20 +66,19 @@ func startBackground(t *testing.T, env []string, ready *regexp.Regexp, args ...s
 	}
 	go func() { p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if m := ready.FindStringSubmatch(p.stdout.String()); m != nil {
-			return p, m
+	var m []string
+	testwait.ForNil(t, "ustack "+strings.Join(args, " ")+" to say it is ready", func() error {
+		if m = ready.FindStringSubmatch(p.stdout.String()); m != nil {
+			return nil
 		}
 		select {
 		case <-p.done:
 			t.Fatalf("ustack %s exited before it was ready; stderr %q", strings.Join(args, " "), p.stderr.String())
-		case <-time.After(20 * time.Millisecond): // polling the output the process writes
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ustack %s not ready after 20s; stdout %q, stderr %q", strings.Join(args, " "), p.stdout.String(), p.stderr.String())
-		}
-	}
+		return fmt.Errorf("stdout %q, stderr %q", p.stdout.String(), p.stderr.String())
+	})
+	return p, m
 }
 
 // kill9 kills the process with SIGKILL and waits for it.
