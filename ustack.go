@@ -24,6 +24,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
+	"github.com/ustack/ustack/internal/hrtimer"
 	"github.com/ustack/ustack/link"
 	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/nat"
@@ -241,9 +242,12 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	s.closers = append(s.closers, func() error { ns.Close(); ns.Wait(); return nil })
 	// The link emulator goes above the capture and the mirror, so they
 	// see frames as they leave it and as they arrive before it, and
-	// under the framing, so it sees whole frames. It runs on the stack's
-	// clock. ns.Wait closes it with the NIC.
-	if s.shaper, err = shape.New(lower, ns.Clock(), cfg.Link.Egress, cfg.Link.Ingress); err != nil {
+	// under the framing, so it sees whole frames. It and the mutator run
+	// on the real clock, as the stack does, but with precise timers
+	// (package hrtimer): Go's fire up to a millisecond late, which a
+	// delay line would add on every hop. ns.Wait closes it with the NIC.
+	clock := hrtimer.NewClock()
+	if s.shaper, err = shape.New(lower, clock, cfg.Link.Egress, cfg.Link.Ingress); err != nil {
 		s.Close()
 		return nil, &ConfigError{Field: "Link", Err: err}
 	}
@@ -257,7 +261,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	if framing != nil {
 		linkLen = header.EthernetMinimumSize
 	}
-	if s.mutator, err = mutate.New(lower, ns.Clock(), linkLen, cfg.Mutate); err != nil {
+	if s.mutator, err = mutate.New(lower, clock, linkLen, cfg.Mutate); err != nil {
 		s.Close()
 		return nil, &ConfigError{Field: "Mutate", Err: err}
 	}
