@@ -8,6 +8,8 @@
 //	netprog sockopt N           N getsockopt(SO_TYPE) on an AF_INET socket; print µs per call
 //	netprog connects ADDR N     N connect+close to a listener it runs itself; print per second
 //	netprog udp-echo ADDR       UDP to an echo server, unconnected then connected, 1 B to 65507 B; print "udp-echo ok"
+//	netprog interrupted-connects ADDR N
+//	                            N blocking connects under a 100 µs SIGALRM timer; print "connected N"
 //	netprog stream ADDR         connect, print "pid P", then read until killed
 //	netprog accepting           listen, print "pid P", then block in accept(2) until killed
 //	netprog exit-accepting      block a thread in accept(2), and exit while it waits
@@ -25,7 +27,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +57,9 @@ func main() {
 	case "connects":
 		n, _ := strconv.Atoi(os.Args[3])
 		connects(os.Args[2], n)
+	case "interrupted-connects":
+		n, _ := strconv.Atoi(os.Args[3])
+		interruptedConnects(os.Args[2], n)
 	case "udp-echo":
 		udpEcho(os.Args[2])
 	case "stream":
@@ -195,6 +202,37 @@ func connects(addr string, n int) {
 	}
 	el := time.Since(start)
 	fmt.Printf("connect+close %d in %v: %.0f per second\n", n, el, float64(n)/el.Seconds())
+}
+
+// interruptedConnects makes n blocking connects to addr (IPv4) while an
+// interval timer sends SIGALRM every 100 µs. Go's handler is SA_RESTART,
+// so an interrupted connect is made again by the kernel; each must return
+// 0 as on Linux, even when the restart comes after the connection is up.
+func interruptedConnects(addr string, n int) {
+	ap := netip.MustParseAddrPort(addr)
+	sa := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	alarms := make(chan os.Signal, 1)
+	signal.Notify(alarms, syscall.SIGALRM)
+	go func() {
+		for range alarms {
+		}
+	}()
+	tick := unix.Timeval{Usec: 100}
+	if _, err := unix.Setitimer(unix.ItimerReal, unix.Itimerval{Interval: tick, Value: tick}); err != nil {
+		fail(fmt.Errorf("setitimer: %w", err))
+	}
+	for i := 0; i < n; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			fail(fmt.Errorf("socket: %w", err))
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			fail(fmt.Errorf("connect %d of fd %d to %s: %w", i, fd, addr, err))
+		}
+		unix.Close(fd)
+	}
+	unix.Setitimer(unix.ItimerReal, unix.Itimerval{})
+	fmt.Println("connected", n)
 }
 
 // udpEcho sends datagrams of several sizes to an echo server and checks
