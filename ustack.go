@@ -53,6 +53,9 @@ type Stack struct {
 	host     *hostShare      // what --net host holds on the host
 	logf     func(string, ...any)
 
+	// mirrors holds a node's (NewNode) mirror of each NIC by name.
+	mirrors map[string]*observe.Mirror
+
 	closeOnce sync.Once
 	closeErr  error
 	closers   []func() error // run in reverse order by Close

@@ -89,7 +89,7 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	srv.HandleFunc("GET /v1/ping", s.servePing)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
-	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": st.FrameMirror()}, Logf: logf}).Mount(srv)
+	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: st.FrameMirrors(), Logf: logf}).Mount(srv)
 	if cfg.Attach {
 		// Programs attached by other processes share the one socket
 		// manager, so they reach each other through the stack.
