@@ -60,10 +60,11 @@ func pickStack(ctx context.Context, cmd string, args []string) (*control.Client,
 	switch len(args) {
 	case 0:
 	case 1:
-		if !control.ValidName(args[0]) {
+		name := control.StackName(args[0])
+		if !control.ValidName(name) {
 			return nil, usagef("%s: %q is not a stack name (see: ustack ls)", cmd, args[0])
 		}
-		c := control.Dial(args[0])
+		c := control.Dial(name)
 		return c, nil
 	default:
 		return nil, usagef("%s: unexpected argument %q (usage: ustack %s [flags] [NAME])", cmd, args[1], cmd)

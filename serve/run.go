@@ -24,6 +24,10 @@ type Program struct {
 	Stdin, Stdout, Stderr *os.File
 	// Logf reports the supervisor's own trouble (nil: discard).
 	Logf func(format string, args ...any)
+	// Stop, if not nil, ends the program when it is closed: SIGTERM, then
+	// SIGKILL if it is still there after two seconds. ustack lab exec
+	// closes it when the node the program runs on goes away.
+	Stop <-chan struct{}
 }
 
 func (p Program) config(h intercept.Handler) intercept.Config {
@@ -40,7 +44,7 @@ func (s *Stack) Run(p Program) (*os.ProcessState, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps, err := wait(proc)
+	ps, err := wait(proc, p.Stop)
 	// Let data the program wrote just before exiting reach its peers.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	s.mgr.Settle(ctx)
@@ -66,21 +70,28 @@ func RunAttached(ctx context.Context, c *control.Client, p Program) (*os.Process
 		proc.Wait()
 		return nil, fmt.Errorf("attaching the program to stack %s: %w", c.Name, err)
 	}
-	return wait(proc)
+	return wait(proc, p.Stop)
 }
 
 // wait passes the signals that would stop this process on to the program
-// and waits for it.
-func wait(p *intercept.Process) (*os.ProcessState, error) {
+// and waits for it; closing stop ends it.
+func wait(p *intercept.Process, stop <-chan struct{}) (*os.ProcessState, error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	go func() {
+		var kill <-chan time.Time
 		for {
 			select {
 			case sig := <-sigs:
 				p.Signal(sig)
+			case <-stop:
+				stop = nil
+				p.Signal(syscall.SIGTERM)
+				kill = time.After(2 * time.Second)
+			case <-kill:
+				p.Signal(syscall.SIGKILL)
 			case <-done:
 				return
 			}
