@@ -376,4 +376,3 @@ func (s *Stack) FrameMirrors() map[string]*observe.Mirror {
 	}
 	return map[string]*observe.Mirror{"eth0": s.mirror}
 }
-
