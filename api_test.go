@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -12,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // echoOnce reads one message from c and writes it back.
@@ -170,7 +174,19 @@ func TestDialContextDeadline(t *testing.T) {
 	}
 	t.Run("canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(100*time.Millisecond, cancel)
+		// Cancel once the connection is being made (its SYN waits for
+		// ARP, which nobody answers).
+		go func() {
+			testwait.Until(ctx, "a connection in SYN-SENT", func() error {
+				for _, ep := range a.Netstack().RegisteredEndpoints() {
+					if te, ok := ep.(*tcp.Endpoint); ok && tcp.EndpointState(te.State()) == tcp.StateSynSent {
+						return nil
+					}
+				}
+				return errors.New("none")
+			})
+			cancel()
+		}()
 		_, err := a.DialContext(ctx, "tcp", "10.0.9.77:80")
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("DialContext after cancel: %v, want context.Canceled", err)
@@ -241,7 +257,7 @@ func TestListenerCloseUnblocksAccept(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	testwait.For(t, "Accept to block", func() bool { return ustack.BlockedReading(ln) })
 	if err := ln.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -379,15 +395,26 @@ func TestUDP(t *testing.T) {
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("ReadFrom past the deadline: %v, want a timeout net.Error", err)
 		}
+		// With the deadline cleared, ReadFrom blocks until a datagram comes.
 		pc.SetReadDeadline(time.Time{})
+		read := make(chan error, 1)
 		go func() {
-			time.Sleep(50 * time.Millisecond)
-			pc.WriteTo([]byte("self"), &net.UDPAddr{IP: net.ParseIP(addrA4), Port: pc.LocalAddr().(*net.UDPAddr).Port})
+			n, _, err := pc.ReadFrom(make([]byte, 10))
+			if err == nil && n != 4 {
+				err = fmt.Errorf("%d bytes, want 4", n)
+			}
+			read <- err
 		}()
-		pc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, _, err := pc.ReadFrom(make([]byte, 10))
-		if err != nil || n != 4 {
-			t.Fatalf("ReadFrom after clearing the deadline: %d, %v", n, err)
+		testwait.For(t, "ReadFrom to block", func() bool { return ustack.BlockedReading(pc) })
+		pc.WriteTo([]byte("self"), &net.UDPAddr{IP: net.ParseIP(addrA4), Port: pc.LocalAddr().(*net.UDPAddr).Port})
+		select {
+		case err := <-read:
+			if err != nil {
+				t.Fatalf("ReadFrom after clearing the deadline: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			pc.Close()
+			t.Fatal("ReadFrom after clearing the deadline still blocked 5s after a datagram was sent")
 		}
 	})
 	t.Run("close-unblocks-read", func(t *testing.T) {
@@ -400,7 +427,7 @@ func TestUDP(t *testing.T) {
 			_, _, err := pc.ReadFrom(make([]byte, 10))
 			done <- err
 		}()
-		time.Sleep(50 * time.Millisecond)
+		testwait.For(t, "ReadFrom to block", func() bool { return ustack.BlockedReading(pc) })
 		pc.Close()
 		select {
 		case err := <-done:

@@ -15,6 +15,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // TestCapture runs a short TCP exchange between two stacks of a pair, each
@@ -156,10 +157,8 @@ func checkCapture(t *testing.T, name, request, reply string) {
 // tsharkReads checks that Wireshark's reader accepts the file.
 func tsharkReads(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark not found on PATH: the capture was not checked with Wireshark's reader (apt-get install tshark)")
-	}
-	out, err := exec.Command("tshark", "-r", name).CombinedOutput()
+	tshark := testprog.Need(t, "tshark")
+	out, err := exec.Command(tshark, "-r", name).CombinedOutput()
 	if err != nil {
 		t.Errorf("tshark -r %s: %v\n%s", name, err, out)
 		return

@@ -2,6 +2,7 @@ package ustack_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -9,13 +10,14 @@ import (
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // TestCloseReleasesGoroutines uses both stacks of a pair (TCP, UDP, a
 // listener with a blocked Accept, a blocked Read) and checks that closing
 // them brings the goroutine count back to where it was.
 func TestCloseReleasesGoroutines(t *testing.T) {
-	before := settledGoroutines(0)
+	before := runtime.NumGoroutine()
 	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +53,7 @@ func TestCloseReleasesGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _, _, err := pc.ReadFrom(make([]byte, 10)); blockedRead <- err }()
-	time.Sleep(20 * time.Millisecond)
+	testwait.For(t, "Accept and ReadFrom to block", func() bool { return ustack.BlockedReading(ln) && ustack.BlockedReading(pc) })
 
 	if err := a.Close(); err != nil {
 		t.Errorf("closing a: %v", err)
@@ -79,23 +81,22 @@ func TestCloseReleasesGoroutines(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
 		t.Errorf("Read on a conn of a closed stack: %v, want an error at once", err)
 	}
-	if after := settledGoroutines(before); after > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines before the pair, %d after closing it:\n%s", before, after, buf[:runtime.Stack(buf, true)])
-	}
+	goroutinesBackTo(t, before, "the pair")
 }
 
-// settledGoroutines polls the goroutine count for up to 5s until it is at
-// most want (or, with want 0, until it stops changing) and returns it.
-func settledGoroutines(want int) int {
-	n := runtime.NumGoroutine()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		m := runtime.NumGoroutine()
-		if want > 0 && m <= want || want == 0 && m == n {
-			return m
+// goroutinesBackTo fails t unless the number of goroutines comes back to
+// at most before, the count before what was made and closed, listing the
+// goroutines that are left.
+func goroutinesBackTo(t *testing.T, before int, what string) {
+	t.Helper()
+	err := testwait.Until(t.Context(), "the goroutines of "+what+" to end", func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before", n, before)
 		}
-		n = m
+		return nil
+	})
+	if err != nil {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%v:\n%s", err, buf[:runtime.Stack(buf, true)])
 	}
-	return n
 }

@@ -325,7 +325,7 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 		ep.Close()
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: net.TCPAddrFromAddrPort(addr), Err: errnoOf(terr)}
 	}
-	return &listener{TCPListener: gonet.NewTCPListener(s.ns, &wq, ep), ep: ep, unspecified: unspecifiedOf(addr.Addr())}, nil
+	return &listener{TCPListener: gonet.NewTCPListener(s.ns, &wq, ep), ep: ep, wq: &wq, unspecified: unspecifiedOf(addr.Addr())}, nil
 }
 
 // listener reports its address with IPv4-mapped addresses unmapped, like
@@ -334,6 +334,7 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 type listener struct {
 	*gonet.TCPListener
 	ep          tcpip.Endpoint
+	wq          *waiter.Queue // Accept waits on it
 	closed      atomic.Bool
 	unspecified netip.Addr // 0.0.0.0 or ::, reported for a listener bound to no address
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -31,6 +32,8 @@ type hostShare struct {
 	// portd, when set, is the session through ustack portd that holds the
 	// share for a stack without privileges; share is then unset.
 	portd *portd.Session
+	// portdGone is set once portd has ended the session (see portdGone).
+	portdGone atomic.Bool
 }
 
 const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or as any user through ustack portd (--portd)"
@@ -133,7 +136,9 @@ func newHostPortd(cfg Config, att Host, ephemeral int) (*Stack, error) {
 	sess, err := portd.Open(path, req)
 	if err != nil {
 		var re *portd.RefusedError
-		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && !strings.Contains(re.Msg, "ephemeral") && len(att.Ports) > 0 {
+		// A refusal of one of the ports names it first; the rest are
+		// about the session.
+		if errors.As(err, &re) && re.Code != portd.CodeBadRequest && (strings.HasPrefix(re.Msg, "tcp port ") || strings.HasPrefix(re.Msg, "udp port ")) {
 			return nil, &ConfigError{Field: "Host.Ports", Err: err}
 		}
 		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
@@ -157,7 +162,35 @@ func newHostPortd(cfg Config, att Host, ephemeral int) (*Stack, error) {
 	}
 	s.host = &hostShare{iface: iface, portd: sess}
 	s.net = att
+	if err := sess.OnHangUp(s.portdGone); err != nil {
+		s.Close()
+		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
+	}
 	return s, nil
+}
+
+// portdGone takes the stack off its link when ustack portd ends the
+// session (portd stopped, or was killed): no frame will pass any more, so
+// the stack's connections on the link are aborted (their programs see
+// ECONNRESET) rather than left to time out, and the NIC is removed, so
+// that new connections fail at once (ENETUNREACH) and nothing reads the
+// dead frame socket. Connections on the stack's loopback go on.
+func (s *Stack) portdGone() {
+	s.host.portdGone.Store(true)
+	s.logf("ustack portd went away: the stack's link is down")
+	for _, ep := range s.ns.RegisteredEndpoints() {
+		if la, ok := ep.(interface {
+			GetLocalAddress() (tcpip.FullAddress, tcpip.Error)
+		}); ok {
+			if a, err := la.GetLocalAddress(); err == nil {
+				if ip, _ := netip.AddrFromSlice(a.Addr.AsSlice()); ip.IsLoopback() {
+					continue
+				}
+			}
+		}
+		ep.Abort()
+	}
+	s.ns.RemoveNIC(nicID)
 }
 
 func protoOfHostPort(p HostPort) hostports.Proto {

@@ -1,16 +1,13 @@
 package ustack_test
 
 import (
-	"bufio"
-	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testpeer"
 )
 
 // BenchmarkHost measures one TCP stream each way between a stack on --net
@@ -27,8 +24,7 @@ func BenchmarkHost(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer polling.Close()
-	prefix := []string{"ip", "netns", "exec", fmt.Sprintf("ustack-host-%d", os.Getpid())}
-	startPeer(b, prefix, remoteAddr4+":9000")
+	testpeer.StartReady(b, testpeer.CommandIn(hostNS(), "serve", remoteAddr4+":9000"))
 	dialers := []struct {
 		name string
 		dial func(network, addr string) (net.Conn, error)
@@ -52,7 +48,7 @@ func BenchmarkHost(b *testing.B) {
 		}
 	}
 	// Round trip: the namespace's kernel echoes one byte.
-	startPeerMode(b, prefix, "echo "+remoteAddr4+":9002")
+	testpeer.StartReady(b, testpeer.CommandIn(hostNS(), "echo", remoteAddr4+":9002"))
 	for _, d := range dialers {
 		b.Run(d.name+"/rr-1byte", func(b *testing.B) { benchRoundTrip(b, d.dial, remoteAddr4+":9002") })
 	}
@@ -81,19 +77,4 @@ func benchRoundTrip(b *testing.B, dial func(network, addr string) (net.Conn, err
 	slices.Sort(rtts)
 	b.ReportMetric(float64(rtts[len(rtts)/2].Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(rtts[len(rtts)*99/100].Nanoseconds())/1e3, "p99-µs")
-}
-
-// startPeerMode runs the test binary in peer mode (USTACK_TEST_PEER) under
-// the command prefix and waits for its "ready".
-func startPeerMode(b testing.TB, prefix []string, mode string) {
-	cmd := exec.Command(prefix[0], append(prefix[1:], os.Args[0])...)
-	cmd.Env = append(os.Environ(), "USTACK_TEST_PEER="+mode)
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		b.Fatalf("peer did not start: %q %v", line, err)
-	}
 }

@@ -11,12 +11,17 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testpeer"
+	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // The host attachment's tests share a veth between the root namespace's
@@ -34,17 +39,15 @@ const (
 // and a command maker for the namespace. It needs root and iproute2.
 func hostVeth(t testing.TB) (string, func(args ...string) *exec.Cmd) {
 	t.Helper()
+	testbin.EndToEnd(t)
 	if os.Geteuid() != 0 {
 		t.Skip("host attachment tests need root (CAP_NET_ADMIN and CAP_NET_RAW)")
 	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("host attachment tests need ip from iproute2: ", err)
-	}
+	ipPath := testprog.Need(t, "ip")
 	if _, err := hostports.TableExists("ustack_0"); err != nil {
 		t.Skip("host attachment tests need nftables in the kernel: ", err)
 	}
-	ns := fmt.Sprintf("ustack-host-%d", os.Getpid())
+	ns := hostNS()
 	dev := fmt.Sprintf("ustkh%d", os.Getpid()%100000)
 	peer := fmt.Sprintf("ustkp%d", os.Getpid()%100000)
 	run := func(args ...string) {
@@ -69,6 +72,9 @@ func hostVeth(t testing.TB) (string, func(args ...string) *exec.Cmd) {
 	}
 	return dev, inNS
 }
+
+// hostNS is the name of the namespace hostVeth makes.
+func hostNS() string { return fmt.Sprintf("ustack-host-%d", os.Getpid()) }
 
 // newHostStack puts a stack on dev with TCP port 8080 reserved.
 func newHostStack(t testing.TB, dev string) *ustack.Stack {
@@ -149,17 +155,7 @@ func testHostInterop(t *testing.T, busyPoll time.Duration) {
 	t.Run("ping ipv6", func(t *testing.T) { testPing(t, s, "icmp6", remoteAddr6) })
 
 	t.Run("stack client to kernel server", func(t *testing.T) {
-		sink := inNS(os.Args[0])
-		sink.Env = append(os.Environ(), "USTACK_TEST_PEER=sinkhash "+remoteAddr4+":9001")
-		out, _ := sink.StdoutPipe()
-		if err := sink.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { sink.Process.Kill(); sink.Wait() }()
-		r := bufio.NewReader(out)
-		if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-			t.Fatalf("sink did not start: %q %v", line, err)
-		}
+		r := testpeer.StartReady(t, testpeer.CommandIn(hostNS(), "sinkhash", remoteAddr4+":9001"))
 		c, err := s.Dial("tcp", remoteAddr4+":9001")
 		if err != nil {
 			t.Fatal(err)
@@ -184,7 +180,7 @@ func testHostInterop(t *testing.T, busyPoll time.Duration) {
 	})
 
 	t.Run("stack client reads from kernel server", func(t *testing.T) {
-		startPeer(t, []string{"ip", "netns", "exec", fmt.Sprintf("ustack-host-%d", os.Getpid())}, remoteAddr4+":9000")
+		testpeer.StartReady(t, testpeer.CommandIn(hostNS(), "serve", remoteAddr4+":9000"))
 		c, err := s.Dial("tcp", remoteAddr4+":9000")
 		if err != nil {
 			t.Fatal(err)
@@ -222,8 +218,7 @@ func testHostInterop(t *testing.T, busyPoll time.Duration) {
 		}
 		var clients []*exec.Cmd
 		for _, addr := range []string{hostAddr4 + ":8080", kln.Addr().String()} {
-			c := inNS(os.Args[0])
-			c.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=rawsend %s x %d", addr, n))
+			c := testpeer.CommandIn(hostNS(), "rawsend", addr, strconv.FormatInt(n, 10))
 			c.Stderr = os.Stderr
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
@@ -281,12 +276,11 @@ func testHostInterop(t *testing.T, busyPoll time.Duration) {
 	}
 	// Control: the kernel's RST for its own closed port 1 must be seen, and
 	// be the only one.
-	refused := inNS(os.Args[0])
-	refused.Env = append(os.Environ(), "USTACK_TEST_PEER=rawsend "+hostAddr4+":1 x 1")
+	refused := testpeer.CommandIn(hostNS(), "rawsend", hostAddr4+":1", "1")
 	if err := refused.Run(); err == nil {
 		t.Error("connecting to the kernel's closed port 1 succeeded")
 	}
-	if got := rsts(); got != "" {
+	if got := rsts(hostAddr4 + ".1 >"); got != "" {
 		lines := strings.Split(got, "\n")
 		for _, l := range lines {
 			if !strings.Contains(l, hostAddr4+".1 >") {
@@ -318,27 +312,28 @@ func testHostInterop(t *testing.T, busyPoll time.Duration) {
 // the bad TCP checksums are counted. Frames the packet filter turns away
 // (those without a port of the stack's) never reach the stack at all.
 func TestHostBadFrames(t *testing.T) {
-	dev, inNS := hostVeth(t)
+	dev, _ := hostVeth(t)
 	s := newHostStack(t, dev)
-	csumErrs, malformed := badFramesDuringTransfer(t, s, inNS, fmt.Sprintf("ustkp%d", os.Getpid()%100000), hostAddr4)
+	csumErrs, malformed := badFramesDuringTransfer(t, s, hostNS(), fmt.Sprintf("ustkp%d", os.Getpid()%100000), hostAddr4)
 	if csumErrs == 0 {
 		t.Error("no TCP checksum errors counted: the stack took the bad frames' checksums on trust")
 	}
 	t.Logf("malformed IP packets and fragments counted: %d", malformed)
 }
 
-// captureRSTs runs tcpdump on dev for TCP segments with RST set; the
-// returned function stops it and returns what it printed. Without tcpdump
-// it returns "" (the reset counters still check).
-func captureRSTs(t testing.TB, dev string) func() string {
+// captureRSTs runs tcpdump on dev for TCP segments with RST set. The
+// returned function waits until tcpdump printed a line holding last (the
+// RST the test caused last: tcpdump prints in the order of the wire, so
+// every earlier one is in by then), stops it and returns what it printed.
+// Without tcpdump it returns "" (the reset counters still check).
+func captureRSTs(t testing.TB, dev string) func(last string) string {
 	path, err := exec.LookPath("tcpdump")
 	if err != nil {
 		t.Log("tcpdump not installed; RSTs are checked by counters only")
-		return func() string { return "" }
+		return func(string) string { return "" }
 	}
-	var out strings.Builder
 	cmd := exec.Command(path, "-i", dev, "-n", "-l", "-p", "tcp[tcpflags] & tcp-rst != 0")
-	cmd.Stdout = &out
+	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -348,11 +343,37 @@ func captureRSTs(t testing.TB, dev string) func() string {
 		t.Fatalf("tcpdump: %v", err)
 	}
 	go io.Copy(io.Discard, stderr)
-	return func() string {
-		time.Sleep(100 * time.Millisecond)
+	var mu sync.Mutex
+	var lines []string
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			mu.Lock()
+			lines = append(lines, sc.Text())
+			mu.Unlock()
+		}
+	}()
+	printed := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(lines, "\n")
+	}
+	return func(last string) string {
+		err := testwait.Until(t.Context(), "tcpdump to print "+last, func() error {
+			if !strings.Contains(printed(), last) {
+				return fmt.Errorf("tcpdump printed %q", printed())
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
 		cmd.Process.Signal(syscall.SIGINT)
+		<-read
 		cmd.Wait()
-		return strings.TrimSpace(out.String())
+		return strings.TrimSpace(printed())
 	}
 }
 
@@ -377,26 +398,18 @@ func runHostStack(iface, port string) error {
 		return err
 	}
 	defer ln.Close()
-	fmt.Println("ready")
+	testpeer.Ready()
 	select {}
 }
 
-// TestHostKilled: a stack process killed with SIGKILL leaves its nftables
-// table behind but not its ports (the reserving sockets die with it); the
-// next stack to start removes the table.
+// TestHostKilled: a stack process killed with SIGKILL leaves neither its
+// ports (the reserving sockets die with it) nor its nftables table (owned
+// by its netlink socket, which the kernel removes with it), so the peers
+// of its connections are refused at once; the next stack starts cleanly.
 func TestHostKilled(t *testing.T) {
 	dev, _ := hostVeth(t)
-	child := exec.Command(os.Args[0])
-	child.Env = append(os.Environ(), "USTACK_TEST_PEER=hoststack "+dev+" 8082")
-	child.Stderr = os.Stderr
-	out, _ := child.StdoutPipe()
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { child.Process.Kill(); child.Wait() }()
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("the stack process did not start: %q %v", line, err)
-	}
+	child := testpeer.Command("hoststack", dev, "8082")
+	testpeer.StartReady(t, child)
 	table := fmt.Sprintf("ustack_%d", child.Process.Pid)
 	if ok, err := hostports.TableExists(table); err != nil || !ok {
 		t.Fatalf("table %s of the running stack: exists=%v (%v)", table, ok, err)
@@ -411,13 +424,10 @@ func TestHostKilled(t *testing.T) {
 	} else {
 		l.Close()
 	}
-	if ok, _ := hostports.TableExists(table); !ok {
-		t.Errorf("table %s vanished with SIGKILL; the test expects the next start to remove it", table)
+	if ok, err := hostports.TableExists(table); err != nil || ok {
+		t.Errorf("table %s after SIGKILL: exists=%v (%v), want it gone with the process", table, ok, err)
 	}
 	s := newHostStack(t, dev)
-	if ok, err := hostports.TableExists(table); err != nil || ok {
-		t.Errorf("table %s after the next start: exists=%v (%v), want it removed", table, ok, err)
-	}
 	s.Close()
 }
 

@@ -3,12 +3,14 @@ package ustack_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -21,7 +23,10 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/inspect"
 	"github.com/ustack/ustack/internal/testdns"
+	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // newNAT builds a stack on the nat attachment and closes it when the test ends.
@@ -288,10 +293,7 @@ func freePort(t *testing.T) int {
 // TestNATPublishCurl: a host curl reaches an HTTP server on the user-level
 // stack through -p; a loopback client appears as the host alias.
 func TestNATPublishCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed (the test set-up installs it): ", err)
-	}
+	curl := testprog.Need(t, "curl")
 	port := freePort(t)
 	publishedEcho(t, fmt.Sprintf("127.0.0.1:%d:8080", port))
 	out, err := exec.Command(curl, "-sS", "--max-time", "10", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput()
@@ -402,6 +404,8 @@ func hostPingAnswered(t *testing.T, addr string) bool {
 	if _, err := c.WriteTo(req, to); err != nil {
 		return false // unreachable from the host
 	}
+	// No reply within a second is the answer sought: this wait is the
+	// subject, not a stand-in for an event.
 	deadline := time.Now().Add(time.Second)
 	buf := make([]byte, 1500)
 	for {
@@ -421,7 +425,7 @@ func hostPingAnswered(t *testing.T, addr string) bool {
 // host ports.
 func TestNATCloseReleases(t *testing.T) {
 	echoPort := hostEcho(t, "tcp4", "127.0.0.1:0")
-	before := settledGoroutines(0)
+	before := runtime.NumGoroutine()
 	pubPort := freePort(t)
 	tcpPub, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80", pubPort))
 	udpPub, _ := ustack.ParsePortMapping(fmt.Sprintf("127.0.0.1:%d:80/udp", pubPort))
@@ -455,7 +459,9 @@ func TestNATCloseReleases(t *testing.T) {
 	}
 	defer hc.Close()
 	roundTrip(t, hc, "published")
-	time.Sleep(50 * time.Millisecond)
+	// The gateway relays the UDP flow through a host socket of its own,
+	// connected to the echo port.
+	testwait.For(t, "the gateway's host socket of the UDP flow", func() bool { return hostUDPConnectedTo(t, echoPort) })
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -479,10 +485,7 @@ func TestNATCloseReleases(t *testing.T) {
 	}
 	c.Close()
 	u.Close()
-	if after := settledGoroutines(before); after > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines before the stack, %d after closing it:\n%s", before, after, buf[:runtime.Stack(buf, true)])
-	}
+	goroutinesBackTo(t, before, "the stack")
 }
 
 // answerDatagrams replies to every datagram on pc with answer's result
@@ -516,7 +519,16 @@ func TestNATPublishGuestReset(t *testing.T) {
 			return
 		}
 		io.ReadFull(c, make([]byte, 1))
-		time.Sleep(100 * time.Millisecond) // let the rest arrive unread
+		// Close once the other 9 bytes are in, unread.
+		err = testwait.Until(t.Context(), "9 bytes unread on the stack", func() error {
+			if n := recvQ(s, 7000); n != 9 {
+				return fmt.Errorf("%d bytes", n)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
 		c.Close()
 	}()
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
@@ -532,4 +544,34 @@ func TestNATPublishGuestReset(t *testing.T) {
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("host client read: %v, want ECONNRESET", err)
 	}
+}
+
+// hostUDPConnectedTo reports whether a UDP socket on the host is connected
+// to 127.0.0.1:port.
+func hostUDPConnectedTo(t *testing.T, port int) bool {
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// rem_address is the address's 4 bytes read as a number of this
+	// machine's byte order, then the port.
+	want := fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32([]byte{127, 0, 0, 1}), port)
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[2] == want {
+			return true
+		}
+	}
+	return false
+}
+
+// recvQ is the number of bytes waiting unread on the stack's established
+// TCP connection on local port port, as GET /v1/sockets shows it (-1: no
+// such connection).
+func recvQ(s *ustack.Stack, port uint16) int {
+	for _, so := range inspect.Sockets(&inspect.Target{Stack: s}, false) {
+		if so.Netid == "tcp" && so.State == "ESTAB" && so.Local.Port == port && so.RecvQ != nil {
+			return *so.RecvQ
+		}
+	}
+	return -1
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,106 +16,110 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/ustack/ustack/internal/leakcheck"
+	"github.com/ustack/ustack/internal/testpeer"
 )
 
-// The test binary doubles as a TCP peer for kernel-side measurements: run
-// with USTACK_TEST_PEER="serve ADDR" it serves bulk transfers, with
-// "client ADDR r|w BYTES" it makes one and prints the seconds it took.
+// The test binary doubles as the kernel-side peer of the tests that
+// reach the kernel's own stack (run in a namespace with testpeer): "serve
+// ADDR" serves bulk transfers, "client ADDR r|w BYTES" makes one and
+// prints the seconds it took, and the modes below.
 func TestMain(m *testing.M) {
-	if mode := os.Getenv("USTACK_TEST_PEER"); mode != "" {
-		if err := runPeer(mode); err != nil {
-			fmt.Fprintln(os.Stderr, "peer:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(leakcheck.Main(m))
-}
-
-func runPeer(mode string) error {
-	var cmd, addr, dir string
-	var n int64
-	fmt.Sscan(mode, &cmd, &addr, &dir, &n)
-	switch cmd {
-	case "serve":
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
-		fmt.Println("ready")
-		for {
-			c, err := ln.Accept()
+	testpeer.Dispatch(map[string]testpeer.Mode{
+		"serve":  func(a []string) error { return listenAndServe(a[0], serveBulk) },
+		"client": func(a []string) error { return bulkClient(a[0], a[1], a[2]) },
+		// rawsend ADDR BYTES: stream BYTES of the seeded test stream to
+		// ADDR, then close.
+		"rawsend": func(a []string) error { return rawSend(a[0], a[1]) },
+		// inject DEV DST: bad frames out of DEV to the IPv4 address DST,
+		// from DST's .1.
+		"inject": func(a []string) error {
+			dst, err := netip.ParseAddr(a[1])
 			if err != nil {
 				return err
 			}
-			go serveBulk(c)
-		}
-	case "client":
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return err
-		}
-		start := time.Now()
-		if err := bulk(c, dir, n); err != nil {
-			return err
-		}
-		fmt.Println(time.Since(start).Seconds())
-		return nil
-	case "rawsend":
-		// Stream n bytes of the seeded test stream to addr, then close.
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(c, stream(3, n)); err != nil {
-			return err
-		}
-		return c.Close()
-	case "inject":
-		// inject DEV DST: bad frames out of DEV to the IPv4 address DST,
-		// from DST's .1.
-		dst, err := netip.ParseAddr(dir)
-		if err != nil {
-			return err
-		}
-		return injectBadFrames(addr, dst)
-	case "sinkhash":
-		// Take one connection on addr and print the SHA-256 of all it sends.
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
-		fmt.Println("ready")
+			return injectBadFrames(a[0], dst)
+		},
+		// sinkhash ADDR: take one connection on ADDR and print the SHA-256
+		// of all it sends.
+		"sinkhash": func(a []string) error { return sinkHash(a[0]) },
+		// echo ADDR: echo every connection's bytes back, for round-trip
+		// measurements.
+		"echo": func(a []string) error {
+			return listenAndServe(a[0], func(c net.Conn) { io.Copy(c, c); c.Close() })
+		},
+		// hoststack IFACE PORT: a stack on --net host:IFACE listening on
+		// TCP port PORT, until killed.
+		"hoststack": func(a []string) error { return runHostStack(a[0], a[1]) },
+	})
+	os.Exit(leakcheck.Main(m))
+}
+
+// listenAndServe says ready once it listens on addr, then serves each
+// connection on a goroutine of its own.
+func listenAndServe(addr string, serve func(net.Conn)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	testpeer.Ready()
+	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return err
 		}
-		h := newHashingWriter()
-		if _, err := io.Copy(h, c); err != nil {
-			return err
-		}
-		c.Close()
-		fmt.Printf("%x %d\n", h.Sum(), h.n)
-		return nil
-	case "echo":
-		// Echo every connection's bytes back, for round-trip measurements.
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
-		fmt.Println("ready")
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return err
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	case "hoststack":
-		// A stack on --net host:addr listening on TCP port dir, until killed.
-		return runHostStack(addr, dir)
+		go serve(c)
 	}
-	return fmt.Errorf("unknown peer mode %q", mode)
+}
+
+func bulkClient(addr, dir, bytes string) error {
+	n, err := strconv.ParseInt(bytes, 10, 64)
+	if err != nil {
+		return err
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := bulk(c, dir, n); err != nil {
+		return err
+	}
+	fmt.Println(time.Since(start).Seconds())
+	return nil
+}
+
+func rawSend(addr, bytes string) error {
+	n, err := strconv.ParseInt(bytes, 10, 64)
+	if err != nil {
+		return err
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(c, stream(3, n)); err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func sinkHash(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	testpeer.Ready()
+	c, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	h := newHashingWriter()
+	if _, err := io.Copy(h, c); err != nil {
+		return err
+	}
+	c.Close()
+	fmt.Printf("%x %d\n", h.Sum(), h.n)
+	return nil
 }
 
 // bulk asks the peer on c for a transfer: "r" = the peer reads n bytes we

@@ -1,32 +1,16 @@
 package ustack_test
 
 import (
-	"bufio"
-	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/testpeer"
 )
 
 const tapBenchBytes = 256 << 20
-
-// startPeer runs the test binary as a bulk-transfer server inside a
-// namespace (via the given command prefix) and waits until it listens.
-func startPeer(b testing.TB, prefix []string, addr string) {
-	cmd := exec.Command(prefix[0], append(prefix[1:], os.Args[0])...)
-	cmd.Env = append(os.Environ(), "USTACK_TEST_PEER=serve "+addr)
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		b.Fatalf("peer did not start: %q %v", line, err)
-	}
-}
 
 func gbits(b *testing.B, seconds float64) {
 	b.ReportMetric(float64(tapBenchBytes)*8/seconds/1e9, "Gbit/s")
@@ -40,8 +24,8 @@ func gbits(b *testing.B, seconds float64) {
 // a second tap). BenchmarkHost has the kernel's own round trip over veth.
 func BenchmarkTap(b *testing.B) {
 	s, _ := tapNetns(b)
-	ns := fmt.Sprintf("ustack-tap-%d", os.Getpid())
-	startPeer(b, []string{"ip", "netns", "exec", ns}, "10.77.0.1:9000")
+	ns := tapNS("")
+	testpeer.StartReady(b, testpeer.CommandIn(ns, "serve", "10.77.0.1:9000"))
 	for _, dir := range []string{"r", "w"} {
 		name := map[string]string{"r": "stack-to-kernel", "w": "kernel-to-stack"}[dir]
 		b.Run("tap/"+name, func(b *testing.B) {
@@ -58,10 +42,10 @@ func BenchmarkTap(b *testing.B) {
 			gbits(b, b.Elapsed().Seconds()/float64(b.N))
 		})
 	}
-	startPeerMode(b, []string{"ip", "netns", "exec", ns}, "echo 10.77.0.1:9002")
+	testpeer.StartReady(b, testpeer.CommandIn(ns, "echo", "10.77.0.1:9002"))
 	b.Run("tap/rr-1byte", func(b *testing.B) { benchRoundTrip(b, s.Dial, "10.77.0.1:9002") })
 	polling, _ := tapNetnsWith(b, "p", 200*time.Microsecond)
-	startPeerMode(b, []string{"ip", "netns", "exec", fmt.Sprintf("ustack-tapp-%d", os.Getpid())}, "echo 10.77.0.1:9002")
+	testpeer.StartReady(b, testpeer.CommandIn(tapNS("p"), "echo", "10.77.0.1:9002"))
 	b.Run("tap-busypoll/rr-1byte", func(b *testing.B) { benchRoundTrip(b, polling.Dial, "10.77.0.1:9002") })
 
 	// The kernel on the same kind of path: two namespaces joined by veth.
@@ -77,14 +61,12 @@ func BenchmarkTap(b *testing.B) {
 		}
 	}
 	b.Cleanup(func() { exec.Command("ip", "netns", "del", k1).Run(); exec.Command("ip", "netns", "del", k2).Run() })
-	startPeer(b, []string{"ip", "netns", "exec", k1}, "10.78.0.1:9000")
+	testpeer.StartReady(b, testpeer.CommandIn(k1, "serve", "10.78.0.1:9000"))
 	b.Run("kernel-veth", func(b *testing.B) {
 		b.SetBytes(tapBenchBytes)
 		var total float64
 		for i := 0; i < b.N; i++ {
-			cmd := exec.Command("ip", "netns", "exec", k2, os.Args[0])
-			cmd.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=client 10.78.0.1:9000 w %d", tapBenchBytes))
-			out, err := cmd.Output()
+			out, err := testpeer.CommandIn(k2, "client", "10.78.0.1:9000", "w", strconv.Itoa(tapBenchBytes)).Output()
 			if err != nil {
 				b.Fatalf("kernel client: %v", err)
 			}

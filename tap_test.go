@@ -11,11 +11,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testpeer"
+	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // tapNetns creates a stack on a new tap device and moves the tap's kernel
@@ -30,14 +35,12 @@ func tapNetns(t testing.TB) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 // that two can exist at once) and Config.BusyPoll set.
 func tapNetnsWith(t testing.TB, tag string, busyPoll time.Duration) (*ustack.Stack, func(args ...string) *exec.Cmd) {
 	t.Helper()
+	testbin.EndToEnd(t)
 	if os.Geteuid() != 0 {
 		t.Skip("tap tests need root (to create the tap and a network namespace)")
 	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("tap tests need ip from iproute2: ", err)
-	}
-	ns := fmt.Sprintf("ustack-tap%s-%d", tag, os.Getpid())
+	ipPath := testprog.Need(t, "ip")
+	ns := tapNS(tag)
 	dev := fmt.Sprintf("ustk%s%d", tag, os.Getpid()%100000)
 	run := func(args ...string) {
 		t.Helper()
@@ -64,14 +67,15 @@ func tapNetnsWith(t testing.TB, tag string, busyPoll time.Duration) (*ustack.Sta
 	return s, inNS
 }
 
+// tapNS is the name of the namespace tapNetnsWith makes for tag.
+func tapNS(tag string) string { return fmt.Sprintf("ustack-tap%s-%d", tag, os.Getpid()) }
+
 // TestTapInterop: the stack on a tap talks to the Linux kernel's own stack
 // in a namespace, both directions, with a real curl and python server.
 func TestTapInterop(t *testing.T) {
 	s, inNS := tapNetns(t)
-	for _, prog := range []string{"curl", "python3"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("%s not installed (the test set-up installs it): %v", prog, err)
-		}
+	for _, prog := range []string{"curl", "python3", "sh", "sha256sum"} {
+		testprog.Need(t, prog)
 	}
 	// A file served by each side, 16 MiB of a seeded stream.
 	dir := t.TempDir()
@@ -105,16 +109,12 @@ func TestTapInterop(t *testing.T) {
 		}
 		defer func() { srv.Process.Kill(); srv.Wait() }()
 		client := &http.Client{Transport: &http.Transport{DialContext: s.DialContext}, Timeout: 30 * time.Second}
+		// Until python listens, the kernel refuses the connection.
 		var resp *http.Response
-		var err error
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if resp, err = client.Get("http://10.77.0.1:8000/blob"); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("GET from the kernel's server: %v", err)
-		}
+		testwait.ForNil(t, "GET from the kernel's python server", func() (err error) {
+			resp, err = client.Get("http://10.77.0.1:8000/blob")
+			return err
+		})
 		defer resp.Body.Close()
 		got := sha256.New()
 		io.Copy(got, resp.Body)
@@ -162,8 +162,8 @@ func TestTapErrors(t *testing.T) {
 // frames injected from the kernel side are counted and dropped while a
 // transfer on the same stack goes on intact.
 func TestTapBadFrames(t *testing.T) {
-	s, inNS := tapNetns(t)
-	csumErrs, malformed := badFramesDuringTransfer(t, s, inNS, fmt.Sprintf("ustk%d", os.Getpid()%100000), "10.77.0.2")
+	s, _ := tapNetns(t)
+	csumErrs, malformed := badFramesDuringTransfer(t, s, tapNS(""), fmt.Sprintf("ustk%d", os.Getpid()%100000), "10.77.0.2")
 	if malformed == 0 {
 		t.Error("no malformed IP packets or fragments counted")
 	}
@@ -172,12 +172,12 @@ func TestTapBadFrames(t *testing.T) {
 	}
 }
 
-// badFramesDuringTransfer has the kernel behind inNS stream 64 MiB to a
+// badFramesDuringTransfer has the kernel in namespace ns stream 64 MiB to a
 // listener of s on dst:8080 while bad frames (see injectBadFrames) go out
 // of the kernel's dev to dst. The transfer must arrive intact; it returns
 // how many TCP checksum errors and malformed IP packets or fragments the
 // stack counted meanwhile.
-func badFramesDuringTransfer(t *testing.T, s *ustack.Stack, inNS func(...string) *exec.Cmd, dev, dst string) (csumErrs, malformed uint64) {
+func badFramesDuringTransfer(t *testing.T, s *ustack.Stack, ns, dev, dst string) (csumErrs, malformed uint64) {
 	t.Helper()
 	ln, err := s.Listen("tcp", dst+":8080")
 	if err != nil {
@@ -202,10 +202,8 @@ func badFramesDuringTransfer(t *testing.T, s *ustack.Stack, inNS func(...string)
 	csumBefore, malformedBefore := stats.TCP.ChecksumErrors.Value(), malformedNow()
 
 	const n = 64 << 20
-	client := inNS(os.Args[0])
-	client.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=rawsend %s:8080 x %d", dst, n))
-	inject := inNS(os.Args[0])
-	inject.Env = append(os.Environ(), fmt.Sprintf("USTACK_TEST_PEER=inject %s %s", dev, dst))
+	client := testpeer.CommandIn(ns, "rawsend", dst+":8080", strconv.Itoa(n))
+	inject := testpeer.CommandIn(ns, "inject", dev, dst)
 	if err := client.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -342,6 +342,15 @@ func (s *Stack) MTU() int { return s.mtu }
 // "nat", "pair", "tap:NAME", "host:IFACE".
 func (s *Stack) Attachment() Attachment { return s.net }
 
+// LinkDown says why the stack's link is gone ("" while it is up): a host
+// stack through ustack portd loses it when portd goes away.
+func (s *Stack) LinkDown() string {
+	if s.host != nil && s.host.portdGone.Load() {
+		return "ustack portd went away"
+	}
+	return ""
+}
+
 // Netstack returns the underlying gVisor stack, for tools that inspect it.
 func (s *Stack) Netstack() *stack.Stack { return s.ns }
 

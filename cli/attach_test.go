@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // TestRunAttached: programs run with --stack share the daemon's stack. A
@@ -14,10 +16,8 @@ import (
 // through 127.0.0.1, ::1 and the stack's own addresses; the host does not
 // see it.
 func TestRunAttached(t *testing.T) {
-	for _, prog := range []string{"python3", "curl"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("%s is not installed (scripts/test.sh installs it)", prog)
-		}
+	for _, prog := range []string{"python3", "curl", "sh"} {
+		testprog.Need(t, prog)
 	}
 	runtimeDir := t.TempDir()
 	startDaemon(t, runtimeDir, "shared")

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,12 +29,23 @@ import (
 
 	"golang.org/x/net/icmp"
 
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/netstack"
 )
 
 var ustackBin string
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(impostorEnv); mode != "" {
+		os.Exit(impostorMain(mode))
+	}
+	flag.Parse()
+	if testing.Short() {
+		// Nothing is built: the tests that run ustack skip
+		// (testbin.EndToEnd), the others run.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ustack-cli-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -73,6 +85,7 @@ func cleanEnv(extra ...string) []string {
 // runUstack runs the binary to completion (at most two minutes).
 func runUstack(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	testbin.EndToEnd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, ustackBin, args...)
@@ -300,10 +313,8 @@ func TestFetchHTTPError(t *testing.T) {
 // A 100 MiB random file from python3's http.server on the host's loopback,
 // fetched through nat, arrives intact.
 func TestFetchLargeFileFromPython(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed (apt-get install python3): needed to serve the file")
-	}
+	testbin.EndToEnd(t)
+	python := testprog.Need(t, "python3") // serves the file
 	dir := t.TempDir()
 	data := make([]byte, 100<<20)
 	rand.Read(data)
@@ -352,10 +363,7 @@ func waitListening(t *testing.T, addr string) {
 
 // The capture of a fetch shows the whole TCP conversation to tshark.
 func TestFetchPcap(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed (apt-get install tshark): needed to read the capture")
-	}
+	tshark := testprog.Need(t, "tshark") // reads the capture
 	srv := serveHost(t, bytes.Repeat([]byte("ustack "), 20000))
 	pcap := filepath.Join(t.TempDir(), "fetch.pcap")
 	r := runUstack(t, nil, "fetch", "--pcap", pcap, srv+"/file")
@@ -476,6 +484,7 @@ type daemonProc struct {
 // startDaemon starts a daemon and waits for its ready line.
 func startDaemon(t *testing.T, runtimeDir, name string, args ...string) *daemonProc {
 	t.Helper()
+	testbin.EndToEnd(t)
 	cmd := exec.Command(ustackBin, append([]string{"daemon", "--name", name}, args...)...)
 	cmd.Env = cleanEnv("XDG_RUNTIME_DIR=" + runtimeDir)
 	stdout, err := cmd.StdoutPipe()
@@ -633,6 +642,7 @@ func TestDaemonReplacesStaleSocket(t *testing.T) {
 
 // The pcap of a fetch interrupted by SIGINT is still complete on disk.
 func TestFetchInterruptFlushesPcap(t *testing.T) {
+	testbin.EndToEnd(t)
 	// A server that sends headers and then holds the connection open.
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -718,6 +728,7 @@ func TestFetchInterruptFlushesPcap(t *testing.T) {
 
 // An endless ping stopped with SIGINT prints its summary, like ping(8).
 func TestPingInterrupt(t *testing.T) {
+	testbin.EndToEnd(t)
 	if !hostICMPAllowed() {
 		t.Skip("this user may not open ICMP sockets on the host (allow with: sysctl -w net.ipv4.ping_group_range=\"0 2147483647\")")
 	}

@@ -58,11 +58,16 @@ func daemonClient(name string) (*control.Client, error) {
 	return control.Dial(name), nil
 }
 
-// stackError explains that no daemon answers for --stack.
+// stackError explains that no daemon answers for --stack, or that the
+// one answering is not the user's.
 func stackError(c *control.Client, err error) error {
 	var nr *control.NotRunningError
 	if errors.As(err, &nr) {
 		return fmt.Errorf("--stack: no daemon is running on %s (start one with: ustack daemon --name NAME)", c.Socket)
+	}
+	var ue *control.UntrustedError
+	if errors.As(err, &ue) {
+		return fmt.Errorf("--stack: %w", ue)
 	}
 	return err
 }

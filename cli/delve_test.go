@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // TestDelveRecipe runs scripts/delve.sh, the debugging recipe of
@@ -22,10 +25,9 @@ import (
 // which must stop in netstack's TCP sender, print the connection's state
 // and let the transfer finish intact.
 func TestDelveRecipe(t *testing.T) {
+	testbin.EndToEnd(t)
 	for _, prog := range []string{"dlv", "curl"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("%s is not installed (scripts/test.sh installs both)", prog)
-		}
+		testprog.Need(t, prog)
 	}
 	body := make([]byte, 1<<20)
 	var seed [32]byte

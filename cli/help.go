@@ -154,15 +154,18 @@ stack could not queue fast enough are dropped (counted in its log).
 Stacks on --net host:IFACE of users other than root go through it: it
 reserves the host ports its policy grants them, keeps the kernel off those
 ports (an nftables table per client, ustack_portd_PID_N), hands them the
-frames of their ports and checks every frame they send (the interface's
-MAC, a shared address, a port they hold; ARP and ICMP echo and errors as
-needed). Forged frames are dropped and counted. A client's ports are
+frames of their (address, port) pairs and checks every frame they send
+(the interface's MAC, a shared address, a port they hold; ARP, neighbour
+discovery and ICMP echo and errors only about their own addresses; no IP
+options). Forged frames are dropped and counted. A client's ports are
 released when it exits or dies. SIGHUP rereads the policy.
-  ustack portd status     list the clients: user, pid, interface, ports,
-                          frames sent, refused and received
-Policy lines: allow WHO IFACE PROTOS PORTS, e.g.
+  ustack portd status     list the clients (a user: their own; root: all):
+                          user, pid, interface, ports, frames sent,
+                          refused and received
+Policy lines: allow WHO IFACE PROTOS PORTS, limit WHO [sessions N] [ports N]
   allow user:alice eth0 tcp,udp 8000-8099,ephemeral
   allow group:web * tcp 80,443
+  limit group:web sessions 4 ports 512    (default: sessions 16 ports 4096)
 `,
 	"version": `Prints ustack's version, the Go version it was built with and the gVisor
 version of its netstack.

@@ -28,6 +28,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/ustack/ustack/control/api"
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // holdServer accepts connections on the host's loopback, sends each one
@@ -233,10 +235,8 @@ func TestSSAndStats(t *testing.T) {
 // A listener of a program under 'ustack run' is listed by ss -l, not by
 // plain ss; the run's socket goes away with it.
 func TestSSListenerUnderRun(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is not installed (apt-get install python3)")
-	}
+	testbin.EndToEnd(t)
+	python := testprog.Need(t, "python3")
 	runtimeDir := t.TempDir()
 	xdg := "XDG_RUNTIME_DIR=" + runtimeDir
 	cmd := exec.Command(ustackBin, "run", "--name", "web", "--", python, "-m", "http.server", "8123", "--bind", "0.0.0.0")
@@ -359,10 +359,7 @@ func TestInspectUsageErrors(t *testing.T) {
 // ustack top runs in a real terminal (tmux), shows the connection, and q
 // ends it with the terminal restored.
 func TestTopInTmux(t *testing.T) {
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		t.Skip("tmux is not installed (apt-get install tmux)")
-	}
+	tmux := testprog.Need(t, "tmux")
 	runtimeDir := t.TempDir()
 	d := startDaemon(t, runtimeDir, "tops")
 	port := holdServer(t, 10_000)
@@ -463,10 +460,8 @@ time.sleep(60)
 // connections. Nobody looks before the transfer: the stack keeps each
 // connection's latest probe sample whether or not anyone asked.
 func TestSSBytesUnderRun(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is not installed (apt-get install python3)")
-	}
+	testbin.EndToEnd(t)
+	python := testprog.Need(t, "python3")
 	runtimeDir := t.TempDir()
 	xdg := "XDG_RUNTIME_DIR=" + runtimeDir
 	cmd := exec.Command(ustackBin, "run", "--name", "bytes", "--", python, "-c", bytesProgram)

@@ -266,12 +266,13 @@ func labExecCommand() *command {
 				return usagef("lab exec: lab %s has no node %s (its nodes: %s)", labName, node, nodeNames(st))
 			}
 			c := control.Dial(lab.NodeSocketName(labName, node))
-			// The program ends with its node, as a container's does.
-			watch, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-			defer stopWatch()
-			prog := program(e, args[2:])
-			prog.Stop = (&lab.Client{Name: labName}).NodeGone(watch, node)
-			ps, err := serve.RunAttached(ctx, c, prog)
+			// The program ends with its node, as a container's does:
+			// its sockets are gone with the node.
+			ps, err := serve.RunAttached(ctx, c, program(e, args[2:]))
+			var gone *serve.StackGoneError
+			if errors.As(err, &gone) {
+				return fmt.Errorf("lab exec: node %s of lab %s went down: %w", node, labName, err)
+			}
 			if err != nil {
 				return startError(err)
 			}

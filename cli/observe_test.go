@@ -15,11 +15,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // startCommand starts ustack with args in the background.
 func startCommand(t *testing.T, runtimeDir string, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
+	testbin.EndToEnd(t)
 	cmd := exec.Command(ustackBin, args...)
 	cmd.Env = cleanEnv("XDG_RUNTIME_DIR=" + runtimeDir)
 	var stderr bytes.Buffer
@@ -178,10 +182,8 @@ func TestTraceCaptureUsage(t *testing.T) {
 }
 
 func TestCaptureCommand(t *testing.T) {
-	for _, prog := range []string{"tcpdump", "tshark"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("%s is not installed (apt-get install %s)", prog, prog)
-		}
+	for _, prog := range []string{"tcpdump", "tshark", "sh"} {
+		testprog.Need(t, prog)
 	}
 	runtimeDir := t.TempDir()
 	d := startDaemon(t, runtimeDir, "cap")

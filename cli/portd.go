@@ -96,10 +96,10 @@ func runPortd(ctx context.Context, socket, policyPath string, e *env) error {
 					continue
 				}
 				srv.SetPolicy(p)
-				logf("portd: SIGHUP: policy %s reloaded (%d rules)", p.Source, len(p.Rules))
+				logf("portd: SIGHUP: policy %s reloaded (%d rules, %d limits)", p.Source, len(p.Rules), len(p.Limits))
 			}
 		}
 	}()
-	logf("portd: serving on %s (policy %s, %d rules)", socket, pol.Source, len(pol.Rules))
+	logf("portd: serving on %s (policy %s, %d rules, %d limits; %d descriptors)", socket, pol.Source, len(pol.Rules), len(pol.Limits), srv.DescriptorLimit())
 	return srv.Serve(ctx)
 }

@@ -14,6 +14,8 @@ func TestPortdErrors(t *testing.T) {
 	missing := filepath.Join(dir, "none.sock")
 	bad := filepath.Join(dir, "bad.policy")
 	os.WriteFile(bad, []byte("allow * * tcp 80\n\nallow * eth0 tcp 1-65535\n"), 0o644)
+	badLimit := filepath.Join(dir, "limit.policy")
+	os.WriteFile(badLimit, []byte("allow * * tcp ephemeral\nlimit * sessions 4 ports lots\n"), 0o644)
 	tests := []struct {
 		name     string
 		args     []string
@@ -28,6 +30,8 @@ func TestPortdErrors(t *testing.T) {
 			"--net: host:lo: ustack portd is not running at " + missing + " (start it:", false},
 		{"policy error names line and field", []string{"portd", "--socket", missing, "--policy", bad}, 2,
 			"--policy: " + bad + ":3: PORTS \"1-65535\": the range crosses 1024", true},
+		{"limit error names line and field", []string{"portd", "--socket", missing, "--policy", badLimit}, 2,
+			"--policy: " + badLimit + ":2: ports \"lots\": want a number from 0 to 1048576", true},
 		{"missing policy file given", []string{"portd", "--socket", missing, "--policy", filepath.Join(dir, "nope")}, 2,
 			"--policy: open " + filepath.Join(dir, "nope"), true},
 	}

@@ -89,6 +89,10 @@ func runOnDaemon(ctx context.Context, e *env, s *optionSet, stackName string, ar
 		return err
 	}
 	ps, err := serve.RunAttached(ctx, c, program(e, args))
+	var gone *serve.StackGoneError
+	if errors.As(err, &gone) {
+		return fmt.Errorf("run: %w", err)
+	}
 	if err != nil {
 		return startError(stackError(c, err))
 	}

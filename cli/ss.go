@@ -77,7 +77,7 @@ func pickStack(ctx context.Context, cmd string, args []string) (*control.Client,
 	case 0:
 		return nil, fmt.Errorf("%s: no stack is running (start one with: ustack daemon --name NAME, or ustack run PROG)", cmd)
 	case 1:
-		return control.DialPath(stacks[0].Name, stacks[0].Socket), nil
+		return control.Dial(stacks[0].Name), nil // where List found it
 	}
 	var names []string
 	for _, st := range stacks {

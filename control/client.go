@@ -15,7 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -50,13 +50,19 @@ func (e *StatusError) Error() string { return e.Name + ": " + e.Message }
 
 // DialSocket connects to the control socket at path, explaining the usual
 // reasons it is not there. Every connection a Client makes is made here.
+// Before it returns the connection, on which nothing has been sent yet, it
+// checks that the socket's directory, the socket and the process serving
+// it are the caller's user's or root's (see UntrustedError).
 func DialSocket(ctx context.Context, path string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
+	conn, err := dialChecked(ctx, path)
 	if err == nil {
 		return conn, nil
 	}
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+	var ue *UntrustedError
+	switch {
+	case errors.As(err, &ue):
+		return nil, err
+	case isNotRunning(err):
 		return nil, &NotRunningError{Socket: path, Err: err}
 	}
 	return nil, fmt.Errorf("connecting to %s: %w", path, err)
@@ -240,43 +246,79 @@ func (c *bufferedConn) CloseWrite() error {
 	return nil
 }
 
-// Attach hands listener, the seccomp listener of a program just launched,
-// to the stack (POST /v1/attach, then the fd by SCM_RIGHTS), which serves
-// the program's socket calls from then on. The stack holds its own copy of
-// the fd after; the caller still closes listener.
-func (c *Client) Attach(ctx context.Context, listener int) error {
+// Attachment is a connection on which a program is handed to a stack that
+// serves attaching (POST /v1/attach, then the program's seccomp listener
+// by SCM_RIGHTS). The stack keeps the connection open while it serves the
+// program, so its end says that the stack has stopped serving it.
+type Attachment struct {
+	c       *Client
+	conn    *net.UnixConn
+	br      *bufio.Reader
+	lost    chan struct{} // closed if the stack hangs up while serving the program
+	watched chan struct{} // closed when the watch of the connection ends
+	closing atomic.Bool
+}
+
+// OpenAttach connects to the stack and asks it to take a program. The
+// stack is checked (DialSocket) and has agreed before the caller launches
+// the program, so that no program starts for a stack that is not there,
+// not the user's, or does not take programs. Hand the listener next.
+func (c *Client) OpenAttach(ctx context.Context) (*Attachment, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer conn.Close()
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
-		return fmt.Errorf("the control socket %s is not a unix socket", c.Socket)
+		conn.Close()
+		return nil, fmt.Errorf("the control socket %s is not a unix socket", c.Socket)
 	}
+	a := &Attachment{c: c, conn: uc, br: bufio.NewReader(uc)}
+	stop := a.bound(ctx)
+	defer stop()
+	if _, err := io.WriteString(uc, "POST "+api.AttachPath+" HTTP/1.1\r\nHost: ustack\r\nContent-Length: 0\r\n\r\n"); err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
+	}
+	resp, err := http.ReadResponse(a.br, nil)
+	if err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		uc.Close()
+		return nil, fmt.Errorf("the stack on %s refused: %s", c.Socket, strings.TrimSpace(string(body)))
+	}
+	return a, nil
+}
+
+// bound limits the exchange to ctx and ten seconds; the returned function
+// lifts the limit.
+func (a *Attachment) bound(ctx context.Context) func() {
 	deadline := time.Now().Add(10 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	uc.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(time.Now()) })
+	a.conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { a.conn.SetDeadline(time.Now()) })
+	return func() {
+		stop()
+		a.conn.SetDeadline(time.Time{})
+	}
+}
+
+// Hand passes listener, the seccomp listener of the program just launched,
+// to the stack, which serves the program's socket calls from then on. The
+// stack holds its own copy of the fd after; the caller still closes
+// listener.
+func (a *Attachment) Hand(ctx context.Context, listener int) error {
+	stop := a.bound(ctx)
 	defer stop()
-	if _, err := io.WriteString(uc, "POST "+api.AttachPath+" HTTP/1.1\r\nHost: ustack\r\nContent-Length: 0\r\n\r\n"); err != nil {
-		return fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
-	}
-	br := bufio.NewReader(uc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return fmt.Errorf("talking to the stack on %s: %w", c.Socket, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("the stack on %s refused: %s", c.Socket, strings.TrimSpace(string(body)))
-	}
-	if _, _, err := uc.WriteMsgUnix([]byte{0}, unix.UnixRights(listener), nil); err != nil {
+	if _, _, err := a.conn.WriteMsgUnix([]byte{0}, unix.UnixRights(listener), nil); err != nil {
 		return fmt.Errorf("passing the program to the stack: %w", err)
 	}
-	line, err := br.ReadString('\n')
+	line, err := a.br.ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("the stack did not confirm: %w", err)
 	}
@@ -285,21 +327,60 @@ func (c *Client) Attach(ctx context.Context, listener int) error {
 		return fmt.Errorf("the stack cannot serve the program: %s", msg)
 	}
 	if line != api.AttachOK {
-		return fmt.Errorf("the stack on %s answered %q to the program's handover", c.Socket, line)
+		return fmt.Errorf("the stack on %s answered %q to the program's handover", a.c.Socket, line)
 	}
+	a.lost, a.watched = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(a.watched)
+		// The stack's one more line, if any, comes when it hangs up.
+		line, _ := a.br.ReadString('\n')
+		if strings.TrimSpace(line) != api.AttachDone && !a.closing.Load() {
+			close(a.lost)
+		}
+	}()
 	return nil
+}
+
+// Lost is closed if the stack stops serving the program handed over while
+// the program runs: the stack exited or was killed. It stays open when
+// the program and all it forked have exited, and blocks before Hand has
+// succeeded.
+func (a *Attachment) Lost() <-chan struct{} { return a.lost }
+
+// Settled is closed once the stack has said how serving the program ended:
+// it said done (the program and all it forked have exited), or it hung up
+// without saying so (then Lost is closed first). It blocks before Hand has
+// succeeded.
+func (a *Attachment) Settled() <-chan struct{} { return a.watched }
+
+// Close hangs up. The stack goes on serving a program handed over.
+func (a *Attachment) Close() error {
+	a.closing.Store(true)
+	err := a.conn.Close()
+	if a.watched != nil {
+		<-a.watched
+	}
+	return err
 }
 
 // List returns the info of every live stack of this user, by name. Sockets
 // of stacks that died (nobody listens and nobody holds the name's lock, as
 // after a SIGKILL) are removed; a stack that does not answer within the
-// context's time is left out but left alone.
+// context's time is left out but left alone. A directory, socket or stack
+// that is not the user's is an *UntrustedError.
 func List(ctx context.Context) ([]api.Info, error) {
 	dir := Dir()
-	entries, err := os.ReadDir(dir)
+	// Only a directory of ours is read, and only there are dead sockets
+	// removed.
+	dfd, err := openDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/self/fd/%d", dfd))
+	unix.Close(dfd)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", dir, err)
 	}
@@ -318,8 +399,12 @@ func List(ctx context.Context) ([]api.Info, error) {
 			continue
 		}
 		var nr *NotRunningError
-		if errors.As(err, &nr) {
+		var ue *UntrustedError
+		switch {
+		case errors.As(err, &nr):
 			removeIfDead(dir, name, path)
+		case errors.As(err, &ue):
+			return nil, err // an impostor is not left out quietly
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

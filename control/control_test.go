@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 // logBuffer collects a server's log lines.
@@ -202,10 +204,7 @@ func TestRefusesOtherUser(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to run a client as another user")
 	}
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl is not installed (apt-get install curl)")
-	}
+	curl := testprog.Need(t, "curl")
 	dir := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", dir)
 	srv, log := serve(t, "guarded")

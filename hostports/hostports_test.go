@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 )
@@ -70,5 +71,34 @@ func TestReservation(t *testing.T) {
 		t.Errorf("port %d after Close: %v", first, err)
 	} else {
 		l.Close()
+	}
+}
+
+// TestTableDiesWithOwner: the table goes the moment the socket that made it
+// closes, as it does when its process is killed with SIGKILL; before, the
+// table outlived the process and went on dropping its peers' packets until
+// the next ustack start removed it.
+func TestTableDiesWithOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("nftables tables need root")
+	}
+	name := fmt.Sprintf("%s%d_owner_test", TablePrefix, os.Getpid())
+	f, err := NewFirewallTable(name, "lo", []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Skip("nftables: ", err)
+	}
+	if ok, err := TableExists(name); err != nil || !ok {
+		t.Fatalf("table %s: exists=%v (%v), want it installed", name, ok, err)
+	}
+	if f2, err := NewFirewallTable(name, "lo", nil); err == nil {
+		f2.Close()
+		t.Error("a second table of the same name: no error, want the kernel's EEXIST")
+	}
+	if ok, err := TableExists(name); err != nil || !ok {
+		t.Fatalf("table %s after a failed second one: exists=%v (%v), want it still installed", name, ok, err)
+	}
+	f.conn.CloseLasting() // what the kernel does with the sockets of a killed process
+	if ok, err := TableExists(name); err != nil || ok {
+		t.Errorf("table %s once its socket closed: exists=%v (%v), want it gone", name, ok, err)
 	}
 }

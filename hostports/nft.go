@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,6 +51,13 @@ const PortdTablePrefix = TablePrefix + "portd_"
 // drop come before any REJECT the host's own firewall may have; a drop is
 // final for the packet whatever other chains say.
 //
+// The table is owned by the netlink socket that made it (NFT_TABLE_F_OWNER,
+// Linux 5.12): the kernel removes it the moment that socket closes, so a
+// process killed with SIGKILL leaves no table that would go on dropping
+// its peers' packets (they are refused by the kernel instead), and no
+// other process can change it. RemoveStale remains for the tables of
+// older kernels, which outlive their owner.
+//
 // Only packets arriving on the shared interface are dropped: the stack
 // cannot see packets for the shared address that arrive elsewhere (from
 // the host itself over lo, for one), and those are better refused by the
@@ -84,12 +92,64 @@ func PortdTable(session uint64) string {
 // owner's pid as tablePid reads it, or RemoveStale will not recognise it)
 // for a stack sharing iface's addrs.
 func NewFirewallTable(table, iface string, addrs []netip.Addr) (*Firewall, error) {
-	conn, err := nftables.New()
+	var nl *netlink.Conn
+	conn, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		nl = c
+		return nil
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
+	if err := addOwnedTable(nl, table); err != nil {
+		conn.CloseLasting()
+		return nil, nftErr("installing table "+table, err)
+	}
+	f, err := newFirewall(conn, table, iface, addrs)
+	if err != nil {
+		conn.CloseLasting() // removes the table
+		return nil, err
+	}
+	return f, nil
+}
+
+// tableFlagOwner is NFT_TABLE_F_OWNER (linux/netfilter/nf_tables.h), which
+// x/sys does not name.
+const tableFlagOwner = 0x2
+
+// addOwnedTable makes the inet table name owned by the netlink socket nl.
+// google/nftables sends no table flags, so this one message is written
+// here, on the socket the rest of the table then goes through.
+func addOwnedTable(nl *netlink.Conn, name string) error {
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: []byte(name + "\x00")},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: binary.BigEndian.AppendUint32(nil, tableFlagOwner)},
+	})
+	if err != nil {
+		return err
+	}
+	// struct nfgenmsg: family, version, resource id (big-endian).
+	genmsg := func(family uint8, res uint16) []byte {
+		return binary.BigEndian.AppendUint16([]byte{family, unix.NFNETLINK_V0}, res)
+	}
+	batch := []netlink.Message{
+		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request},
+			Data: genmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)},
+		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
+			Flags: netlink.Request | netlink.Acknowledge | netlink.Create},
+			Data: append(genmsg(unix.NFPROTO_INET, 0), attrs...)},
+		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request},
+			Data: genmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)},
+	}
+	if _, err := nl.SendMessages(batch); err != nil {
+		return err
+	}
+	_, err = nl.Receive() // the acknowledgement, or the kernel's error
+	return err
+}
+
+func newFirewall(conn *nftables.Conn, table, iface string, addrs []netip.Addr) (*Firewall, error) {
 	f := &Firewall{Table: table, conn: conn}
-	f.table = conn.AddTable(&nftables.Table{Name: f.Table, Family: nftables.TableFamilyINet})
+	f.table = &nftables.Table{Name: f.Table, Family: nftables.TableFamilyINet}
 	var a4, a6 []nftables.SetElement
 	for _, a := range addrs {
 		if a.Is4() {
@@ -260,16 +320,21 @@ func (f *Firewall) Close() error {
 	}
 	f.closed = true
 	f.conn.DelTable(f.table)
-	if err := f.conn.Flush(); err != nil {
+	err := f.conn.Flush()
+	// Closing the owning socket removes the table too, should the
+	// deletion have failed.
+	f.conn.CloseLasting()
+	if err != nil {
 		return nftErr("removing table "+f.Table, err)
 	}
 	return nil
 }
 
 // RemoveStale deletes the tables of ustack processes that no longer exist
-// and returns their names. A stack killed with SIGKILL cannot remove its
-// own table; the next start does it here. Its ports need no such care: the
-// reserving sockets die with the process.
+// and returns their names. A table is owned by its process's netlink
+// socket and goes with it, even on SIGKILL; these are the tables of
+// versions of ustack that made them without an owner. Ports need no such
+// care: the reserving sockets die with the process.
 func RemoveStale() ([]string, error) {
 	conn, err := nftables.New()
 	if err != nil {

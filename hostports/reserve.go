@@ -211,6 +211,11 @@ func bindDummy(proto Proto, a netip.Addr, port uint16) (int, error) {
 	return fd, nil
 }
 
+// EphemeralRange returns the host's ephemeral port range
+// (net.ipv4.ip_local_port_range), from which ReserveBlock takes its
+// blocks: its first and last port.
+func EphemeralRange() (first, last int) { return localPortRange() }
+
 // localPortRange reads the host's ephemeral port range, or Linux's default.
 func localPortRange() (int, int) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")

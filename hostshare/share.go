@@ -93,7 +93,7 @@ var ErrClosed = errors.New("the host share is closed")
 // use.
 type Share struct {
 	iface      string
-	ipv4       []netip.Addr
+	addrs      []netip.Addr
 	table      string
 	ephemFirst uint16
 	ephemCount int
@@ -112,14 +112,9 @@ type Share struct {
 // installs the table with them and opens the packet socket whose filter
 // admits them. On error nothing is left held.
 func Open(cfg Config) (*Share, error) {
-	s := &Share{iface: cfg.Iface, table: cfg.Table, ports: hostports.NewReservation(cfg.Addrs)}
+	s := &Share{iface: cfg.Iface, addrs: cfg.Addrs, table: cfg.Table, ports: hostports.NewReservation(cfg.Addrs)}
 	if s.table == "" {
 		s.table = hostports.StackTable()
-	}
-	for _, a := range cfg.Addrs {
-		if a.Is4() {
-			s.ipv4 = append(s.ipv4, a)
-		}
 	}
 	fail := func(step Step, p Port, err error) (*Share, error) {
 		s.Close()
@@ -156,9 +151,25 @@ func Open(cfg Config) (*Share, error) {
 	return s, nil
 }
 
-// filterSpec is the packet filter for the held ports, but for except.
+// Spec is the share's grant: its addresses and held ports. The packet
+// socket's filter admits exactly this, and ustack portd checks its
+// clients' frames against it.
+func (s *Share) Spec() link.FilterSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.filterSpec(nil)
+}
+
+// filterSpec is the grant for the held ports, but for except.
 func (s *Share) filterSpec(except *Port) link.FilterSpec {
-	spec := link.FilterSpec{IPv4: s.ipv4, TCP: s.ports.Ports(hostports.TCP), UDP: s.ports.Ports(hostports.UDP)}
+	spec := link.FilterSpec{TCP: s.Ports(hostports.TCP), UDP: s.Ports(hostports.UDP)}
+	for _, a := range s.addrs {
+		if a.Is4() {
+			spec.IPv4 = append(spec.IPv4, a)
+		} else {
+			spec.IPv6 = append(spec.IPv6, a)
+		}
+	}
 	if except != nil {
 		drop := func(ps []uint16) []uint16 {
 			return slices.DeleteFunc(ps, func(p uint16) bool { return p == except.Port })

@@ -3,23 +3,24 @@ package intercept
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/testpeer"
+	"github.com/ustack/ustack/internal/testprog"
 )
 
-// The test binary doubles as the launch helper.
+// The test binary doubles as the launch helper, and as the program of
+// TestInjectedFDSurvivesSignals.
 func TestMain(m *testing.M) {
 	if IsHelper() {
 		HelperMain()
 	}
-	if n, err := strconv.Atoi(os.Getenv(socketLoopEnv)); err == nil {
-		os.Exit(socketLoop(n))
-	}
+	testpeer.Dispatch(map[string]testpeer.Mode{"socket-loop": socketLoop})
 	os.Exit(m.Run())
 }
 
@@ -41,10 +42,7 @@ func TestExitStatusAndContinue(t *testing.T) {
 }
 
 func TestSocketIsNotified(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py := testprog.Need(t, "python3")
 	var sockets, unixSockets atomic.Int32
 	p, err := Start(Config{
 		Path: py, Args: []string{"python3", "-c", "import socket; socket.socket(); socket.socket(socket.AF_UNIX)"},
@@ -72,27 +70,25 @@ func TestSocketIsNotified(t *testing.T) {
 	}
 }
 
-// socketLoopEnv makes the test binary, run under the filter, the program
-// of TestInjectedFDSurvivesSignals.
-const socketLoopEnv = "INTERCEPT_TEST_SOCKET_LOOP"
-
-// socketLoop opens and closes n sockets, and fails if one of them is not
-// a socket.
-func socketLoop(n int) int {
+// socketLoop, the peer mode "socket-loop N", opens and closes N sockets,
+// and fails if one of them is not a socket.
+func socketLoop(args []string) error {
+	n, err := strconv.Atoi(args[0])
+	if err != nil {
+		return err
+	}
 	for i := 0; i < n; i++ {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "socket %d: %v\n", i, err)
-			return 3
+			return fmt.Errorf("socket %d: %w", i, err)
 		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || fd < 3 {
-			fmt.Fprintf(os.Stderr, "socket %d: got fd %d, mode %o, fstat error %v: not the injected socket\n", i, fd, st.Mode, err)
-			return 1
+			return fmt.Errorf("socket %d: got fd %d, mode %o, fstat error %v: not the injected socket", i, fd, st.Mode, err)
 		}
 		unix.Close(fd)
 	}
-	return 0
+	return nil
 }
 
 // TestInjectedFDSurvivesSignals: the supervisor's threads are showered
@@ -102,9 +98,9 @@ func socketLoop(n int) int {
 func TestInjectedFDSurvivesSignals(t *testing.T) {
 	const sockets = 3000
 	var injected atomic.Int32
+	prog := testpeer.Command("socket-loop", strconv.Itoa(sockets))
 	p, err := Start(Config{
-		Path: os.Args[0], Args: []string{os.Args[0]},
-		Env:    append(os.Environ(), fmt.Sprintf("%s=%d", socketLoopEnv, sockets)),
+		Path: prog.Path, Args: prog.Args, Env: prog.Env,
 		Stdout: os.Stdout, Stderr: os.Stderr,
 		Handler: HandlerFunc(func(c *Call) {
 			if c.Nr() != unix.SYS_SOCKET {
@@ -143,7 +139,7 @@ func TestInjectedFDSurvivesSignals(t *testing.T) {
 					unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
 				}
 			}
-			time.Sleep(20 * time.Microsecond)
+			time.Sleep(20 * time.Microsecond) // the signal rate is the test's subject, not a wait
 		}
 	}()
 	st, _ := p.Wait()

@@ -36,13 +36,17 @@ const (
 	helperGoFD     = 4 // supervisor -> helper: one byte means exec, EOF means exit
 )
 
-// IsHelper reports whether this process is the launch helper. Call it
-// first thing in main, before anything else runs.
-func IsHelper() bool { return os.Getenv(helperEnv) == "1" }
+// IsHelper reports whether this process is the launch helper or a
+// warden (StartWarden). Call it first thing in main, before anything else
+// runs.
+func IsHelper() bool { return os.Getenv(helperEnv) != "" }
 
-// HelperMain installs the filter and execs the program named in os.Args;
-// it never returns.
+// HelperMain installs the filter and execs the program named in os.Args,
+// or runs the warden; it never returns.
 func HelperMain() {
+	if os.Getenv(helperEnv) == wardenMode {
+		wardenMain()
+	}
 	// The filter is installed on this thread only (no TSYNC): execve below
 	// runs on the same thread and the new image keeps its filter.
 	runtime.LockOSThread()

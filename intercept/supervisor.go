@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +54,7 @@ type Supervisor struct {
 
 	stopR, stopW *os.File // wakes the notification loop for shutdown
 	loopDone     chan struct{}
+	allExited    atomic.Bool // the loop ended because no task was left
 	handlers     sync.WaitGroup
 	stopOnce     sync.Once
 }
@@ -97,8 +99,13 @@ func Launch(cfg Config) (*Process, int, error) {
 }
 
 // Serve answers the calls notified on listener with h until every task
-// under the filter is gone or Stop is called. It takes over listener.
+// under the filter is gone or Stop is called. It takes over listener. An
+// fd that is not a seccomp listener is refused without being used (it may
+// come from another process); the caller still owns it then.
 func Serve(listener int, h Handler, logf func(string, ...any)) (*Supervisor, error) {
+	if err := CheckListener(listener); err != nil {
+		return nil, err
+	}
 	if err := notifSizes(); err != nil {
 		return nil, err
 	}
@@ -119,6 +126,11 @@ func Serve(listener int, h Handler, logf func(string, ...any)) (*Supervisor, err
 // task under the filter is gone, or Stop was called.
 func (s *Supervisor) Done() <-chan struct{} { return s.loopDone }
 
+// AllExited reports whether the supervisor stopped because every task
+// under the filter had exited (as seen by the kernel, which may be a
+// moment before their parent can reap them), rather than by Stop.
+func (s *Supervisor) AllExited() bool { return s.allExited.Load() }
+
 // Stop stops answering: calls still parked are abandoned (their callers
 // are gone or, for processes left behind, get ENOSYS from now on), and the
 // listener is closed.
@@ -133,11 +145,37 @@ func (s *Supervisor) Stop() {
 	})
 }
 
+// listenerLink is what /proc/self/fd says a seccomp listener is: the
+// kernel's anonymous inode of that name, which nothing else can have.
+const listenerLink = "anon_inode:seccomp notify"
+
+// CheckListener says whether fd is a seccomp listener, by what the kernel
+// says it is, without reading, writing or asking it anything.
+func CheckListener(fd int) error {
+	link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return fmt.Errorf("the file descriptor handed over: %w", err)
+	}
+	if link != listenerLink {
+		return fmt.Errorf("the file descriptor handed over is not a seccomp listener but %s", link)
+	}
+	return nil
+}
+
 // Pid is the program's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Signal sends sig to the program.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Exited reports whether the program has exited, without reaping it.
+func (p *Process) Exited() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, p.cmd.Process.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	// ECHILD: Wait has reaped it already. Otherwise Linux sets si_signo
+	// to SIGCHLD only if it found the program exited.
+	return err != nil || info.Signo == int32(unix.SIGCHLD)
+}
 
 // Wait waits for the program to exit, then stops its supervisor, if it
 // has one here.
@@ -173,16 +211,20 @@ func (p *Supervisor) loop() {
 			return
 		}
 		if fds[0].Revents&unix.POLLIN == 0 {
-			if fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+			if fds[0].Revents&unix.POLLHUP != 0 {
+				p.allExited.Store(true)
 				return // no task is left under the filter
 			}
+			// POLLERR is no end: the kernel's poll of the listener says
+			// so when a signal interrupts its wait for the notification
+			// lock (a SIGCHLD, a SIGURG), and the tasks are still there.
 			continue
 		}
 		c := &Call{p: p}
 		// RECV insists on a zeroed buffer.
 		if err := ioctlPtr(p.listener, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&c.n)); err != nil {
-			if err == unix.ENOENT {
-				continue // the caller was interrupted or died before we got to it
+			if err == unix.ENOENT || err == unix.EINTR {
+				continue // the caller was interrupted or died before we got to it, or we were
 			}
 			p.logf("seccomp SECCOMP_IOCTL_NOTIF_RECV: %v", err)
 			return

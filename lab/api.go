@@ -12,7 +12,6 @@ const (
 	StatusPath = "/v1/lab"
 	DownPath   = "/v1/lab/down"
 	NodePath   = "/v1/lab/node"
-	WaitPath   = "/v1/lab/wait"  // answers when the node stops
 	LinkPath   = "/v1/lab/link/" // + interface name
 )
 

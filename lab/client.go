@@ -93,17 +93,6 @@ func (c *Client) Node(ctx context.Context, node string) (NodeReply, error) {
 	return r, err
 }
 
-// NodeGone returns a channel that is closed when the node stops or dies,
-// or ctx ends.
-func (c *Client) NodeGone(ctx context.Context, node string) <-chan struct{} {
-	gone := make(chan struct{})
-	go func() {
-		defer close(gone)
-		call(ctx, NodeSocketName(c.Name, node), http.MethodGet, WaitPath, nil, nil)
-	}()
-	return gone
-}
-
 // SetLink is PUT /v1/lab/link/IFACE on a node.
 func (c *Client) SetLink(ctx context.Context, node, iface string, req LinkRequest) (NodeReply, error) {
 	var r NodeReply

@@ -125,9 +125,6 @@ func NodeMain(logw io.Writer) int {
 	}
 	fmt.Fprintln(status, "ok")
 	status.Close()
-	// The waits end first, so that the control server's shutdown does
-	// not wait for them.
-	context.AfterFunc(ctx, func() { close(n.stopping) })
 	if err := n.served.Serve(ctx); err != nil {
 		logf("control socket: %v", err)
 	}
@@ -153,9 +150,6 @@ type node struct {
 	shapes map[string]*shape.Endpoint
 	down   map[string]*link.FrameSocket
 	filter *Filter
-	// stopping is closed as the node begins to stop, ending the waits of
-	// GET /v1/lab/wait.
-	stopping chan struct{}
 }
 
 // startNode builds the node from spec on the link sockets from firstFD on
@@ -165,7 +159,7 @@ func startNode(spec NodeSpec, firstFD int, logf func(string, ...any)) (*node, er
 	if err != nil {
 		return nil, err
 	}
-	n := &node{spec: spec, shapes: map[string]*shape.Endpoint{}, down: map[string]*link.FrameSocket{}, stopping: make(chan struct{})}
+	n := &node{spec: spec, shapes: map[string]*shape.Endpoint{}, down: map[string]*link.FrameSocket{}}
 	cfg := ustack.NodeConfig{Label: "lab:" + spec.Lab, Forwarding: spec.Kind != Host, Logf: logf}
 	cfg.TCP.CongestionControl = spec.CC
 	for _, kv := range spec.Sysctl {
@@ -235,7 +229,6 @@ func startNode(spec NodeSpec, firstFD int, logf func(string, ...any)) (*node, er
 	n.served = serve.New(srv, st, serve.Config{Command: "lab", Version: spec.Version, Attach: true, Logf: logf})
 	srv.HandleFunc("GET "+NodePath, n.serveNode)
 	srv.HandleFunc("PUT "+LinkPath+"{iface}", n.serveLink)
-	srv.HandleFunc("GET "+WaitPath, n.serveWait)
 	return n, nil
 }
 
@@ -295,17 +288,6 @@ func (n *node) reply() NodeReply {
 			Down: n.down[is.Name].Down.Load()})
 	}
 	return r
-}
-
-// serveWait is GET /v1/lab/wait: it answers when the node stops, so that
-// ustack lab exec can end its program then (a node killed outright ends
-// the connection instead).
-func (n *node) serveWait(w http.ResponseWriter, r *http.Request) {
-	select {
-	case <-n.stopping:
-		control.WriteJSON(w, map[string]string{"node": n.spec.Name, "state": "stopping"})
-	case <-r.Context().Done():
-	}
 }
 
 func (n *node) serveNode(w http.ResponseWriter, r *http.Request) {

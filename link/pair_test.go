@@ -9,6 +9,8 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // gatedDispatcher records the first byte of each delivered frame and
@@ -49,16 +51,6 @@ func writeFrames(t *testing.T, e *PairEnd, n int) tcpip.Error {
 	return nil
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestPairBackPressure fills one direction while the receiver is stalled
 // for less than pairBlockLimit: the writer is held back, nothing is dropped
 // and every frame arrives in order.
@@ -75,7 +67,9 @@ func TestPairBackPressure(t *testing.T) {
 	d.gate.Lock()
 	done := make(chan tcpip.Error, 1)
 	go func() { done <- writeFrames(t, a, total) }()
-	time.Sleep(300 * time.Millisecond)
+	// The delivery goroutine holds one frame at the gate and the queue
+	// fills up: the writer has frames left and must be waiting for room.
+	testwait.For(t, "the queue to fill", func() bool { return len(b.inbox) == pairQueueLen })
 	select {
 	case err := <-done:
 		t.Fatalf("writer of %d frames into a %d-frame queue finished (%v) while the receiver was stalled", total, pairQueueLen, err)
@@ -85,7 +79,7 @@ func TestPairBackPressure(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("WritePackets: %v", err)
 	}
-	waitFor(t, "delivery", func() bool { return d.n.Load() == int64(total) })
+	testwait.For(t, "delivery", func() bool { return d.n.Load() == int64(total) })
 	if n := a.Dropped.Load(); n != 0 {
 		t.Errorf("Dropped = %d, want 0", n)
 	}
@@ -120,7 +114,7 @@ func TestPairDropsAfterLimit(t *testing.T) {
 		t.Errorf("Dropped = %d, want 1", n)
 	}
 	d.gate.Unlock()
-	waitFor(t, "delivery", func() bool { return d.n.Load() == pairQueueLen+1 })
+	testwait.For(t, "delivery", func() bool { return d.n.Load() == pairQueueLen+1 })
 }
 
 // TestPairClosedPeer checks that writing to a closed end fails and counts,

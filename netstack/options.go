@@ -314,3 +314,13 @@ func setRange(dst *BufferRange, v string) error {
 	*dst = r
 	return nil
 }
+
+// Apply sets the options on a running stack (stack-wide TCP options: they
+// apply to endpoints made afterwards, and to some settings of existing ones,
+// as netstack decides).
+func (o *TCPOptions) Apply(s *stack.Stack) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return o.apply(s)
+}

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -23,6 +24,7 @@ const defaultCaptureQueueLen = 8192
 //	GET  /v1/trace?filter=ADDR:PORT&duration=D   trace records (JSON lines) until stopped
 //	POST /v1/trace/stop?id=N                     end trace N (its end record is written)
 //	GET  /v1/capture?nic=NAME&snaplen=N          pcap stream until the reader goes away
+//	GET  /v1/subscribers                         readers of each NIC's frames and of the TCP probe
 //
 // A trace stops when its duration is over, when it is stopped, or when the
 // reader goes away; only the first two write the end record.
@@ -40,7 +42,7 @@ type Server struct {
 // Mount serves the endpoints on mux (a control.Server or an
 // http.ServeMux).
 func (s *Server) Mount(mux interface{ Handle(string, http.Handler) }) {
-	for _, p := range []string{"GET /v1/trace", "POST /v1/trace/stop", "GET /v1/capture"} {
+	for _, p := range []string{"GET /v1/trace", "POST /v1/trace/stop", "GET /v1/capture", "GET /v1/subscribers"} {
 		mux.Handle(p, s)
 	}
 }
@@ -54,6 +56,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stopTrace(w, r)
 	case "/v1/capture":
 		s.capture(w, r)
+	case "/v1/subscribers":
+		s.subscribers(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -212,4 +216,19 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.CaptureFramesTrailer, strconv.FormatUint(pw.Frames.Load(), 10))
 		s.logf("capture on %s ended: %d frames, %d dropped", nic, pw.Frames.Load(), sub.Dropped())
 	}
+}
+
+func (s *Server) subscribers(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	out := api.Subscribers{NICs: map[string]int{}, TCPProbe: s.Hub.Subscribers()}
+	for name, m := range s.Mirrors {
+		out.NICs[name] = m.Subscribers()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
 }

@@ -17,20 +17,23 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/ustack/ustack/control/api"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/observe"
 )
 
-// waitGoroutines waits up to 3 s for the number of goroutines to fall to
-// at most want.
+// waitGoroutines waits for the number of goroutines to fall to at most
+// want, and lists them if it does not.
 func waitGoroutines(t *testing.T, want int) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > want && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > want {
+	err := testwait.Until(t.Context(), fmt.Sprintf("at most %d goroutines", want), func() error {
+		if n := runtime.NumGoroutine(); n > want {
+			return fmt.Errorf("%d goroutines", n)
+		}
+		return nil
+	})
+	if err != nil {
 		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines, want at most %d:\n%s", n, want, buf[:runtime.Stack(buf, true)])
+		t.Errorf("%v:\n%s", err, buf[:runtime.Stack(buf, true)])
 	}
 }
 
@@ -58,6 +61,9 @@ func TestTraceEndpoint(t *testing.T) {
 	first, err := br.ReadString('\n')
 	if err != nil || !strings.Contains(first, `"kind":"start"`) || !strings.Contains(first, `"filter":":5010"`) {
 		t.Fatalf("first line %q, %v", first, err)
+	}
+	if got := subscribers(t, hs.URL); got.NICs["eth0"] != 1 || got.TCPProbe != 1 {
+		t.Errorf("GET /v1/subscribers during the trace: %+v, want one reader of eth0 and of the probe", got)
 	}
 	bulk(t, a, b, "5010", 1<<20)
 	stop, err := client.Post(hs.URL+"/v1/trace/stop?id="+resp.Header.Get(api.TraceIDHeader), "", nil)
@@ -150,6 +156,10 @@ func TestCaptureEndpoint(t *testing.T) {
 	if r.LinkType() != layers.LinkTypeEthernet || r.Snaplen() != 128 {
 		t.Errorf("link type %v, snaplen %d", r.LinkType(), r.Snaplen())
 	}
+	// The header comes once the capture is subscribed.
+	if got := subscribers(t, hs.URL); got.NICs["eth0"] != 1 || got.TCPProbe != 0 {
+		t.Errorf("GET /v1/subscribers during the capture: %+v, want eth0 1 and no probe reader", got)
+	}
 	type result struct {
 		sawSYN bool
 		err    error
@@ -180,13 +190,12 @@ func TestCaptureEndpoint(t *testing.T) {
 		t.Error("the first 20 frames hold no SYN to port 5011")
 	}
 	cancel()
-	deadline := time.Now().Add(3 * time.Second)
-	for a.FrameMirror().Subscribers() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := a.FrameMirror().Subscribers(); n != 0 {
-		t.Errorf("%d mirror subscriptions left after the reader went away", n)
-	}
+	testwait.ForNil(t, "the capture to unsubscribe", func() error {
+		if n := subscribers(t, hs.URL).NICs["eth0"]; n != 0 {
+			return fmt.Errorf("%d mirror subscriptions left after the reader went away", n)
+		}
+		return nil
+	})
 	for _, q := range []string{"nic=lo", "snaplen=10"} {
 		r, err := http.Get(hs.URL + "/v1/capture?" + q)
 		if err != nil {
@@ -199,4 +208,21 @@ func TestCaptureEndpoint(t *testing.T) {
 			t.Errorf("%s: %s %q", q, r.Status, msg)
 		}
 	}
+}
+
+// subscribers is the server's answer to GET /v1/subscribers, on a
+// connection of its own that it closes (the tests count goroutines).
+func subscribers(t *testing.T, url string) api.Subscribers {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(url + "/v1/subscribers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s api.Subscribers
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/subscribers: %s, %v", resp.Status, err)
+	}
+	return s
 }

@@ -1,15 +1,16 @@
 package observe_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/netstack"
 )
 
@@ -82,13 +83,12 @@ func TestHubLatest(t *testing.T) {
 	}
 	// Each sweep runs after 256 new connections; what it leaves is the
 	// connections opened since plus the one still open.
-	deadline := time.Now().Add(5 * time.Second)
-	for hub.Kept() > conns/2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := hub.Kept(); n > conns/2 {
-		t.Errorf("the hub keeps %d connections after %d closed ones, want at most %d", n, conns, conns/2)
-	}
+	testwait.ForNil(t, "the hub's sweeps", func() error {
+		if n := hub.Kept(); n > conns/2 {
+			return fmt.Errorf("the hub keeps %d connections after %d closed ones, want at most %d", n, conns, conns/2)
+		}
+		return nil
+	})
 	if _, ok := hub.Latest(endpointID(kept)); !ok {
 		t.Error("a sweep forgot the connection still open")
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/control/api"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/observe"
 )
 
@@ -155,9 +156,7 @@ func TestTraceLossyBulk(t *testing.T) {
 		done <- err
 	}()
 	// Wait until the trace is subscribed, so it sees the handshake.
-	for a.TCPProbe().Subscribers() == 0 || a.FrameMirror().Subscribers() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the trace to subscribe", func() bool { return a.TCPProbe().Subscribers() > 0 && a.FrameMirror().Subscribers() > 0 })
 	raw := a.TCPProbe().Subscribe(filter, 1<<20)
 	bulk(t, a, b, "5001", bulkBytes)
 	cancel()
@@ -280,13 +279,7 @@ func TestTraceLossyBulk(t *testing.T) {
 	if want := recoveries + timeouts; points > want || points < want*9/10 {
 		t.Errorf("samples show %d recovery point changes; the stack counted %d recoveries and %d RTOs", points, recoveries, timeouts)
 	}
-	if n := runtime.NumGoroutine(); n > goroutines {
-		// The stacks' own goroutines may come and go; give them a moment.
-		time.Sleep(100 * time.Millisecond)
-		if n = runtime.NumGoroutine(); n > goroutines+2 {
-			t.Errorf("%d goroutines after the trace, %d before", n, goroutines)
-		}
-	}
+	waitGoroutines(t, goroutines)
 }
 
 // A trace whose writer fails (the reader went away) ends at the first
@@ -299,9 +292,7 @@ func TestTraceWriterGone(t *testing.T) {
 		_, err := observe.WriteTrace(context.Background(), w, nil, observe.TraceConfig{Hub: a.TCPProbe(), Mirror: a.FrameMirror()})
 		done <- err
 	}()
-	for a.TCPProbe().Subscribers() == 0 || a.FrameMirror().Subscribers() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the trace to subscribe", func() bool { return a.TCPProbe().Subscribers() > 0 && a.FrameMirror().Subscribers() > 0 })
 	bulk(t, a, b, "5003", 256<<10)
 	select {
 	case err := <-done:

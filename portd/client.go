@@ -42,6 +42,11 @@ type Session struct {
 	conn   int // -1 once closed
 	frames int
 	held   map[Port]bool
+
+	// The watch of OnHangUp: wake is an eventfd that Close signals,
+	// watching is closed once the watch no longer polls conn.
+	wake     int
+	watching chan struct{}
 }
 
 // Open connects to the portd at path and opens a session.
@@ -223,12 +228,63 @@ func (s *Session) Endpoint(mtu int) (stack.LinkEndpoint, error) {
 	return ep, nil
 }
 
+// OnHangUp has f called once, on a goroutine of its own, when portd ends
+// the session from its side: it exited or was killed (its sockets close
+// with it), or ended the session. The frame socket then carries nothing
+// more. f is not called once Close has been. Call it at most once.
+func (s *Session) OnHangUp(f func()) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn < 0 {
+		return fmt.Errorf("ustack portd session closed")
+	}
+	if s.watching != nil {
+		return fmt.Errorf("ustack portd: OnHangUp called twice")
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("ustack portd: watching the session: %w", err)
+	}
+	s.wake, s.watching = wake, make(chan struct{})
+	go s.watch(s.conn, wake, f)
+	return nil
+}
+
+// watch waits in poll(2), without reading, for the control connection to
+// hang up or for Close.
+func (s *Session) watch(conn, wake int, f func()) {
+	fds := []unix.PollFd{{Fd: int32(conn), Events: unix.POLLRDHUP}, {Fd: int32(wake), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		hungUp := err == nil && fds[1].Revents == 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+		if err == nil && !hungUp && fds[1].Revents == 0 {
+			continue
+		}
+		// Before f: f may close the stack, and so the session, whose
+		// Close waits for this.
+		close(s.watching)
+		if hungUp {
+			f()
+		}
+		return
+	}
+}
+
 // Close ends the session: portd releases its ports, table and sockets.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn < 0 {
 		return nil
+	}
+	if s.watching != nil {
+		// Stop the watch before its descriptor can be reused.
+		unix.Write(s.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		<-s.watching
+		unix.Close(s.wake)
 	}
 	err := unix.Close(s.conn)
 	unix.Close(s.frames)

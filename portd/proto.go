@@ -55,7 +55,7 @@ type Request struct {
 const (
 	OpOpen    = "open"    // start the session: Iface, Addrs, Ephemeral, Ports
 	OpReserve = "reserve" // hold more ports: Ports
-	OpStatus  = "status"  // list the sessions of every client
+	OpStatus  = "status"  // list the sessions: root's request all, a user's their own
 )
 
 // Reply is the server's answer; an open reply carries the client's end of
@@ -102,11 +102,13 @@ const (
 	CodeDenied     = "denied"      // the policy does not grant it
 	CodeInUse      = "in-use"      // another client or the host holds it
 	CodeBadRequest = "bad-request" // malformed or impossible request
+	CodeLimit      = "limit"       // over a limit of the policy or of portd
 )
 
 // RefusedError is a request portd refused. It unwraps to EACCES for a
-// policy refusal and EADDRINUSE for a port someone else holds, so callers
-// can treat it like the kernel's answer to bind.
+// policy refusal, EADDRINUSE for a port someone else holds and EAGAIN for
+// a limit (it may pass once other sessions end), so callers can treat it
+// like the kernel's answer to bind.
 type RefusedError struct {
 	Code string
 	Msg  string
@@ -120,6 +122,8 @@ func (e *RefusedError) Unwrap() error {
 		return syscall.EACCES
 	case CodeInUse:
 		return syscall.EADDRINUSE
+	case CodeLimit:
+		return syscall.EAGAIN
 	}
 	return nil
 }

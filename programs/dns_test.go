@@ -84,6 +84,7 @@ func TestDigTCP(t *testing.T) { testDig(t, true) }
 func testGetent(t *testing.T, resolvOptions, network string) {
 	need(t, "getent")
 	need(t, "unshare")
+	need(t, "mount")
 	needRoot(t, "a mount namespace to give getent a resolv.conf naming 10.0.2.3")
 	name, v4, v6 := testName()
 	srv := testdns.New(t, map[string][]netip.Addr{name: {v4, v6}})

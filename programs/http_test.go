@@ -118,12 +118,12 @@ func TestHTTPServerPublished(t *testing.T) {
 			}
 			hostPort := freePort(t)
 			p := run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:8000", hostPort)}, srv.args...)
-			got := getUntilUp(t, p, fmt.Sprintf("http://127.0.0.1:%d/file", hostPort), 30*time.Second)
+			got := getUntilUp(t, p, fmt.Sprintf("http://127.0.0.1:%d/file", hostPort))
 			if sum(got) != want || len(got) != size {
 				t.Fatalf("got %d bytes, sha256 %s; want %d, %s", len(got), sum(got), size, want)
 			}
 			// A second connection: the server keeps serving.
-			got = getUntilUp(t, p, fmt.Sprintf("http://127.0.0.1:%d/file", hostPort), 10*time.Second)
+			got = getUntilUp(t, p, fmt.Sprintf("http://127.0.0.1:%d/file", hostPort))
 			if sum(got) != want {
 				t.Fatalf("second fetch: got %d bytes, sha256 %s", len(got), sum(got))
 			}

@@ -55,7 +55,7 @@ func hostIperf3(t testing.TB) int {
 	t.Helper()
 	port := freePort(t)
 	srv := start(t, nil, "iperf3", "-s", "-1", "--forceflush", "-B", "127.0.0.1", "-p", fmt.Sprint(port))
-	srv.waitOutput("Server listening", 30*time.Second)
+	srv.waitOutput("Server listening")
 	return port
 }
 
@@ -66,6 +66,7 @@ func hostIperf3(t testing.TB) int {
 func TestIperf3OneStack(t *testing.T) {
 	need(t, "iperf3")
 	need(t, "sh")
+	need(t, "grep")
 	dir := t.TempDir()
 	out, srvLog := filepath.Join(dir, "out.json"), filepath.Join(dir, "server.log")
 	script := fmt.Sprintf(`iperf3 -s -1 -p 5201 --forceflush > %[2]s 2>&1 & pid=$!

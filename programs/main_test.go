@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 var ustackBin, httpprogBin string
@@ -38,14 +40,11 @@ func TestMain(m *testing.M) {
 		func(ustack string, bins map[string]string) { ustackBin, httpprogBin = ustack, bins["httpprog"] }, m.Run)
 }
 
-// need returns the path of prog, or skips the test when it is missing.
+// need returns the path of prog, or skips the test, naming the package to
+// install, when it is missing or another program of the same name.
 func need(t testing.TB, prog string) string {
 	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		t.Skipf("%s is not installed (scripts/test.sh installs it)", prog)
-	}
-	return p
+	return testprog.Need(t, prog)
 }
 
 func needRoot(t testing.TB, why string) {
@@ -152,21 +151,19 @@ func (p *proc) mustSucceed(timeout time.Duration) {
 }
 
 // waitOutput waits until the process's stdout or stderr contains s.
-func (p *proc) waitOutput(s string, timeout time.Duration) {
+func (p *proc) waitOutput(s string) {
 	p.t.Helper()
-	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+	testwait.ForNil(p.t, fmt.Sprintf("%s to say %q", p.name, s), func() error {
 		if strings.Contains(p.stdout.String(), s) || strings.Contains(p.stderr.String(), s) {
-			return
+			return nil
 		}
 		select {
 		case <-p.done:
 			p.t.Fatalf("%s exited (%v) before saying %q; stdout:\n%s\nstderr:\n%s", p.name, p.cmd.ProcessState, s, tail(p.stdout.String()), tail(p.stderr.String()))
 		default:
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s did not say %q within %v; stdout:\n%s\nstderr:\n%s", p.name, s, timeout, tail(p.stdout.String()), tail(p.stderr.String()))
-		}
-	}
+		return fmt.Errorf("stdout:\n%s\nstderr:\n%s", tail(p.stdout.String()), tail(p.stderr.String()))
+	})
 }
 
 // tail keeps error messages readable when a program printed a lot.
@@ -264,43 +261,42 @@ func hostHTTP(t testing.TB, data []byte) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// getUntilUp GETs url from the host until it answers 200 or timeout
-// passes (a server under 'ustack run' may still be starting; until it
-// listens, the published port refuses) and returns the body.
-func getUntilUp(t testing.TB, p *proc, url string, timeout time.Duration) []byte {
+// getUntilUp GETs url from the host until it answers 200 (a server under
+// 'ustack run' may still be starting; until it listens, the published port
+// refuses) and returns the body.
+func getUntilUp(t testing.TB, p *proc, url string) []byte {
 	t.Helper()
-	var lastErr error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var body []byte
+	testwait.ForNil(t, url+" to answer", func() error {
 		select {
 		case <-p.done:
 			t.Fatalf("%s exited (%v) while the test waited for %s; stderr:\n%s", p.name, p.cmd.ProcessState, url, tail(p.stderr.String()))
 		default:
 		}
 		resp, err := http.Get(url)
+		if err == nil {
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %s, %d bytes", resp.Status, len(body))
+			}
+		}
 		if err != nil {
-			lastErr = err
-			continue
+			return fmt.Errorf("%v; stderr of %s:\n%s", err, p.name, tail(p.stderr.String()))
 		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			lastErr = fmt.Errorf("status %s, %d bytes, %v", resp.Status, len(body), err)
-			continue
-		}
-		return body
-	}
-	t.Fatalf("%s did not answer within %v: %v; stderr of %s:\n%s", url, timeout, lastErr, p.name, tail(p.stderr.String()))
-	return nil
+		return nil
+	})
+	return body
 }
 
 // exchangeUntilUp connects from the host to addr and runs one exchange,
 // retrying while the connection ends without a byte (the program under
 // 'ustack run' does not listen yet: the published port's connection is
 // refused on the stack). It returns what it read.
-func exchangeUntilUp(t testing.TB, p *proc, addr string, ex func(net.Conn) ([]byte, error), timeout time.Duration) []byte {
+func exchangeUntilUp(t testing.TB, p *proc, addr string, ex func(net.Conn) ([]byte, error)) []byte {
 	t.Helper()
-	var lastErr error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var got []byte
+	testwait.ForNil(t, "an exchange with "+addr, func() error {
 		select {
 		case <-p.done:
 			t.Fatalf("%s exited (%v) before the exchange; stderr:\n%s", p.name, p.cmd.ProcessState, tail(p.stderr.String()))
@@ -308,22 +304,20 @@ func exchangeUntilUp(t testing.TB, p *proc, addr string, ex func(net.Conn) ([]by
 		}
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
-			lastErr = err
-			continue
+			return err
 		}
 		c.SetDeadline(time.Now().Add(60 * time.Second))
-		got, err := ex(c)
+		got, err = ex(c)
 		c.Close()
 		if len(got) > 0 {
 			if err != nil {
 				t.Fatalf("%s: after %d bytes: %v", addr, len(got), err)
 			}
-			return got
+			return nil
 		}
-		lastErr = err
-	}
-	t.Fatalf("%s: nothing came back within %v (last error: %v); stderr of %s:\n%s", addr, timeout, lastErr, p.name, tail(p.stderr.String()))
-	return nil
+		return fmt.Errorf("nothing came back (%v); stderr of %s:\n%s", err, p.name, tail(p.stderr.String()))
+	})
+	return got
 }
 
 // sendAndReceive sends send, then a FIN, while reading until EOF.

@@ -97,7 +97,7 @@ func TestNginx(t *testing.T) {
 		dir, conf, want := nginxSetup(t, size)
 		hostPort := freePort(t)
 		p := run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:8080", hostPort)}, nginx, "-c", conf, "-e", filepath.Join(dir, "error.log"))
-		getUntilUp(t, p, fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort), 30*time.Second)
+		getUntilUp(t, p, fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort))
 		out := filepath.Join(dir, "out")
 		c := exec.Command(curl, "-sS", "--fail", "-o", out, fmt.Sprintf("http://127.0.0.1:%d/big", hostPort))
 		if b, err := c.CombinedOutput(); err != nil {

@@ -93,7 +93,7 @@ func TestRedisDaemonStack(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", dir)
 	name := fmt.Sprintf("progs-redis-%d", os.Getpid())
 	daemon := start(t, nil, ustackBin, "daemon", "--name", name)
-	daemon.waitOutput("ready on", 30*time.Second)
+	daemon.waitOutput("ready on")
 
 	server := start(t, nil, ustackBin, "run", "--stack", name, "--", "sh", "-c", "exec "+redisServerCmd(dir))
 	value := fmt.Sprintf("v%d", rand.Uint64())

@@ -15,11 +15,11 @@ func streamSize() int {
 	return 16 << 20
 }
 
-// TestNetcatToHost: nc under 'ustack run' connects to a listener on the
-// host's loopback through 10.0.2.2, sends a file, half-closes (-N), and
-// receives the host's reply until the host closes.
+// TestNetcatToHost: OpenBSD's nc under 'ustack run' connects to a listener
+// on the host's loopback through 10.0.2.2, sends a file, half-closes (-N),
+// and receives the host's reply until the host closes.
 func TestNetcatToHost(t *testing.T) {
-	need(t, "nc")
+	nc := need(t, "nc.openbsd")
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
 	sent := randomData(streamSize())
@@ -28,7 +28,7 @@ func TestNetcatToHost(t *testing.T) {
 	}
 	reply := randomData(streamSize() / 2)
 	port, got := hostSink(t, reply)
-	script := fmt.Sprintf("nc -N 10.0.2.2 %d < %s > %s", port, in, out)
+	script := fmt.Sprintf("%s -N 10.0.2.2 %d < %s > %s", nc, port, in, out)
 	p := run(t, nil, "sh", "-c", script)
 	if s := receive(t, got, 60*time.Second); s != sumLine(sent) {
 		t.Fatalf("the host received %s; want %s", s, sumLine(sent))
@@ -40,7 +40,7 @@ func TestNetcatToHost(t *testing.T) {
 // TestNetcatListenPublished: nc -l under 'ustack run', reached from the
 // host through -p; data both ways.
 func TestNetcatListenPublished(t *testing.T) {
-	need(t, "nc")
+	nc := need(t, "nc.openbsd")
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
 	served := randomData(streamSize())
@@ -52,8 +52,8 @@ func TestNetcatListenPublished(t *testing.T) {
 	// -N: send a FIN when the file is sent, so the host's read ends. nc
 	// exits when its network input ends, so the host answers only then
 	// (as it would have to with nc on the kernel).
-	p := run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:7000", hostPort)}, "sh", "-c", fmt.Sprintf("nc -N -l 7000 < %s > %s", in, out))
-	got := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), receiveThenSend(sent), 30*time.Second)
+	p := run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:7000", hostPort)}, "sh", "-c", fmt.Sprintf("%s -N -l 7000 < %s > %s", nc, in, out))
+	got := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), receiveThenSend(sent))
 	if sum(got) != sum(served) {
 		t.Fatalf("the host received %d bytes (sha256 %s); want %s", len(got), sum(got), sumLine(served))
 	}
@@ -76,7 +76,7 @@ func TestSocatRelay(t *testing.T) {
 	// after the first has ended.
 	p := run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:7100", hostPort)},
 		"socat", "-t", "30", "TCP-LISTEN:7100,reuseaddr", fmt.Sprintf("TCP:10.0.2.2:%d", backend))
-	back := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), sendAndReceive(sent), 30*time.Second)
+	back := exchangeUntilUp(t, p, fmt.Sprintf("127.0.0.1:%d", hostPort), sendAndReceive(sent))
 	if s := receive(t, got, 30*time.Second); s != sumLine(sent) {
 		t.Fatalf("the backend received %s; want %s", s, sumLine(sent))
 	}

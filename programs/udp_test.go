@@ -10,24 +10,27 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/testwait"
 )
 
-// TestNetcatUDPToHost: 'nc -u' under 'ustack run' sends a datagram to a
-// UDP socket on the host's loopback through 10.0.2.2 and prints the reply,
-// which the host sends back to the datagram's source address. The kernel
-// subtest is the control: the same nc straight to 127.0.0.1.
+// TestNetcatUDPToHost: OpenBSD's 'nc -u' under 'ustack run' sends a
+// datagram to a UDP socket on the host's loopback through 10.0.2.2 and
+// prints the reply, which the host sends back to the datagram's source
+// address. The kernel subtest is the control: the same nc straight to
+// 127.0.0.1.
 func TestNetcatUDPToHost(t *testing.T) {
-	need(t, "nc")
+	nc := need(t, "nc.openbsd")
 	need(t, "sh")
 	t.Run("ustack run", func(t *testing.T) {
-		netcatUDPToHost(t, "10.0.2.2", func(script string) *proc { return run(t, nil, "sh", "-c", script) })
+		netcatUDPToHost(t, nc, "10.0.2.2", func(script string) *proc { return run(t, nil, "sh", "-c", script) })
 	})
 	t.Run("kernel", func(t *testing.T) {
-		netcatUDPToHost(t, "127.0.0.1", func(script string) *proc { return start(t, nil, "sh", "-c", script) })
+		netcatUDPToHost(t, nc, "127.0.0.1", func(script string) *proc { return start(t, nil, "sh", "-c", script) })
 	})
 }
 
-func netcatUDPToHost(t *testing.T, host string, launch func(script string) *proc) {
+func netcatUDPToHost(t *testing.T, nc, host string, launch func(script string) *proc) {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +51,7 @@ func netcatUDPToHost(t *testing.T, host string, launch func(script string) *proc
 	}()
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	// -w 2: after stdin's end, wait 2 s idle for the reply, then exit.
-	p := launch(fmt.Sprintf("echo %s | nc -u -w 2 %s %d", token, host, port))
+	p := launch(fmt.Sprintf("echo %s | %s -u -w 2 %s %d", token, nc, host, port))
 	code := p.wait(60 * time.Second)
 	select {
 	case s := <-got:
@@ -68,28 +71,29 @@ func netcatUDPToHost(t *testing.T, host string, launch func(script string) *proc
 // host port (again until nc listens) and gets nc's stdin back as the reply.
 // The kernel subtest is the control: the same nc listening on the host.
 func TestNetcatUDPListenPublished(t *testing.T) {
-	need(t, "nc")
+	nc := need(t, "nc.openbsd")
 	need(t, "sh")
 	t.Run("ustack run", func(t *testing.T) {
 		hostPort := freeUDPPort(t)
-		netcatUDPListen(t, hostPort, func(script string) *proc {
+		netcatUDPListen(t, nc, hostPort, func(script string) *proc {
 			return run(t, []string{"-p", fmt.Sprintf("127.0.0.1:%d:7001/udp", hostPort)}, "sh", "-c", script+" 7001")
 		})
 	})
 	t.Run("kernel", func(t *testing.T) {
 		port := freeUDPPort(t)
-		netcatUDPListen(t, port, func(script string) *proc {
+		netcatUDPListen(t, nc, port, func(script string) *proc {
 			return start(t, nil, "sh", "-c", fmt.Sprintf("%s 127.0.0.1 %d", script, port))
 		})
 	})
 }
 
-// netcatUDPListen: launch runs the nc listener script given, completed
-// with its address, reachable from the host on hostPort.
-func netcatUDPListen(t *testing.T, hostPort int, launch func(script string) *proc) {
+// netcatUDPListen: launch runs the listener script of nc (the path of
+// OpenBSD's) given, completed with its address, reachable from the host on
+// hostPort.
+func netcatUDPListen(t *testing.T, nc string, hostPort int, launch func(script string) *proc) {
 	token := fmt.Sprintf("token-%d", rand.Uint64())
 	// -W 1: exit after one datagram from the network.
-	p := launch(fmt.Sprintf("echo reply-%s | nc -u -l -W 1", token))
+	p := launch(fmt.Sprintf("echo reply-%s | %s -u -l -W 1", token, nc))
 	c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", hostPort))
 	if err != nil {
 		t.Fatal(err)
@@ -97,22 +101,33 @@ func netcatUDPListen(t *testing.T, hostPort int, launch func(script string) *pro
 	defer c.Close()
 	buf := make([]byte, 2048)
 	var reply string
-	for deadline := time.Now().Add(30 * time.Second); reply == "" && time.Now().Before(deadline); {
+	// Until nc listens, the datagram is refused or lost: send again.
+	testwait.ForNil(t, "nc to reply", func() error {
 		select {
 		case <-p.done:
+			// nc exits once it has replied: the reply may be waiting
+			// behind the error of an earlier datagram.
+			for range 2 {
+				c.SetReadDeadline(time.Now().Add(time.Second))
+				if n, err := c.Read(buf); err == nil {
+					reply = string(buf[:n])
+					return nil
+				}
+			}
 			t.Fatalf("%s exited (%v) before replying; stderr:\n%s", p.name, p.cmd.ProcessState, p.stderr.String())
 		default:
 		}
 		if _, err := c.Write([]byte(token + "\n")); err != nil {
-			// ECONNREFUSED from an earlier datagram's ICMP error: try again.
-			time.Sleep(200 * time.Millisecond)
-			continue
+			return err // ECONNREFUSED from an earlier datagram's ICMP error
 		}
 		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil {
-			reply = string(buf[:n])
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
 		}
-	}
+		reply = string(buf[:n])
+		return nil
+	})
 	if reply != "reply-"+token+"\n" {
 		t.Fatalf("the host got %q back, want %q; stderr of %s:\n%s", reply, "reply-"+token+"\n", p.name, p.stderr.String())
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/portd"
 )
 
@@ -46,11 +47,20 @@ type wire struct {
 	// released, if set, checks at the end that everything the variant's
 	// stacks held on the host was released.
 	released func(*testing.T)
+	// idle, if set, waits until the stacks that went before have let go
+	// of the host's ports: portd releases a killed stack's session when it
+	// notices the stack is gone, and until then refuses its ports to the
+	// next stack.
+	idle func(*testing.T)
 }
 
 // run is the command line of 'ustack run' on w with args, inside w's
-// stack namespace.
-func (w wire) run(args ...string) (string, []string) {
+// stack namespace. The stacks before it are gone by then.
+func (w wire) run(t *testing.T, args ...string) (string, []string) {
+	t.Helper()
+	if w.idle != nil {
+		w.idle(t)
+	}
 	u := w.ustack
 	if len(u) == 0 {
 		u = []string{ustackBin}
@@ -135,7 +145,7 @@ func hostPortdWire(t *testing.T, site string) wire {
 	sock := filepath.Join(dir, "portd", "portd.sock")
 	name, a := inNS(w.stackNS, bin, "portd", "--socket", sock, "--policy", policy)
 	pd := start(t, nil, name, a...)
-	pd.waitOutput("portd: serving on", 30*time.Second)
+	pd.waitOutput("portd: serving on")
 
 	// nobody's own directory: its stacks' control sockets, and nginx's
 	// pid, logs and temporary files.
@@ -155,6 +165,20 @@ func hostPortdWire(t *testing.T, site string) wire {
 		"env", "XDG_RUNTIME_DIR=" + home, bin}
 	w.flags = append(w.flags, "--portd", sock)
 	w.released = func(t *testing.T) { portdReleased(t, pd, sock, w.stackNS) }
+	w.idle = func(t *testing.T) {
+		t.Helper()
+		// portd's status stops listing a session before its ports are
+		// free; its log's "released everything" comes after.
+		testwait.ForNil(t, "portd to release every session", func() error {
+			opened, released := portdSessions(pd.stderr.String())
+			for id := range opened {
+				if !released[id] {
+					return fmt.Errorf("session %s not released yet", id)
+				}
+			}
+			return nil
+		})
+	}
 	return w
 }
 
@@ -164,20 +188,18 @@ func hostPortdWire(t *testing.T, site string) wire {
 // portd refused nothing the test did.
 func portdReleased(t *testing.T, pd *proc, sock, ns string) {
 	t.Helper()
-	var hs []portd.Holder
-	var tables []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		var err error
-		if hs, err = portd.Status(sock); err != nil {
+	err := testwait.Until(t.Context(), "portd to release everything after the last stack ended", func() error {
+		hs, err := portd.Status(sock)
+		if err != nil {
 			t.Fatalf("portd status: %v", err)
 		}
-		tables = ustackTables(t, ns)
-		if len(hs) == 0 && len(tables) == 0 || time.Now().After(deadline) {
-			break
+		if tables := ustackTables(t, ns); len(hs) != 0 || len(tables) != 0 {
+			return fmt.Errorf("portd has holders %+v and the namespace tables %v", hs, tables)
 		}
-	}
-	if len(hs) != 0 || len(tables) != 0 {
-		t.Errorf("5 s after the last stack ended, portd still has holders %+v and the namespace tables %v", hs, tables)
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 	pd.signal(syscall.SIGTERM)
 	pd.mustSucceed(30 * time.Second)
@@ -185,17 +207,12 @@ func portdReleased(t *testing.T, pd *proc, sock, ns string) {
 		t.Errorf("after portd stopped, the namespace has tables %v", tables)
 	}
 	log := pd.stderr.String()
-	opened, released := map[string]bool{}, map[string]bool{}
 	for _, m := range portdSession.FindAllStringSubmatch(log, -1) {
 		if m[2] != strconv.Itoa(nobody) {
 			t.Errorf("portd's session %s was not nobody's: %s", m[1], m[0])
 		}
-		if strings.HasPrefix(m[3], "holds") {
-			opened[m[1]] = true
-		} else {
-			released[m[1]] = true
-		}
 	}
+	opened, released := portdSessions(log)
 	if len(opened) == 0 || !maps.Equal(opened, released) {
 		t.Errorf("portd's log has sessions %v opened and %v released, want the same:\n%s", slices.Sorted(maps.Keys(opened)), slices.Sorted(maps.Keys(released)), log)
 	}
@@ -208,6 +225,20 @@ func portdReleased(t *testing.T, pd *proc, sock, ns string) {
 // portdSession matches the lines of portd's log that open a session (with
 // its ports) and that end it: session ID, uid, holds or released.
 var portdSession = regexp.MustCompile(`portd: session (\d+): \S+ \(uid (\d+)\) pid \d+ (holds \S+ on \S+ \(tcp|released everything)`)
+
+// portdSessions reads portd's log: the sessions that held ports, and those
+// released.
+func portdSessions(log string) (opened, released map[string]bool) {
+	opened, released = map[string]bool{}, map[string]bool{}
+	for _, m := range portdSession.FindAllStringSubmatch(log, -1) {
+		if strings.HasPrefix(m[3], "holds") {
+			opened[m[1]] = true
+		} else {
+			released[m[1]] = true
+		}
+	}
+	return opened, released
+}
 
 // ustackTables lists the nftables tables of ustack (hostports.TablePrefix)
 // in the network namespace ns.
@@ -298,7 +329,7 @@ func writeStream(t *testing.T, path string, size int64) string {
 // with socat, and iperf3 for 10 s each way.
 func TestWires(t *testing.T) {
 	needRoot(t, "the wire tests make namespaces, a tap and a veth pair")
-	for _, prog := range []string{"ip", "nginx", "curl", "iperf3", "socat", "ping", "sha256sum", "setpriv", "env"} {
+	for _, prog := range []string{"ip", "ss", "nginx", "curl", "iperf3", "socat", "ping", "sh", "sha256sum", "setpriv", "env"} {
 		need(t, prog)
 	}
 	size := int64(1 << 30)
@@ -327,7 +358,7 @@ func TestWires(t *testing.T) {
 			}
 			stackRun := func(args ...string) *proc {
 				t.Helper()
-				name, a := w.run(args...)
+				name, a := w.run(t, args...)
 				return start(t, nil, name, a...)
 			}
 			peer := func(args ...string) *proc {
@@ -390,27 +421,32 @@ func TestWires(t *testing.T) {
 			t.Run("udp both ways", func(t *testing.T) {
 				echo := peer("socat", "UDP4-RECVFROM:9999,fork,reuseaddr", "PIPE")
 				defer echo.kill()
-				time.Sleep(300 * time.Millisecond)
+				waitUDPBound(t, w.peerNS, 9999)
 				p := stackRunInput(t, w, "to-kernel\n", "socat", "-T", "3", "-", "UDP4:"+w.peer4+":9999")
 				if p != "to-kernel\n" {
 					t.Errorf("echo from the kernel's socat: %q", p)
 				}
 				srv := stackRun("socat", "UDP6-RECVFROM:9999,fork,reuseaddr", "PIPE")
 				defer srv.kill()
-				time.Sleep(time.Second)
-				name, a := inNS(w.peerNS, "socat", "-T", "3", "-", "UDP6:["+w.stack6+"]:9999")
-				cmd := exec.Command(name, a...)
-				cmd.Stdin = strings.NewReader("to-stack\n")
-				out, err := cmd.Output()
-				if err != nil || string(out) != "to-stack\n" {
-					t.Errorf("echo from socat under ustack run over IPv6: %q %v", out, err)
-				}
+				// Until socat under ustack run listens, the stack refuses
+				// the datagram (ICMP port unreachable) and socat here
+				// fails: send again.
+				testwait.ForNil(t, "the echo from socat under ustack run over IPv6", func() error {
+					name, a := inNS(w.peerNS, "socat", "-T", "3", "-", "UDP6:["+w.stack6+"]:9999")
+					cmd := exec.Command(name, a...)
+					cmd.Stdin = strings.NewReader("to-stack\n")
+					out, err := cmd.Output()
+					if err != nil || string(out) != "to-stack\n" {
+						return fmt.Errorf("%q %v", out, err)
+					}
+					return nil
+				})
 			})
 
 			t.Run("iperf3", func(t *testing.T) {
 				for _, reverse := range []bool{false, true} {
 					srv := peer("iperf3", "-s", "-1", "--forceflush", "-B", w.peer4, "-p", "5201")
-					srv.waitOutput("Server listening", 30*time.Second)
+					srv.waitOutput("Server listening")
 					args := []string{"iperf3", "-c", w.peer4, "-p", "5201", "-t", seconds, "-J"}
 					dir := "stack to kernel"
 					if reverse {
@@ -436,7 +472,7 @@ func TestWires(t *testing.T) {
 // stdin and returns what it printed.
 func stackRunInput(t *testing.T, w wire, input string, args ...string) string {
 	t.Helper()
-	name, a := w.run(args...)
+	name, a := w.run(t, args...)
 	cmd := exec.Command(name, a...)
 	cmd.Env = cleanEnv()
 	cmd.Stdin = strings.NewReader(input)
@@ -452,13 +488,24 @@ func stackRunInput(t *testing.T, w wire, input string, args ...string) string {
 // waitHTTP waits until url answers a curl run in namespace ns.
 func waitHTTP(t *testing.T, ns, url string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		name, a := inNS(ns, "curl", "-sf", "--max-time", "2", url)
-		if exec.Command(name, a...).Run() == nil {
-			return
+	testwait.ForNil(t, url+" to answer", func() error {
+		name, a := inNS(ns, "curl", "-sSf", "--max-time", "2", url)
+		if out, err := exec.Command(name, a...).CombinedOutput(); err != nil {
+			return fmt.Errorf("curl: %v: %s", err, out)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer within 30 s", url)
+		return nil
+	})
+}
+
+// waitUDPBound waits until a UDP socket is bound to port in namespace ns.
+func waitUDPBound(t *testing.T, ns string, port int) {
+	t.Helper()
+	testwait.ForNil(t, fmt.Sprintf("a UDP socket on port %d in %s", port, ns), func() error {
+		name, a := inNS(ns, "ss", "-Hlun", fmt.Sprintf("sport = :%d", port))
+		out, err := exec.Command(name, a...).CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+			return fmt.Errorf("ss: %v %q", err, out)
 		}
-	}
+		return nil
+	})
 }

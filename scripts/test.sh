@@ -1,74 +1,81 @@
 #!/usr/bin/env bash
-# Installs the Debian programs the tests use (only those missing), then
+# Installs the Debian packages the tests use (only those missing), then
 # vets and tests every package. Run from anywhere in the repository.
 #
 #   ./scripts/test.sh              install what is missing, go vet, go test
 #   CI=true ./scripts/test.sh      the same, never asking questions
 #   TEST_FLAGS='-run TestFetch' ./scripts/test.sh   extra go test flags
+#   go test -short ./...           the quick inner loop: no end-to-end suites
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-# Debian package -> a program it provides, to tell whether it is installed.
+# What is installed is asked of dpkg by package, not guessed from a
+# command's name: another package may own the name (nc is also nmap's ncat
+# and netcat-traditional's; ping is also inetutils'). internal/testprog
+# names the package of every program a test runs, and its
+# TestScriptInstallsEveryPackage keeps this list the same as its table.
 packages=(
-	"curl:curl"
-	"tshark:tshark"
-	"tcpdump:tcpdump"
-	"python3:python3"
-	"dnsutils:dig"
-	"iproute2:ip"
-	"iputils-ping:ping"
-	"tmux:tmux"
-	# Programs run under 'ustack run' by ./programs.
-	"wget:wget"
-	"netcat-openbsd:nc"
-	"socat:socat"
-	"redis-server:redis-server"
-	"redis-tools:redis-benchmark"
-	"nginx:nginx"
-	"iperf3:iperf3"
-	"openssh-server:sshd"
-	"openssh-client:ssh"
-	"libc-bin:getent"
+	# Go itself: module downloads over HTTPS; cgo for the race detector.
+	ca-certificates gcc libc6-dev
+	# The shell and tools of the tests' scripts, namespaces and users.
+	dash coreutils grep mount util-linux libc-bin procps iproute2
+	# Readers and clients of the tests.
+	curl python3 tshark tcpdump tmux
+	# Programs run under 'ustack run' by ./programs (nc.openbsd is
+	# netcat-openbsd's own name for nc).
+	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server
+	redis-tools nginx iperf3 openssh-client openssh-server
 )
 
-missing=()
-for entry in "${packages[@]}"; do
-	pkg=${entry%%:*} prog=${entry#*:}
-	# sshd and nginx live in /usr/sbin, which a user's PATH may lack.
-	if ! command -v "$prog" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$prog ]]; then
-		missing+=("$pkg")
-	fi
-done
+installed() {
+	[[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
+}
 
-if ((${#missing[@]} > 0)); then
-	echo "test.sh: installing ${missing[*]}"
-	sudo=()
-	if [[ $(id -u) -ne 0 ]]; then
-		if ! command -v sudo >/dev/null 2>&1; then
-			echo "test.sh: need root or sudo to install ${missing[*]}" >&2
-			exit 1
-		fi
-		sudo=(sudo)
-		# In CI nobody can type a password.
-		if [[ ${CI:-} == true ]]; then sudo+=(-n); fi
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	# tshark asks whether non-root users may capture; answer no, unasked.
-	echo "wireshark-common wireshark-common/install-setuid boolean false" |
-		"${sudo[@]}" debconf-set-selections
-	"${sudo[@]}" apt-get update -q
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+if ! command -v dpkg-query >/dev/null 2>&1; then
+	echo "test.sh: not a Debian system: install the equivalents of ${packages[*]} yourself;" \
+		"tests whose program is missing skip" >&2
 else
-	echo "test.sh: every program the tests use is installed"
+	missing=()
+	for pkg in "${packages[@]}"; do
+		installed "$pkg" || missing+=("$pkg")
+	done
+	if ((${#missing[@]} > 0)); then
+		echo "test.sh: installing ${missing[*]}"
+		sudo=()
+		if [[ $(id -u) -ne 0 ]]; then
+			if ! command -v sudo >/dev/null 2>&1; then
+				echo "test.sh: need root or sudo to install ${missing[*]}" >&2
+				exit 1
+			fi
+			sudo=(sudo)
+			# In CI nobody can type a password.
+			if [[ ${CI:-} == true ]]; then sudo+=(-n); fi
+		fi
+		# tshark asks whether non-root users may capture; answer no, unasked.
+		echo "wireshark-common wireshark-common/install-setuid boolean false" |
+			"${sudo[@]}" debconf-set-selections
+		"${sudo[@]}" apt-get update -q
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+		for pkg in "${missing[@]}"; do
+			if ! installed "$pkg"; then
+				echo "test.sh: $pkg is still not installed" >&2
+				exit 1
+			fi
+		done
+	else
+		echo "test.sh: every package the tests use is installed"
+	fi
 fi
 
-# The debugging recipe's test (docs/debugging.md) drives Delve.
+# The debugging recipe's test (docs/debugging.md) drives Delve, which
+# go install puts in GOBIN (by default GOPATH/bin), often not on PATH.
+gobin=$(go env GOBIN)
+PATH="$PATH:${gobin:-$(go env GOPATH)/bin}"
+export PATH
 if ! command -v dlv >/dev/null 2>&1; then
 	echo "test.sh: installing dlv"
 	go install github.com/go-delve/delve/cmd/dlv@v1.27.2
-	PATH="$PATH:$(go env GOPATH)/bin"
-	export PATH
 fi
 
 echo "test.sh: go vet ./..."
@@ -83,3 +90,22 @@ go test -count=1 -timeout 15m ${TEST_FLAGS:-} ./...
 echo "test.sh: go test -race ./..."
 # shellcheck disable=SC2086
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
+
+# Fuzz targets of what ustack reads from others (frames at portd, control
+# API requests, ping queries, ICMP echo requests at the gateway), each for a
+# while under the race detector, from the corpus in its testdata and the
+# seeds in its test. FUZZTIME=0 skips them.
+fuzztime=${FUZZTIME:-20s}
+if [[ $fuzztime != 0 ]]; then
+	fuzz_targets=(
+		"./portd/server FuzzFrameCheck"
+		"./serve FuzzControlRequest"
+		"./control/api FuzzPingQuery"
+		"./nat FuzzParseEchoRequest"
+	)
+	for t in "${fuzz_targets[@]}"; do
+		read -r pkg name <<<"$t"
+		echo "test.sh: fuzzing $name in $pkg for $fuzztime"
+		go test -race -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+	done
+fi

@@ -15,8 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/intercept"
-
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 var ustackBin, probeBin string
@@ -86,10 +87,8 @@ func TestUnreachableAndTimeout(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (a network namespace with routes of its own)")
 	}
-	for _, prog := range []string{"unshare", "ip"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("needs %s", prog)
-		}
+	for _, prog := range []string{"unshare", "ip", "sh"} {
+		testprog.Need(t, prog)
 	}
 	const setup = "ip link set lo up && ip route add unreachable 198.51.100.0/24 && " +
 		"ip tuntap add t0 mode tun && ip link set t0 up && ip addr add 203.0.113.1/24 dev t0 && exec "
@@ -112,10 +111,8 @@ func kernelPing(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		t.Skip("comparing ping sockets with the kernel needs root (a network namespace)")
 	}
-	for _, prog := range []string{"unshare", "ip", "sysctl"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("comparing ping sockets with the kernel needs %s", prog)
-		}
+	for _, prog := range []string{"unshare", "ip", "sysctl", "sh"} {
+		testprog.Need(t, prog)
 	}
 	return run(t, "unshare", "-n", "sh", "-c",
 		"ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' && exec "+probeBin+" ping")
@@ -130,10 +127,8 @@ func TestConnectEINTR(t *testing.T) {
 	if err := intercept.CheckKernel(); err != nil {
 		t.Skipf("this kernel cannot run programs under ustack: %v", err)
 	}
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc is not installed: the EINTR probe is a C program")
-	}
+	// The EINTR probe is a C program.
+	cc := testprog.Need(t, "gcc")
 	bin := filepath.Join(t.TempDir(), "eintr")
 	if out, err := exec.Command(cc, "-O2", "-o", bin, "testdata/eintr.c").CombinedOutput(); err != nil {
 		t.Fatalf("building the EINTR probe: %v\n%s", err, out)
@@ -160,7 +155,18 @@ func TestConnectEINTR(t *testing.T) {
 		defer unix.Close(c)
 		unix.Connect(c, sa)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// For a listener, TCP_INFO's unacked is the accept queue's length and
+	// sacked its limit; past the limit the queue is full.
+	testwait.ForNil(t, "the accept queue to fill", func() error {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Unacked <= info.Sacked {
+			return fmt.Errorf("%d connections queued, room for %d", info.Unacked, info.Sacked)
+		}
+		return nil
+	})
 	kernel := run(t, bin, "127.0.0.1", port)
 	user := run(t, ustackBin, "run", "--", bin, "10.0.2.2", port)
 	if !strings.Contains(kernel, "connect: EINTR after about 1 s: yes") {

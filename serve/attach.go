@@ -2,6 +2,7 @@ package serve
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,24 +30,29 @@ import (
 // it has returned.
 
 // attacher is the stack's side: one socket manager for every attached
-// program, and their supervisors.
+// program, their supervisors, and the warden that ends them if this
+// process goes away while they run (intercept.StartWarden).
 type attacher struct {
-	mgr  *sockets.Manager
-	logf func(string, ...any)
+	mgr    *sockets.Manager
+	logf   func(string, ...any)
+	prefix string // of the warden's log lines
 
 	mu      sync.Mutex
 	sups    map[*intercept.Supervisor]struct{}
-	stopped bool // no more programs are taken
+	warden  *intercept.Warden // started with the first program
+	stopped bool              // no more programs are taken
 	wg      sync.WaitGroup
 }
 
-func newAttacher(mgr *sockets.Manager, logf func(string, ...any)) *attacher {
-	return &attacher{mgr: mgr, logf: logf, sups: map[*intercept.Supervisor]struct{}{}}
+func newAttacher(mgr *sockets.Manager, prefix string, logf func(string, ...any)) *attacher {
+	return &attacher{mgr: mgr, logf: logf, prefix: prefix, sups: map[*intercept.Supervisor]struct{}{}}
 }
 
 // serveAttach is POST /v1/attach: it takes the listener fd the client sends
 // after the 200 response and serves it, answering api.AttachOK or
-// api.AttachError and the reason.
+// api.AttachError and the reason. The connection then stays open until the
+// program and all it forked have exited (then it says api.AttachDone), the
+// client hangs up or the stack stops: the client sees the stack go.
 func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
@@ -61,51 +67,133 @@ func (a *attacher) serveAttach(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	defer conn.Close()
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
+		conn.Close()
 		return
 	}
-	if _, err := io.WriteString(uc, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"); err != nil {
-		return
-	}
-	uc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	listener, err := receiveFD(uc)
-	if err != nil {
-		a.logf("attach: receiving the program's seccomp listener: %v", err)
-		return
-	}
-	sup, err := intercept.Serve(listener, a.mgr, a.logf)
-	if err != nil {
-		unix.Close(listener)
+	if err := checkAttacher(uc); err != nil {
 		a.logf("attach: %v", err)
-		io.WriteString(uc, api.AttachError+err.Error()+"\n")
+		msg := err.Error() + "\n"
+		fmt.Fprintf(uc, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
+		uc.Close()
 		return
 	}
-	a.mu.Lock()
-	if a.stopped {
-		// The stack is closing; the program's calls get ENOSYS.
-		a.mu.Unlock()
-		sup.Stop()
-		io.WriteString(uc, api.AttachError+"the stack is closing\n")
+	sup, err := a.take(uc)
+	if err != nil {
+		if err != errHungUp {
+			a.logf("attach: %v", err)
+			io.WriteString(uc, api.AttachError+err.Error()+"\n")
+		}
+		uc.Close()
 		return
 	}
-	a.sups[sup] = struct{}{}
-	a.wg.Add(1) // under the lock: stop's Wait must see it
-	a.mu.Unlock()
 	io.WriteString(uc, api.AttachOK+"\n")
+	uc.SetDeadline(time.Time{})
+	go func() {
+		defer a.wg.Done()
+		// The client sends nothing more: the read ends when it hangs up,
+		// or when the connection is closed below.
+		io.Copy(io.Discard, uc)
+		uc.Close()
+	}()
 	go func() {
 		defer a.wg.Done()
 		<-sup.Done() // the program and all it forked are gone, or we stop
+		if sup.AllExited() {
+			io.WriteString(uc, api.AttachDone+"\n")
+		}
 		sup.Stop()
+		uc.Close()
 		a.mu.Lock()
 		delete(a.sups, sup)
 		a.mu.Unlock()
 	}()
 }
 
-// stop stops serving every attached program (their later socket calls get
-// ENOSYS).
+// errHungUp: the client went away before it handed over a program (it
+// could not launch it).
+var errHungUp = errors.New("the client hung up")
+
+// take receives the program's listener on uc and serves it. On success
+// the supervisor is in a.sups, and a.wg counts the two goroutines that
+// end the program's service and its connection.
+func (a *attacher) take(uc *net.UnixConn) (*intercept.Supervisor, error) {
+	if _, err := io.WriteString(uc, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"); err != nil {
+		return nil, errHungUp
+	}
+	uc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	listener, err := receiveFD(uc)
+	if err != nil {
+		return nil, err
+	}
+	// Serve refuses an fd that is not a seccomp listener without using it.
+	sup, err := intercept.Serve(listener, a.mgr, a.logf)
+	if err != nil {
+		unix.Close(listener)
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		// The stack is closing; the program is not taken.
+		sup.Stop()
+		return nil, errors.New("the stack is closing")
+	}
+	if err := a.watch(listener); err != nil {
+		sup.Stop()
+		return nil, err
+	}
+	a.sups[sup] = struct{}{}
+	a.wg.Add(2) // under the lock: stop's Wait sees them
+	return sup, nil
+}
+
+// watch gives the warden a copy of listener, starting a warden first if
+// there is none or the last one is gone. Called with a.mu held.
+func (a *attacher) watch(listener int) error {
+	if a.warden != nil {
+		if err := a.warden.Watch(listener); err == nil {
+			return nil
+		}
+		a.logf("attach: the warden is gone; starting another")
+		a.warden.Close()
+		a.warden = nil
+	}
+	w, err := intercept.StartWarden(a.prefix)
+	if err != nil {
+		return err
+	}
+	if err := w.Watch(listener); err != nil {
+		w.Close()
+		return err
+	}
+	a.warden = w
+	return nil
+}
+
+// checkAttacher refuses a program of root for a stack that does not run as
+// root: the stack would answer root's socket calls.
+func checkAttacher(uc *net.UnixConn) error {
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	raw.Control(func(fd uintptr) { cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if credErr != nil {
+		return fmt.Errorf("reading the client's credentials: %w", credErr)
+	}
+	if me := os.Geteuid(); cred.Uid == 0 && me != 0 {
+		return fmt.Errorf("a program of root is not served by a stack of uid %d (run the daemon as root)", me)
+	}
+	return nil
+}
+
+// stop stops serving every attached program and lets the warden go: it
+// kills those that make a socket call from then on, their stack being
+// gone.
 func (a *attacher) stop() {
 	a.mu.Lock()
 	a.stopped = true
@@ -118,6 +206,11 @@ func (a *attacher) stop() {
 		s.Stop()
 	}
 	a.wg.Wait()
+	a.mu.Lock()
+	if a.warden != nil {
+		a.warden.Close()
+	}
+	a.mu.Unlock()
 }
 
 // attached counts the programs (process trees) being served.
@@ -127,16 +220,20 @@ func (a *attacher) attached() int {
 	return len(a.sups)
 }
 
+// receiveFD reads the one byte that carries the listener.
 func receiveFD(uc *net.UnixConn) (int, error) {
 	buf := make([]byte, 1)
 	oob := make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("receiving the program's seccomp listener: %w", err)
+	}
+	if n == 0 && oobn == 0 {
+		return -1, errHungUp
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("receiving the program's seccomp listener: %w", err)
 	}
 	for _, m := range msgs {
 		fds, err := unix.ParseUnixRights(&m)
@@ -151,7 +248,7 @@ func receiveFD(uc *net.UnixConn) (int, error) {
 			return fds[0], nil
 		}
 	}
-	return -1, errors.New("no file descriptor came with the message")
+	return -1, errors.New("no file descriptor came with the program's handover")
 }
 
 // serveRuntime is GET /v1/runtime: what the process holds, so that tests

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,10 +25,6 @@ type Program struct {
 	Stdin, Stdout, Stderr *os.File
 	// Logf reports the supervisor's own trouble (nil: discard).
 	Logf func(format string, args ...any)
-	// Stop, if not nil, ends the program when it is closed: SIGTERM, then
-	// SIGKILL if it is still there after two seconds. ustack lab exec
-	// closes it when the node the program runs on goes away.
-	Stop <-chan struct{}
 }
 
 func (p Program) config(h intercept.Handler) intercept.Config {
@@ -44,7 +41,7 @@ func (s *Stack) Run(p Program) (*os.ProcessState, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps, err := wait(proc, p.Stop)
+	ps, err := wait(proc)
 	// Let data the program wrote just before exiting reach its peers.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	s.mgr.Settle(ctx)
@@ -54,15 +51,24 @@ func (s *Stack) Run(p Program) (*os.ProcessState, error) {
 
 // RunAttached runs p with its socket calls answered by the stack that c
 // reaches, which must serve attaching (Config.Attach), and returns how it
-// exited; signals are passed on as by Run. If the stack does not take the
-// program, the program is killed before it runs and the error says why
-// (a *control.NotRunningError if no stack answers).
+// exited; signals are passed on as by Run. The stack is checked and asked
+// before the program is launched: if it is not there (a
+// *control.NotRunningError), not the user's (a *control.UntrustedError)
+// or does not take the program, the error says why and the program does
+// not run. If the stack stops serving the program while it runs (the
+// daemon exited or was killed), the program's sockets are gone with it:
+// the program is killed and the error is a *StackGoneError.
 func RunAttached(ctx context.Context, c *control.Client, p Program) (*os.ProcessState, error) {
+	att, err := c.OpenAttach(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("attaching the program to stack %s: %w", c.Name, err)
+	}
+	defer att.Close()
 	proc, listener, err := intercept.Launch(p.config(nil))
 	if err != nil {
 		return nil, err
 	}
-	err = c.Attach(ctx, listener)
+	err = att.Hand(ctx, listener)
 	unix.Close(listener)
 	if err != nil {
 		// Nobody will answer its calls: it must not run.
@@ -70,28 +76,74 @@ func RunAttached(ctx context.Context, c *control.Client, p Program) (*os.Process
 		proc.Wait()
 		return nil, fmt.Errorf("attaching the program to stack %s: %w", c.Name, err)
 	}
-	return wait(proc, p.Stop)
+	var killed atomic.Bool
+	exited := make(chan struct{})
+	defer close(exited)
+	go func() {
+		select {
+		case <-att.Lost():
+			if !proc.Exited() {
+				killed.Store(true)
+				proc.Signal(syscall.SIGKILL)
+			}
+		case <-exited:
+		}
+	}()
+	ps, err := wait(proc)
+	if killed.Load() || ps != nil && killedBy(ps, syscall.SIGKILL) && lostBeforeSettled(att) {
+		// Killed by the goroutine above, or by the daemon's warden, which
+		// kills a program whose daemon is gone at its next socket call
+		// (it may get there before this process sees the hang-up).
+		return nil, &StackGoneError{Name: c.Name}
+	}
+	return ps, err
+}
+
+// killedBy reports whether ps ended by signal sig.
+func killedBy(ps *os.ProcessState, sig syscall.Signal) bool {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
+}
+
+// lostBeforeSettled waits, for a program that was killed, until the stack
+// says how serving it ended, and reports whether the stack was lost. A
+// daemon that lives says done once the program and all it forked have
+// exited; one that is gone has hung up. A child still running in the
+// background gets neither, so the wait is bounded.
+func lostBeforeSettled(att *control.Attachment) bool {
+	select {
+	case <-att.Settled():
+	case <-time.After(2 * time.Second):
+	}
+	select {
+	case <-att.Lost():
+		return true
+	default:
+		return false
+	}
+}
+
+// StackGoneError says that the daemon serving a program stopped serving
+// it (it exited or was killed) while the program ran, and that the program
+// was killed, its sockets being gone.
+type StackGoneError struct{ Name string }
+
+func (e *StackGoneError) Error() string {
+	return fmt.Sprintf("the daemon %s serving the program exited; the program was killed, its sockets being gone with the daemon", e.Name)
 }
 
 // wait passes the signals that would stop this process on to the program
-// and waits for it; closing stop ends it.
-func wait(p *intercept.Process, stop <-chan struct{}) (*os.ProcessState, error) {
+// and waits for it.
+func wait(p *intercept.Process) (*os.ProcessState, error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	go func() {
-		var kill <-chan time.Time
 		for {
 			select {
 			case sig := <-sigs:
 				p.Signal(sig)
-			case <-stop:
-				stop = nil
-				p.Signal(syscall.SIGTERM)
-				kill = time.After(2 * time.Second)
-			case <-kill:
-				p.Signal(syscall.SIGKILL)
 			case <-done:
 				return
 			}

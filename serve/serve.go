@@ -93,7 +93,7 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	if cfg.Attach {
 		// Programs attached by other processes share the one socket
 		// manager, so they reach each other through the stack.
-		s.att = newAttacher(mgr, logf)
+		s.att = newAttacher(mgr, "ustack "+cfg.Command+" "+srv.Name(), logf)
 		srv.HandleFunc("POST "+api.AttachPath, s.att.serveAttach)
 		srv.HandleFunc("GET /v1/runtime", s.serveRuntime)
 	}
@@ -112,9 +112,10 @@ func (s *Stack) Serve(ctx context.Context) error {
 	return s.srv.Serve(ctx)
 }
 
-// Close stops serving: it stops serving the attached programs (their later
-// socket calls fail with ENOSYS), removes the control socket, closes the
-// open tunnels, every program socket and then the stack, whose error it
+// Close stops serving: it stops serving the attached programs (their
+// sockets are gone: each one still running is killed at its next socket
+// call, by the warden), removes the control socket, closes the open
+// tunnels, every program socket and then the stack, whose error it
 // returns.
 func (s *Stack) Close() error {
 	if s.att != nil {
@@ -131,6 +132,9 @@ func (s *Stack) Close() error {
 
 func (s *Stack) serveInfo(w http.ResponseWriter, r *http.Request) {
 	info := s.info
+	if why := s.st.LinkDown(); why != "" {
+		info.Attachment += " (down: " + why + ")"
+	}
 	info.Connections = inspect.CountConnections(s.st.Netstack())
 	control.WriteJSON(w, info)
 }

@@ -41,8 +41,9 @@ type fixture struct {
 }
 
 // newFixture serves one end of a pair as the stack called name, in a
-// runtime directory of the test's own.
-func newFixture(t *testing.T, name string, cfg serve.Config) *fixture {
+// runtime directory of the test's own. The log goes to cfg.Logf, or to
+// the test's.
+func newFixture(t testing.TB, name string, cfg serve.Config) *fixture {
 	t.Helper()
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
@@ -50,13 +51,13 @@ func newFixture(t *testing.T, name string, cfg serve.Config) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	srv, err := control.Listen(name, t.Logf)
+	if cfg.Logf == nil {
+		cfg.Logf = t.Logf
+	}
+	srv, err := control.Listen(name, cfg.Logf)
 	if err != nil {
 		a.Close()
 		t.Fatal(err)
-	}
-	if cfg.Logf == nil {
-		cfg.Logf = t.Logf
 	}
 	s := serve.New(srv, a, cfg)
 	ctx, cancel := context.WithCancel(context.Background())

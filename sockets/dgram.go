@@ -90,8 +90,17 @@ func (m *Manager) dgramSocket(c *intercept.Call, domain int, proto tcpip.Transpo
 	if !s.inject(c, theirs, cloexec) {
 		return
 	}
-	go s.pumpToNetwork()
-	go s.pumpToProgram()
+	a := m.activity()
+	a.begin()
+	go func() {
+		defer a.end()
+		s.pumpToNetwork(a.newWait(0, "datagram pump to the network"))
+	}()
+	a.begin()
+	go func() {
+		defer a.end()
+		s.pumpToProgram(a.newWait(0, "datagram pump to the program"))
+	}()
 }
 
 // handleDgram answers the calls on a datagram socket.
@@ -162,10 +171,34 @@ func (s *socket) dgramConnect(c *intercept.Call) {
 // pumpToNetwork sends what the program writes natively, one datagram per
 // message, to the connected peer; it releases the socket when the program
 // has closed its end.
-func (s *socket) pumpToNetwork() {
+func (s *socket) pumpToNetwork(w *waitPoint) {
 	buf := make([]byte, 256<<10) // more than any datagram, so that none is cut short unseen
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		s.close()
+		return
+	}
+	ready := func() bool { return s.ourEndHas(unix.POLLIN | unix.POLLRDHUP) }
 	for {
-		n, err := s.conn.Read(buf)
+		// The raw read lets the activity bookkeeping see the wait exactly.
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			w.unpark()
+			n, rerr = unix.Read(int(fd), buf)
+			if rerr == unix.EAGAIN {
+				w.park(ready)
+				return false
+			}
+			return true
+		})
+		w.unpark()
+		if err == nil {
+			err = rerr
+		}
+		if err == nil && n == 0 {
+			err = io.EOF
+		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			s.close()
 			return
@@ -178,7 +211,7 @@ func (s *socket) pumpToNetwork() {
 			case rdhup:
 				// shutdown(SHUT_WR) on the program's end: nothing more
 				// will come from it; release the socket once it is closed.
-				s.waitProgramClosed()
+				s.waitProgramClosed(w)
 				return
 			}
 		}
@@ -215,15 +248,18 @@ func (s *socket) peerShutdown() (hup, rdhup bool) {
 }
 
 // waitProgramClosed releases the socket when the program closes its end.
-func (s *socket) waitProgramClosed() {
+func (s *socket) waitProgramClosed(w *waitPoint) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
+		w.park(func() bool { return isClosed(s.dg.done) })
 		select {
 		case <-s.dg.done:
+			w.unpark()
 			return
 		case <-t.C:
 		}
+		w.unpark()
 		if hup, _ := s.peerShutdown(); hup {
 			s.close()
 			return
@@ -235,8 +271,8 @@ func (s *socket) waitProgramClosed() {
 // end, recording where it came from. A full program end holds the pump
 // back, and netstack then drops and counts, as Linux does when a socket's
 // receive buffer is full.
-func (s *socket) pumpToProgram() {
-	entry, notify := waiter.NewChannelEntry(waiter.ReadableEvents | waiter.EventErr)
+func (s *socket) pumpToProgram(w *waitPoint) {
+	entry, notify := notifyEntry(w, waiter.ReadableEvents|waiter.EventErr)
 	s.wq.EventRegister(&entry)
 	defer s.wq.EventUnregister(&entry)
 	rc, err := s.conn.SyscallConn()
@@ -250,11 +286,14 @@ func (s *socket) pumpToProgram() {
 		switch terr.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
+			w.parkNotified(func() bool { return len(notify) > 0 || isClosed(s.dg.done) })
 			select {
 			case <-notify:
 			case <-s.dg.done:
+				w.unpark()
 				return
 			}
+			w.unpark()
 			continue
 		case *tcpip.ErrClosedForReceive, *tcpip.ErrInvalidEndpointState:
 			return
@@ -267,10 +306,12 @@ func (s *socket) pumpToProgram() {
 		data := b.Bytes()
 		var werr error
 		if err := rc.Write(func(fd uintptr) bool {
+			w.unpark()
 			s.dg.mu.Lock()
 			defer s.dg.mu.Unlock()
 			_, werr = unix.Write(int(fd), data)
 			if werr == unix.EAGAIN {
+				w.park(func() bool { return s.ourEndHas(unix.POLLOUT) })
 				return false // wait until the program has read some
 			}
 			if werr == nil {
@@ -279,8 +320,10 @@ func (s *socket) pumpToProgram() {
 			}
 			return true
 		}); err != nil || werr != nil {
+			w.unpark()
 			return // our end is closed: the socket is being released
 		}
+		w.unpark()
 	}
 }
 
@@ -290,12 +333,19 @@ func (s *socket) pumpToProgram() {
 // released. nonblock gives EAGAIN instead of waiting.
 func (s *socket) send(c *intercept.Call, payload []byte, to *tcpip.FullAddress, nonblock bool) (int, unix.Errno) {
 	var r bytes.Reader
+	var w *waitPoint
+	if c != nil {
+		w = s.callWait(c)
+	} else {
+		w = s.m.activity().newWait(0, "datagram send")
+	}
+	entry, notify := notifyEntry(w, waiter.WritableEvents)
+	s.wq.EventRegister(&entry) // before the write, so no wake-up is missed
+	defer s.wq.EventUnregister(&entry)
+	ready := func() bool { return len(notify) > 0 || isClosed(s.dg.done) }
 	for {
-		entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
-		s.wq.EventRegister(&entry) // before the write, so no wake-up is missed
 		r.Reset(payload)
 		n, terr := s.ep.Write(&r, tcpip.WriteOptions{To: to})
-		s.wq.EventUnregister(&entry)
 		if _, wouldBlock := terr.(*tcpip.ErrWouldBlock); !wouldBlock {
 			if terr != nil {
 				return 0, errnoOf(terr)
@@ -306,14 +356,17 @@ func (s *socket) send(c *intercept.Call, payload []byte, to *tcpip.FullAddress, 
 			return 0, unix.EAGAIN
 		}
 		if c == nil {
+			w.parkNotified(ready)
 			select {
 			case <-notify:
 			case <-s.dg.done:
+				w.unpark()
 				return 0, unix.EBADF
 			}
+			w.unpark()
 			continue
 		}
-		if err := park(c, notify); err != nil {
+		if err := s.park(w, c, notify, ready); err != nil {
 			return 0, unix.EINTR
 		}
 	}
@@ -374,6 +427,7 @@ func (d *dgram) reconcile(dup int) {
 // recvWait is tryRecv for a caller that waits: until a datagram arrives,
 // its SO_RCVTIMEO passes (EAGAIN), or it stops waiting (ErrGone).
 func (s *socket) recvWait(c *intercept.Call, dup, max, flags int, deadline time.Time) (received, error) {
+	w := s.callWait(c)
 	for {
 		r, err := s.tryRecv(dup, max, flags)
 		if err != unix.EAGAIN {
@@ -388,7 +442,9 @@ func (s *socket) recvWait(c *intercept.Call, dup, max, flags int, deadline time.
 			wait = min(wait, left)
 		}
 		p := []unix.PollFd{{Fd: int32(dup), Events: unix.POLLIN}}
+		w.park(func() bool { return pollNow(uintptr(dup), unix.POLLIN) || isClosed(s.dg.done) })
 		unix.Poll(p, int(wait/time.Millisecond)+1)
+		w.unpark()
 		select {
 		case <-c.Context().Done():
 			return received{}, intercept.ErrGone
@@ -431,7 +487,10 @@ func (s *socket) recvThen(c *intercept.Call, fd, max, flags int, answer func(*in
 	r, err := s.tryRecv(dup, max, flags)
 	if err == unix.EAGAIN {
 		if block, deadline := blocking(dup, flags); block {
+			a := s.m.activity()
+			a.begin()
 			c.Park(func(c *intercept.Call) {
+				defer a.end()
 				r, err := s.recvWait(c, dup, max, flags, deadline)
 				unix.Close(dup)
 				answer(c, r, err)
@@ -543,7 +602,10 @@ func (s *socket) sendThen(c *intercept.Call, flags int, do func(c *intercept.Cal
 	n, en := do(c, true)
 	if en == unix.EAGAIN && flags&unix.MSG_DONTWAIT == 0 {
 		if fl, err := fdFlags(c); err == nil && fl&unix.O_NONBLOCK == 0 {
+			a := s.m.activity()
+			a.begin()
 			c.Park(func(c *intercept.Call) {
+				defer a.end()
 				n, en := do(c, false)
 				answerCount(c, n, en)
 			})

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 type daemon struct {
@@ -98,18 +102,16 @@ func (d *daemon) counts(t *testing.T) counts {
 // settle waits until the daemon holds no more than base (heap aside).
 func (d *daemon) settle(t *testing.T, base counts) counts {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c := d.counts(t)
+	var c counts
+	testwait.ForNil(t, "the daemon to hold no more than before", func() error {
+		c = d.counts(t)
 		if c.Goroutines <= base.Goroutines && c.FDs <= base.FDs && c.Endpoints <= base.Endpoints &&
 			c.Sockets <= base.Sockets && c.Attached <= base.Attached {
-			return c
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon still holds more than before: now %+v, before %+v", c, base)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("now %+v, before %+v", c, base)
+	})
+	return c
 }
 
 // startAttached starts netprog under 'ustack run --stack', and returns the
@@ -191,7 +193,15 @@ func TestKilledProgramsLeaveNothing(t *testing.T) {
 			t.Errorf("a program failed to start: %v", err)
 			return
 		}
-		time.Sleep(20 * time.Millisecond) // into the transfer, or the accept
+		// Into the transfer, or the accept.
+		if mode == "stream" {
+			err = testwait.Until(t.Context(), "the program to receive", func() error { return readAtLeast(pid, 256<<10) })
+		} else {
+			err = testwait.Until(t.Context(), "the program to block in accept", func() error { return inSyscall(pid, unix.SYS_ACCEPT4) })
+		}
+		if err != nil {
+			t.Error(err)
+		}
 		syscall.Kill(pid, syscall.SIGKILL)
 		cmd.Wait()
 		if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGKILL) {
@@ -249,8 +259,14 @@ func TestKilledProgramsLeaveNothing(t *testing.T) {
 // parked in accept; the daemon lets go of the call and of everything else.
 func TestExitWithCallHeld(t *testing.T) {
 	d := startDaemon(t, "held")
-	base := d.settle(t, d.counts(t))
-	for i := 0; i < 5; i++ {
+	// The daemon starts its warden (a process, its link and the goroutine
+	// that waits for it) with the first program it serves and keeps it
+	// while it lives: the counts to return to are those after one program.
+	var base counts
+	for i := 0; i < 6; i++ {
+		if i == 1 {
+			base = d.settle(t, d.counts(t))
+		}
 		cmd := exec.Command(ustackBin, "run", "--stack", d.name, "--", netprogBin, "exit-accepting")
 		cmd.Env = append(cleanEnv(), d.env)
 		done := make(chan error, 1)
@@ -323,4 +339,48 @@ func TestManyBlockedThreads(t *testing.T) {
 	if err := cmd.Wait(); err != nil || len(lines) == 0 || lines[len(lines)-1] != "blocked ok" {
 		t.Fatalf("netprog blocked: %v, said %q; stderr: %s", err, lines, stderr.String())
 	}
+}
+
+// readAtLeast is nil once process pid has read n bytes (rchar of
+// /proc/PID/io: what its read calls returned, sockets included).
+func readAtLeast(pid int, n int64) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return err
+	}
+	var rchar int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+			rchar, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if rchar < n {
+		return fmt.Errorf("%d bytes read", rchar)
+	}
+	return nil
+}
+
+// inSyscall is nil once a thread of process pid is in system call nr
+// (/proc/PID/task/TID/syscall begins with the number of the call a
+// blocked thread is in).
+func inSyscall(pid, nr int) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	var in []string
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+		if err != nil {
+			continue // the thread is gone
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 0 && f[0] == strconv.Itoa(nr) {
+			return nil
+		}
+		if len(f) > 0 {
+			in = append(in, f[0])
+		}
+	}
+	return fmt.Errorf("the threads of %d are in %v, none in system call %d", pid, in, nr)
 }

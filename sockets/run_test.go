@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 var ustackBin, netprogBin string
@@ -67,13 +69,11 @@ func cleanEnv() []string {
 	return env
 }
 
+// need returns the path of prog, or skips the test, naming the package to
+// install, when it is missing or another program of the same name.
 func need(t *testing.T, prog string) string {
 	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		t.Skipf("%s is not installed (scripts/test.sh installs it)", prog)
-	}
-	return p
+	return testprog.Need(t, prog)
 }
 
 // payload matches netprog's.
@@ -320,6 +320,7 @@ func TestKillMidTransfer(t *testing.T) {
 	}
 	defer l.Close()
 	started := make(chan struct{}, 1)
+	var sent atomic.Int64
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
@@ -330,10 +331,12 @@ func TestKillMidTransfer(t *testing.T) {
 		started <- struct{}{}
 		buf := make([]byte, 64<<10)
 		for {
-			if _, err := c.Write(buf); err != nil {
+			n, err := c.Write(buf)
+			sent.Add(int64(n))
+			if err != nil {
 				return
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // paced: a gigabyte at full speed would only load the machine
 		}
 	}()
 	port := l.Addr().(*net.TCPAddr).Port
@@ -354,7 +357,13 @@ func TestKillMidTransfer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the transfer did not start")
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Mid-transfer: megabytes on their way through the stack to curl.
+	testwait.ForNil(t, "the transfer to be under way", func() error {
+		if n := sent.Load(); n < 4<<20 {
+			return fmt.Errorf("%d bytes sent", n)
+		}
+		return nil
+	})
 	syscall.Kill(pid, syscall.SIGKILL)
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()

@@ -19,6 +19,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +46,8 @@ type Manager struct {
 	redirects, reverse map[netip.AddrPort]netip.AddrPort // see Redirect
 	done               chan struct{}
 	closed             sync.Once
+
+	act atomic.Pointer[activity] // nil unless TrackActivity
 }
 
 // ControlBlocks gives the latest state netstack's TCP probe reported for
@@ -97,6 +100,9 @@ func (m *Manager) MayPark(nr int) bool {
 
 // Handle answers one call.
 func (m *Manager) Handle(c *intercept.Call) {
+	a := m.activity()
+	a.begin()
+	defer a.end()
 	if c.Nr() == unix.SYS_SOCKET {
 		m.socket(c)
 		return
@@ -215,6 +221,9 @@ func (m *Manager) sweep() {
 		case <-m.done:
 			return
 		case <-t.C:
+		}
+		if m.activity() != nil {
+			continue // Quiet releases closed sockets at known moments
 		}
 		m.reapClosed(func(*socket) bool { return true })
 	}

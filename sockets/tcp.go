@@ -1,6 +1,7 @@
 package sockets
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -10,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
@@ -47,7 +47,8 @@ type socket struct {
 	// The thread that got the program's end, and the fd number it got:
 	// where to find the program's end later (see reset).
 	ownerTid, ownerFD int
-	resetting         bool // reset is under way: the network -> program copy stopped
+	resetting         atomic.Bool // reset is under way: the network -> program copy stopped
+	connClosed        atomic.Bool // our end is closed, or about to be
 
 	// Bytes the relay moved from the program to the endpoint and back
 	// (TCP_INFO's byte counts are derived from them).
@@ -193,25 +194,51 @@ func (s *socket) inject(c *intercept.Call, theirs int, cloexec bool) bool {
 // not: if the peer then resets it (the program wrote on), our end is
 // closed, and the program's next write fails with EPIPE, as Linux reports
 // a reset in CLOSE_WAIT.
-func (s *socket) awaitReset(ep tcpip.Endpoint, wq *waiter.Queue, outDone <-chan struct{}) {
-	entry, notify := waiter.NewChannelEntry(waiter.EventHUp | waiter.EventErr)
+func (s *socket) awaitReset(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, outDone <-chan struct{}) {
+	entry, notify := notifyEntry(w, waiter.EventHUp|waiter.EventErr)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
 	for {
 		switch tcp.EndpointState(ep.State()) {
 		case tcp.StateError, tcp.StateClose: // netstack closes on a reset in CLOSE-WAIT
-			s.conn.Close()
+			s.closeConn()
 			return
 		case tcp.StateCloseWait:
 		default:
 			return // closed by us, or on its way out
 		}
+		w.parkNotified(func() bool { return len(notify) > 0 || isClosed(outDone) })
 		select {
 		case <-notify:
 		case <-outDone:
+			w.unpark()
 			return
 		}
+		w.unpark()
 	}
+}
+
+// closeConn closes our end, first saying so to the wait points that watch
+// it (a closed fd cannot be polled).
+func (s *socket) closeConn() {
+	s.connClosed.Store(true)
+	s.conn.Close()
+}
+
+// ourEndHas reports whether our end has any of events now, or is closed.
+func (s *socket) ourEndHas(events int16) bool {
+	if s.connClosed.Load() {
+		return true
+	}
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		return true
+	}
+	has := false
+	if rc.Control(func(fd uintptr) { has = pollNow(fd, events) }) != nil {
+		return true
+	}
+	return has
 }
 
 // setOwner records who got the program's end: the thread and its fd.
@@ -228,13 +255,15 @@ func (s *socket) setOwner(tid, fd int) {
 // of its fd), our reader stopped first so that it stays unread, and our
 // end closed. If the program's fd cannot be found (it was moved with dup2
 // and closed, or its thread is gone), the program sees end of file.
-func (s *socket) reset(outDone <-chan struct{}) {
+func (s *socket) reset(w *waitPoint, outDone <-chan struct{}) {
 	s.mu.Lock()
-	s.resetting = true
 	tid, fd := s.ownerTid, s.ownerFD
 	s.mu.Unlock()
+	s.resetting.Store(true)
 	s.conn.SetReadDeadline(time.Unix(1, 0)) // stops the program -> network copy
+	w.park(func() bool { return isClosed(outDone) })
 	<-outDone
+	w.unpark()
 	if tid != 0 && !s.programClosed() {
 		if tgid, err := intercept.Tgid(tid); err == nil {
 			if dup, err := intercept.TakeFD(tgid, fd); err == nil {
@@ -246,7 +275,7 @@ func (s *socket) reset(outDone <-chan struct{}) {
 			}
 		}
 	}
-	s.conn.Close()
+	s.closeConn()
 }
 
 // close releases the socket: its endpoint, our end, pending connections.
@@ -262,15 +291,20 @@ func (s *socket) close() {
 	}
 	ep, pending := s.ep, s.pending
 	s.pending = nil
+	// An accept loop waiting for room learns that the listener is gone.
+	close(s.room)
+	s.room = make(chan struct{})
 	s.mu.Unlock()
 	s.m.remove(s)
 	if ep != nil {
 		ep.Close()
 	}
+	// Connections a closed listener never handed out are reset, as Linux
+	// resets those left in its accept queue.
 	for _, p := range pending {
-		p.ep.Close()
+		p.ep.Abort()
 	}
-	s.conn.Close()
+	s.closeConn()
 }
 
 // unwatched reports whether no relay watches the socket for the program
@@ -312,19 +346,30 @@ func fdFlags(c *intercept.Call) (int, error) {
 	return unix.FcntlInt(uintptr(dup), unix.F_GETFL, 0)
 }
 
-// park waits for ch on behalf of a blocking call. It gives up when the
-// caller stops waiting (a signal interrupted it; a restarted call comes
-// back as a new notification) or the program has exited.
-func park(c *intercept.Call, ch <-chan struct{}) error {
+// callWait makes the wait point for a call of the program held here.
+func (s *socket) callWait(c *intercept.Call) *waitPoint {
+	return s.m.activity().newWait(c.Tid(), "a held call")
+}
+
+// park waits for ch at w (made by callWait) on behalf of a blocking call;
+// ready reports whether the wait would end now (for the activity
+// bookkeeping). It gives up when the caller stops waiting (a signal
+// interrupted it; a restarted call comes back as a new notification) or
+// the program has exited.
+func (s *socket) park(w *waitPoint, c *intercept.Call, ch <-chan struct{}, ready func() bool) error {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
+		w.parkNotified(ready)
 		select {
 		case <-ch:
+			w.unpark()
 			return nil
 		case <-c.Context().Done():
+			w.unpark()
 			return intercept.ErrGone
 		case <-t.C:
+			w.unpark()
 			if !c.Valid() {
 				return intercept.ErrGone
 			}
@@ -398,7 +443,9 @@ func (s *socket) connect(c *intercept.Call) {
 		s.ep.Close()
 		s.ep, s.wq = ep, wq
 	}
-	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents | waiter.EventErr | waiter.EventHUp)
+	a := s.m.activity()
+	cw := a.newWait(0, "connect completion")
+	entry, notify := notifyEntry(cw, waiter.WritableEvents|waiter.EventErr|waiter.EventHUp)
 	s.wq.EventRegister(&entry)
 	terr := s.ep.Connect(addr)
 	if _, started := terr.(*tcpip.ErrConnectStarted); terr != nil && !started {
@@ -421,7 +468,11 @@ func (s *socket) connect(c *intercept.Call) {
 	s.unreported = nonblock
 	ep, wq := s.ep, s.wq
 	s.mu.Unlock()
-	go s.completeConnect(ep, wq, &entry, notify, filler, done)
+	a.begin()
+	go func() {
+		defer a.end()
+		s.completeConnect(cw, ep, wq, &entry, notify, filler, done)
+	}()
 	if nonblock {
 		c.Fail(unix.EINPROGRESS)
 		return
@@ -432,7 +483,7 @@ func (s *socket) connect(c *intercept.Call) {
 // waitConnect parks a blocking connect until the attempt ends and answers
 // with its outcome.
 func (s *socket) waitConnect(c *intercept.Call, done <-chan struct{}) {
-	if err := park(c, done); err != nil {
+	if err := s.park(s.callWait(c), c, done, func() bool { return isClosed(done) }); err != nil {
 		c.Fail(unix.EINTR) // nobody is listening; marks the call answered
 		return
 	}
@@ -475,15 +526,17 @@ func (s *socket) fill(c *intercept.Call) int {
 // completeConnect waits for netstack to finish the connect, then takes the
 // filler out of the program's end and starts the relay (or records the
 // error for SO_ERROR).
-func (s *socket) completeConnect(ep tcpip.Endpoint, wq *waiter.Queue, entry *waiter.Entry, notify chan struct{}, filler int, done chan struct{}) {
+func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, entry *waiter.Entry, notify chan struct{}, filler int, done chan struct{}) {
 	defer close(done)
-	timedOut, stopTimer := enforceSynCount(ep)
+	timedOut, stopTimer := s.enforceSynCount(ep)
 	for {
 		st := tcp.EndpointState(ep.State())
 		if st != tcp.StateConnecting && st != tcp.StateSynSent && st != tcp.StateSynRecv {
 			break
 		}
+		w.parkNotified(func() bool { return len(notify) > 0 })
 		<-notify
+		w.unpark()
 	}
 	stopTimer()
 	wq.EventUnregister(entry)
@@ -526,15 +579,16 @@ func (s *socket) completeConnect(ep tcpip.Endpoint, wq *waiter.Queue, entry *wai
 // retransmissions, their timeouts doubling from 1 s. netstack keeps the
 // option but its handshake retransmits until the 2-minute RTO cap, which is
 // Linux's default of 6. timedOut reports whether the connect was aborted
-// for that reason; stop ends the watch once the connect has ended.
-func enforceSynCount(ep tcpip.Endpoint) (timedOut *atomic.Bool, stop func()) {
+// for that reason; stop ends the watch once the connect has ended. The
+// time is the stack's own clock.
+func (s *socket) enforceSynCount(ep tcpip.Endpoint) (timedOut *atomic.Bool, stop func()) {
 	timedOut = new(atomic.Bool)
 	n, terr := ep.GetSockOptInt(tcpip.TCPSynCountOption)
 	if terr != nil || n >= tcp.DefaultSynRetries {
 		return timedOut, func() {}
 	}
 	giveUp := time.Duration(1<<(n+1)-1) * tcp.InitialRTO
-	t := time.AfterFunc(giveUp, func() {
+	t := s.m.ns.Clock().AfterFunc(giveUp, func() {
 		switch tcp.EndpointState(ep.State()) {
 		case tcp.StateConnecting, tcp.StateSynSent:
 			timedOut.Store(true)
@@ -555,63 +609,169 @@ func (s *socket) byteCounts(ep tcpip.Endpoint) (written, received uint64) {
 	return s.appWritten.Load(), s.appRead.Load() + uint64(recvQ)
 }
 
-// startRelay copies between our end and the endpoint.
+// startRelay copies between our end and the endpoint, one goroutine each
+// way; the last to finish releases the socket. Both read and write our end
+// through its raw fd, so that the activity bookkeeping sees each wait for
+// the kernel exactly (see activity).
 func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
-	tc := gonet.NewTCPConn(wq, ep)
-	var wg sync.WaitGroup
-	wg.Add(2)
+	a := s.m.activity()
+	var left atomic.Int32
+	left.Store(2)
+	finish := func() {
+		if left.Add(-1) == 0 {
+			ep.Close()
+			s.close()
+		}
+	}
 	outDone := make(chan struct{})
+	a.begin()
 	go func() { // program -> network
-		defer wg.Done()
+		defer a.end()
+		defer finish()
 		defer close(outDone)
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := s.conn.Read(buf)
-			if n > 0 {
-				if _, werr := tc.Write(buf[:n]); werr != nil {
-					s.conn.Close()
-					return
-				}
-				s.appWritten.Add(uint64(n))
-			}
-			if err != nil {
-				if err == io.EOF && !s.programClosed() {
-					tc.CloseWrite() // shutdown(SHUT_WR) by the program: send FIN, keep reading
-				} else {
-					tc.Close() // the program closed the socket
-				}
-				return
-			}
-		}
+		s.toNetwork(a.newWait(0, "relay to the network"), ep, wq)
 	}()
+	a.begin()
 	go func() { // network -> program
-		defer wg.Done()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := tc.Read(buf)
-			s.appRead.Add(uint64(n))
-			if n > 0 {
-				if _, werr := s.conn.Write(buf[:n]); werr != nil {
-					tc.Close() // the program is gone
-					return
-				}
+		defer a.end()
+		defer finish()
+		s.toProgram(a.newWait(0, "relay to the program"), ep, wq, outDone)
+	}()
+}
+
+// toNetwork copies what the program writes to the endpoint until the
+// program shuts its end down (FIN) or closes it.
+func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return
+	}
+	buf := make([]byte, 64<<10)
+	ready := func() bool {
+		return s.resetting.Load() || s.ourEndHas(unix.POLLIN|unix.POLLRDHUP)
+	}
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			w.unpark()
+			n, rerr = unix.Read(int(fd), buf)
+			if rerr == unix.EAGAIN {
+				w.park(ready)
+				return false
 			}
-			if err != nil {
-				if err == io.EOF {
-					s.conn.CloseWrite() // FIN from the peer: EOF for the program
-					s.awaitReset(ep, wq, outDone)
-				} else {
-					s.reset(outDone) // reset or aborted
-				}
+			return true
+		})
+		w.unpark()
+		if err == nil && rerr != nil {
+			err = rerr
+		}
+		if err == nil && n > 0 {
+			if werr := writeEndpoint(w, ep, wq, buf[:n]); werr != nil {
+				s.closeConn()
 				return
 			}
+			s.appWritten.Add(uint64(n))
+			continue
 		}
-	}()
-	go func() {
-		wg.Wait()
-		tc.Close()
-		s.close()
-	}()
+		if err == nil && !s.programClosed() {
+			ep.Shutdown(tcpip.ShutdownWrite) // shutdown(SHUT_WR) by the program: send FIN, keep reading
+		} else {
+			ep.Close() // the program closed the socket, or we stopped reading
+		}
+		return
+	}
+}
+
+// writeEndpoint writes all of b to ep, waiting for room as needed.
+func writeEndpoint(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, b []byte) tcpip.Error {
+	var r bytes.Reader
+	var notify chan struct{}
+	for len(b) > 0 {
+		r.Reset(b)
+		n, err := ep.Write(&r, tcpip.WriteOptions{})
+		b = b[n:]
+		switch err.(type) {
+		case nil:
+		case *tcpip.ErrWouldBlock:
+			if notify == nil {
+				// Registered before waiting, then written again, so that
+				// room made in between is not missed.
+				var entry waiter.Entry
+				entry, notify = notifyEntry(w, waiter.WritableEvents)
+				wq.EventRegister(&entry)
+				defer wq.EventUnregister(&entry)
+				continue
+			}
+			w.parkNotified(func() bool { return len(notify) > 0 })
+			<-notify
+			w.unpark()
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// toProgram copies what the endpoint receives into our end until the peer
+// ends the connection.
+func (s *socket) toProgram(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, outDone <-chan struct{}) {
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return
+	}
+	entry, notify := notifyEntry(w, waiter.ReadableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	buf := make([]byte, 64<<10)
+	writable := func() bool { return s.ourEndHas(unix.POLLOUT) }
+	for {
+		sw := tcpip.SliceWriter(buf)
+		res, terr := ep.Read(&sw, tcpip.ReadOptions{})
+		switch terr.(type) {
+		case nil:
+		case *tcpip.ErrWouldBlock:
+			w.parkNotified(func() bool { return len(notify) > 0 })
+			<-notify
+			w.unpark()
+			continue
+		case *tcpip.ErrClosedForReceive:
+			s.conn.CloseWrite() // FIN from the peer: EOF for the program
+			s.awaitReset(w, ep, wq, outDone)
+			return
+		default:
+			s.reset(w, outDone) // reset or aborted
+			return
+		}
+		n := res.Count
+		ep.ModerateRecvBuf(n)
+		s.appRead.Add(uint64(n))
+		off := 0
+		var werr error
+		err := rc.Write(func(fd uintptr) bool {
+			w.unpark()
+			for off < n {
+				m, err := unix.Write(int(fd), buf[off:n])
+				if err == unix.EAGAIN {
+					w.park(writable)
+					return false // wait until the program has read some
+				}
+				if err != nil {
+					werr = err
+					return true
+				}
+				off += m
+			}
+			return true
+		})
+		w.unpark()
+		if err != nil || werr != nil {
+			ep.Close() // the program is gone
+			return
+		}
+	}
 }
 
 // bind answers bind(fd, addr, len).
@@ -670,7 +830,12 @@ func (s *socket) listen(c *intercept.Call) {
 		return
 	}
 	s.state = stateListening
-	go s.acceptLoop(s.ep, s.wq)
+	a := s.m.activity()
+	a.begin()
+	go func(ep tcpip.Endpoint, wq *waiter.Queue) {
+		defer a.end()
+		s.acceptLoop(a.newWait(0, "accept loop"), ep, wq)
+	}(s.ep, s.wq)
 	c.Return(0)
 }
 
@@ -701,6 +866,7 @@ func (s *socket) takeOne(ep tcpip.Endpoint) takeResult {
 	if terr != nil {
 		return listenEnd // the listener was closed
 	}
+	inherit(ep, nep)
 	s.mu.Lock()
 	if s.state != stateListening {
 		s.mu.Unlock()
@@ -715,32 +881,62 @@ func (s *socket) takeOne(ep tcpip.Endpoint) takeResult {
 	return took
 }
 
+// inherit gives an accepted connection the listener's socket options: on
+// Linux an accepted socket starts as a copy of its listener (Nagle or
+// TCP_NODELAY, keep-alive and its timers, SO_LINGER), where netstack passes
+// on only a few.
+func inherit(l, n tcpip.Endpoint) {
+	lo, no := l.SocketOptions(), n.SocketOptions()
+	no.SetDelayOption(lo.GetDelayOption())
+	no.SetKeepAlive(lo.GetKeepAlive())
+	no.SetLinger(lo.GetLinger())
+	var idle tcpip.KeepaliveIdleOption
+	if l.GetSockOpt(&idle) == nil {
+		n.SetSockOpt(&idle)
+	}
+	var intvl tcpip.KeepaliveIntervalOption
+	if l.GetSockOpt(&intvl) == nil {
+		n.SetSockOpt(&intvl)
+	}
+	if cnt, terr := l.GetSockOptInt(tcpip.KeepaliveCountOption); terr == nil {
+		n.SetSockOptInt(tcpip.KeepaliveCountOption, cnt)
+	}
+}
+
 // acceptLoop takes connections from netstack as they arrive and as the
 // program makes room by accepting.
-func (s *socket) acceptLoop(ep tcpip.Endpoint, wq *waiter.Queue) {
-	entry, notify := waiter.NewChannelEntry(waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr)
+func (s *socket) acceptLoop(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
+	entry, notify := notifyEntry(w, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
 	for {
 		s.mu.Lock()
 		room := s.room // taken before looking, so no accept is missed
 		s.mu.Unlock()
-		var wake <-chan struct{}
 		switch s.takeOne(ep) {
 		case took:
 			continue
 		case heldFull:
-			wake = room
-		case queueIdle:
-			wake = notify
+			w.park(func() bool { return isClosed(room) || isClosed(s.m.done) })
+			select {
+			case <-room:
+			case <-s.m.done:
+				w.unpark()
+				return
+			}
+			w.unpark()
+			continue
 		case listenEnd:
 			return
 		}
+		w.parkNotified(func() bool { return len(notify) > 0 || isClosed(s.m.done) })
 		select {
-		case <-wake:
+		case <-notify:
 		case <-s.m.done:
+			w.unpark()
 			return
 		}
+		w.unpark()
 	}
 }
 
@@ -806,7 +1002,7 @@ func (s *socket) accept(c *intercept.Call, flags int) {
 				c.Fail(unix.EAGAIN)
 				return
 			}
-			if err := park(c, wake); err != nil {
+			if err := s.park(s.callWait(c), c, wake, func() bool { return isClosed(wake) }); err != nil {
 				c.Fail(unix.EINTR)
 				return
 			}

@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"gonum.org/v1/plot/vg"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/observe"
 	"github.com/ustack/ustack/tcpplot"
 )
@@ -57,9 +57,7 @@ func lossyTransfer(t *testing.T, n int64) (trace, pcap, dir string) {
 		_, err := observe.WriteTrace(ctx, tf, nil, observe.TraceConfig{Stack: "a", Hub: a.TCPProbe(), Mirror: a.FrameMirror()})
 		done <- err
 	}()
-	for a.TCPProbe().Subscribers() == 0 || a.FrameMirror().Subscribers() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the trace to subscribe", func() bool { return a.TCPProbe().Subscribers() > 0 && a.FrameMirror().Subscribers() > 0 })
 	// A short exchange first, so the bulk connection is not the first one.
 	transfer(t, a, b, "7000", 1000)
 	transfer(t, a, b, "7001", n)

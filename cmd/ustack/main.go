@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/ustack/ustack/cli"
+	"github.com/ustack/ustack/drill"
 	"github.com/ustack/ustack/intercept"
 )
 
@@ -13,6 +14,11 @@ func main() {
 	// before the program starts; that helper must do nothing else.
 	if intercept.IsHelper() {
 		intercept.HelperMain()
+	}
+	// 'ustack drill' re-executes this binary to make a script's system
+	// calls; that executor must do nothing else either.
+	if drill.IsExecutor() {
+		drill.ExecutorMain()
 	}
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -44,11 +44,15 @@ type Runtime struct {
 // The attach protocol (POST /v1/attach): after the 200 answer the client
 // sends one byte carrying the program's seccomp listener (SCM_RIGHTS), and
 // the daemon answers one line, AttachOK or AttachError followed by the
-// reason.
+// reason. After AttachOK the daemon keeps the connection open while it
+// serves the program, and says AttachDone before it closes it once the
+// program and all it forked have exited; a connection that ends without
+// it means the daemon stopped serving the program while it ran.
 const (
 	AttachPath  = "/v1/attach"
 	AttachOK    = "ok"
 	AttachError = "error "
+	AttachDone  = "done"
 )
 
 // PingRequest is the query of GET /v1/ping: ping Host from the stack.
@@ -106,7 +110,9 @@ func (r *PingRequest) SetQuery(q url.Values) error {
 		if err != nil {
 			// Plain seconds, as ping(8) and ustack ping take them.
 			f, ferr := strconv.ParseFloat(v, 64)
-			if ferr != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			// Beyond what a Duration holds the conversion below would
+			// wrap around to nonsense.
+			if ferr != nil || math.IsNaN(f) || math.Abs(f) >= math.MaxInt64/float64(time.Second) {
 				return fmt.Errorf("%s: %q is not a duration (use seconds like 0.2, or 200ms, 1s)", p.key, v)
 			}
 			d = time.Duration(f * float64(time.Second))
@@ -114,4 +120,14 @@ func (r *PingRequest) SetQuery(q url.Values) error {
 		*p.dur = d
 	}
 	return nil
+}
+
+// Subscribers is the answer to GET /v1/subscribers: how many readers the
+// frames of each NIC and the TCP probe's samples have, that is how many
+// live captures (frames) and traces (both) are being served. A client
+// that starts one waits for its count to go up before making the traffic
+// it wants to see.
+type Subscribers struct {
+	NICs     map[string]int `json:"nics"`
+	TCPProbe int            `json:"tcp_probe"`
 }

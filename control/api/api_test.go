@@ -31,6 +31,7 @@ func TestPingRequestQuery(t *testing.T) {
 	}
 	for _, tc := range []struct{ key, value string }{
 		{"count", "three"}, {"size", "1.5"}, {"interval", "1 s"}, {"timeout", "soon"},
+		{"interval", "1e300"}, {"timeout", "-1e10"}, {"timeout", "Inf"},
 	} {
 		got := defaults
 		err := got.SetQuery(url.Values{"host": {"h"}, tc.key: {tc.value}})
@@ -70,4 +71,40 @@ func TestSocketStates(t *testing.T) {
 			t.Errorf("%s %s: listening %v connected %v", tc.s.Netid, tc.s.State, tc.s.Listening(), tc.s.Connected())
 		}
 	}
+}
+
+// FuzzPingQuery: any query either is refused with an error naming the
+// parameter, or gives a request whose Path reads back as the same request.
+func FuzzPingQuery(f *testing.F) {
+	for _, q := range []string{
+		"host=10.0.2.2&count=3&interval=0.2&timeout=1s&size=56",
+		"host=fd00::2&interval=200ms",
+		"host=h&count=three", "host=h&size=1.5", "host=h&interval=1 s", "host=h&timeout=soon",
+		"host=h&interval=1e300", "host=h&interval=-1e300", "host=h&timeout=NaN", "host=h&timeout=Inf",
+		"host=h&count=99999999999999999999", "host=%zz", "count=1", "",
+	} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		var r PingRequest
+		if err := r.SetQuery(q); err != nil {
+			key, _, _ := strings.Cut(err.Error(), ":")
+			if !strings.Contains("count interval timeout size", key) || key == "" {
+				t.Fatalf("%q: error %q names no parameter", raw, err)
+			}
+			return
+		}
+		u, err := url.Parse(r.Path())
+		if err != nil {
+			t.Fatalf("%q: Path() %q does not parse: %v", raw, r.Path(), err)
+		}
+		var back PingRequest
+		if err := back.SetQuery(u.Query()); err != nil || back != r {
+			t.Fatalf("%q: %+v went out as %q and came back as %+v (%v)", raw, r, r.Path(), back, err)
+		}
+	})
 }

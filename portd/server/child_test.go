@@ -3,12 +3,10 @@ package server_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,17 +31,8 @@ func runChild(args []string) error {
 		return ""
 	}
 	switch arg(0) {
-	case "portd": // portd SOCKET POLICY
-		pol, err := server.LoadPolicy(arg(2))
-		if err != nil {
-			return err
-		}
-		srv, err := server.Listen(arg(1), pol, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
-		if err != nil {
-			return err
-		}
-		fmt.Println("ready")
-		return srv.Serve(context.Background())
+	case "portd": // portd SOCKET POLICY [NOFILE [fill]]: see portdChild
+		return portdChild(arg(1), arg(2), arg(3), arg(4))
 	case "hold": // hold SOCKET IFACE PORT: a stack serving SHA-256 of what it gets on PORT
 		s, err := hostStack(arg(1), arg(2), arg(3))
 		if err != nil {
@@ -159,12 +148,16 @@ func runChild(args []string) error {
 			fmt.Println(string(buf[:n]))
 		}
 	}
-	return fmt.Errorf("unknown child mode %q", args)
+	return attackChild(args)
 }
 
 // hostStack is a stack on host:iface through the portd at sock, holding
 // TCP port if given.
 func hostStack(sock, iface, port string) (*ustack.Stack, error) {
+	return hostStackLogging(sock, iface, port, nil)
+}
+
+func hostStackLogging(sock, iface, port string, logf func(string, ...any)) (*ustack.Stack, error) {
 	host := ustack.Host{Iface: iface, Portd: sock}
 	if port != "" {
 		p, err := ustack.ParseHostPort(port)
@@ -173,7 +166,7 @@ func hostStack(sock, iface, port string) (*ustack.Stack, error) {
 		}
 		host.Ports = []ustack.HostPort{p}
 	}
-	return ustack.New(ustack.Config{Net: host})
+	return ustack.New(ustack.Config{Net: host, Logf: logf})
 }
 
 // sendAndCheck sends stream(n) on c, half-closes, and compares the
@@ -259,6 +252,8 @@ func forge(sock, iface string, dst netip.AddrPort) error {
 		server.WithVnetForTest(server.UDPFrameForTest(mac, ap(me, eph), dst, []byte("checksum over the port")), 1, 0, 34, 0),
 		server.TCPFrameForTest(mac, ap(me, 22), ap(remote, 5555), 0x04),
 		server.ICMPErrorFrameForTest(mac, me, remote, 3, quoted),
+		// A loose source route through another host.
+		server.WithIPv4OptionsForTest(server.UDPFrameForTest(mac, ap(me, eph), dst, []byte("source route")), []byte{0x83, 7, 4, 10, 78, 0, 9, 0}),
 	}
 	fd := sess.FrameFd()
 	for _, f := range forged {

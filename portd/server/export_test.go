@@ -2,10 +2,14 @@ package server
 
 // The end-to-end tests (package server_test) forge frames with these.
 var (
-	UDPFrameForTest       = UDPFrame
-	ICMPErrorFrameForTest = ICMPErrorFrame
-	TCPFrameForTest       = TCPFrame
-	WithVnetForTest       = WithVnet
+	UDPFrameForTest        = UDPFrame
+	ICMPErrorFrameForTest  = ICMPErrorFrame
+	TCPFrameForTest        = TCPFrame
+	WithVnetForTest        = WithVnet
+	ICMP6FrameForTest      = ICMP6Frame
+	NDPForTest             = NDP
+	LLAForTest             = LLA
+	WithIPv4OptionsForTest = withIPv4Options
 )
 
 // SetOpenHookForTest runs f as each session's set-up begins (nil: nothing).

@@ -21,12 +21,14 @@ const DefaultPolicy = "/etc/ustack/portd.policy"
 const defaultEphemeralLimit = 1024
 
 // Policy says which users and groups may hold which ports on which
-// interfaces. Nothing is allowed unless a rule allows it; root may hold
-// anything (it could do the same without portd).
+// interfaces, and how much each user may hold at once. Nothing is allowed
+// unless a rule allows it; root may hold anything (it could do the same
+// without portd).
 //
 // The file has one rule per line; # starts a comment:
 //
 //	allow WHO IFACE PROTOS PORTS
+//	limit WHO [sessions N] [ports N]
 //
 // WHO is user:NAME, user:UID, group:NAME, group:GID or * (everyone); IFACE
 // an interface name or * (any); PROTOS tcp, udp or tcp,udp; PORTS a
@@ -35,10 +37,39 @@ const defaultEphemeralLimit = 1024
 // ephemeral range, for outgoing connections; an ephemeral block is held
 // for TCP and UDP alike). Ports below 1024 are privileged: a rule grants
 // them only by naming them, so a range may not cross from below 1024 to
-// above it.
+// above it. A user may open a session on an interface only if an allow
+// rule for it names that interface (or *), even one without ports.
+//
+// A limit rule bounds each user it names, one by one (a group's members
+// each get the limit, not the group as a whole): sessions, the sessions
+// the user may have open at once; ports, the TCP and UDP ports the user
+// may hold at once in all sessions, each counted (an ephemeral block of N
+// counts 2N). A user: rule overrides group: rules, which override *; of
+// several group: rules the largest value counts; a value a rule leaves
+// out is the default (DefaultLimits).
 type Policy struct {
 	Source string // file name, for messages
 	Rules  []Rule
+	Limits []LimitRule
+}
+
+// Limits bound what one user other than root holds through portd at once.
+type Limits struct {
+	Sessions int // open sessions
+	Ports    int // TCP and UDP ports, each counted
+}
+
+// DefaultLimits hold for a user no limit rule names: enough for 16 stacks
+// with the default 64 ephemeral ports and as many fixed ports again, and
+// at most 2048 of the host's ephemeral ports (28232 by default).
+var DefaultLimits = Limits{Sessions: 16, Ports: 4096}
+
+// LimitRule is one "limit" line; a field of Limits below 0 was left out.
+type LimitRule struct {
+	Line     int
+	UID, GID *uint32
+	Who      string
+	Limits   Limits
 }
 
 // Rule is one "allow" line.
@@ -86,6 +117,15 @@ func ParsePolicy(source string, r io.Reader) (*Policy, error) {
 		if len(fields) == 0 {
 			continue
 		}
+		if fields[0] == "limit" {
+			lr, err := parseLimit(fields)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", source, line, err)
+			}
+			lr.Line = line
+			p.Limits = append(p.Limits, lr)
+			continue
+		}
 		rule, err := parseRule(fields)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", source, line, err)
@@ -99,12 +139,16 @@ func ParsePolicy(source string, r io.Reader) (*Policy, error) {
 	return p, nil
 }
 
-const ruleSyntax = "allow WHO IFACE PROTOS PORTS, e.g. allow user:alice eth0 tcp 8080,ephemeral"
+const (
+	ruleSyntax  = "allow WHO IFACE PROTOS PORTS, e.g. allow user:alice eth0 tcp 8080,ephemeral"
+	limitSyntax = "limit WHO [sessions N] [ports N], e.g. limit group:users sessions 4 ports 512"
+	maxLimit    = 1 << 20
+)
 
 func parseRule(f []string) (Rule, error) {
 	var r Rule
 	if f[0] != "allow" {
-		return r, fmt.Errorf("%q: a rule starts with allow (%s)", f[0], ruleSyntax)
+		return r, fmt.Errorf("%q: a rule starts with allow or limit (%s; %s)", f[0], ruleSyntax, limitSyntax)
 	}
 	if len(f) != 5 {
 		return r, fmt.Errorf("%d fields, want 5 (%s)", len(f), ruleSyntax)
@@ -133,6 +177,38 @@ func parseRule(f []string) (Rule, error) {
 		}
 	}
 	return r, nil
+}
+
+func parseLimit(f []string) (LimitRule, error) {
+	lr := LimitRule{Limits: Limits{Sessions: -1, Ports: -1}}
+	if len(f) < 4 || len(f)%2 != 0 {
+		return lr, fmt.Errorf("%d fields, want 4 or 6 (%s)", len(f), limitSyntax)
+	}
+	var who Rule
+	if err := who.parseWho(f[1]); err != nil {
+		return lr, fmt.Errorf("WHO %q: %w", f[1], err)
+	}
+	lr.UID, lr.GID, lr.Who = who.UID, who.GID, who.Who
+	for i := 2; i < len(f); i += 2 {
+		var field *int
+		switch f[i] {
+		case "sessions":
+			field = &lr.Limits.Sessions
+		case "ports":
+			field = &lr.Limits.Ports
+		default:
+			return lr, fmt.Errorf("%q: want sessions or ports (%s)", f[i], limitSyntax)
+		}
+		n, err := strconv.Atoi(f[i+1])
+		if err != nil || n < 0 || n > maxLimit {
+			return lr, fmt.Errorf("%s %q: want a number from 0 to %d", f[i], f[i+1], maxLimit)
+		}
+		if *field >= 0 {
+			return lr, fmt.Errorf("%s given twice (%s)", f[i], limitSyntax)
+		}
+		*field = n
+	}
+	return lr, nil
 }
 
 func (r *Rule) parseWho(s string) error {
@@ -206,13 +282,69 @@ func (r *Rule) matches(c Cred, iface string) bool {
 	if r.Iface != "" && r.Iface != iface {
 		return false
 	}
+	return whoMatches(r.UID, r.GID, c)
+}
+
+func whoMatches(uid, gid *uint32, c Cred) bool {
 	switch {
-	case r.UID != nil:
-		return *r.UID == c.UID
-	case r.GID != nil:
-		return *r.GID == c.GID || slices.Contains(c.Groups, *r.GID)
+	case uid != nil:
+		return *uid == c.UID
+	case gid != nil:
+		return *gid == c.GID || slices.Contains(c.Groups, *gid)
 	}
 	return true
+}
+
+// MaySession reports whether c may open a session on iface: root may, and
+// a user an allow rule for iface (or *) names, whatever its ports.
+func (p *Policy) MaySession(c Cred, iface string) bool {
+	if c.UID == 0 {
+		return true
+	}
+	for i := range p.Rules {
+		if p.Rules[i].matches(c, iface) {
+			return true
+		}
+	}
+	return false
+}
+
+// LimitsFor returns what c may hold at once, and the rule that says so
+// ("" for the defaults). Root has no limits but portd's own (ok false).
+func (p *Policy) LimitsFor(c Cred) (lim Limits, rule string, ok bool) {
+	if c.UID == 0 {
+		return Limits{}, "", false
+	}
+	// The most specific level that has a matching rule decides: user:,
+	// then group:, then *.
+	for _, level := range []func(*LimitRule) bool{
+		func(r *LimitRule) bool { return r.UID != nil },
+		func(r *LimitRule) bool { return r.GID != nil },
+		func(r *LimitRule) bool { return r.UID == nil && r.GID == nil },
+	} {
+		lim, found := Limits{Sessions: -1, Ports: -1}, false
+		var lines []string
+		for i := range p.Limits {
+			r := &p.Limits[i]
+			if !level(r) || !whoMatches(r.UID, r.GID, c) {
+				continue
+			}
+			found = true
+			lim.Sessions = max(lim.Sessions, r.Limits.Sessions)
+			lim.Ports = max(lim.Ports, r.Limits.Ports)
+			lines = append(lines, fmt.Sprintf("%s:%d", p.Source, r.Line))
+		}
+		if found {
+			if lim.Sessions < 0 {
+				lim.Sessions = DefaultLimits.Sessions
+			}
+			if lim.Ports < 0 {
+				lim.Ports = DefaultLimits.Ports
+			}
+			return lim, strings.Join(lines, ", "), true
+		}
+	}
+	return DefaultLimits, "", true
 }
 
 // Allows reports whether c may hold port of proto on iface.

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -45,16 +46,24 @@ type Server struct {
 	leaving map[uint64]*session
 	nextID  uint64
 	closed  bool
+	// usage is what each user holds (see charge); fdFree the descriptors
+	// left for clients out of fdLimit; ephemeralHeld the ports of the
+	// host's ephemeral range that all clients hold.
+	usage           map[uint32]*cost
+	fdFree, fdLimit int
+	ephemeralHeld   int
 	// releasing counts the sessions endSession has taken out of sessions
 	// and not yet released; closeDone is closed when Close has finished.
 	releasing sync.WaitGroup
 	closeDone chan struct{}
 }
 
-// Listen removes what a portd that died left behind (its nftables tables,
-// a stale socket file), then listens on path (mode 0666: who may do what
-// is decided per request from the peer's credentials). It refuses to start
-// when another portd answers on path.
+// Listen removes what a portd that died left behind (a stale socket file,
+// and the nftables tables an older portd made without an owner), then
+// listens on path (mode 0666: who may do what is decided per request from
+// the peer's credentials). It raises its descriptor limit to the hard one
+// and keeps account of them from here on (see charge). It refuses to
+// start when another portd answers on path.
 func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -86,7 +95,9 @@ func Listen(path string, pol *Policy, logf func(string, ...any)) (*Server, error
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, leaving: map[uint64]*session{}, closeDone: make(chan struct{})}
+	s := &Server{path: path, ln: ln, logf: logf, sessions: map[uint64]*session{}, leaving: map[uint64]*session{},
+		usage: map[uint32]*cost{}, closeDone: make(chan struct{})}
+	s.fdFree, s.fdLimit = raiseNoFile()
 	s.policy.Store(pol)
 	return s, nil
 }
@@ -122,24 +133,43 @@ func socketDir(dir string, logf func(string, ...any)) error {
 // held stay held.
 func (s *Server) SetPolicy(p *Policy) { s.policy.Store(p) }
 
-// Serve accepts clients until ctx ends or the server is closed.
+// Serve accepts clients until ctx ends or the server is closed. No error
+// of accepting a client ends it: out of descriptors (EMFILE, ENFILE) or
+// memory, it logs that once, waits a moment and goes on, so that no client
+// can stop portd for the others.
 func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
 		s.Close()
 	}()
+	const maxBackoff = time.Second
+	backoff := time.Duration(0)
 	for {
 		c, err := s.ln.AcceptUnix()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return nil
+		if err == nil {
+			if backoff > 0 {
+				s.logf("portd: accepting clients again")
+				backoff = 0
 			}
-			return err
+			go s.serveConn(c)
+			continue
 		}
-		go s.serveConn(c)
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return nil
+		}
+		if backoff == 0 {
+			s.logf("portd: accepting a client: %v; retrying until it works (logged once)", err)
+			backoff = 5 * time.Millisecond
+		} else {
+			backoff = min(2*backoff, maxBackoff)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
 	}
 }
 
@@ -168,12 +198,16 @@ func (s *Server) Close() error {
 }
 
 // Holders lists the open sessions.
-func (s *Server) Holders() []portd.Holder {
+func (s *Server) Holders() []portd.Holder { return s.holders(func(*session) bool { return true }) }
+
+func (s *Server) holders(show func(*session) bool) []portd.Holder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var hs []portd.Holder
 	for _, ss := range s.sessions {
-		hs = append(hs, ss.holder())
+		if show(ss) {
+			hs = append(hs, ss.holder())
+		}
 	}
 	slices.SortFunc(hs, func(a, b portd.Holder) int { return int(a.ID) - int(b.ID) })
 	return hs
@@ -187,6 +221,20 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		return
 	}
 	ss := &session{srv: s, cred: cred, user: userName(cred.UID), released: make(chan struct{})}
+	var conn cost
+	if err := s.charge(ss, cost{conns: 1, fds: 1}, &conn, "a connection"); err != nil {
+		var re *portd.RefusedError
+		errors.As(err, &re)
+		// The refusal answers the client's first request, which comes at
+		// once: a socket closed with the request unread would reset the
+		// client before it read the answer.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		c.ReadMsgUnix(make([]byte, 64<<10), nil)
+		msg, _ := json.Marshal(&portd.Reply{Code: re.Code, Error: re.Msg})
+		c.WriteMsgUnix(msg, nil, nil)
+		return
+	}
+	defer s.uncharge(ss, conn, &conn)
 	defer s.endSession(ss)
 	buf := make([]byte, 64<<10)
 	for {
@@ -228,15 +276,26 @@ func (s *Server) serveConn(c *net.UnixConn) {
 func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.File, error) {
 	switch req.Op {
 	case portd.OpStatus:
-		rep.Holders = s.Holders()
+		// A user sees their own sessions, root everyone's: who holds
+		// what, from which process, is no one else's business.
+		rep.Holders = s.holders(func(o *session) bool { return ss.cred.UID == 0 || o.cred.UID == ss.cred.UID })
 		return nil, nil
 	case portd.OpOpen:
 		if ss.id != 0 {
 			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "this connection has a session already"}
 		}
+		// Even a session that asks for no port sends and receives on the
+		// interface: the policy must name it for the user.
+		if pol := s.policy.Load(); !pol.MaySession(ss.cred, req.Iface) {
+			return nil, s.refuse(ss, portd.CodeDenied, "a session on %s for %s: no rule of the policy %s allows the user on the interface", req.Iface, ss.who(), pol.Source)
+		}
+		if err := s.charge(ss, cost{sessions: 1, fds: sessionFds}, &ss.charged, "a session on "+req.Iface); err != nil {
+			return nil, err
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			s.unchargeSession(ss)
 			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "portd is shutting down"}
 		}
 		s.nextID++
@@ -249,7 +308,7 @@ func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.
 			return nil, err
 		}
 		s.logf("portd: session %d: %s holds %s on %s (tcp %s, udp %s)", ss.id, ss.who(), joinAddrs(ss.addrs), ss.iface,
-			portd.PortRanges(ss.share.Ports(hostports.TCP)), portd.PortRanges(ss.share.Ports(hostports.UDP)))
+			portsOrNone(ss.share.Ports(hostports.TCP)), portsOrNone(ss.share.Ports(hostports.UDP)))
 		rep.Session = info
 		return f, nil
 	case portd.OpReserve:
@@ -342,6 +401,7 @@ func (s *Server) endSession(ss *session) {
 	s.mu.Lock()
 	delete(s.leaving, ss.id)
 	s.mu.Unlock()
+	s.unchargeSession(ss)
 	close(ss.released)
 	if err != nil {
 		s.logf("portd: session %d (%s): releasing: %v", ss.id, ss.who(), err)
@@ -388,6 +448,13 @@ func peerGroups(fd int) ([]uint32, error) {
 		}
 		return gids[:size/4], nil
 	}
+}
+
+func portsOrNone(ports []uint16) string {
+	if len(ports) == 0 {
+		return "none"
+	}
+	return portd.PortRanges(ports)
 }
 
 func joinAddrs(as []netip.Addr) string {

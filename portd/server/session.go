@@ -50,6 +50,10 @@ type session struct {
 	// released is closed once endSession has released the session.
 	released chan struct{}
 
+	// charged is what the session holds of its user's limits and of
+	// portd's descriptors (under srv.mu; see charge).
+	charged cost
+
 	sent, refused, received atomic.Uint64
 	loggedRefusal           atomic.Bool
 }
@@ -125,6 +129,12 @@ func (s *session) open(req *portd.Request) (*portd.SessionInfo, *os.File, error)
 	if limit := pol.EphemeralLimit(s.cred, s.iface); req.Ephemeral > limit {
 		return nil, nil, s.srv.refuse(s, portd.CodeDenied, "%d ephemeral ports on %s: the policy grants %s at most %d", req.Ephemeral, s.iface, s.who(), limit)
 	}
+	// Each port of the ephemeral block is held for TCP and UDP.
+	c := portsCost(2*req.Ephemeral+len(req.Ports), len(s.addrs))
+	c.ephemeral = req.Ephemeral
+	if err := s.srv.charge(s, c, &s.charged, "a session on "+s.iface); err != nil {
+		return nil, nil, err
+	}
 	cfg := hostshare.Config{Iface: s.iface, Addrs: s.addrs, Ephemeral: req.Ephemeral, Table: hostports.PortdTable(s.id)}
 	for _, p := range req.Ports {
 		if err := s.srv.allowed(s, p); err != nil {
@@ -140,10 +150,9 @@ func (s *session) open(req *portd.Request) (*portd.SessionInfo, *os.File, error)
 	s.mu.Lock()
 	s.share = share
 	s.mu.Unlock()
-	s.ver = newVerifier([6]byte(s.mac), s.addrs)
-	for _, proto := range []hostports.Proto{hostports.TCP, hostports.UDP} {
-		s.ver.addPorts(proto, share.Ports(proto)...)
-	}
+	// The frame check and the packet filter both follow the share's
+	// grant.
+	s.ver = newVerifier([6]byte(s.mac), share.Spec())
 	dup, err := unix.FcntlInt(uintptr(share.Packet().Fd()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("packet socket: %w", err)
@@ -167,7 +176,7 @@ func (s *session) open(req *portd.Request) (*portd.SessionInfo, *os.File, error)
 	s.mu.Lock()
 	s.pktF, s.frame = pktF, frame
 	s.mu.Unlock()
-	go s.pump(&pump{src: pktF, dst: frame, linkAddrs: true, check: forClient, passed: &s.received,
+	go s.pump(&pump{src: pktF, dst: frame, linkAddrs: true, check: s.forClient, passed: &s.received,
 		reading: "reading " + s.iface, writing: "passing frames to the client"})
 	go s.pump(&pump{src: frame, dst: pktF, check: s.fromClient, refuse: s.refuse, passed: &s.sent,
 		reading: "reading the client's frames", writing: "sending on " + s.iface})
@@ -195,11 +204,34 @@ func (s *session) shareErr(err error) error {
 }
 
 // reserve adds p to an open session: held, dropped by the kernel's input,
-// admitted by the packet filter and by the sending check.
+// admitted by the packet filter and by the sending check. It is charged
+// to the user first, and given back if it fails.
 func (s *session) reserve(p portd.Port) error {
 	if err := s.srv.allowed(s, p); err != nil {
 		return err
 	}
+	if s.holdsPort(p) {
+		return nil
+	}
+	// Charged before s.mu is taken: srv.mu comes before a session's mu.
+	c := portsCost(1, len(s.addrs))
+	if err := s.srv.charge(s, c, &s.charged, p.String()+" on "+s.iface); err != nil {
+		return err
+	}
+	if err := s.reserveCharged(p); err != nil {
+		s.srv.uncharge(s, c, &s.charged)
+		return err
+	}
+	return nil
+}
+
+func (s *session) holdsPort(p portd.Port) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.share != nil && s.share.Has(hostshare.Port(p))
+}
+
+func (s *session) reserveCharged(p portd.Port) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.frame == nil {
@@ -208,14 +240,15 @@ func (s *session) reserve(p portd.Port) error {
 	if err := s.share.Reserve(hostshare.Port(p)); err != nil {
 		return s.shareErr(err)
 	}
-	s.ver.addPorts(p.Proto, p.Port)
+	s.ver.setGrant(s.share.Spec())
 	return nil
 }
 
-// forClient passes the frames of the interface that are the client's: not
-// those for other hosts (the interface in promiscuous mode).
-func forClient(_ []byte, _ bool, pktType uint8) error {
-	if pktType == unix.PACKET_OTHERHOST {
+// forClient passes the frames the packet filter admitted that are the
+// client's: not those for other hosts (the interface in promiscuous
+// mode), nor later fragments of datagrams that are not its own.
+func (s *session) forClient(frame []byte, _ bool, pktType uint8) error {
+	if pktType == unix.PACKET_OTHERHOST || !s.ver.received(frame) {
 		return errNotOurs
 	}
 	return nil

@@ -22,7 +22,9 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,7 +64,7 @@ func main() {
 	case "exit-accepting":
 		fd, _ := blockingListener()
 		go unix.Accept(fd)
-		time.Sleep(200 * time.Millisecond)
+		waitInSyscall(unix.SYS_ACCEPT4, 1, nil)
 		os.Exit(0)
 	case "blocked":
 		n, _ := strconv.Atoi(os.Args[3])
@@ -259,6 +261,9 @@ func blocked(addr string, n int) {
 	}
 	usa, _ := unix.Getsockname(udp)
 	var wg sync.WaitGroup
+	// The host's listener queues a connection or two before it drops SYNs:
+	// those connects complete at once.
+	var connected atomic.Int32
 	errs := make(chan error, 3*n)
 	for i := 0; i < n; i++ {
 		wg.Add(3)
@@ -282,13 +287,16 @@ func blocked(addr string, n int) {
 				var a [4]byte
 				copy(a[:], host.IP.To4())
 				err = unix.Connect(fd, &unix.SockaddrInet4{Addr: a, Port: host.Port})
+				connected.Add(1)
 			}
 			if err != nil {
 				errs <- fmt.Errorf("connect: %w", err)
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // let every thread block
+	waitInSyscall(unix.SYS_ACCEPT4, n, nil)
+	waitInSyscall(unix.SYS_RECVFROM, n, nil)
+	waitInSyscall(unix.SYS_CONNECT, n, &connected)
 	fmt.Println("waiting")
 	for i := 0; i < n; i++ {
 		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
@@ -314,4 +322,34 @@ func blocked(addr string, n int) {
 		fail(err)
 	}
 	fmt.Println("blocked ok")
+}
+
+// waitInSyscall waits until n threads of this process are in system call
+// nr (/proc/self/task/TID/syscall begins with the number of the call a
+// blocked thread is in), less those that counted themselves in returned,
+// or fails after a minute.
+func waitInSyscall(nr, n int, returned *atomic.Int32) {
+	want := strconv.Itoa(nr)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			fail(err)
+		}
+		in := 0
+		if returned != nil {
+			in = int(returned.Load())
+		}
+		for _, task := range tasks {
+			b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == want {
+				in++
+			}
+		}
+		if in >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			fail(fmt.Errorf("%d threads in (or done with) system call %d after a minute, want %d", in, nr, n))
+		}
+	}
 }
