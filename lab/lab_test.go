@@ -28,6 +28,7 @@ import (
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/lab"
 )
 
@@ -67,18 +68,6 @@ func controlFiles(t *testing.T) []string {
 	return names
 }
 
-// waitFor polls cond, which reads something observable, until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // alive reports whether process pid exists (and is not a zombie).
 func alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -96,7 +85,7 @@ func alive(pid int) bool {
 func checkGone(t *testing.T, name string, pids ...int) {
 	t.Helper()
 	for _, pid := range pids {
-		waitFor(t, fmt.Sprintf("process %d to exit", pid), func() bool { return !alive(pid) })
+		testwait.For(t, fmt.Sprintf("process %d to exit", pid), func() bool { return !alive(pid) })
 	}
 	var left []string
 	for _, f := range controlFiles(t) {
@@ -260,6 +249,7 @@ func examplePath(name string) string { return filepath.Join("..", "examples", na
 // rump's routing setup: two subnets and a router, ping and TCP through the
 // router, both families.
 func TestRoutingExample(t *testing.T) {
+	testbin.EndToEnd(t)
 	_, st := upLab(t, examplePath("routing"), "")
 	if len(st.Nodes) != 3 {
 		t.Fatalf("%d nodes, want 3", len(st.Nodes))
@@ -267,8 +257,8 @@ func TestRoutingExample(t *testing.T) {
 	ping(t, "routing", "h1", "10.0.2.10", 3)
 	ping(t, "routing", "h1", "fd02::10", 3)
 	ping(t, "routing", "h2", "10.0.1.1", 3)
-	transfer(t, "routing", "h2", "h1", "10.0.2.10:5001", 32<<20)
-	transfer(t, "routing", "h1", "h2", "[fd01::10]:5002", 8<<20)
+	transfer(t, "routing", "h2", "h1", "10.0.2.10:5001", 8<<20)
+	transfer(t, "routing", "h1", "h2", "[fd01::10]:5002", 2<<20)
 	echo := execOn(t, "routing", "h2", "echo", "10.0.2.10:7")
 	echo.line(t)
 	rtt := execOn(t, "routing", "h1", "rtt", "10.0.2.10:7", "50")
@@ -278,6 +268,7 @@ func TestRoutingExample(t *testing.T) {
 
 // Two labs of one file run at once under different names.
 func TestTwoLabs(t *testing.T) {
+	testbin.EndToEnd(t)
 	upLab(t, examplePath("routing"), "one")
 	upLab(t, examplePath("routing"), "two")
 	ping(t, "one", "h1", "10.0.2.10", 2)
@@ -311,6 +302,7 @@ func runUstack(t *testing.T, args ...string) (string, string, int) {
 // ustack lab up -d, a program on a node, ustack lab down: the nodes, the
 // program and every file are gone when down returns.
 func TestDownLeavesNothing(t *testing.T) {
+	testbin.EndToEnd(t)
 	out, errOut, code := runUstack(t, "lab", "up", "-d", "--name", "downtest", examplePath("routing"))
 	if code != 0 {
 		t.Fatalf("lab up -d: status %d: %s%s", code, out, errOut)
@@ -360,7 +352,7 @@ func startLabProcess(t *testing.T, name string) (*exec.Cmd, lab.Status) {
 		cmd.Wait()
 	})
 	var st lab.Status
-	waitFor(t, "the lab to be up", func() bool {
+	testwait.For(t, "the lab to be up", func() bool {
 		var err error
 		st, err = (&lab.Client{Name: name}).Status(context.Background())
 		return err == nil
@@ -370,6 +362,7 @@ func startLabProcess(t *testing.T, name string) (*exec.Cmd, lab.Status) {
 
 // Ctrl-C on ustack lab up takes the lab down: nothing is left.
 func TestInterruptLeavesNothing(t *testing.T) {
+	testbin.EndToEnd(t)
 	cmd, st := startLabProcess(t, "ctrlc")
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
@@ -386,6 +379,7 @@ func TestInterruptLeavesNothing(t *testing.T) {
 // down, the rest of the lab goes on; kill -9 of the lab process then: the
 // remaining nodes go by themselves, and so does every file.
 func TestKillLeavesNothing(t *testing.T) {
+	testbin.EndToEnd(t)
 	cmd, st := startLabProcess(t, "kill9")
 	var r1, h1 lab.NodeStatus
 	for _, n := range st.Nodes {
@@ -397,12 +391,12 @@ func TestKillLeavesNothing(t *testing.T) {
 		}
 	}
 	syscall.Kill(r1.PID, syscall.SIGKILL)
-	waitFor(t, "r1's socket to go", func() bool {
+	testwait.For(t, "r1's socket to go", func() bool {
 		_, err := os.Stat(control.SocketPath("kill9.r1"))
 		return os.IsNotExist(err)
 	})
 	cl := &lab.Client{Name: "kill9"}
-	waitFor(t, "h1's link to r1 to be down", func() bool {
+	testwait.For(t, "h1's link to r1 to be down", func() bool {
 		r, err := cl.Node(context.Background(), "h1")
 		return err == nil && len(r.Interfaces) == 1 && r.Interfaces[0].Down
 	})
@@ -419,7 +413,7 @@ func TestKillLeavesNothing(t *testing.T) {
 			t.Errorf("%s's state %q, want %s", n.Name, n.State, want)
 		}
 	}
-	waitFor(t, "h2's link to r1 to be down", func() bool {
+	testwait.For(t, "h2's link to r1 to be down", func() bool {
 		r, err := cl.Node(context.Background(), "h2")
 		return err == nil && len(r.Interfaces) == 1 && r.Interfaces[0].Down
 	})
@@ -437,6 +431,7 @@ func TestKillLeavesNothing(t *testing.T) {
 // h1-r1 and r1-h2 makes a round trip of at least 40 ms; a spec set live
 // adds to it.
 func TestShapedLinks(t *testing.T) {
+	testbin.EndToEnd(t)
 	path := writeTopology(t, `
 name: shaped
 topology:
@@ -481,6 +476,7 @@ topology:
 
 // A router's filter rule drops what it names, and counts it.
 func TestFilterRules(t *testing.T) {
+	testbin.EndToEnd(t)
 	path := writeTopology(t, `
 name: filtered
 topology:
@@ -517,6 +513,7 @@ topology:
 // A nat node is the lab's way out: a host behind a router reaches a
 // listener on the machine's loopback through it.
 func TestNATNode(t *testing.T) {
+	testbin.EndToEnd(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -560,6 +557,7 @@ topology:
 // Mistakes in the file are one line naming the file, line and field, and
 // exit status 2.
 func TestUpUsageErrors(t *testing.T) {
+	testbin.EndToEnd(t)
 	path := writeTopology(t, `name: bad
 topology:
   nodes:
