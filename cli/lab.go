@@ -2,12 +2,14 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,7 +62,7 @@ func labCommand() *command {
 
 func labSubcommands() map[string]*command {
 	m := map[string]*command{}
-	for _, c := range []*command{labUpCommand(), labExecCommand(), labLsCommand(), labDownCommand(), labLinkCommand()} {
+	for _, c := range []*command{labUpCommand(), labExecCommand(), labLsCommand(), labDownCommand(), labLinkCommand(), labGraphCommand()} {
 		m[c.name] = c
 	}
 	return m
@@ -439,4 +441,66 @@ func labLinkCommand() *command {
 func init() {
 	// ustack help lab lists the subcommands; kept here with them.
 	commandDetails["lab"] = labHelp()
+}
+
+func labGraphCommand() *command {
+	c := &command{name: "graph", args: "LAB|FILE.yaml", summary: "draw a lab (running, or from its file) with its addresses and link parameters: Graphviz DOT, or SVG or PNG drawn by Graphviz's dot"}
+	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
+		s := &optionSet{cmd: "lab graph"}
+		var out string
+		s.add(&option{names: []string{"o", "output"}, arg: "FILE", value: stringValue{&out},
+			help: "write FILE: .svg or .png (drawn by dot, from the graphviz package), .dot or .gv (the DOT text); default: DOT on stdout"})
+		return s, func(ctx context.Context, e *env, args []string) error {
+			if err := wantArgs("lab graph", args, "LAB|FILE.yaml"); err != nil {
+				return err
+			}
+			format := ""
+			switch ext := strings.ToLower(filepath.Ext(out)); {
+			case out == "" || out == "-" || ext == ".dot" || ext == ".gv":
+			case ext == ".svg" || ext == ".png":
+				format = ext[1:]
+			default:
+				return usagef("lab graph: -o: %q: name a .svg, .png, .dot or .gv file", out)
+			}
+			var st lab.Status
+			if ext := filepath.Ext(args[0]); ext == ".yaml" || ext == ".yml" {
+				topo, err := lab.Load(args[0], "")
+				if err != nil {
+					return usagef("lab graph: %v", err)
+				}
+				st = topo.Status()
+			} else {
+				var err error
+				if st, err = (&lab.Client{Name: args[0]}).Status(ctx); err != nil {
+					return fmt.Errorf("lab graph: %w", err)
+				}
+			}
+			dot := lab.DOT(st)
+			if format == "" {
+				if out == "" || out == "-" {
+					_, err := e.stdout.Write(dot)
+					return err
+				}
+				return os.WriteFile(out, dot, 0o644)
+			}
+			return renderDOT(ctx, dot, format, out)
+		}
+	}
+	return c
+}
+
+// renderDOT has Graphviz's dot draw the graph into out.
+func renderDOT(ctx context.Context, dot []byte, format, out string) error {
+	path, err := exec.LookPath("dot")
+	if err != nil {
+		return fmt.Errorf("lab graph: drawing %s needs Graphviz's dot (apt-get install graphviz), or write the DOT text with -o %s", out, strings.TrimSuffix(out, filepath.Ext(out))+".dot")
+	}
+	cmd := exec.CommandContext(ctx, path, "-T"+format, "-o", out)
+	cmd.Stdin = bytes.NewReader(dot)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("lab graph: dot: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
 }

@@ -333,23 +333,35 @@ func (l *Lab) stopNodes() {
 func (l *Lab) Status() Status { return l.status() }
 
 func (l *Lab) status() Status {
-	st := Status{Name: l.topo.Name, File: l.topo.File, PID: os.Getpid(), Nodes: []NodeStatus{}, Links: []LinkStatus{}}
+	st := l.topo.Status()
+	st.PID = os.Getpid()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, p := range l.nodes {
-		spec := l.topo.nodeSpec(p.node, "")
-		ns := NodeStatus{Name: p.node.Name, Kind: p.node.Kind, PID: p.cmd.Process.Pid, State: p.state,
-			Socket: control.SocketPath(NodeSocketName(l.topo.Name, p.node.Name)), Routes: spec.Routes}
+	for i, p := range l.nodes { // in the topology's order, as st.Nodes
+		st.Nodes[i].PID = p.cmd.Process.Pid
+		st.Nodes[i].State = p.state
+	}
+	return st
+}
+
+// Status is the lab t would be once up, without its processes: what
+// ustack lab graph draws of a file.
+func (t *Topology) Status() Status {
+	st := Status{Name: t.Name, File: t.File, Nodes: []NodeStatus{}, Links: []LinkStatus{}}
+	for _, n := range t.Nodes {
+		spec := t.nodeSpec(n, "")
+		ns := NodeStatus{Name: n.Name, Kind: n.Kind, State: "not started",
+			Socket: control.SocketPath(NodeSocketName(t.Name, n.Name)), Routes: spec.Routes}
 		for _, is := range spec.Interfaces {
 			ns.Interfaces = append(ns.Interfaces, InterfaceStatus{Name: is.Name, Addrs: is.Addrs, MAC: is.MAC, MTU: is.MTU,
 				Peer: is.Peer, Egress: is.Egress, Ingress: is.Ingress})
 		}
-		if p.node.Kind == NAT {
+		if n.Kind == NAT {
 			ns.Interfaces = append(ns.Interfaces, InterfaceStatus{Name: NATInterface, Addrs: []string{"10.0.2.15/24", "fd00::15/64"}, Peer: "host"})
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
-	for _, lk := range l.topo.Links {
+	for _, lk := range t.Links {
 		ls := LinkStatus{Index: lk.Index, MTU: lk.MTU, Shape: [2]string{lk.Shape[0].String(), lk.Shape[1].String()}}
 		ls.Ends = []string{lk.Ends[0].String()}
 		if lk.VXLAN != nil {
