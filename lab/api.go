@@ -33,6 +33,8 @@ type NodeStatus struct {
 	Socket     string            `json:"socket"`
 	Interfaces []InterfaceStatus `json:"interfaces"`
 	Routes     []string          `json:"routes,omitempty"`
+	CC         string            `json:"cc,omitempty"` // congestion control, if the file names one
+	Filter     []string          `json:"filter,omitempty"`
 }
 
 // InterfaceStatus is one interface of a node.

@@ -31,8 +31,14 @@ func DOT(st Status) []byte {
 		if border == "red" {
 			fmt.Fprintf(&b, "<tr><td><font color=\"red\">%s</font></td></tr>", html.EscapeString(n.State))
 		}
+		if n.CC != "" {
+			fmt.Fprintf(&b, "<tr><td><font point-size=\"9\">cc %s</font></td></tr>", html.EscapeString(n.CC))
+		}
 		for _, r := range n.Routes {
 			fmt.Fprintf(&b, "<tr><td><font point-size=\"9\">%s</font></td></tr>", html.EscapeString(r))
+		}
+		for _, f := range n.Filter {
+			fmt.Fprintf(&b, "<tr><td><font point-size=\"8\">%s</font></td></tr>", html.EscapeString(f))
 		}
 		for _, is := range n.Interfaces {
 			fmt.Fprintf(&b, "<tr><td port=%s border=\"1\" sides=\"t\"><font point-size=\"9\">%s</font></td></tr>",

@@ -351,7 +351,7 @@ func (t *Topology) Status() Status {
 	for _, n := range t.Nodes {
 		spec := t.nodeSpec(n, "")
 		ns := NodeStatus{Name: n.Name, Kind: n.Kind, State: "not started",
-			Socket: control.SocketPath(NodeSocketName(t.Name, n.Name)), Routes: spec.Routes}
+			Socket: control.SocketPath(NodeSocketName(t.Name, n.Name)), Routes: spec.Routes, CC: n.CC, Filter: n.Filter}
 		for _, is := range spec.Interfaces {
 			ns.Interfaces = append(ns.Interfaces, InterfaceStatus{Name: is.Name, Addrs: is.Addrs, MAC: is.MAC, MTU: is.MTU,
 				Peer: is.Peer, Egress: is.Egress, Ingress: is.Ingress})

@@ -28,6 +28,7 @@ import (
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/lab"
 )
@@ -228,12 +229,30 @@ func ping(t *testing.T, labName, node, host string, count int) []time.Duration {
 	if n != count {
 		t.Fatalf("%s: ping %s: %d of %d replies:\n%s", node, host, n, count, out.String())
 	}
-	var rtts []time.Duration
-	for _, m := range regexp.MustCompile(`time=([0-9.]+) ms`).FindAllStringSubmatch(out.String(), -1) {
-		ms, _ := strconv.ParseFloat(m[1], 64)
-		rtts = append(rtts, time.Duration(ms*float64(time.Millisecond)))
+	return rtts(out.String())
+}
+
+// pingSome is ping over a lossy path: it wants a reply, not all.
+func pingSome(t *testing.T, labName, node, host string, count int) []time.Duration {
+	t.Helper()
+	var out bytes.Buffer
+	c := control.Dial(lab.NodeSocketName(labName, node))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := c.Ping(ctx, api.PingRequest{Host: host, Count: count, Interval: 20 * time.Millisecond, Timeout: 5 * time.Second, Size: 56}, &out)
+	if err != nil || n == 0 {
+		t.Fatalf("%s: ping %s: %d of %d replies (%v):\n%s", node, host, n, count, err, out.String())
 	}
-	return rtts
+	return rtts(out.String())
+}
+
+func rtts(pingOutput string) []time.Duration {
+	var ds []time.Duration
+	for _, m := range regexp.MustCompile(`time=([0-9.]+) ms`).FindAllStringSubmatch(pingOutput, -1) {
+		ms, _ := strconv.ParseFloat(m[1], 64)
+		ds = append(ds, time.Duration(ms*float64(time.Millisecond)))
+	}
+	return ds
 }
 
 func minDuration(ds []time.Duration) time.Duration {
@@ -264,6 +283,61 @@ func TestRoutingExample(t *testing.T) {
 	rtt := execOn(t, "routing", "h1", "rtt", "10.0.2.10:7", "50")
 	t.Logf("UDP echo through the router: %s", rtt.line(t))
 	rtt.wait(t)
+}
+
+// The dumbbell: a 10 Mbit/s, 20 ms bottleneck between two routers; Reno
+// from s1 and CUBIC from s2 at once, each to its receiver; the drawing of
+// the running lab names its nodes, addresses and the bottleneck's shape.
+func TestDumbbellExample(t *testing.T) {
+	testbin.EndToEnd(t)
+	_, st := upLab(t, examplePath("dumbbell"), "")
+	if len(st.Nodes) != 6 || len(st.Links) != 5 {
+		t.Fatalf("%d nodes and %d links, want 6 and 5", len(st.Nodes), len(st.Links))
+	}
+	if m := minDuration(ping(t, "dumbbell", "s1", "10.2.1.10", 3)); m < 40*time.Millisecond {
+		t.Errorf("RTT %v across a bottleneck of 20 ms each way, want at least 40ms", m)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		transfer(t, "dumbbell", "s1", "d1", "10.1.1.10:5001", 1<<20)
+	}()
+	transfer(t, "dumbbell", "s2", "d2", "10.1.2.10:5001", 1<<20)
+	<-done
+
+	out, errOut, code := runUstack(t, "lab", "graph", "dumbbell")
+	if code != 0 || !strings.Contains(out, "rate 10mbit limit 34 delay 20ms") || !strings.Contains(out, "eth0 10.2.1.10/24") {
+		t.Errorf("lab graph dumbbell: status %d, %s%s", code, out, errOut)
+	}
+	testprog.Need(t, "dot")
+	svg := filepath.Join(t.TempDir(), "dumbbell.svg")
+	if _, errOut, code := runUstack(t, "lab", "graph", "dumbbell", "-o", svg); code != 0 {
+		t.Fatalf("lab graph -o %s: status %d: %s", svg, code, errOut)
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", ">s1</text>", "cc reno", "10.0.0.2/30", "rate 10mbit"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the drawing lacks %q", want)
+		}
+	}
+}
+
+// The satellite link: 600 ms of RTT and 1% loss each way; a transfer
+// still arrives whole.
+func TestSatelliteExample(t *testing.T) {
+	testbin.EndToEnd(t)
+	upLab(t, examplePath("satellite"), "")
+	// The first round trip resolves the neighbour; pings sent meanwhile
+	// wait for it.
+	pingSome(t, "satellite", "ground", "10.7.0.2", 2)
+	rtts := pingSome(t, "satellite", "ground", "10.7.0.2", 4)
+	if m := minDuration(rtts); m < 600*time.Millisecond || m > 800*time.Millisecond {
+		t.Errorf("RTT %v over the satellite link, want 600 to 800 ms", m)
+	}
+	transfer(t, "satellite", "remote", "ground", "[fd07::2]:5001", 256<<10)
 }
 
 // Two labs of one file run at once under different names.

@@ -22,6 +22,8 @@ packages=(
 	dash coreutils grep mount util-linux libc-bin procps iproute2
 	# Readers and clients of the tests.
 	curl python3 tshark tcpdump tmux
+	# Graphviz's dot draws ustack lab graph's pictures.
+	graphviz
 	# Programs run under 'ustack run' by ./programs (nc.openbsd is
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server

@@ -70,6 +70,8 @@ var programs = map[string]program{
 	"tshark":          {pkgs: []string{"tshark"}},
 	"tcpdump":         {pkgs: []string{"tcpdump"}},
 	"tmux":            {pkgs: []string{"tmux"}},
+	// Graphviz draws ustack lab graph's pictures.
+	"dot": {pkgs: []string{"graphviz"}},
 	// A C compiler is not enough: the C library's headers come apart.
 	"gcc": {pkgs: []string{"gcc", "libc6-dev"}, variant: compilesC},
 	"dlv": {install: "go install github.com/go-delve/delve/cmd/dlv@v1.27.2"},
