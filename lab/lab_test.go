@@ -200,19 +200,30 @@ func (p *program) wait(t *testing.T) {
 // over TCP, and checks the SHA-256 of what arrived.
 func transfer(t *testing.T, labName, from, to, addr string, size int64) {
 	t.Helper()
-	srv := execOn(t, labName, from, "serve", addr, strconv.FormatInt(size, 10))
+	transferBetween(t, labName, from, labName, to, addr, size)
+}
+
+// transferBetween is transfer from a node of one lab to a node of another.
+func transferBetween(t *testing.T, fromLab, from, toLab, to, addr string, size int64) {
+	t.Helper()
+	srv := execOn(t, fromLab, from, "serve", addr, strconv.FormatInt(size, 10))
 	if l := srv.line(t); !strings.HasPrefix(l, "listening ") {
 		t.Fatalf("server said %q", l)
 	}
-	cl := execOn(t, labName, to, "fetch", addr)
+	cl := execOn(t, toLab, to, "fetch", addr)
 	got := cl.line(t)
 	cl.wait(t)
 	srv.wait(t)
-	h := sha256.New()
-	io.Copy(h, io.LimitReader(rand.NewChaCha8([32]byte{'l', 'a', 'b'}), size))
-	if want := fmt.Sprintf("bytes %d sha256 %x", size, h.Sum(nil)); got != want {
+	if want := fmt.Sprintf("bytes %d sha256 %s", size, streamSum(size)); got != want {
 		t.Fatalf("%s -> %s: %q, want %q", from, to, got, want)
 	}
+}
+
+// streamSum is the SHA-256 of the first size bytes of labprog's stream.
+func streamSum(size int64) string {
+	h := sha256.New()
+	io.Copy(h, io.LimitReader(rand.NewChaCha8([32]byte{'l', 'a', 'b'}), size))
+	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
 // ping has node ping host count times and returns the replies' RTTs.
