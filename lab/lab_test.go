@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 }
 
 // controlFiles lists what is in the control directory.
-func controlFiles(t *testing.T) []string {
+func controlFiles(t testing.TB) []string {
 	t.Helper()
 	entries, err := os.ReadDir(control.Dir())
 	if err != nil && !os.IsNotExist(err) {
@@ -83,7 +83,7 @@ func alive(pid int) bool {
 
 // checkGone fails unless every pid has exited and the control directory
 // holds nothing of lab name's.
-func checkGone(t *testing.T, name string, pids ...int) {
+func checkGone(t testing.TB, name string, pids ...int) {
 	t.Helper()
 	for _, pid := range pids {
 		testwait.For(t, fmt.Sprintf("process %d to exit", pid), func() bool { return !alive(pid) })
@@ -99,7 +99,7 @@ func checkGone(t *testing.T, name string, pids ...int) {
 	}
 }
 
-func writeTopology(t *testing.T, text string) string {
+func writeTopology(t testing.TB, text string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "lab.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -110,7 +110,7 @@ func writeTopology(t *testing.T, text string) string {
 
 // upLab starts the lab in this process, serving until the test ends;
 // then it is taken down and must leave nothing behind.
-func upLab(t *testing.T, path, name string) (*lab.Lab, lab.Status) {
+func upLab(t testing.TB, path, name string) (*lab.Lab, lab.Status) {
 	t.Helper()
 	topo, err := lab.Load(path, name)
 	if err != nil {
@@ -156,7 +156,7 @@ type program struct {
 }
 
 // execOn starts labprog args on node, under ustack lab exec.
-func execOn(t *testing.T, labName, node string, args ...string) *program {
+func execOn(t testing.TB, labName, node string, args ...string) *program {
 	t.Helper()
 	cmd := exec.Command(ustackBin, append([]string{"lab", "exec", labName, node, "--", labprog}, args...)...)
 	out, err := cmd.StdoutPipe()
@@ -179,7 +179,7 @@ func execOn(t *testing.T, labName, node string, args ...string) *program {
 }
 
 // line waits for the program's next line of output.
-func (p *program) line(t *testing.T) string {
+func (p *program) line(t testing.TB) string {
 	t.Helper()
 	if !p.lines.Scan() {
 		p.cmd.Wait()
@@ -189,7 +189,7 @@ func (p *program) line(t *testing.T) string {
 }
 
 // wait waits for the program to exit and fails unless it succeeded.
-func (p *program) wait(t *testing.T) {
+func (p *program) wait(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Wait(); err != nil {
 		t.Fatalf("%v: %v; stderr: %s", p.cmd.Args[5:], err, p.stderr)
@@ -198,13 +198,13 @@ func (p *program) wait(t *testing.T) {
 
 // transfer sends size bytes from node from (listening on addr) to node to
 // over TCP, and checks the SHA-256 of what arrived.
-func transfer(t *testing.T, labName, from, to, addr string, size int64) {
+func transfer(t testing.TB, labName, from, to, addr string, size int64) {
 	t.Helper()
 	transferBetween(t, labName, from, labName, to, addr, size)
 }
 
 // transferBetween is transfer from a node of one lab to a node of another.
-func transferBetween(t *testing.T, fromLab, from, toLab, to, addr string, size int64) {
+func transferBetween(t testing.TB, fromLab, from, toLab, to, addr string, size int64) {
 	t.Helper()
 	srv := execOn(t, fromLab, from, "serve", addr, strconv.FormatInt(size, 10))
 	if l := srv.line(t); !strings.HasPrefix(l, "listening ") {
@@ -227,7 +227,7 @@ func streamSum(size int64) string {
 }
 
 // ping has node ping host count times and returns the replies' RTTs.
-func ping(t *testing.T, labName, node, host string, count int) []time.Duration {
+func ping(t testing.TB, labName, node, host string, count int) []time.Duration {
 	t.Helper()
 	var out bytes.Buffer
 	c := control.Dial(lab.NodeSocketName(labName, node))
@@ -244,7 +244,7 @@ func ping(t *testing.T, labName, node, host string, count int) []time.Duration {
 }
 
 // pingSome is ping over a lossy path: it wants a reply, not all.
-func pingSome(t *testing.T, labName, node, host string, count int) []time.Duration {
+func pingSome(t testing.TB, labName, node, host string, count int) []time.Duration {
 	t.Helper()
 	var out bytes.Buffer
 	c := control.Dial(lab.NodeSocketName(labName, node))
@@ -367,7 +367,7 @@ func TestTwoLabs(t *testing.T) {
 	}
 }
 
-func runUstack(t *testing.T, args ...string) (string, string, int) {
+func runUstack(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
