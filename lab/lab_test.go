@@ -172,7 +172,9 @@ func execOn(t testing.TB, labName, node string, args ...string) *program {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
+		// lab exec passes SIGTERM on to the program, which ends; SIGKILL
+		// would end lab exec alone.
+		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
 	return p
