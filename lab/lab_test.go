@@ -296,6 +296,23 @@ func TestRoutingExample(t *testing.T) {
 	rtt := execOn(t, "routing", "h1", "rtt", "10.0.2.10:7", "50")
 	t.Logf("UDP echo through the router: %s", rtt.line(t))
 	rtt.wait(t)
+
+	// The stack commands reach a node as LAB/NODE: the router's counters
+	// show what it forwarded (the 8 MB came in on eth1 and left on eth0).
+	out, errOut, code := runUstack(t, "stats", "routing/r1")
+	if code != 0 {
+		t.Fatalf("ustack stats routing/r1: status %d: %s", code, errOut)
+	}
+	m := regexp.MustCompile(`NicTxPackets\{nic=eth0\}\s+(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("ustack stats routing/r1 has no NicTxPackets for eth0:\n%s", out)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < (8<<20)/1500 {
+		t.Errorf("r1 sent %d packets on eth0, want at least the 8 MB's %d", n, (8<<20)/1500)
+	}
+	if _, errOut, code := runUstack(t, "ss", "-tan", "routing/h1"); code != 0 {
+		t.Errorf("ustack ss -tan routing/h1: status %d: %s", code, errOut)
+	}
 }
 
 // The dumbbell: a 10 Mbit/s, 20 ms bottleneck between two routers; Reno
