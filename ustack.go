@@ -43,6 +43,7 @@ type Stack struct {
 	gateways []netip.Addr
 	dns      []netip.Addr
 	mtu      int
+	netMu    sync.Mutex // guards addrs and mtu, which netconf.go changes while the stack runs
 	net      Attachment
 	resolver *net.Resolver
 	pcap     *link.PcapWriter
@@ -240,6 +241,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	if framing != nil {
 		lower = framing(lower)
 	}
+	lower = withSettableMTU(lower)
 	if err := ns.CreateNICWithOptions(nicID, lower, stack.NICOptions{Name: "eth0"}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("creating NIC: %s", err)
@@ -328,14 +330,22 @@ func (s *Stack) Close() error {
 }
 
 // Addrs returns the stack's addresses.
-func (s *Stack) Addrs() []netip.Prefix { return append([]netip.Prefix(nil), s.addrs...) }
+func (s *Stack) Addrs() []netip.Prefix {
+	s.netMu.Lock()
+	defer s.netMu.Unlock()
+	return append([]netip.Prefix(nil), s.addrs...)
+}
 
 // DNS returns the name servers programs on the stack should use: for nat
 // its DNS addresses (10.0.2.3, fd00::3), else Config.DNS.
 func (s *Stack) DNS() []netip.Addr { return append([]netip.Addr(nil), s.dns...) }
 
 // MTU returns the link MTU.
-func (s *Stack) MTU() int { return s.mtu }
+func (s *Stack) MTU() int {
+	s.netMu.Lock()
+	defer s.netMu.Unlock()
+	return s.mtu
+}
 
 // Attachment returns the stack's attachment as its Config gave it (NAT for
 // none), or Pair for a stack of NewPair. Its String names it for display:

@@ -18,9 +18,19 @@ const (
 
 const x32SyscallBit = 0x40000000
 
+// The socket ioctls on interfaces and routes, SIOCADDRT (0x890b) to
+// SIOCGIFMAP (0x8970): the supervisor answers those it knows from the
+// stack and passes the rest on to the kernel.
+const (
+	ifIoctlFirst = unix.SIOCADDRT
+	ifIoctlLast  = unix.SIOCGIFMAP
+)
+
 // notifiedSyscalls are the socket calls the supervisor answers. socket
-// itself is notified only for AF_INET and AF_INET6, sendto and recvfrom
-// only with an address, ioctl only for FIONREAD (below); everything else,
+// itself is notified only for AF_INET, AF_INET6 and AF_NETLINK (the
+// supervisor passes netlink families other than route and sock_diag on to
+// the kernel), sendto and recvfrom only with an address, ioctl only for
+// FIONREAD and the interface and routing requests (below); everything else,
 // including the data path (read, write, send, recv, poll, epoll, close,
 // shutdown), runs natively in the kernel on the injected AF_UNIX fd.
 // sendmsg, recvmsg and their mmsg forms carry their address inside a
@@ -48,9 +58,10 @@ var notifiedSyscalls = []uint32{
 //	nr has the x32 bit          -> ENOSYS (same reason)
 //	io_uring_setup              -> ENOSYS (its socket ops bypass seccomp; programs fall back)
 //	one of notifiedSyscalls     -> USER_NOTIF
-//	socket(AF_INET|AF_INET6, …) -> USER_NOTIF
+//	socket(AF_INET|AF_INET6|AF_NETLINK, …) -> USER_NOTIF
 //	sendto/recvfrom with addr   -> USER_NOTIF (args[4] != 0: UDP's addresses)
 //	ioctl(fd, FIONREAD, …)      -> USER_NOTIF (a datagram's size, not the queue's)
+//	ioctl(fd, SIOCADDRT…SIOCGIFMAP, …) -> USER_NOTIF (interfaces and routes: the stack's)
 //	anything else               -> ALLOW
 func buildFilter() ([]unix.SockFilter, error) {
 	const (
@@ -78,23 +89,30 @@ func buildFilter() ([]unix.SockFilter, error) {
 	// an argument; matching -> notify; else allow". Jumps to the shared
 	// allow and notify returns are fixed up at the end.
 	var toAllow []int
+	var toAllowIf []int // conditional jumps whose true branch allows
 	cases := []struct {
 		nr      uint32
 		off     uint32
 		values  []uint32 // notify when the argument word equals one of these
 		nonzero bool     // notify when the argument word is not zero
+		// notify when the argument word is in [from, to]; the word is
+		// checked against values first
+		from, to uint32
 	}{
-		{unix.SYS_SOCKET, offArg0, []uint32{unix.AF_INET, unix.AF_INET6}, false},
-		{unix.SYS_IOCTL, offArg1, []uint32{unix.SIOCINQ}, false},
-		{unix.SYS_SENDTO, offArg4, nil, true},
-		{unix.SYS_SENDTO, offArg4 + 4, nil, true},
-		{unix.SYS_RECVFROM, offArg4, nil, true},
-		{unix.SYS_RECVFROM, offArg4 + 4, nil, true},
+		{nr: unix.SYS_SOCKET, off: offArg0, values: []uint32{unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK}},
+		{nr: unix.SYS_IOCTL, off: offArg1, values: []uint32{unix.SIOCINQ}, from: ifIoctlFirst, to: ifIoctlLast},
+		{nr: unix.SYS_SENDTO, off: offArg4, nonzero: true},
+		{nr: unix.SYS_SENDTO, off: offArg4 + 4, nonzero: true},
+		{nr: unix.SYS_RECVFROM, off: offArg4, nonzero: true},
+		{nr: unix.SYS_RECVFROM, off: offArg4 + 4, nonzero: true},
 	}
 	for _, k := range cases {
 		skip := len(k.values) + 2 // the argument load, the tests and the jump to allow
 		if k.nonzero {
 			skip = 2 // the argument load and the test
+		}
+		if k.to != 0 {
+			skip += 2 // the two bounds
 		}
 		// Not this call: on to the next case.
 		prog = append(prog,
@@ -112,6 +130,13 @@ func buildFilter() ([]unix.SockFilter, error) {
 			toNotify = append(toNotify, len(prog))
 			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: v})
 		}
+		if k.to != 0 {
+			// Below from: allow; else at most to: notify.
+			toAllowIf = append(toAllowIf, len(prog))
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpLessThan, Val: k.from})
+			toNotify = append(toNotify, len(prog))
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpLessOrEqual, Val: k.to})
+		}
 		toAllow = append(toAllow, len(prog))
 		prog = append(prog, bpf.Jump{})
 	}
@@ -121,6 +146,11 @@ func buildFilter() ([]unix.SockFilter, error) {
 	prog = append(prog, bpf.RetConstant{Val: retNotify})
 	for _, i := range toAllow {
 		prog[i] = bpf.Jump{Skip: uint32(allowAt - i - 1)}
+	}
+	for _, i := range toAllowIf {
+		j := prog[i].(bpf.JumpIf)
+		j.SkipTrue = uint8(allowAt - i - 1)
+		prog[i] = j
 	}
 	for _, i := range toNotify {
 		j := prog[i].(bpf.JumpIf)

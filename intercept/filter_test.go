@@ -58,7 +58,8 @@ func TestFilterDecisions(t *testing.T) {
 		{"socket AF_INET", data(x86, unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM), notify},
 		{"socket AF_INET6", data(x86, unix.SYS_SOCKET, unix.AF_INET6, unix.SOCK_STREAM), notify},
 		{"socket AF_UNIX", data(x86, unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM), allow},
-		{"socket AF_NETLINK", data(x86, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW), allow},
+		{"socket AF_NETLINK", data(x86, unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW), notify},
+		{"socket AF_PACKET", data(x86, unix.SYS_SOCKET, unix.AF_PACKET, unix.SOCK_RAW), allow},
 		{"connect", data(x86, unix.SYS_CONNECT, 3), notify},
 		{"getsockopt", data(x86, unix.SYS_GETSOCKOPT, 3), notify},
 		{"sendmsg", data(x86, unix.SYS_SENDMSG, 3), notify},
@@ -70,6 +71,13 @@ func TestFilterDecisions(t *testing.T) {
 		{"recvfrom with address", data(x86, unix.SYS_RECVFROM, 3, 0x1000, 10, 0, 0x7ffd0000, 0x7ffd0100), notify},
 		{"ioctl FIONREAD", data(x86, unix.SYS_IOCTL, 3, unix.SIOCINQ), notify},
 		{"ioctl TCGETS", data(x86, unix.SYS_IOCTL, 0, unix.TCGETS), allow},
+		{"ioctl SIOCGIFCONF", data(x86, unix.SYS_IOCTL, 3, unix.SIOCGIFCONF), notify},
+		{"ioctl SIOCGIFINDEX", data(x86, unix.SYS_IOCTL, 3, unix.SIOCGIFINDEX), notify},
+		{"ioctl SIOCADDRT", data(x86, unix.SYS_IOCTL, 3, unix.SIOCADDRT), notify},
+		{"ioctl SIOCGIFMAP", data(x86, unix.SYS_IOCTL, 3, unix.SIOCGIFMAP), notify},
+		{"ioctl SIOCGSTAMP", data(x86, unix.SYS_IOCTL, 3, unix.SIOCGSTAMP), allow},
+		{"ioctl past SIOCGIFMAP", data(x86, unix.SYS_IOCTL, 3, unix.SIOCGIFMAP+1), allow},
+		{"ioctl with SIOCGIFCONF in the high word", data(x86, unix.SYS_IOCTL, 3, 0x1000000000|unix.SIOCGIFCONF), notify},
 		{"write", data(x86, unix.SYS_WRITE, 1, 0x1000, 10, 0, 0x7ffd0000), allow},
 	}
 	for _, tt := range tests {

@@ -30,6 +30,8 @@ packages=(
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server
 	redis-tools nginx iperf3 openssh-client openssh-server
+	# Programs that read the network's view under 'ustack run' (netview).
+	hostname default-jdk-headless default-jre-headless
 )
 
 installed() {
@@ -96,9 +98,9 @@ echo "test.sh: go test -race ./..."
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
 # Fuzz targets of what ustack reads from others (frames at portd, control
-# API requests, ping queries, ICMP echo requests at the gateway), each for a
-# while under the race detector, from the corpus in its testdata and the
-# seeds in its test. FUZZTIME=0 skips them.
+# API requests, ping queries, ICMP echo requests at the gateway, programs'
+# netlink requests), each for a while under the race detector, from the
+# corpus in its testdata and the seeds in its test. FUZZTIME=0 skips them.
 fuzztime=${FUZZTIME:-20s}
 if [[ $fuzztime != 0 ]]; then
 	fuzz_targets=(
@@ -106,6 +108,7 @@ if [[ $fuzztime != 0 ]]; then
 		"./serve FuzzControlRequest"
 		"./control/api FuzzPingQuery"
 		"./nat FuzzParseEchoRequest"
+		"./netview FuzzHandle"
 	)
 	for t in "${fuzz_targets[@]}"; do
 		read -r pkg name <<<"$t"

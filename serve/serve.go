@@ -18,6 +18,7 @@ import (
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/inspect"
+	"github.com/ustack/ustack/netview"
 	"github.com/ustack/ustack/observe"
 	"github.com/ustack/ustack/sockets"
 )
@@ -65,6 +66,11 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 		logf = func(string, ...any) {}
 	}
 	mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
+	// Programs see the stack's interfaces, routes and sockets over netlink
+	// and interface ioctls, and may change them (ip addr add...) as root
+	// may in a network namespace: a program under run owns its stack, and
+	// only the stack's owner can attach programs to a daemon.
+	mgr.ServeNetwork(netview.New(st, mgr, st.TCPProbe().Latest))
 	redirectNameservers(mgr, st)
 	var addrs []string
 	for _, a := range st.Addrs() {
@@ -132,6 +138,12 @@ func (s *Stack) Close() error {
 
 func (s *Stack) serveInfo(w http.ResponseWriter, r *http.Request) {
 	info := s.info
+	// Programs on the stack may have changed these (ip addr, ip link set).
+	info.Addresses = nil
+	for _, a := range s.st.Addrs() {
+		info.Addresses = append(info.Addresses, a.String())
+	}
+	info.MTU = s.st.MTU()
 	if why := s.st.LinkDown(); why != "" {
 		info.Attachment += " (down: " + why + ")"
 	}

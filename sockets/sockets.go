@@ -44,6 +44,7 @@ type Manager struct {
 	refused sync.Map // socket kinds already logged as refused
 
 	redirects, reverse map[netip.AddrPort]netip.AddrPort // see Redirect
+	nl                 netlinks                          // netlink sockets and interface ioctls (netlink.go)
 	done               chan struct{}
 	closed             sync.Once
 
@@ -82,6 +83,7 @@ func (m *Manager) Close() {
 		for _, s := range socks {
 			s.close()
 		}
+		m.closeNetlinks()
 	})
 }
 
@@ -104,14 +106,25 @@ func (m *Manager) Handle(c *intercept.Call) {
 	a.begin()
 	defer a.end()
 	if c.Nr() == unix.SYS_SOCKET {
-		m.socket(c)
+		if !m.netlinkSocket(c) {
+			m.socket(c)
+		}
+		return
+	}
+	if c.Nr() == unix.SYS_IOCTL && m.interfaceIoctl(c) {
 		return
 	}
 	fd := int(int32(c.Arg(0)))
-	s, err := m.lookup(c, fd)
+	s, ino, err := m.lookup(c, fd)
 	if err != nil {
 		answerErr(c, err)
 		return
+	}
+	if s == nil && ino != 0 {
+		if nl := m.netlinkByInode(ino); nl != nil {
+			nl.handle(c)
+			return
+		}
 	}
 	if s == nil {
 		// Not one of ours (an AF_UNIX socket, a file, a socket made before
@@ -162,24 +175,25 @@ func answerErr(c *intercept.Call, err error) {
 	c.Fail(en)
 }
 
-// lookup finds the socket behind the caller's fd: nil if it is not ours.
-func (m *Manager) lookup(c *intercept.Call, fd int) (*socket, error) {
+// lookup finds the socket behind the caller's fd: nil if it is not ours,
+// and the socket's inode (0 for an fd that is not a socket).
+func (m *Manager) lookup(c *intercept.Call, fd int) (*socket, uint64, error) {
 	dup, err := c.GetFD(fd)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var st unix.Stat_t
 	err = unix.Fstat(dup, &st)
 	unix.Close(dup) // never keep the program's end open: EOF would not arrive
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return nil, nil
+		return nil, 0, nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.socks[st.Ino], nil
+	return m.socks[st.Ino], st.Ino, nil
 }
 
 // Count is the number of program sockets being served.

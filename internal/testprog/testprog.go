@@ -40,6 +40,8 @@ var programs = map[string]program{
 	"sha256sum": {pkgs: []string{"coreutils"}},
 	"grep":      {pkgs: []string{"grep"}},
 	"unshare":   {pkgs: []string{"util-linux"}},
+	"nsenter":   {pkgs: []string{"util-linux"}},
+	"sleep":     {pkgs: []string{"coreutils"}},
 	"setpriv":   {pkgs: []string{"util-linux"}},
 	"mount":     {pkgs: []string{"mount"}},
 	"getent":    {pkgs: []string{"libc-bin"}},
@@ -57,6 +59,9 @@ var programs = map[string]program{
 	// GNU Wget, not busybox's applet nor Wget2.
 	"wget":            {pkgs: []string{"wget"}, variant: says([]string{"--version"}, "GNU Wget ")},
 	"python3":         {pkgs: []string{"python3"}},
+	"hostname":        {pkgs: []string{"hostname"}},
+	"java":            {pkgs: []string{"default-jre-headless"}},
+	"javac":           {pkgs: []string{"default-jdk-headless"}},
 	"socat":           {pkgs: []string{"socat"}},
 	"dig":             {pkgs: []string{"bind9-dnsutils"}},
 	"redis-server":    {pkgs: []string{"redis-server"}},
