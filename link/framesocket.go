@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -116,17 +117,39 @@ func (e *FrameSocket) readLoop() {
 	}
 }
 
-// WritePackets implements stack.LinkWriter: one message per frame. A full
-// socket holds the writer back, as a busy wire would.
+// fullWait is how long a write waits for room in a full socket before the
+// frame is dropped. A full socket holds the writer back, as a busy wire
+// would, but not for good: a node's reader goroutines forward what they
+// read by writing to another link, so nodes whose sockets were all full
+// could otherwise wait on each other in a ring (h2 → r1 → h1 data one way,
+// ACKs the other) and never move again.
+const fullWait = 20 * time.Millisecond
+
+// WritePackets implements stack.LinkWriter: one message per frame. A frame
+// that finds the socket full for fullWait is dropped, as a full transmit
+// queue drops, and counted in Dropped.
 func (e *FrameSocket) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
 		bufs := pkt.AsSlices()
 		var werr error
-		err := e.raw.Write(func(fd uintptr) bool {
+		send := func(fd uintptr) bool {
 			_, werr = unix.SendmsgBuffers(int(fd), bufs, nil, nil, unix.MSG_NOSIGNAL)
 			return werr != unix.EAGAIN
-		})
+		}
+		// A first try without waiting; only a full socket pays for the
+		// deadline.
+		err := e.raw.Write(func(fd uintptr) bool { send(fd); return true })
+		if err == nil && werr == unix.EAGAIN {
+			e.f.SetWriteDeadline(time.Now().Add(fullWait))
+			err = e.raw.Write(send)
+			e.f.SetWriteDeadline(time.Time{})
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				e.Dropped.Add(1)
+				n++ // lost on the wire, not refused
+				continue
+			}
+		}
 		if err == nil {
 			err = werr
 		}
