@@ -5,11 +5,12 @@ import (
 	"reflect"
 )
 
-// Attachment is what connects a stack to the world: NAT, Tap or Host in
-// Config.Net, and Pair for the stacks NewPair builds. Each is a type of this
-// package that builds its own stack, so a new kind of attachment is a new
-// type; the set is closed to other packages. String gives the form the
-// command line's --net takes ("nat", "tap:t0", "host:eth0").
+// Attachment is what connects a stack to the world: NAT, Tap, Host or
+// Switch in Config.Net, and Pair for the stacks NewPair builds. Each is a
+// type of this package that builds its own stack, so a new kind of
+// attachment is a new type; the set is closed to other packages. String
+// gives the form the command line's --net takes ("nat", "tap:t0",
+// "host:eth0", "switch:lan").
 type Attachment interface {
 	String() string
 	// attach builds a stack on the attachment from cfg, whose Net it is.

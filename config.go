@@ -52,8 +52,8 @@ func ParseHostPort(s string) (HostPort, error) {
 // Config describes one user-level stack. The zero value is a stack on the
 // nat attachment with slirp's addresses.
 type Config struct {
-	// Net is the attachment: NAT (the default, also when Net is nil), Tap
-	// or Host.
+	// Net is the attachment: NAT (the default, also when Net is nil), Tap,
+	// Host or Switch.
 	Net Attachment
 	// Addrs are the stack's addresses with prefix length. For nat the
 	// default is 10.0.2.15/24 and fd00::15/64.
@@ -80,6 +80,10 @@ type Config struct {
 	// trip; the price is a CPU kept busy while traffic flows. Not for nat
 	// or a host stack through portd, which have no fd of their own to poll.
 	BusyPoll time.Duration
+	// Link emulates the link of the attachment's NIC (rate, delay, loss...
+	// with netem's semantics, package shape), in each direction. The zero
+	// value changes nothing; Stack.SetLink changes it while the stack runs.
+	Link Link
 	// LinkLoss drops a fraction of the frames the stack sends, for tests
 	// of loss recovery. Zero is no loss.
 	LinkLoss LinkLoss
@@ -157,6 +161,9 @@ func (c *Config) validate() error {
 	}
 	if f := c.LinkLoss.Fraction; !(f >= 0 && f < 1) {
 		return configErr("LinkLoss", "fraction %v is out of range (use 0 to below 1, e.g. 0.01 for 1%%)", f)
+	}
+	if err := c.Link.validate(); err != nil {
+		return err
 	}
 	if err := (&TCPOptions{CongestionControl: c.TCP.CongestionControl}).Validate(); err != nil {
 		return configErr("TCP.CongestionControl", "unknown congestion control %q (available: reno, cubic)", c.TCP.CongestionControl)

@@ -28,6 +28,7 @@ import (
 	"github.com/ustack/ustack/nat"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/observe"
+	"github.com/ustack/ustack/shape"
 )
 
 // Each stack has its attachment's NIC and a loopback NIC.
@@ -51,6 +52,7 @@ type Stack struct {
 	loss     *link.Loss      // Config.LinkLoss, if set
 	probe    *observe.Hub    // netstack's TCP probe; nil if not installed
 	mirror   *observe.Mirror // frames of the attachment's NIC, for live capture and traces
+	shaper   *shape.Endpoint // the emulated link of the attachment's NIC (Config.Link)
 	host     *hostShare      // what --net host holds on the host
 	logf     func(string, ...any)
 
@@ -198,8 +200,8 @@ func hasFamily(list []netip.Addr, a netip.Addr) bool {
 func ethernetFraming(ep stack.LinkEndpoint) stack.LinkEndpoint { return ethernet.New(ep) }
 
 // newStack creates the netstack and its NIC over lower. framing, if not
-// nil, adds the link's Ethernet framing above the capture, so the capture
-// records whole frames. On error the caller still owns lower.
+// nil, adds the link's Ethernet framing above the capture and the link
+// emulator, so they see whole frames. On error the caller still owns lower.
 func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpoint) stack.LinkEndpoint) (*Stack, error) {
 	s := &Stack{addrs: cfg.Addrs, gateways: cfg.Gateways, dns: cfg.DNS, mtu: cfg.MTU, net: Pair{}, logf: cfg.Logf}
 	if s.logf == nil {
@@ -238,6 +240,15 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 		s.probe.Attach(ns)
 	}
 	s.closers = append(s.closers, func() error { ns.Close(); ns.Wait(); return nil })
+	// The link emulator goes above the capture and the mirror, so they
+	// see frames as they leave it and as they arrive before it, and
+	// under the framing, so it sees whole frames. It runs on the stack's
+	// clock. ns.Wait closes it with the NIC.
+	if s.shaper, err = shape.New(lower, ns.Clock(), cfg.Link.Egress, cfg.Link.Ingress); err != nil {
+		s.Close()
+		return nil, &ConfigError{Field: "Link", Err: err}
+	}
+	lower = s.shaper
 	if framing != nil {
 		lower = framing(lower)
 	}

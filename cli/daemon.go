@@ -105,6 +105,7 @@ func openServedStack(name string, cfg serve.Config, sf *stackFlags, mf *metricsF
 		srv.Close()
 		return nil, err
 	}
+	sf.label = name // names the stack's port on a switch
 	st, err := sf.newStack(stackLogf)
 	if err != nil {
 		srv.Close()

@@ -59,15 +59,23 @@ func writeJSON(w io.Writer, v any) error {
 func pickStack(ctx context.Context, cmd string, args []string) (*control.Client, error) {
 	switch len(args) {
 	case 0:
+		return stackNamed(ctx, cmd, "")
 	case 1:
-		name := control.StackName(args[0])
-		if !control.ValidName(name) {
-			return nil, usagef("%s: %q is not a stack name (see: ustack ls)", cmd, args[0])
+		return stackNamed(ctx, cmd, args[0])
+	}
+	return nil, usagef("%s: unexpected argument %q (usage: ustack %s [flags] [NAME])", cmd, args[1], cmd)
+}
+
+// stackNamed returns a client for the stack called name, or for the only
+// running stack when name is empty. Every command that takes a stack's
+// NAME resolves it here; a lab's node is named LAB/NODE.
+func stackNamed(ctx context.Context, cmd, name string) (*control.Client, error) {
+	if name != "" {
+		stack := control.StackName(name)
+		if !control.ValidName(stack) {
+			return nil, usagef("%s: %q is not a stack name (see: ustack ls)", cmd, name)
 		}
-		c := control.Dial(name)
-		return c, nil
-	default:
-		return nil, usagef("%s: unexpected argument %q (usage: ustack %s [flags] [NAME])", cmd, args[1], cmd)
+		return control.Dial(stack), nil
 	}
 	stacks, err := control.List(ctx)
 	if err != nil {

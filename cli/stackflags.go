@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/portd"
+	"github.com/ustack/ustack/shape"
 )
 
 // stackFlags are the flags of every command that builds a stack.
@@ -29,7 +31,32 @@ type stackFlags struct {
 	hostPorts      []ustack.HostPort
 	portd          string
 	busyPoll       time.Duration
+	link           linkFlags
 	verbose        bool
+	// label names the stack's port on a switch: the served stack's name.
+	label string
+}
+
+// linkFlags are --link (both directions), --link-out and --link-in, each
+// a spec already parsed; nil when not given.
+type linkFlags struct{ both, out, in *shape.Spec }
+
+// link is the Link the flags describe: --link-out and --link-in win over
+// --link for their direction.
+func (f linkFlags) link() ustack.Link {
+	var l ustack.Link
+	for _, p := range []struct {
+		dst      *shape.Spec
+		specific *shape.Spec
+	}{{&l.Egress, f.out}, {&l.Ingress, f.in}} {
+		switch {
+		case p.specific != nil:
+			*p.dst = *p.specific
+		case f.both != nil:
+			*p.dst = *f.both
+		}
+	}
+	return l
 }
 
 type keyValue struct{ key, value string }
@@ -38,12 +65,12 @@ func (kv keyValue) String() string { return kv.key + "=" + kv.value }
 
 // stackOptionNames are the first names of the stack flags, so that commands
 // attached to a daemon (--stack) can refuse them.
-var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "busy-poll", "v"}
+var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "busy-poll", "link", "link-out", "link-in", "v"}
 
 func (f *stackFlags) register(s *optionSet) {
 	f.net = ustack.NAT{}
 	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
-		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN) or host:IFACE (share IFACE's addresses and MAC with the host; root, or any user through ustack portd)"})
+		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN), host:IFACE (share IFACE's addresses and MAC with the host; root, or any user through ustack portd) or switch:NAME (own MAC and --ip on a port of ustack switch NAME; unprivileged)"})
 	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
 		value: &listValue[netip.Prefix]{p: &f.addrs, parse: parseCIDR},
 		help:  "address of the stack with prefix length, one per family (nat default: 10.0.2.15/24 and fd00::15/64)"})
@@ -74,6 +101,30 @@ func (f *stackFlags) register(s *optionSet) {
 		help: "tap and host: keep polling the device for DURATION (e.g. 200us) after each frame before sleeping; saves wake-ups in request-response traffic at the price of a busy CPU"})
 	s.add(&option{names: []string{"no-host-loopback"}, value: boolValue{&f.noHostLoopback},
 		help: "nat: do not let the gateway address (10.0.2.2) reach the host's loopback"})
+	s.add(&option{names: []string{"link"}, arg: "SPEC", value: specValue{&f.link.both},
+		help: "emulate the link both ways, with netem's words, e.g. \"rate 10mbit delay 25ms loss 1%\" (see the README; ustack link set changes it later)"})
+	s.add(&option{names: []string{"link-out"}, arg: "SPEC", value: specValue{&f.link.out},
+		help: "emulate the link for what the stack sends (egress); wins over --link"})
+	s.add(&option{names: []string{"link-in"}, arg: "SPEC", value: specValue{&f.link.in},
+		help: "emulate the link for what the stack receives (ingress); wins over --link"})
+}
+
+// specValue is a link spec in package shape's text form.
+type specValue struct{ p **shape.Spec }
+
+func (v specValue) Set(s string) error {
+	spec, err := shape.Parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = &spec
+	return nil
+}
+func (v specValue) String() string {
+	if v.p == nil || *v.p == nil {
+		return ""
+	}
+	return (**v.p).String()
 }
 
 // registerVerbose adds -v to commands that are quiet by default: their
@@ -100,8 +151,8 @@ func (v netValue) String() string {
 	return (*v.p).String()
 }
 
-// parseAttachment reads --net's nat, tap:NAME[,create] or host:IFACE; the
-// attachment's String gives the same form back. The attachment-specific
+// parseAttachment reads --net's nat, tap:NAME[,create], host:IFACE or
+// switch:NAME; the attachment's String gives the same form back. The attachment-specific
 // flags (-p, --host-port...) are added by config.
 func parseAttachment(s string) (ustack.Attachment, error) {
 	kind, arg, _ := strings.Cut(s, ":")
@@ -119,8 +170,13 @@ func parseAttachment(s string) (ustack.Attachment, error) {
 			return nil, fmt.Errorf("%q: want host:IFACE (e.g. host:eth0)", s)
 		}
 		return ustack.Host{Iface: arg}, nil
+	case kind == "switch":
+		if !control.ValidName(arg) {
+			return nil, fmt.Errorf("%q: want switch:NAME, NAME the name of a ustack switch (letters, digits, '.', '_', '-')", s)
+		}
+		return ustack.Switch{Name: arg}, nil
 	}
-	return nil, fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE)", s)
+	return nil, fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE, switch:NAME)", s)
 }
 
 type ccValue struct{ p *string }
@@ -201,6 +257,7 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 		Gateways: f.gateways,
 		MTU:      f.mtu,
 		BusyPoll: f.busyPoll,
+		Link:     f.link.link(),
 	}
 	// Flags that belong to another attachment are ignored: the
 	// environment may set them for every stack.
@@ -210,6 +267,9 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 		cfg.Net = a
 	case ustack.Host:
 		a.Ports, a.Portd = f.hostPorts, f.portd
+		cfg.Net = a
+	case ustack.Switch:
+		a.Label = f.label
 		cfg.Net = a
 	}
 	cfg.TCP.CongestionControl = f.cc
@@ -261,6 +321,7 @@ var configFieldFlags = map[string]string{
 	"Net":                   "--net",
 	"Tap.Name":              "--net",
 	"Host.Iface":            "--net",
+	"Switch.Name":           "--net",
 	"Addrs":                 "--ip",
 	"Gateways":              "--gateway",
 	"MTU":                   "--mtu",
@@ -272,6 +333,7 @@ var configFieldFlags = map[string]string{
 	"Host.Ports":            "--host-port",
 	"Host.Portd":            "--portd",
 	"BusyPoll":              "--busy-poll",
+	"Link":                  "--link",
 }
 
 // describeConfigError names the flag at fault and adds the fix to stack

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -113,7 +114,9 @@ func (e *vnetEndpoint) readLoop() {
 	for {
 		n, err := e.readFrame(buf)
 		if err != nil {
-			if e.closed.Load() || errors.Is(err, os.ErrClosed) {
+			// A socket's peer that closes its end (io.EOF) has cut the
+			// link for good; a tap or packet socket never does.
+			if e.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
 				return
 			}
 			continue

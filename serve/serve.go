@@ -1,9 +1,9 @@
 // Package serve serves a stack on its control socket: it mounts every
 // endpoint of the control API (info, sockets and counters, traces and
-// captures, ping, CONNECT tunnels and, for a daemon, programs attached by
-// other processes), serves the Prometheus metrics, and runs programs with
-// their socket calls answered by the stack. ustack daemon and ustack run
-// are built on it; it takes plain values, not flags.
+// captures, ping, the emulated link, CONNECT tunnels and, for a daemon,
+// programs attached by other processes), serves the Prometheus metrics,
+// and runs programs with their socket calls answered by the stack. ustack
+// daemon and ustack run are built on it; it takes plain values, not flags.
 package serve
 
 import (
@@ -93,6 +93,8 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	// Every endpoint of the control API is mounted here, one line each.
 	srv.HandleFunc("GET /v1/info", s.serveInfo)
 	srv.HandleFunc("GET /v1/ping", s.servePing)
+	srv.HandleFunc("GET "+api.LinkPath, s.serveLinks)
+	srv.HandleFunc("POST "+api.LinkPath, s.serveSetLink)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
 	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: st.FrameMirrors(), Logf: logf}).Mount(srv)

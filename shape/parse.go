@@ -3,6 +3,7 @@ package shape
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,7 +79,7 @@ func ParseArgs(args []string) (Spec, error) {
 				s.HasSeed = true
 			}
 		default:
-			return Spec{}, fmt.Errorf("%q: unknown keyword (known: rate, overhead, cellsize, celloverhead, limit, bytes, queue, delay, distribution, jitter-reorder, loss, duplicate, corrupt, reorder, gap, seed)", kw)
+			return Spec{}, fmt.Errorf("%q: unknown keyword (known: %s)", kw, strings.Join(keywords, ", "))
 		}
 		if err != nil {
 			return Spec{}, err
@@ -97,6 +98,14 @@ func ParseArgs(args []string) (Spec, error) {
 	}
 	return s, nil
 }
+
+// keywords are the words that start a setting of a spec.
+var keywords = []string{"rate", "overhead", "cellsize", "celloverhead", "limit", "bytes", "queue", "delay", "distribution", "jitter-reorder", "loss", "duplicate", "corrupt", "reorder", "gap", "seed"}
+
+// IsKeyword reports whether w starts a setting in the text form ("rate",
+// "delay"...), so that a command line can tell a spec from the words
+// before it.
+func IsKeyword(w string) bool { return slices.Contains(keywords, w) }
 
 type parser struct {
 	args []string

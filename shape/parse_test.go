@@ -224,3 +224,19 @@ func TestSpecPassThrough(t *testing.T) {
 }
 
 func nan() float64 { z := 0.0; return z / z }
+
+func TestIsKeyword(t *testing.T) {
+	for _, w := range keywords {
+		if !IsKeyword(w) {
+			t.Errorf("IsKeyword(%q) = false", w)
+		}
+		if _, err := ParseArgs([]string{w}); err != nil && strings.Contains(err.Error(), "unknown keyword") {
+			t.Errorf("%q is listed as a keyword but the parser does not know it: %v", w, err)
+		}
+	}
+	for _, w := range []string{"eth0", "in", "out", "10mbit", "", "Rate"} {
+		if IsKeyword(w) {
+			t.Errorf("IsKeyword(%q) = true", w)
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package ustack_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/shape"
+)
+
+func mustSpec(t testing.TB, text string) shape.Spec {
+	t.Helper()
+	s, err := shape.Parse(text)
+	if err != nil {
+		t.Fatalf("%q: %v", text, err)
+	}
+	return s
+}
+
+// minRTT is the shortest of n round trips of a byte over c, whose peer
+// echoes.
+func minRTT(t *testing.T, c net.Conn, n int) time.Duration {
+	t.Helper()
+	best := time.Duration(1<<63 - 1)
+	buf := make([]byte, 1)
+	for range n {
+		start := time.Now()
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		best = min(best, time.Since(start))
+	}
+	return best
+}
+
+// TestLink sets a delay on one stack of a pair, both ways, and changes it
+// while a connection runs: round trips take the delay twice, then the new
+// one, and the counters see the frames.
+func TestLink(t *testing.T) {
+	link := ustack.SymmetricLink(mustSpec(t, "delay 25ms"))
+	a, b := newPair(t, ustack.Config{Link: link}, ustack.Config{})
+	if got := a.Link(); got.Egress.Delay != 25*time.Millisecond || got.Ingress.Delay != 25*time.Millisecond {
+		t.Errorf("Link() = %v", got)
+	}
+	if got := b.Link(); got.String() != "egress none; ingress none" {
+		t.Errorf("b's Link() = %v", got)
+	}
+	c, s := connect(t, a, b, "tcp4", addrB4)
+	go io.Copy(s, s)
+	rtt := minRTT(t, c, 5)
+	if rtt < 50*time.Millisecond {
+		t.Errorf("round trip %v over a link of 25 ms each way", rtt)
+	}
+	t.Logf("round trip with 25 ms each way: %v", rtt)
+
+	if err := a.SetLink(shape.Egress, mustSpec(t, "delay 1ms")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetLink(shape.Ingress, shape.Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	if rtt := minRTT(t, c, 5); rtt < time.Millisecond || rtt >= 25*time.Millisecond {
+		t.Errorf("round trip %v after the delay was changed to 1 ms one way", rtt)
+	}
+	if got := a.Link().String(); got != "egress delay 1ms; ingress none" {
+		t.Errorf("Link() after SetLink: %s", got)
+	}
+	eg, in := a.LinkStats(shape.Egress), a.LinkStats(shape.Ingress)
+	if eg.SentPackets < 10 || in.SentPackets < 10 || eg.Dropped() != 0 || eg.Direction != shape.Egress {
+		t.Errorf("stats: egress %v; ingress %v", eg, in)
+	}
+}
+
+// TestLinkLoss drops every other frame or so one way and sees it counted,
+// and a transfer still arrives whole.
+func TestLinkLoss(t *testing.T) {
+	a, b := newPair(t, ustack.Config{Link: ustack.Link{Egress: mustSpec(t, "loss 20% seed 3")}}, ustack.Config{})
+	c, s := connect(t, a, b, "tcp4", addrB4)
+	got := make(chan *hashingWriter, 1)
+	go func() {
+		w := newHashingWriter()
+		io.Copy(w, s)
+		got <- w
+	}()
+	sent := newHashingWriter()
+	if _, err := io.Copy(io.MultiWriter(c, sent), stream(5, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	c.(closeWriter).CloseWrite()
+	if w := <-got; w.n != sent.n || w.Sum() != sent.Sum() {
+		t.Fatalf("received %d bytes (SHA-256 equal: %v) of %d", w.n, w.Sum() == sent.Sum(), sent.n)
+	}
+	st := a.LinkStats(shape.Egress)
+	if st.DroppedLoss == 0 || st.DroppedQueue != 0 {
+		t.Errorf("egress stats: %v", st)
+	}
+	frac := float64(st.DroppedLoss) / float64(st.DroppedLoss+st.SentPackets)
+	if frac < 0.1 || frac > 0.3 {
+		t.Errorf("lost %.1f%% of the frames with loss 20%%", 100*frac)
+	}
+}
+
+// TestLinkErrors: a spec that cannot work is a ConfigError for "Link" that
+// names the direction and says what to do, from New and from SetLink.
+func TestLinkErrors(t *testing.T) {
+	var ce *ustack.ConfigError
+	_, err := ustack.New(ustack.Config{Link: ustack.Link{Ingress: shape.Spec{Limit: 10}}})
+	if !errors.As(err, &ce) || ce.Field != "Link" || !strings.HasPrefix(ce.Err.Error(), "ingress: ") || !strings.Contains(err.Error(), "rate") {
+		t.Errorf("New with limit but no rate: %v", err)
+	}
+	_, _, err = ustack.NewPair(ustack.Config{Link: ustack.Link{Egress: shape.Spec{Duplicate: 2}}}, ustack.Config{})
+	if !errors.As(err, &ce) || ce.Field != "Link" || !strings.HasPrefix(ce.Err.Error(), "egress: ") {
+		t.Errorf("NewPair with duplicate 200%%: %v", err)
+	}
+	a, _ := newPair(t, ustack.Config{}, ustack.Config{})
+	if err := a.SetLink(shape.Egress, shape.Spec{Limit: 10}); !errors.As(err, &ce) || ce.Field != "Link" {
+		t.Errorf("SetLink with limit but no rate: %v", err)
+	}
+	if err := a.SetLink(shape.Direction(7), shape.Spec{}); !errors.As(err, &ce) || !strings.Contains(err.Error(), "unknown direction") {
+		t.Errorf("SetLink in direction 7: %v", err)
+	}
+}
+
+// TestLinkOnNAT: the nat attachment's NIC has the emulator too.
+func TestLinkOnNAT(t *testing.T) {
+	st, err := ustack.New(ustack.Config{Link: ustack.SymmetricLink(mustSpec(t, "rate 10mbit delay 5ms"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := st.Link().String(); got != "egress rate 10mbit delay 5ms; ingress rate 10mbit delay 5ms" {
+		t.Errorf("Link() = %s", got)
+	}
+}
+
+// BenchmarkLinkRate measures TCP goodput over a pair whose one end sends
+// at 100 Mbit/s (1500-byte MTU), and reports it against the most the rate
+// allows: 1448 bytes of payload per 1514-byte frame (TCP timestamps on).
+// It is a benchmark rather than a test because reaching the rate needs
+// the CPU time that a loaded machine may not give.
+func BenchmarkLinkRate(b *testing.B) {
+	link := ustack.Link{Egress: mustSpec(b, "rate 100mbit")}
+	a, s := newPair(b, ustack.Config{Link: link}, ustack.Config{})
+	c, srv := connect(b, a, s, "tcp4", addrB4)
+	sent, took := bulkSend(b, c, srv)
+	goodput := float64(sent) * 8 / took.Seconds()
+	ideal := 100e6 * 1448 / 1514
+	b.ReportMetric(goodput/1e6, "Mbit/s")
+	b.ReportMetric(100*goodput/ideal, "%ofrate")
+}
