@@ -377,62 +377,25 @@ func labDownCommand() *command {
 }
 
 func labLinkCommand() *command {
-	c := &command{name: "link", args: "LAB NODE IFACE [SPEC...]", summary: "show an interface's link emulation and counters, or set the spec of the frames leaving it (--ingress: arriving)"}
+	c := &command{name: "link", args: "LAB NODE IFACE [in|out|both] [SPEC...]",
+		summary: "show an interface's link emulation and counters, or set it (default: the frames leaving it); as ustack link show|set LAB/NODE IFACE"}
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
+		// The words of a spec may look like flags (overhead -4).
 		s := &optionSet{cmd: "lab link", argsAfterFirst: true}
-		var ingress bool
-		s.add(&option{names: []string{"ingress"}, value: boolValue{&ingress}, help: "set what frames arriving at the interface meet, not those leaving it"})
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if len(args) < 3 {
-				return usagef("lab link: want LAB NODE IFACE (usage: ustack lab link LAB NODE IFACE [SPEC...])")
+				return usagef("lab link: want LAB NODE IFACE (usage: ustack lab link %s)", c.args)
 			}
-			cl := &lab.Client{Name: args[0]}
-			var reply lab.NodeReply
-			var err error
-			if len(args) == 3 {
-				reply, err = cl.Node(ctx, args[1])
-			} else {
-				spec := strings.Join(args[3:], " ")
-				if spec == "none" || spec == "-" {
-					spec = ""
-				}
-				req := lab.LinkRequest{Egress: &spec}
-				if ingress {
-					req = lab.LinkRequest{Ingress: &spec}
-				}
-				reply, err = cl.SetLink(ctx, args[1], args[2], req)
+			stack, iface, rest := args[0]+"/"+args[1], args[2], args[3:]
+			if len(rest) == 0 {
+				return linkShow(ctx, e, []string{stack, iface}, false)
 			}
-			if err != nil {
-				var se *control.StatusError
-				if errors.As(err, &se) && se.Code < 500 {
-					return usagef("lab link: %s", se.Message)
-				}
-				return fmt.Errorf("lab link: %w", err)
+			// A lab's link is shaped at each end's egress: a spec with no
+			// direction is for the frames leaving this end.
+			if linkDirections[rest[0]] == "" {
+				rest = append([]string{"out"}, rest...)
 			}
-			for _, ifc := range reply.Interfaces {
-				if ifc.Name != args[2] {
-					continue
-				}
-				for _, d := range []struct {
-					name string
-					spec string
-					st   *lab.LinkStats
-				}{{"egress", ifc.Egress, ifc.EgressStats}, {"ingress", ifc.Ingress, ifc.IngressStats}} {
-					spec := d.spec
-					if spec == "" {
-						spec = "(none)"
-					}
-					fmt.Fprintf(e.stdout, "%s/%s %s %s: %s\n", reply.Name, ifc.Name, map[bool]string{true: "down", false: "up"}[ifc.Down], d.name, spec)
-					if st := d.st; st != nil {
-						fmt.Fprintf(e.stdout, " Sent %d bytes %d pkt (dropped %d: loss %d, queue %d, aqm %d; duplicated %d corrupted %d reordered %d errors %d)\n",
-							st.SentBytes, st.SentPackets, st.DroppedLoss+st.DroppedQueue+st.DroppedAQM, st.DroppedLoss, st.DroppedQueue, st.DroppedAQM,
-							st.Duplicated, st.Corrupted, st.Reordered, st.Errors)
-						fmt.Fprintf(e.stdout, " backlog %db %dp queued, %db %dp in flight\n", st.QueueBytes, st.QueuePackets, st.InFlightBytes, st.InFlightPackets)
-					}
-				}
-				return nil
-			}
-			return usagef("lab link: node %s has no interface %s on a link", args[1], args[2])
+			return linkSet(ctx, e, append([]string{stack, iface}, rest...))
 		}
 	}
 	return c

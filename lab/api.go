@@ -5,14 +5,14 @@ import "github.com/ustack/ustack/shape"
 // The lab's control API. The lab process serves GET /v1/info (so that
 // ustack ls lists it), GET /v1/lab and POST /v1/lab/down on the socket
 // named LAB; each node serves a stack's whole API on LAB.NODE, plus
-// GET /v1/lab/node and PUT /v1/lab/link/{iface}.
+// GET /v1/lab/node; GET and POST /v1/link reach the shapers of its
+// interfaces.
 
 // Paths of the lab's own endpoints.
 const (
 	StatusPath = "/v1/lab"
 	DownPath   = "/v1/lab/down"
 	NodePath   = "/v1/lab/node"
-	LinkPath   = "/v1/lab/link/" // + interface name
 )
 
 // Status is GET /v1/lab: the lab, its nodes and links.
@@ -95,11 +95,4 @@ func linkStats(s shape.Stats) *LinkStats {
 		DroppedQueue: s.DroppedQueue, DroppedAQM: s.DroppedAQM, Duplicated: s.Duplicated, Corrupted: s.Corrupted,
 		Reordered: s.Reordered, Errors: s.Errors, QueuePackets: s.QueuePackets, QueueBytes: s.QueueBytes,
 		InFlightPackets: s.InFlightPackets, InFlightBytes: s.InFlightBytes, Seed: s.Seed}
-}
-
-// LinkRequest is PUT /v1/lab/link/{iface}: new specs for the interface's
-// directions; a nil one is left as it is.
-type LinkRequest struct {
-	Egress  *string `json:"egress,omitempty"`
-	Ingress *string `json:"ingress,omitempty"`
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/control/api"
 )
 
 // Client reaches a lab's control socket, and its nodes'.
@@ -93,10 +94,11 @@ func (c *Client) Node(ctx context.Context, node string) (NodeReply, error) {
 	return r, err
 }
 
-// SetLink is PUT /v1/lab/link/IFACE on a node.
-func (c *Client) SetLink(ctx context.Context, node, iface string, req LinkRequest) (NodeReply, error) {
-	var r NodeReply
-	err := call(ctx, NodeSocketName(c.Name, node), http.MethodPut, LinkPath+iface, req, &r)
+// SetLink is POST /v1/link on a node: the spec for one direction of an
+// interface ("egress", "ingress" or "both"), in force at once.
+func (c *Client) SetLink(ctx context.Context, node string, req api.LinkRequest) (api.LinkReply, error) {
+	var r api.LinkReply
+	err := call(ctx, NodeSocketName(c.Name, node), http.MethodPost, api.LinkPath, req, &r)
 	return r, err
 }
 

@@ -558,8 +558,7 @@ topology:
 	}
 	t.Logf("RTT with 4 x 10 ms: %v", rtts)
 	cl := &lab.Client{Name: "shaped"}
-	spec := "delay 30ms"
-	if _, err := cl.SetLink(context.Background(), "h2", "eth0", lab.LinkRequest{Egress: &spec}); err != nil {
+	if _, err := cl.SetLink(context.Background(), "h2", api.LinkRequest{Dev: "eth0", Direction: "egress", Spec: "delay 30ms"}); err != nil {
 		t.Fatal(err)
 	}
 	rtts = ping(t, "shaped", "h1", "10.0.2.10", 3)

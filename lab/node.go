@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -226,9 +225,12 @@ func startNode(spec NodeSpec, firstFD int, logf func(string, ...any)) (*node, er
 		srv.Close()
 		return nil, err
 	}
-	n.served = serve.New(srv, st, serve.Config{Command: "lab", Version: spec.Version, Attach: true, Logf: logf})
+	devs := map[string]serve.LinkDev{}
+	for name, sh := range n.shapes {
+		devs[name] = shapedLink{sh}
+	}
+	n.served = serve.New(srv, st, serve.Config{Command: "lab", Version: spec.Version, Attach: true, Logf: logf, Links: devs})
 	srv.HandleFunc("GET "+NodePath, n.serveNode)
-	srv.HandleFunc("PUT "+LinkPath+"{iface}", n.serveLink)
 	return n, nil
 }
 
@@ -294,46 +296,10 @@ func (n *node) serveNode(w http.ResponseWriter, r *http.Request) {
 	control.WriteJSON(w, n.reply())
 }
 
-// serveLink is PUT /v1/lab/link/{iface}: new shape specs for an interface,
-// in force at once (like tc qdisc change).
-func (n *node) serveLink(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("iface")
-	sh, ok := n.shapes[name]
-	if !ok {
-		var names []string
-		for _, is := range n.spec.Interfaces {
-			names = append(names, is.Name)
-		}
-		http.Error(w, fmt.Sprintf("node %s has no interface %s on a link (its interfaces: %s)", n.spec.Name, name, strings.Join(names, ", ")), http.StatusNotFound)
-		return
-	}
-	var req LinkRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-		http.Error(w, "the request is not a JSON LinkRequest: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	var specs [2]*shape.Spec
-	for d, text := range []*string{req.Egress, req.Ingress} {
-		if text == nil {
-			continue
-		}
-		s, err := shape.Parse(*text)
-		if err == nil {
-			err = s.Validate()
-		}
-		if err != nil {
-			http.Error(w, fmt.Sprintf("%s: %v", shape.Direction(d), err), http.StatusBadRequest)
-			return
-		}
-		specs[d] = &s
-	}
-	for d, s := range specs {
-		if s != nil {
-			if err := sh.Set(shape.Direction(d), *s); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-		}
-	}
-	control.WriteJSON(w, n.reply())
-}
+// shapedLink is an interface's shaper as GET and POST /v1/link reach it
+// (ustack link set LAB/NODE IFACE ...): the frames leaving the interface
+// meet its egress direction, those arriving its ingress.
+type shapedLink struct{ sh *shape.Endpoint }
+
+func (l shapedLink) SetLink(d shape.Direction, spec shape.Spec) error { return l.sh.Set(d, spec) }
+func (l shapedLink) LinkStats(d shape.Direction) shape.Stats          { return l.sh.Stats(d) }
