@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ustack/ustack/cc"
 	"github.com/ustack/ustack/nat"
 	"github.com/ustack/ustack/netstack"
 )
@@ -166,7 +167,7 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := (&TCPOptions{CongestionControl: c.TCP.CongestionControl}).Validate(); err != nil {
-		return configErr("TCP.CongestionControl", "unknown congestion control %q (available: reno, cubic)", c.TCP.CongestionControl)
+		return configErr("TCP.CongestionControl", "unknown congestion control %q (available: %s)", c.TCP.CongestionControl, strings.Join(cc.Names(), ", "))
 	}
 	if err := c.TCP.Validate(); err != nil {
 		return &ConfigError{Field: "TCP", Err: err}

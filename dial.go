@@ -192,7 +192,30 @@ func (s *Stack) dialAddr(ctx context.Context, network string, dst netip.AddrPort
 		ep.Close()
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(dst), Err: errnoOf(terr)}
 	}
-	return gonet.NewTCPConn(&wq, ep), nil
+	return &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}, nil
+}
+
+// TCPConn is a connection Dial made over TCP: a net.Conn with the
+// connection's own congestion control.
+type TCPConn struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+}
+
+// SetCongestionControl selects the connection's congestion control by
+// name, as TCP_CONGESTION does (package cc lists them).
+func (c *TCPConn) SetCongestionControl(name string) error {
+	opt := tcpip.CongestionControlOption(name)
+	if terr := c.ep.SetSockOpt(&opt); terr != nil {
+		return fmt.Errorf("congestion control %q: %w", name, errnoOf(terr))
+	}
+	return nil
+}
+
+// CongestionControl is the connection's congestion control and the
+// algorithm's own state, as ss -i shows them.
+func (c *TCPConn) CongestionControl() (name, info string) {
+	return tcp.CongestionControlInfo(c.ep)
 }
 
 // mapCtxErr gives a deadline the net package's timeout error, so callers

@@ -55,3 +55,5 @@ require (
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace gvisor.dev/gvisor => ./.netstack/gvisor

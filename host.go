@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -34,6 +35,19 @@ type hostShare struct {
 	portd *portd.Session
 	// portdGone is set once portd has ended the session (see portdGone).
 	portdGone atomic.Bool
+
+	// holdMu guards holds: the sockets bound to each port by programs
+	// under ustack run (see HoldPort).
+	holdMu sync.Mutex
+	holds  map[hostshare.Port]*portHold
+}
+
+// portHold counts the sockets on one port. pinned says the port was held
+// before the first of them (a --host-port, the ephemeral block, a Go API
+// listener): it stays held when they are all gone.
+type portHold struct {
+	n      int
+	pinned bool
 }
 
 const hostPrivilegeFix = "needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, or as any user through ustack portd (--portd)"
@@ -65,6 +79,15 @@ func newHost(cfg Config, att Host) (*Stack, error) {
 	}
 	if len(cfg.Gateways) == 0 {
 		cfg.Gateways = defaultGateways(iface)
+	}
+	if cfg.TCP.TimeWaitReuse == "" {
+		// The stack has a block of a few dozen ephemeral ports, not the
+		// kernel's 28,000: with Linux's default (reuse over loopback only)
+		// a loop of connects to one server runs out of ports after the
+		// block's size, each held 60 s in TIME-WAIT, and fails with
+		// EAGAIN. Taking a TIME-WAIT port back, as tcp_tw_reuse=1 does,
+		// keeps such a loop going.
+		cfg.TCP.TimeWaitReuse = "1"
 	}
 	n := att.EphemeralPorts
 	if n == 0 {
@@ -148,11 +171,12 @@ func newHostPortd(cfg Config, att Host, ephemeral int) (*Stack, error) {
 		sess.Close()
 		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s: %w", iface, err)}
 	}
-	s, err := newStack(cfg, ep, nil)
+	s, err := newStack(cfg, ep, ethernetFraming)
 	if err != nil {
 		sess.Close()
 		return nil, err
 	}
+	link.CountDropsIn(ep, s.ns.Stats())
 	// Released after the stack (whose NIC reads the frame socket) is gone.
 	s.closers = append([]func() error{sess.Close}, s.closers...)
 	first, n := sess.Info.EphemeralFirst, sess.Info.EphemeralCount
@@ -251,7 +275,90 @@ func (s *Stack) ReserveHostPort(network string, port uint16) error {
 	if err := s.host.reserve(proto, port); err != nil {
 		return fmt.Errorf("host:%s: %w", s.host.iface, err)
 	}
+	// Held until the stack closes, even if sockets of programs held it
+	// first and let go of it.
+	s.host.holdMu.Lock()
+	if hold := s.host.holds[hostshare.Port{Proto: proto, Port: port}]; hold != nil {
+		hold.pinned = true
+	}
+	s.host.holdMu.Unlock()
 	return nil
+}
+
+// HoldPort reserves port of proto (tcp.ProtocolNumber or
+// udp.ProtocolNumber) with the host for one socket bound to it, as
+// ReserveHostPort does, and returns the function that gives the socket's
+// hold back: the port is released to the host when the last socket's
+// hold is, unless the stack held it before (a --host-port, the ephemeral
+// block, a Go API listener). The error unwraps to EADDRINUSE when the host
+// or another stack holds the port and, through ustack portd, to EACCES
+// when portd's policy does not grant it. Port 0 and stacks on other
+// attachments hold nothing.
+func (s *Stack) HoldPort(trans tcpip.TransportProtocolNumber, port uint16) (release func(), err error) {
+	if s.host == nil || port == 0 || s.host.portdGone.Load() {
+		return func() {}, nil
+	}
+	proto := hostports.TCP
+	if trans == udp.ProtocolNumber {
+		proto = hostports.UDP
+	}
+	p := hostshare.Port{Proto: proto, Port: port}
+	h := s.host
+	h.holdMu.Lock()
+	defer h.holdMu.Unlock()
+	hold := h.holds[p]
+	if hold == nil {
+		hold = &portHold{pinned: h.has(p)}
+		if !hold.pinned {
+			if err := h.reserve(proto, port); err != nil {
+				return nil, fmt.Errorf("host:%s: %w", h.iface, err)
+			}
+		}
+		if h.holds == nil {
+			h.holds = map[hostshare.Port]*portHold{}
+		}
+		h.holds[p] = hold
+	}
+	hold.n++
+	var once sync.Once
+	return func() { once.Do(func() { s.unhold(p) }) }, nil
+}
+
+// unhold gives back one socket's hold on p, and p itself with the last.
+func (s *Stack) unhold(p hostshare.Port) {
+	h := s.host
+	h.holdMu.Lock()
+	defer h.holdMu.Unlock()
+	hold := h.holds[p]
+	if hold == nil {
+		return
+	}
+	if hold.n--; hold.n > 0 {
+		return
+	}
+	delete(h.holds, p)
+	if hold.pinned {
+		return
+	}
+	var err error
+	if h.portd != nil {
+		if !h.portdGone.Load() {
+			err = h.portd.Release(portd.Port{Proto: p.Proto, Port: p.Port})
+		}
+	} else {
+		err = h.share.Release(p)
+	}
+	if err != nil {
+		s.logf("host:%s: giving %s back to the host: %v", h.iface, p, err)
+	}
+}
+
+// has reports whether the share holds p now.
+func (h *hostShare) has(p hostshare.Port) bool {
+	if h.portd != nil {
+		return h.portd.Has(portd.Port{Proto: p.Proto, Port: p.Port})
+	}
+	return h.share.Has(p)
 }
 
 // HostPorts returns the host ports a stack on --net host holds for network

@@ -306,6 +306,47 @@ func testHostInterop(t *testing.T, busyPoll time.Duration) {
 	}
 }
 
+// TestHostConnectLoop: a loop of connects to one server, each closed by
+// the stack first (so its side goes to TIME-WAIT), goes on past the
+// stack's small block of ephemeral ports: host mode's tcp.tw_reuse=1 takes
+// a TIME-WAIT port back once it is a second old, where Linux's default
+// would fail every connect until a TIME-WAIT ends. TIME-WAIT is set to
+// ten minutes so that only reuse can give a port back within the test.
+func TestHostConnectLoop(t *testing.T) {
+	dev, _ := hostVeth(t)
+	const block = 8
+	cfg := ustack.Config{Net: ustack.Host{Iface: dev, EphemeralPorts: block}, Logf: t.Logf}
+	if err := cfg.TCP.Set("tcp.time_wait", "10m"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ustack.New(cfg)
+	if err != nil {
+		t.Fatalf("New on host:%s: %v", dev, err)
+	}
+	defer s.Close()
+	testpeer.StartReady(t, testpeer.CommandIn(hostNS(), "echo", remoteAddr4+":9002"))
+	ports := map[string]bool{}
+	for i := range 3 * block {
+		var c net.Conn
+		testwait.ForNil(t, fmt.Sprintf("connect %d of %d with %d ephemeral ports", i+1, 3*block, block), func() (err error) {
+			c, err = s.Dial("tcp", remoteAddr4+":9002")
+			return err
+		})
+		ports[c.LocalAddr().String()] = true
+		var b [1]byte
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != byte(i) {
+			t.Fatalf("echo of connection %d: %v %v", i+1, b, err)
+		}
+		c.Close()
+	}
+	if len(ports) > block {
+		t.Errorf("%d local ports used, more than the block's %d", len(ports), block)
+	}
+}
+
 // TestHostBadFrames: bad-checksum, truncated, overlong and garbage-fragment
 // frames sent to the stack's address from the remote namespace while the
 // kernel there streams 64 MiB to the stack: the transfer arrives intact and

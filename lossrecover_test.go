@@ -8,19 +8,24 @@ import (
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/cc"
 )
 
 // TestLossRecovery: over a pair whose ends each drop 1% of the frames they
 // send, 8 MiB arrive intact with the default congestion control and with
-// reno, within a minute: loss recovery never leaves a connection stuck.
+// every algorithm of package cc, within a minute: loss recovery never
+// leaves a connection stuck. For cubic this is the regression test of the
+// pinned netstack's CUBIC, which stalled here for good (BENCHMARKS.md).
 func TestLossRecovery(t *testing.T) {
-	for _, cc := range []string{"", "reno"} {
+	for _, cc := range append([]string{""}, cc.Names()...) {
 		name := cc
 		if name == "" {
 			name = "default"
 		}
 		t.Run(name, func(t *testing.T) {
-			opts := ustack.TCPOptions{CongestionControl: cc}
+			// The stack's default, and each algorithm chosen for the
+			// connection alone (the Go API's TCP_CONGESTION).
+			opts := ustack.TCPOptions{}
 			a, b, err := ustack.NewPair(
 				ustack.Config{TCP: opts, LinkLoss: ustack.LinkLoss{Fraction: 0.01, Seed: 1}},
 				ustack.Config{TCP: opts, LinkLoss: ustack.LinkLoss{Fraction: 0.01, Seed: 2}})
@@ -53,6 +58,15 @@ func TestLossRecovery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			tc := c.(*ustack.TCPConn)
+			if cc != "" {
+				if err := tc.SetCongestionControl(cc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, _ := tc.CongestionControl(); cc != "" && got != cc {
+				t.Fatalf("the connection's congestion control is %q, want %q", got, cc)
+			}
 			c.SetDeadline(time.Now().Add(time.Minute))
 			h := sha256.New()
 			if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(stream(3, n), n)); err != nil {
@@ -67,8 +81,9 @@ func TestLossRecovery(t *testing.T) {
 			case <-time.After(time.Minute):
 				t.Fatal("the receiver did not get everything within a minute (stalled?)")
 			}
+			_, info := tc.CongestionControl()
 			c.Close()
-			t.Logf("%s: %d frames lost", name, a.Lost()+b.Lost())
+			t.Logf("%s: %d frames lost; %s", name, a.Lost()+b.Lost(), info)
 		})
 	}
 }

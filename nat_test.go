@@ -21,6 +21,9 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/inspect"
@@ -574,4 +577,52 @@ func recvQ(s *ustack.Stack, port uint16) int {
 		}
 	}
 	return -1
+}
+
+// TestNATSamePortAgain: connections from one guest port to one host server
+// that closes first, one after another. The gateway closes its side first
+// each time; it must not hold the closed connection in TIME-WAIT, where it
+// would swallow the next connection's SYN for 60 s.
+func TestNATSamePortAgain(t *testing.T) {
+	s := newNAT(t, ustack.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("host listener: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("bye"))
+			c.Close()
+		}
+	}()
+	local := tcpip.FullAddress{Addr: tcpip.AddrFrom4([4]byte{10, 0, 2, 15}), Port: 40123}
+	remote := tcpip.FullAddress{Addr: tcpip.AddrFrom4([4]byte{10, 0, 2, 2}), Port: uint16(ln.Addr().(*net.TCPAddr).Port)}
+	for i := range 3 {
+		// Well under the 60 s a SYN would wait for a connection in TIME-WAIT.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var c *gonet.TCPConn
+		// The port is free again once the previous connection's last ACK
+		// has been answered.
+		testwait.ForNil(t, "binding the guest port again", func() error {
+			var err error
+			c, err = gonet.DialTCPWithBind(ctx, s.Netstack(), local, remote, header.IPv4ProtocolNumber)
+			if err != nil && strings.Contains(err.Error(), "in use") {
+				return err
+			}
+			if err != nil {
+				t.Fatalf("connection %d from port %d: %v", i+1, local.Port, err)
+			}
+			return nil
+		})
+		cancel()
+		if got, err := io.ReadAll(c); err != nil || string(got) != "bye" {
+			t.Fatalf("connection %d: read %q, %v; want \"bye\" and EOF", i+1, got, err)
+		}
+		c.Close()
+	}
 }

@@ -34,6 +34,8 @@ func TestTCPOptionsTakeEffect(t *testing.T) {
 		{"tcp.rmem", "8192 131072 3145728", new(tcpip.TCPReceiveBufferSizeRangeOption), tcpip.TCPReceiveBufferSizeRangeOption{Min: 8192, Default: 131072, Max: 3145728}},
 		{"tcp.min_rto", "50ms", new(tcpip.TCPMinRTOOption), tcpip.TCPMinRTOOption(50 * time.Millisecond)},
 		{"tcp.time_wait", "5s", new(tcpip.TCPTimeWaitTimeoutOption), tcpip.TCPTimeWaitTimeoutOption(5 * time.Second)},
+		{"tcp.tw_reuse", "0", new(tcpip.TCPTimeWaitReuseOption), tcpip.TCPTimeWaitReuseDisabled},
+		{"net.ipv4.tcp_tw_reuse", "1", new(tcpip.TCPTimeWaitReuseOption), tcpip.TCPTimeWaitReuseGlobal},
 		{"net.ipv4.tcp_congestion_control", "reno", new(tcpip.CongestionControlOption), tcpip.CongestionControlOption("reno")},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
@@ -81,7 +83,7 @@ func TestConfigErrors(t *testing.T) {
 		field string
 		pair  bool // NewPair refuses it too
 	}{
-		{"unknown cc", ustack.Config{TCP: ustack.TCPOptions{CongestionControl: "bbr"}}, "TCP.CongestionControl", true},
+		{"unknown cc", ustack.Config{TCP: ustack.TCPOptions{CongestionControl: "nosuch"}}, "TCP.CongestionControl", true},
 		{"mtu too small", ustack.Config{MTU: 1279}, "MTU", true},
 		{"mtu too big", ustack.Config{MTU: 65536}, "MTU", true},
 		{"mtu negative", ustack.Config{MTU: -1}, "MTU", true},

@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/net/icmp"
 
+	"github.com/ustack/ustack/cc"
 	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/netstack"
@@ -242,6 +243,16 @@ func TestVersion(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "go1.") {
 		t.Errorf("version output %q lacks the Go version", r.stdout)
+	}
+	// Whether netstack is pinned + patches or changed, and every
+	// congestion control.
+	if !regexp.MustCompile(`(?m)^netstack pinned \+ \d+ patches .*(unmodified|modified [0-9a-f]{16} )`).MatchString(r.stdout) {
+		t.Errorf("version output %q lacks the netstack line", r.stdout)
+	}
+	for _, name := range cc.Names() {
+		if !strings.Contains(r.stdout, "\ncc "+name+"\t") {
+			t.Errorf("version output %q does not list congestion control %s", r.stdout, name)
+		}
 	}
 }
 

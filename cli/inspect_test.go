@@ -30,6 +30,7 @@ import (
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // holdServer accepts connections on the host's loopback, sends each one
@@ -125,7 +126,7 @@ func TestSSAndStats(t *testing.T) {
 	for i, l := range lines {
 		if m := row.FindStringSubmatch(l); m != nil {
 			found = true
-			if i+1 >= len(lines) || !regexp.MustCompile(`^\t reno wscale:\d+,\d+ rto:\d+(\.\d+)? rtt:[0-9.]+/[0-9.]+ .*cwnd:\d+ .*segs_out:\d+ segs_in:\d+ .*snd_una:\d+ snd_nxt:\d+ rcv_nxt:\d+$`).MatchString(lines[i+1]) {
+			if i+1 >= len(lines) || !regexp.MustCompile(`^\t reno wscale:\d+,\d+ rto:\d+(\.\d+)? rtt:[0-9.]+/[0-9.]+ .*cwnd:\d+ .*segs_out:\d+ segs_in:\d+ .*reno:\(cwnd:[0-9.]+\) .*snd_una:\d+ snd_nxt:\d+ rcv_nxt:\d+$`).MatchString(lines[i+1]) {
 				t.Errorf("no -i line after %q: %q", l, lines)
 			}
 		}
@@ -380,16 +381,13 @@ func TestTopInTmux(t *testing.T) {
 
 	peer := fmt.Sprintf("10.0.2.2:%d", port)
 	var screen string
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	testwait.ForNil(t, "top to show the connection to "+peer, func() error {
 		screen, _ = tm("capture-pane", "-p", "-t", session)
 		if strings.Contains(screen, "ustack top tops: 1 connections") && strings.Contains(screen, peer) && strings.Contains(screen, "segs_out") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("top never showed the connection to %s:\n%s", peer, screen)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("the screen shows:\n%s", screen)
+	})
 	for i, l := range strings.Split(strings.TrimSuffix(screen, "\n"), "\n") {
 		if len([]rune(l)) > 80 || i >= 24 {
 			t.Errorf("line %d does not fit 80x24: %q", i, l)

@@ -280,6 +280,7 @@ func tcpDetails(t *api.TCPInfo) string {
 	if t.CC != "" {
 		f = append(f, t.CC)
 	}
+
 	cb := t.ControlBlock
 	if cb != nil {
 		add("wscale:%d,%d", cb.SndWscale, cb.RcvWscale)
@@ -318,6 +319,10 @@ func tcpDetails(t *api.TCPInfo) string {
 	}
 	if t.ReorderSeen {
 		f = append(f, "reord_seen")
+	}
+	// The algorithm's own state, named as Linux's ss names bbr:(...).
+	if t.CCInfo != "" {
+		add("%s:(%s)", t.CC, t.CCInfo)
 	}
 	if cb != nil {
 		add("snd_wnd:%d rcv_wnd:%d snd_una:%d snd_nxt:%d rcv_nxt:%d", cb.SndWnd, cb.RcvWnd, cb.SndUna, cb.SndNxt, cb.RcvNxt)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/cc"
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/portd"
@@ -80,7 +81,7 @@ func (f *stackFlags) register(s *optionSet) {
 	s.add(&option{names: []string{"mtu"}, arg: "N", value: intValue{p: &f.mtu, min: 1280, max: 65535, what: "an MTU in bytes"},
 		help: "link MTU in bytes, 1280-65535 (nat default: 65520)"})
 	s.add(&option{names: []string{"cc"}, arg: "NAME", value: ccValue{&f.cc},
-		help: "TCP congestion control: reno or cubic (default: reno; the pinned netstack's cubic can stall for good after a loss)"})
+		help: "TCP congestion control, one of those ustack version lists (default: reno)"})
 	s.add(&option{names: []string{"pcap"}, arg: "FILE", value: stringValue{&f.pcap},
 		help: "write every frame of the stack's link to FILE (pcap, Ethernet); flushed when the command ends"})
 	s.add(&option{names: []string{"p", "publish"}, arg: "[HOSTIP:]HOSTPORT:PORT[/udp]", repeat: true,
@@ -182,8 +183,11 @@ func parseAttachment(s string) (ustack.Attachment, error) {
 type ccValue struct{ p *string }
 
 func (v ccValue) Set(s string) error {
-	if err := (&netstack.TCPOptions{CongestionControl: s}).Validate(); err != nil || s == "" {
-		return fmt.Errorf("unknown congestion control %q (use reno or cubic)", s)
+	if s == "" {
+		return cc.Check(s)
+	}
+	if err := (&netstack.TCPOptions{CongestionControl: s}).Validate(); err != nil {
+		return err
 	}
 	*v.p = s
 	return nil

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
+
+	"github.com/ustack/ustack/cc"
+	"github.com/ustack/ustack/netstack/source"
 )
 
 // Version is ustack's version; release builds set it with
@@ -15,14 +19,21 @@ var Version = ""
 const gvisorModule = "gvisor.dev/gvisor"
 
 func versionCommand() *command {
-	c := &command{name: "version", summary: "print the versions of ustack, Go and gVisor"}
+	c := &command{name: "version", summary: "print the versions of ustack, Go and gVisor, and whether netstack is modified"}
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
 		return &optionSet{cmd: c.name}, func(_ context.Context, e *env, args []string) error {
 			if err := wantArgs(c.name, args); err != nil {
 				return err
 			}
 			v, gv := versions()
-			fmt.Fprintf(e.stdout, "ustack %s\ngo %s\ngvisor %s\n", v, runtime.Version(), gv)
+			st, err := source.Read()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "ustack %s\ngo %s\ngvisor %s\nnetstack %s\n", v, runtime.Version(), gv, st)
+			for _, name := range cc.Names() {
+				fmt.Fprintf(e.stdout, "cc %s\t%s\n", name, cc.About(name))
+			}
 			return nil
 		}
 	}
@@ -45,7 +56,7 @@ func versions() (ustackVersion, gvisorVersion string) {
 		}
 		gvisorVersion = gvisorModule + " " + d.Version
 		if d.Replace != nil {
-			gvisorVersion += " => " + d.Replace.Path + " " + d.Replace.Version
+			gvisorVersion += " => " + strings.TrimSpace(d.Replace.Path+" "+d.Replace.Version)
 		}
 	}
 	return orDevel(ustackVersion), gvisorVersion

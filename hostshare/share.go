@@ -160,6 +160,14 @@ func (s *Share) Spec() link.FilterSpec {
 	return s.filterSpec(nil)
 }
 
+// SpecWithout is Spec less p: the grant once p is released, for a check
+// that must stop admitting p before Release gives it back to the host.
+func (s *Share) SpecWithout(p Port) link.FilterSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.filterSpec(&p)
+}
+
 // filterSpec is the grant for the held ports, but for except.
 func (s *Share) filterSpec(except *Port) link.FilterSpec {
 	spec := link.FilterSpec{TCP: s.Ports(hostports.TCP), UDP: s.Ports(hostports.UDP)}

@@ -113,11 +113,11 @@ func fillTCP(s *api.Socket, t *Target, ns *stack.Stack, te *tcp.Endpoint, ei *st
 	}
 	var ti tcpip.TCPInfoOption
 	te.GetSockOpt(&ti)
-	var cc tcpip.CongestionControlOption
-	te.GetSockOpt(&cc)
+	cc, ccInfo := tcp.CongestionControlInfo(te)
 	st, _ := te.Stats().(*tcp.Stats)
 	out := &api.TCPInfo{
-		CC:          string(cc),
+		CC:          cc,
+		CCInfo:      ccInfo,
 		CAState:     caState(ti.CcState),
 		RTOMs:       ms(ti.RTO),
 		RTTMs:       ms(ti.RTT),

@@ -31,8 +31,10 @@ const (
 // supervisor passes netlink families other than route and sock_diag on to
 // the kernel), sendto and recvfrom only with an address, ioctl only for
 // FIONREAD and the interface and routing requests (below); everything else,
-// including the data path (read, write, send, recv, poll, epoll, close,
-// shutdown), runs natively in the kernel on the injected AF_UNIX fd.
+// including the data path (read, write, send, recv, poll, epoll, close),
+// runs natively in the kernel on the injected AF_UNIX fd. shutdown is
+// notified because the AF_UNIX pair is always connected, where a TCP
+// socket may not be (ENOTCONN) or may be listening.
 // sendmsg, recvmsg and their mmsg forms carry their address inside a
 // msghdr, out of the filter's sight, so all of them are notified; the
 // supervisor lets those on other fds through at once.
@@ -50,6 +52,7 @@ var notifiedSyscalls = []uint32{
 	unix.SYS_RECVMSG,
 	unix.SYS_SENDMMSG,
 	unix.SYS_RECVMMSG,
+	unix.SYS_SHUTDOWN,
 }
 
 // buildFilter assembles the seccomp program:

@@ -57,6 +57,8 @@ type Supervisor struct {
 	allExited    atomic.Bool // the loop ended because no task was left
 	handlers     sync.WaitGroup
 	stopOnce     sync.Once
+
+	pidfds pidfdCache // the calling threads' pidfds, kept for their next calls
 }
 
 // Start launches the program under the filter and starts answering its
@@ -140,6 +142,7 @@ func (s *Supervisor) Stop() {
 		s.stopW.Close()
 		<-s.loopDone
 		s.handlers.Wait()
+		s.pidfds.closeAll()
 		unix.Close(s.listener)
 		s.stopR.Close()
 	})
@@ -353,21 +356,33 @@ func (c *Call) WriteMem(addr uint64, buf []byte) error {
 // keeps the program's socket alive after the program closes it.
 // A number that is not an open fd in the caller is EBADF.
 func (c *Call) GetFD(fd int) (int, error) {
-	pidfd, err := c.pidfd()
-	if err != nil {
+	// A pidfd kept from the thread's earlier call is surely the caller's
+	// if its thread still lives: a pidfd names one thread, never a TID
+	// the kernel hands out again. If the thread has died since,
+	// pidfd_getfd says ESRCH, and the TID is opened afresh.
+	pidfd, release, cached := c.p.pidfds.get(c.Tid())
+	dup, err := -1, error(unix.ESRCH)
+	if cached {
+		dup, err = unix.PidfdGetfd(pidfd, fd, 0)
+		release(errors.Is(err, unix.ESRCH))
+	}
+	if errors.Is(err, unix.ESRCH) {
+		if pidfd, err = c.pidfd(); err != nil {
+			if !c.Valid() {
+				return -1, ErrGone
+			}
+			return -1, err
+		}
+		// A notification whose thread has died may name a TID the kernel has
+		// since given to another program's thread: only while the call is
+		// still valid is the pidfd surely the caller's.
 		if !c.Valid() {
+			unix.Close(pidfd)
 			return -1, ErrGone
 		}
-		return -1, err
+		dup, err = unix.PidfdGetfd(pidfd, fd, 0)
+		c.p.pidfds.put(c.Tid(), pidfd)
 	}
-	defer unix.Close(pidfd)
-	// A notification whose thread has died may name a TID the kernel has
-	// since given to another program's thread: only while the call is
-	// still valid is the pidfd surely the caller's.
-	if !c.Valid() {
-		return -1, ErrGone
-	}
-	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		if !c.Valid() {
 			return -1, ErrGone

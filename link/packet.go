@@ -153,6 +153,28 @@ func (p *PacketSocket) Endpoint(mtu int, busyPoll time.Duration) (stack.LinkEndp
 	return ep, nil
 }
 
+// FrameSocketEndpoint returns the endpoint on fd, a socket that carries
+// one frame per message with a virtio-net header in front as a packet
+// socket with PACKET_VNET_HDR does (ustack portd's frame socket), for a
+// stack whose frames come from and go to mac. It is the packet socket's
+// endpoint (PacketSocket.Endpoint): the same reader, the same checks of
+// every received checksum, the same counters (CountDropsIn), so a stack
+// behind portd drops exactly the frames a root stack on the interface
+// drops. It reads a duplicate of fd, closed with the stack's NIC; the
+// caller keeps and closes its own.
+func FrameSocketEndpoint(fd int, name string, mtu int, mac net.HardwareAddr) (stack.LinkEndpoint, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	ep, err := newVnetEndpoint(dup, name, uint32(mtu), tcpip.LinkAddress(mac), 0)
+	if err != nil {
+		unix.Close(dup)
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return ep, nil
+}
+
 // Fd returns the socket's descriptor for a caller that moves frames itself
 // (ustack portd does, between its clients and the interface). The
 // PacketSocket still owns and closes it.

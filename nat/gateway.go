@@ -59,6 +59,19 @@ func New(cfg Config, lower stack.LinkEndpoint) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No TIME-WAIT on the gateway's side: the guest chooses the ports, and a
+	// new connection from a port whose previous connection the gateway closed
+	// first would otherwise meet that connection in TIME-WAIT for 60 s, which
+	// drops its SYN (or refuses it, as no listener stands behind the
+	// forwarder); at hundreds of connections a second that stalls a connect
+	// every second or so. TIME-WAIT guards against old duplicates in the
+	// network, and the link to the guest is in memory: it has none. The host
+	// side's kernel socket keeps its own TIME-WAIT.
+	noTimeWait := tcpip.TCPTimeWaitTimeoutOption(0)
+	if err := ns.SetTransportProtocolOption(tcp.ProtocolNumber, &noTimeWait); err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("gateway TIME-WAIT: %s", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{cfg: cfg, ns: ns, logf: logf, ctx: ctx, cancel: cancel, open: map[io.Closer]struct{}{}}
 	g.echo = newEchoProxy(g, lower)

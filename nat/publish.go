@@ -111,7 +111,7 @@ func (g *Gateway) serveTCPPublish(p Publish, c *net.TCPConn) {
 		c.Close()
 		return
 	}
-	g.relay(guest, ep, c)
+	g.relay(guest, ep, &wq, c)
 }
 
 // dialFrom connects ep from src (which the gateway may not own: spoofing is

@@ -10,16 +10,18 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/ustack/ustack/cc"
 )
 
 // Defaults chosen for throughput on fast in-memory and local links: reno,
 // SACK and RACK on, Nagle off, and buffers large enough for a few MiB of
 // bandwidth-delay product (netstack's own 4 MiB maximum stalls on fast paths).
 const (
-	// DefaultCongestionControl is reno because the pinned netstack's CUBIC
-	// can bring cwnd to 0 after a loss, with nothing in flight, and never
-	// send again (BENCHMARKS.md, "CUBIC stall under loss"); cubic stays
-	// available by name.
+	// DefaultCongestionControl is reno, ustack's (package cc), as before:
+	// the pinned netstack's own CUBIC could bring cwnd to 0 after a loss
+	// and never send again (BENCHMARKS.md, "CUBIC stall under loss"); cc's
+	// cubic, which replaces it by name, does not, but is not the default.
 	DefaultCongestionControl = "reno"
 	DefaultMinRTO            = 200 * time.Millisecond
 	DefaultTimeWait          = 60 * time.Second
@@ -46,7 +48,7 @@ func (b BufferRange) orDefault(d BufferRange) BufferRange {
 // defaults above; every field can also be set by key with Set, which is what
 // --sysctl and USTACK_SYSCTL use.
 type TCPOptions struct {
-	CongestionControl string // "reno" or "cubic"; "" is DefaultCongestionControl
+	CongestionControl string // a name package cc registered; "" is DefaultCongestionControl
 	NoSACK            bool   // turn selective acknowledgements off
 	NoRACK            bool   // use classic duplicate-ACK loss detection instead of RACK
 	Nagle             bool   // delay small segments (netstack's TCPDelayEnabled)
@@ -55,6 +57,11 @@ type TCPOptions struct {
 	ReceiveBuffer     BufferRange
 	MinRTO            time.Duration // 0 is 200ms
 	TimeWait          time.Duration // 0 is 60s
+	// TimeWaitReuse is Linux's tcp_tw_reuse: "0" never gives a connect a
+	// local port whose earlier connection to the same peer is in
+	// TIME-WAIT, "1" does (ending that TIME-WAIT), "2" does only over
+	// loopback. "" is "2", Linux's default.
+	TimeWaitReuse string
 	// NoProbe leaves netstack's TCP probe out. The probe feeds control-block
 	// samples to traces and sequence numbers to ss -i, but netstack copies
 	// each endpoint's state to the heap on every received segment while it
@@ -72,7 +79,7 @@ type sysctl struct {
 // sysctls maps each key to its setter. Keys are ustack's; the Linux
 // net.ipv4.* names are accepted as aliases where Linux has the same knob.
 var sysctls = map[string]sysctl{
-	"tcp.cc": {[]string{"net.ipv4.tcp_congestion_control"}, "congestion control: reno or cubic",
+	"tcp.cc": {[]string{"net.ipv4.tcp_congestion_control"}, "congestion control: a name ustack version lists (reno, newreno, cubic, ...)",
 		func(o *TCPOptions, v string) error {
 			if err := (&TCPOptions{CongestionControl: v}).validateCC(); err != nil {
 				return err
@@ -118,6 +125,29 @@ var sysctls = map[string]sysctl{
 	"tcp.time_wait": {nil, "TIME-WAIT duration, e.g. 60s",
 		func(o *TCPOptions, v string) error { return setDuration(&o.TimeWait, v) },
 		func(o *TCPOptions) string { return orDur(o.TimeWait, DefaultTimeWait).String() }},
+	"tcp.tw_reuse": {[]string{"net.ipv4.tcp_tw_reuse"}, "a connect may take a port whose connection to the same peer is in TIME-WAIT: 0 no, 1 yes, 2 over loopback only",
+		func(o *TCPOptions, v string) error {
+			if _, ok := timeWaitReuse[v]; !ok {
+				return fmt.Errorf("want 0, 1 or 2")
+			}
+			o.TimeWaitReuse = v
+			return nil
+		},
+		func(o *TCPOptions) string { return o.twReuse() }},
+}
+
+// timeWaitReuse maps tcp.tw_reuse's values to netstack's.
+var timeWaitReuse = map[string]tcpip.TCPTimeWaitReuseOption{
+	"0": tcpip.TCPTimeWaitReuseDisabled,
+	"1": tcpip.TCPTimeWaitReuseGlobal,
+	"2": tcpip.TCPTimeWaitReuseLoopbackOnly,
+}
+
+func (o *TCPOptions) twReuse() string {
+	if o.TimeWaitReuse == "" {
+		return "2"
+	}
+	return o.TimeWaitReuse
 }
 
 // Set sets one option by key (see SysctlHelp), e.g. Set("tcp.sack", "0").
@@ -196,6 +226,9 @@ func (o *TCPOptions) Validate() error {
 			return fmt.Errorf("%s=%q: want MIN <= DEFAULT <= MAX, all positive", r.key, r.b.String())
 		}
 	}
+	if _, ok := timeWaitReuse[o.twReuse()]; !ok {
+		return fmt.Errorf("tcp.tw_reuse=%q: want 0, 1 or 2", o.TimeWaitReuse)
+	}
 	if o.MinRTO < 0 || o.TimeWait < 0 {
 		return fmt.Errorf("tcp.min_rto and tcp.time_wait must not be negative")
 	}
@@ -213,11 +246,7 @@ func (o *TCPOptions) cc() string {
 }
 
 func (o *TCPOptions) validateCC() error {
-	switch o.cc() {
-	case "reno", "cubic":
-		return nil
-	}
-	return fmt.Errorf("unknown congestion control %q (available: reno, cubic)", o.CongestionControl)
+	return cc.Check(o.cc())
 }
 
 func (o *TCPOptions) apply(s *stack.Stack) error {
@@ -235,6 +264,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 	cc := tcpip.CongestionControlOption(o.cc())
 	minRTO := tcpip.TCPMinRTOOption(orDur(o.MinRTO, DefaultMinRTO))
 	tw := tcpip.TCPTimeWaitTimeoutOption(orDur(o.TimeWait, DefaultTimeWait))
+	twReuse := timeWaitReuse[o.twReuse()]
 	for _, set := range []struct {
 		key string
 		opt tcpip.SettableTransportProtocolOption
@@ -242,6 +272,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 		{"tcp.sack", &sack}, {"tcp.rack", &recovery}, {"tcp.nagle", &nagle},
 		{"tcp.moderate_rcvbuf", &moderate}, {"tcp.wmem", &sndOpt}, {"tcp.rmem", &rcvOpt},
 		{"tcp.cc", &cc}, {"tcp.min_rto", &minRTO}, {"tcp.time_wait", &tw},
+		{"tcp.tw_reuse", &twReuse},
 	} {
 		if err := setTCP(s, set.key, set.opt); err != nil {
 			return err

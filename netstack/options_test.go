@@ -27,6 +27,8 @@ func TestSetGet(t *testing.T) {
 		{"tcp.min_rto", "50ms", "50ms"},
 		{"tcp.min_rto", "1s", "1s"},
 		{"tcp.time_wait", "5s", "5s"},
+		{"tcp.tw_reuse", "0", "0"},
+		{"net.ipv4.tcp_tw_reuse", "1", "1"},
 		{"tcp.probe", "0", "0"},
 		{"tcp.probe", "1", "1"},
 	} {
@@ -47,7 +49,7 @@ func TestSetGet(t *testing.T) {
 
 func TestSetRejects(t *testing.T) {
 	for _, tc := range []struct{ key, value, errHas string }{
-		{"tcp.cc", "bbr", "unknown congestion control"},
+		{"tcp.cc", "nosuch", "unknown congestion control"},
 		{"tcp.cc", "Reno", "unknown congestion control"},
 		{"tcp.sack", "2", "want 1 or 0"},
 		{"tcp.sack", "", "want 1 or 0"},
@@ -65,6 +67,7 @@ func TestSetRejects(t *testing.T) {
 		{"tcp.min_rto", "10m", "at most"},
 		{"tcp.time_wait", "0s", "positive duration"},
 		{"tcp.time_wait", "60", "positive duration"},
+		{"tcp.tw_reuse", "3", "want 0, 1 or 2"},
 		{"tcp.nosuchkey", "1", "unknown key"},
 		{"", "1", "unknown key"},
 	} {
@@ -92,12 +95,13 @@ func TestValidate(t *testing.T) {
 	}{
 		{"zero", TCPOptions{}, ""},
 		{"reno", TCPOptions{CongestionControl: "reno"}, ""},
-		{"bad cc", TCPOptions{CongestionControl: "vegas"}, "tcp.cc"},
+		{"bad cc", TCPOptions{CongestionControl: "nosuch"}, "tcp.cc"},
 		{"wmem order", TCPOptions{SendBuffer: BufferRange{10, 5, 20}}, "tcp.wmem"},
 		{"rmem zero min", TCPOptions{ReceiveBuffer: BufferRange{0, 5, 20}}, "tcp.rmem"},
 		{"negative rto", TCPOptions{MinRTO: -time.Second}, "tcp.min_rto"},
 		{"rto above max", TCPOptions{MinRTO: 3 * time.Minute}, "tcp.min_rto"},
 		{"negative time-wait", TCPOptions{TimeWait: -time.Second}, "tcp.time_wait"},
+		{"tw_reuse out of range", TCPOptions{TimeWaitReuse: "yes"}, "tcp.tw_reuse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.o.Validate()

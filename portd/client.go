@@ -3,17 +3,17 @@ package portd
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/link"
 )
 
 // OpenRequest is what a client asks for when it opens a session.
@@ -42,6 +42,7 @@ type Session struct {
 	conn   int // -1 once closed
 	frames int
 	held   map[Port]bool
+	fixed  map[Port]bool // held from Open: never released before Close
 
 	// The watch of OnHangUp: wake is an eventfd that Close signals,
 	// watching is closed once the watch no longer polls conn.
@@ -76,6 +77,7 @@ func Open(path string, r OpenRequest) (*Session, error) {
 		s.held[Port{hostports.TCP, port}] = true
 		s.held[Port{hostports.UDP, port}] = true
 	}
+	s.fixed = maps.Clone(s.held)
 	return s, nil
 }
 
@@ -177,6 +179,26 @@ func (s *Session) Reserve(p Port) error {
 	return nil
 }
 
+// Release gives back a port Reserve took, so that the host (or another
+// client) may have it again. Ports held from Open (the fixed ones and the
+// ephemeral block) stay held until Close; releasing one, or a port not
+// held, does nothing.
+func (s *Session) Release(p Port) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.held[p] || s.fixed[p] {
+		return nil
+	}
+	if s.conn < 0 {
+		return fmt.Errorf("ustack portd session closed")
+	}
+	if _, _, err := roundTrip(s.conn, &Request{Op: OpRelease, Ports: []Port{p}}); err != nil {
+		return err
+	}
+	delete(s.held, p)
+	return nil
+}
+
 // Has reports whether the session holds p.
 func (s *Session) Has(p Port) bool {
 	s.mu.Lock()
@@ -204,24 +226,17 @@ func (s *Session) Ports(proto hostports.Proto) []uint16 {
 // accepts them.
 func (s *Session) FrameFd() int { return s.frames }
 
-// Endpoint returns a link endpoint on the frame socket: gVisor's fdbased
-// with recvmmsg, host GSO (portd's packet socket segments the super-frames
-// the client sends) and Ethernet with the interface's MAC. Close the
-// session after the stack that uses the endpoint is gone.
+// Endpoint returns a link endpoint on the frame socket: the endpoint a
+// root stack has on its packet socket (link.FrameSocketEndpoint), since
+// the frames come as the packet socket gives them to portd. Every frame's
+// checksums are checked as there, and bad frames counted and dropped.
+// Close the session after the stack that uses the endpoint is gone.
 func (s *Session) Endpoint(mtu int) (stack.LinkEndpoint, error) {
 	mac, err := net.ParseMAC(s.Info.MAC)
 	if err != nil {
 		return nil, fmt.Errorf("ustack portd: session MAC %q: %w", s.Info.MAC, err)
 	}
-	ep, err := fdbased.New(&fdbased.Options{
-		FDs:                []int{s.FrameFd()},
-		MTU:                uint32(mtu),
-		EthernetHeader:     true,
-		Address:            tcpip.LinkAddress(mac),
-		PacketDispatchMode: fdbased.RecvMMsg,
-		GSOMaxSize:         1 << 16,
-		RXChecksumOffload:  true,
-	})
+	ep, err := link.FrameSocketEndpoint(s.FrameFd(), "portd:"+s.Info.Iface, mtu, mac)
 	if err != nil {
 		return nil, fmt.Errorf("ustack portd: frame socket: %w", err)
 	}

@@ -55,6 +55,7 @@ type Request struct {
 const (
 	OpOpen    = "open"    // start the session: Iface, Addrs, Ephemeral, Ports
 	OpReserve = "reserve" // hold more ports: Ports
+	OpRelease = "release" // give back ports held by reserve: Ports
 	OpStatus  = "status"  // list the sessions: root's request all, a user's their own
 )
 

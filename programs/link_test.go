@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ustack/ustack/internal/realtime"
 )
 
 // TestLinkRate: iperf3 under 'ustack run --link "rate 10mbit delay 25ms"'
@@ -16,6 +18,10 @@ import (
 // first second, slow start's, left out (-O 1).
 func TestLinkRate(t *testing.T) {
 	need(t, "iperf3")
+	// ustack run and iperf3, started after this, inherit the real-time
+	// policy: they run when the emulated link releases a frame, however
+	// busy the machine is with other work.
+	realtime.Raise(t)
 	port := hostIperf3(t)
 	p := run(t, []string{"--mtu", "1500", "--link", "rate 10mbit delay 25ms"},
 		"iperf3", "-c", "10.0.2.2", "-p", fmt.Sprint(port), "-t", "6", "-O", "1", "-J")
@@ -34,11 +40,39 @@ func TestLinkRate(t *testing.T) {
 var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
 
 // TestLinkDelay: ping under 'ustack run --link "delay 25ms"' to the nat
-// gateway measures a round trip of 50 to 52 ms (median of 20). Under the
-// race detector, whose ustack is slower, the upper bound is only logged.
+// gateway measures a round trip of at least 50 ms, of which the link adds
+// at most 52 (median of 20, less the median of the same ping without the
+// link). Under the race detector, whose ustack is slower, the upper bound
+// is only logged.
 func TestLinkDelay(t *testing.T) {
 	need(t, "ping")
+	// ustack run and ping inherit the real-time policy: the emulated
+	// link's timers fire on time however busy the machine is.
+	realtime.Raise(t)
+	// The same ping without the emulated link first: what ustack and the
+	// machine take themselves, measured beside it, is not the link's.
+	own := medianPing(t, run(t, nil, "ping", "-c", "10", "-i", "0.2", "10.0.2.2"))
 	p := run(t, []string{"--link", "delay 25ms"}, "ping", "-c", "20", "-i", "0.2", "10.0.2.2")
+	median := medianPing(t, p)
+	t.Logf("ping over 25 ms each way: median %.3f ms; without the emulated link %.3f ms", median, own)
+	if median < 50 {
+		t.Errorf("median round trip %.3f ms over 25 ms each way, want at least 50", median)
+	}
+	// The link's share of the round trip: 50 to 52 ms.
+	median -= own
+	if median > 52 {
+		if raceEnabled {
+			t.Logf("the link adds %.3f ms to the median round trip, above 52 ms: not held under the race detector", median)
+		} else {
+			t.Errorf("the link adds %.3f ms to the median round trip over 25 ms each way, want at most 52", median)
+		}
+	}
+}
+
+// medianPing waits for ping p to succeed and returns the median of the
+// round trips it printed, in ms.
+func medianPing(t *testing.T, p *proc) float64 {
+	t.Helper()
 	p.mustSucceed(60 * time.Second)
 	var rtts []float64
 	for _, m := range pingTime.FindAllStringSubmatch(p.stdout.String(), -1) {
@@ -48,20 +82,9 @@ func TestLinkDelay(t *testing.T) {
 		}
 		rtts = append(rtts, v)
 	}
-	if len(rtts) < 19 {
-		t.Fatalf("%d replies of 20; ping said:\n%s", len(rtts), p.stdout.String())
+	if len(rtts) < 9 {
+		t.Fatalf("%d replies; ping said:\n%s", len(rtts), p.stdout.String())
 	}
 	slices.Sort(rtts)
-	median := rtts[len(rtts)/2]
-	t.Logf("ping over 25 ms each way: median %.3f ms, min %.3f, max %.3f", median, rtts[0], rtts[len(rtts)-1])
-	if median < 50 {
-		t.Errorf("median round trip %.3f ms over 25 ms each way, want at least 50", median)
-	}
-	if median > 52 {
-		if raceEnabled {
-			t.Logf("median round trip %.3f ms, above 52 ms: not held under the race detector", median)
-		} else {
-			t.Errorf("median round trip %.3f ms over 25 ms each way, want at most 52", median)
-		}
-	}
+	return rtts[len(rtts)/2]
 }

@@ -27,6 +27,8 @@ if ! command -v curl >/dev/null 2>&1; then
 	exit 1
 fi
 
+# The patched netstack the build uses (and Delve shows the source of).
+./scripts/netstack.sh sync
 mkdir -p bin
 # -N -l: no optimisation, no inlining, so every local and argument of
 # netstack's functions can be printed.

@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 packages=(
 	# Go itself: module downloads over HTTPS; cgo for the race detector.
 	ca-certificates gcc libc6-dev
+	# The patched netstack's copy is a git repository (scripts/netstack.sh).
+	git
 	# The shell and tools of the tests' scripts, namespaces and users.
 	dash coreutils grep mount util-linux libc-bin procps iproute2
 	# Readers and clients of the tests.
@@ -29,7 +31,7 @@ packages=(
 	# Programs run under 'ustack run' by ./programs (nc.openbsd is
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server
-	redis-tools nginx iperf3 openssh-client openssh-server
+	redis-tools nginx iperf3 openssh-client openssh-server sockperf
 	# Programs that read the network's view under 'ustack run' (netview).
 	hostname default-jdk-headless default-jre-headless
 )
@@ -84,6 +86,11 @@ if ! command -v dlv >/dev/null 2>&1; then
 	go install github.com/go-delve/delve/cmd/dlv@v1.27.2
 fi
 
+# The build uses the pinned netstack with ustack's patches, made from the
+# module cache (or the Go proxy) into the git-ignored .netstack/ here.
+echo "test.sh: scripts/netstack.sh sync"
+./scripts/netstack.sh sync
+
 echo "test.sh: go vet ./..."
 go vet ./...
 
@@ -99,8 +106,9 @@ go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
 # Fuzz targets of what ustack reads from others (frames at portd, control
 # API requests, ping queries, ICMP echo requests at the gateway, programs'
-# netlink requests), each for a while under the race detector, from the
-# corpus in its testdata and the seeds in its test. FUZZTIME=0 skips them.
+# netlink requests, intercepted calls' arguments), each for a while under
+# the race detector, from the corpus in its testdata and the seeds in its
+# test. FUZZTIME=0 skips them.
 fuzztime=${FUZZTIME:-20s}
 if [[ $fuzztime != 0 ]]; then
 	fuzz_targets=(
@@ -109,6 +117,7 @@ if [[ $fuzztime != 0 ]]; then
 		"./control/api FuzzPingQuery"
 		"./nat FuzzParseEchoRequest"
 		"./netview FuzzHandle"
+		"./sockets FuzzCallArguments"
 	)
 	for t in "${fuzz_targets[@]}"; do
 		read -r pkg name <<<"$t"

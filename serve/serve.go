@@ -70,6 +70,8 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 		logf = func(string, ...any) {}
 	}
 	mgr := sockets.New(st.Netstack(), st.TCPProbe().Latest, logf)
+	// On --net host a program's bind takes its port from the host.
+	mgr.HoldPorts(st.HoldPort)
 	// Programs see the stack's interfaces, routes and sockets over netlink
 	// and interface ioctls, and may change them (ip addr add...) as root
 	// may in a network namespace: a program under run owns its stack, and

@@ -134,6 +134,16 @@ func (s *socket) handleDgram(c *intercept.Call) {
 		s.recvmmsg(c)
 	case unix.SYS_IOCTL:
 		s.fionread(c)
+	case unix.SYS_SHUTDOWN:
+		// The program's end is always connected; the socket may not be.
+		s.mu.Lock()
+		connected := s.state == stateConnected
+		s.mu.Unlock()
+		if how := int32(c.Arg(1)); how >= unix.SHUT_RD && how <= unix.SHUT_RDWR && !connected {
+			c.Fail(unix.ENOTCONN)
+			return
+		}
+		c.Continue()
 	default:
 		c.Continue()
 	}
@@ -219,7 +229,7 @@ func (s *socket) pumpToNetwork(w *waitPoint) {
 		if n > maxDatagram {
 			en = unix.EMSGSIZE
 		} else {
-			_, en = s.send(nil, buf[:n], nil, false)
+			_, en = s.send(nil, buf[:n], nil, tcpip.SendableControlMessages{}, false)
 		}
 		if en != 0 {
 			s.dg.unsent.Add(1)
@@ -331,7 +341,7 @@ func (s *socket) pumpToProgram(w *waitPoint) {
 // connected peer. With c set it may wait for room in netstack's send
 // buffer on behalf of the caller; without, it waits until the socket is
 // released. nonblock gives EAGAIN instead of waiting.
-func (s *socket) send(c *intercept.Call, payload []byte, to *tcpip.FullAddress, nonblock bool) (int, unix.Errno) {
+func (s *socket) send(c *intercept.Call, payload []byte, to *tcpip.FullAddress, cm tcpip.SendableControlMessages, nonblock bool) (int, unix.Errno) {
 	var r bytes.Reader
 	var w *waitPoint
 	if c != nil {
@@ -345,7 +355,7 @@ func (s *socket) send(c *intercept.Call, payload []byte, to *tcpip.FullAddress, 
 	ready := func() bool { return len(notify) > 0 || isClosed(s.dg.done) }
 	for {
 		r.Reset(payload)
-		n, terr := s.ep.Write(&r, tcpip.WriteOptions{To: to})
+		n, terr := s.ep.Write(&r, tcpip.WriteOptions{To: to, ControlMessages: cm})
 		if _, wouldBlock := terr.(*tcpip.ErrWouldBlock); !wouldBlock {
 			if terr != nil {
 				return 0, errnoOf(terr)
@@ -560,13 +570,17 @@ func (s *socket) sendto(c *intercept.Call) {
 		c.Fail(unix.EMSGSIZE)
 		return
 	}
+	if int32(c.Arg(3))&unix.MSG_OOB != 0 {
+		c.Fail(unix.EOPNOTSUPP) // no out-of-band data on datagram sockets
+		return
+	}
 	payload := make([]byte, length)
 	if err := c.ReadMem(c.Arg(1), payload); err != nil {
 		answerErr(c, err)
 		return
 	}
 	s.sendThen(c, int(int32(c.Arg(3))), func(c *intercept.Call, nonblock bool) (int64, unix.Errno) {
-		n, en := s.send(c, payload, to, nonblock)
+		n, en := s.send(c, payload, to, tcpip.SendableControlMessages{}, nonblock)
 		return int64(n), en
 	})
 }

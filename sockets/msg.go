@@ -48,29 +48,56 @@ func readMsghdr(c *intercept.Call, ptr uint64) (msghdr, error) {
 	if err := c.ReadMem(ptr, b[:]); err != nil {
 		return msghdr{}, err
 	}
-	le := binary.NativeEndian
-	h := msghdr{name: le.Uint64(b[0:]), namelen: le.Uint32(b[offMsgNamelen:]),
-		control: le.Uint64(b[offMsgControl:]), controllen: le.Uint64(b[offMsgControlen:])}
-	iovPtr, iovLen := le.Uint64(b[16:]), le.Uint64(b[24:])
-	if iovLen > maxIov {
-		return msghdr{}, unix.EMSGSIZE
+	h, iovPtr, iovLen, en := decodeMsghdr(b)
+	if en != 0 {
+		return msghdr{}, en
 	}
-	if int32(h.namelen) < 0 {
-		return msghdr{}, unix.EINVAL
-	}
-	raw := make([]byte, sizeofIovec*int(iovLen))
+	raw := make([]byte, sizeofIovec*iovLen)
 	if err := c.ReadMem(iovPtr, raw); err != nil {
 		return msghdr{}, err
 	}
-	for i := 0; i < int(iovLen); i++ {
-		base, n := le.Uint64(raw[i*sizeofIovec:]), int64(le.Uint64(raw[i*sizeofIovec+8:]))
-		if n < 0 {
-			return msghdr{}, unix.EINVAL
-		}
-		h.iov = append(h.iov, iovec{base: base, length: int(min(n, maxDatagram+1))})
-		h.total = min(h.total+int(min(n, maxDatagram+1)), maxDatagram+1)
+	if en := h.decodeIovecs(raw); en != 0 {
+		return msghdr{}, en
 	}
 	return h, nil
+}
+
+// decodeMsghdr decodes a struct msghdr as the kernel copies one in (no
+// name, no length; a negative length is refused and one above
+// sockaddr_storage cut down to it) and says where its iovecs are and how
+// many (EMSGSIZE above UIO_MAXIOV).
+func decodeMsghdr(b [sizeofMsghdr]byte) (h msghdr, iovPtr uint64, iovLen int, en unix.Errno) {
+	le := binary.NativeEndian
+	h = msghdr{name: le.Uint64(b[0:]), namelen: le.Uint32(b[offMsgNamelen:]),
+		control: le.Uint64(b[offMsgControl:]), controllen: le.Uint64(b[offMsgControlen:])}
+	iovPtr, n := le.Uint64(b[16:]), le.Uint64(b[24:])
+	if n > maxIov {
+		return msghdr{}, 0, 0, unix.EMSGSIZE
+	}
+	if h.name == 0 {
+		h.namelen = 0
+	}
+	if int32(h.namelen) < 0 {
+		return msghdr{}, 0, 0, unix.EINVAL
+	}
+	h.namelen = min(h.namelen, sizeofSockaddrStor)
+	return h, iovPtr, int(n), 0
+}
+
+// decodeIovecs fills in h's iovecs from raw, an array of struct iovec
+// (EINVAL for a negative length), and the bytes they hold, capped at one
+// more than the largest datagram.
+func (h *msghdr) decodeIovecs(raw []byte) unix.Errno {
+	le := binary.NativeEndian
+	for i := 0; i+sizeofIovec <= len(raw); i += sizeofIovec {
+		base, n := le.Uint64(raw[i:]), int64(le.Uint64(raw[i+8:]))
+		if n < 0 {
+			return unix.EINVAL
+		}
+		h.iov = append(h.iov, iovec{base: base, length: int(n)})
+		h.total = min(h.total+int(min(n, maxDatagram+1)), maxDatagram+1)
+	}
+	return 0
 }
 
 // gather reads the bytes the iovecs point at: one datagram.
@@ -236,9 +263,15 @@ func packControl(msgs [][]byte, room uint64) (out []byte, truncated bool) {
 	return out, false
 }
 
-// sendmsg answers sendmsg(fd, msg, flags). Control messages are ignored.
+// sendmsg answers sendmsg(fd, msg, flags), with the control messages
+// parseSendControl knows.
 func (s *socket) sendmsg(c *intercept.Call) {
 	h, err := readMsghdr(c, c.Arg(1))
+	if err != nil {
+		answerErr(c, err)
+		return
+	}
+	control, err := readSendControl(c, h)
 	if err != nil {
 		answerErr(c, err)
 		return
@@ -248,13 +281,23 @@ func (s *socket) sendmsg(c *intercept.Call) {
 		answerErr(c, err)
 		return
 	}
+	flags := int(int32(c.Arg(2)))
+	if flags&unix.MSG_OOB != 0 {
+		c.Fail(unix.EOPNOTSUPP) // no out-of-band data on datagram sockets
+		return
+	}
 	to, en := s.destination(c, h.name, int(h.namelen))
 	if en != 0 {
 		c.Fail(en)
 		return
 	}
-	s.sendThen(c, int(int32(c.Arg(2))), func(c *intercept.Call, nonblock bool) (int64, unix.Errno) {
-		n, en := s.send(c, payload, to, nonblock)
+	cm, en := parseSendControl(control, s.domain)
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
+	s.sendThen(c, flags, func(c *intercept.Call, nonblock bool) (int64, unix.Errno) {
+		n, en := s.send(c, payload, to, cm, nonblock)
 		return int64(n), en
 	})
 }
@@ -289,6 +332,10 @@ func (s *socket) recvmsg(c *intercept.Call) {
 // goroutine of its own and may wait.
 func (s *socket) sendmmsg(c *intercept.Call) {
 	vec, vlen, flags := c.Arg(1), min(int(uint32(c.Arg(2))), maxIov), int(int32(c.Arg(3)))
+	if flags&unix.MSG_OOB != 0 {
+		c.Fail(unix.EOPNOTSUPP)
+		return
+	}
 	nonblock := flags&unix.MSG_DONTWAIT != 0
 	if !nonblock {
 		fl, err := fdFlags(c)
@@ -331,6 +378,10 @@ func (s *socket) sendOne(c *intercept.Call, ptr uint64, nonblock bool) unix.Errn
 	if err != nil {
 		return fail(err)
 	}
+	control, err := readSendControl(c, h)
+	if err != nil {
+		return fail(err)
+	}
 	payload, err := h.gather(c)
 	if err != nil {
 		return fail(err)
@@ -339,7 +390,11 @@ func (s *socket) sendOne(c *intercept.Call, ptr uint64, nonblock bool) unix.Errn
 	if en != 0 {
 		return en
 	}
-	n, en := s.send(c, payload, to, nonblock)
+	cm, en := parseSendControl(control, s.domain)
+	if en != 0 {
+		return en
+	}
+	n, en := s.send(c, payload, to, cm, nonblock)
 	if en != 0 {
 		return en
 	}

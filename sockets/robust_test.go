@@ -28,14 +28,22 @@ import (
 
 type daemon struct {
 	name, env string
+	pid       int
 	client    *http.Client
 }
 
 // startDaemon runs 'ustack daemon --name NAME' in a runtime directory of
 // the test's own.
-func startDaemon(t *testing.T, name string) *daemon {
+func startDaemon(t testing.TB, name string) *daemon {
 	t.Helper()
-	dir := t.TempDir()
+	d, _ := startDaemonIn(t, t.TempDir(), name)
+	return d
+}
+
+// startDaemonIn is startDaemon with the runtime directory given; it also
+// returns the daemon's command (the test's cleanup stops it).
+func startDaemonIn(t testing.TB, dir, name string) (*daemon, *exec.Cmd) {
+	t.Helper()
 	cmd := exec.Command(ustackBin, "daemon", "--name", name)
 	cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+dir)
 	out, err := cmd.StdoutPipe()
@@ -69,11 +77,11 @@ func startDaemon(t *testing.T, name string) *daemon {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("daemon not ready after 20 s: %s", stderr.String())
 	}
-	return &daemon{name: name, env: "XDG_RUNTIME_DIR=" + dir, client: &http.Client{Transport: &http.Transport{
+	return &daemon{name: name, env: "XDG_RUNTIME_DIR=" + dir, pid: cmd.Process.Pid, client: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
-	}}}
+	}}}, cmd
 }
 
 type counts struct {
@@ -85,7 +93,7 @@ type counts struct {
 	HeapBytes  uint64 `json:"heap_bytes"`
 }
 
-func (d *daemon) counts(t *testing.T) counts {
+func (d *daemon) counts(t testing.TB) counts {
 	t.Helper()
 	resp, err := d.client.Get("http://daemon/v1/runtime?gc=1")
 	if err != nil {
@@ -100,7 +108,7 @@ func (d *daemon) counts(t *testing.T) counts {
 }
 
 // settle waits until the daemon holds no more than base (heap aside).
-func (d *daemon) settle(t *testing.T, base counts) counts {
+func (d *daemon) settle(t testing.TB, base counts) counts {
 	t.Helper()
 	var c counts
 	testwait.ForNil(t, "the daemon to hold no more than before", func() error {
@@ -383,4 +391,38 @@ func inSyscall(pid, nr int) error {
 		}
 	}
 	return fmt.Errorf("the threads of %d are in %v, none in system call %d", pid, in, nr)
+}
+
+// TestClosedListenersLeaveNothing: a program closes listeners while
+// connections to them wait to be accepted, many times; once it has exited
+// the daemon's goroutines (one accept loop per listener), fds, endpoints
+// and sockets are back to what they were.
+func TestClosedListenersLeaveNothing(t *testing.T) {
+	d := startDaemon(t, "listeners")
+	runProg := func(n int) {
+		t.Helper()
+		cmd := exec.Command(ustackBin, "run", "--stack", d.name, "--", netprogBin, "pending-listeners", strconv.Itoa(n))
+		cmd.Env = append(cleanEnv(), d.env)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), fmt.Sprint("closed ", n)) {
+			t.Fatalf("netprog pending-listeners %d: %v\n%s", n, err, out)
+		}
+	}
+	// The first program starts the daemon's warden, which stays.
+	runProg(1)
+	base := d.settle(t, d.counts(t))
+	runProg(200)
+	after := d.settle(t, base)
+	t.Logf("200 listeners closed with connections pending; before %+v, after %+v", base, after)
+	// And programs killed holding such a listener.
+	for i := 0; i < 50; i++ {
+		cmd, pid, err := d.startAttached("pending")
+		if err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
+	after = d.settle(t, base)
+	t.Logf("50 programs killed with connections pending; after %+v", after)
 }

@@ -43,6 +43,22 @@ func decodeSockaddr(b []byte, domain int) (tcpip.FullAddress, unix.Errno) {
 	return tcpip.FullAddress{}, unix.EAFNOSUPPORT
 }
 
+// decodeBindSockaddr is decodeSockaddr for bind: an AF_INET socket also
+// takes AF_UNSPEC with INADDR_ANY as AF_INET, as Linux does for programs
+// that zero the whole structure and fill in only the port.
+func decodeBindSockaddr(b []byte, domain int) (tcpip.FullAddress, unix.Errno) {
+	if domain == unix.AF_INET && len(b) >= sizeofSockaddrIn && binary.NativeEndian.Uint16(b) == unix.AF_UNSPEC &&
+		binary.BigEndian.Uint32(b[4:8]) == 0 {
+		return tcpip.FullAddress{Port: binary.BigEndian.Uint16(b[2:]), Addr: tcpip.AddrFrom4Slice(b[4:8])}, 0
+	}
+	return decodeSockaddr(b, domain)
+}
+
+// isUnspec reports whether a connect's address is AF_UNSPEC: a disconnect.
+func isUnspec(b []byte) bool {
+	return len(b) >= 2 && binary.NativeEndian.Uint16(b) == unix.AF_UNSPEC
+}
+
 // encodeSockaddr writes a in the form a socket of domain reports it: on an
 // AF_INET6 socket an IPv4 address is v4-mapped, and no address at all is
 // the unspecified one.

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,8 @@ type Manager struct {
 	closed             sync.Once
 
 	act atomic.Pointer[activity] // nil unless TrackActivity
+
+	holdPort PortHolder // nil unless HoldPorts
 }
 
 // ControlBlocks gives the latest state netstack's TCP probe reported for
@@ -157,6 +160,12 @@ func (m *Manager) Handle(c *intercept.Call) {
 		s.setsockopt(c)
 	case unix.SYS_GETSOCKOPT:
 		s.getsockopt(c)
+	case unix.SYS_SHUTDOWN:
+		s.shutdown(c)
+	case unix.SYS_SENDTO:
+		s.streamSendto(c)
+	case unix.SYS_SENDMSG:
+		s.streamSendmsg(c)
 	default:
 		c.Continue()
 	}
@@ -230,6 +239,7 @@ func (m *Manager) refuse(kind string) {
 func (m *Manager) sweep() {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	peak := 0
 	for {
 		select {
 		case <-m.done:
@@ -240,7 +250,27 @@ func (m *Manager) sweep() {
 			continue // Quiet releases closed sockets at known moments
 		}
 		m.reapClosed(func(*socket) bool { return true })
+		peak = m.returnMemory(peak)
 	}
+}
+
+// returnMemory gives the memory of many sockets gone back to the system.
+// Go's runtime keeps freed memory mapped and returns it only slowly, so a
+// daemon that served thousands of connections would stay as large as at
+// its peak long after they closed. Once the sockets served have fallen to
+// half a peak of at least freeAfter, the heap is collected and its free
+// pages returned at once. It returns the new peak.
+func (m *Manager) returnMemory(peak int) int {
+	const freeAfter = 1000
+	n := m.Count()
+	switch {
+	case n > peak:
+		return n
+	case peak >= freeAfter && n <= peak/2:
+		debug.FreeOSMemory()
+		return n
+	}
+	return peak
 }
 
 // reapClosed releases the sockets selected by which that the program has
@@ -255,7 +285,7 @@ func (m *Manager) reapClosed(which func(*socket) bool) {
 	}
 	m.mu.Unlock()
 	for _, s := range idle {
-		if s.unwatched() && s.programClosed() {
+		if s.unwatched() && s.inCall.Load() == 0 && s.programClosed() {
 			s.close()
 		}
 	}

@@ -2,7 +2,9 @@ package sockets
 
 import (
 	"bytes"
+	"encoding/binary"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
@@ -69,10 +71,7 @@ func (s *socket) setsockopt(c *intercept.Call) {
 			return
 		}
 		s.mu.Lock()
-		s.ep.SocketOptions().SetLinger(tcpip.LingerOption{
-			Enabled: nativeUint32(b[:4]) != 0,
-			Timeout: time.Duration(int32(nativeUint32(b[4:]))) * time.Second,
-		})
+		s.ep.SocketOptions().SetLinger(decodeLinger(b))
 		s.mu.Unlock()
 		c.Return(0)
 		return
@@ -92,6 +91,14 @@ func (s *socket) setsockopt(c *intercept.Call) {
 	c.Return(0)
 }
 
+// decodeLinger decodes struct linger: l_onoff, l_linger in seconds.
+func decodeLinger(b [8]byte) tcpip.LingerOption {
+	return tcpip.LingerOption{
+		Enabled: nativeUint32(b[:4]) != 0,
+		Timeout: time.Duration(int32(nativeUint32(b[4:]))) * time.Second,
+	}
+}
+
 func readInt(c *intercept.Call, ptr uint64, length int) (int, error) {
 	if length < 4 {
 		return 0, unix.EINVAL
@@ -100,8 +107,11 @@ func readInt(c *intercept.Call, ptr uint64, length int) (int, error) {
 	if err := c.ReadMem(ptr, b[:]); err != nil {
 		return 0, err
 	}
-	return int(int32(nativeUint32(b[:]))), nil
+	return decodeInt(b), nil
 }
+
+// decodeInt decodes an int option value.
+func decodeInt(b [4]byte) int { return int(int32(nativeUint32(b[:]))) }
 
 // inertOptions are accepted and remembered (getsockopt reads them back).
 // On datagram sockets, those asking for the packet info, TTL or hop limit
@@ -148,6 +158,14 @@ func (s *socket) setIntOption(level, name, v int) unix.Errno {
 			return unix.ENOPROTOOPT // as Linux says for TCP options on UDP
 		}
 		return s.setTCPOption(name, v)
+	case unix.SOL_UDP:
+		// UDP_CORK off is what every socket has; corking (joining sends
+		// into one datagram) is not served, and is refused rather than
+		// ignored.
+		if s.proto == udp.ProtocolNumber && name == unix.UDP_CORK && v == 0 {
+			return 0
+		}
+		return unix.ENOPROTOOPT
 	case unix.IPPROTO_IP:
 		return s.setIPOption(name, v)
 	case unix.IPPROTO_IPV6:
@@ -333,10 +351,21 @@ func (s *socket) getsockopt(c *intercept.Call) {
 	c.Return(0)
 }
 
+// foreignLevel is getsockopt's error for a level the socket does not
+// have (another protocol's, IPv6's on an IPv4 socket, an unknown one):
+// Linux's IPv4 getsockopt says EOPNOTSUPP, IPv6's ENOPROTOOPT. Every
+// setsockopt says ENOPROTOOPT.
+func (s *socket) foreignLevel() unix.Errno {
+	if s.domain == unix.AF_INET {
+		return unix.EOPNOTSUPP
+	}
+	return unix.ENOPROTOOPT
+}
+
 // intOption reads an integer option; s.mu is held.
 func (s *socket) intOption(level, name int) (int, unix.Errno) {
 	if level == unix.IPPROTO_IPV6 && s.domain != unix.AF_INET6 {
-		return 0, unix.ENOPROTOOPT
+		return 0, s.foreignLevel()
 	}
 	if inertOptions[[2]int{level, name}] {
 		return s.inert[[2]int{level, name}], 0
@@ -346,20 +375,23 @@ func (s *socket) intOption(level, name int) (int, unix.Errno) {
 		return s.socketOption(name)
 	case unix.IPPROTO_TCP:
 		if s.dg != nil {
-			// Linux's IPv4 getsockopt says EOPNOTSUPP here, IPv6's and
-			// every setsockopt ENOPROTOOPT.
-			if s.domain == unix.AF_INET {
-				return 0, unix.EOPNOTSUPP
-			}
-			return 0, unix.ENOPROTOOPT
+			return 0, s.foreignLevel()
 		}
 		return s.tcpOption(name)
+	case unix.SOL_UDP:
+		if s.proto != udp.ProtocolNumber {
+			return 0, s.foreignLevel()
+		}
+		if name == unix.UDP_CORK {
+			return 0, 0 // never corked: see setIntOption
+		}
+		return 0, unix.ENOPROTOOPT
 	case unix.IPPROTO_IP:
 		return s.ipOption(name)
 	case unix.IPPROTO_IPV6:
 		return s.ipv6Option(name)
 	}
-	return 0, unix.ENOPROTOOPT
+	return 0, s.foreignLevel()
 }
 
 // socketOption reads a SOL_SOCKET option; s.mu is held. SO_ERROR is
@@ -516,10 +548,7 @@ func (s *socket) setCongestion(c *intercept.Call, ptr uint64, length int) {
 		answerErr(c, err)
 		return
 	}
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	opt := tcpip.CongestionControlOption(b)
+	opt := congestionName(b)
 	s.mu.Lock()
 	terr := s.ep.SetSockOpt(&opt)
 	s.mu.Unlock()
@@ -532,6 +561,15 @@ func (s *socket) setCongestion(c *intercept.Call, ptr uint64, length int) {
 		return
 	}
 	c.Return(0)
+}
+
+// congestionName is the name TCP_CONGESTION's value gives: up to its
+// first NUL.
+func congestionName(b []byte) tcpip.CongestionControlOption {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return tcpip.CongestionControlOption(b)
 }
 
 // tcpi_options bits (linux/tcp.h).
@@ -599,7 +637,12 @@ func (s *socket) tcpInfo() []byte {
 	}
 	var written uint64
 	written, info.BytesReceived = s.byteCounts(s.ep)
+	var sndWnd, rcvWnd uint32
 	if cb := s.controlBlock(); cb != nil {
+		// The windows of Linux 5.5: the peer's last advertised one, and
+		// ours (from RCV.NXT to the edge last announced).
+		sndWnd = uint32(cb.Sender.SndWnd)
+		rcvWnd = uint32(cb.Receiver.RcvNxt.Size(cb.Receiver.RcvAcc))
 		// What ss -i shows for the connection, from the same sample.
 		snd := &cb.Sender
 		info.Unacked = uint32(max(snd.Outstanding, 0))
@@ -617,7 +660,13 @@ func (s *socket) tcpInfo() []byte {
 			info.Options |= tcpiOptWSCALE
 		}
 	}
-	out := make([]byte, info.SizeBytes())
+	// netstack's struct stops at tcpi_reord_seen; the kernel's (x/sys
+	// has it from the kernel's headers) goes on, and its size is what
+	// programs compare with. Fields netstack cannot know stay zero.
+	var whole unix.TCPInfo
+	out := make([]byte, unsafe.Sizeof(whole))
 	info.MarshalBytes(out)
+	binary.NativeEndian.PutUint32(out[unsafe.Offsetof(whole.Snd_wnd):], sndWnd)
+	binary.NativeEndian.PutUint32(out[unsafe.Offsetof(whole.Rcv_wnd):], rcvWnd)
 	return out
 }

@@ -50,6 +50,11 @@ type socket struct {
 	resetting         atomic.Bool // reset is under way: the network -> program copy stopped
 	connClosed        atomic.Bool // our end is closed, or about to be
 
+	// Calls of the program being answered on the socket: while one is
+	// (a blocking connect), the socket stays even if the program closes
+	// its fd, as the kernel keeps a socket a call holds.
+	inCall atomic.Int32
+
 	// Bytes the relay moved from the program to the endpoint and back
 	// (TCP_INFO's byte counts are derived from them).
 	appWritten, appRead atomic.Uint64
@@ -63,6 +68,10 @@ type socket struct {
 	// answers the next connect() with 0 once, then EISCONN.
 	unreported bool
 	connDone   chan struct{} // closed when the connect under way ends
+	// established is set when a connect succeeds: a blocking connect
+	// answers 0 even if the connection has ended and the socket been
+	// released (the program closed it) by the time the call looks.
+	established bool
 
 	// Listening sockets: connections taken from netstack's accept queue
 	// that the program has not accepted yet; one token byte per connection
@@ -73,6 +82,8 @@ type socket struct {
 	newToken chan struct{} // closed and replaced when a token is written
 	room     chan struct{} // closed and replaced when the program accepts
 	fillMu   sync.Mutex    // one taker from netstack's queue at a time
+
+	release func() // gives back the port's hold (HoldPorts); nil if none
 }
 
 // heldConns is how many finished connections a listener takes out of
@@ -289,8 +300,8 @@ func (s *socket) close() {
 	if s.dg != nil {
 		close(s.dg.done)
 	}
-	ep, pending := s.ep, s.pending
-	s.pending = nil
+	ep, pending, release := s.ep, s.pending, s.release
+	s.pending, s.release = nil, nil
 	// An accept loop waiting for room learns that the listener is gone.
 	close(s.room)
 	s.room = make(chan struct{})
@@ -303,6 +314,9 @@ func (s *socket) close() {
 	// resets those left in its accept queue.
 	for _, p := range pending {
 		p.ep.Abort()
+	}
+	if release != nil {
+		release()
 	}
 	s.closeConn()
 }
@@ -379,9 +393,15 @@ func (s *socket) park(w *waitPoint, c *intercept.Call, ch <-chan struct{}, ready
 
 // connect answers connect(fd, addr, len).
 func (s *socket) connect(c *intercept.Call) {
+	s.inCall.Add(1)
+	defer s.inCall.Add(-1)
 	b, err := readAddrArg(c, c.Arg(1), int(int32(c.Arg(2))))
 	if err != nil {
 		answerErr(c, err)
+		return
+	}
+	if isUnspec(b) && s.disconnectUnconnected() {
+		c.Return(0)
 		return
 	}
 	addr, en := decodeSockaddr(b, s.domain)
@@ -451,6 +471,12 @@ func (s *socket) connect(c *intercept.Call) {
 	if _, started := terr.(*tcpip.ErrConnectStarted); terr != nil && !started {
 		s.wq.EventUnregister(&entry)
 		s.mu.Unlock()
+		if _, noPort := terr.(*tcpip.ErrNoPortAvailable); noPort {
+			// Linux's TCP connect with no free local port (netstack's
+			// errno for it, EAGAIN, is what Linux gives UDP's autobind).
+			c.Fail(unix.EADDRNOTAVAIL)
+			return
+		}
 		c.Fail(errnoOf(terr))
 		return
 	}
@@ -480,6 +506,21 @@ func (s *socket) connect(c *intercept.Call) {
 	s.waitConnect(c, done)
 }
 
+// disconnectUnconnected is connect(AF_UNSPEC) on a socket with no
+// connection: nothing to undo, so Linux returns 0 (and forgets a failed
+// attempt's error). It reports whether the socket was such a one; a
+// connected or listening socket is left to the caller.
+func (s *socket) disconnectUnconnected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateNew, stateFailed:
+		s.soError = 0
+		return true
+	}
+	return false
+}
+
 // waitConnect parks a blocking connect until the attempt ends and answers
 // with its outcome.
 func (s *socket) waitConnect(c *intercept.Call, done <-chan struct{}) {
@@ -500,6 +541,10 @@ func (s *socket) waitConnect(c *intercept.Call, done <-chan struct{}) {
 		}
 		c.Fail(en)
 	default:
+		if s.established {
+			c.Return(0)
+			return
+		}
 		c.Fail(unix.EBADF) // closed under us
 	}
 }
@@ -512,7 +557,8 @@ func (s *socket) fill(c *intercept.Call) int {
 		return 0
 	}
 	defer unix.Close(dup)
-	buf := make([]byte, 64<<10)
+	buf := getRelayBuf()
+	defer putRelayBuf(buf)
 	total := 0
 	for {
 		n, err := unix.SendmsgN(dup, buf, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
@@ -553,6 +599,7 @@ func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Que
 	}
 	if connected {
 		s.state = stateConnected
+		s.established = true
 	} else {
 		s.state = stateFailed
 		s.soError = unix.ECONNREFUSED
@@ -639,6 +686,22 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 	}()
 }
 
+// relayBufSize is what one read of a relay moves at most.
+const relayBufSize = 64 << 10
+
+// relayBufs are the relays' buffers, shared: a relay takes one when data
+// is there to move and gives it back when the source runs dry.
+var relayBufs = sync.Pool{New: func() any { return new([relayBufSize]byte) }}
+
+func getRelayBuf() []byte { return relayBufs.Get().(*[relayBufSize]byte)[:] }
+
+// putRelayBuf gives b back; nil is ignored.
+func putRelayBuf(b []byte) {
+	if b != nil {
+		relayBufs.Put((*[relayBufSize]byte)(b))
+	}
+}
+
 // toNetwork copies what the program writes to the endpoint until the
 // program shuts its end down (FIN) or closes it.
 func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
@@ -647,7 +710,10 @@ func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
 		ep.Close()
 		return
 	}
-	buf := make([]byte, 64<<10)
+	// The buffer is held only while the program's end has data, so an
+	// idle connection holds none.
+	var buf []byte
+	defer func() { putRelayBuf(buf) }()
 	ready := func() bool {
 		return s.resetting.Load() || s.ourEndHas(unix.POLLIN|unix.POLLRDHUP)
 	}
@@ -656,8 +722,18 @@ func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
 			w.unpark()
+			if buf == nil {
+				var one [1]byte
+				if _, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); perr == unix.EAGAIN {
+					w.park(ready)
+					return false
+				}
+				buf = getRelayBuf()
+			}
 			n, rerr = unix.Read(int(fd), buf)
 			if rerr == unix.EAGAIN {
+				putRelayBuf(buf)
+				buf = nil
 				w.park(ready)
 				return false
 			}
@@ -725,14 +801,28 @@ func (s *socket) toProgram(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, ou
 	entry, notify := notifyEntry(w, waiter.ReadableEvents)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
-	buf := make([]byte, 64<<10)
+	// The buffer is held only while the endpoint has data (or news) for
+	// the program, so an idle connection holds none.
+	var buf []byte
+	defer func() { putRelayBuf(buf) }()
 	writable := func() bool { return s.ourEndHas(unix.POLLOUT) }
 	for {
+		if buf == nil && ep.Readiness(waiter.ReadableEvents) == 0 {
+			w.parkNotified(func() bool { return len(notify) > 0 })
+			<-notify
+			w.unpark()
+			continue
+		}
+		if buf == nil {
+			buf = getRelayBuf()
+		}
 		sw := tcpip.SliceWriter(buf)
 		res, terr := ep.Read(&sw, tcpip.ReadOptions{})
 		switch terr.(type) {
 		case nil:
 		case *tcpip.ErrWouldBlock:
+			putRelayBuf(buf)
+			buf = nil
 			w.parkNotified(func() bool { return len(notify) > 0 })
 			<-notify
 			w.unpark()
@@ -781,7 +871,7 @@ func (s *socket) bind(c *intercept.Call) {
 		answerErr(c, err)
 		return
 	}
-	addr, en := decodeSockaddr(b, s.domain)
+	addr, en := decodeBindSockaddr(b, s.domain)
 	if en != 0 {
 		c.Fail(en)
 		return
@@ -792,10 +882,17 @@ func (s *socket) bind(c *intercept.Call) {
 		c.Fail(unix.EINVAL)
 		return
 	}
+	release, en := s.holdFor(addr)
+	if en != 0 {
+		c.Fail(en)
+		return
+	}
 	if terr := s.ep.Bind(unspecified(addr)); terr != nil {
+		release()
 		c.Fail(errnoOf(terr))
 		return
 	}
+	s.release = release
 	c.Return(0)
 }
 
@@ -1063,6 +1160,7 @@ func (s *socket) deliver(c *intercept.Call, p pendingConn, flags int) {
 	}
 	unix.Close(theirs)
 	ns.setOwner(c.Tid(), fd)
+	ns.holdAccepted(p.ep)
 	ns.startRelay(p.ep, p.wq)
 }
 
@@ -1102,3 +1200,71 @@ func (s *socket) getpeername(c *intercept.Call) {
 
 func nativeUint32(b []byte) uint32       { return binary.NativeEndian.Uint32(b) }
 func putNativeUint32(b []byte, v uint32) { binary.NativeEndian.PutUint32(b, v) }
+
+// shutdown answers shutdown(fd, how). A connection's is the kernel's, on
+// the program's end (the relay passes it on); a socket with no connection
+// has nothing to shut down (ENOTCONN); a listener shut down for reading
+// stops listening, as Linux's does.
+func (s *socket) shutdown(c *intercept.Call) {
+	how := int(int32(c.Arg(1)))
+	if how < unix.SHUT_RD || how > unix.SHUT_RDWR {
+		c.Fail(unix.EINVAL)
+		return
+	}
+	s.mu.Lock()
+	st := s.state
+	s.mu.Unlock()
+	switch st {
+	case stateNew, stateFailed, stateClosed:
+		c.Fail(unix.ENOTCONN)
+	case stateListening:
+		if how != unix.SHUT_WR {
+			s.stopListening(c)
+		}
+		c.Return(0)
+	default:
+		c.Continue()
+	}
+}
+
+// stopListening turns a listener back into a socket that is bound and
+// not listening: connections not yet accepted are reset, new ones
+// refused, blocked accepts fail with EINVAL, and the program may listen
+// again on the same address.
+func (s *socket) stopListening(c *intercept.Call) {
+	nep, nwq, terr := s.m.newEndpoint(s.domain)
+	if terr != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.state != stateListening {
+		s.mu.Unlock()
+		nep.Close()
+		return
+	}
+	ep, pending := s.ep, s.pending
+	local, lerr := ep.GetLocalAddress()
+	s.ep, s.wq, s.pending, s.state = nep, nwq, nil, stateNew
+	close(s.room) // the accept loop waiting for room ends
+	s.room = make(chan struct{})
+	close(s.newToken) // parked accepts look again and fail
+	s.newToken = make(chan struct{})
+	s.mu.Unlock()
+	ep.Close()
+	for _, p := range pending {
+		p.ep.Abort()
+	}
+	if lerr == nil {
+		nep.Bind(unspecified(local)) // keeps its name, as Linux's does
+	}
+	// The tokens of connections that will never be accepted go too.
+	if dup, err := c.GetFD(int(int32(c.Arg(0)))); err == nil {
+		var b [64]byte
+		for {
+			if n, _, err := unix.Recvfrom(dup, b[:], unix.MSG_DONTWAIT); err != nil || n <= 0 {
+				break
+			}
+		}
+		unix.Close(dup)
+	}
+}

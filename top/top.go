@@ -320,13 +320,21 @@ func (m *Model) View() string {
 
 	colW := 26
 	cols := max(1, w/colW)
-	detailLines := (len(m.fields) + cols - 1) / cols
-	// Title, header, separator and key help take four lines; the list
-	// gets what the control block leaves, at least three rows.
-	listRows := max(3, h-4-detailLines)
+	// Title, header, separator and key help take four lines (five with an
+	// error); the list gets what the control block leaves, at least three
+	// rows. On a terminal too small for the whole control block, it shows
+	// the fields that fit, first ones first.
+	fixed := 4
 	if m.Err != nil {
-		listRows--
+		fixed++
 	}
+	fields := m.fields
+	detailLines := (len(fields) + cols - 1) / cols
+	if room := max(0, h-fixed-3); detailLines > room {
+		detailLines = room
+		fields = fields[:min(len(fields), room*cols)]
+	}
+	listRows := max(3, h-fixed-detailLines)
 	b.WriteString(headStyle.Render(clip(fmt.Sprintf("%-11s %-21s %-21s %9s %9s", "State", "Local", "Peer", "Send/s", "Recv/s"), w)) + "\n")
 	sel := m.index()
 	first := 0
@@ -349,10 +357,10 @@ func (m *Model) View() string {
 	for line := 0; line < detailLines; line++ {
 		for c := 0; c < cols; c++ {
 			i := c*detailLines + line
-			if i >= len(m.fields) {
+			if i >= len(fields) {
 				break
 			}
-			f := m.fields[i]
+			f := fields[i]
 			cell := fmt.Sprintf("%-13s %-11s", clip(f.Name, 13), clip(f.Value, 11))
 			if m.changed[f.Name] {
 				cell = changedStyle.Render(cell)

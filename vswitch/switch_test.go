@@ -272,6 +272,9 @@ func TestFullPort(t *testing.T) {
 	a := attachRaw(t, "full", "a", macA)
 	b := attachRaw(t, "full", "b", macB)
 	attachRaw(t, "full", "stuck", macC) // never read
+	// A port is flooded to once the switch has taken it in, which may be
+	// after its client connected: every frame below must reach all three.
+	waitFor(t, "full", "the switch to serve three ports", func(st *vswitch.Status) bool { return len(st.Ports) == 3 })
 	payload := bytes.Repeat([]byte{'y'}, 60000)
 	const n = 80 // more than the stuck port's socket holds
 	got := make(chan int)

@@ -39,7 +39,8 @@ type Process struct {
 // TCPInfo is what netstack's TCP_INFO and the endpoint's counters say.
 type TCPInfo struct {
 	CC          string  `json:"cc"`
-	CAState     string  `json:"ca_state"` // Open, Disorder, FastRecovery, SACKRecovery, RTORecovery
+	CCInfo      string  `json:"cc_info,omitempty"` // the algorithm's own state (package cc)
+	CAState     string  `json:"ca_state"`          // Open, Disorder, FastRecovery, SACKRecovery, RTORecovery
 	RTOMs       float64 `json:"rto_ms"`
 	RTTMs       float64 `json:"rtt_ms"`
 	RTTVarMs    float64 `json:"rttvar_ms"`

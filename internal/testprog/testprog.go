@@ -69,12 +69,14 @@ var programs = map[string]program{
 	"redis-benchmark": {pkgs: []string{"redis-tools"}},
 	"nginx":           {pkgs: []string{"nginx"}},
 	"iperf3":          {pkgs: []string{"iperf3"}},
+	"sockperf":        {pkgs: []string{"sockperf"}},
 	"ssh":             {pkgs: []string{"openssh-client"}},
 	"ssh-keygen":      {pkgs: []string{"openssh-client"}},
 	"sshd":            {pkgs: []string{"openssh-server"}},
 	"tshark":          {pkgs: []string{"tshark"}},
 	"tcpdump":         {pkgs: []string{"tcpdump"}},
 	"tmux":            {pkgs: []string{"tmux"}},
+	"git":             {pkgs: []string{"git"}},
 	// Graphviz draws ustack lab graph's pictures.
 	"dot": {pkgs: []string{"graphviz"}},
 	// The VXLAN tests turn checksum offload off on a kernel vxlan device.

@@ -322,6 +322,17 @@ func (s *Server) handle(ss *session, req *portd.Request, rep *portd.Reply) (*os.
 			s.logf("portd: session %d: %s holds %s on %s too", ss.id, ss.who(), p, ss.iface)
 		}
 		return nil, nil
+	case portd.OpRelease:
+		if ss.id == 0 || ss.ver == nil {
+			return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "release before open"}
+		}
+		for _, p := range req.Ports {
+			if err := ss.release(p); err != nil {
+				return nil, err
+			}
+			s.logf("portd: session %d: %s gave back %s on %s", ss.id, ss.who(), p, ss.iface)
+		}
+		return nil, nil
 	}
 	return nil, &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("unknown request %q", req.Op)}
 }

@@ -244,6 +244,37 @@ func (s *session) reserveCharged(p portd.Port) error {
 	return nil
 }
 
+// release gives back p, which the session holds: the packet filter and the
+// sending check stop admitting it before the host may have it again, and
+// its charge goes back to the user. A port the session does not hold is
+// refused, as is one of its ephemeral block (held until the session ends).
+func (s *session) release(p portd.Port) error {
+	if p.Proto != hostports.TCP && p.Proto != hostports.UDP || p.Port == 0 {
+		return &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("%s: want a tcp or udp port from 1 to 65535", p)}
+	}
+	s.mu.Lock()
+	if s.closed || s.frame == nil {
+		s.mu.Unlock()
+		return &portd.RefusedError{Code: portd.CodeBadRequest, Msg: "no open session on this connection"}
+	}
+	if !s.share.Has(hostshare.Port(p)) {
+		s.mu.Unlock()
+		return &portd.RefusedError{Code: portd.CodeBadRequest, Msg: fmt.Sprintf("%s on %s: the session does not hold it", p, s.iface)}
+	}
+	// The sending check first: from here on the client may not send from
+	// the port, and then the share lets it go.
+	s.ver.setGrant(s.share.SpecWithout(hostshare.Port(p)))
+	err := s.share.Release(hostshare.Port(p))
+	s.ver.setGrant(s.share.Spec())
+	s.mu.Unlock()
+	if err != nil {
+		return &portd.RefusedError{Code: portd.CodeBadRequest, Msg: err.Error()}
+	}
+	// Charged before s.mu was taken by reserve; given back after it.
+	s.srv.uncharge(s, portsCost(1, len(s.addrs)), &s.charged)
+	return nil
+}
+
 // forClient passes the frames the packet filter admitted that are the
 // client's: not those for other hosts (the interface in promiscuous
 // mode), nor later fragments of datagrams that are not its own.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -38,6 +39,14 @@ var scenarios = map[string]func(){
 	"unreachable":      unreachable,
 	"timeout":          timeout,
 	"backlog":          backlog,
+	"bind-unspec":      bindUnspec,
+	"sockopt-levels":   sockoptLevels,
+	"msg-oob":          msgOOB,
+	"msg-control":      msgControl,
+	"msg-namelen":      msgNamelen,
+	"shutdown":         shutdown,
+	"close-connect":    closeConnect,
+	"sendto-connected": sendtoConnected,
 }
 
 func main() {
@@ -608,6 +617,17 @@ func tcpInfo() {
 	l := uint32(8)
 	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(client), unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&l)), 0)
 	say("TCP_INFO into 8 bytes", errno(errnoOrNil(e)), " len ", l, " state ", b[0])
+	// A large buffer gets the whole structure: its size is the kernel's
+	// (280 bytes on Linux 6.18), and the windows of Linux 5.5 and 6.2 are
+	// in it.
+	b = make([]byte, 512)
+	l = 512
+	_, _, e = unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(client), unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&l)), 0)
+	var whole unix.TCPInfo
+	say("TCP_INFO into 512 bytes", errno(errnoOrNil(e)), " len ", l, " the size of struct tcp_info ", l == uint32(unsafe.Sizeof(whole)))
+	sndWnd := binary.NativeEndian.Uint32(b[unsafe.Offsetof(whole.Snd_wnd):])
+	rcvWnd := binary.NativeEndian.Uint32(b[unsafe.Offsetof(whole.Rcv_wnd):])
+	say("  snd_wnd set", sndWnd > 0, " rcv_wnd set ", rcvWnd > 0)
 	// The default is the stack's own (the host's sysctl, or --cc).
 	cc, err := unix.GetsockoptString(client, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
 	say("TCP_CONGESTION has a default", cc != "", " ", errno(err))
@@ -844,4 +864,471 @@ func udpCmsg() {
 	must(unix.SetsockoptInt(r, unix.IPPROTO_IP, unix.IP_RECVTTL, 1))
 	fromBoth("all of them")
 	unix.Close(r)
+}
+
+// rawSockaddr4 is a struct sockaddr_in of the given family (AF_INET or
+// AF_UNSPEC), port and address, in a buffer of 128 bytes so that lengths
+// up to sizeof(struct sockaddr_storage) read memory that is there.
+func rawSockaddr4(family uint16, port int, a [4]byte) *[128]byte {
+	var b [128]byte
+	binary.NativeEndian.PutUint16(b[:], family)
+	binary.BigEndian.PutUint16(b[2:], uint16(port))
+	copy(b[4:8], a[:])
+	return &b
+}
+
+// bindUnspec: Linux takes AF_UNSPEC with INADDR_ANY as AF_INET on an
+// AF_INET socket (programs that zero the whole structure), and nothing
+// else of AF_UNSPEC; AF_INET6 sockets want AF_INET6.
+func bindUnspec() {
+	for _, c := range []struct {
+		name      string
+		domain    int
+		typ       int
+		addr      [4]byte
+		addrlen   uintptr
+		nameAfter bool
+	}{
+		{"tcp inet, AF_UNSPEC and INADDR_ANY", unix.AF_INET, unix.SOCK_STREAM, [4]byte{}, 16, true},
+		{"udp inet, AF_UNSPEC and INADDR_ANY", unix.AF_INET, unix.SOCK_DGRAM, [4]byte{}, 16, true},
+		{"tcp inet, AF_UNSPEC and 127.0.0.1", unix.AF_INET, unix.SOCK_STREAM, [4]byte{127, 0, 0, 1}, 16, false},
+		{"udp inet, AF_UNSPEC and 127.0.0.1", unix.AF_INET, unix.SOCK_DGRAM, [4]byte{127, 0, 0, 1}, 16, false},
+		{"tcp inet, AF_UNSPEC, short", unix.AF_INET, unix.SOCK_STREAM, [4]byte{}, 8, false},
+		{"tcp inet6, AF_UNSPEC", unix.AF_INET6, unix.SOCK_STREAM, [4]byte{}, 28, false},
+		{"udp inet6, AF_UNSPEC", unix.AF_INET6, unix.SOCK_DGRAM, [4]byte{}, 28, false},
+	} {
+		fd, err := unix.Socket(c.domain, c.typ, 0)
+		must(err)
+		sa := rawSockaddr4(unix.AF_UNSPEC, 0, c.addr)
+		_, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&sa[0])), c.addrlen)
+		say(c.name+": bind", errno(errnoOrNil(e)))
+		if c.nameAfter {
+			got, err := unix.Getsockname(fd)
+			say(c.name+": bound to", addr(got), " ", errno(err))
+		}
+		unix.Close(fd)
+	}
+	// An AF_UNSPEC connect on an unconnected TCP socket does nothing.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	sa := rawSockaddr4(unix.AF_UNSPEC, 0, [4]byte{})
+	_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa[0])), 16)
+	say("tcp inet: connect AF_UNSPEC, unconnected", errno(errnoOrNil(e)))
+	unix.Close(fd)
+}
+
+// sockoptLevels: the errors of options at levels a socket does not have,
+// which Linux's protocols answer each in their own way.
+func sockoptLevels() {
+	for _, c := range []struct {
+		name        string
+		domain, typ int
+	}{
+		{"tcp inet", unix.AF_INET, unix.SOCK_STREAM},
+		{"tcp inet6", unix.AF_INET6, unix.SOCK_STREAM},
+		{"udp inet", unix.AF_INET, unix.SOCK_DGRAM},
+		{"udp inet6", unix.AF_INET6, unix.SOCK_DGRAM},
+	} {
+		fd, err := unix.Socket(c.domain, c.typ, 0)
+		must(err)
+		for _, o := range []struct {
+			name       string
+			level, opt int
+		}{
+			{"level 9999", 9999, 1},
+			{"SOL_UDP", unix.SOL_UDP, 1},
+			{"IPPROTO_IPV6 IPV6_V6ONLY", unix.IPPROTO_IPV6, unix.IPV6_V6ONLY},
+			{"IPPROTO_IP 9999", unix.IPPROTO_IP, 9999},
+			{"IPPROTO_IPV6 9999", unix.IPPROTO_IPV6, 9999},
+			{"IPPROTO_TCP 9999", unix.IPPROTO_TCP, 9999},
+			{"SOL_SOCKET 9999", unix.SOL_SOCKET, 9999},
+		} {
+			_, gerr := unix.GetsockoptInt(fd, o.level, o.opt)
+			serr := unix.SetsockoptInt(fd, o.level, o.opt, 0)
+			say(c.name+": "+o.name, "get ", errno(gerr), " set ", errno(serr))
+		}
+		unix.Close(fd)
+	}
+}
+
+// msgOOB: UDP has no out-of-band data; sends with MSG_OOB fail, whichever
+// call carries them.
+func msgOOB() {
+	a, b, sb := udpPair(unix.AF_INET)
+	say("sendto with an address, MSG_OOB", errno(unix.Sendto(a, []byte("x"), unix.MSG_OOB, sb)))
+	_, err := unix.SendmsgN(a, []byte("x"), nil, sb, unix.MSG_OOB)
+	say("sendmsg with an address, MSG_OOB", errno(err))
+	sa, _ := unix.Getsockname(a)
+	must(unix.Connect(b, sa))
+	say("send, connected, MSG_OOB", errno(unix.Sendto(b, []byte("x"), unix.MSG_OOB, nil)))
+	_, err = unix.SendmsgN(b, []byte("x"), nil, nil, unix.MSG_OOB)
+	say("sendmsg, connected, MSG_OOB", errno(err))
+	// Nothing was sent.
+	buf := make([]byte, 8)
+	_, _, err = unix.Recvfrom(a, buf, unix.MSG_DONTWAIT)
+	say("nothing arrived", errno(err))
+}
+
+// rawMsghdr is struct msghdr with its pointers as plain numbers, so that
+// it can hold addresses that are not the program's.
+type rawMsghdr struct {
+	name       uintptr
+	namelen    uint32
+	_          uint32
+	iov        uintptr
+	iovlen     uint64
+	control    uintptr
+	controllen uint64
+	flags      int32
+	_          uint32
+}
+
+// sendmsgRaw calls sendmsg with a msghdr of the caller's making.
+func sendmsgRaw(fd int, h *rawMsghdr, flags int) (int, error) {
+	r, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(h)), uintptr(flags))
+	return int(r), errnoOrNil(e)
+}
+
+// cmsgBuf is one control message: level, type and data, with cmsg_len
+// set to length (CMSG_LEN of the data when length is 0), in a buffer of
+// at least 64 bytes.
+func cmsgBuf(level, typ int, data []byte, length uint64) []byte {
+	b := make([]byte, max(64, unix.CmsgSpace(len(data))))
+	if length == 0 {
+		length = uint64(unix.CmsgLen(len(data)))
+	}
+	binary.NativeEndian.PutUint64(b, length)
+	binary.NativeEndian.PutUint32(b[8:], uint32(level))
+	binary.NativeEndian.PutUint32(b[12:], uint32(typ))
+	copy(b[unix.CmsgLen(0):], data)
+	return b
+}
+
+// msgControl: what sendmsg makes of its control buffer: an unreadable one
+// is EFAULT, a malformed message EINVAL, an unknown one at the IP level
+// EINVAL, messages of other levels are skipped; IP_TTL sets the TTL of
+// the datagram, as the receiver's IP_RECVTTL shows.
+func msgControl() {
+	integer := func(v int32) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(v)) }
+	cases := []struct {
+		name    string
+		control []byte
+		len     uint64
+		ptr     uintptr // instead of control
+	}{
+		{name: "none"},
+		{name: "unmapped pointer", ptr: 8, len: 32},
+		{name: "null pointer with a length", ptr: 0, len: 32},
+		{name: "shorter than a header", control: make([]byte, 64), len: 8},
+		{name: "cmsg_len below a header", control: cmsgBuf(unix.IPPROTO_IP, unix.IP_TTL, integer(9), 8), len: 64},
+		{name: "cmsg_len beyond the buffer", control: cmsgBuf(unix.IPPROTO_IP, unix.IP_TTL, integer(9), 60), len: 24},
+		{name: "IP_TTL 9", control: cmsgBuf(unix.IPPROTO_IP, unix.IP_TTL, integer(9), 0), len: uint64(unix.CmsgSpace(4))},
+		{name: "IP_TTL 0", control: cmsgBuf(unix.IPPROTO_IP, unix.IP_TTL, integer(0), 0), len: uint64(unix.CmsgSpace(4))},
+		{name: "IP_TTL of one byte", control: cmsgBuf(unix.IPPROTO_IP, unix.IP_TTL, []byte{9}, 0), len: uint64(unix.CmsgSpace(1))},
+		{name: "IP_TOS of one byte", control: cmsgBuf(unix.IPPROTO_IP, unix.IP_TOS, []byte{0x10}, 0), len: uint64(unix.CmsgSpace(1))},
+		{name: "IP level, type 9999", control: cmsgBuf(unix.IPPROTO_IP, 9999, integer(1), 0), len: uint64(unix.CmsgSpace(4))},
+		{name: "level 9999", control: cmsgBuf(9999, 1, integer(1), 0), len: uint64(unix.CmsgSpace(4))},
+		{name: "SOL_SOCKET type 9999", control: cmsgBuf(unix.SOL_SOCKET, 9999, integer(1), 0), len: uint64(unix.CmsgSpace(4))},
+		{name: "SCM_RIGHTS", control: cmsgBuf(unix.SOL_SOCKET, unix.SCM_RIGHTS, integer(0), 0), len: uint64(unix.CmsgSpace(4))},
+		{name: "IPV6_HOPLIMIT", control: cmsgBuf(unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, integer(9), 0), len: uint64(unix.CmsgSpace(4))},
+		{name: "length above INT_MAX", control: make([]byte, 64), len: 1 << 31},
+	}
+	for _, typ := range []string{"udp", "tcp"} {
+		var a, b int
+		var to unix.Sockaddr
+		if typ == "udp" {
+			a, b, to = udpPair(unix.AF_INET)
+			must(unix.SetsockoptInt(b, unix.IPPROTO_IP, unix.IP_RECVTTL, 1))
+		} else {
+			a, b = connected()
+		}
+		for _, c := range cases {
+			msg := []byte(c.name)
+			iov := unix.Iovec{Base: &msg[0]}
+			iov.SetLen(len(msg))
+			h := rawMsghdr{iov: uintptr(unsafe.Pointer(&iov)), iovlen: 1, controllen: c.len, control: c.ptr}
+			if c.control != nil {
+				h.control = uintptr(unsafe.Pointer(&c.control[0]))
+			}
+			var name *[128]byte
+			if typ == "udp" {
+				sa := to.(*unix.SockaddrInet4)
+				name = rawSockaddr4(unix.AF_INET, sa.Port, sa.Addr)
+				h.name, h.namelen = uintptr(unsafe.Pointer(&name[0])), 16
+			}
+			n, err := sendmsgRaw(a, &h, 0)
+			runtime.KeepAlive(c.control)
+			runtime.KeepAlive(name)
+			runtime.KeepAlive(&iov)
+			runtime.KeepAlive(msg)
+			line := fmt.Sprintf("%d %s", n, errno(err))
+			if err == nil {
+				buf := make([]byte, 64)
+				oob := make([]byte, 64)
+				if typ == "udp" {
+					m, oobn, _, _, rerr := unix.Recvmsg(b, buf, oob, 0)
+					line += fmt.Sprintf(" received %q %s", buf[:max(m, 0)], errno(rerr))
+					if oobn >= unix.CmsgLen(4) {
+						line += fmt.Sprintf(" ttl %d", int32(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):])))
+					}
+				} else {
+					m, rerr := unix.Read(b, buf[:n])
+					line += fmt.Sprintf(" received %q %s", buf[:max(m, 0)], errno(rerr))
+				}
+			}
+			say(typ+" sendmsg, control "+c.name, line)
+		}
+		unix.Close(a)
+		unix.Close(b)
+	}
+}
+
+// msgNamelen: Linux cuts a msg_namelen above sizeof(struct
+// sockaddr_storage) down to it and refuses a negative one; sendto's
+// addrlen must fit.
+func msgNamelen() {
+	a, b, to := udpPair(unix.AF_INET)
+	sa := to.(*unix.SockaddrInet4)
+	name := rawSockaddr4(unix.AF_INET, sa.Port, sa.Addr)
+	msg := []byte("x")
+	iov := unix.Iovec{Base: &msg[0]}
+	iov.SetLen(1)
+	sent := 0
+	for _, c := range []struct {
+		name    string
+		null    bool
+		namelen uint32
+	}{
+		{"namelen 16", false, 16},
+		{"namelen 128", false, 128},
+		{"namelen 1000", false, 1000},
+		{"namelen 0x7fffffff", false, 0x7fffffff},
+		{"namelen -1", false, 0xffffffff},
+		{"null name, namelen -1", true, 0xffffffff},
+	} {
+		h := rawMsghdr{name: uintptr(unsafe.Pointer(&name[0])), namelen: c.namelen, iov: uintptr(unsafe.Pointer(&iov)), iovlen: 1}
+		if c.null {
+			h.name = 0
+		}
+		n, err := sendmsgRaw(a, &h, 0)
+		runtime.KeepAlive(name)
+		runtime.KeepAlive(&iov)
+		say("sendmsg "+c.name, n, " ", errno(err))
+		if err == nil {
+			sent++
+		}
+	}
+	for _, l := range []uintptr{16, 128, 129, 1000} {
+		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(a), uintptr(unsafe.Pointer(&msg[0])), 1, 0, uintptr(unsafe.Pointer(&name[0])), l)
+		say(fmt.Sprint("sendto addrlen ", l), errno(errnoOrNil(e)))
+		if e == 0 {
+			sent++
+		}
+	}
+	// What arrived: one datagram per successful send, each waited for
+	// (delivery may lag the send), and nothing more.
+	buf := make([]byte, 8)
+	got := 0
+	must(unix.SetsockoptTimeval(b, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5}))
+	for ; got < sent; got++ {
+		if _, _, err := unix.Recvfrom(b, buf, 0); err != nil {
+			break
+		}
+	}
+	for {
+		if _, _, err := unix.Recvfrom(b, buf, unix.MSG_DONTWAIT); err != nil {
+			break
+		}
+		got++
+	}
+	must(unix.SetsockoptTimeval(b, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{}))
+	say("datagrams received", got, " of ", sent, " sent")
+	for _, c := range []struct {
+		name    string
+		namelen uint32
+	}{{"namelen 1000", 1000}, {"namelen -1", 0xffffffff}} {
+		must(unix.Sendto(a, []byte("y"), 0, to))
+		var from [256]byte
+		rbuf := make([]byte, 8)
+		riov := unix.Iovec{Base: &rbuf[0]}
+		riov.SetLen(8)
+		h := unix.Msghdr{Name: &from[0], Namelen: c.namelen, Iov: &riov, Iovlen: 1}
+		unix.Poll([]unix.PollFd{{Fd: int32(b), Events: unix.POLLIN}}, 5000) // until it has arrived
+		r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(b), uintptr(unsafe.Pointer(&h)), unix.MSG_DONTWAIT)
+		say("recvmsg "+c.name, int(r), " ", errno(errnoOrNil(e)), " namelen ", int32(h.Namelen))
+	}
+}
+
+// shutdown: only a connected socket can be shut down; a listener shut
+// down for reading stops listening and wakes a blocked accept.
+func shutdown() {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	say("tcp unconnected: shutdown SHUT_WR", errno(unix.Shutdown(fd, unix.SHUT_WR)))
+	say("tcp unconnected: shutdown SHUT_RDWR", errno(unix.Shutdown(fd, unix.SHUT_RDWR)))
+	say("tcp unconnected: shutdown 7", errno(unix.Shutdown(fd, 7)))
+	must(unix.Bind(fd, loopback(0)))
+	say("tcp bound: shutdown SHUT_RD", errno(unix.Shutdown(fd, unix.SHUT_RD)))
+	unix.Close(fd)
+
+	ln, port := listener(0)
+	say("tcp listening: shutdown SHUT_WR", errno(unix.Shutdown(ln, unix.SHUT_WR)))
+	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	say("connect after SHUT_WR of the listener", errno(unix.Connect(c, loopback(port))))
+	unix.Close(c)
+	nfd, _, err := unix.Accept(ln)
+	say("accept after SHUT_WR", errno(err))
+	unix.Close(nfd)
+	accepted := make(chan error, 1)
+	go func() {
+		_, _, err := unix.Accept(ln)
+		accepted <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // into the accept
+	say("tcp listening: shutdown SHUT_RD", errno(unix.Shutdown(ln, unix.SHUT_RD)))
+	select {
+	case err := <-accepted:
+		say("the blocked accept", errno(err))
+	case <-time.After(5 * time.Second):
+		say("the blocked accept", "still waiting")
+	}
+	c, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	say("connect after SHUT_RD of the listener", errno(unix.Connect(c, loopback(port))))
+	unix.Close(c)
+	unix.Close(ln)
+
+	ln, port = listener(0)
+	unix.Close(ln)
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	say("tcp refused connect", errno(unix.Connect(fd, loopback(port))))
+	say("tcp after a refused connect: shutdown SHUT_WR", errno(unix.Shutdown(fd, unix.SHUT_WR)))
+	unix.Close(fd)
+
+	a, b, sb := udpPair(unix.AF_INET)
+	say("udp unconnected: shutdown SHUT_WR", errno(unix.Shutdown(a, unix.SHUT_WR)))
+	must(unix.Connect(a, sb))
+	say("udp connected: shutdown SHUT_WR", errno(unix.Shutdown(a, unix.SHUT_WR)))
+	say("udp connected, shut down: send", errno(unix.Sendto(a, []byte("x"), unix.MSG_NOSIGNAL, nil)))
+	unix.Close(a)
+	unix.Close(b)
+}
+
+// closeConnect: close() of a socket another thread is blocked in connect
+// on returns 0 at once, and the connect goes on: the kernel keeps the
+// socket while a call holds it. The listener's queue is full, so the
+// connect waits for a SYN retransmission after the main thread makes room.
+func closeConnect() {
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	must(unix.Bind(ln, loopback(0)))
+	must(unix.Listen(ln, 1))
+	sa, err := unix.Getsockname(ln)
+	must(err)
+	port := sa.(*unix.SockaddrInet4).Port
+	// Linux queues backlog+1: two connections fill it.
+	for i := 0; i < 2; i++ {
+		f, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+		must(err)
+		unix.Connect(f, loopback(port))
+		pfd := []unix.PollFd{{Fd: int32(f), Events: unix.POLLOUT}}
+		unix.Poll(pfd, 2000)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	type outcome struct {
+		err error
+		at  time.Time
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		err := unix.Connect(fd, loopback(port))
+		done <- outcome{err, time.Now()}
+	}()
+	time.Sleep(300 * time.Millisecond) // into the connect
+	closedAt := time.Now()
+	say("close during the connect", errno(unix.Close(fd)))
+	select {
+	case o := <-done:
+		say("the connect returned at once", errno(o.err))
+		return
+	case <-time.After(200 * time.Millisecond):
+	}
+	for i := 0; i < 2; i++ { // make room
+		nfd, _, err := unix.Accept(ln)
+		must(err)
+		unix.Close(nfd)
+	}
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(10 * time.Second):
+		say("the connect", "still waiting after 10 s")
+		return
+	}
+	say("the connect", errno(o.err), " after the close ", o.at.After(closedAt))
+	// The socket, no longer in any fd table, went away as the connect
+	// returned: the server reads end of file.
+	nfd, _, err := unix.Accept(ln)
+	say("accept the closed socket's connection", errno(err))
+	must(unix.SetsockoptTimeval(nfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5}))
+	buf := make([]byte, 8)
+	n, err := unix.Read(nfd, buf)
+	say("server reads", n, " ", errno(err))
+}
+
+// sendtoConnected: on a connected TCP socket sendto and sendmsg ignore
+// the address (only its memory is read); an unconnected one says EPIPE.
+func sendtoConnected() {
+	client, server := connected()
+	elsewhere := rawSockaddr4(unix.AF_INET, 9, [4]byte{127, 0, 0, 2})
+	send := func(name string, p []byte, ptr uintptr, l uintptr, flags int) {
+		var bp uintptr
+		if len(p) > 0 {
+			bp = uintptr(unsafe.Pointer(&p[0]))
+		}
+		r, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(client), bp, uintptr(len(p)), uintptr(flags), ptr, l)
+		say(name, int(r), " ", errno(errnoOrNil(e)))
+	}
+	send("sendto with another address", []byte("one,"), uintptr(unsafe.Pointer(&elsewhere[0])), 16, 0)
+	send("sendto with a 3-byte address", []byte("two,"), uintptr(unsafe.Pointer(&elsewhere[0])), 3, 0)
+	send("sendto with an AF_INET6 address", []byte("three,"), uintptr(unsafe.Pointer(&elsewhere[0])), 28, 0)
+	send("sendto with an unmapped address", []byte("lost,"), 8, 16, 0)
+	send("sendto with addrlen 129", []byte("lost,"), uintptr(unsafe.Pointer(&elsewhere[0])), 129, 0)
+	send("sendto of nothing with an address", nil, uintptr(unsafe.Pointer(&elsewhere[0])), 16, 0)
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(client), 8, 4, 0, uintptr(unsafe.Pointer(&elsewhere[0])), 16)
+	say("sendto with an unmapped buffer", errno(errnoOrNil(e)))
+	_, err := unix.SendmsgN(client, []byte("four,"), nil, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{127, 0, 0, 2}}, 0)
+	say("sendmsg with another address", errno(err))
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	got := make(chan []byte, 1)
+	go func() { // the server reads while a large send is under way
+		var all []byte
+		buf := make([]byte, 64<<10)
+		want := len("one,two,three,four,") + len(big)
+		for len(all) < want {
+			n, err := unix.Read(server, buf)
+			if n <= 0 || err != nil {
+				break
+			}
+			all = append(all, buf[:n]...)
+		}
+		got <- all
+	}()
+	send("sendto of 1 MiB with an address", big, uintptr(unsafe.Pointer(&elsewhere[0])), 16, 0)
+	all := <-got
+	say("server received", string(all[:min(len(all), 19)]), " and 1 MiB intact ", len(all) == 19+len(big) && string(all[19:]) == string(big))
+
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(err)
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&big[0])), 1, unix.MSG_NOSIGNAL, uintptr(unsafe.Pointer(&elsewhere[0])), 16)
+	say("unconnected: sendto with an address", errno(errnoOrNil(e)))
+	ln, _ := listener(0)
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(ln), uintptr(unsafe.Pointer(&big[0])), 1, unix.MSG_NOSIGNAL, uintptr(unsafe.Pointer(&elsewhere[0])), 16)
+	say("listening: sendto with an address", errno(errnoOrNil(e)))
 }

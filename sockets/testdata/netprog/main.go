@@ -11,11 +11,16 @@
 //	netprog stream ADDR         connect, print "pid P", then read until killed
 //	netprog accepting           listen, print "pid P", then block in accept(2) until killed
 //	netprog exit-accepting      block a thread in accept(2), and exit while it waits
+//	netprog pending-listeners N N listeners closed, each with 3 connections it never accepted; print "closed N"
+//	netprog hold ADDR N         open N connections to ADDR, print "held N"; on a line on stdin close them,
+//	                            print "closed"; exit at end of stdin
+//	netprog pending              listen, connect to it 3 times without accepting, print "pid P", then wait until killed
 //	netprog blocked ADDR N      N threads each blocked in accept, recvfrom and connect (to ADDR) at once;
 //	                            print "waiting", then release them; print "blocked ok" when all completed
 package main
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -69,6 +74,25 @@ func main() {
 	case "blocked":
 		n, _ := strconv.Atoi(os.Args[3])
 		blocked(os.Args[2], n)
+	case "hold":
+		n, _ := strconv.Atoi(os.Args[3])
+		hold(os.Args[2], n)
+	case "pending":
+		_, port := blockingListener()
+		for j := 0; j < 3; j++ {
+			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+			if err != nil {
+				fail(err)
+			}
+			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
+				fail(err)
+			}
+		}
+		fmt.Println("pid", os.Getpid())
+		select {}
+	case "pending-listeners":
+		n, _ := strconv.Atoi(os.Args[2])
+		pendingListeners(n)
 	default:
 		fail(fmt.Errorf("unknown mode %q", os.Args[1]))
 	}
@@ -240,6 +264,50 @@ func blockingListener() (int, int) {
 	}
 	sa, _ := unix.Getsockname(fd)
 	return fd, sa.(*unix.SockaddrInet4).Port
+}
+
+// hold keeps n idle connections to addr open until told to close them.
+func hold(addr string, n int) {
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fail(fmt.Errorf("connection %d: %w", i, err))
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("held", n)
+	in := bufio.NewReader(os.Stdin)
+	in.ReadString('\n')
+	for _, c := range conns {
+		c.Close()
+	}
+	fmt.Println("closed")
+	io.Copy(io.Discard, in)
+}
+
+// pendingListeners closes n listeners, each while connections to it wait
+// to be accepted.
+func pendingListeners(n int) {
+	for i := 0; i < n; i++ {
+		ln, port := blockingListener()
+		var clients []int
+		for j := 0; j < 3; j++ {
+			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+			if err != nil {
+				fail(err)
+			}
+			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
+				fail(err)
+			}
+			clients = append(clients, c)
+		}
+		unix.Close(ln)
+		for _, c := range clients {
+			unix.Close(c)
+		}
+	}
+	fmt.Println("closed", n)
 }
 
 // blocked puts n threads in each of accept(2), recvfrom(2) with an address

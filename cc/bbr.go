@@ -1,0 +1,151 @@
+package cc
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// BBR is BBR v1's model and window (N. Cardwell, Y. Cheng, C. S. Gunn,
+// S. H. Yeganeh, V. Jacobson, "BBR: Congestion-Based Congestion Control",
+// ACM Queue 14(5), 2016; draft-cardwell-iccrg-bbr-congestion-control-00).
+// BtlBw is the largest delivery rate of the last BwRounds rounds, RTprop
+// the least RTT of the last RTpropWindow; the pacing rate is pacing_gain *
+// BtlBw and the window cwnd_gain * BtlBw * RTprop. States: Startup (gain
+// 2/ln 2 until the bandwidth grew less than 25 % in three rounds), Drain
+// (its inverse until the flight is one BDP), ProbeBW (gains cycling 1.25,
+// 0.75, then 1 for six rounds) and ProbeRTT (four packets for 200 ms when
+// RTprop has not been renewed for RTpropWindow). Losses do not change the
+// model. This sender does not pace: BBR's pacing rate is computed and shown
+// but the window alone limits the flight, so this is BBR without pacing.
+type BBR struct {
+	BwRounds     int           // rounds of the bandwidth max filter (10)
+	RTpropWindow time.Duration // RTprop's min filter window (10 s)
+	CwndGain     float64       // window gain in ProbeBW (2)
+
+	state      string
+	bws        []float64 // per-round maxima, newest last
+	rtprop     time.Duration
+	rtpropAt   time.Duration
+	roundEnd   time.Duration
+	fullBw     float64
+	fullRounds int
+	cycle      int
+	probeEnd   time.Duration
+	pacingGain float64
+	cwndGain   float64
+	win        window
+}
+
+var bbrCycle = []float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
+
+func init() {
+	Register("bbr", "BBR v1, Cardwell et al. 2016 (window only: this sender does not pace)", func() Algorithm { return NewBBR() })
+}
+
+// NewBBR is BBR with the paper's parameters.
+func NewBBR() *BBR {
+	g := 2 / math.Ln2
+	return &BBR{BwRounds: 10, RTpropWindow: 10 * time.Second, CwndGain: 2, state: "startup", pacingGain: g, cwndGain: g}
+}
+
+// BtlBw is the bottleneck bandwidth estimate in bytes per second.
+func (b *BBR) BtlBw() float64 {
+	m := 0.0
+	for _, v := range b.bws {
+		m = max(m, v)
+	}
+	return m
+}
+
+// Target is the window in packets for gain: gain * BtlBw * RTprop / MSS,
+// at least four packets.
+func (b *BBR) Target(gain float64, mss int) float64 {
+	if b.rtprop == 0 || mss == 0 || b.BtlBw() == 0 {
+		return 0
+	}
+	return max(gain*b.BtlBw()*b.rtprop.Seconds()/float64(mss), 4)
+}
+
+// OnAck implements Algorithm.
+func (b *BBR) OnAck(w *Window, a Ack) {
+	if a.RTT > 0 && (b.rtprop == 0 || a.RTT <= b.rtprop || w.Now-b.rtpropAt > b.RTpropWindow) {
+		b.rtprop, b.rtpropAt = a.RTT, w.Now
+	}
+	if len(b.bws) == 0 {
+		b.bws = append(b.bws, 0)
+	}
+	b.bws[len(b.bws)-1] = max(b.bws[len(b.bws)-1], a.DeliveryRate)
+	if w.Now >= b.roundEnd && w.SRTT > 0 {
+		b.round(w)
+	}
+	cwnd := b.win.sync(w)
+	target := b.Target(b.cwndGain, w.MSS)
+	switch {
+	case b.state == "probe_rtt":
+		b.win.set(w, 4)
+	case target == 0 || b.state == "startup" && cwnd < target:
+		// No model yet, or growing toward it: as slow start.
+		b.win.set(w, cwnd+float64(a.Packets))
+	default:
+		b.win.set(w, min(cwnd+float64(a.Packets), target))
+	}
+	w.Ssthresh = math.MaxInt32
+	w.PacingRate = b.pacingGain * b.BtlBw()
+}
+
+// round runs once per round trip: filters and state changes.
+func (b *BBR) round(w *Window) {
+	b.roundEnd = w.Now + w.SRTT
+	bw := b.BtlBw()
+	b.bws = append(b.bws, 0)
+	if len(b.bws) > b.BwRounds {
+		b.bws = b.bws[len(b.bws)-b.BwRounds:]
+	}
+	switch b.state {
+	case "startup":
+		if bw >= b.fullBw*1.25 {
+			b.fullBw, b.fullRounds = bw, 0
+		} else if b.fullRounds++; b.fullRounds >= 3 {
+			b.state, b.pacingGain, b.cwndGain = "drain", math.Ln2/2, 2/math.Ln2
+		}
+	case "drain":
+		if float64(w.Inflight) <= b.Target(1, w.MSS) {
+			b.state, b.cycle, b.cwndGain = "probe_bw", 0, b.CwndGain
+			b.pacingGain = bbrCycle[0]
+		}
+	case "probe_bw":
+		b.cycle = (b.cycle + 1) % len(bbrCycle)
+		b.pacingGain = bbrCycle[b.cycle]
+	case "probe_rtt":
+		if w.Now >= b.probeEnd {
+			b.rtpropAt = w.Now
+			b.state, b.pacingGain, b.cwndGain = "probe_bw", 1, b.CwndGain
+		}
+	}
+	if b.state != "probe_rtt" && b.rtprop > 0 && w.Now-b.rtpropAt > b.RTpropWindow {
+		b.state, b.probeEnd = "probe_rtt", w.Now+200*time.Millisecond
+	}
+}
+
+// OnLoss implements Algorithm: BBR v1 keeps its model.
+func (b *BBR) OnLoss(w *Window) { w.Ssthresh = max(w.Cwnd, 2) }
+
+// OnRTO implements Algorithm.
+func (b *BBR) OnRTO(w *Window) {
+	w.Ssthresh = max(w.Cwnd, 2)
+	b.win.set(w, 1)
+}
+
+// OnRecoveryExit implements Algorithm: back to the model's window.
+func (b *BBR) OnRecoveryExit(w *Window) {
+	if t := b.Target(b.cwndGain, w.MSS); t > 0 {
+		b.win.set(w, t)
+	}
+}
+
+// Info implements Algorithm, as Linux's ss shows bbr.
+func (b *BBR) Info() string {
+	return fmt.Sprintf("bw:%.0fbps mrtt:%.3f pacing_gain:%.2f cwnd_gain:%.2f state:%s",
+		b.BtlBw()*8, float64(b.rtprop)/1e6, b.pacingGain, b.cwndGain, b.state)
+}

@@ -1,0 +1,342 @@
+package cc
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func near(t *testing.T, what string, got, want, tol float64) {
+	t.Helper()
+	if math.Abs(got-want) > tol {
+		t.Errorf("%s = %v, want %v (±%v)", what, got, want, tol)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	names := Names()
+	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois", "compound", "lp", "bbr"} {
+		if About(want) == "" {
+			t.Errorf("%s is not registered (have %v)", want, names)
+		}
+	}
+	if err := Check("nosuch"); err == nil || !strings.Contains(err.Error(), "reno") {
+		t.Errorf("Check(nosuch) = %v, want an error listing the algorithms", err)
+	}
+}
+
+// TestRenoFamily: RFC 5681's slow start, one packet per window in
+// congestion avoidance, half the flight on loss, one packet after a
+// timeout; RFC 6582's and Tahoe's ends of recovery.
+func TestRenoFamily(t *testing.T) {
+	r := NewReno5681()
+	w := &Window{Cwnd: 10, Ssthresh: 20}
+	r.OnAck(w, Ack{Packets: 4})
+	if w.Cwnd != 14 {
+		t.Errorf("slow start: cwnd %d after 4 acked from 10, want 14", w.Cwnd)
+	}
+	r.OnAck(w, Ack{Packets: 10}) // 6 to reach ssthresh, 4 in avoidance: +4/20
+	near(t, "cwnd at ssthresh + 4 packets", r.win.cwnd, 20.2, 1e-9)
+	w = &Window{Cwnd: 20, Ssthresh: 20}
+	r = NewReno5681()
+	r.OnAck(w, Ack{Packets: 20})
+	if w.Cwnd != 21 {
+		t.Errorf("a window of acks in avoidance: cwnd %d, want 21", w.Cwnd)
+	}
+	w.Inflight = 30
+	r.OnLoss(w)
+	if w.Ssthresh != 15 {
+		t.Errorf("loss with 30 in flight: ssthresh %d, want 15", w.Ssthresh)
+	}
+	r.OnRTO(w)
+	if w.Cwnd != 1 || w.Ssthresh != 15 {
+		t.Errorf("RTO: cwnd %d ssthresh %d, want 1 and 15", w.Cwnd, w.Ssthresh)
+	}
+
+	n := &NewReno{Reno: *NewReno5681()}
+	w = &Window{Cwnd: 15, Ssthresh: 15, Inflight: 5}
+	n.OnRecoveryExit(w)
+	if w.Cwnd != 6 {
+		t.Errorf("newreno recovery exit with 5 in flight: cwnd %d, want min(15, 5+1) = 6", w.Cwnd)
+	}
+	tahoe := &Tahoe{Reno: *NewReno5681()}
+	tahoe.OnRecoveryExit(w)
+	if w.Cwnd != 1 {
+		t.Errorf("tahoe recovery exit: cwnd %d, want 1", w.Cwnd)
+	}
+}
+
+// TestCubic follows RFC 9438: ssthresh = beta*cwnd, K = cbrt((W_max -
+// cwnd_epoch)/C), the window reaching W_max at K when ACKs come at the
+// window's pace, fast convergence lowering W_max, and no window below one.
+func TestCubic(t *testing.T) {
+	c := NewCubic()
+	w := &Window{Cwnd: 100, Ssthresh: 1 << 30, Inflight: 100}
+	c.OnLoss(w)
+	if w.Ssthresh != 70 {
+		t.Fatalf("ssthresh after loss at 100: %d, want 70", w.Ssthresh)
+	}
+	w.Cwnd = w.Ssthresh // the sender, when recovery ends
+	c.OnRecoveryExit(w)
+	const rtt = 100 * time.Millisecond
+	w.SRTT = rtt
+	w.Now = time.Second
+	c.OnAck(w, Ack{Packets: 1, RTT: rtt})
+	near(t, "K", c.K(), math.Cbrt(30/0.4), 1e-9)
+	near(t, "W_cubic(0)", c.W(0), 70, 1e-9)
+	near(t, "W_cubic(K)", c.W(c.K()), 100, 1e-9)
+	epoch := w.Now
+	for w.Now < epoch+time.Duration(c.K()*float64(time.Second)) {
+		w.Now += rtt / time.Duration(w.Cwnd)
+		c.OnAck(w, Ack{Packets: 1, RTT: rtt})
+	}
+	near(t, "cwnd at K", c.win.cwnd, 100, 2)
+	// Past K the window grows beyond W_max (convex region).
+	for w.Now < epoch+time.Duration((c.K()+2)*float64(time.Second)) {
+		w.Now += rtt / time.Duration(w.Cwnd)
+		c.OnAck(w, Ack{Packets: 1, RTT: rtt})
+	}
+	near(t, "cwnd at K+2s", c.win.cwnd, c.W(c.K()+2+rtt.Seconds()), 3)
+
+	c.wMax = 100
+	w.Cwnd = 90
+	c.OnLoss(w) // before reaching the last W_max: fast convergence
+	near(t, "W_max after a loss below the last one", c.wMax, 90*1.7/2, 1e-9)
+	for range 10 {
+		w.Cwnd = 1
+		c.OnRTO(w)
+	}
+	if w.Cwnd < 1 || w.Ssthresh < 2 {
+		t.Errorf("after repeated timeouts: cwnd %d ssthresh %d, want at least 1 and 2", w.Cwnd, w.Ssthresh)
+	}
+}
+
+func TestScalable(t *testing.T) {
+	s := &Scalable{A: 0.01, B: 0.125}
+	w := &Window{Cwnd: 100, Ssthresh: 50}
+	s.OnAck(w, Ack{Packets: 100})
+	if w.Cwnd != 101 {
+		t.Errorf("100 packets acked at 100: cwnd %d, want 101 (0.01 each)", w.Cwnd)
+	}
+	s.OnLoss(w)
+	if w.Ssthresh != 88 {
+		t.Errorf("loss at 101: ssthresh %d, want 101*0.875 = 88", w.Ssthresh)
+	}
+}
+
+// TestHighSpeed checks RFC 3649's response function: Reno up to 38
+// packets, b(83000) = 0.1 and a(w) = w^2 p(w) 2b/(2-b) with p(83000) = 1e-7,
+// and rows of the RFC's table (section 5: w, a(w), b(w)).
+func TestHighSpeed(t *testing.T) {
+	h := NewHighSpeed()
+	near(t, "a(38)", h.A(38), 1, 1e-9)
+	near(t, "b(38)", h.B(38), 0.5, 1e-9)
+	near(t, "b(83000)", h.B(83000), 0.1, 1e-9)
+	near(t, "p(83000)", h.P(83000), 1e-7, 1e-12)
+	near(t, "a(83000)", h.A(83000), 83000*83000*1e-7*0.2/1.9, 1e-6)
+	for _, row := range []struct{ w, a, b float64 }{
+		{118, 2, 0.44}, {221, 3, 0.41}, {347, 4, 0.38}, {495, 5, 0.37},
+	} {
+		near(t, "a(w) rounded", math.Round(h.A(row.w)), row.a, 0)
+		near(t, "b(w)", h.B(row.w), row.b, 0.006)
+	}
+	w := &Window{Cwnd: 1000, Ssthresh: 10}
+	h.OnAck(w, Ack{Packets: 1000})
+	near(t, "cwnd after a window at 1000", h.win.cwnd, 1000+h.A(1000), 1e-9)
+}
+
+// TestHybla: rho = RTT/RTT0; 2^rho - 1 per packet in slow start, rho^2/cwnd
+// in congestion avoidance.
+func TestHybla(t *testing.T) {
+	h := &Hybla{RTT0: 25 * time.Millisecond}
+	near(t, "rho(100ms)", h.Rho(100*time.Millisecond), 4, 1e-9)
+	near(t, "rho(10ms)", h.Rho(10*time.Millisecond), 1, 1e-9)
+	w := &Window{Cwnd: 2, Ssthresh: 1000, SRTT: 100 * time.Millisecond}
+	h.OnAck(w, Ack{Packets: 1})
+	if w.Cwnd != 17 {
+		t.Errorf("slow start at rho 4: cwnd %d after one packet from 2, want 2+15", w.Cwnd)
+	}
+	w = &Window{Cwnd: 32, Ssthresh: 16, SRTT: 100 * time.Millisecond}
+	h.win = window{}
+	h.OnAck(w, Ack{Packets: 2})
+	near(t, "avoidance at rho 4", h.win.cwnd, 32+2*16.0/32, 1e-9)
+}
+
+// TestVegas: diff = (cwnd/BaseRTT - cwnd/RTT) * BaseRTT once per RTT; add
+// one below alpha, remove one above beta.
+func TestVegas(t *testing.T) {
+	near(t, "Diff(20, 100ms, 150ms)", Diff(20, 100*time.Millisecond, 150*time.Millisecond), 20*(1-100.0/150), 1e-9)
+	for _, tc := range []struct {
+		rtt  time.Duration
+		want int
+	}{{100 * time.Millisecond, 21}, {150 * time.Millisecond, 19}, {115 * time.Millisecond, 20}} {
+		v := &Vegas{Alpha: 2, Beta: 4, Gamma: 1}
+		w := &Window{Cwnd: 20, Ssthresh: 10, SRTT: tc.rtt}
+		v.OnAck(w, Ack{Packets: 1, RTT: 100 * time.Millisecond}) // BaseRTT; round ends
+		v.roundMin, v.roundEnd = 0, 0
+		w.Cwnd = 20
+		v.win = window{}
+		w.Now = time.Second
+		v.OnAck(w, Ack{Packets: 1, RTT: tc.rtt})
+		if w.Cwnd != tc.want {
+			t.Errorf("RTT %v over base 100ms (diff %.2f): cwnd %d, want %d", tc.rtt, v.diff, w.Cwnd, tc.want)
+		}
+	}
+}
+
+// TestWestwood: ssthresh = BWE * RTTmin / MSS after a loss.
+func TestWestwood(t *testing.T) {
+	ww := &Westwood{Gain: 7.0 / 8, reno: *NewReno5681()}
+	w := &Window{Cwnd: 100, Ssthresh: 10, MSS: 1000, SRTT: 50 * time.Millisecond, Now: time.Second}
+	ww.OnAck(w, Ack{Packets: 1, RTT: 50 * time.Millisecond, DeliveryRate: 1e6})
+	w.Now += time.Second
+	ww.OnAck(w, Ack{Packets: 1, RTT: 60 * time.Millisecond, DeliveryRate: 2e6})
+	near(t, "BWE", ww.bwe, 7.0/8*1e6+1.0/8*2e6, 1e-6)
+	ww.OnLoss(w)
+	if want := int(ww.bwe * 0.05 / 1000); w.Ssthresh != want {
+		t.Errorf("ssthresh %d, want BWE*RTTmin/MSS = %d", w.Ssthresh, want)
+	}
+}
+
+// TestHTCP: alpha(D) and beta = RTTmin/RTTmax within [0.5, 0.8].
+func TestHTCP(t *testing.T) {
+	h := &HTCP{DeltaL: time.Second, BetaMin: 0.5, BetaMax: 0.8}
+	near(t, "alpha(0.5s)", h.Alpha(500*time.Millisecond, 0.5), 1, 1e-9)
+	near(t, "alpha(3s)", h.Alpha(3*time.Second, 0.5), 2*0.5*(1+10*2+1), 1e-9)
+	near(t, "beta(100ms, 150ms)", h.Beta(100*time.Millisecond, 150*time.Millisecond), 100.0/150, 1e-9)
+	near(t, "beta(100ms, 110ms)", h.Beta(100*time.Millisecond, 110*time.Millisecond), 0.8, 1e-9)
+	near(t, "beta(100ms, 400ms)", h.Beta(100*time.Millisecond, 400*time.Millisecond), 0.5, 1e-9)
+}
+
+// TestBIC: binary search toward W_max, clamped to [SMin, SMax], then max
+// probing.
+func TestBIC(t *testing.T) {
+	b := &BIC{Beta: 0.8, SMax: 32, SMin: 0.01, LowWindow: 14, wMax: 100}
+	near(t, "increase at 50", b.Increase(50), 25, 1e-9)
+	near(t, "increase at 20", b.Increase(20), 32, 1e-9)
+	near(t, "increase at 99.995", b.Increase(99.995), 0.01, 1e-9)
+	near(t, "increase at 110", b.Increase(110), 10, 1e-9)
+	w := &Window{Cwnd: 200, Ssthresh: 10}
+	b.OnLoss(w)
+	if w.Ssthresh != 160 || b.wMax != 200 {
+		t.Errorf("loss at 200: ssthresh %d W_max %v, want 160 and 200", w.Ssthresh, b.wMax)
+	}
+}
+
+// TestVeno: Reno's growth and a 4/5 backoff below Beta queued packets,
+// half the growth and a halving at or above it.
+func TestVeno(t *testing.T) {
+	for _, tc := range []struct {
+		rtt      time.Duration
+		grow     float64
+		ssthresh int
+	}{{100 * time.Millisecond, 1, 80}, {200 * time.Millisecond, 0.5, 50}} {
+		v := &Veno{Beta: 3}
+		w := &Window{Cwnd: 100, Ssthresh: 10}
+		v.OnAck(w, Ack{Packets: 0, RTT: 100 * time.Millisecond})
+		v.OnAck(w, Ack{Packets: 100, RTT: tc.rtt})
+		near(t, "growth per window", v.win.cwnd-100, tc.grow, 1e-9)
+		w.Cwnd = 100
+		v.OnLoss(w)
+		if w.Ssthresh != tc.ssthresh {
+			t.Errorf("RTT %v (queued %.1f): ssthresh %d, want %d", tc.rtt, v.n, w.Ssthresh, tc.ssthresh)
+		}
+	}
+}
+
+// TestIllinois: alpha from AlphaMax at no queueing delay to AlphaMin at the
+// largest; beta from BetaMin to BetaMax, linear between d2 and d3.
+func TestIllinois(t *testing.T) {
+	il := &Illinois{AlphaMin: 0.3, AlphaMax: 10, BetaMin: 0.125, BetaMax: 0.5}
+	dm := 100 * time.Millisecond
+	near(t, "alpha(0)", il.Alpha(0, dm), 10, 1e-9)
+	near(t, "alpha(dm)", il.Alpha(dm, dm), 0.3, 1e-9)
+	near(t, "beta(5ms)", il.Beta(5*time.Millisecond, dm), 0.125, 1e-9)
+	near(t, "beta(90ms)", il.Beta(90*time.Millisecond, dm), 0.5, 1e-9)
+	near(t, "beta(45ms)", il.Beta(45*time.Millisecond, dm), 0.125+(0.5-0.125)*(45.0-10)/(80-10), 1e-9)
+}
+
+// TestCompound: dwnd grows by Alpha*win^K - 1 per round below Gamma queued
+// packets and shrinks by Zeta*diff above; a loss leaves (1-Beta) of the
+// window.
+func TestCompound(t *testing.T) {
+	c := &Compound{Alpha: 1.0 / 8, K: 0.75, Beta: 0.5, Zeta: 1, Gamma: 30}
+	near(t, "step at 1000, no queue", c.DwndStep(1000, 0, 0), 1.0/8*math.Pow(1000, 0.75)-1, 1e-9)
+	near(t, "step at 1000, 40 queued", c.DwndStep(1000, 40, 100), -40, 1e-9)
+	near(t, "step at 1000, 40 queued, dwnd 10", c.DwndStep(1000, 40, 10), -10, 1e-9)
+	w := &Window{Cwnd: 1000, Ssthresh: 10, SRTT: 100 * time.Millisecond, Now: time.Second}
+	c.OnAck(w, Ack{Packets: 1, RTT: 100 * time.Millisecond})
+	near(t, "dwnd after a round without queueing", c.dwnd, 1.0/8*math.Pow(1000, 0.75)-1, 1e-9)
+	win := float64(w.Cwnd)
+	c.OnLoss(w)
+	if want := int(win / 2); w.Ssthresh != want {
+		t.Errorf("ssthresh after loss at %v: %d, want %d", win, w.Ssthresh, want)
+	}
+}
+
+// TestLP: an early indication above min + Delta*(max-min) halves the window
+// and starts the inference time; a second within it takes the window to
+// one packet; no growth inside it.
+func TestLP(t *testing.T) {
+	l := &LP{Delta: 0.15, Inference: 3, reno: *NewReno5681()}
+	ms := time.Millisecond
+	if l.Early(110*ms, 100*ms, 200*ms) || !l.Early(120*ms, 100*ms, 200*ms) {
+		t.Error("Early: want the threshold at 100ms + 0.15*(200ms-100ms) = 115ms")
+	}
+	w := &Window{Cwnd: 40, Ssthresh: 20, SRTT: 100 * ms, Now: time.Second}
+	l.OnAck(w, Ack{Packets: 1, RTT: 100 * ms})
+	l.OnAck(w, Ack{Packets: 1, RTT: 1000 * ms}) // the largest RTT; not yet an indication (smoothed 212.5ms < 235ms)
+	w.Cwnd = 40
+	l.reno.win = window{}
+	l.smooth = 500 * ms
+	w.Now += ms
+	l.OnAck(w, Ack{Packets: 1, RTT: 500 * ms})
+	if w.Cwnd != 20 {
+		t.Fatalf("first early indication at 40: cwnd %d, want 20", w.Cwnd)
+	}
+	w.Now += ms
+	l.OnAck(w, Ack{Packets: 1, RTT: 100 * ms}) // inside the inference time, no indication: no growth
+	if w.Cwnd != 20 {
+		t.Errorf("inside the inference time: cwnd %d, want 20 (no growth)", w.Cwnd)
+	}
+	l.smooth = 900 * ms
+	w.Now += ms
+	l.OnAck(w, Ack{Packets: 1, RTT: 900 * ms})
+	if w.Cwnd != 1 {
+		t.Errorf("second indication inside the inference time: cwnd %d, want 1", w.Cwnd)
+	}
+}
+
+// TestBBR: the window is cwnd_gain * BtlBw * RTprop, BtlBw the largest
+// delivery rate of the last rounds; startup ends after three rounds without
+// 25 % more bandwidth, and drain ends at one BDP in flight.
+func TestBBR(t *testing.T) {
+	b := NewBBR()
+	const mss = 1000
+	rtt := 100 * time.Millisecond
+	w := &Window{Cwnd: 10, Ssthresh: 1 << 30, MSS: mss, SRTT: rtt, Inflight: 300}
+	// 1 MB/s at 100 ms: a BDP of 100 packets.
+	for i := 0; i < 6; i++ {
+		w.Now += rtt
+		b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	}
+	near(t, "BtlBw", b.BtlBw(), 1e6, 0)
+	near(t, "BDP in packets", b.Target(1, mss), 100, 1e-9)
+	if b.state != "drain" {
+		t.Fatalf("after rounds of steady bandwidth: state %s, want drain", b.state)
+	}
+	w.Inflight = 100
+	w.Now += rtt
+	b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	if b.state != "probe_bw" {
+		t.Fatalf("at one BDP in flight: state %s, want probe_bw", b.state)
+	}
+	w.Cwnd = 500
+	b.win = window{}
+	b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	if w.Cwnd != 200 {
+		t.Errorf("probe_bw window: %d, want cwnd_gain 2 * BDP 100 = 200", w.Cwnd)
+	}
+	near(t, "pacing rate", w.PacingRate, b.pacingGain*1e6, 1e-6)
+}
