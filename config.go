@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ustack/ustack/cc"
+	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/nat"
 	"github.com/ustack/ustack/netstack"
 )
@@ -85,6 +86,11 @@ type Config struct {
 	// with netem's semantics, package shape), in each direction. The zero
 	// value changes nothing; Stack.SetLink changes it while the stack runs.
 	Link Link
+	// Mutate are packet-mutator rules (package mutate; mutate.Parse reads
+	// "ack-division=4" or "drop tcp dport 80 flags S"), applied in order to
+	// the frames of the attachment's NIC, above the emulated link. None
+	// changes nothing; Stack.SetMutate changes them while the stack runs.
+	Mutate []mutate.Rule
 	// LinkLoss drops a fraction of the frames the stack sends, for tests
 	// of loss recovery. Zero is no loss.
 	LinkLoss LinkLoss
@@ -164,6 +170,9 @@ func (c *Config) validate() error {
 		return configErr("LinkLoss", "fraction %v is out of range (use 0 to below 1, e.g. 0.01 for 1%%)", f)
 	}
 	if err := c.Link.validate(); err != nil {
+		return err
+	}
+	if err := validateMutate(c.Mutate); err != nil {
 		return err
 	}
 	if err := (&TCPOptions{CongestionControl: c.TCP.CongestionControl}).Validate(); err != nil {

@@ -24,7 +24,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
+	"github.com/ustack/ustack/internal/hrtimer"
 	"github.com/ustack/ustack/link"
+	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/nat"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/observe"
@@ -55,6 +57,7 @@ type Stack struct {
 	shaper   *shape.Endpoint // the emulated link of the attachment's NIC (Config.Link)
 	host     *hostShare      // what --net host holds on the host
 	logf     func(string, ...any)
+	mutator  *mutate.Endpoint // rules above the emulated link (Config.Mutate)
 
 	// mirrors holds a node's (NewNode) mirror of each NIC by name.
 	mirrors map[string]*observe.Mirror
@@ -242,13 +245,30 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 	s.closers = append(s.closers, func() error { ns.Close(); ns.Wait(); return nil })
 	// The link emulator goes above the capture and the mirror, so they
 	// see frames as they leave it and as they arrive before it, and
-	// under the framing, so it sees whole frames. It runs on the stack's
-	// clock. ns.Wait closes it with the NIC.
-	if s.shaper, err = shape.New(lower, ns.Clock(), cfg.Link.Egress, cfg.Link.Ingress); err != nil {
+	// under the framing, so it sees whole frames. It and the mutator run
+	// on the real clock, as the stack does, but with precise timers
+	// (package hrtimer): Go's fire up to a millisecond late, which a
+	// delay line would add on every hop. ns.Wait closes it with the NIC.
+	clock := hrtimer.NewClock()
+	if s.shaper, err = shape.New(lower, clock, cfg.Link.Egress, cfg.Link.Ingress); err != nil {
 		s.Close()
 		return nil, &ConfigError{Field: "Link", Err: err}
 	}
 	lower = s.shaper
+	// The packet mutator goes above the link emulator, where the stack's
+	// own frames leave it: what a rule changes, adds or lets through then
+	// crosses the emulated link like any frame (a receiver's divided or
+	// duplicated ACKs take the link's delay and meet its loss), and what
+	// arrives has crossed the link before the rules see it.
+	linkLen := 0
+	if framing != nil {
+		linkLen = header.EthernetMinimumSize
+	}
+	if s.mutator, err = mutate.New(lower, clock, linkLen, cfg.Mutate); err != nil {
+		s.Close()
+		return nil, &ConfigError{Field: "Mutate", Err: err}
+	}
+	lower = s.mutator
 	if framing != nil {
 		lower = framing(lower)
 	}

@@ -2,12 +2,14 @@ package cli_test
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // TestRunAttached: programs run with --stack share the daemon's stack. A
@@ -29,19 +31,18 @@ func TestRunAttached(t *testing.T) {
 		t.Fatalf("starting the server: exit %d: %s", r.code, r.stderr)
 	}
 	t.Cleanup(func() { exec.Command("pkill", "-f", "http.server 8123").Run() })
-	for _, host := range []string{"127.0.0.1", "[::1]", "10.0.2.15", "[fd00::15]"} {
-		var body string
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			r = runUstack(t, env, "run", "--stack", "shared", "--", "curl", "-sS", "--max-time", "5", "http://"+host+":8123/index.html")
-			body = r.stdout
-			if r.code == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond) // python may still be starting
+	// The run returned once python was started, not once it listens.
+	listener := regexp.MustCompile(`(?m)^tcp +LISTEN +\S+ +\S+ +\S+:8123 `)
+	testwait.ForNil(t, "python's listener on the shared stack", func() error {
+		if r = runUstack(t, env, "ss", "-tln", "shared"); !listener.MatchString(r.stdout) {
+			return fmt.Errorf("ss -tln: exit %d %q %q", r.code, r.stdout, r.stderr)
 		}
-		if r.code != 0 || strings.TrimSpace(body) != "attached" {
-			t.Fatalf("curl http://%s:8123/ on the shared stack: exit %d, body %q, stderr %s", host, r.code, body, r.stderr)
+		return nil
+	})
+	for _, host := range []string{"127.0.0.1", "[::1]", "10.0.2.15", "[fd00::15]"} {
+		r = runUstack(t, env, "run", "--stack", "shared", "--", "curl", "-sS", "--max-time", "5", "http://"+host+":8123/index.html")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "attached" {
+			t.Fatalf("curl http://%s:8123/ on the shared stack: exit %d, body %q, stderr %s", host, r.code, r.stdout, r.stderr)
 		}
 	}
 	// The server is the stack's, not the host's.

@@ -253,16 +253,12 @@ func TestSSListenerUnderRun(t *testing.T) {
 
 	listener := regexp.MustCompile(`(?m)^tcp +LISTEN +\S+ +\S+ +0\.0\.0\.0:8123 +0\.0\.0\.0:\*`)
 	var r result
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		r = runUstack(t, []string{xdg}, "ss", "-ln", "web")
-		if listener.MatchString(r.stdout) {
-			break
+	testwait.ForNil(t, "ss -ln to show python's listener", func() error {
+		if r = runUstack(t, []string{xdg}, "ss", "-ln", "web"); !listener.MatchString(r.stdout) {
+			return fmt.Errorf("exit %d %q %q; run's stderr %q", r.code, r.stdout, r.stderr, stderr.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ss -ln never showed python's listener: exit %d %q %q; run's stderr %q", r.code, r.stdout, r.stderr, stderr.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if r = runUstack(t, []string{xdg}, "ss", "-n", "web"); strings.Contains(r.stdout, "LISTEN") {
 		t.Errorf("ss without -l or -a shows a listener:\n%s", r.stdout)
 	}
@@ -394,25 +390,21 @@ func TestTopInTmux(t *testing.T) {
 		}
 	}
 	tm("send-keys", "-t", session, "j", "s", "Space")
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(screen, "PAUSED"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("space did not pause:\n%s", screen)
+	testwait.ForNil(t, "space to pause top", func() error {
+		if screen, _ = tm("capture-pane", "-p", "-t", session); !strings.Contains(screen, "PAUSED") {
+			return fmt.Errorf("the screen shows:\n%s", screen)
 		}
-		time.Sleep(100 * time.Millisecond)
-		screen, _ = tm("capture-pane", "-p", "-t", session)
-	}
+		return nil
+	})
 	tm("send-keys", "-t", session, "q")
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	testwait.ForNil(t, "top to exit 0 and leave the alternate screen after q", func() error {
 		// pane_dead_status is empty on older tmux; "0" when it knows.
 		dead, _ := tm("display-message", "-p", "-t", session, "#{pane_dead},#{alternate_on},#{pane_dead_status}")
 		if f := strings.Split(strings.TrimSpace(dead), ","); len(f) == 3 && f[0] == "1" && f[1] == "0" && (f[2] == "" || f[2] == "0") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("top did not exit 0 and leave the alternate screen after q: %q", dead)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("dead,alternate,status: %q", dead)
+	})
 	if screen, _ = tm("capture-pane", "-p", "-t", session); strings.Contains(screen, "ustack top") {
 		t.Errorf("the screen was not restored after q:\n%s", screen)
 	}

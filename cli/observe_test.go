@@ -6,8 +6,11 @@ package cli_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // startCommand starts ustack with args in the background.
@@ -38,14 +43,43 @@ func startCommand(t *testing.T, runtimeDir string, args ...string) (*exec.Cmd, *
 // waitFile waits until path holds at least n bytes.
 func waitFile(t *testing.T, path string, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if fi, err := os.Stat(path); err == nil && fi.Size() >= n {
-			return
+	testwait.ForNil(t, fmt.Sprintf("%s to hold %d bytes", path, n), func() error {
+		fi, err := os.Stat(path)
+		if err == nil && fi.Size() < n {
+			err = fmt.Errorf("%d bytes", fi.Size())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not reach %d bytes within 20s", path, n)
+		return err
+	})
+}
+
+// waitCaptures waits until the stack at sock serves n live captures of its
+// NICs' frames, as GET /v1/subscribers counts them.
+func waitCaptures(t *testing.T, sock string, n int) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "unix", sock)
+	}}}
+	defer client.CloseIdleConnections()
+	testwait.ForNil(t, fmt.Sprintf("%d live captures of the stack", n), func() error {
+		resp, err := client.Get("http://ustack/v1/subscribers")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var subs api.Subscribers
+		if err := json.NewDecoder(resp.Body).Decode(&subs); err != nil {
+			return err
+		}
+		got := 0
+		for _, c := range subs.NICs {
+			got += c
+		}
+		if got != n {
+			return fmt.Errorf("subscribers %+v", subs)
+		}
+		return nil
+	})
 }
 
 // stopWith sends sig and waits up to 10 s for the command to exit.
@@ -192,7 +226,15 @@ func TestCaptureCommand(t *testing.T) {
 	cmd, stderr := startCommand(t, runtimeDir, "capture", "cap", "-w", out)
 	waitFile(t, out, 24) // the pcap header
 	tunnel(t, d.sock, port, 1000, 50_000)
-	time.Sleep(200 * time.Millisecond)
+	// The capture is stopped once the handshake's frames are in the file.
+	synFilter := fmt.Sprintf("tcp.port == %d && tcp.flags.syn == 1", port)
+	testwait.ForNil(t, "the handshake in the capture file", func() error {
+		ts, err := exec.Command("tshark", "-r", out, "-Y", synFilter).CombinedOutput()
+		if err != nil || strings.Count(string(ts), "SYN") < 2 {
+			return fmt.Errorf("tshark -r: %v\n%s", err, ts)
+		}
+		return nil
+	})
 	if code := stopWith(t, cmd, os.Interrupt); code != 0 {
 		t.Fatalf("capture: exit %d, stderr %q", code, stderr)
 	}
@@ -201,13 +243,14 @@ func TestCaptureCommand(t *testing.T) {
 	if err != nil || !strings.Contains(string(td), "10.0.2.15.") || !strings.Contains(string(td), portText+": Flags [S]") {
 		t.Errorf("tcpdump -r: %v\n%s", err, td)
 	}
-	ts, err := exec.Command("tshark", "-r", out, "-Y", fmt.Sprintf("tcp.port == %d && tcp.flags.syn == 1", port)).CombinedOutput()
+	ts, err := exec.Command("tshark", "-r", out, "-Y", synFilter).CombinedOutput()
 	if err != nil || strings.Count(string(ts), "SYN") < 2 {
 		t.Errorf("tshark -r: %v\n%s", err, ts)
 	}
 
 	// -w - into tcpdump, which quits after 4 frames: capture ends with
 	// it, though the stack is quiet by then.
+	waitCaptures(t, d.sock, 0) // the first capture has let go
 	sh := exec.Command("sh", "-c", fmt.Sprintf("%q capture cap -w - | tcpdump -nn -r - -c 4", ustackBin))
 	sh.Env = cleanEnv("XDG_RUNTIME_DIR=" + runtimeDir)
 	var shOut bytes.Buffer
@@ -217,7 +260,7 @@ func TestCaptureCommand(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- sh.Wait() }()
-	time.Sleep(500 * time.Millisecond) // capture subscribed
+	waitCaptures(t, d.sock, 1)
 	tunnel(t, d.sock, port, 1000, 50_000)
 	select {
 	case err := <-done:

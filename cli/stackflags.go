@@ -12,6 +12,7 @@ import (
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/cc"
 	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/portd"
 	"github.com/ustack/ustack/shape"
@@ -33,6 +34,7 @@ type stackFlags struct {
 	portd          string
 	busyPoll       time.Duration
 	link           linkFlags
+	mutate         []mutate.Rule
 	verbose        bool
 	// label names the stack's port on a switch: the served stack's name.
 	label string
@@ -66,7 +68,7 @@ func (kv keyValue) String() string { return kv.key + "=" + kv.value }
 
 // stackOptionNames are the first names of the stack flags, so that commands
 // attached to a daemon (--stack) can refuse them.
-var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "busy-poll", "link", "link-out", "link-in", "v"}
+var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p", "sysctl", "dns-upstream", "no-host-loopback", "host-port", "portd", "busy-poll", "link", "link-out", "link-in", "mutate", "v"}
 
 func (f *stackFlags) register(s *optionSet) {
 	f.net = ustack.NAT{}
@@ -108,6 +110,9 @@ func (f *stackFlags) register(s *optionSet) {
 		help: "emulate the link for what the stack sends (egress); wins over --link"})
 	s.add(&option{names: []string{"link-in"}, arg: "SPEC", value: specValue{&f.link.in},
 		help: "emulate the link for what the stack receives (ingress); wins over --link"})
+	s.add(&option{names: []string{"mutate"}, arg: "RULE", repeat: true, envSep: ";",
+		value: &listValue[mutate.Rule]{p: &f.mutate, parse: mutate.Parse},
+		help:  "apply a packet-mutator rule to the NIC's frames, above the emulated link, e.g. ack-division=4 or \"drop tcp dport 80 flags S prob 50%\" (one rule a flag, in order; see the README; ustack mutate set changes them later); USTACK_MUTATE separates rules with ';'"})
 }
 
 // specValue is a link spec in package shape's text form.
@@ -262,6 +267,7 @@ func (f *stackFlags) config() (ustack.Config, func(), error) {
 		MTU:      f.mtu,
 		BusyPoll: f.busyPoll,
 		Link:     f.link.link(),
+		Mutate:   f.mutate,
 	}
 	// Flags that belong to another attachment are ignored: the
 	// environment may set them for every stack.
@@ -338,6 +344,7 @@ var configFieldFlags = map[string]string{
 	"Host.Portd":            "--portd",
 	"BusyPoll":              "--busy-poll",
 	"Link":                  "--link",
+	"Mutate":                "--mutate",
 }
 
 // describeConfigError names the flag at fault and adds the fix to stack

@@ -89,7 +89,7 @@ func switchStatus(e *env, name string, asJSON bool) error {
 	fmt.Fprintf(e.stdout, "switch %s: pid %d, MTU %d, aging %gs, %d ports, %d addresses learned, %d frames flooded\n",
 		st.Name, st.PID, st.MTU, st.AgingSeconds, len(st.Ports), st.Learned, st.Flooded)
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "PORT\tSTACK\tPID\tCOMMAND\tMACS\tIN-FRAMES\tIN-BYTES\tIN-DROPPED\tOUT-FRAMES\tOUT-BYTES\tOUT-DROPPED")
+	fmt.Fprintln(tw, "PORT\tSTACK\tPID\tCOMMAND\tMACS\tIN-FRAMES\tIN-BYTES\tIN-DROPPED\tOUT-FRAMES\tOUT-BYTES\tOUT-DROPPED\tQUEUED")
 	for _, p := range st.Ports {
 		label := p.Label
 		if label == "" {
@@ -102,8 +102,8 @@ func switchStatus(e *env, name string, asJSON bool) error {
 		case p.MoreMACs > 0:
 			macs += fmt.Sprintf(",+%d", p.MoreMACs)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Port, label, p.PID, p.Command, macs,
-			p.InFrames, p.InBytes, p.InDropped, p.OutFrames, p.OutBytes, p.OutDropped)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Port, label, p.PID, p.Command, macs,
+			p.InFrames, p.InBytes, p.InDropped, p.OutFrames, p.OutBytes, p.OutDropped, p.Queued)
 	}
 	return tw.Flush()
 }

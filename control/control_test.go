@@ -14,9 +14,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // logBuffer collects a server's log lines.
@@ -228,13 +228,13 @@ func TestRefusesOtherUser(t *testing.T) {
 	if err == nil || strings.Contains(out, "hi") {
 		t.Errorf("nobody got an answer: %q, %v", out, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(log.String(), fmt.Sprintf("refused a control connection from uid %d", nobody)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line for the refused peer (curl said %q); log: %q", out, log.String())
+	refused := fmt.Sprintf("refused a control connection from uid %d", nobody)
+	testwait.ForNil(t, "the log line for the refused peer", func() error {
+		if l := log.String(); !strings.Contains(l, refused) {
+			return fmt.Errorf("curl said %q; log: %q", out, l)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	// Root is let in.
 	if out, err := run(0); err != nil || out != "hi" {
 		t.Errorf("root: %q, %v", out, err)

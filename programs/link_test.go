@@ -15,7 +15,8 @@ import (
 // (both ways, 1500-byte MTU as on Ethernet) against an iperf3 server on
 // the host measures 9.2 to 10.0 Mbit/s of TCP goodput: the rate less the
 // headers (1448 bytes of payload in 1514-byte frames is 9.56 Mbit/s), the
-// first second, slow start's, left out (-O 1).
+// first second, slow start's, left out (-O 1). Under the race detector,
+// whose ustack is slower, the lower bound is only logged.
 func TestLinkRate(t *testing.T) {
 	need(t, "iperf3")
 	// ustack run and iperf3, started after this, inherit the real-time
@@ -29,7 +30,13 @@ func TestLinkRate(t *testing.T) {
 	r := parseIperf(t, []byte(p.stdout.String()))
 	mbps := r.End.SumReceived.BitsPerSecond / 1e6
 	t.Logf("iperf3 over a 10 Mbit/s link with 25 ms each way: %.3f Mbit/s received", mbps)
-	if mbps < 9.2 {
+	switch {
+	case mbps >= 9.2:
+	case raceEnabled:
+		// The race detector slows ustack several times over; the
+		// accuracy is the product's, checked in the normal pass.
+		t.Logf("%.3f Mbit/s over a 10 Mbit/s link, below 9.2: not held under the race detector", mbps)
+	default:
 		t.Errorf("%.3f Mbit/s over a 10 Mbit/s link, want at least 9.2", mbps)
 	}
 	if mbps > 10.0 {

@@ -118,6 +118,8 @@ if [[ $fuzztime != 0 ]]; then
 		"./nat FuzzParseEchoRequest"
 		"./netview FuzzHandle"
 		"./sockets FuzzCallArguments"
+		"./mutate FuzzParse"
+		"./mutate FuzzFrames"
 	)
 	for t in "${fuzz_targets[@]}"; do
 		read -r pkg name <<<"$t"

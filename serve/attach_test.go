@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/serve"
 )
 
@@ -91,14 +92,14 @@ func TestRunAttachedStackCloses(t *testing.T) {
 		ps, err := serve.RunAttached(ctx, f.client, serve.Program{Args: []string{"sleep", "60"}, Logf: t.Logf})
 		done <- result{ps, err}
 	}()
-	// Wait until the stack serves it.
-	for runtimeOf(t, f.client).Attached == 0 {
+	testwait.For(t, "the stack to serve the program", func() bool {
 		select {
 		case r := <-done:
 			t.Fatalf("sleep ended before the stack closed: %v, %v", r.ps, r.err)
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-	}
+		return runtimeOf(t, f.client).Attached != 0
+	})
 	f.close()
 	select {
 	case r := <-done:

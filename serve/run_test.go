@@ -21,6 +21,7 @@ import (
 	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/internal/testdns"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/nat"
 	"github.com/ustack/ustack/serve"
 )
@@ -128,17 +129,12 @@ func TestRunAttached(t *testing.T) {
 		t.Fatalf("curl attached: %v, %v", ps, err)
 	}
 	checkBody(t, out, body)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := runtimeOf(t, f.client)
-		if r.Attached == 0 && r.Sockets == 0 {
-			break
+	testwait.ForNil(t, "the stack to let go of the exited program", func() error {
+		if r := runtimeOf(t, f.client); r.Attached != 0 || r.Sockets != 0 {
+			return fmt.Errorf("the stack still serves %+v", r)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the program exited the stack still serves %+v", r)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestRunAttachedRefused: a stack that does not serve attaching, or no

@@ -102,6 +102,8 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	srv.HandleFunc("GET /v1/ping", s.servePing)
 	srv.HandleFunc("GET "+api.LinkPath, s.serveLinks)
 	srv.HandleFunc("POST "+api.LinkPath, s.serveSetLink)
+	srv.HandleFunc("GET "+api.MutatePath, s.serveMutate)
+	srv.HandleFunc("POST "+api.MutatePath, s.serveSetMutate)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
 	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: st.FrameMirrors(), Logf: logf}).Mount(srv)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/ustack/ustack/internal/realtime"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/link"
 	"github.com/ustack/ustack/netstack"
 )
@@ -387,11 +389,16 @@ func TestLiveChangeOnRunningStack(t *testing.T) {
 	}
 	set := make(chan error, 1)
 	go func() {
-		// Once the transfer is under way.
-		for ts.ep.Stats(Egress).SentPackets < 500 {
-			time.Sleep(time.Millisecond)
+		err := testwait.Until(t.Context(), "the transfer to be under way (500 packets sent)", func() error {
+			if n := ts.ep.Stats(Egress).SentPackets; n < 500 {
+				return fmt.Errorf("%d packets sent", n)
+			}
+			return nil
+		})
+		if err == nil {
+			err = ts.ep.Set(Egress, mustParse(t, "rate 100mbit delay 10ms"))
 		}
-		set <- ts.ep.Set(Egress, mustParse(t, "rate 100mbit delay 10ms"))
+		set <- err
 	}()
 	ts.transfer(t, 8<<20, 0)
 	if err := <-set; err != nil {

@@ -8,6 +8,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/internal/hrtimer"
 )
 
 // Direction is one way through an Endpoint.
@@ -69,7 +71,9 @@ var _ stack.LinkEndpoint = (*Endpoint)(nil)
 var _ stack.GSOEndpoint = (*Endpoint)(nil)
 
 // New wraps lower so that what the stack sends meets egress and what it
-// receives meets ingress. A nil clock is the real one. Either spec may be
+// receives meets ingress. A nil clock is the real one with precise timers
+// (package hrtimer: Go's fire up to a millisecond late, which a delay line
+// adds on every hop). Either spec may be
 // the zero Spec, which lets packets through untouched at almost no cost.
 func New(lower stack.LinkEndpoint, clock tcpip.Clock, egress, ingress Spec) (*Endpoint, error) {
 	if err := egress.Validate(); err != nil {
@@ -79,7 +83,7 @@ func New(lower stack.LinkEndpoint, clock tcpip.Clock, egress, ingress Spec) (*En
 		return nil, fmt.Errorf("ingress: %w", err)
 	}
 	if clock == nil {
-		clock = tcpip.NewStdClock()
+		clock = hrtimer.NewClock()
 	}
 	e := &Endpoint{lower: lower}
 	e.dirs[Egress] = newShaper(Egress, clock, egress, e.writeBatch)

@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ustack/ustack/internal/realtime"
-	"github.com/ustack/ustack/internal/testwait"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/faketime"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/internal/realtime"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // harness is an Endpoint on a manual clock over a fake lower endpoint,
@@ -1030,18 +1031,19 @@ func TestConcurrent(t *testing.T) {
 			_ = ep.Stats(Egress).String() + ep.Stats(Ingress).String()
 			_ = ep.Capabilities()
 			_ = ep.SupportedGSO()
-			time.Sleep(100 * time.Microsecond)
+			time.Sleep(100 * time.Microsecond) // paces the changes so that packets flow between them; not a wait
 		}
 	})
 	wg.Wait()
 	ep.Close()
 	pk.checkReleased(t)
 	// Timers are stopped; a callback that was already running ends.
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > goroutines; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), goroutines)
+	testwait.ForNil(t, "the shaper's goroutines to end after Close", func() error {
+		if n := runtime.NumGoroutine(); n > goroutines {
+			return fmt.Errorf("%d goroutines after Close, %d before", n, goroutines)
 		}
-	}
+		return nil
+	})
 	eg, in := ep.Stats(Egress), ep.Stats(Ingress)
 	t.Logf("egress sent %d dropped %d; ingress sent %d", eg.SentPackets, eg.Dropped(), in.SentPackets)
 	if eg.SentPackets == 0 || in.SentPackets == 0 {

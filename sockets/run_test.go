@@ -155,6 +155,35 @@ func TestGoDial(t *testing.T) {
 	}
 }
 
+// TestInterruptedConnect: a blocking connect that signals keep
+// interrupting is made again by the kernel (SA_RESTART), each time as a new
+// call. Every connect must return 0, as on Linux, whose socket stays
+// "connecting" until a connect call sees the outcome, also when the
+// restarted call comes after the connection is up (it once got EISCONN).
+// The link's 2 ms each way make every connect span many 100 µs signals.
+func TestInterruptedConnect(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	const n = 50
+	addr := fmt.Sprintf("10.0.2.2:%d", l.Addr().(*net.TCPAddr).Port)
+	out, errOut, code := ustackRun(t, 60*time.Second, []string{"--link", "delay 2ms"}, netprogBin, "interrupted-connects", addr, fmt.Sprint(n))
+	if code != 0 || !strings.Contains(out, fmt.Sprint("connected ", n)) {
+		t.Fatalf("exit %d, stdout %q, stderr: %s", code, out, errOut)
+	}
+}
+
 // TestGoServePublished: a Go server listening under ustack run, reached
 // from the host through a published port.
 func TestGoServePublished(t *testing.T) {

@@ -64,8 +64,13 @@ type socket struct {
 	ep      tcpip.Endpoint
 	wq      *waiter.Queue
 	soError unix.Errno // pending error for SO_ERROR or the next connect
-	// unreported is set when a non-blocking connect succeeds: Linux
-	// answers the next connect() with 0 once, then EISCONN.
+	// unreported is set from the start of a connect until a connect()
+	// call has delivered its success to the program. Linux's socket stays
+	// "connecting" until a connect() sees the outcome, so the next call
+	// answers 0 once, then EISCONN: after a non-blocking connect, and
+	// after a blocking one a signal interrupted (SA_RESTART makes it
+	// again, as a new notification, which may come after the connection
+	// is up).
 	unreported bool
 	connDone   chan struct{} // closed when the connect under way ends
 	// established is set when a connect succeeds: a blocking connect
@@ -421,14 +426,12 @@ func (s *socket) connect(c *intercept.Call) {
 	s.mu.Lock()
 	switch s.state {
 	case stateConnected:
-		reported := !s.unreported
-		s.unreported = false
-		s.mu.Unlock()
-		if !reported {
-			c.Return(0)
-			return
+		defer s.mu.Unlock()
+		if !s.unreported {
+			c.Fail(unix.EISCONN)
+		} else if c.Return(0) == nil {
+			s.unreported = false
 		}
-		c.Fail(unix.EISCONN)
 		return
 	case stateListening, stateClosed:
 		s.mu.Unlock()
@@ -491,7 +494,7 @@ func (s *socket) connect(c *intercept.Call) {
 	if nonblock {
 		filler = s.fill(c)
 	}
-	s.unreported = nonblock
+	s.unreported = true
 	ep, wq := s.ep, s.wq
 	s.mu.Unlock()
 	a.begin()
@@ -525,6 +528,8 @@ func (s *socket) disconnectUnconnected() bool {
 // with its outcome.
 func (s *socket) waitConnect(c *intercept.Call, done <-chan struct{}) {
 	if err := s.park(s.callWait(c), c, done, func() bool { return isClosed(done) }); err != nil {
+		// A signal interrupted the call (a Go program's threads get
+		// SIGURG all the time); a restarted call reports the outcome.
 		c.Fail(unix.EINTR) // nobody is listening; marks the call answered
 		return
 	}
@@ -532,7 +537,9 @@ func (s *socket) waitConnect(c *intercept.Call, done <-chan struct{}) {
 	defer s.mu.Unlock()
 	switch s.state {
 	case stateConnected:
-		c.Return(0)
+		if c.Return(0) == nil {
+			s.unreported = false
+		}
 	case stateFailed:
 		en := s.soError
 		s.soError = 0

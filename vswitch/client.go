@@ -59,7 +59,10 @@ type PortStatus struct {
 	InDropped  uint64 `json:"in_dropped"`
 	OutFrames  uint64 `json:"out_frames"`
 	OutBytes   uint64 `json:"out_bytes"`
-	OutDropped uint64 `json:"out_dropped"` // the peer's socket stayed full, or closed
+	OutDropped uint64 `json:"out_dropped"` // the port's queue was full, or the peer closed
+	// Queued is how many frames wait in the port's egress queue for the
+	// peer to read (its backlog).
+	Queued int `json:"queued"`
 }
 
 // NotRunningError says that no switch of the name is running.

@@ -17,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
-func newStack(t *testing.T, sw, label, addr string) *ustack.Stack {
+func newStack(t testing.TB, sw, label, addr string) *ustack.Stack {
 	t.Helper()
 	st, err := ustack.New(ustack.Config{
 		Net:   ustack.Switch{Name: sw, Label: label},

@@ -30,9 +30,16 @@
 // unknown destinations are flooded to every other port. A learned address
 // ages out after Config.Aging without frames from it, and at once when its
 // port goes. A port goes when its socket closes: the process exited or was
-// killed. A port whose socket is full holds the sending port back for up
-// to 10 ms, as a link with back-pressure does, then the frame is dropped
-// and counted; so a peer that stopped reading cannot wedge the switch.
+// killed.
+//
+// Each port has an egress queue, as a switch's output port or a Linux
+// interface's transmit queue does: a frame for a port whose socket is
+// full waits there, in order, and is written when the peer reads; once
+// the queue holds Config.QueueLen frames (or queueBytes), further frames
+// for the port are dropped and counted. The forwarding itself never waits
+// for a port, so a peer that stopped reading cannot wedge the switch, and
+// whether a frame is dropped depends on how many wait, not on how soon
+// the peer's process is scheduled.
 package vswitch
 
 import (
@@ -78,8 +85,12 @@ const (
 	// a few super-frames, so that a burst does not stall the sender.
 	SocketBuffer = 1 << 20
 
-	// blockLimit is how long a frame waits for room in a full port.
-	blockLimit = 10 * time.Millisecond
+	// DefaultQueueLen is a port's egress queue in frames: Linux's
+	// default transmit queue length.
+	DefaultQueueLen = 1000
+	// queueBytes also bounds a port's queue, so that 1000 TCP
+	// super-frames of 64 KiB do not hold 64 MiB.
+	queueBytes = 8 << 20
 	// helloTimeout bounds the wait for a new connection's hello.
 	helloTimeout = 5 * time.Second
 	// maxStatusMACs is how many learned addresses Status lists per port.
@@ -95,6 +106,9 @@ type Config struct {
 	// Aging is how long a learned address is kept without frames from it;
 	// 0 means DefaultAging.
 	Aging time.Duration
+	// QueueLen is each port's egress queue in frames; 0 means
+	// DefaultQueueLen.
+	QueueLen int
 	// Logf receives a line when a port comes or goes, or a connection is
 	// refused (nil: discard).
 	Logf func(format string, args ...any)
@@ -146,6 +160,18 @@ type port struct {
 
 	inFrames, inBytes, inDropped    atomic.Uint64
 	outFrames, outBytes, outDropped atomic.Uint64
+
+	// The egress queue: frames (copies) waiting for
+	// room in the socket, oldest first, and their bytes. The head stays
+	// queued until it is written, so that a frame sent while the writer
+	// writes it is queued behind it rather than written first.
+	qmu      sync.Mutex
+	queue    [][]byte
+	qbytes   int
+	qlimit   int
+	wake     chan struct{} // the writer has frames to write (capacity 1)
+	done     chan struct{} // the port's reader has stopped
+	finished chan struct{} // the writer has stopped
 }
 
 // Listen takes the name and listens on its socket. The caller calls Serve,
@@ -162,6 +188,12 @@ func Listen(name string, cfg Config) (*Switch, error) {
 	}
 	if cfg.Aging < 0 {
 		return nil, fmt.Errorf("aging %v is negative (use e.g. 300s)", cfg.Aging)
+	}
+	if cfg.QueueLen == 0 {
+		cfg.QueueLen = DefaultQueueLen
+	}
+	if cfg.QueueLen < 0 {
+		return nil, fmt.Errorf("queue length %d is negative (use e.g. %d frames)", cfg.QueueLen, DefaultQueueLen)
 	}
 	logf := cfg.Logf
 	if logf == nil {
@@ -328,7 +360,8 @@ func (s *Switch) serve(c *net.UnixConn, label string, pid int) {
 	if err != nil {
 		return
 	}
-	p := &port{label: label, pid: pid, command: commandOf(pid), conn: c, raw: raw}
+	p := &port{label: label, pid: pid, command: commandOf(pid), conn: c, raw: raw, qlimit: s.cfg.QueueLen,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), finished: make(chan struct{})}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -345,6 +378,12 @@ func (s *Switch) serve(c *net.UnixConn, label string, pid int) {
 	s.publishLocked()
 	s.mu.Unlock()
 	s.logf("port %d: %s attached", p.num, p.describe())
+	go p.writeQueued()
+	defer func() {
+		close(p.done)
+		c.Close() // a writer waiting for room gives up
+		<-p.finished
+	}()
 
 	buf := make([]byte, maxMessage+1)
 	limit := vnetHdrLen + ethHdrLen + s.cfg.MTU
@@ -477,39 +516,85 @@ func (s *Switch) publishLocked() {
 	s.flood.Store(&list)
 }
 
-// send writes a frame to the port's peer. A full socket holds the caller
-// back for up to blockLimit; then the frame is dropped and counted.
+// send writes a frame to the port's peer: at once if nothing is queued and
+// the socket has room, else through the queue, or it drops the frame if
+// the queue is full.
 func (p *port) send(frame []byte) {
-	var werr error
-	err := p.raw.Write(func(fd uintptr) bool {
-		_, werr = unix.Write(int(fd), frame)
-		if werr == unix.EAGAIN && waitWritable(int(fd), blockLimit) {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	if len(p.queue) == 0 {
+		var werr error
+		err := p.raw.Write(func(fd uintptr) bool {
 			_, werr = unix.Write(int(fd), frame)
+			return true // never wait here: a full socket queues the frame
+		})
+		if err == nil && werr == nil {
+			p.sent(frame)
+			return
 		}
-		return true // never wait in Go's poller: the wait is bounded above
-	})
-	if err != nil || werr != nil {
+		if err != nil || werr != unix.EAGAIN {
+			p.outDropped.Add(1) // the peer is gone
+			return
+		}
+	}
+	if len(p.queue) >= p.qlimit || p.qbytes+len(frame) > queueBytes {
 		p.outDropped.Add(1)
 		return
 	}
+	p.queue = append(p.queue, slices.Clone(frame))
+	p.qbytes += len(frame)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *port) sent(frame []byte) {
 	p.outFrames.Add(1)
 	p.outBytes.Add(uint64(len(frame) - vnetHdrLen))
 }
 
-// waitWritable waits up to d for room in fd's send buffer.
-func waitWritable(fd int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
+// writeQueued writes the queued frames as the peer makes room, until the
+// port's reader stops; frames still queued then are dropped and counted.
+func (p *port) writeQueued() {
+	defer close(p.finished)
 	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
+		p.qmu.Lock()
+		var head []byte
+		if len(p.queue) > 0 {
+			head = p.queue[0]
 		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, int(left.Milliseconds())+1)
-		if err == unix.EINTR {
-			continue
+		p.qmu.Unlock()
+		if head == nil {
+			select {
+			case <-p.wake:
+				continue
+			case <-p.done:
+				return
+			}
 		}
-		return err == nil && n > 0 && pfd[0].Revents&unix.POLLOUT != 0
+		var werr error
+		err := p.raw.Write(func(fd uintptr) bool {
+			_, werr = unix.Write(int(fd), head)
+			return werr != unix.EAGAIN // wait in Go's poller for room
+		})
+		p.qmu.Lock()
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		p.qbytes -= len(head)
+		if err == nil && werr == nil {
+			p.sent(head)
+		} else {
+			p.outDropped.Add(uint64(1 + len(p.queue))) // the peer is gone
+			p.queue, p.qbytes = nil, 0
+		}
+		p.qmu.Unlock()
+		if err != nil || werr != nil {
+			// Frames sent from now on find the socket closed and are
+			// counted as dropped by send.
+			<-p.done
+			return
+		}
 	}
 }
 
@@ -544,6 +629,9 @@ func (s *Switch) Status() Status {
 		ps := PortStatus{Port: p.num, Label: p.label, PID: p.pid, Command: p.command, MACs: list,
 			InFrames: p.inFrames.Load(), InBytes: p.inBytes.Load(), InDropped: p.inDropped.Load(),
 			OutFrames: p.outFrames.Load(), OutBytes: p.outBytes.Load(), OutDropped: p.outDropped.Load()}
+		p.qmu.Lock()
+		ps.Queued = len(p.queue)
+		p.qmu.Unlock()
 		if len(list) > maxStatusMACs {
 			ps.MACs, ps.MoreMACs = list[:maxStatusMACs], len(list)-maxStatusMACs
 		}

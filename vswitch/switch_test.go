@@ -20,7 +20,7 @@ import (
 // startSwitch runs a switch called name in a runtime directory of the
 // test's own and stops it at the end of the test, checking that it left no
 // file behind.
-func startSwitch(t *testing.T, name string, cfg vswitch.Config) *vswitch.Switch {
+func startSwitch(t testing.TB, name string, cfg vswitch.Config) *vswitch.Switch {
 	t.Helper()
 	runtime := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", runtime)
@@ -45,7 +45,7 @@ func startSwitch(t *testing.T, name string, cfg vswitch.Config) *vswitch.Switch 
 	return sw
 }
 
-func filesIn(t *testing.T, dir string) []string {
+func filesIn(t testing.TB, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -264,11 +264,14 @@ func TestBadFrames(t *testing.T) {
 	}
 }
 
-// TestFullPort: a port whose process does not read holds the others back
-// only briefly; its frames are then dropped and counted, and the other
-// ports keep getting theirs.
+// TestFullPort: a port whose process does not read never holds the others
+// back: frames for it wait in its queue (here 16 frames) while its socket
+// is full, and are then dropped and counted, while the other ports keep
+// getting theirs. The sender sends each frame once b has the one before,
+// so b's own queue never fills, however late b's reader is scheduled.
 func TestFullPort(t *testing.T) {
-	startSwitch(t, "full", vswitch.Config{MTU: 65535})
+	const queue = 16
+	startSwitch(t, "full", vswitch.Config{MTU: 65535, QueueLen: queue})
 	a := attachRaw(t, "full", "a", macA)
 	b := attachRaw(t, "full", "b", macB)
 	attachRaw(t, "full", "stuck", macC) // never read
@@ -276,42 +279,33 @@ func TestFullPort(t *testing.T) {
 	// after its client connected: every frame below must reach all three.
 	waitFor(t, "full", "the switch to serve three ports", func(st *vswitch.Status) bool { return len(st.Ports) == 3 })
 	payload := bytes.Repeat([]byte{'y'}, 60000)
-	const n = 80 // more than the stuck port's socket holds
-	got := make(chan int)
-	go func() {
-		buf := make([]byte, 70000)
-		count := 0
-		for count < n {
-			pfd := []unix.PollFd{{Fd: int32(b.fd), Events: unix.POLLIN}}
-			if k, err := unix.Poll(pfd, 10_000); err != nil || k == 0 {
-				break
-			}
-			if m, err := unix.Read(b.fd, buf); err != nil || m != 24+len(payload) {
-				break
-			}
-			count++
-		}
-		got <- count
-	}()
-	for range n {
+	// More than the stuck port's socket buffer (the kernel doubles what
+	// is asked) and queue hold.
+	n := 2*vswitch.SocketBuffer/len(payload) + queue + 16
+	buf := make([]byte, 70000)
+	for i := range n {
 		if _, err := unix.Write(a.fd, a.frame(bcast, payload)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if count := <-got; count != n {
-		t.Fatalf("b received %d of %d frames", count, n)
+		pfd := []unix.PollFd{{Fd: int32(b.fd), Events: unix.POLLIN}}
+		if k, err := unix.Poll(pfd, int(testwait.Ceiling.Milliseconds())); err != nil || k == 0 {
+			t.Fatalf("b's frame %d of %d did not come: %v", i+1, n, err)
+		}
+		if m, err := unix.Read(b.fd, buf); err != nil || m != 24+len(payload) {
+			t.Fatalf("b's frame %d of %d: %d bytes, %v", i+1, n, m, err)
+		}
 	}
 	st := waitFor(t, "full", "the stuck port's drops counted", func(st *vswitch.Status) bool {
 		for _, p := range st.Ports {
 			if p.Label == "stuck" {
-				return p.OutFrames+p.OutDropped == n
+				return p.OutFrames+p.OutDropped+uint64(p.Queued) == uint64(n)
 			}
 		}
 		return false
 	})
 	for _, p := range st.Ports {
-		if p.Label == "stuck" && (p.OutDropped == 0 || p.OutFrames == 0) {
-			t.Errorf("stuck port: %d frames out, %d dropped; want some of each", p.OutFrames, p.OutDropped)
+		if p.Label == "stuck" && (p.OutDropped == 0 || p.OutFrames == 0 || p.Queued != queue) {
+			t.Errorf("stuck port: %d frames out, %d dropped, %d queued; want some out, some dropped and a full queue of %d", p.OutFrames, p.OutDropped, p.Queued, queue)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/hostports"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/portd"
 	"github.com/ustack/ustack/portd/server"
 )
@@ -90,16 +91,6 @@ func (n *testNet) startServerWith(t *testing.T, text string) (*server.Server, *l
 	return srv, logs
 }
 
-// waitFor polls cond until it holds, failing after 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("20 s without %s", what)
-		}
-	}
-}
-
 // TestPortdNDPSpoofing: a client that holds no fixed port sends a
 // neighbour solicitation from the host's IPv6 address naming another MAC,
 // an advertisement of the host's address with another MAC, and duplicate
@@ -130,13 +121,13 @@ func TestPortdNDPSpoofing(t *testing.T) {
 	if neigh := n.inNS(t, "-6", "neigh", "show", "fd78::2", "dev", peer); strings.Contains(neigh, badMAC) {
 		t.Errorf("the peer's neighbour cache points the host's address at the attacker's MAC: %s", neigh)
 	}
-	waitFor(t, "the end of the peer's duplicate address detection", func() bool {
+	testwait.For(t, "the end of the peer's duplicate address detection", func() bool {
 		return !strings.Contains(n.inNS(t, "-6", "addr", "show", "dev", peer), "tentative")
 	})
 	if addrs := n.inNS(t, "-6", "addr", "show", "dev", peer); strings.Contains(addrs, "dadfailed") {
 		t.Errorf("the peer's new address failed duplicate address detection:\n%s", addrs)
 	}
-	waitFor(t, "portd's count of the valid frame", func() bool {
+	testwait.For(t, "portd's count of the valid frame", func() bool {
 		hs := srv.Holders()
 		return len(hs) == 1 && hs[0].Sent > 0
 	})
@@ -388,14 +379,14 @@ func TestPortdKilled(t *testing.T) {
 	table := hs[0].Table
 	stream := n.start(t, 0, true, "tcpstream", hostAddr4+":8083")
 	stream.expect(t, "sending")
-	waitFor(t, "the transfer to reach the stack", func() bool {
+	testwait.For(t, "the transfer to reach the stack", func() bool {
 		hs, err := portd.Status(n.sock())
 		return err == nil && len(hs) == 1 && hs[0].Received > 100
 	})
 	pd.cmd.Process.Signal(syscall.SIGKILL)
 	pd.cmd.Wait()
 	killed := time.Now()
-	waitFor(t, "the table's removal with portd's netlink socket", func() bool {
+	testwait.For(t, "the table's removal with portd's netlink socket", func() bool {
 		ok, err := hostports.TableExists(table)
 		return err == nil && !ok
 	})

@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +23,7 @@ import (
 	"github.com/ustack/ustack/hostports"
 	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/portd/server"
 )
 
@@ -343,7 +347,7 @@ func TestPortdForgedFrames(t *testing.T) {
 	}
 	// portd counts a batch once the kernel took it, a moment after the
 	// sink may have it.
-	waitFor(t, "portd's count of the valid frame", func() bool {
+	testwait.For(t, "portd's count of the valid frame", func() bool {
 		hs := srv.Holders()
 		return len(hs) == 1 && hs[0].Sent > 0
 	})
@@ -409,15 +413,17 @@ func TestPortdClientKilled(t *testing.T) {
 	hold.cmd.Process.Signal(syscall.SIGKILL)
 	killed := time.Now()
 	hold.cmd.Wait()
-	var left []string
-	for time.Since(killed) < time.Second {
-		if left = n.leftovers(t, table, 8082, sockets); len(left) == 0 && len(srv.Holders()) == 0 {
-			t.Logf("everything released %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
-			return
+	testwait.ForNil(t, "the killed stack's release", func() error {
+		if left := n.leftovers(t, table, 8082, sockets); len(left) != 0 || len(srv.Holders()) != 0 {
+			return fmt.Errorf("still held: %v (holders %+v)", left, srv.Holders())
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	if took := time.Since(killed); took > time.Second {
+		t.Fatalf("everything released only %v after SIGKILL, want within 1 s", took.Round(time.Millisecond))
+	} else {
+		t.Logf("everything released %v after SIGKILL", took.Round(time.Millisecond))
 	}
-	t.Fatalf("1 s after SIGKILL still held: %v (holders %+v)", left, srv.Holders())
 }
 
 // stream is n bytes of a seeded pseudo-random stream.
@@ -452,11 +458,7 @@ func TestPortdCloseWaitsForReleases(t *testing.T) {
 	}
 	table := hs[0].Table
 	hold.kill()
-	for deadline := time.Now().Add(5 * time.Second); len(srv.Holders()) != 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("5 s after SIGKILL, holders %+v", srv.Holders())
-		}
-	}
+	testwait.For(t, "the killed client's session to leave the holders", func() bool { return len(srv.Holders()) == 0 })
 	srv.Close()
 	if ok, err := hostports.TableExists(table); err != nil || ok {
 		t.Errorf("table %s once Close returned: exists=%v (%v), want it removed", table, ok, err)
@@ -473,9 +475,22 @@ func TestPortdCloseDuringOpen(t *testing.T) {
 	n := setup(t)
 	srv, _ := n.startServer(t)
 	closed := make(chan struct{})
+	hooked := make(chan error, 1)
 	server.SetOpenHookForTest(func() {
 		go func() { srv.Close(); close(closed) }()
-		time.Sleep(100 * time.Millisecond) // room for Close to run now, if it may
+		// The set-up goes on once Close has gone as far as it may: it has
+		// returned, or it waits for this set-up to end.
+		hooked <- testwait.Until(context.Background(), "Close to return or to wait for the set-up", func() error {
+			select {
+			case <-closed:
+				return nil
+			default:
+			}
+			if closeWaitsForOpen() {
+				return nil
+			}
+			return errors.New("Close still runs")
+		})
 	})
 	t.Cleanup(func() { server.SetOpenHookForTest(nil) })
 	hold := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8084")
@@ -485,14 +500,29 @@ func TestPortdCloseDuringOpen(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Close did not return")
 	}
-	// The set-up ends within milliseconds of the hook; a table it made
-	// after the release would show up meanwhile.
+	if err := <-hooked; err != nil {
+		t.Fatal(err)
+	}
+	// The client's first line (or its exit) comes once its set-up has
+	// ended; a table that set-up made after the release is there by then.
+	t.Logf("the client said %q", hold.line(t))
 	table := fmt.Sprintf("%s%d_1", hostports.PortdTablePrefix, os.Getpid())
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if ok, err := hostports.TableExists(table); err != nil || ok {
-			t.Fatalf("table %s after Close returned: exists=%v (%v), want none", table, ok, err)
+	if ok, err := hostports.TableExists(table); err != nil || ok {
+		t.Fatalf("table %s after Close returned: exists=%v (%v), want none", table, ok, err)
+	}
+}
+
+// closeWaitsForOpen reports whether a goroutine in Server.Close is blocked
+// on a session's lock, which a set-up in progress holds.
+func closeWaitsForOpen() bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "[sync.Mutex.Lock") && strings.Contains(g, "server.(*session).close(") && strings.Contains(g, "server.(*Server).Close(") {
+			return true
 		}
 	}
+	return false
 }
 
 // TestPortdSuccessorWaitsForRelease: a client that asks for a port its
@@ -512,6 +542,9 @@ func TestPortdSuccessorWaitsForRelease(t *testing.T) {
 		})
 	})
 	t.Cleanup(func() { server.SetReleaseHookForTest(nil) })
+	var proceedOnce sync.Once
+	letGo := func() { proceedOnce.Do(func() { close(proceed) }) }
+	t.Cleanup(letGo) // a failed wait below leaves no release stuck in the hook
 	first := n.start(t, nobody, false, "hold", n.sock(), n.dev, "8088")
 	first.expect(t, "ready")
 	first.kill()
@@ -521,12 +554,15 @@ func TestPortdSuccessorWaitsForRelease(t *testing.T) {
 		t.Fatal("the first client's session was not released")
 	}
 	second := n.start(t, nobody, false, "open", n.sock(), n.dev, "8088")
-	for deadline := time.Now().Add(20 * time.Second); logs.count("waits for session 1 to release tcp port 8088") == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) || logs.count("refused: tcp port 8088") > 0 {
-			close(proceed)
-			t.Fatalf("the second client did not wait for the first one's release; it said %q", second.line(t))
-		}
+	var refused bool
+	testwait.For(t, "the second client to wait for the first one's release (or be refused)", func() bool {
+		refused = logs.count("refused: tcp port 8088") > 0
+		return refused || logs.count("waits for session 1 to release tcp port 8088") > 0
+	})
+	if refused {
+		letGo()
+		t.Fatalf("the second client did not wait for the first one's release; it said %q", second.line(t))
 	}
-	close(proceed)
+	letGo()
 	second.expect(t, "ok")
 }

@@ -8,6 +8,8 @@
 //	netprog sockopt N           N getsockopt(SO_TYPE) on an AF_INET socket; print µs per call
 //	netprog connects ADDR N     N connect+close to a listener it runs itself; print per second
 //	netprog udp-echo ADDR       UDP to an echo server, unconnected then connected, 1 B to 65507 B; print "udp-echo ok"
+//	netprog interrupted-connects ADDR N
+//	                            N blocking connects under a 100 µs SIGALRM timer; print "connected N"
 //	netprog stream ADDR         connect, print "pid P", then read until killed
 //	netprog accepting           listen, print "pid P", then block in accept(2) until killed
 //	netprog exit-accepting      block a thread in accept(2), and exit while it waits
@@ -25,7 +27,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +57,9 @@ func main() {
 	case "connects":
 		n, _ := strconv.Atoi(os.Args[3])
 		connects(os.Args[2], n)
+	case "interrupted-connects":
+		n, _ := strconv.Atoi(os.Args[3])
+		interruptedConnects(os.Args[2], n)
 	case "udp-echo":
 		udpEcho(os.Args[2])
 	case "stream":
@@ -82,10 +89,10 @@ func main() {
 		for j := 0; j < 3; j++ {
 			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 			if err != nil {
-				fail(err)
+				fail(fmt.Errorf("socket: %w", err))
 			}
 			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
-				fail(err)
+				fail(fmt.Errorf("connect %d of fd %d to port %d: %w", j, c, port, err))
 			}
 		}
 		fmt.Println("pid", os.Getpid())
@@ -197,6 +204,37 @@ func connects(addr string, n int) {
 	fmt.Printf("connect+close %d in %v: %.0f per second\n", n, el, float64(n)/el.Seconds())
 }
 
+// interruptedConnects makes n blocking connects to addr (IPv4) while an
+// interval timer sends SIGALRM every 100 µs. Go's handler is SA_RESTART,
+// so an interrupted connect is made again by the kernel; each must return
+// 0 as on Linux, even when the restart comes after the connection is up.
+func interruptedConnects(addr string, n int) {
+	ap := netip.MustParseAddrPort(addr)
+	sa := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	alarms := make(chan os.Signal, 1)
+	signal.Notify(alarms, syscall.SIGALRM)
+	go func() {
+		for range alarms {
+		}
+	}()
+	tick := unix.Timeval{Usec: 100}
+	if _, err := unix.Setitimer(unix.ItimerReal, unix.Itimerval{Interval: tick, Value: tick}); err != nil {
+		fail(fmt.Errorf("setitimer: %w", err))
+	}
+	for i := 0; i < n; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			fail(fmt.Errorf("socket: %w", err))
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			fail(fmt.Errorf("connect %d of fd %d to %s: %w", i, fd, addr, err))
+		}
+		unix.Close(fd)
+	}
+	unix.Setitimer(unix.ItimerReal, unix.Itimerval{})
+	fmt.Println("connected", n)
+}
+
 // udpEcho sends datagrams of several sizes to an echo server and checks
 // each reply: first on an unconnected socket (sendto and recvfrom with
 // addresses), then on a connected one (write and read).
@@ -254,15 +292,18 @@ func udpEcho(addr string) {
 func blockingListener() (int, int) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
-		fail(err)
+		fail(fmt.Errorf("socket: %w", err))
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		fail(err)
+		fail(fmt.Errorf("bind of fd %d: %w", fd, err))
 	}
 	if err := unix.Listen(fd, 128); err != nil {
-		fail(err)
+		fail(fmt.Errorf("listen on fd %d: %w", fd, err))
 	}
-	sa, _ := unix.Getsockname(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		fail(fmt.Errorf("getsockname of fd %d: %w", fd, err))
+	}
 	return fd, sa.(*unix.SockaddrInet4).Port
 }
 
@@ -295,10 +336,10 @@ func pendingListeners(n int) {
 		for j := 0; j < 3; j++ {
 			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 			if err != nil {
-				fail(err)
+				fail(fmt.Errorf("socket: %w", err))
 			}
 			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
-				fail(err)
+				fail(fmt.Errorf("listener %d: connect %d of fd %d to port %d: %w", i, j, c, port, err))
 			}
 			clients = append(clients, c)
 		}
