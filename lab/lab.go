@@ -142,6 +142,11 @@ func (l *Lab) start() error {
 		for _, ifc := range n.Interfaces {
 			fds = append(fds, sockets[Endpoint{n.Name, ifc.Name}])
 		}
+		// startNode takes the sockets over: the node has them, and ours
+		// are closed so that a node's death is seen by its neighbours.
+		for _, ifc := range n.Interfaces {
+			delete(sockets, Endpoint{n.Name, ifc.Name})
+		}
 		p, err := l.startNode(n, fds)
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
@@ -149,19 +154,25 @@ func (l *Lab) start() error {
 		l.mu.Lock()
 		l.nodes = append(l.nodes, p)
 		l.mu.Unlock()
-		// The node has its sockets now; ours are closed so that a node's
-		// death is seen by its neighbours.
-		for _, ifc := range n.Interfaces {
-			ep := Endpoint{n.Name, ifc.Name}
-			unix.Close(sockets[ep])
-			delete(sockets, ep)
-		}
 	}
 	return l.waitReady()
 }
 
-// startNode starts n's process with its spec and link sockets.
+// startNode starts n's process with its spec and link sockets, and closes
+// its own copies of the sockets whether or not the node started. They are
+// closed through their os.Files: a descriptor closed behind an os.File's
+// back would be closed again by its finalizer, by then perhaps as another
+// file's descriptor.
 func (l *Lab) startNode(n *Node, linkFDs []int) (*nodeProc, error) {
+	links := make([]*os.File, len(linkFDs))
+	for i, fd := range linkFDs {
+		links[i] = os.NewFile(uintptr(fd), "link")
+	}
+	defer func() {
+		for _, f := range links {
+			f.Close()
+		}
+	}()
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -182,10 +193,7 @@ func (l *Lab) startNode(n *Node, linkFDs []int) (*nodeProc, error) {
 	cmd := exec.Command(l.opts.NodeCommand[0], l.opts.NodeCommand[1:]...)
 	cmd.Stdout, cmd.Stderr = l.opts.Log, l.opts.Log
 	cmd.ExtraFiles = []*os.File{specR, statusW, lifeR}
-	for _, fd := range linkFDs {
-		f := os.NewFile(uintptr(fd), "link")
-		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, links...)
 	// A process group of its own: the terminal's Ctrl-C reaches the lab
 	// process, which stops the nodes in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -200,9 +208,10 @@ func (l *Lab) startNode(n *Node, linkFDs []int) (*nodeProc, error) {
 		l.mu.Lock()
 		p.state = describeExit(cmd.ProcessState, err)
 		l.mu.Unlock()
-		close(p.exited)
-		// A node killed outright leaves its control socket and lock.
+		// A node killed outright leaves its control socket and lock; they
+		// are gone before anyone waiting for the node's exit hears of it.
 		control.RemoveStale(NodeSocketName(l.topo.Name, n.Name))
+		close(p.exited)
 		if !l.stopping.Load() {
 			l.logf("node %s %s", n.Name, p.state)
 		}

@@ -123,7 +123,8 @@ func upLab(t testing.TB, path, name string) (*lab.Lab, lab.Status) {
 	l, err := lab.Up(topo, lab.Options{NodeCommand: []string{ustackBin, "lab", "_node"}, Log: logFile})
 	if err != nil {
 		logFile.Close()
-		t.Fatalf("lab up: %v", err)
+		log, _ := os.ReadFile(logFile.Name())
+		t.Fatalf("lab up: %v\nlab log:\n%s", err, log)
 	}
 	st := l.Status()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -151,9 +152,13 @@ func upLab(t testing.TB, path, name string) (*lab.Lab, lab.Status) {
 // program is a test program running on a node under ustack lab exec.
 type program struct {
 	cmd    *exec.Cmd
-	lines  *bufio.Scanner
+	lines  chan string // the program's output, closed at its end
 	stderr *bytes.Buffer
 }
+
+// lineTimeout bounds the wait for a program's next line, so that a program
+// that hangs fails its test with what it said instead of hanging the package.
+const lineTimeout = 2 * time.Minute
 
 // execOn starts labprog args on node, under ustack lab exec.
 func execOn(t testing.TB, labName, node string, args ...string) *program {
@@ -163,7 +168,7 @@ func execOn(t testing.TB, labName, node string, args ...string) *program {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &program{cmd: cmd, lines: bufio.NewScanner(out), stderr: &bytes.Buffer{}}
+	p := &program{cmd: cmd, lines: make(chan string, 16), stderr: &bytes.Buffer{}}
 	cmd.Stderr = p.stderr
 	// The program on the node is lab exec's child and may hold stderr a
 	// little longer than lab exec lives.
@@ -171,6 +176,13 @@ func execOn(t testing.TB, labName, node string, args ...string) *program {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		defer close(p.lines)
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			p.lines <- s.Text()
+		}
+	}()
 	t.Cleanup(func() {
 		// lab exec passes SIGTERM on to the program, which ends; SIGKILL
 		// would end lab exec alone.
@@ -183,11 +195,19 @@ func execOn(t testing.TB, labName, node string, args ...string) *program {
 // line waits for the program's next line of output.
 func (p *program) line(t testing.TB) string {
 	t.Helper()
-	if !p.lines.Scan() {
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			err := p.cmd.Wait()
+			t.Fatalf("%v: no more output (%v); stderr: %s", p.cmd.Args[5:], err, p.stderr)
+		}
+		return l
+	case <-time.After(lineTimeout):
+		p.cmd.Process.Kill()
 		p.cmd.Wait()
-		t.Fatalf("%v: no more output (%v); stderr: %s", p.cmd.Args[5:], p.lines.Err(), p.stderr)
+		t.Fatalf("%v: no line within %v; stderr: %s", p.cmd.Args[5:], lineTimeout, p.stderr)
+		return ""
 	}
-	return p.lines.Text()
 }
 
 // wait waits for the program to exit and fails unless it succeeded.

@@ -178,8 +178,8 @@ func startNode(spec NodeSpec, firstFD int, logf func(string, ...any)) (*node, er
 	for i, is := range spec.Interfaces {
 		ni, l, err := n.openInterface(is, firstFD+i)
 		if err != nil {
-			// This and the later descriptors are still ours to close.
-			for fd := firstFD + i; fd < firstFD+len(spec.Interfaces); fd++ {
+			// openInterface closed its own; the later ones are still ours.
+			for fd := firstFD + i + 1; fd < firstFD+len(spec.Interfaces); fd++ {
 				syscall.Close(fd)
 			}
 			return fail(fmt.Errorf("%s: %w", is.Name, err))
@@ -240,7 +240,14 @@ type linkCloser interface{ Close() }
 
 // openInterface wraps the link socket fd for interface is: frames, then
 // the shaper.
-func (n *node) openInterface(is InterfaceSpec, fd int) (ustack.NodeInterface, linkCloser, error) {
+// openInterface opens the interface on fd, and closes fd when it fails.
+func (n *node) openInterface(is InterfaceSpec, fd int) (_ ustack.NodeInterface, _ linkCloser, err error) {
+	wrapped := false
+	defer func() {
+		if err != nil && !wrapped {
+			syscall.Close(fd)
+		}
+	}()
 	ni := ustack.NodeInterface{Name: is.Name}
 	for _, a := range is.Addrs {
 		p, err := netip.ParsePrefix(a)
@@ -265,6 +272,7 @@ func (n *node) openInterface(is InterfaceSpec, fd int) (ustack.NodeInterface, li
 	if err != nil {
 		return ni, nil, err
 	}
+	wrapped = true // closed with fs from here on
 	sh, err := shape.New(fs, nil, egress, ingress)
 	if err != nil {
 		fs.Close()

@@ -30,7 +30,7 @@ func TestParseErrors(t *testing.T) {
 		{"kind", "kind: router", "kind: switch", 6, "topology.nodes.r1.kind", `unknown kind "switch"`},
 		{"address", "eth1: 10.0.2.1/24", "eth1: 10.0.2.1", 7, "topology.nodes.r1.interfaces.eth1[0]", "not an address with prefix length"},
 		{"route", "default via 10.0.1.1", "default via 10.9.9.9", 4, "topology.nodes.h1.routes[0]", "on none of h1's subnets"},
-		{"cc", "cc: reno", "cc: vegas", 4, "topology.nodes.h1.cc", `unknown congestion control "vegas"`},
+		{"cc", "cc: reno", "cc: nosuch", 4, "topology.nodes.h1.cc", `unknown congestion control "nosuch"`},
 		{"rule", "-j DROP", "-j BOUNCE", 8, "topology.nodes.r1.filter[0]", "BOUNCE"},
 		{"endpoint", "[h1:eth0, r1:eth0]", "[h1:eth0, r2:eth0]", 10, "topology.links[0].endpoints[1]", "there is no node r2"},
 		{"shape", "delay 5ms", "delay 5 parsecs", 11, "topology.links[0].shape.h1:eth0", ""},
