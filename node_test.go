@@ -192,8 +192,8 @@ func TestNodeConfigErrors(t *testing.T) {
 				Routes: []ustack.Route{{Dst: netip.MustParsePrefix("::/0"), Via: netip.MustParseAddr("10.0.1.1")}}}
 		}, "Routes[0]", "family"},
 		{"cc", func() ustack.NodeConfig {
-			return ustack.NodeConfig{Interfaces: []ustack.NodeInterface{{Name: "eth0", Link: pairEnd()}}, TCP: ustack.TCPOptions{CongestionControl: "bbr"}}
-		}, "TCP.CongestionControl", "bbr"},
+			return ustack.NodeConfig{Interfaces: []ustack.NodeInterface{{Name: "eth0", Link: pairEnd()}}, TCP: ustack.TCPOptions{CongestionControl: "nosuch"}}
+		}, "TCP.CongestionControl", "nosuch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := ustack.NewNode(tc.cfg())
