@@ -68,18 +68,28 @@ type Result struct {
 	// Completion is from the client's connect to its read of the last
 	// byte, in RTTs.
 	Completion float64
+	// Flights are the trains of data segments the sender sent, one per
+	// round trip of its window (Flights).
+	Flights int
 	// Injected counts the ACKs the mutator added.
 	Injected uint64
 	// Pcap is the client's capture of the transfer.
 	Pcap string
-	// Arrivals are (time since the SYN on the wire in RTTs, highest byte of
-	// the object received in KB) from the capture, for the plots.
-	Arrivals [][2]float64
+	// Trace is the transfer in the client's capture.
+	Trace Trace
 }
 
-// fetch connects c to server, sends a request line and reads the object,
+// fetch connects to the server, sends a request line and reads the object,
 // checking its digest. It returns the time from connect to last byte.
+// A connection opened and closed first resolves the link-layer addresses,
+// so that the timed one starts with its SYN, not with an ARP exchange
+// across the emulated link (one more RTT).
 func fetch(dial func() (net.Conn, error)) (time.Duration, error) {
+	warm, err := dial()
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	warm.Close()
 	start := time.Now()
 	c, err := dial()
 	if err != nil {
@@ -342,35 +352,48 @@ func serveKernel(spec string) error {
 	select {}
 }
 
-// arrivals reads the client's capture: the highest byte of the object seen
-// arriving against time since the SYN left, in RTTs and KB.
-func arrivals(pcapPath string) ([][2]float64, error) {
+// Trace is a transfer as the client's capture shows it. The capture sits
+// between the client's emulated link and the wire, and the sender is at
+// the wire's other end with no delay of its own, so these are the times at
+// which the sender sent each segment and received each ACK: the sender's
+// view, as in a trace taken on the server.
+type Trace struct {
+	// Data are (time since the SYN in RTTs, end of the segment in KB of
+	// the object) for each data segment, in order.
+	Data [][2]float64
+	// Acks are (time, acknowledged KB) for each ACK the client sent after
+	// the handshake, the attack's included.
+	Acks [][2]float64
+}
+
+// readTrace reads the client's capture of one transfer.
+func readTrace(pcapPath string) (Trace, error) {
 	f, err := tcpplot.Load(pcapPath)
 	if err != nil {
-		return nil, err
+		return Trace{}, err
 	}
 	c := f.Busiest()
 	var t0 float64
 	var isn uint32
 	var haveSYN, haveISN bool
-	var pts [][2]float64
-	high := 0.0
+	var tr Trace
+	kb := func(seq uint32) float64 { return float64(seq-isn) / 1024 }
 	for _, p := range c.Pkts {
+		t := (p.T - t0) / rtt.Seconds()
 		switch {
 		case p.FromA && strings.Contains(p.Flags, "S") && !haveSYN:
 			t0, haveSYN = p.T, true
 		case !p.FromA && strings.Contains(p.Flags, "S"):
 			isn, haveISN = p.Seq+1, true
-		case !p.FromA && p.Len > 0 && haveISN:
-			end := float64(p.Seq-isn+uint32(p.Len)) / 1024
-			if end > high {
-				high = end
-			}
-			pts = append(pts, [2]float64{(p.T - t0) / rtt.Seconds(), high})
+		case !haveISN:
+		case !p.FromA && p.Len > 0:
+			tr.Data = append(tr.Data, [2]float64{t, kb(p.Seq + uint32(p.Len))})
+		case p.FromA && strings.Contains(p.Flags, "A") && p.Ack != isn && !strings.Contains(p.Flags, "F"):
+			tr.Acks = append(tr.Acks, [2]float64{t, kb(p.Ack)})
 		}
 	}
-	if !haveSYN || !haveISN || len(pts) == 0 {
-		return nil, fmt.Errorf("%s: no handshake and data in the capture", filepath.Base(pcapPath))
+	if !haveSYN || len(tr.Data) == 0 {
+		return Trace{}, fmt.Errorf("%s: no handshake and data in the capture", filepath.Base(pcapPath))
 	}
-	return pts, nil
+	return tr, nil
 }

@@ -32,7 +32,7 @@ var Attacks = []Attack{
 	{Name: "ack-division", Rule: "ack-division=4"},
 	{Name: "dupack", Rule: "dupack=20"},
 	{Name: "dupack-nosack", Rule: "dupack=20", NoSACK: true},
-	{Name: "optimistic-ack", Rule: "optimistic-ack=16"},
+	{Name: "optimistic-ack", Rule: "optimistic-ack=64"},
 }
 
 // Senders are the servers. netstack's initial window is its constant
@@ -87,7 +87,7 @@ func run(out string) error {
 		defer k.Close()
 	}
 	m, err := RunMatrix(k, senders, Attacks, filepath.Join(out, "pcap"), func(r Result) {
-		fmt.Printf("%-18s %-15s %5.2f RTTs (%d ACKs injected)\n", r.Sender, r.Attack, r.Completion, r.Injected)
+		fmt.Printf("%-18s %-15s %5.2f RTTs, %d flights (%d ACKs injected)\n", r.Sender, r.Attack, r.Completion, r.Flights, r.Injected)
 	})
 	if err != nil {
 		return err
