@@ -68,9 +68,9 @@ type Result struct {
 	// Completion is from the client's connect to its read of the last
 	// byte, in RTTs.
 	Completion float64
-	// Flights are the trains of data segments the sender sent, one per
-	// round trip of its window (Flights).
-	Flights int
+	// Rounds are the round trips the sender took to send the object
+	// (Rounds).
+	Rounds int
 	// Injected counts the ACKs the mutator added.
 	Injected uint64
 	// Pcap is the client's capture of the transfer.

@@ -56,18 +56,23 @@ func main() {
 		return
 	}
 	out := flag.String("o", filepath.Join("examples", "daytona", "results"), "directory for the table, plots and captures")
+	runs := flag.Int("n", 3, "fetches per sender and attack")
 	flag.Parse()
 	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "daytona: unexpected argument %q (the only flag is -o DIR)\n", flag.Arg(0))
+		fmt.Fprintf(os.Stderr, "daytona: unexpected argument %q (the flags are -o DIR and -n RUNS)\n", flag.Arg(0))
 		os.Exit(2)
 	}
-	if err := run(*out); err != nil {
+	if *runs < 1 {
+		fmt.Fprintf(os.Stderr, "daytona: -n %d: give at least 1 run\n", *runs)
+		os.Exit(2)
+	}
+	if err := run(*out, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "daytona:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string) error {
+func run(out string, runs int) error {
 	if err := os.MkdirAll(filepath.Join(out, "pcap"), 0o755); err != nil {
 		return err
 	}
@@ -86,8 +91,8 @@ func run(out string) error {
 	} else {
 		defer k.Close()
 	}
-	m, err := RunMatrix(k, senders, Attacks, filepath.Join(out, "pcap"), func(r Result) {
-		fmt.Printf("%-18s %-15s %5.2f RTTs, %d flights (%d ACKs injected)\n", r.Sender, r.Attack, r.Completion, r.Flights, r.Injected)
+	m, err := RunMatrix(k, senders, Attacks, runs, filepath.Join(out, "pcap"), func(r Result) {
+		fmt.Printf("%-18s %-15s %5.2f RTTs, %d rounds (%d ACKs injected)\n", r.Sender, r.Attack, r.Completion, r.Rounds, r.Injected)
 	})
 	if err != nil {
 		return err

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,92 +19,143 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// Matrix is the results of every sender under every attack, in order.
+// Matrix is the results of every sender under every attack, in order,
+// each fetch repeated Runs times.
 type Matrix struct {
 	Senders []Sender
 	Attacks []Attack
-	Results map[[2]string]Result // by sender and attack name
+	Runs    int
+	Results map[[2]string][]Result // by sender and attack name
 }
 
-// flightGap separates two flights of data: within a flight the sender sends
-// segments back to back, between two
-// the sender waits for ACKs: at least half an RTT here, as no train of
-// this object lasts longer than 50 ms.
-const flightGap = 0.4 // RTTs
-
-// Flights counts the flights in data (times in RTTs, in order): the round
-// trips the transfer took, whatever the machine's load.
-func Flights(data [][2]float64) int {
-	n := 0
-	for i, d := range data {
-		if i == 0 || d[0]-data[i-1][0] > flightGap {
-			n++
-		}
+// Rounds is the round trips the sender took to send the object: one for
+// the first flight, and one more for each RTT from the first segment of
+// data to the last, rounded to the nearest (data: times in RTTs, in
+// order). Counting whole RTTs at the sender's end of the link leaves out
+// the handshake and the request, and it takes a delay of half an RTT (50
+// ms) to move a count: the machine's load does not.
+func Rounds(data [][2]float64) int {
+	if len(data) == 0 {
+		return 0
 	}
-	return n
+	return 1 + int(math.Round(data[len(data)-1][0]-data[0][0]))
 }
 
-// RunMatrix fetches the object from each sender under each attack,
-// reporting each result to progress as it comes.
-func RunMatrix(k *Kernel, senders []Sender, attacks []Attack, pcapDir string, progress func(Result)) (*Matrix, error) {
-	m := &Matrix{Senders: senders, Attacks: attacks, Results: map[[2]string]Result{}}
+// RunMatrix fetches the object runs times from each sender under each
+// attack, reporting each result to progress as it comes.
+func RunMatrix(k *Kernel, senders []Sender, attacks []Attack, runs int, pcapDir string, progress func(Result)) (*Matrix, error) {
+	m := &Matrix{Senders: senders, Attacks: attacks, Runs: runs, Results: map[[2]string][]Result{}}
 	for _, s := range senders {
 		for _, a := range attacks {
-			pcap := filepath.Join(pcapDir, s.Name+"-"+a.Name+".pcap")
-			var took time.Duration
-			var inj uint64
-			var err error
-			if s.Kernel {
-				if k == nil {
-					return nil, fmt.Errorf("sender %s needs the kernel's namespace", s.Name)
+			for i := 1; i <= runs; i++ {
+				r, err := runOne(k, s, a, filepath.Join(pcapDir, fmt.Sprintf("%s-%s-%d.pcap", s.Name, a.Name, i)))
+				if err != nil {
+					return nil, fmt.Errorf("%s under %s: %w", s.Name, a.Name, err)
 				}
-				took, inj, err = k.runKernel(s, a, pcap)
-			} else {
-				took, inj, err = runNetstack(s, a, pcap)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s under %s: %w", s.Name, a.Name, err)
-			}
-			if a.Rule != "" && inj == 0 {
-				return nil, fmt.Errorf("%s under %s: the receiver injected no ACK", s.Name, a.Name)
-			}
-			tr, err := readTrace(pcap)
-			if err != nil {
-				return nil, fmt.Errorf("%s under %s: %w", s.Name, a.Name, err)
-			}
-			r := Result{Sender: s.Name, Attack: a.Name, Completion: took.Seconds() / rtt.Seconds(), Flights: Flights(tr.Data), Injected: inj, Pcap: pcap, Trace: tr}
-			m.Results[[2]string{s.Name, a.Name}] = r
-			if progress != nil {
-				progress(r)
+				key := [2]string{s.Name, a.Name}
+				m.Results[key] = append(m.Results[key], r)
+				if progress != nil {
+					progress(r)
+				}
 			}
 		}
 	}
 	return m, nil
 }
 
-// Speedup is normal ÷ attacked completion time for sender s under attack a.
-func (m *Matrix) Speedup(s, a string) float64 {
-	return m.Results[[2]string{s, "normal"}].Completion / m.Results[[2]string{s, a}].Completion
+func runOne(k *Kernel, s Sender, a Attack, pcap string) (Result, error) {
+	var took time.Duration
+	var inj uint64
+	var err error
+	if s.Kernel {
+		if k == nil {
+			return Result{}, fmt.Errorf("sender %s needs the kernel's namespace", s.Name)
+		}
+		took, inj, err = k.runKernel(s, a, pcap)
+	} else {
+		took, inj, err = runNetstack(s, a, pcap)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if a.Rule != "" && inj == 0 {
+		return Result{}, errors.New("the receiver injected no ACK")
+	}
+	tr, err := readTrace(pcap)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Sender: s.Name, Attack: a.Name, Completion: took.Seconds() / rtt.Seconds(),
+		Rounds: Rounds(tr.Data), Injected: inj, Pcap: pcap, Trace: tr}, nil
 }
 
-// Verdict classifies sender s under attack a by its flights of data: fewer
-// than the normal transfer's is "vulnerable", more is "slowed", as many is
-// "no gain".
+// Median is the run of sender s under attack a with the median completion
+// time: the one the tables quote and the plots draw.
+func (m *Matrix) Median(s, a string) Result {
+	rs := slices.Clone(m.Results[[2]string{s, a}])
+	slices.SortFunc(rs, func(x, y Result) int { return cmp.Compare(x.Completion, y.Completion) })
+	return rs[len(rs)/2]
+}
+
+// Speedup is normal ÷ attacked median completion time.
+func (m *Matrix) Speedup(s, a string) float64 {
+	return m.Median(s, "normal").Completion / m.Median(s, a).Completion
+}
+
+// Beat counts the runs of sender s under attack a that took fewer rounds
+// than every normal run (faster), and those that took more than every
+// normal run (slower).
+func (m *Matrix) Beat(s, a string) (faster, slower int) {
+	var normal []int
+	for _, r := range m.Results[[2]string{s, "normal"}] {
+		normal = append(normal, r.Rounds)
+	}
+	for _, r := range m.Results[[2]string{s, a}] {
+		switch {
+		case r.Rounds < slices.Min(normal):
+			faster++
+		case r.Rounds > slices.Max(normal):
+			slower++
+		}
+	}
+	return faster, slower
+}
+
+// Verdict classifies sender s under attack a (Beat): "vulnerable" when
+// every attacked run was faster than every normal one, "vulnerable in K of
+// N runs" when some were, "slowed" when every run was slower, "no gain"
+// otherwise.
 func (m *Matrix) Verdict(s, a string) string {
-	n, x := m.Results[[2]string{s, "normal"}].Flights, m.Results[[2]string{s, a}].Flights
+	n := len(m.Results[[2]string{s, a}])
+	faster, slower := m.Beat(s, a)
 	switch {
-	case x < n:
+	case faster == n:
 		return "vulnerable"
-	case x > n:
+	case faster > 0:
+		return fmt.Sprintf("vulnerable in %d of %d runs", faster, n)
+	case slower == n:
 		return "slowed"
 	}
 	return "no gain"
 }
 
+// roundRange is the rounds of the runs of a cell: "6" or "4–7".
+func (m *Matrix) roundRange(s, a string) string {
+	var fl []int
+	for _, r := range m.Results[[2]string{s, a}] {
+		fl = append(fl, r.Rounds)
+	}
+	lo, hi := slices.Min(fl), slices.Max(fl)
+	if lo == hi {
+		return fmt.Sprint(lo)
+	}
+	return fmt.Sprintf("%d–%d", lo, hi)
+}
+
 // Markdown is the completion table (RTTs) and the vulnerability table.
 func (m *Matrix) Markdown(note string) string {
 	var b strings.Builder
-	b.WriteString("Completion of the 60 KB fetch, connect to last byte, in RTTs of 100 ms (and the flights of data it took):\n\n| sender |")
+	fmt.Fprintf(&b, "Completion of the 60 KB fetch, connect to last byte, in RTTs of 100 ms: the median of %d runs (and the rounds of data the runs took):\n\n| sender |", m.Runs)
 	for _, a := range m.Attacks {
 		fmt.Fprintf(&b, " %s |", a.Name)
 	}
@@ -108,12 +163,11 @@ func (m *Matrix) Markdown(note string) string {
 	for _, s := range m.Senders {
 		fmt.Fprintf(&b, "| %s |", s.Name)
 		for _, a := range m.Attacks {
-			r := m.Results[[2]string{s.Name, a.Name}]
-			fmt.Fprintf(&b, " %.2f (%d) |", r.Completion, r.Flights)
+			fmt.Fprintf(&b, " %.2f (%s) |", m.Median(s.Name, a.Name).Completion, m.roundRange(s.Name, a.Name))
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\nVulnerability: fewer flights of data than the normal transfer is vulnerable, more is slowed; ×: normal ÷ attacked time:\n\n| sender |")
+	b.WriteString("\nVulnerability: vulnerable when attacked runs took fewer rounds of data than every normal run, slowed when all took more; ×: normal ÷ attacked median time:\n\n| sender |")
 	for _, a := range m.Attacks[1:] {
 		fmt.Fprintf(&b, " %s |", a.Name)
 	}
@@ -135,14 +189,14 @@ func (m *Matrix) Markdown(note string) string {
 // attack in a grid of two columns, each beside the normal transfer: the segments sent (normal grey,
 // attacked red) and the ACKs the sender received in the attack (green).
 func PlotSender(m *Matrix, sender, out string) error {
-	normal, ok := m.Results[[2]string{sender, "normal"}]
-	if !ok {
+	if len(m.Results[[2]string{sender, "normal"}]) == 0 {
 		return fmt.Errorf("no normal transfer for %s", sender)
 	}
+	normal := m.Median(sender, "normal")
 	attacks := m.Attacks[1:]
 	maxT := normal.Trace.Data[len(normal.Trace.Data)-1][0]
 	for _, a := range attacks {
-		r := m.Results[[2]string{sender, a.Name}]
+		r := m.Median(sender, a.Name)
 		maxT = max(maxT, r.Trace.Data[len(r.Trace.Data)-1][0])
 	}
 	grey := color.RGBA{R: 0x90, G: 0x90, B: 0x90, A: 0xff}
@@ -150,7 +204,7 @@ func PlotSender(m *Matrix, sender, out string) error {
 	green := color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}
 	plots := make([][]*plot.Plot, 1)
 	for _, a := range attacks {
-		r := m.Results[[2]string{sender, a.Name}]
+		r := m.Median(sender, a.Name)
 		p := plot.New()
 		p.Title.Text = fmt.Sprintf("%s: %s", sender, a.Name)
 		p.X.Label.Text = "time since the SYN (RTTs)"
@@ -164,8 +218,8 @@ func PlotSender(m *Matrix, sender, out string) error {
 			label  string
 		}{
 			{r.Trace.Acks, green, 0.8, fmt.Sprintf("ACKs under %s (%d)", a.Name, len(r.Trace.Acks))},
-			{normal.Trace.Data, grey, 1.8, fmt.Sprintf("normal: %.1f RTTs, %d flights", normal.Completion, normal.Flights)},
-			{r.Trace.Data, red, 1.2, fmt.Sprintf("%s: %.1f RTTs, %d flights", a.Name, r.Completion, r.Flights)},
+			{normal.Trace.Data, grey, 1.8, fmt.Sprintf("normal: %.1f RTTs, %d rounds", normal.Completion, normal.Rounds)},
+			{r.Trace.Data, red, 1.2, fmt.Sprintf("%s: %.1f RTTs, %d rounds", a.Name, r.Completion, r.Rounds)},
 		} {
 			xy := make(plotter.XYs, len(layer.pts))
 			for j, pt := range layer.pts {
