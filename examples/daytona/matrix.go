@@ -97,6 +97,13 @@ func (m *Matrix) Median(s, a string) Result {
 	return rs[len(rs)/2]
 }
 
+// Best is the run of sender s under attack a with the shortest completion
+// time. A stall of the machine only ever slows a fetch, so the best runs are
+// the ones to set beside each other when the machine is loaded.
+func (m *Matrix) Best(s, a string) Result {
+	return slices.MinFunc(m.Results[[2]string{s, a}], func(x, y Result) int { return cmp.Compare(x.Completion, y.Completion) })
+}
+
 // Speedup is normal ÷ attacked median completion time.
 func (m *Matrix) Speedup(s, a string) float64 {
 	return m.Median(s, "normal").Completion / m.Median(s, a).Completion
