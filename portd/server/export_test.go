@@ -10,6 +10,8 @@ var (
 	NDPForTest             = NDP
 	LLAForTest             = LLA
 	WithIPv4OptionsForTest = withIPv4Options
+	WithBadIPv4SumForTest  = WithBadIPv4Sum
+	WithBadL4SumForTest    = WithBadL4Sum
 )
 
 // SetOpenHookForTest runs f as each session's set-up begins (nil: nothing).

@@ -175,6 +175,57 @@ func fragFrame(mac [6]byte, src, dst netip.AddrPort, off, id uint16, more bool) 
 		ff |= 0x2000
 	}
 	binary.BigEndian.PutUint16(ip[6:], ff)
+	return withIPv4Sum(f)
+}
+
+// withIPv4Sum fills in the IPv4 header checksum of frame f again.
+func withIPv4Sum(f []byte) []byte {
+	h := f[vnetHdrLen+ethHdrLen:][:int(f[vnetHdrLen+ethHdrLen]&0x0f)*4]
+	binary.BigEndian.PutUint16(h[10:], 0)
+	binary.BigEndian.PutUint16(h[10:], ^checksum.Checksum(h, 0))
+	return f
+}
+
+// noUDPSum is UDP frame f with checksum 0 (none, over IPv4).
+func noUDPSum(f []byte) []byte {
+	f = append([]byte(nil), f...)
+	ip := f[vnetHdrLen+ethHdrLen:]
+	l3 := ipv4HdrLen
+	if ip[0]>>4 == 6 {
+		l3 = ipv6HdrLen
+	}
+	binary.BigEndian.PutUint16(ip[l3+6:], 0)
+	return f
+}
+
+// withTotalLength sets the total length of IPv4 frame f.
+func withTotalLength(f []byte, n uint16) []byte {
+	f = append([]byte(nil), f...)
+	binary.BigEndian.PutUint16(f[vnetHdrLen+ethHdrLen+2:], n)
+	return f
+}
+
+// WithBadIPv4Sum is IPv4 frame f with its header checksum wrong.
+func WithBadIPv4Sum(f []byte) []byte {
+	f = append([]byte(nil), f...)
+	f[vnetHdrLen+ethHdrLen+10] ^= 0x5a
+	return f
+}
+
+// WithBadL4Sum is frame f, TCP or UDP over IPv4 (no options) or IPv6
+// (no extension headers), with its transport checksum wrong.
+func WithBadL4Sum(f []byte) []byte {
+	f = append([]byte(nil), f...)
+	ip := f[vnetHdrLen+ethHdrLen:]
+	l3, proto := ipv4HdrLen, ip[9]
+	if ip[0]>>4 == 6 {
+		l3, proto = ipv6HdrLen, ip[6]
+	}
+	at := l3 + 6
+	if proto == protoTCP {
+		at = l3 + 16
+	}
+	ip[at] ^= 0x5a
 	return f
 }
 
@@ -182,7 +233,7 @@ func fragFrame(mac [6]byte, src, dst netip.AddrPort, off, id uint16, more bool) 
 func withProto(f []byte, proto byte) []byte {
 	f = append([]byte(nil), f...)
 	f[vnetHdrLen+ethHdrLen+9] = proto
-	return f
+	return withIPv4Sum(f)
 }
 
 // withIPv4Options puts opts (a multiple of 4 bytes) into an IPv4 frame's
@@ -193,7 +244,7 @@ func withIPv4Options(f []byte, opts []byte) []byte {
 	h[0] = 0x40 | byte(len(h)/4)
 	binary.BigEndian.PutUint16(h[2:], uint16(len(h)+len(ip)-20))
 	out := append(append([]byte(nil), f[:vnetHdrLen+ethHdrLen]...), h...)
-	return append(out, ip[20:]...)
+	return withIPv4Sum(append(out, ip[20:]...))
 }
 
 // shortenIPv6Payload cuts the last byte off a frame but not off its IPv6

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/ustack/ustack/link"
@@ -42,6 +43,7 @@ var (
 	errDAD        = errors.New("duplicate address detection (from ::) for an address the client does not share")
 	errNDPOption  = errors.New("neighbour discovery option naming another MAC, malformed, or not allowed")
 	errNDPType    = errors.New("router advertisements, redirects and MLD not allowed")
+	errChecksum   = errors.New("bad IPv4 header, TCP or UDP checksum")
 )
 
 // Short names for the values the check compares; the values themselves
@@ -284,6 +286,11 @@ func (v *verifier) checkIPv4(vh, p []byte) error {
 	if !slices.Contains(v.ip4, netip.AddrFrom4([4]byte(p[12:16]))) {
 		return errSrcIP
 	}
+	// The kernel sends a packet socket's IPv4 header as it is written,
+	// and a stack always fills in its checksum.
+	if checksum.Checksum(p[:ipv4HdrLen], 0) != 0xffff {
+		return errChecksum
+	}
 	proto := p[9]
 	frag := be16(p[6:])
 	if frag&0x1fff != 0 {
@@ -305,7 +312,49 @@ func (v *verifier) checkIPv4(vh, p []byte) error {
 		return err
 	}
 	if frag&0x2000 != 0 { // more fragments: remember the datagram
+		// Its TCP or UDP checksum covers fragments not yet sent.
 		v.sentFrags.add(fragKeyOf(p), v.now().UnixNano())
+		return nil
+	}
+	total := int(be16(p[2:]))
+	if total < ipv4HdrLen || total > len(p) {
+		return errIPHeader
+	}
+	return checkTransportSum(vh, proto, p[12:16], p[16:20], p[ipv4HdrLen:total], false)
+}
+
+// checkTransportSum refuses a TCP or UDP segment whose checksum is wrong,
+// unless the virtio-net header leaves it to the kernel (a checksum request
+// or segmentation, which checkVnet confined to the segment's own checksum
+// field). A stack never sends a bad checksum, so such a frame is forged or
+// broken, and the peer would only count and drop it: it does not go on
+// the wire. A UDP checksum of 0 over IPv4 means none (RFC 768).
+func checkTransportSum(vh []byte, proto byte, src, dst, seg []byte, v6 bool) error {
+	if vh[0]&vnetNeedsCsum != 0 || vh[1] != vnetGSONone {
+		return nil
+	}
+	switch proto {
+	case protoTCP:
+		if len(seg) < 20 {
+			return errShort
+		}
+	case protoUDP:
+		if len(seg) < 8 {
+			return errShort
+		}
+		if !v6 && be16(seg[6:]) == 0 {
+			return nil
+		}
+	default:
+		return nil
+	}
+	var pseudo [40]byte
+	n := copy(pseudo[:], src)
+	n += copy(pseudo[n:], dst)
+	pseudo[n+1] = proto
+	binary.BigEndian.PutUint16(pseudo[n+2:], uint16(len(seg)))
+	if checksum.Checksum(seg, checksum.Checksum(pseudo[:n+4], 0)) != 0xffff {
+		return errChecksum
 	}
 	return nil
 }
@@ -347,7 +396,17 @@ func (v *verifier) checkIPv6(vh, p []byte) error {
 	if err := checkVnet(vh, ipv6HdrLen, next, true); err != nil {
 		return err
 	}
-	return v.checkL4(next, l4, true, unspecified)
+	if err := v.checkL4(next, l4, true, unspecified); err != nil {
+		return err
+	}
+	if next == protoICMPv6 {
+		return nil
+	}
+	n := int(be16(p[4:]))
+	if n > len(l4) {
+		return errIPHeader
+	}
+	return checkTransportSum(vh, next, p[8:24], p[24:40], l4[:n], true)
 }
 
 // checkL4 checks the transport header: the source port of TCP and UDP, the

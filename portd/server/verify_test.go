@@ -56,6 +56,8 @@ func frameCases() []frameCase {
 		{"router solicitation with our MAC", icmp6(me6, 133, lla(1, mac)), nil},
 		{"first fragment then the rest", frag(0, 7, true), nil},
 		{"later fragment of it", frag(64, 7, false), nil},
+		{"udp over ipv4 without a checksum", noUDPSum(UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), []byte("x"))), nil},
+		{"bad tcp checksum the kernel fills in", WithVnet(WithBadL4Sum(tcpFrame), vnetNeedsCsum, 0, 34, 16), nil},
 
 		{"short", make([]byte, 12), errShort},
 		{"forged MAC", UDPFrame(other, ap(me4, 40000), ap(peer4, 53), nil), errSrcMAC},
@@ -99,6 +101,13 @@ func frameCases() []frameCase {
 		{"ipx", ethFrame(mac, 0x8137, make([]byte, 40)), errEtherType},
 		{"igmp", ethFrame(mac, etherTypeIPv4, ipPacket(me4, peer4, 2, make([]byte, 8), -1)), errProto},
 		{"truncated ipv4", ethFrame(mac, etherTypeIPv4, []byte{0x45, 0}), errIPHeader},
+		{"bad ipv4 header checksum", WithBadIPv4Sum(UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), []byte("x"))), errChecksum},
+		{"bad udp checksum", WithBadL4Sum(UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), []byte("x"))), errChecksum},
+		{"bad tcp checksum", WithBadL4Sum(tcpFrame), errChecksum},
+		{"bad udp checksum over ipv6", WithBadL4Sum(UDPFrame(mac, ap(me6, 40000), ap(peer6, 53), []byte("x"))), errChecksum},
+		{"bad tcp checksum over ipv6", WithBadL4Sum(TCPFrame(mac, ap(me6, 8080), ap(peer6, 5555), 0x12)), errChecksum},
+		{"udp over ipv6 without a checksum", noUDPSum(UDPFrame(mac, ap(me6, 40000), ap(peer6, 53), []byte("x"))), errChecksum},
+		{"ipv4 total length past the frame", withIPv4Sum(withTotalLength(UDPFrame(mac, ap(me4, 40000), ap(peer4, 53), []byte("x")), 200)), errIPHeader},
 		{"ipv4 header shorter than 20 bytes", ethFrame(mac, etherTypeIPv4, append([]byte{0x44}, make([]byte, 30)...)), errIPHeader},
 	}
 }
