@@ -630,7 +630,7 @@ func attackChild(args []string) error {
 		fmt.Println("ok")
 		return nil
 	}
-	return fmt.Errorf("unknown child mode %q", args)
+	return badFramesChild(args)
 }
 
 // ndpSpoof is the NDP attack: a session with no fixed port writes to its
