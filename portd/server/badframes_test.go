@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack"
-	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/portd"
 	"github.com/ustack/ustack/portd/server"
@@ -103,6 +102,7 @@ func TestBadFramesBothPaths(t *testing.T) {
 			for {
 				line := stack.line(t)
 				if strings.HasPrefix(line, "counted") || strings.HasPrefix(line, "error") || strings.HasPrefix(line, "(") {
+					t.Log(line)
 					if line != wantCounted {
 						t.Errorf("stack's counters: %q, want %q", line, wantCounted)
 					}
@@ -130,8 +130,8 @@ func badFramesChild(args []string) error {
 		return badFramesStack(arg(1), arg(2), arg(3))
 	case "inject": // inject IFACE DSTMAC PORT: write inboundFrames to IFACE's wire
 		return injectFrames(arg(1), arg(2), arg(3))
-	case "badsums": // badsums SOCKET IFACE DST4 DST6: frames with bad checksums, then a good one to DST4
-		return badSums(arg(1), arg(2), netip.MustParseAddrPort(arg(3)), netip.MustParseAddrPort(arg(4)))
+	case "badsums": // badsums SOCKET IFACE DSTMAC DST4 DST6: frames with bad checksums, then a good one to DST4
+		return badSums(arg(1), arg(2), arg(3), netip.MustParseAddrPort(arg(4)), netip.MustParseAddrPort(arg(5)))
 	}
 	return fmt.Errorf("unknown child mode %q", args)
 }
@@ -255,12 +255,17 @@ func csumErrors(t *testing.T, ns string) int {
 // checksum error, and its UDP socket reads the good datagram.
 func TestPortdBadChecksumsOut(t *testing.T) {
 	n := setup(t)
-	testprog.Need(t, "ip")
 	srv, _ := n.startServer(t)
 	sink := n.start(t, 0, true, "udpsink", remoteAddr4+":9999")
 	sink.expect(t, "ready")
 	before := csumErrors(t, n.ns)
-	client := n.start(t, nobody, false, "badsums", n.sock(), n.dev, remoteAddr4+":9999", "["+remoteAddr6+"]:9999")
+	// The peer's MAC: its kernel drops TCP to a broadcast MAC before it
+	// looks at the checksum.
+	link := strings.Fields(n.inNS(t, "-br", "link", "show", "dev", n.peer()))
+	if len(link) < 3 {
+		t.Fatalf("the peer's link: %q", link)
+	}
+	client := n.start(t, nobody, false, "badsums", n.sock(), n.dev, link[2], remoteAddr4+":9999", "["+remoteAddr6+"]:9999")
 	client.expect(t, "sent 5 bad")
 	if got := sink.line(t); got != "valid" {
 		t.Fatalf("the namespace received %q, want the valid datagram", got)
@@ -272,14 +277,21 @@ func TestPortdBadChecksumsOut(t *testing.T) {
 	if hs := srv.Holders(); len(hs) != 1 || hs[0].Refused != 5 || hs[0].Sent != 1 {
 		t.Errorf("holders %+v, want one with 5 frames refused and 1 sent", hs)
 	}
-	if after := csumErrors(t, n.ns); after != before {
+	after := csumErrors(t, n.ns)
+	t.Logf("the namespace's kernel counted %d checksum errors before the frames, %d after", before, after)
+	if after != before {
 		t.Errorf("the namespace's kernel counted %d checksum errors, want none: bad frames reached the wire", after-before)
 	}
 }
 
 // badSums opens a session without a stack and writes frames with bad
-// checksums to its frame socket, then a good datagram to dst4.
-func badSums(sock, iface string, dst4, dst6 netip.AddrPort) error {
+// checksums to its frame socket, then a good datagram to dst4, all to the
+// MAC dstMAC.
+func badSums(sock, iface, dstMAC string, dst4, dst6 netip.AddrPort) error {
+	dst, err := net.ParseMAC(dstMAC)
+	if err != nil {
+		return err
+	}
 	sess, err := portd.Open(sock, portd.OpenRequest{Iface: iface, Ephemeral: 4})
 	if err != nil {
 		return err
@@ -307,13 +319,11 @@ func badSums(sock, iface string, dst4, dst6 netip.AddrPort) error {
 		server.WithBadL4SumForTest(server.UDPFrameForTest(mac, ap(me6, eph), dst6, []byte("bad udp6"))),
 		server.WithBadL4SumForTest(server.TCPFrameForTest(mac, ap(me6, eph), ap(dst6.Addr(), 5555), 0x02)),
 	}
-	for _, f := range bad {
+	for _, f := range append(bad, server.UDPFrameForTest(mac, ap(me4, eph), dst4, []byte("valid"))) {
+		copy(f[10:16], dst) // after the virtio-net header
 		if _, err := syscall.Write(fd, f); err != nil {
 			return err
 		}
-	}
-	if _, err := syscall.Write(fd, server.UDPFrameForTest(mac, ap(me4, eph), dst4, []byte("valid"))); err != nil {
-		return err
 	}
 	fmt.Printf("sent %d bad\n", len(bad))
 	select {}
