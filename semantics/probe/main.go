@@ -753,11 +753,13 @@ func backlog() {
 			acked(fds[i])
 		} else {
 			// One after the other, so that their retransmissions come
-			// apart too: when two handshakes overlap on a listener
-			// whose queue is nearly full, netstack answers the second
-			// with a SYN cookie, and its ACK of that cookie does not
-			// always reach the accept queue (a difference from Linux
-			// this scenario does not set out to show).
+			// apart too. When the two SYNs came again together, under
+			// ustack one client now and then counted itself connected
+			// while the listener never queued it (and, with data
+			// sent at once, one was queued twice): netstack answers a
+			// SYN with a SYN cookie while a handshake is pending on a
+			// nearly full queue. That difference from Linux is not
+			// what this scenario sets out to show.
 			synAgain(fds[i])
 		}
 	}
