@@ -16,7 +16,7 @@ import (
 // (its inverse until the flight is one BDP), ProbeBW (gains cycling 1.25,
 // 0.75, then 1 for six rounds) and ProbeRTT (four packets for 200 ms when
 // RTprop has not been renewed for RTpropWindow). Losses do not change the
-// model. This sender does not pace: BBR's pacing rate is computed and shown
+// model. Without pacing, Drain holds the window at one BDP instead. This sender does not pace: BBR's pacing rate is computed and shown
 // but the window alone limits the flight, so this is BBR without pacing.
 type BBR struct {
 	BwRounds     int           // rounds of the bandwidth max filter (10)
@@ -84,6 +84,13 @@ func (b *BBR) OnAck(w *Window, a Ack) {
 	switch {
 	case b.state == "probe_rtt":
 		b.win.set(w, 4)
+	case b.state == "drain" && target > 0:
+		// Drain's pacing gain empties the queue startup built by sending
+		// slower than the bottleneck; this sender does not pace, so the
+		// window does it: one BDP, which the flight falls to within a
+		// round (with the startup window it would never fall, and drain
+		// would never end).
+		b.win.set(w, b.Target(1, w.MSS))
 	case target == 0 || b.state == "startup" && cwnd < target:
 		// No model yet, or growing toward it: as slow start.
 		b.win.set(w, cwnd+float64(a.Packets))

@@ -152,14 +152,14 @@ func TestHybla(t *testing.T) {
 	h := &Hybla{RTT0: 25 * time.Millisecond}
 	near(t, "rho(100ms)", h.Rho(100*time.Millisecond), 4, 1e-9)
 	near(t, "rho(10ms)", h.Rho(10*time.Millisecond), 1, 1e-9)
-	w := &Window{Cwnd: 2, Ssthresh: 1000, SRTT: 100 * time.Millisecond}
-	h.OnAck(w, Ack{Packets: 1})
+	w := &Window{Cwnd: 2, Ssthresh: 1000, SRTT: 150 * time.Millisecond}
+	h.OnAck(w, Ack{Packets: 1, RTT: 100 * time.Millisecond}) // rho from the least RTT, not SRTT
 	if w.Cwnd != 17 {
 		t.Errorf("slow start at rho 4: cwnd %d after one packet from 2, want 2+15", w.Cwnd)
 	}
 	w = &Window{Cwnd: 32, Ssthresh: 16, SRTT: 100 * time.Millisecond}
 	h.win = window{}
-	h.OnAck(w, Ack{Packets: 2})
+	h.OnAck(w, Ack{Packets: 2, RTT: 300 * time.Millisecond}) // a larger RTT leaves rho at 4
 	near(t, "avoidance at rho 4", h.win.cwnd, 32+2*16.0/32, 1e-9)
 }
 

@@ -85,12 +85,14 @@ type Result struct {
 
 // FlowResult is one flow's figures.
 type FlowResult struct {
-	CC      string
-	Bytes   int64   // received in the measured window
-	Goodput float64 // bit/s over the measured window
-	Retrans uint64  // segments retransmitted in the measured window
-	Cwnd    []Sample
-	SRTT    []Sample // milliseconds
+	CC       string
+	Bytes    int64    // received in the measured window
+	Goodput  float64  // bit/s over the measured window
+	Retrans  uint64   // segments retransmitted in the measured window
+	Info     string   // the algorithm's own state at the end, as ss -i shows it
+	Cwnd     []Sample // packets
+	Ssthresh []Sample // packets
+	SRTT     []Sample // milliseconds
 }
 
 // Sample is a value at a time since the run started.
@@ -169,7 +171,11 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dumbbell: ingress %q: %w", in, err)
 	}
-	snd, rcv, err := ustack.NewPair(ustack.Config{MTU: MTU, Link: ustack.Link{Egress: egSpec, Ingress: inSpec}}, ustack.Config{MTU: MTU})
+	// Buffers far above any window the bottleneck allows, so that only
+	// congestion control limits a flow.
+	bufs := ustack.TCPOptions{SendBuffer: ustack.BufferRange{Min: 4096, Default: 8 << 20, Max: 8 << 20},
+		ReceiveBuffer: ustack.BufferRange{Min: 4096, Default: 8 << 20, Max: 8 << 20}}
+	snd, rcv, err := ustack.NewPair(ustack.Config{MTU: MTU, TCP: bufs, Link: ustack.Link{Egress: egSpec, Ingress: inSpec}}, ustack.Config{MTU: MTU, TCP: bufs})
 	if err != nil {
 		return nil, fmt.Errorf("dumbbell: %w", err)
 	}
@@ -355,6 +361,7 @@ type snapshot struct {
 	at       time.Time
 	received []int64
 	retrans  []uint64
+	info     []string
 	sojourn  *shape.Sojourn
 	link     shape.Stats
 }
@@ -365,10 +372,12 @@ func (r *run) snapshot() snapshot {
 	for _, fs := range r.flows {
 		s.received = append(s.received, r.receivedBy(fs))
 		var retrans uint64
+		var info string
 		if ti := infos[uint16(fs.port.Load())]; ti != nil {
-			retrans = ti.Retrans
+			retrans, info = ti.Retrans, ti.CCInfo
 		}
 		s.retrans = append(s.retrans, retrans)
+		s.info = append(s.info, info)
 	}
 	return s
 }
@@ -391,6 +400,7 @@ func (r *run) sample(res *Result) {
 	for i, fs := range r.flows {
 		if ti := infos[uint16(fs.port.Load())]; ti != nil && fs.port.Load() != 0 {
 			res.Flows[i].Cwnd = append(res.Flows[i].Cwnd, Sample{t, float64(ti.Cwnd)})
+			res.Flows[i].Ssthresh = append(res.Flows[i].Ssthresh, Sample{t, float64(ti.Ssthresh)})
 			res.Flows[i].SRTT = append(res.Flows[i].SRTT, Sample{t, ti.RTTMs})
 		}
 	}
@@ -438,6 +448,7 @@ func (r *run) measure(ctx context.Context) (*Result, error) {
 		f.Bytes = last.received[i] - first.received[i]
 		f.Goodput = float64(f.Bytes) * 8 / took
 		f.Retrans = last.retrans[i] - first.retrans[i]
+		f.Info = last.info[i]
 	}
 	res.Sojourn = last.sojourn.Since(first.sojourn)
 	res.QueueDrops = last.link.DroppedQueue - first.link.DroppedQueue
