@@ -135,12 +135,17 @@ func (b *BBR) round(w *Window) {
 	}
 }
 
-// OnLoss implements Algorithm: BBR v1 keeps its model.
-func (b *BBR) OnLoss(w *Window) { w.Ssthresh = max(w.Cwnd, 2) }
+// OnLoss implements Algorithm: BBR v1 keeps its model, and the recovery
+// window (ssthresh + 3 in this sender) at least one BDP of it. A loss
+// detected just after a timeout finds the window at one or two packets; a
+// recovery window of five would then hold the flow for as long as netstack's
+// recovery lasts, which under the heavy loss two unpaced BBR flows cause on
+// a shallow buffer was seconds.
+func (b *BBR) OnLoss(w *Window) { w.Ssthresh = max(w.Cwnd, int(b.Target(1, w.MSS)), 2) }
 
 // OnRTO implements Algorithm.
 func (b *BBR) OnRTO(w *Window) {
-	w.Ssthresh = max(w.Cwnd, 2)
+	w.Ssthresh = max(w.Cwnd, int(b.Target(1, w.MSS)), 2)
 	b.win.set(w, 1)
 }
 
