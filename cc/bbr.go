@@ -16,8 +16,9 @@ import (
 // (its inverse until the flight is one BDP), ProbeBW (gains cycling 1.25,
 // 0.75, then 1 for six rounds) and ProbeRTT (four packets for 200 ms when
 // RTprop has not been renewed for RTpropWindow). Losses do not change the
-// model. Without pacing, Drain holds the window at one BDP instead. This sender does not pace: BBR's pacing rate is computed and shown
-// but the window alone limits the flight, so this is BBR without pacing.
+// model. The sender paces new data at the pacing rate
+// (netstack/patches/0003-pacing.patch); before the first bandwidth sample
+// (the first round) it does not pace.
 type BBR struct {
 	BwRounds     int           // rounds of the bandwidth max filter (10)
 	RTpropWindow time.Duration // RTprop's min filter window (10 s)
@@ -40,7 +41,7 @@ type BBR struct {
 var bbrCycle = []float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
 
 func init() {
-	Register("bbr", "BBR v1, Cardwell et al. 2016 (window only: this sender does not pace)", func() Algorithm { return NewBBR() })
+	Register("bbr", "BBR v1, Cardwell et al. 2016", func() Algorithm { return NewBBR() })
 }
 
 // NewBBR is BBR with the paper's parameters.
@@ -84,13 +85,6 @@ func (b *BBR) OnAck(w *Window, a Ack) {
 	switch {
 	case b.state == "probe_rtt":
 		b.win.set(w, 4)
-	case b.state == "drain" && target > 0:
-		// Drain's pacing gain empties the queue startup built by sending
-		// slower than the bottleneck; this sender does not pace, so the
-		// window does it: one BDP, which the flight falls to within a
-		// round (with the startup window it would never fall, and drain
-		// would never end).
-		b.win.set(w, b.Target(1, w.MSS))
 	case target == 0 || b.state == "startup" && cwnd < target:
 		// No model yet, or growing toward it: as slow start.
 		b.win.set(w, cwnd+float64(a.Packets))
@@ -98,7 +92,19 @@ func (b *BBR) OnAck(w *Window, a Ack) {
 		b.win.set(w, min(cwnd+float64(a.Packets), target))
 	}
 	w.Ssthresh = math.MaxInt32
-	w.PacingRate = b.pacingGain * b.BtlBw()
+	w.PacingRate = b.pacingRate(w.MSS)
+}
+
+// pacingRate is pacing_gain * BtlBw, but at least four packets per RTprop
+// (ProbeRTT's window): delivery-rate samples taken across a loss recovery
+// can be tiny, and a pacing rate made of them would hold the flow to a
+// trickle for the ten rounds they stay in the filter.
+func (b *BBR) pacingRate(mss int) float64 {
+	r := b.pacingGain * b.BtlBw()
+	if r == 0 || b.rtprop == 0 {
+		return r
+	}
+	return max(r, 4*float64(mss)/b.rtprop.Seconds())
 }
 
 // round runs once per round trip: filters and state changes.
