@@ -85,11 +85,15 @@ type Result struct {
 
 // FlowResult is one flow's figures.
 type FlowResult struct {
-	CC       string
-	Bytes    int64    // received in the measured window
-	Goodput  float64  // bit/s over the measured window
-	Retrans  uint64   // segments retransmitted in the measured window
-	Info     string   // the algorithm's own state at the end, as ss -i shows it
+	CC      string
+	Bytes   int64   // received in the measured window
+	Goodput float64 // bit/s over the measured window
+	Retrans uint64  // segments retransmitted in the measured window
+	Info    string  // the algorithm's own state at the end, as ss -i shows it
+	// Err is why the flow's connection failed during the run (netstack
+	// gave up on it, e.g. a segment resent too often), or "". The run goes
+	// on with the other flows; this one's figures count until it failed.
+	Err      string
 	Cwnd     []Sample // packets
 	Ssthresh []Sample // packets
 	SRTT     []Sample // milliseconds
@@ -239,6 +243,17 @@ type run struct {
 type flowState struct {
 	cc   string
 	port atomic.Uint32 // the sender's local port, 0 until connected
+	mu   sync.Mutex
+	err  error // the connection failed
+}
+
+func (fs *flowState) failed() string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.err == nil {
+		return ""
+	}
+	return fs.err.Error()
 }
 
 // counter is the received-bytes counter of the connection from port,
@@ -315,10 +330,12 @@ func (r *run) flow(ctx context.Context, f Flow, fs *flowState) error {
 	buf := make([]byte, 64<<10)
 	for ctx.Err() == nil {
 		if _, err := c.Write(buf); err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if ctx.Err() == nil {
+				fs.mu.Lock()
+				fs.err = err
+				fs.mu.Unlock()
 			}
-			return fmt.Errorf("dumbbell: %s flow: write: %w", f.CC, err)
+			return nil
 		}
 	}
 	return nil
@@ -449,6 +466,7 @@ func (r *run) measure(ctx context.Context) (*Result, error) {
 		f.Goodput = float64(f.Bytes) * 8 / took
 		f.Retrans = last.retrans[i] - first.retrans[i]
 		f.Info = last.info[i]
+		f.Err = r.flows[i].failed()
 	}
 	res.Sojourn = last.sojourn.Since(first.sojourn)
 	res.QueueDrops = last.link.DroppedQueue - first.link.DroppedQueue

@@ -108,6 +108,23 @@ func (c *Cell) ShareReno() float64 {
 	return a / (a + r)
 }
 
+// Failures describes the flows of the cell's runs whose connection
+// failed.
+func (c *Cell) Failures() []string {
+	var out []string
+	for _, run := range []struct {
+		what string
+		res  *dumbbell.Result
+	}{{"two " + c.Algorithm + " flows", c.Same}, {c.Algorithm + " against reno", c.VsReno}} {
+		for i, f := range run.res.Flows {
+			if f.Err != "" {
+				out = append(out, fmt.Sprintf("%s, flow %d (%s): %s", run.what, i+1, f.CC, f.Err))
+			}
+		}
+	}
+	return out
+}
+
 // Report is every cell, by condition then algorithm, in Options' order.
 type Report struct {
 	Options Options
@@ -235,11 +252,20 @@ func (r *Report) Markdown(plots []string) string {
 		fmt.Fprintf(&b, "## %s\n\n", cond)
 		b.WriteString("| algorithm | goodput (Mbit/s) | p50 delay (ms) | p99 delay (ms) | retrans | Jain same | Jain vs Reno | share vs Reno |\n")
 		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		var failures []string
 		for _, c := range r.Cells[i] {
-			fmt.Fprintf(&b, "| %s | %.2f | %.1f | %.1f | %d | %.3f | %.3f | %.2f |\n", c.Algorithm, c.Goodput()/1e6,
+			name := c.Algorithm
+			if f := c.Failures(); len(f) > 0 {
+				name += " †"
+				failures = append(failures, strings.Join(f, "; "))
+			}
+			fmt.Fprintf(&b, "| %s | %.2f | %.1f | %.1f | %d | %.3f | %.3f | %.2f |\n", name, c.Goodput()/1e6,
 				ms(c.Delay(0.5)), ms(c.Delay(0.99)), c.Retrans(), c.JainSame(), c.JainReno(), c.ShareReno())
 		}
 		b.WriteString("\n")
+		for _, f := range failures {
+			fmt.Fprintf(&b, "† A connection failed during the run (its figures count until then): %s\n\n", f)
+		}
 	}
 	if len(plots) > 0 {
 		b.WriteString("## Plots\n\n")
