@@ -10,6 +10,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/ustack/ustack/tcpplot"
 )
@@ -18,8 +19,8 @@ import (
 // paths relative to dir's parent, prefixed with dir's base name (how the
 // Markdown beside dir links them):
 //
-//   - per condition, goodput against queueing delay: a point at the
-//     median delay with a bar to the 99th percentile, per algorithm;
+//   - per condition, each algorithm's queueing delay (a point at the
+//     median, a bar to the 99th percentile) labelled with its goodput;
 //   - the share of each algorithm against Reno, and Jain's index of two
 //     flows of the same algorithm, a bar per condition.
 func (r *Report) Plot(dir string) ([]string, error) {
@@ -39,7 +40,7 @@ func (r *Report) Plot(dir string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := save(p, "delay-goodput-"+cond.slug()+".svg"); err != nil {
+		if err := save(p, "delay-"+cond.slug()+".svg"); err != nil {
 			return nil, err
 		}
 	}
@@ -61,29 +62,31 @@ func (r *Report) Plot(dir string) ([]string, error) {
 	return out, nil
 }
 
-// delayGoodput is condition i's goodput against queueing delay.
+// delayGoodput is condition i's queueing delay and goodput: a row per
+// algorithm, a point at the median delay and a bar to the 99th
+// percentile, labelled with the goodput.
 func (r *Report) delayGoodput(i int) (*plot.Plot, error) {
 	o := r.Options
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("goodput against queueing delay, %g Mbit/s, %v, %s (two flows of each algorithm)", float64(o.Rate)/1e6, o.RTT, o.Conditions[i])
+	p.Title.Text = fmt.Sprintf("queueing delay and goodput, %g Mbit/s, %v, %s (two flows of each algorithm)", float64(o.Rate)/1e6, o.RTT, o.Conditions[i])
 	p.X.Label.Text = "queueing delay (ms): median, bar to the 99th percentile"
-	p.Y.Label.Text = "goodput of both flows (Mbit/s)"
 	p.Add(plotter.NewGrid())
-	var pts plotter.XYs
+	var pts, ends plotter.XYs
 	var errs plotter.XErrors
-	var labels []string
-	for _, c := range r.Cells[i] {
+	var labels, names []string
+	cells := r.Cells[i]
+	for k := range cells {
+		// The first algorithm at the top.
+		c := cells[len(cells)-1-k]
 		p50, p99 := ms(c.Delay(0.5)), ms(c.Delay(0.99))
-		pts = append(pts, plotter.XY{X: p50, Y: c.Goodput() / 1e6})
+		y := float64(k)
+		pts = append(pts, plotter.XY{X: p50, Y: y})
+		ends = append(ends, plotter.XY{X: p99, Y: y})
 		errs = append(errs, struct{ Low, High float64 }{0, p99 - p50})
-		labels = append(labels, c.Algorithm)
+		labels = append(labels, fmt.Sprintf("%.2f Mbit/s", c.Goodput()/1e6))
+		names = append(names, c.Algorithm)
 	}
-	sc, err := plotter.NewScatter(pts)
-	if err != nil {
-		return nil, err
-	}
-	sc.GlyphStyle.Radius = vg.Points(3)
-	sc.GlyphStyle.Color = color.RGBA{0x20, 0x60, 0xd0, 0xff}
+	blue := color.NRGBA{0x20, 0x60, 0xd0, 0xff}
 	bars, err := plotter.NewXErrorBars(struct {
 		plotter.XYer
 		plotter.XErrorer
@@ -91,18 +94,27 @@ func (r *Report) delayGoodput(i int) (*plot.Plot, error) {
 	if err != nil {
 		return nil, err
 	}
-	bars.LineStyle.Color = color.RGBA{0x20, 0x60, 0xd0, 0x80}
-	lb, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
+	bars.LineStyle.Color = blue
+	bars.LineStyle.Width = vg.Points(1.5)
+	sc, err := plotter.NewScatter(pts)
 	if err != nil {
 		return nil, err
 	}
-	for i := range lb.TextStyle {
-		lb.TextStyle[i].XAlign = 0.1
-		lb.TextStyle[i].YAlign = 0.2
+	sc.GlyphStyle.Radius = vg.Points(3.5)
+	sc.GlyphStyle.Color = blue
+	sc.GlyphStyle.Shape = draw.CircleGlyph{}
+	lb, err := plotter.NewLabels(plotter.XYLabels{XYs: ends, Labels: labels})
+	if err != nil {
+		return nil, err
 	}
+	for k := range lb.TextStyle {
+		lb.TextStyle[k].YAlign = -0.5
+	}
+	lb.Offset = vg.Point{X: vg.Points(6)}
 	p.Add(bars, sc, lb)
-	p.X.Min, p.Y.Min = 0, 0
-	p.Y.Max = max(p.Y.Max*1.05, float64(o.Rate)/1e6)
+	p.NominalY(names...)
+	p.X.Min = 0
+	p.X.Max *= 1.15 // room for the labels
 	return p, nil
 }
 
