@@ -141,17 +141,19 @@ func (b *BBR) round(w *Window) {
 	}
 }
 
-// OnLoss implements Algorithm: BBR v1 keeps its model, and the recovery
-// window (ssthresh + 3 in this sender) at least one BDP of it. A loss
-// detected just after a timeout finds the window at one or two packets; a
-// recovery window of five would then hold the flow for as long as netstack's
-// recovery lasts, which under the heavy loss two unpaced BBR flows cause on
-// a shallow buffer was seconds.
-func (b *BBR) OnLoss(w *Window) { w.Ssthresh = max(w.Cwnd, int(b.Target(1, w.MSS)), 2) }
+// OnLoss implements Algorithm: BBR v1 keeps its model, and the flight in
+// loss recovery is one BDP of the model (ssthresh + 3 in this sender, which
+// keeps that much in flight until every loss is repaired; Linux's BBR
+// conserves packets for a round instead). The full window, cwnd_gain BDPs,
+// kept through a recovery overflowed a shallow buffer until retransmissions
+// were lost so often that netstack gave the connection up; a window of one
+// or two packets, what a loss just after a timeout finds, held the flow for
+// as long as the recovery lasted.
+func (b *BBR) OnLoss(w *Window) { w.Ssthresh = max(int(b.Target(1, w.MSS)), 4) }
 
 // OnRTO implements Algorithm.
 func (b *BBR) OnRTO(w *Window) {
-	w.Ssthresh = max(w.Cwnd, int(b.Target(1, w.MSS)), 2)
+	w.Ssthresh = max(int(b.Target(1, w.MSS)), 4)
 	b.win.set(w, 1)
 }
 

@@ -464,7 +464,8 @@ func (r *run) measure(ctx context.Context) (*Result, error) {
 		f := &res.Flows[i]
 		f.Bytes = last.received[i] - first.received[i]
 		f.Goodput = float64(f.Bytes) * 8 / took
-		f.Retrans = last.retrans[i] - first.retrans[i]
+		// A connection that failed has no counter left at the end.
+		f.Retrans = max(last.retrans[i], first.retrans[i]) - first.retrans[i]
 		f.Info = last.info[i]
 		f.Err = r.flows[i].failed()
 	}
