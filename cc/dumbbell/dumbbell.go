@@ -269,7 +269,7 @@ func (r *run) counter(port uint16) *atomic.Int64 {
 	return n
 }
 
-// received is what the flow's receiver has read so far.
+// receivedBy is what the flow's receiver has read so far.
 func (r *run) receivedBy(fs *flowState) int64 {
 	p := fs.port.Load()
 	if p == 0 {
