@@ -59,6 +59,9 @@ type Stack struct {
 	logf     func(string, ...any)
 	mutator  *mutate.Endpoint // rules above the emulated link (Config.Mutate)
 
+	// mirrors holds a node's (NewNode) mirror of each NIC by name.
+	mirrors map[string]*observe.Mirror
+
 	closeOnce sync.Once
 	closeErr  error
 	closers   []func() error // run in reverse order by Close

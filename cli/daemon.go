@@ -47,6 +47,7 @@ func checkName(name string) error {
 // daemonClient is a client of the stack called name, the argument of
 // --stack.
 func daemonClient(name string) (*control.Client, error) {
+	name = control.StackName(name)
 	if err := checkName(name); err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {

@@ -68,13 +68,14 @@ func pickStack(ctx context.Context, cmd string, args []string) (*control.Client,
 
 // stackNamed returns a client for the stack called name, or for the only
 // running stack when name is empty. Every command that takes a stack's
-// NAME resolves it here.
+// NAME resolves it here; a lab's node is named LAB/NODE.
 func stackNamed(ctx context.Context, cmd, name string) (*control.Client, error) {
 	if name != "" {
-		if !control.ValidName(name) {
+		stack := control.StackName(name)
+		if !control.ValidName(stack) {
 			return nil, usagef("%s: %q is not a stack name (see: ustack ls)", cmd, name)
 		}
-		return control.Dial(name), nil
+		return control.Dial(stack), nil
 	}
 	stacks, err := control.List(ctx)
 	if err != nil {

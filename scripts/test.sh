@@ -24,6 +24,10 @@ packages=(
 	dash coreutils grep mount util-linux libc-bin procps iproute2
 	# Readers and clients of the tests.
 	curl python3 tshark tcpdump tmux
+	# Graphviz's dot draws ustack lab graph's pictures.
+	graphviz
+	# ethtool turns off checksum offload on the kernel's vxlan test device.
+	ethtool
 	# Programs run under 'ustack run' by ./programs (nc.openbsd is
 	# netcat-openbsd's own name for nc).
 	iputils-ping wget netcat-openbsd socat bind9-dnsutils redis-server

@@ -14,16 +14,22 @@ import (
 	"github.com/ustack/ustack/shape"
 )
 
-// linked is a NIC with an emulated link: the stack's own attachment NIC.
-type linked interface {
+// LinkDev is a NIC with an emulated link: the stack's own attachment NIC,
+// or each interface of a lab's node (Config.Links).
+type LinkDev interface {
 	SetLink(d shape.Direction, spec shape.Spec) error
 	LinkStats(d shape.Direction) shape.Stats
 }
 
-var _ linked = (*ustack.Stack)(nil)
+var _ LinkDev = (*ustack.Stack)(nil)
 
 // linkDevs are the NICs whose links GET and POST /v1/link reach, by name.
-func (s *Stack) linkDevs() map[string]linked { return map[string]linked{"eth0": s.st} }
+func (s *Stack) linkDevs() map[string]LinkDev {
+	if s.links != nil {
+		return s.links
+	}
+	return map[string]LinkDev{"eth0": s.st}
+}
 
 // serveLinks answers GET /v1/link[?dev=DEV].
 func (s *Stack) serveLinks(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +104,7 @@ func directionName(d string) string {
 	return d
 }
 
-func linkOf(dev string, nic linked) api.Link {
+func linkOf(dev string, nic LinkDev) api.Link {
 	return api.Link{Dev: dev, Egress: directionOf(nic.LinkStats(shape.Egress)), Ingress: directionOf(nic.LinkStats(shape.Ingress))}
 }
 
@@ -113,7 +119,7 @@ func directionOf(st shape.Stats) api.LinkDirection {
 	}
 }
 
-func sortedDevs(devs map[string]linked) []string {
+func sortedDevs(devs map[string]LinkDev) []string {
 	names := make([]string, 0, len(devs))
 	for n := range devs {
 		names = append(names, n)

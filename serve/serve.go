@@ -39,6 +39,9 @@ type Config struct {
 	// Logf receives the log: programs' refused sockets, attach trouble,
 	// traces and captures ending (nil: discard).
 	Logf func(format string, args ...any)
+	// Links, if not nil, are the NICs GET and POST /v1/link reach, by
+	// name, in place of the stack's own eth0: a lab node's interfaces.
+	Links map[string]LinkDev
 }
 
 // Stack is a stack served on its control socket, with the socket manager
@@ -50,8 +53,9 @@ type Stack struct {
 	target  *inspect.Target
 	info    api.Info
 	logf    func(string, ...any)
-	metrics *metricsServer // nil without Config.Metrics
-	att     *attacher      // nil without Config.Attach
+	metrics *metricsServer     // nil without Config.Metrics
+	links   map[string]LinkDev // Config.Links
+	att     *attacher          // nil without Config.Attach
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // open CONNECT tunnels (both ends); nil once closed
@@ -87,6 +91,7 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 			Addresses: addrs, MTU: st.MTU(), Socket: srv.Path(), Version: cfg.Version},
 		logf:  logf,
 		conns: map[net.Conn]struct{}{},
+		links: cfg.Links,
 	}
 	if cfg.Metrics != nil {
 		s.metrics = newMetricsServer(cfg.Metrics, inspect.MetricsHandler(s.target), logf)
@@ -101,7 +106,7 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	srv.HandleFunc("POST "+api.MutatePath, s.serveSetMutate)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
-	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: map[string]*observe.Mirror{"eth0": st.FrameMirror()}, Logf: logf}).Mount(srv)
+	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: st.FrameMirrors(), Logf: logf}).Mount(srv)
 	if cfg.Attach {
 		// Programs attached by other processes share the one socket
 		// manager, so they reach each other through the stack.

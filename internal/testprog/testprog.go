@@ -77,6 +77,10 @@ var programs = map[string]program{
 	"tcpdump":         {pkgs: []string{"tcpdump"}},
 	"tmux":            {pkgs: []string{"tmux"}},
 	"git":             {pkgs: []string{"git"}},
+	// Graphviz draws ustack lab graph's pictures.
+	"dot": {pkgs: []string{"graphviz"}},
+	// The VXLAN tests turn checksum offload off on a kernel vxlan device.
+	"ethtool": {pkgs: []string{"ethtool"}},
 	// A C compiler is not enough: the C library's headers come apart.
 	"gcc": {pkgs: []string{"gcc", "libc6-dev"}, variant: compilesC},
 	"dlv": {install: "go install github.com/go-delve/delve/cmd/dlv@v1.27.2"},

@@ -1,0 +1,98 @@
+package lab
+
+import "github.com/ustack/ustack/shape"
+
+// The lab's control API. The lab process serves GET /v1/info (so that
+// ustack ls lists it), GET /v1/lab and POST /v1/lab/down on the socket
+// named LAB; each node serves a stack's whole API on LAB.NODE, plus
+// GET /v1/lab/node; GET and POST /v1/link reach the shapers of its
+// interfaces.
+
+// Paths of the lab's own endpoints.
+const (
+	StatusPath = "/v1/lab"
+	DownPath   = "/v1/lab/down"
+	NodePath   = "/v1/lab/node"
+)
+
+// Status is GET /v1/lab: the lab, its nodes and links.
+type Status struct {
+	Name  string       `json:"name"`
+	File  string       `json:"file"`
+	PID   int          `json:"pid"`
+	Nodes []NodeStatus `json:"nodes"`
+	Links []LinkStatus `json:"links"`
+}
+
+// NodeStatus is a node as the lab process sees it.
+type NodeStatus struct {
+	Name       string            `json:"name"`
+	Kind       Kind              `json:"kind"`
+	PID        int               `json:"pid"`
+	State      string            `json:"state"` // "running", or how it ended
+	Socket     string            `json:"socket"`
+	Interfaces []InterfaceStatus `json:"interfaces"`
+	Routes     []string          `json:"routes,omitempty"`
+	CC         string            `json:"cc,omitempty"` // congestion control, if the file names one
+	Filter     []string          `json:"filter,omitempty"`
+}
+
+// InterfaceStatus is one interface of a node.
+type InterfaceStatus struct {
+	Name  string   `json:"name"`
+	Addrs []string `json:"addrs"`
+	MAC   string   `json:"mac"`
+	MTU   int      `json:"mtu"`
+	Peer  string   `json:"peer"` // "node:iface", "vxlan:ADDR vni N port P" or "host" for nat0
+	// Egress and Ingress are the shape specs in force ("" passes
+	// everything through); the node's answer has counters as well.
+	Egress       string     `json:"egress"`
+	Ingress      string     `json:"ingress"`
+	EgressStats  *LinkStats `json:"egress_stats,omitempty"`
+	IngressStats *LinkStats `json:"ingress_stats,omitempty"`
+	Down         bool       `json:"down,omitempty"` // the other end is gone
+}
+
+// LinkStatus is one link of the file.
+type LinkStatus struct {
+	Index int       `json:"index"`
+	Ends  []string  `json:"ends"`
+	MTU   int       `json:"mtu"`
+	Shape [2]string `json:"shape"` // of the frames leaving each end
+}
+
+// NodeReply is GET /v1/lab/node on a node: its interfaces with their
+// shapers' counters, routes and filter rules with theirs.
+type NodeReply struct {
+	Lab        string            `json:"lab"`
+	Name       string            `json:"name"`
+	Kind       Kind              `json:"kind"`
+	Interfaces []InterfaceStatus `json:"interfaces"`
+	Routes     []string          `json:"routes"`
+	Filter     []RuleCounter     `json:"filter"`
+}
+
+// LinkStats are one direction's shaper counters (shape.Stats).
+type LinkStats struct {
+	SentPackets     uint64 `json:"sent_packets"`
+	SentBytes       uint64 `json:"sent_bytes"`
+	DroppedLoss     uint64 `json:"dropped_loss"`
+	DroppedQueue    uint64 `json:"dropped_queue"`
+	DroppedAQM      uint64 `json:"dropped_aqm"`
+	Duplicated      uint64 `json:"duplicated"`
+	Corrupted       uint64 `json:"corrupted"`
+	Reordered       uint64 `json:"reordered"`
+	Errors          uint64 `json:"errors"`
+	QueuePackets    int    `json:"queue_packets"`
+	QueueBytes      int    `json:"queue_bytes"`
+	InFlightPackets int    `json:"in_flight_packets"`
+	InFlightBytes   int    `json:"in_flight_bytes"`
+	Seed            uint64 `json:"seed"`
+}
+
+func linkStats(s shape.Stats) *LinkStats {
+	return &LinkStats{SentPackets: s.SentPackets, SentBytes: s.SentBytes, DroppedLoss: s.DroppedLoss,
+		DroppedQueue: s.DroppedQueue, DroppedAQM: s.DroppedAQM, Duplicated: s.Duplicated, Corrupted: s.Corrupted,
+		Reordered: s.Reordered, Errors: s.Errors, QueuePackets: s.QueuePackets, QueueBytes: s.QueueBytes,
+		InFlightPackets: s.InFlightPackets, InFlightBytes: s.InFlightBytes, Seed: s.Seed}
+}

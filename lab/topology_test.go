@@ -1,0 +1,78 @@
+package lab
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const goodTopology = `name: t
+topology:
+  nodes:
+    h1: {interfaces: {eth0: 10.0.1.10/24}, routes: [default via 10.0.1.1], cc: reno}
+    r1:
+      kind: router
+      interfaces: {eth0: 10.0.1.1/24, eth1: 10.0.2.1/24}
+      filter: [-A FORWARD -p udp -j DROP]
+  links:
+    - endpoints: [h1:eth0, r1:eth0]
+      shape: {h1:eth0: delay 5ms, r1:eth0: rate 10mbit}
+    - {type: vxlan, endpoint: r1:eth1, remote: 192.0.2.2, vni: 7, mtu: 1450}
+`
+
+// Each mistake is reported at its line, with the path of the field.
+func TestParseErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, old, new string
+		line           int
+		path, msg      string
+	}{
+		{"kind", "kind: router", "kind: switch", 6, "topology.nodes.r1.kind", `unknown kind "switch"`},
+		{"address", "eth1: 10.0.2.1/24", "eth1: 10.0.2.1", 7, "topology.nodes.r1.interfaces.eth1[0]", "not an address with prefix length"},
+		{"route", "default via 10.0.1.1", "default via 10.9.9.9", 4, "topology.nodes.h1.routes[0]", "on none of h1's subnets"},
+		{"cc", "cc: reno", "cc: nosuch", 4, "topology.nodes.h1.cc", `unknown congestion control "nosuch"`},
+		{"rule", "-j DROP", "-j BOUNCE", 8, "topology.nodes.r1.filter[0]", "BOUNCE"},
+		{"endpoint", "[h1:eth0, r1:eth0]", "[h1:eth0, r2:eth0]", 10, "topology.links[0].endpoints[1]", "there is no node r2"},
+		{"shape", "delay 5ms", "delay 5 parsecs", 11, "topology.links[0].shape.h1:eth0", ""},
+		{"shape end", "r1:eth0: rate", "r1:eth1: rate", 11, "topology.links[0].shape.r1:eth1", "not an end of this link"},
+		{"vni", "vni: 7", "vni: 0", 12, "topology.links[1].vni", "out of range"},
+		{"vxlan field", "vni: 7", "vni: 7, endpoints: []", 12, "topology.links[1].endpoints", "not a field of a vxlan link"},
+		{"unknown field", "cc: reno}", "cc: reno, colour: red}", 4, "topology.nodes.h1.colour", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			text := strings.Replace(goodTopology, c.old, c.new, 1)
+			if text == goodTopology {
+				t.Fatalf("%q is not in the topology", c.old)
+			}
+			_, err := Parse("lab.yaml", []byte(text), "")
+			var le *Error
+			if !errors.As(err, &le) {
+				t.Fatalf("error %v, want a *lab.Error", err)
+			}
+			if le.File != "lab.yaml" || le.Line != c.line || le.Path != c.path || !strings.Contains(le.Msg, c.msg) {
+				t.Errorf("got %v; want lab.yaml:%d: %s: ...%s...", err, c.line, c.path, c.msg)
+			}
+		})
+	}
+}
+
+// The drawing has every node, every interface's addresses, each link's
+// MTU and shapes, and the VXLAN link's far end.
+func TestDOT(t *testing.T) {
+	topo, err := Parse("lab.yaml", []byte(goodTopology), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dot := string(DOT(topo.Status()))
+	for _, want := range []string{
+		`graph "lab t" {`,
+		`<b>h1</b> host`, `cc reno`, `default via 10.0.1.1`, `-A FORWARD -p udp -j DROP`,
+		`port="eth1"`, `eth1 10.0.2.1/24`,
+		`"h1":"eth0" -- "r1":"eth0" [label="mtu 1500\n→ delay 5ms\n← rate 10mbit"]`,
+		`"r1":"eth1" -- "vxlan:192.0.2.2 vni 7 port 4789" [label="mtu 1450", style=dashed]`,
+	} {
+		if !strings.Contains(dot, want) {
+			t.Errorf("the DOT lacks %s:\n%s", want, dot)
+		}
+	}
+}
