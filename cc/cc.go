@@ -6,7 +6,9 @@
 // netstack's TCP sender through the plug point ustack's netstack patch
 // 0001-congestion-control-plug-point adds (tcp.CongestionControl): the sender
 // calls them on each ACK of new data, on loss, on RTO and when fast recovery
-// ends, and uses the window they leave.
+// ends, and uses the window they leave; a rate-based algorithm may also set
+// a pacing rate, at which the sender then spaces new data (netstack patch
+// 0003-pacing).
 //
 // Windows are in packets (segments), as netstack keeps them. Algorithms keep
 // a fractional window of their own where the published update is
