@@ -51,6 +51,24 @@ type InterfaceStatus struct {
 	EgressStats  *LinkStats `json:"egress_stats,omitempty"`
 	IngressStats *LinkStats `json:"ingress_stats,omitempty"`
 	Down         bool       `json:"down,omitempty"` // the other end is gone
+	// Mutate are the interface's packet-mutator rules with their counters
+	// (the node's answer only).
+	Mutate *MutateStats `json:"mutate,omitempty"`
+}
+
+// MutateStats are an interface's packet-mutator counters (mutate.Stats).
+type MutateStats struct {
+	Rules     []MutateRuleStats `json:"rules"`
+	Malformed uint64            `json:"malformed"`
+}
+
+// MutateRuleStats are one rule's counters: frames matched, acted on and
+// added.
+type MutateRuleStats struct {
+	Rule     string `json:"rule"`
+	Matched  uint64 `json:"matched"`
+	Acted    uint64 `json:"acted"`
+	Injected uint64 `json:"injected"`
 }
 
 // LinkStatus is one link of the file.
@@ -59,6 +77,9 @@ type LinkStatus struct {
 	Ends  []string  `json:"ends"`
 	MTU   int       `json:"mtu"`
 	Shape [2]string `json:"shape"` // of the frames leaving each end
+	// Mutate are the packet-mutator rules at each end, in the form the
+	// file and --mutate take.
+	Mutate [2][]string `json:"mutate,omitempty"`
 }
 
 // NodeReply is GET /v1/lab/node on a node: its interfaces with their

@@ -61,6 +61,9 @@ func DOT(st Status) []byte {
 			if l.Shape[i] != "" {
 				label += "\n" + dir + " " + l.Shape[i]
 			}
+			if len(l.Mutate[i]) > 0 {
+				label += "\n" + dir + " mutate " + strings.Join(l.Mutate[i], "; ")
+			}
 		}
 		far, style := port(l.Ends[1]), ""
 		if strings.HasPrefix(l.Ends[1], "vxlan:") {

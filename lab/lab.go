@@ -372,6 +372,11 @@ func (t *Topology) Status() Status {
 	}
 	for _, lk := range t.Links {
 		ls := LinkStatus{Index: lk.Index, MTU: lk.MTU, Shape: [2]string{lk.Shape[0].String(), lk.Shape[1].String()}}
+		for i, rules := range lk.Mutate {
+			for _, r := range rules {
+				ls.Mutate[i] = append(ls.Mutate[i], r.String())
+			}
+		}
 		ls.Ends = []string{lk.Ends[0].String()}
 		if lk.VXLAN != nil {
 			ls.Ends = append(ls.Ends, lk.VXLAN.String())

@@ -698,3 +698,60 @@ topology:
 		t.Errorf("a refused lab left %v", files)
 	}
 }
+
+// A link's packet-mutator rules act at the end that names them: h2 divides
+// the ACKs it sends and drops the pings it receives; the transfer still
+// arrives whole, and each rule's counters say what it did.
+func TestMutatedLink(t *testing.T) {
+	testbin.EndToEnd(t)
+	path := writeTopology(t, `
+name: mutated
+topology:
+  nodes:
+    h1: {interfaces: {eth0: 10.0.1.10/24}}
+    h2: {interfaces: {eth0: 10.0.1.20/24}}
+  links:
+    - endpoints: [h1:eth0, h2:eth0]
+      shape: rate 20mbit delay 5ms
+      mutate: {h2:eth0: [ack-division=4, in icmp drop]}
+`)
+	_, st := upLab(t, path, "")
+	if got := st.Links[0].Mutate; len(got[0]) != 0 || strings.Join(got[1], "; ") != "ack-division=4; in icmp drop" {
+		t.Errorf("the link's rules in the lab's status: %q", got)
+	}
+	transfer(t, "mutated", "h1", "h2", "10.0.1.10:7000", 1<<20)
+
+	var out bytes.Buffer
+	c := control.Dial(lab.NodeSocketName("mutated", "h1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := c.Ping(ctx, api.PingRequest{Host: "10.0.1.20", Count: 3, Interval: 20 * time.Millisecond, Timeout: time.Second, Size: 56}, &out)
+	if n != 0 {
+		t.Errorf("ping through a rule that drops it: %d replies (%v):\n%s", n, err, out.String())
+	}
+
+	cl := &lab.Client{Name: "mutated"}
+	h2, err := cl.Node(context.Background(), "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := h2.Interfaces[0].Mutate
+	if m == nil || len(m.Rules) != 2 {
+		t.Fatalf("h2:eth0's mutator counters: %+v, want two rules", m)
+	}
+	t.Logf("h2:eth0 mutator: %+v", *m)
+	// 1 MiB is about 720 segments: ACKs of new data, each made four.
+	if div := m.Rules[0]; div.Acted < 50 || div.Injected < 3*div.Acted {
+		t.Errorf("ack-division's counters %+v, want many ACKs divided in four", div)
+	}
+	if drop := m.Rules[1]; drop.Matched < 3 {
+		t.Errorf("the icmp rule's counters %+v, want the 3 echo requests", drop)
+	}
+	h1, err := cl.Node(context.Background(), "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h1.Interfaces[0].Mutate != nil {
+		t.Errorf("h1:eth0 has mutator counters %+v, and no rules", h1.Interfaces[0].Mutate)
+	}
+}

@@ -13,10 +13,12 @@ import (
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/link"
+	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/serve"
 	"github.com/ustack/ustack/shape"
 )
@@ -53,6 +55,7 @@ type InterfaceSpec struct {
 	Peer    string   `json:"peer"`
 	Egress  string   `json:"egress"`
 	Ingress string   `json:"ingress"`
+	Mutate  []string `json:"mutate,omitempty"` // packet-mutator rules
 }
 
 // nodeSpec is the spec of node n of t.
@@ -68,6 +71,9 @@ func (t *Topology) nodeSpec(n *Node, version string) NodeSpec {
 			end = 1
 		}
 		is := InterfaceSpec{Name: ifc.Name, MTU: l.MTU, Egress: l.Shape[end].String()}
+		for _, r := range l.Mutate[end] {
+			is.Mutate = append(is.Mutate, r.String())
+		}
 		mac := MAC(t.Name, n.Name, ifc.Name)
 		is.MAC = net.HardwareAddr(mac[:]).String()
 		for _, p := range ifc.Addrs {
@@ -147,8 +153,11 @@ type node struct {
 	served *serve.Stack
 	stack  *ustack.Stack
 	shapes map[string]*shape.Endpoint
-	down   map[string]*link.FrameSocket
-	filter *Filter
+	// mutators are the interfaces' packet mutators, for those that have
+	// rules.
+	mutators map[string]*mutate.Endpoint
+	down     map[string]*link.FrameSocket
+	filter   *Filter
 }
 
 // startNode builds the node from spec on the link sockets from firstFD on
@@ -158,7 +167,7 @@ func startNode(spec NodeSpec, firstFD int, logf func(string, ...any)) (*node, er
 	if err != nil {
 		return nil, err
 	}
-	n := &node{spec: spec, shapes: map[string]*shape.Endpoint{}, down: map[string]*link.FrameSocket{}}
+	n := &node{spec: spec, shapes: map[string]*shape.Endpoint{}, mutators: map[string]*mutate.Endpoint{}, down: map[string]*link.FrameSocket{}}
 	cfg := ustack.NodeConfig{Label: "lab:" + spec.Lab, Forwarding: spec.Kind != Host, Logf: logf}
 	cfg.TCP.CongestionControl = spec.CC
 	for _, kv := range spec.Sysctl {
@@ -268,6 +277,14 @@ func (n *node) openInterface(is InterfaceSpec, fd int) (_ ustack.NodeInterface, 
 	if err != nil {
 		return ni, nil, fmt.Errorf("ingress: %w", err)
 	}
+	var rules []mutate.Rule
+	for _, text := range is.Mutate {
+		r, err := mutate.Parse(text)
+		if err != nil {
+			return ni, nil, fmt.Errorf("mutate: %w", err)
+		}
+		rules = append(rules, r)
+	}
 	fs, err := link.NewFrameSocket(fd, uint32(is.MTU), tcpip.LinkAddress(mac))
 	if err != nil {
 		return ni, nil, err
@@ -281,6 +298,18 @@ func (n *node) openInterface(is InterfaceSpec, fd int) (_ ustack.NodeInterface, 
 	n.shapes[is.Name] = sh
 	n.down[is.Name] = fs
 	ni.Link = sh
+	if len(rules) > 0 {
+		// Above the shaper, as on a stack of its own: what a rule sends
+		// crosses the emulated link like any frame.
+		mu, err := mutate.New(sh, nil, header.EthernetMinimumSize, rules)
+		if err != nil {
+			sh.Close()
+			return ni, nil, err
+		}
+		n.mutators[is.Name] = mu
+		ni.Link = mu
+		return ni, mu, nil
+	}
 	return ni, sh, nil
 }
 
@@ -295,9 +324,22 @@ func (n *node) reply() NodeReply {
 		eg, in := sh.Stats(shape.Egress), sh.Stats(shape.Ingress)
 		r.Interfaces = append(r.Interfaces, InterfaceStatus{Name: is.Name, Addrs: is.Addrs, MAC: is.MAC, MTU: is.MTU, Peer: is.Peer,
 			Egress: eg.Spec.String(), Ingress: in.Spec.String(), EgressStats: linkStats(eg), IngressStats: linkStats(in),
-			Down: n.down[is.Name].Down.Load()})
+			Down: n.down[is.Name].Down.Load(), Mutate: mutateStats(n.mutators[is.Name])})
 	}
 	return r
+}
+
+// mutateStats are mu's counters for the node's answer; nil for none.
+func mutateStats(mu *mutate.Endpoint) *MutateStats {
+	if mu == nil {
+		return nil
+	}
+	st := mu.Stats()
+	ms := &MutateStats{Rules: []MutateRuleStats{}, Malformed: st.Malformed}
+	for _, r := range st.Rules {
+		ms.Rules = append(ms.Rules, MutateRuleStats{Rule: r.Rule, Matched: r.Matched, Acted: r.Acted, Injected: r.Injected})
+	}
+	return ms
 }
 
 func (n *node) serveNode(w http.ResponseWriter, r *http.Request) {

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/shape"
 )
@@ -80,7 +82,12 @@ type Link struct {
 	VXLAN *VXLAN
 	MTU   int
 	Shape [2]shape.Spec
-	Line  int
+	// Mutate[i] are the packet-mutator rules at end i's interface, above
+	// its shaper (package mutate; "out" rules act on what the end sends,
+	// "in" rules on what it receives). A VXLAN link has them only at its
+	// node's end.
+	Mutate [2][]mutate.Rule
+	Line   int
 }
 
 // VXLAN is the far end of a link carried in VXLAN (RFC 7348) over UDP.
@@ -457,7 +464,7 @@ func (d *decoder) links(t *Topology, n *yaml.Node) error {
 	used := map[Endpoint]string{} // endpoint -> the path that used it
 	for i, it := range items {
 		path := index("topology.links", i)
-		entries, err := d.mapping(it, path, "type", "endpoints", "endpoint", "mtu", "shape", "remote", "local", "vni", "udp-port")
+		entries, err := d.mapping(it, path, "type", "endpoints", "endpoint", "mtu", "shape", "mutate", "remote", "local", "vni", "udp-port")
 		if err != nil {
 			return err
 		}
@@ -551,6 +558,11 @@ func (d *decoder) links(t *Topology, n *yaml.Node) error {
 		}
 		if e, ok := fields["shape"]; ok {
 			if err := d.shape(l, e.value, join(path, "shape")); err != nil {
+				return err
+			}
+		}
+		if e, ok := fields["mutate"]; ok {
+			if err := d.mutate(l, e.value, join(path, "mutate")); err != nil {
 				return err
 			}
 		}
@@ -667,6 +679,54 @@ func (d *decoder) shape(l *Link, n *yaml.Node, path string) error {
 		}
 		if l.Shape[j], err = parse(e.value, join(path, e.key)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// mutate reads a link's packet-mutator rules: a mapping from an end (as
+// written in endpoints) to one rule or a list of rules for its interface.
+// Unlike a shape, rules are never for both ends at once: a misbehaving
+// receiver is one end, and the other end's rules would see the same
+// traffic the other way round.
+func (d *decoder) mutate(l *Link, n *yaml.Node, path string) error {
+	if resolve(n).Kind != yaml.MappingNode {
+		return d.errf(n, path, "want a mapping from an end of the link to its rules, e.g. {%s: ack-division=4}", l.Ends[0])
+	}
+	ends := []string{l.Ends[0].String()}
+	if l.VXLAN == nil {
+		ends = append(ends, l.Ends[1].String())
+	}
+	entries, err := d.mapping(n, path)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		j := slices.Index(ends, e.key)
+		if j < 0 {
+			return d.errf(e.keyAt, join(path, e.key), "not an end of this link with an interface here (its ends: %s)", strings.Join(ends, ", "))
+		}
+		p := join(path, e.key)
+		texts := []*yaml.Node{e.value}
+		if resolve(e.value).Kind == yaml.SequenceNode {
+			if texts, err = d.sequence(e.value, p); err != nil {
+				return err
+			}
+		}
+		for k, tn := range texts {
+			rp := p
+			if resolve(e.value).Kind == yaml.SequenceNode {
+				rp = index(p, k)
+			}
+			text, err := d.scalar(tn, rp)
+			if err != nil {
+				return err
+			}
+			r, err := mutate.Parse(text)
+			if err != nil {
+				return d.errf(tn, rp, "%v", err)
+			}
+			l.Mutate[j] = append(l.Mutate[j], r)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -74,5 +75,52 @@ func TestDOT(t *testing.T) {
 		if !strings.Contains(dot, want) {
 			t.Errorf("the DOT lacks %s:\n%s", want, dot)
 		}
+	}
+}
+
+// A link's mutator rules are a mapping from an end to a rule or a list of
+// rules; mistakes name the line and the field.
+func TestParseMutate(t *testing.T) {
+	const text = `name: m
+topology:
+  nodes:
+    h1: {interfaces: {eth0: 10.0.1.10/24}}
+    h2: {interfaces: {eth0: 10.0.1.20/24}}
+  links:
+    - endpoints: [h1:eth0, h2:eth0]
+      mutate: {h2:eth0: [ack-division=4, in icmp drop], h1:eth0: drop udp}
+`
+	topo, err := Parse("lab.yaml", []byte(text), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [2][]string
+	for i, rules := range topo.Links[0].Mutate {
+		for _, r := range rules {
+			got[i] = append(got[i], r.String())
+		}
+	}
+	if want := [2][]string{{"udp drop"}, {"ack-division=4", "in icmp drop"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rules %q, want %q", got, want)
+	}
+	for _, c := range []struct {
+		name, new string
+		path, msg string
+	}{
+		{"not a mapping", "mutate: drop udp", "topology.links[0].mutate", "want a mapping"},
+		{"not an end", "mutate: {h3:eth0: drop}", "topology.links[0].mutate.h3:eth0", "not an end of this link"},
+		{"bad rule", "mutate: {h1:eth0: [drop, bounce]}", "topology.links[0].mutate.h1:eth0[1]", "bounce"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := strings.Replace(text, "mutate: {h2:eth0: [ack-division=4, in icmp drop], h1:eth0: drop udp}", c.new, 1)
+			_, err := Parse("lab.yaml", []byte(bad), "")
+			var le *Error
+			if !errors.As(err, &le) {
+				t.Fatalf("error %v, want a *lab.Error", err)
+			}
+			if le.Line != 8 || le.Path != c.path || !strings.Contains(le.Msg, c.msg) {
+				t.Errorf("got %v; want lab.yaml:8: %s: ...%s...", err, c.path, c.msg)
+			}
+		})
 	}
 }

@@ -30,7 +30,12 @@
 //	duplicate N           N copies follow it
 //	rewrite FIELD=VALUE…  set ttl (hop limit), tos (traffic class), window, or a
 //	                      TCP flag fin syn rst psh ack urg ece cwr (=1 or =0);
-//	                      checksums are recomputed
+//	                      checksums are recomputed. window is in bytes (up to
+//	                      2^30): the field gets it shifted by the sender's
+//	                      window scale when both SYNs offered one (RFC 7323),
+//	                      as learned from the handshake, capped at 65535; a SYN's
+//	                      window, and one on a connection whose handshake the
+//	                      mutator did not see, is not scaled
 //	inject rst            the frame goes on, followed by a reset to its
 //	                      receiver, and a reset goes back to its sender (a
 //	                      reset-injecting middlebox)

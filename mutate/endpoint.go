@@ -57,6 +57,23 @@ type flow struct {
 	mss      int    // largest payload received
 	peerFIN  bool   // the peer has sent its FIN
 	haveData bool
+	// The window scale shifts each end offered in its SYN (RFC 7323),
+	// +1 so that 0 is "no SYN seen"; a rewritten window is scaled by its
+	// sender's only when both offered one.
+	localWS, remoteWS int8
+}
+
+// windowShift is the window scale of f's sender on the connection: 0 for
+// a SYN (whose window is never scaled), when scaling is off, or when the
+// handshake was not seen.
+func (fl *flow) windowShift(d Direction, f *frame) uint {
+	if fl == nil || f.flags&uint8(header.TCPFlagSyn) != 0 || fl.localWS <= 0 || fl.remoteWS <= 0 {
+		return 0
+	}
+	if d == Egress {
+		return uint(fl.localWS - 1)
+	}
+	return uint(fl.remoteWS - 1)
 }
 
 type pendingFrame struct {
@@ -220,7 +237,7 @@ func (e *Endpoint) decide(d Direction, pkt *stack.PacketBuffer) verdict {
 			v.copies += r.N
 			r.injected.Add(uint64(r.N))
 		case Rewrite:
-			ip, l4 := f.rewrite(r.Rewrites)
+			ip, l4 := f.rewrite(r.Rewrites, fl.windowShift(d, &f))
 			ipChanged, l4Changed = ipChanged || ip, l4Changed || l4
 		case InjectRST:
 			v.after = append(v.after, f.rst(true))
@@ -297,6 +314,14 @@ func (e *Endpoint) track(d Direction, f *frame) (*flow, bool) {
 		fl = &flow{}
 		e.flows[key] = fl
 	}
+	if f.flags&uint8(header.TCPFlagSyn) != 0 {
+		ws := header.ParseSynOptions(f.tcp().Options(), f.flags&uint8(header.TCPFlagAck) != 0).WS // -1: not offered
+		if d == Egress {
+			fl.localWS = int8(ws + 1)
+		} else {
+			fl.remoteWS = int8(ws + 1)
+		}
+	}
 	if d == Ingress {
 		if n := f.payloadLen(); n > 0 {
 			fl.haveData = true
@@ -327,6 +352,11 @@ func (e *Endpoint) needFlows() bool {
 	for _, r := range e.rules {
 		if r.misbehaviour() {
 			return true
+		}
+		for _, f := range r.Rewrites {
+			if f.Name == "window" { // scaled as the handshake says
+				return true
+			}
 		}
 	}
 	return false

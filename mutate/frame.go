@@ -2,6 +2,7 @@ package mutate
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -171,7 +172,7 @@ func (f *frame) tcp() header.TCP { return header.TCP(f.b[f.l4Off:f.end]) }
 
 // rewrite sets the fields of r.Rewrites that apply to the frame and
 // reports whether it changed anything. Checksums are left to fixChecksums.
-func (f *frame) rewrite(fields []Field) (ipChanged, l4Changed bool) {
+func (f *frame) rewrite(fields []Field, windowShift uint) (ipChanged, l4Changed bool) {
 	nw := f.b[f.ipOff:f.end]
 	for _, fd := range fields {
 		switch fd.Name {
@@ -193,7 +194,7 @@ func (f *frame) rewrite(fields []Field) (ipChanged, l4Changed bool) {
 			ipChanged = true
 		case "window":
 			if f.isTCP() {
-				f.tcp().SetWindowSize(uint16(fd.Value))
+				f.tcp().SetWindowSize(uint16(min(fd.Value>>windowShift, math.MaxUint16)))
 				l4Changed = true
 			}
 		default:

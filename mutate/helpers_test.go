@@ -29,6 +29,7 @@ type segment struct {
 	window       uint16
 	payload      []byte
 	ttl          uint8
+	options      []byte // TCP options, a multiple of 4 bytes
 }
 
 // tcpFrame builds an Ethernet frame holding seg with valid checksums.
@@ -38,7 +39,8 @@ func tcpFrame(seg segment) []byte {
 	if seg.src.Is6() {
 		ipLen, ethType = header.IPv6MinimumSize, header.IPv6ProtocolNumber
 	}
-	n := header.EthernetMinimumSize + ipLen + header.TCPMinimumSize + len(seg.payload)
+	tcpLen := header.TCPMinimumSize + len(seg.options)
+	n := header.EthernetMinimumSize + ipLen + tcpLen + len(seg.payload)
 	b := make([]byte, n)
 	header.Ethernet(b).Encode(&header.EthernetFields{SrcAddr: "\x02\x00\x00\x00\x00\x01", DstAddr: "\x02\x00\x00\x00\x00\x02", Type: ethType})
 	nw := b[header.EthernetMinimumSize:]
@@ -47,7 +49,7 @@ func tcpFrame(seg segment) []byte {
 	if ttl == 0 {
 		ttl = 64
 	}
-	l4Len := header.TCPMinimumSize + len(seg.payload)
+	l4Len := tcpLen + len(seg.payload)
 	if seg.src.Is4() {
 		ip := header.IPv4(nw)
 		ip.Encode(&header.IPv4Fields{TotalLength: uint16(ipLen + l4Len), TTL: ttl, Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
@@ -56,8 +58,9 @@ func tcpFrame(seg segment) []byte {
 		header.IPv6(nw).Encode(&header.IPv6Fields{PayloadLength: uint16(l4Len), TransportProtocol: header.TCPProtocolNumber, HopLimit: ttl, SrcAddr: src, DstAddr: dst})
 	}
 	t := header.TCP(nw[ipLen:])
-	t.Encode(&header.TCPFields{SrcPort: seg.sport, DstPort: seg.dport, SeqNum: seg.seq, AckNum: seg.ack, DataOffset: header.TCPMinimumSize, Flags: seg.flags, WindowSize: seg.window})
-	copy(t[header.TCPMinimumSize:], seg.payload)
+	t.Encode(&header.TCPFields{SrcPort: seg.sport, DstPort: seg.dport, SeqNum: seg.seq, AckNum: seg.ack, DataOffset: uint8(tcpLen), Flags: seg.flags, WindowSize: seg.window})
+	copy(t[header.TCPMinimumSize:], seg.options)
+	copy(t[tcpLen:], seg.payload)
 	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(l4Len))
 	t.SetChecksum(^checksum.Checksum(t, xsum))
 	return b

@@ -175,6 +175,54 @@ func TestGeneralRules(t *testing.T) {
 	}
 }
 
+// A rewritten window is in bytes: scaled by its sender's window scale when
+// both SYNs offered one (RFC 7323), never on a SYN, and written as is when
+// the mutator did not see the handshake.
+func TestWindowRewriteScaled(t *testing.T) {
+	wscale := func(shift byte) []byte { return []byte{header.TCPOptionNOP, header.TCPOptionWS, 3, shift} }
+	syn := func(shift []byte) []byte {
+		return tcpFrame(segment{src: addrLocal, dst: addrRemote, sport: 40000, dport: 80, seq: 1, flags: header.TCPFlagSyn, window: 512, options: shift})
+	}
+	synAck := func(shift []byte) []byte {
+		return tcpFrame(segment{src: addrRemote, dst: addrLocal, sport: 80, dport: 40000, seq: 100, ack: 2, flags: header.TCPFlagSyn | header.TCPFlagAck, window: 512, options: shift})
+	}
+	ackOut := tcpFrame(segment{src: addrLocal, dst: addrRemote, sport: 40000, dport: 80, seq: 2, ack: 101, flags: header.TCPFlagAck, window: 512})
+	ackIn := tcpFrame(segment{src: addrRemote, dst: addrLocal, sport: 80, dport: 40000, seq: 101, ack: 2, flags: header.TCPFlagAck, window: 512})
+	for _, tc := range []struct {
+		name              string
+		localWS, remoteWS []byte // nil: not offered; no SYNs at all when both nil and handshake false
+		handshake         bool
+		wantSYN, wantOut  uint16 // windows of the SYN and of the next ACK out
+		wantIn            uint16 // window of an ACK in, under an "in" rule
+		outRule, inRule   string
+		wantSYNChecked    bool
+	}{
+		{name: "both offered", localWS: wscale(7), remoteWS: wscale(2), handshake: true, wantSYN: 65535, wantOut: 65536 >> 7, wantIn: 65536 >> 2, wantSYNChecked: true},
+		{name: "one offered", localWS: wscale(7), handshake: true, wantSYN: 65535, wantOut: 65535, wantIn: 65535, wantSYNChecked: true},
+		{name: "no handshake seen", wantOut: 65535, wantIn: 65535},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "tcp rewrite window=65536", "in tcp rewrite window=65536")
+			if tc.handshake {
+				out := r.send(t, syn(tc.localWS))
+				if p := readBack(t, out[0]); p.window != tc.wantSYN || !p.checksumOK {
+					t.Errorf("SYN's window %d (checksum ok %v), want %d", p.window, p.checksumOK, tc.wantSYN)
+				}
+				r.receive(synAck(tc.remoteWS))
+			}
+			out := r.send(t, ackOut)
+			if p := readBack(t, out[0]); p.window != tc.wantOut || !p.checksumOK {
+				t.Errorf("ACK out: window %d (checksum ok %v), want %d", p.window, p.checksumOK, tc.wantOut)
+			}
+			r.receive(ackIn)
+			up := r.up.got()
+			if p := readBack(t, up[len(up)-1]); p.window != tc.wantIn || !p.checksumOK {
+				t.Errorf("ACK in: window %d (checksum ok %v), want %d", p.window, p.checksumOK, tc.wantIn)
+			}
+		})
+	}
+}
+
 func TestIngressDelayAndInject(t *testing.T) {
 	t.Run("in drop", func(t *testing.T) {
 		r := newRig(t, "in drop tcp sport 80")

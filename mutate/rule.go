@@ -519,7 +519,7 @@ func parseField(w string) (Field, error) {
 	case name == "ttl" || name == "tos":
 		max = math.MaxUint8
 	case name == "window":
-		max = math.MaxUint16
+		max = 1 << 30 // bytes: RFC 7323's largest window
 	case flagBit(name) != 0:
 		max = 1
 	default:

@@ -82,6 +82,9 @@ func TestRunAttachedStackCloses(t *testing.T) {
 	if err != nil || ps.ExitCode() != 0 {
 		t.Fatalf("true: %v, %v", ps, err)
 	}
+	// The stack lets go of a program a moment after it exits; until then
+	// it would count as the program below.
+	testwait.For(t, "the stack to let go of true", func() bool { return runtimeOf(t, f.client).Attached == 0 })
 
 	type result struct {
 		ps  *os.ProcessState
