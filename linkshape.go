@@ -78,3 +78,7 @@ func (s *Stack) SetLink(d shape.Direction, spec shape.Spec) error {
 // tc -s qdisc: frames sent, dropped by loss, by the queue or its AQM,
 // duplicated, corrupted, reordered, and what is queued and in flight now.
 func (s *Stack) LinkStats(d shape.Direction) shape.Stats { return s.shaper.Stats(d) }
+
+// LinkSojourn returns direction d's queueing delays so far: how long each
+// packet waited for the emulated link's rate (nil for an unknown direction).
+func (s *Stack) LinkSojourn(d shape.Direction) *shape.Sojourn { return s.shaper.Sojourn(d) }

@@ -16,8 +16,9 @@ import (
 // (its inverse until the flight is one BDP), ProbeBW (gains cycling 1.25,
 // 0.75, then 1 for six rounds) and ProbeRTT (four packets for 200 ms when
 // RTprop has not been renewed for RTpropWindow). Losses do not change the
-// model. This sender does not pace: BBR's pacing rate is computed and shown
-// but the window alone limits the flight, so this is BBR without pacing.
+// model. The sender paces new data at the pacing rate
+// (netstack/patches/0003-pacing.patch); before the first bandwidth sample
+// (the first round) it does not pace.
 type BBR struct {
 	BwRounds     int           // rounds of the bandwidth max filter (10)
 	RTpropWindow time.Duration // RTprop's min filter window (10 s)
@@ -40,7 +41,7 @@ type BBR struct {
 var bbrCycle = []float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
 
 func init() {
-	Register("bbr", "BBR v1, Cardwell et al. 2016 (window only: this sender does not pace)", func() Algorithm { return NewBBR() })
+	Register("bbr", "BBR v1, Cardwell et al. 2016", func() Algorithm { return NewBBR() })
 }
 
 // NewBBR is BBR with the paper's parameters.
@@ -91,7 +92,19 @@ func (b *BBR) OnAck(w *Window, a Ack) {
 		b.win.set(w, min(cwnd+float64(a.Packets), target))
 	}
 	w.Ssthresh = math.MaxInt32
-	w.PacingRate = b.pacingGain * b.BtlBw()
+	w.PacingRate = b.pacingRate(w.MSS)
+}
+
+// pacingRate is pacing_gain * BtlBw, but at least four packets per RTprop
+// (ProbeRTT's window): delivery-rate samples taken across a loss recovery
+// can be tiny, and a pacing rate made of them would hold the flow to a
+// trickle for the ten rounds they stay in the filter.
+func (b *BBR) pacingRate(mss int) float64 {
+	r := b.pacingGain * b.BtlBw()
+	if r == 0 || b.rtprop == 0 {
+		return r
+	}
+	return max(r, 4*float64(mss)/b.rtprop.Seconds())
 }
 
 // round runs once per round trip: filters and state changes.
@@ -128,12 +141,19 @@ func (b *BBR) round(w *Window) {
 	}
 }
 
-// OnLoss implements Algorithm: BBR v1 keeps its model.
-func (b *BBR) OnLoss(w *Window) { w.Ssthresh = max(w.Cwnd, 2) }
+// OnLoss implements Algorithm: BBR v1 keeps its model, and the flight in
+// loss recovery is one BDP of the model (ssthresh + 3 in this sender, which
+// keeps that much in flight until every loss is repaired; Linux's BBR
+// conserves packets for a round instead). The full window, cwnd_gain BDPs,
+// kept through a recovery overflowed a shallow buffer until retransmissions
+// were lost so often that netstack gave the connection up; a window of one
+// or two packets, what a loss just after a timeout finds, held the flow for
+// as long as the recovery lasted.
+func (b *BBR) OnLoss(w *Window) { w.Ssthresh = max(int(b.Target(1, w.MSS)), 4) }
 
 // OnRTO implements Algorithm.
 func (b *BBR) OnRTO(w *Window) {
-	w.Ssthresh = max(w.Cwnd, 2)
+	w.Ssthresh = max(int(b.Target(1, w.MSS)), 4)
 	b.win.set(w, 1)
 }
 

@@ -6,12 +6,37 @@
 // netstack's TCP sender through the plug point ustack's netstack patch
 // 0001-congestion-control-plug-point adds (tcp.CongestionControl): the sender
 // calls them on each ACK of new data, on loss, on RTO and when fast recovery
-// ends, and uses the window they leave.
+// ends, and uses the window they leave; a rate-based algorithm may also set
+// a pacing rate, at which the sender then spaces new data (netstack patch
+// 0003-pacing).
 //
 // Windows are in packets (segments), as netstack keeps them. Algorithms keep
 // a fractional window of their own where the published update is
 // fractional, and take the sender's window back when the sender changed it
 // (fast recovery sets Cwnd = Ssthresh + 3, then Ssthresh).
+//
+// # ECN and DCTCP
+//
+// There is no ECN-based algorithm (DCTCP, or classic ECN's reaction to
+// ECE) because the pinned netstack's TCP has no ECN at all, so an
+// algorithm could never see a congestion mark:
+//
+//   - it never negotiates ECN: its SYN and SYN-ACK carry neither ECE nor
+//     CWR (RFC 3168, section 6.1.1);
+//   - it never sends ECT: setting IP_TOS or IPV6_TCLASS clears the two ECN
+//     bits ("ECN is not currently supported", gVisor issue 995);
+//   - a received segment keeps nothing of its IP header's ECN field, so a
+//     receiver cannot see CE, and it never sets ECE; the sender never reads
+//     ECE and never sends CWR (header.TCPFlagEce and TCPFlagCwr are
+//     defined and only GRO looks at CWR);
+//   - the plug point has no event for a mark, and package shape's link
+//     emulator does not mark (RED and CoDel drop).
+//
+// DCTCP needs all of these: negotiation, ECT(0) on data, CE carried to the
+// receiver, the receiver's ECE echo of each CE state change with an
+// immediate ACK (RFC 8257, section 3.2), an OnECE event with the bytes
+// marked per window, and a marking queue (a threshold K on the
+// instantaneous queue) in the emulator.
 package cc
 
 import (

@@ -16,7 +16,7 @@ func near(t *testing.T, what string, got, want, tol float64) {
 
 func TestRegistry(t *testing.T) {
 	names := Names()
-	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois", "compound", "lp", "bbr"} {
+	for _, want := range []string{"reno", "newreno", "cubic", "tahoe", "scalable", "highspeed", "hybla", "vegas", "westwood", "htcp", "bic", "veno", "illinois", "compound", "lp", "bbr", "yeah"} {
 		if About(want) == "" {
 			t.Errorf("%s is not registered (have %v)", want, names)
 		}
@@ -152,14 +152,14 @@ func TestHybla(t *testing.T) {
 	h := &Hybla{RTT0: 25 * time.Millisecond}
 	near(t, "rho(100ms)", h.Rho(100*time.Millisecond), 4, 1e-9)
 	near(t, "rho(10ms)", h.Rho(10*time.Millisecond), 1, 1e-9)
-	w := &Window{Cwnd: 2, Ssthresh: 1000, SRTT: 100 * time.Millisecond}
-	h.OnAck(w, Ack{Packets: 1})
+	w := &Window{Cwnd: 2, Ssthresh: 1000, SRTT: 150 * time.Millisecond}
+	h.OnAck(w, Ack{Packets: 1, RTT: 100 * time.Millisecond}) // rho from the least RTT, not SRTT
 	if w.Cwnd != 17 {
 		t.Errorf("slow start at rho 4: cwnd %d after one packet from 2, want 2+15", w.Cwnd)
 	}
 	w = &Window{Cwnd: 32, Ssthresh: 16, SRTT: 100 * time.Millisecond}
 	h.win = window{}
-	h.OnAck(w, Ack{Packets: 2})
+	h.OnAck(w, Ack{Packets: 2, RTT: 300 * time.Millisecond}) // a larger RTT leaves rho at 4
 	near(t, "avoidance at rho 4", h.win.cwnd, 32+2*16.0/32, 1e-9)
 }
 
@@ -339,4 +339,63 @@ func TestBBR(t *testing.T) {
 		t.Errorf("probe_bw window: %d, want cwnd_gain 2 * BDP 100 = 200", w.Cwnd)
 	}
 	near(t, "pacing rate", w.PacingRate, b.pacingGain*1e6, 1e-6)
+}
+
+// TestYeAH: Scalable growth in fast mode, Reno's in slow mode; a round
+// whose queue estimate cwnd*(RTT-BaseRTT)/RTT exceeds 80 packets removes it
+// (at most half the window); a loss removes the last queue estimate,
+// between 1/8 and 1/2 of the window, or half after 16 slow rounds.
+func TestYeAH(t *testing.T) {
+	ms := time.Millisecond
+	y := NewYeAH()
+	near(t, "Queue(500, 100ms, 125ms)", y.Queue(500, 100*ms, 125*ms), 100, 1e-9)
+
+	// Fast mode: at 200 packets, 100 acknowledged add one (1 per min(200, 100)).
+	w := &Window{Cwnd: 200, Ssthresh: 100, SRTT: 100 * ms}
+	y.OnAck(w, Ack{Packets: 1, RTT: 100 * ms}) // BaseRTT; the first round: no queue
+	y.win, w.Cwnd = window{}, 200
+	y.OnAck(w, Ack{Packets: 100, RTT: 100 * ms})
+	if w.Cwnd != 201 || y.slowRuns != 0 {
+		t.Errorf("fast mode, 100 acked at 200: cwnd %d (slow rounds %d), want 201", w.Cwnd, y.slowRuns)
+	}
+
+	// A round at 125 ms over a base of 100 ms with 500 packets: Q = 100 > 80
+	// and 25 ms > 100/8 ms; decongestion removes 100.
+	w = &Window{Cwnd: 500, Ssthresh: 100, SRTT: 100 * ms, Now: time.Second}
+	y.win, y.roundMin = window{}, 0
+	y.OnAck(w, Ack{Packets: 1, RTT: 125 * ms})
+	if w.Cwnd != 400 || w.Ssthresh != 400 || y.slowRuns != 1 {
+		t.Errorf("decongestion at 500 with Q 100: cwnd %d ssthresh %d slow rounds %d, want 400 400 1", w.Cwnd, w.Ssthresh, y.slowRuns)
+	}
+	near(t, "renoCount after the first slow round", y.renoCount, 200, 1e-9)
+	// Slow mode grows as Reno: 400 acked at 400 add one.
+	w.Ssthresh = 100
+	y.OnAck(w, Ack{Packets: 400})
+	if w.Cwnd != 401 {
+		t.Errorf("slow mode, 400 acked at 400: cwnd %d, want 401", w.Cwnd)
+	}
+	// A loss now removes the last queue estimate, 100 (and a little: the
+	// window was 500.01 when it was made).
+	w.Cwnd = 400
+	y.win = window{}
+	y.OnLoss(w)
+	near(t, "ssthresh after a loss at 400 with Q 100", float64(w.Ssthresh), 300, 1)
+	// With a small queue the loss still removes an eighth.
+	y.queue = 3
+	y.OnLoss(w)
+	if w.Ssthresh != 350 {
+		t.Errorf("loss at 400 with Q 3: ssthresh %d, want 400-400/8 = 350", w.Ssthresh)
+	}
+	// After Rho slow rounds it competes with Reno: half.
+	y.slowRuns = 16
+	y.OnLoss(w)
+	if w.Ssthresh != 200 {
+		t.Errorf("loss after 16 slow rounds: ssthresh %d, want 200", w.Ssthresh)
+	}
+	// A round at the base RTT is fast: back to Scalable growth.
+	w.Now += time.Second
+	y.OnAck(w, Ack{Packets: 1, RTT: 100 * ms})
+	if y.slowRuns != 0 || y.fastCount != 1 {
+		t.Errorf("round at the base RTT: slow rounds %d fast count %d, want 0 and 1", y.slowRuns, y.fastCount)
+	}
 }

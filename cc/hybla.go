@@ -10,13 +10,17 @@ import (
 // enhancement for heterogeneous networks", Int. J. Satellite Commun. Netw.
 // 22, 2004): with rho = RTT/RTT0 (at least 1), each acknowledged packet adds
 // 2^rho - 1 packets in slow start and rho^2/cwnd in congestion avoidance, so
-// the window grows per second as a connection with RTT0 would, whatever its
-// RTT. Losses are Reno's.
+// the sending rate (window over RTT) grows per second as a connection with
+// RTT0 would, whatever its RTT. The RTT is the path's, the least RTT seen
+// (as Linux's hybla), not the smoothed RTT: queueing delay would raise rho,
+// and slow start's 2^rho - 1 packets per ACK with it, so that a flow
+// overflowing its bottleneck would overflow it more. Losses are Reno's.
 type Hybla struct {
 	RTT0 time.Duration // reference RTT (paper: 25 ms)
 
-	rho float64
-	win window
+	rho    float64
+	minRTT time.Duration
+	win    window
 }
 
 func init() {
@@ -33,8 +37,9 @@ func (h *Hybla) Rho(rtt time.Duration) float64 {
 
 // OnAck implements Algorithm.
 func (h *Hybla) OnAck(w *Window, a Ack) {
-	if w.SRTT > 0 {
-		h.rho = h.Rho(w.SRTT)
+	if a.RTT > 0 && (h.minRTT == 0 || a.RTT < h.minRTT) {
+		h.minRTT = a.RTT
+		h.rho = h.Rho(a.RTT)
 	}
 	cwnd := h.win.sync(w)
 	n := float64(a.Packets)

@@ -10,16 +10,19 @@ import (
 // per RTT it compares the expected rate cwnd/BaseRTT with the actual
 // cwnd/RTT; diff = (expected - actual) * BaseRTT is the number of its packets
 // queued in the path. Below Alpha it adds a packet, above Beta it removes
-// one; in slow start it leaves slow start when diff exceeds Gamma. BaseRTT
+// one (and ssthresh follows it down); in slow start it leaves slow start
+// when diff exceeds Gamma, with the window that queues one packet. BaseRTT
 // is the least RTT seen, RTT the least in the last round. Losses are Reno's.
 type Vegas struct {
 	Alpha, Beta, Gamma float64 // packets queued (paper: 1 and 3; Linux: 2, 4, 1)
 
 	base     time.Duration
 	roundMin time.Duration
-	roundEnd time.Duration
-	diff     float64
-	win      window
+	// roundMinLast is the last round's RTT.
+	roundMinLast time.Duration
+	roundEnd     time.Duration
+	diff         float64
+	win          window
 }
 
 func init() {
@@ -54,18 +57,24 @@ func (v *Vegas) OnAck(w *Window, a Ack) {
 	}
 	v.diff = Diff(cwnd, v.base, v.roundMin)
 	v.roundEnd = w.Now + max(w.SRTT, v.roundMin)
-	v.roundMin = 0
+	v.roundMinLast, v.roundMin = v.roundMin, 0
 	switch {
 	case inSlowStart(w):
 		if v.diff > v.Gamma {
-			w.Ssthresh = max(int(cwnd), 2)
+			// Slow start ends with the window that fills the path and
+			// queues one packet: what slow start queued goes.
+			v.win.set(w, max(min(cwnd, cwnd*v.base.Seconds()/v.roundMinLast.Seconds()+1), 2))
+			w.Ssthresh = max(w.Cwnd, 2)
 			return
 		}
 		v.win.slowStart(w, a.Packets)
 	case v.diff < v.Alpha:
 		v.win.set(w, cwnd+1)
 	case v.diff > v.Beta:
+		// ssthresh follows the window down, or the next ACK of the round
+		// would find the window below it and slow-start it back up.
 		v.win.set(w, max(cwnd-1, 2))
+		w.Ssthresh = min(w.Ssthresh, max(w.Cwnd, 2))
 	}
 }
 

@@ -5,7 +5,9 @@
 // An Endpoint wraps a lower link endpoint and shapes both directions, each
 // with its own Spec; either may be empty (pass-through, a few nanoseconds
 // per packet). Specs change live with Set; Stats returns counters like
-// tc -s qdisc.
+// tc -s qdisc, Sojourn the distribution of the time packets waited in the
+// queue (from the emulator's schedule, so a busy machine does not inflate
+// it).
 //
 //	ep, err := shape.New(lower, clock, egress, ingress)
 //	ep.Set(shape.Egress, spec)

@@ -123,6 +123,15 @@ func (e *Endpoint) Stats(d Direction) Stats {
 	return st
 }
 
+// Sojourn is a copy of direction d's queueing delays so far (nil for an
+// unknown direction).
+func (e *Endpoint) Sojourn(d Direction) *Sojourn {
+	if d != Egress && d != Ingress {
+		return nil
+	}
+	return e.dirs[d].sojournCopy()
+}
+
 // WritePackets implements stack.LinkWriter. Packets are taken whether
 // they are sent, delayed or dropped, as a wire takes them.
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {

@@ -95,7 +95,8 @@ type shaper struct {
 
 	passThrough bool // spec.PassThrough(), kept for the hot path
 
-	c counters
+	c       counters
+	sojourn Sojourn
 }
 
 type counters struct {
@@ -372,6 +373,7 @@ func (s *shaper) advanceLocked(now time.Duration) {
 		if e == nil {
 			continue
 		}
+		s.sojourn.add(start - e.arrival)
 		s.linkFree = start + s.txTime(e.size)
 		s.toLineLocked(e, s.linkFree)
 	}
@@ -542,6 +544,13 @@ func (s *shaper) stats() Stats {
 		InFlightPackets: len(s.line),
 		InFlightBytes:   s.lineBytes,
 	}
+}
+
+func (s *shaper) sojournCopy() *Sojourn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.sojourn
+	return &h
 }
 
 // copyPacket returns a packet of its own holding a copy of pkt's bytes
