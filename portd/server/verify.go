@@ -316,23 +316,26 @@ func (v *verifier) checkIPv4(vh, p []byte) error {
 		v.sentFrags.add(fragKeyOf(p), v.now().UnixNano())
 		return nil
 	}
+	if kernelSums(vh) {
+		return nil
+	}
 	total := int(be16(p[2:]))
 	if total < ipv4HdrLen || total > len(p) {
 		return errIPHeader
 	}
-	return checkTransportSum(vh, proto, p[12:16], p[16:20], p[ipv4HdrLen:total], false)
+	return checkTransportSum(proto, p[12:16], p[16:20], p[ipv4HdrLen:total], false)
 }
 
-// checkTransportSum refuses a TCP or UDP segment whose checksum is wrong,
-// unless the virtio-net header leaves it to the kernel (a checksum request
-// or segmentation, which checkVnet confined to the segment's own checksum
-// field). A stack never sends a bad checksum, so such a frame is forged or
-// broken, and the peer would only count and drop it: it does not go on
-// the wire. A UDP checksum of 0 over IPv4 means none (RFC 768).
-func checkTransportSum(vh []byte, proto byte, src, dst, seg []byte, v6 bool) error {
-	if vh[0]&vnetNeedsCsum != 0 || vh[1] != vnetGSONone {
-		return nil
-	}
+// kernelSums reports whether the virtio-net header leaves the transport
+// checksum to the kernel (a checksum request or segmentation, which
+// checkVnet confined to the packet's own checksum field).
+func kernelSums(vh []byte) bool { return vh[0]&vnetNeedsCsum != 0 || vh[1] != vnetGSONone }
+
+// checkTransportSum refuses a TCP or UDP segment whose checksum is wrong.
+// A stack never sends a bad checksum, so such a frame is forged or broken,
+// and the peer would only count and drop it: it does not go on the wire.
+// A UDP checksum of 0 over IPv4 means none (RFC 768).
+func checkTransportSum(proto byte, src, dst, seg []byte, v6 bool) error {
 	switch proto {
 	case protoTCP:
 		if len(seg) < 20 {
@@ -399,14 +402,14 @@ func (v *verifier) checkIPv6(vh, p []byte) error {
 	if err := v.checkL4(next, l4, true, unspecified); err != nil {
 		return err
 	}
-	if next == protoICMPv6 {
+	if next == protoICMPv6 || kernelSums(vh) {
 		return nil
 	}
 	n := int(be16(p[4:]))
 	if n > len(l4) {
 		return errIPHeader
 	}
-	return checkTransportSum(vh, next, p[8:24], p[24:40], l4[:n], true)
+	return checkTransportSum(next, p[8:24], p[24:40], l4[:n], true)
 }
 
 // checkL4 checks the transport header: the source port of TCP and UDP, the
