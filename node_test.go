@@ -8,12 +8,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/link"
 )
 
@@ -209,15 +209,8 @@ func TestNodeConfigErrors(t *testing.T) {
 	}
 }
 
-// waitFor polls cond, which reads something observable, until it holds
-// (at most ten seconds).
+// waitFor polls cond, which reads something observable, until it holds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, what, cond)
 }

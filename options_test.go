@@ -35,6 +35,8 @@ func TestTCPOptionsTakeEffect(t *testing.T) {
 		{"tcp.min_rto", "50ms", new(tcpip.TCPMinRTOOption), tcpip.TCPMinRTOOption(50 * time.Millisecond)},
 		{"tcp.time_wait", "5s", new(tcpip.TCPTimeWaitTimeoutOption), tcpip.TCPTimeWaitTimeoutOption(5 * time.Second)},
 		{"tcp.tw_reuse", "0", new(tcpip.TCPTimeWaitReuseOption), tcpip.TCPTimeWaitReuseDisabled},
+		{"tcp.initial_cwnd", "1", new(tcpip.TCPInitialCongestionWindowOption), tcpip.TCPInitialCongestionWindowOption(1)},
+		{"tcp.initial_cwnd", "10", new(tcpip.TCPInitialCongestionWindowOption), tcpip.TCPInitialCongestionWindowOption(10)},
 		{"net.ipv4.tcp_tw_reuse", "1", new(tcpip.TCPTimeWaitReuseOption), tcpip.TCPTimeWaitReuseGlobal},
 		{"net.ipv4.tcp_congestion_control", "reno", new(tcpip.CongestionControlOption), tcpip.CongestionControlOption("reno")},
 	} {

@@ -58,6 +58,8 @@ type Stack struct {
 	host     *hostShare      // what --net host holds on the host
 	logf     func(string, ...any)
 	mutator  *mutate.Endpoint // rules above the emulated link (Config.Mutate)
+	tcpMu    sync.Mutex       // guards tcp
+	tcp      TCPOptions       // the stack-wide TCP options in force
 
 	// mirrors holds a node's (NewNode) mirror of each NIC by name.
 	mirrors map[string]*observe.Mirror
@@ -239,6 +241,7 @@ func newStack(cfg Config, lower stack.LinkEndpoint, framing func(stack.LinkEndpo
 		return nil, &ConfigError{Field: "TCP", Err: err}
 	}
 	s.ns = ns
+	s.tcp = cfg.TCP
 	if s.probe != nil && !cfg.TCP.NoProbe {
 		s.probe.Attach(ns)
 	}

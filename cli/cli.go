@@ -37,7 +37,7 @@ type env struct {
 
 func commands() map[string]*command {
 	cmds := map[string]*command{}
-	for _, c := range []*command{versionCommand(), fetchCommand(), pingCommand(), daemonCommand(), runCommand(), lsCommand(), ssCommand(), statsCommand(), topCommand(), traceCommand(), captureCommand(), plotCommand(), portdCommand(), drillCommand(), linkCommand(), mutateCommand(), switchCommand(), labCommand(), helpCommand()} {
+	for _, c := range []*command{versionCommand(), fetchCommand(), pingCommand(), daemonCommand(), runCommand(), lsCommand(), ssCommand(), statsCommand(), topCommand(), traceCommand(), captureCommand(), plotCommand(), portdCommand(), drillCommand(), linkCommand(), mutateCommand(), sysctlCommand(), switchCommand(), labCommand(), helpCommand()} {
 		cmds[c.name] = c
 	}
 	return cmds

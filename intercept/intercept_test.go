@@ -139,7 +139,7 @@ func TestInjectedFDSurvivesSignals(t *testing.T) {
 					unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
 				}
 			}
-			time.Sleep(20 * time.Microsecond) // the signal rate is the test's subject, not a wait
+			time.Sleep(20 * time.Microsecond) // paces the signals: their rate is the test's subject, not a wait
 		}
 	}()
 	st, _ := p.Wait()

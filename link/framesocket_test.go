@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // frameRecorder keeps a copy of each delivered frame.
@@ -114,13 +116,7 @@ func TestFrameSocketPeerGone(t *testing.T) {
 	a, b := frameSocketPair(t)
 	a.Attach(&frameRecorder{ch: make(chan []byte, 1)})
 	b.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for !a.Down.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the reader never saw the other end close")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the reader to see the other end close", a.Down.Load)
 	if n, err := writeFrame(a, make([]byte, 60)); n != 0 || err == nil {
 		t.Errorf("writing to a closed peer: %d, %v; want an error", n, err)
 	}

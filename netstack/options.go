@@ -25,6 +25,7 @@ const (
 	DefaultCongestionControl = "reno"
 	DefaultMinRTO            = 200 * time.Millisecond
 	DefaultTimeWait          = 60 * time.Second
+	DefaultInitialCwnd       = tcp.InitialCwnd // RFC 6928's 10 segments
 )
 
 var (
@@ -62,6 +63,10 @@ type TCPOptions struct {
 	// TIME-WAIT, "1" does (ending that TIME-WAIT), "2" does only over
 	// loopback. "" is "2", Linux's default.
 	TimeWaitReuse string
+	// InitialCwnd is the congestion window, in segments, a connection
+	// starts with and restarts with after an idle RTO (Linux sets it per
+	// route: ip route ... initcwnd N). 0 is DefaultInitialCwnd.
+	InitialCwnd int
 	// NoProbe leaves netstack's TCP probe out. The probe feeds control-block
 	// samples to traces and sequence numbers to ss -i, but netstack copies
 	// each endpoint's state to the heap on every received segment while it
@@ -125,6 +130,16 @@ var sysctls = map[string]sysctl{
 	"tcp.time_wait": {nil, "TIME-WAIT duration, e.g. 60s",
 		func(o *TCPOptions, v string) error { return setDuration(&o.TimeWait, v) },
 		func(o *TCPOptions) string { return orDur(o.TimeWait, DefaultTimeWait).String() }},
+	"tcp.initial_cwnd": {nil, "initial congestion window in segments (RFC 5681's IW; 1 as in 1999, 10 as today)",
+		func(o *TCPOptions, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return fmt.Errorf("want a number of segments from 1 to 1000")
+			}
+			o.InitialCwnd = n
+			return nil
+		},
+		func(o *TCPOptions) string { return strconv.Itoa(o.initialCwnd()) }},
 	"tcp.tw_reuse": {[]string{"net.ipv4.tcp_tw_reuse"}, "a connect may take a port whose connection to the same peer is in TIME-WAIT: 0 no, 1 yes, 2 over loopback only",
 		func(o *TCPOptions, v string) error {
 			if _, ok := timeWaitReuse[v]; !ok {
@@ -141,6 +156,13 @@ var timeWaitReuse = map[string]tcpip.TCPTimeWaitReuseOption{
 	"0": tcpip.TCPTimeWaitReuseDisabled,
 	"1": tcpip.TCPTimeWaitReuseGlobal,
 	"2": tcpip.TCPTimeWaitReuseLoopbackOnly,
+}
+
+func (o *TCPOptions) initialCwnd() int {
+	if o.InitialCwnd == 0 {
+		return DefaultInitialCwnd
+	}
+	return o.InitialCwnd
 }
 
 func (o *TCPOptions) twReuse() string {
@@ -229,6 +251,9 @@ func (o *TCPOptions) Validate() error {
 	if _, ok := timeWaitReuse[o.twReuse()]; !ok {
 		return fmt.Errorf("tcp.tw_reuse=%q: want 0, 1 or 2", o.TimeWaitReuse)
 	}
+	if o.InitialCwnd < 0 || o.InitialCwnd > 1000 {
+		return fmt.Errorf("tcp.initial_cwnd=%d: want a number of segments from 1 to 1000", o.InitialCwnd)
+	}
 	if o.MinRTO < 0 || o.TimeWait < 0 {
 		return fmt.Errorf("tcp.min_rto and tcp.time_wait must not be negative")
 	}
@@ -265,6 +290,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 	minRTO := tcpip.TCPMinRTOOption(orDur(o.MinRTO, DefaultMinRTO))
 	tw := tcpip.TCPTimeWaitTimeoutOption(orDur(o.TimeWait, DefaultTimeWait))
 	twReuse := timeWaitReuse[o.twReuse()]
+	iw := tcpip.TCPInitialCongestionWindowOption(o.initialCwnd())
 	for _, set := range []struct {
 		key string
 		opt tcpip.SettableTransportProtocolOption
@@ -272,7 +298,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 		{"tcp.sack", &sack}, {"tcp.rack", &recovery}, {"tcp.nagle", &nagle},
 		{"tcp.moderate_rcvbuf", &moderate}, {"tcp.wmem", &sndOpt}, {"tcp.rmem", &rcvOpt},
 		{"tcp.cc", &cc}, {"tcp.min_rto", &minRTO}, {"tcp.time_wait", &tw},
-		{"tcp.tw_reuse", &twReuse},
+		{"tcp.tw_reuse", &twReuse}, {"tcp.initial_cwnd", &iw},
 	} {
 		if err := setTCP(s, set.key, set.opt); err != nil {
 			return err

@@ -104,6 +104,8 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	srv.HandleFunc("POST "+api.LinkPath, s.serveSetLink)
 	srv.HandleFunc("GET "+api.MutatePath, s.serveMutate)
 	srv.HandleFunc("POST "+api.MutatePath, s.serveSetMutate)
+	srv.HandleFunc("GET "+api.SysctlPath, s.serveSysctl)
+	srv.HandleFunc("POST "+api.SysctlPath, s.serveSetSysctl)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
 	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: st.FrameMirrors(), Logf: logf}).Mount(srv)

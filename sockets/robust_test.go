@@ -169,7 +169,7 @@ func streamServer(t *testing.T) int {
 					if _, err := c.Write(buf); err != nil {
 						return
 					}
-					time.Sleep(time.Millisecond)
+					time.Sleep(time.Millisecond) // paces the writes; not a wait
 				}
 			}()
 		}
