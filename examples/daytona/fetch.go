@@ -160,6 +160,7 @@ func runNetstack(s Sender, a Attack, pcapPath string) (time.Duration, uint64, er
 	}
 	var scfg ustack.Config
 	scfg.TCP.CongestionControl = s.CC
+	scfg.TCP.InitialCwnd = s.IW
 	srv, cli, err := ustack.NewPair(scfg, ccfg)
 	if err != nil {
 		pcap.Close()

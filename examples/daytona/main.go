@@ -35,12 +35,14 @@ var Attacks = []Attack{
 	{Name: "optimistic-ack", Rule: "optimistic-ack=64"},
 }
 
-// Senders are the servers. netstack's initial window is its constant
-// InitialCwnd (10 segments, transport/tcp/snd.go): the pinned netstack has
-// no option to change it, so it has no IW 1 rows.
+// Senders are the servers. netstack's initial window is tcp.initial_cwnd
+// (netstack patch 0004; the pinned netstack has only the constant 10),
+// Linux's the route's initcwnd.
 var Senders = []Sender{
-	{Name: "netstack-reno", CC: "reno", IW: 10},
-	{Name: "netstack-cubic", CC: "cubic", IW: 10},
+	{Name: "netstack-reno-iw1", CC: "reno", IW: 1},
+	{Name: "netstack-cubic-iw1", CC: "cubic", IW: 1},
+	{Name: "netstack-reno-iw10", CC: "reno", IW: 10},
+	{Name: "netstack-cubic-iw10", CC: "cubic", IW: 10},
 	{Name: "linux-reno-iw1", Kernel: true, CC: "reno", IW: 1},
 	{Name: "linux-cubic-iw1", Kernel: true, CC: "cubic", IW: 1},
 	{Name: "linux-reno-iw10", Kernel: true, CC: "reno", IW: 10},
