@@ -123,6 +123,13 @@ func TestScalable(t *testing.T) {
 	if w.Ssthresh != 88 {
 		t.Errorf("loss at 101: ssthresh %d, want 101*0.875 = 88", w.Ssthresh)
 	}
+	// Below 1/A = 100 packets it grows as Reno: a window of acks adds one.
+	s = &Scalable{A: 0.01, B: 0.125}
+	w = &Window{Cwnd: 20, Ssthresh: 10}
+	s.OnAck(w, Ack{Packets: 20})
+	if w.Cwnd != 21 {
+		t.Errorf("20 packets acked at 20: cwnd %d, want 21 (Reno's 1/cwnd each, more than 0.01)", w.Cwnd)
+	}
 }
 
 // TestHighSpeed checks RFC 3649's response function: Reno up to 38

@@ -6,7 +6,11 @@ import "fmt"
 // in Highspeed Wide Area Networks", CCR 33(2), 2003): in congestion
 // avoidance each acknowledged packet adds A packets to the window, and a
 // loss takes B of it away, so the time to recover from a loss does not
-// grow with the window.
+// grow with the window. Below 1/A packets, where A per packet is less than
+// Reno's 1/cwnd, it grows as Reno (the paper's legacy window, here where
+// Linux's scalable puts it: a window of 100 packets): a window of 20 would
+// otherwise grow a fifth of a packet per round trip, and random loss holds
+// it near nothing.
 type Scalable struct {
 	A float64 // increase per acknowledged packet (paper: 0.01)
 	B float64 // fraction removed on loss (paper: 0.125)
@@ -24,7 +28,8 @@ func (s *Scalable) OnAck(w *Window, a Ack) {
 	if left == 0 || inSlowStart(w) {
 		return
 	}
-	s.win.set(w, s.win.sync(w)+s.A*float64(left))
+	cwnd := s.win.sync(w)
+	s.win.set(w, cwnd+max(s.A, 1/cwnd)*float64(left))
 }
 
 // OnLoss implements Algorithm.
