@@ -8,8 +8,24 @@ import (
 
 	"github.com/ustack/ustack/cc"
 	"github.com/ustack/ustack/cc/dumbbell"
+	"github.com/ustack/ustack/internal/realtime"
 	"github.com/ustack/ustack/internal/testbin"
 )
+
+// behaviourTest prepares a test that drives an algorithm through an
+// emulated bottleneck in real time. Its two stacks must keep up with the
+// link, so their threads run under SCHED_FIFO (package realtime) and a
+// machine busy with other work does not starve them; under the race
+// detector, whose slowdown no priority makes up for, it is skipped (the
+// plain pass runs it).
+func behaviourTest(t *testing.T) {
+	t.Helper()
+	testbin.EndToEnd(t)
+	if raceEnabled {
+		t.Skip("measures an algorithm's behaviour at link rate, which the race detector's slowdown distorts; the pass without -race runs it")
+	}
+	realtime.Raise(t)
+}
 
 // The behaviour tests run the algorithms inside netstack's TCP over an
 // emulated bottleneck between two in-process stacks (package dumbbell) and
@@ -46,7 +62,7 @@ func flows(names ...string) []dumbbell.Flow {
 // milliseconds (0.4 packets at 5 Mbit/s) and delayed ACKs make the
 // sender's bursts two packets long.
 func TestVegasQueue(t *testing.T) {
-	testbin.EndToEnd(t)
+	behaviourTest(t)
 	const rate = 5e6
 	res := run(t, dumbbell.Config{Rate: rate, RTT: 40 * time.Millisecond, Buffer: 100,
 		Warmup: 4 * time.Second, Duration: 4 * time.Second, Flows: flows("vegas")})
@@ -128,7 +144,7 @@ func windowSlope(cwnd []dumbbell.Sample, limit float64) (slope float64, n int) {
 // any buffer by thousands of packets, and netstack's sender then spends
 // seconds in loss recovery and retransmission timeouts.
 func TestHyblaGrowth(t *testing.T) {
-	testbin.EndToEnd(t)
+	behaviourTest(t)
 	const rate = 20e6
 	growth := map[string]map[time.Duration]float64{}
 	for _, alg := range []string{"hybla-ca", "reno-ca"} {
@@ -166,7 +182,7 @@ func TestHyblaGrowth(t *testing.T) {
 // under half of it (under a quarter here; the paper's aim is none of what
 // the other flow can use).
 func TestLPYields(t *testing.T) {
-	testbin.EndToEnd(t)
+	behaviourTest(t)
 	const rate = 10e6
 	res := run(t, dumbbell.Config{Rate: rate, RTT: 20 * time.Millisecond, Buffer: int(2 * dumbbell.BDP(rate, 20*time.Millisecond)),
 		Warmup: 2 * time.Second, Duration: 4 * time.Second, Flows: flows("lp", "reno")})
@@ -190,7 +206,7 @@ func TestLPYields(t *testing.T) {
 // W_max of two or three packets, which its cubic takes about 6 s to grow
 // back to the buffer's 100.
 func TestBBRQueue(t *testing.T) {
-	testbin.EndToEnd(t)
+	behaviourTest(t)
 	// 4 Mbit/s and 50 ms (a BDP of 16.5 frames, as 10 Mbit/s and 20 ms):
 	// a slow link, so that a busy machine still keeps it full; at 10
 	// Mbit/s a starved sender queued nothing.
@@ -245,7 +261,7 @@ func init() {
 // 2.4 at a load average of 9), so below the rate the test asks only that
 // it moved 1 Mbit/s.
 func TestPacing(t *testing.T) {
-	testbin.EndToEnd(t)
+	behaviourTest(t)
 	const rate = 10e6
 	res := run(t, dumbbell.Config{Rate: rate, RTT: 20 * time.Millisecond, Buffer: 100,
 		Warmup: time.Second, Duration: 4 * time.Second, Flows: flows("reno-paced-4mbit")})
