@@ -131,3 +131,26 @@ func mustRun(t *testing.T, prog string, args ...string) {
 		t.Fatalf("%s %s: %v: %s", prog, strings.Join(args, " "), err, b)
 	}
 }
+
+func TestPcapErrors(t *testing.T) {
+	dir := t.TempDir()
+	notPcap := filepath.Join(dir, "text.pcap")
+	if err := os.WriteFile(notPcap, []byte("root:x:0:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pcap")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--net", "pcap:" + missing, "--ip", "10.9.0.2/24"}, "ustack: --net: pcap:" + missing + ": no such file (name an existing capture, e.g. one written by tcpdump -w)"},
+		{[]string{"--net", "pcap:" + notPcap + ",speed=fast", "--ip", "10.9.0.2/24"}, `ustack: --net: "pcap:` + notPcap + `,speed=fast": speed=fast: want realtime, max or a positive factor such as 10`},
+		{[]string{"--net", "pcap:" + notPcap, "--ip", "10.9.0.2/24"}, "ustack: --net: pcap:" + notPcap + ": not a pcap file"},
+		{[]string{"--net", "pcap:" + notPcap}, "ustack: --ip: --net pcap needs the stack's own address"},
+	} {
+		r := runUstack(t, nil, append([]string{"daemon", "--name", "x"}, tc.args...)...)
+		if r.code != 2 || !strings.HasPrefix(r.stderr, tc.want) {
+			t.Errorf("ustack daemon %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.want)
+		}
+	}
+}
