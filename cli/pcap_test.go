@@ -82,6 +82,11 @@ func TestPcapReplayKernelCapture(t *testing.T) {
 	if len(requests) != 3 {
 		t.Fatalf("echo requests in the capture: %q, want 3", requests)
 	}
+	// The stack learns the client's MAC from its ARP request; without it
+	// the stack's answers would wait on ARP replies that never come.
+	if arp := tsharkFields(t, tshark, capture, "arp.opcode==1 && arp.src.proto_ipv4==10.77.0.1", "arp.dst.proto_ipv4"); len(arp) != 1 {
+		t.Fatalf("ARP requests from the client in the capture: %q, want 1", arp)
+	}
 
 	d := startDaemon(t, t.TempDir(), "replay", "--net", "pcap:"+capture+",out="+out+",speed=max", "--ip", "10.77.0.2/24")
 	testwait.For(t, "the daemon to report the end of the capture", func() bool {
