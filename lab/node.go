@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
@@ -115,6 +116,12 @@ func NodeMain(logw io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
+	// The lab process, to wait for its end before taking its socket away
+	// should it die (see below).
+	labProc, _ := unix.PidfdOpen(os.Getppid(), 0)
+	if labProc > 0 {
+		defer unix.Close(labProc)
+	}
 	orphaned := make(chan struct{})
 	go func() {
 		// The lab process holds the other end; it never writes.
@@ -139,7 +146,13 @@ func NodeMain(logw io.Writer) int {
 	select {
 	case <-orphaned:
 		// The lab process died without taking its socket away; the last
-		// of its nodes to go does it.
+		// of its nodes to go does it. The lifeline closes while the dying
+		// process is still closing its descriptors, perhaps before the
+		// lock on its name: wait until it has exited (its pidfd is then
+		// readable), or the lock would still look held.
+		if labProc > 0 {
+			unix.Poll([]unix.PollFd{{Fd: int32(labProc), Events: unix.POLLIN}}, 5000)
+		}
 		control.RemoveStale(spec.Lab)
 		logf("stopped: the lab process is gone")
 	default:
