@@ -217,22 +217,18 @@ func Run(ctx context.Context, cc string, impl Impl, warmup, window time.Duration
 				res.Delay = append(res.Delay, point{t, float64(d.Mean()) / 1e6})
 			}
 			if impl == Kernel {
-				bytesAt = append(bytesAt, kernelSample{at: now, bytes: received.Load()})
+				// The clock read with the count, not the tick's time,
+				// which is older when the tick is taken late.
+				bytesAt = append(bytesAt, kernelSample{at: time.Now(), bytes: received.Load()})
 			} else if c := netstackCwnd(st, conn); c >= 0 {
 				res.Cwnd = append(res.Cwnd, point{t, c})
 			}
 			if first == nil && len(bytesAt) > 0 && now.After(start.Add(warmup)) {
-				first, firstAt = soj, now
-				firstBytes = bytesAt[len(bytesAt)-1].bytes
-				if impl == Netstack {
-					firstAt = bytesAt[len(bytesAt)-1].at
-				}
+				first = soj
+				firstBytes, firstAt = bytesAt[len(bytesAt)-1].bytes, bytesAt[len(bytesAt)-1].at
 			}
 			if now.After(end) && first != nil {
 				last := bytesAt[len(bytesAt)-1]
-				if impl == Kernel {
-					last.at = now
-				}
 				res.Goodput = float64(last.bytes-firstBytes) * 8 / last.at.Sub(firstAt).Seconds()
 				w := soj.Since(first)
 				res.P50, res.P99 = w.Quantile(0.5), w.Quantile(0.99)
