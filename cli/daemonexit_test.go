@@ -172,3 +172,95 @@ while True:
 		})
 	}
 }
+
+// TestRunExitsLeaveNoSpinner: a plain 'ustack run' is the stack itself;
+// when it is killed while its program runs, or returns while something
+// the program forked runs on in the background, that program's network is
+// gone with it. Its warden ends it at its next socket call, instead of
+// leaving it to spin on calls that fail (poll says readable, accept fails
+// with ENOSYS, forever).
+func TestRunExitsLeaveNoSpinner(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	// The server prints its pid once it listens, then waits in poll and
+	// accept.
+	const server = `import os, socket, sys, selectors
+s = socket.socket(); s.bind(("0.0.0.0", 8127)); s.listen()
+print(os.getpid(), flush=True)
+sel = selectors.DefaultSelector(); sel.register(s, selectors.EVENT_READ)
+while True:
+    for _ in sel.select():
+        try:
+            s.accept()[0].close()
+        except OSError:
+            pass
+`
+	for _, detached := range []bool{false, true} {
+		name := "killed, program in front"
+		args := []string{"run", "--", "python3", "-c", server}
+		if detached {
+			name = "returned, program in the background"
+			// sh waits for its stdin to close, so that the server is
+			// listening before ustack run returns.
+			args = []string{"run", "--", "sh", "-c", `python3 -c "$0" </dev/null 2>/dev/null & read x; exit 0`, server}
+		}
+		t.Run(name, func(t *testing.T) {
+			run := exec.Command(ustackBin, args...)
+			run.Env = cleanEnv("XDG_RUNTIME_DIR=" + t.TempDir())
+			// The server holds ustack run's stdout; Wait must not wait for
+			// it when it outlives ustack run.
+			run.WaitDelay = 5 * time.Second
+			var stderr strings.Builder
+			run.Stderr = &stderr
+			stdout, err := run.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdin, err := run.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := run.Start(); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			var runErr error
+			runDone := make(chan struct{})
+			go func() { runErr = run.Wait(); close(runDone) }()
+			t.Cleanup(func() { run.Process.Kill(); <-runDone })
+			pid, convErr := strconv.Atoi(strings.TrimSpace(line))
+			if err != nil || convErr != nil {
+				run.Process.Kill()
+				<-runDone
+				t.Fatalf("the server did not start: %q, %v; ustack run: %s", line, err, stderr.String())
+			}
+			t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+			if detached {
+				stdin.Close() // sh returns, the server runs on
+				select {
+				case <-runDone:
+					if runErr != nil {
+						t.Fatalf("ustack run: %v: %s", runErr, stderr.String())
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("ustack run did not return after its program went to the background")
+				}
+			} else {
+				run.Process.Signal(syscall.SIGKILL)
+				<-runDone
+			}
+			// Nothing connects to the server: its poll wakes because the
+			// stack's end of its socket closed, and its accept is the call
+			// the warden ends it at.
+			waitGone(t, pid, 20*time.Second)
+			if detached {
+				<-runDone // the warden's log line is complete once ustack run's stderr is
+				want := fmt.Sprintf("ustack run: the stack is gone: killed pid %d (python3) at its socket call", pid)
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("ustack run's stderr %q does not say %q", stderr.String(), want)
+				}
+			}
+		})
+	}
+}

@@ -3,8 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -73,7 +75,7 @@ var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p"
 func (f *stackFlags) register(s *optionSet) {
 	f.net = ustack.NAT{}
 	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
-		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN), host:IFACE (share IFACE's addresses and MAC with the host; root, or any user through ustack portd) or switch:NAME (own MAC and --ip on a port of ustack switch NAME; unprivileged)"})
+		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN), host:IFACE (share IFACE's addresses and MAC with the host; root, or any user through ustack portd), switch:NAME (own MAC and --ip on a port of ustack switch NAME; unprivileged) or pcap:FILE[,out=FILE][,speed=realtime|max|N] (replay a capture to the stack as if received, record what it sends; own MAC and --ip)"})
 	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
 		value: &listValue[netip.Prefix]{p: &f.addrs, parse: parseCIDR},
 		help:  "address of the stack with prefix length, one per family (nat default: 10.0.2.15/24 and fd00::15/64)"})
@@ -181,8 +183,50 @@ func parseAttachment(s string) (ustack.Attachment, error) {
 			return nil, fmt.Errorf("%q: want switch:NAME, NAME the name of a ustack switch (letters, digits, '.', '_', '-')", s)
 		}
 		return ustack.Switch{Name: arg}, nil
+	case kind == "pcap":
+		return parsePcap(s, arg)
 	}
-	return nil, fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE, switch:NAME)", s)
+	return nil, fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE, switch:NAME, pcap:FILE[,out=FILE][,speed=realtime|max|N])", s)
+}
+
+// parsePcap reads the rest of pcap:IN[,out=OUT][,speed=realtime|max|N][,mac=keep].
+func parsePcap(s, arg string) (ustack.Attachment, error) {
+	fields := strings.Split(arg, ",")
+	p := ustack.Pcap{In: fields[0], Speed: 1}
+	if p.In == "" {
+		return nil, fmt.Errorf("%q: want pcap:FILE[,out=FILE][,speed=realtime|max|N], FILE a capture to replay", s)
+	}
+	for _, f := range fields[1:] {
+		key, val, _ := strings.Cut(f, "=")
+		switch key {
+		case "out":
+			if val == "" {
+				return nil, fmt.Errorf("%q: out= needs a file to write what the stack sends", s)
+			}
+			p.Out = val
+		case "speed":
+			switch val {
+			case "realtime":
+				p.Speed = 1
+			case "max":
+				p.Speed = 0
+			default:
+				n, err := strconv.ParseFloat(val, 64)
+				if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+					return nil, fmt.Errorf("%q: speed=%s: want realtime, max or a positive factor such as 10", s, val)
+				}
+				p.Speed = n
+			}
+		case "mac":
+			if val != "keep" {
+				return nil, fmt.Errorf("%q: mac=%s: the only value is keep (leave the captured destination MACs alone)", s, val)
+			}
+			p.KeepMAC = true
+		default:
+			return nil, fmt.Errorf("%q: unknown option %q (pcap takes out=FILE, speed=realtime|max|N and mac=keep)", s, f)
+		}
+	}
+	return p, nil
 }
 
 type ccValue struct{ p *string }

@@ -144,6 +144,11 @@ type Config struct {
 	Handler Handler
 	// Logf reports the supervisor's own trouble (nil: discard).
 	Logf func(format string, args ...any)
+	// Warden, if set, gets a copy of the program's listener (Start only):
+	// should this process die while the program or anything it forked
+	// still runs, the warden kills each of them at its next socket call
+	// instead of leaving it to spin on calls that fail.
+	Warden *Warden
 }
 
 // launch starts the helper and returns it with the listener fd it

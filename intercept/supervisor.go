@@ -71,6 +71,14 @@ func Start(cfg Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Warden != nil {
+		if err := cfg.Warden.Watch(listener); err != nil {
+			unix.Close(listener)
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+			return nil, err
+		}
+	}
 	sup, err := Serve(listener, cfg.Handler, cfg.Logf)
 	if err != nil {
 		unix.Close(listener)

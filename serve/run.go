@@ -36,8 +36,21 @@ func (p Program) config(h intercept.Handler) intercept.Config {
 // SIGHUP sent to this process are passed on to it. A program that cannot
 // be started is an error that wraps exec.ErrNotFound or os.ErrNotExist
 // when it was not found.
+//
+// Should this process be killed while the program, or anything it forked,
+// still runs, or exit with background children still running, a warden
+// process kills each of them at its next socket call (their network is
+// gone), as a daemon's does.
 func (s *Stack) Run(p Program) (*os.ProcessState, error) {
-	proc, err := intercept.Start(p.config(s.mgr))
+	w, err := intercept.StartWarden("ustack run")
+	if err != nil {
+		return nil, err
+	}
+	// Let go of the warden: it exits once no program it watches is left.
+	defer w.Close()
+	cfg := p.config(s.mgr)
+	cfg.Warden = w
+	proc, err := intercept.Start(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,293 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// ReplayOptions say how a Replay feeds its capture to the stack.
+type ReplayOptions struct {
+	// Speed scales the capture's clock: 1 replays frames with the gaps
+	// between their timestamps (real time), N > 1 N times faster, and 0
+	// as fast as the stack takes them.
+	Speed float64
+	// KeepMAC leaves unicast destination MACs as captured. By default they
+	// are rewritten to the endpoint's own MAC: the capture was taken on
+	// another machine, whose MAC the stack would ignore as not its own.
+	KeepMAC bool
+	// Out, if not nil, records every frame the stack sends, with its time.
+	Out *PcapWriter
+	// Logf, if not nil, is told when the capture ends and why reading stopped.
+	Logf func(format string, args ...any)
+}
+
+// Replay is a link endpoint whose received frames come from a pcap file
+// (link types Ethernet, Linux cooked capture and raw IP, the latter two
+// given Ethernet headers) and whose sent frames go to an optional pcap
+// writer. It carries whole Ethernet frames: wrap it in ethernet.New. When the
+// file ends the endpoint stays up, so the stack keeps answering what it is
+// sent locally and keeps its state for inspection.
+type Replay struct {
+	name     string
+	f        *os.File
+	r        *pcapgo.Reader
+	linkType layers.LinkType
+	opts     ReplayOptions
+	mtu      uint32
+	addr     tcpip.LinkAddress
+
+	mu         sync.RWMutex
+	dispatcher stack.NetworkDispatcher
+
+	done      chan struct{}
+	finished  chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	// Replayed counts frames delivered to the stack, Skipped the records
+	// that could not be made into an Ethernet frame, Sent the frames the
+	// stack wrote.
+	Replayed, Skipped, Sent atomic.Uint64
+}
+
+var _ stack.LinkEndpoint = (*Replay)(nil)
+
+// OpenReplay opens the capture at path; reading starts when a stack
+// attaches. It fails when the file is missing or is not a pcap file of a
+// link type it knows.
+func OpenReplay(path string, mtu int, addr tcpip.LinkAddress, opts ReplayOptions) (*Replay, error) {
+	if opts.Speed < 0 {
+		return nil, fmt.Errorf("speed %v: want 0 (as fast as possible) or more", opts.Speed)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a pcap file (%v); pcapng files convert with editcap -F pcap", path, err)
+	}
+	switch lt := r.LinkType(); lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
+	default:
+		f.Close()
+		return nil, fmt.Errorf("%s: link type %v is not replayable (want Ethernet, Linux cooked or raw IP)", path, lt)
+	}
+	return &Replay{
+		name: path, f: f, r: r, linkType: r.LinkType(), opts: opts,
+		mtu: uint32(mtu), addr: addr,
+		done: make(chan struct{}), finished: make(chan struct{}),
+	}, nil
+}
+
+// Finished is closed when the whole capture was read (or reading failed).
+func (e *Replay) Finished() <-chan struct{} { return e.finished }
+
+func (e *Replay) logf(format string, args ...any) {
+	if e.opts.Logf != nil {
+		e.opts.Logf(format, args...)
+	}
+}
+
+func (e *Replay) readLoop() {
+	defer e.wg.Done()
+	defer close(e.finished)
+	var first time.Time
+	start := time.Now()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		data, ci, err := e.r.ReadPacketData()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				e.logf("pcap %s: end of capture: %d frames replayed, %d skipped; the link stays up", e.name, e.Replayed.Load(), e.Skipped.Load())
+			} else {
+				// A broken record header leaves no way to find the next one.
+				e.Skipped.Add(1)
+				e.logf("pcap %s: reading stopped at a malformed record (%v): %d frames replayed, %d skipped; the link stays up", e.name, err, e.Replayed.Load(), e.Skipped.Load())
+			}
+			return
+		}
+		if e.opts.Speed > 0 {
+			if first.IsZero() {
+				first = ci.Timestamp
+			}
+			due := start.Add(time.Duration(float64(ci.Timestamp.Sub(first)) / e.opts.Speed))
+			if wait := time.Until(due); wait > 0 {
+				if timer == nil {
+					timer = time.NewTimer(wait)
+				} else {
+					timer.Reset(wait)
+				}
+				select {
+				case <-e.done:
+					return
+				case <-timer.C:
+				}
+			}
+		}
+		select {
+		case <-e.done:
+			return
+		default:
+		}
+		frame, ok := e.ethernetFrame(data)
+		if !ok {
+			e.Skipped.Add(1)
+			continue
+		}
+		e.mu.RLock()
+		d := e.dispatcher
+		e.mu.RUnlock()
+		if d == nil {
+			return
+		}
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+		d.DeliverNetworkPacket(0, pkt)
+		pkt.DecRef()
+		e.Replayed.Add(1)
+	}
+}
+
+// ethernetFrame makes a record of the capture's link type into an Ethernet
+// frame for this endpoint, or reports it malformed.
+func (e *Replay) ethernetFrame(data []byte) ([]byte, bool) {
+	var dst, src tcpip.LinkAddress
+	var typ uint16
+	var payload []byte
+	switch e.linkType {
+	case layers.LinkTypeEthernet:
+		if len(data) < header.EthernetMinimumSize {
+			return nil, false
+		}
+		frame := append([]byte(nil), data...)
+		eth := header.Ethernet(frame)
+		if !e.opts.KeepMAC && !header.IsMulticastEthernetAddress(eth.DestinationAddress()) {
+			copy(frame, e.addr)
+		}
+		return frame, true
+	case layers.LinkTypeLinuxSLL:
+		var sll layers.LinuxSLL
+		if err := sll.DecodeFromBytes(data, nopFeedback{}); err != nil || len(sll.Payload) == 0 {
+			return nil, false
+		}
+		typ, payload = uint16(sll.EthernetType), sll.Payload
+		if sll.AddrLen == 6 {
+			src = tcpip.LinkAddress(sll.Addr)
+		}
+		switch sll.PacketType {
+		case layers.LinuxSLLPacketTypeBroadcast, layers.LinuxSLLPacketTypeMulticast:
+			// The cooked header keeps no group address; broadcast reaches
+			// the stack all the same.
+			dst = header.EthernetBroadcastAddress
+		default:
+			dst = e.addr
+		}
+	default: // raw IP
+		if len(data) == 0 {
+			return nil, false
+		}
+		switch data[0] >> 4 {
+		case 4:
+			typ = uint16(header.IPv4ProtocolNumber)
+		case 6:
+			typ = uint16(header.IPv6ProtocolNumber)
+		default:
+			return nil, false
+		}
+		payload, dst = data, e.addr
+	}
+	if src == "" {
+		// A locally administered stand-in for the unknown sender.
+		src = tcpip.LinkAddress("\x02\x00\x00\x00\x00\x01")
+	}
+	frame := make([]byte, header.EthernetMinimumSize+len(payload))
+	header.Ethernet(frame).Encode(&header.EthernetFields{SrcAddr: src, DstAddr: dst, Type: tcpip.NetworkProtocolNumber(typ)})
+	copy(frame[header.EthernetMinimumSize:], payload)
+	return frame, true
+}
+
+// nopFeedback satisfies gopacket.DecodeFeedback for a lone layer decode.
+type nopFeedback struct{}
+
+func (nopFeedback) SetTruncated() {}
+
+// WritePackets implements stack.LinkWriter: the stack's frames go to Out.
+func (e *Replay) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		if e.opts.Out != nil {
+			buf := pkt.ToBuffer()
+			e.opts.Out.WriteFrame(buf.Flatten())
+			buf.Release()
+		}
+		e.Sent.Add(1)
+		n++
+	}
+	if e.opts.Out != nil {
+		// Replays are slow enough that a reader may follow the file live.
+		e.opts.Out.Flush()
+	}
+	return n, nil
+}
+
+// Attach implements stack.NetworkLinkEndpoint; the first attach starts the
+// replay.
+func (e *Replay) Attach(d stack.NetworkDispatcher) {
+	e.mu.Lock()
+	first := e.dispatcher == nil && d != nil
+	e.dispatcher = d
+	e.mu.Unlock()
+	if first {
+		e.wg.Add(1)
+		go e.readLoop()
+	}
+}
+
+// IsAttached implements stack.NetworkLinkEndpoint.
+func (e *Replay) IsAttached() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.dispatcher != nil
+}
+
+// Close stops the replay and closes the capture file and Out.
+func (e *Replay) Close() {
+	e.closeOnce.Do(func() {
+		close(e.done)
+		e.wg.Wait()
+		e.f.Close()
+		if e.opts.Out != nil {
+			e.opts.Out.Close()
+		}
+	})
+}
+
+func (e *Replay) Wait()                                        {}
+func (e *Replay) MTU() uint32                                  { return e.mtu }
+func (e *Replay) SetMTU(mtu uint32)                            { e.mtu = mtu }
+func (e *Replay) Capabilities() stack.LinkEndpointCapabilities { return 0 }
+func (e *Replay) MaxHeaderLength() uint16                      { return 0 }
+func (e *Replay) LinkAddress() tcpip.LinkAddress               { return e.addr }
+func (e *Replay) SetLinkAddress(tcpip.LinkAddress)             {}
+func (e *Replay) ARPHardwareType() header.ARPHardwareType      { return header.ARPHardwareNone }
+func (e *Replay) AddHeader(*stack.PacketBuffer)                {}
+func (e *Replay) ParseHeader(*stack.PacketBuffer) bool         { return true }
+func (e *Replay) SetOnCloseAction(func())                      {}
