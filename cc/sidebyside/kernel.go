@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,13 +15,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/testpeer"
 )
 
 // The namespace's side of a run is this program run again inside the
 // namespace (package testpeer's modes). Both modes print one line per
 // sample interval on stdout, "UNIXNANO BYTES CWND", so the run can trace
 // the kernel's side on the same clock as its own.
-var peerModes = map[string]func([]string) error{
+var peerModes = map[string]testpeer.Mode{
 	"kernel-recv": kernelRecv,
 	"kernel-send": kernelSend,
 }
@@ -66,7 +69,8 @@ func kernelRecv(args []string) error {
 }
 
 // kernelSend (args: ADDR CC) connects with congestion control CC and sends
-// until the peer closes, printing the bytes acknowledged and the window.
+// until the peer closes, printing the bytes acknowledged and the window
+// from the socket's TCP_INFO.
 func kernelSend(args []string) error {
 	if len(args) != 2 {
 		return errors.New("kernel-send: want ADDR CC")
@@ -131,8 +135,8 @@ type kernelSample struct {
 	cwnd  float64
 }
 
-// readSamples parses a peer's report lines into out until r ends.
-func readSamples(r io.Reader, out chan<- kernelSample) {
+// readSamples parses a peer's report lines into out until r or ctx ends.
+func readSamples(ctx context.Context, r io.Reader, out chan<- kernelSample) {
 	defer close(out)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -146,6 +150,10 @@ func readSamples(r io.Reader, out chan<- kernelSample) {
 		if err1 != nil || err2 != nil || err3 != nil {
 			continue
 		}
-		out <- kernelSample{time.Unix(0, ns), b, cw}
+		select {
+		case out <- kernelSample{time.Unix(0, ns), b, cw}:
+		case <-ctx.Done():
+			return
+		}
 	}
 }

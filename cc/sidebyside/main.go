@@ -21,7 +21,7 @@ import (
 )
 
 func main() {
-	testpeer.Dispatch(modes())
+	testpeer.Dispatch(peerModes)
 	out := flag.String("o", "docs/cc-sidebyside", "directory for the SVG plots; the Markdown table goes beside it as DIR.md")
 	warmup := flag.Duration("warmup", 3*time.Second, "time before the measured window")
 	window := flag.Duration("window", 12*time.Second, "measured window")
@@ -61,14 +61,6 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("wrote", dir+".md", "and", len(files), "plots in", filepath.Clean(dir))
-}
-
-func modes() map[string]testpeer.Mode {
-	m := map[string]testpeer.Mode{}
-	for k, f := range peerModes {
-		m[k] = f
-	}
-	return m
 }
 
 // pair is one algorithm's runs: netstack's, then the kernel's.

@@ -117,7 +117,9 @@ func Run(ctx context.Context, cc string, impl Impl, warmup, window time.Duration
 	var received atomic.Int64 // the ustack receiver's count (impl Kernel)
 	var conn net.Conn
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// The senders and readers end when ctx does (they close their
+	// connections).
+	defer func() { cancel(); wg.Wait() }()
 	if impl == Kernel {
 		ln, err := st.Listen("tcp4", fmt.Sprintf("%s:%d", stackAddr, port))
 		if err != nil {
@@ -182,7 +184,7 @@ func Run(ctx context.Context, cc string, impl Impl, warmup, window time.Duration
 		}()
 	}
 	samples := make(chan kernelSample, 1024)
-	go readSamples(br, samples)
+	go readSamples(ctx, br, samples)
 
 	// Sample both sides until the end of the window.
 	start := time.Now()

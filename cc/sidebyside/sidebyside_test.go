@@ -14,7 +14,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testpeer.Dispatch(modes())
+	testpeer.Dispatch(peerModes)
 	os.Exit(m.Run())
 }
 
