@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,7 +37,9 @@ func noMetrics() error {
 }
 
 // kernelRecv (args: PORT) accepts one connection and reads it to the end,
-// printing the bytes received so far.
+// printing the bytes its TCP has received (TCP_INFO's bytes_received: in
+// order, counted when they arrive, so a read that lags behind does not
+// move them into the next interval).
 func kernelRecv(args []string) error {
 	if len(args) != 1 {
 		return errors.New("kernel-recv: want PORT")
@@ -56,13 +57,14 @@ func kernelRecv(args []string) error {
 		return err
 	}
 	ln.Close()
-	var n atomic.Int64
-	go report(&n, nil)
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	go report(rc, func(ti *unix.TCPInfo) (uint64, uint32) { return ti.Bytes_received, 0 })
 	buf := make([]byte, 64<<10)
 	for {
-		k, err := c.Read(buf)
-		n.Add(int64(k))
-		if err != nil {
+		if _, err := c.Read(buf); err != nil {
 			return nil
 		}
 	}
@@ -93,14 +95,7 @@ func kernelSend(args []string) error {
 	if err != nil {
 		return err
 	}
-	go report(nil, func() (int64, uint32) {
-		var ti *unix.TCPInfo
-		rc.Control(func(fd uintptr) { ti, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-		if ti == nil {
-			return 0, 0
-		}
-		return int64(ti.Bytes_acked), ti.Snd_cwnd
-	})
+	go report(rc, func(ti *unix.TCPInfo) (uint64, uint32) { return ti.Bytes_acked, ti.Snd_cwnd })
 	buf := make([]byte, 64<<10)
 	for {
 		if _, err := c.Write(buf); err != nil {
@@ -109,18 +104,17 @@ func kernelSend(args []string) error {
 	}
 }
 
-// report prints a sample line every sampleEvery, from n (bytes only) or
-// from info (bytes and window).
-func report(n *atomic.Int64, info func() (int64, uint32)) {
+// report prints a sample line every sampleEvery: what pick takes from the
+// socket's TCP_INFO.
+func report(rc syscall.RawConn, pick func(*unix.TCPInfo) (bytes uint64, cwnd uint32)) {
 	w := bufio.NewWriter(os.Stdout)
 	for t := time.Tick(sampleEvery); ; <-t {
-		var b int64
-		var cwnd uint32
-		if info != nil {
-			b, cwnd = info()
-		} else {
-			b = n.Load()
+		var ti *unix.TCPInfo
+		var err error
+		if cerr := rc.Control(func(fd uintptr) { ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); cerr != nil || err != nil {
+			return
 		}
+		b, cwnd := pick(ti)
 		fmt.Fprintf(w, "%d %d %d\n", time.Now().UnixNano(), b, cwnd)
 		if w.Flush() != nil {
 			return

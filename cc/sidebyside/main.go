@@ -93,8 +93,8 @@ func markdown(rows []pair, files []string, warmup, window time.Duration) string 
 	fmt.Fprintf(&b, "Each algorithm sends one bulk flow through the same emulated link: a ustack stack on a tap into a network namespace, "+
 		"its shaper the bottleneck (%.0f Mbit/s, %v base RTT, drop-tail buffer of %d packets = 5 BDP, drained in %.0f ms). "+
 		"netstack sends from the ustack stack to the kernel (shaper on the stack's egress); the kernel sends from the namespace to the ustack stack "+
-		"(shaper on its ingress). Queueing delay is the shaper's own schedule; goodput is measured over %v after %v of warm-up.\n\n",
-		rate/1e6, baseRTT, bufferPkts, ms(drainTime), window, warmup)
+		"(shaper on its ingress). Queueing delay is the shaper's own schedule; goodput is the in-order bytes the kernel's end counted (TCP_INFO bytes_received or bytes_acked) over %v after %v of warm-up; a window edge inside a loss recovery moves the data held behind the hole across it, so a figure may read a little above the payload rate of %.2f Mbit/s.\n\n",
+		rate/1e6, baseRTT, bufferPkts, ms(drainTime), window, warmup, rate*1448/frameBytes/1e6)
 	fmt.Fprintf(&b, "Made with `go run ./cc/sidebyside -o docs/cc-sidebyside/` (root).\n\n")
 	fmt.Fprintf(&b, "| algorithm | sender | goodput Mbit/s | queueing delay p50 ms | p99 ms |\n|---|---|---:|---:|---:|\n")
 	for _, p := range rows {
