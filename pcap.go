@@ -96,5 +96,6 @@ func newPcap(cfg Config, att Pcap) (*Stack, error) {
 		return nil, err
 	}
 	s.net = att
+	ep.Start() // the stack has its addresses now
 	return s, nil
 }

@@ -50,6 +50,8 @@ type Replay struct {
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
+	started    bool // Start was called
+	reading    bool // the reader runs
 
 	done      chan struct{}
 	finished  chan struct{}
@@ -64,8 +66,8 @@ type Replay struct {
 
 var _ stack.LinkEndpoint = (*Replay)(nil)
 
-// OpenReplay opens the capture at path; reading starts when a stack
-// attaches. It fails when the file is missing or is not a pcap file of a
+// OpenReplay opens the capture at path; reading starts once a stack has
+// attached and Start is called. It fails when the file is missing or is not a pcap file of a
 // link type it knows.
 func OpenReplay(path string, mtu int, addr tcpip.LinkAddress, opts ReplayOptions) (*Replay, error) {
 	if opts.Speed < 0 {
@@ -252,10 +254,28 @@ func (e *Replay) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 // replay.
 func (e *Replay) Attach(d stack.NetworkDispatcher) {
 	e.mu.Lock()
-	first := e.dispatcher == nil && d != nil
 	e.dispatcher = d
 	e.mu.Unlock()
-	if first {
+	e.startReading()
+}
+
+// Start lets the replay begin, once a stack is attached. The stack calls
+// it when its addresses and routes are in place: netstack attaches the
+// endpoint when it makes the NIC, before the addresses are added, and a
+// frame replayed in between (speed=max gets there within microseconds)
+// finds no address to take it and is dropped.
+func (e *Replay) Start() {
+	e.mu.Lock()
+	e.started = true
+	e.mu.Unlock()
+	e.startReading()
+}
+
+func (e *Replay) startReading() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started && e.dispatcher != nil && !e.reading {
+		e.reading = true
 		e.wg.Add(1)
 		go e.readLoop()
 	}

@@ -93,6 +93,7 @@ func TestReplayLinkTypes(t *testing.T) {
 			defer ep.Close()
 			var rec replayRecorder
 			ep.Attach(&rec)
+			ep.Start()
 			<-ep.Finished()
 			if got, skipped := ep.Replayed.Load(), ep.Skipped.Load(); got != 1 || skipped != 1 {
 				t.Errorf("replayed %d, skipped %d; want 1 and 1", got, skipped)
