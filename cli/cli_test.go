@@ -487,7 +487,7 @@ func TestPing(t *testing.T) {
 type daemonProc struct {
 	cmd    *exec.Cmd
 	sock   string
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	done   chan error
 }
 
@@ -501,7 +501,7 @@ func startDaemon(t *testing.T, runtimeDir, name string, args ...string) *daemonP
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemonProc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemonProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

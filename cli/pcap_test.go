@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -45,7 +44,7 @@ func TestPcapReplayKernelCapture(t *testing.T) {
 
 	// Only what arrives at the responder: that is what the stack stands in for.
 	dump := exec.Command(ip, "netns", "exec", responder, tcpdump, "-i", "v1", "-Q", "in", "-U", "-w", capture)
-	var dumpErr bytes.Buffer
+	var dumpErr syncBuffer
 	dump.Stderr = &dumpErr
 	if err := dump.Start(); err != nil {
 		t.Fatal(err)
