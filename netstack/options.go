@@ -133,8 +133,8 @@ var sysctls = map[string]sysctl{
 	"tcp.initial_cwnd": {nil, "initial congestion window in segments (RFC 5681's IW; 1 as in 1999, 10 as today)",
 		func(o *TCPOptions, v string) error {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1000 {
-				return fmt.Errorf("want a number of segments from 1 to 1000")
+			if err != nil || n < 1 || n > maxInitialCwnd {
+				return errInitialCwnd
 			}
 			o.InitialCwnd = n
 			return nil
@@ -157,6 +157,12 @@ var timeWaitReuse = map[string]tcpip.TCPTimeWaitReuseOption{
 	"1": tcpip.TCPTimeWaitReuseGlobal,
 	"2": tcpip.TCPTimeWaitReuseLoopbackOnly,
 }
+
+// maxInitialCwnd bounds tcp.initial_cwnd: far above any IW in use, low
+// enough that a typo does not open with a flood.
+const maxInitialCwnd = 1000
+
+var errInitialCwnd = fmt.Errorf("want a number of segments from 1 to %d", maxInitialCwnd)
 
 func (o *TCPOptions) initialCwnd() int {
 	if o.InitialCwnd == 0 {
@@ -251,8 +257,8 @@ func (o *TCPOptions) Validate() error {
 	if _, ok := timeWaitReuse[o.twReuse()]; !ok {
 		return fmt.Errorf("tcp.tw_reuse=%q: want 0, 1 or 2", o.TimeWaitReuse)
 	}
-	if o.InitialCwnd < 0 || o.InitialCwnd > 1000 {
-		return fmt.Errorf("tcp.initial_cwnd=%d: want a number of segments from 1 to 1000", o.InitialCwnd)
+	if o.InitialCwnd < 0 || o.InitialCwnd > maxInitialCwnd { // 0 is the default
+		return fmt.Errorf("tcp.initial_cwnd=%d: %w", o.InitialCwnd, errInitialCwnd)
 	}
 	if o.MinRTO < 0 || o.TimeWait < 0 {
 		return fmt.Errorf("tcp.min_rto and tcp.time_wait must not be negative")
