@@ -30,6 +30,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/internal/fdpoll"
 )
 
 // Manager answers socket calls from the sockets of one stack. It is an
@@ -52,6 +53,27 @@ type Manager struct {
 	act atomic.Pointer[activity] // nil unless TrackActivity
 
 	holdPort PortHolder // nil unless HoldPorts
+
+	// pollr watches our ends of the connected TCP sockets for the relays
+	// (see relay.go); made with the first relay, closed by Close.
+	pollMu  sync.Mutex
+	pollr   *fdpoll.Poller
+	pollErr error
+}
+
+// poller returns the manager's poller, starting it the first time.
+func (m *Manager) poller() (*fdpoll.Poller, error) {
+	m.pollMu.Lock()
+	defer m.pollMu.Unlock()
+	if m.pollr == nil && m.pollErr == nil {
+		select {
+		case <-m.done:
+			return nil, fdpoll.ErrClosed
+		default:
+		}
+		m.pollr, m.pollErr = fdpoll.New()
+	}
+	return m.pollr, m.pollErr
 }
 
 // ControlBlocks gives the latest state netstack's TCP probe reported for
@@ -87,6 +109,12 @@ func (m *Manager) Close() {
 			s.close()
 		}
 		m.closeNetlinks()
+		m.pollMu.Lock()
+		if m.pollr != nil {
+			m.pollr.Close()
+		}
+		m.pollErr = fdpoll.ErrClosed
+		m.pollMu.Unlock()
 	})
 }
 

@@ -1,7 +1,6 @@
 package sockets
 
 import (
-	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -47,8 +46,9 @@ type socket struct {
 	// The thread that got the program's end, and the fd number it got:
 	// where to find the program's end later (see reset).
 	ownerTid, ownerFD int
-	resetting         atomic.Bool // reset is under way: the network -> program copy stopped
-	connClosed        atomic.Bool // our end is closed, or about to be
+	resetting         atomic.Bool           // reset is under way: the network -> program copy stopped
+	connClosed        atomic.Bool           // our end is closed, or about to be
+	rl                atomic.Pointer[relay] // the relay, once connected
 
 	// Calls of the program being answered on the socket: while one is
 	// (a blocking connect), the socket stays even if the program closes
@@ -206,39 +206,14 @@ func (s *socket) inject(c *intercept.Call, theirs int, cloexec bool) bool {
 	return true
 }
 
-// awaitReset watches a connection the peer has closed and the program has
-// not: if the peer then resets it (the program wrote on), our end is
-// closed, and the program's next write fails with EPIPE, as Linux reports
-// a reset in CLOSE_WAIT.
-func (s *socket) awaitReset(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, outDone <-chan struct{}) {
-	entry, notify := notifyEntry(w, waiter.EventHUp|waiter.EventErr)
-	wq.EventRegister(&entry)
-	defer wq.EventUnregister(&entry)
-	for {
-		switch tcp.EndpointState(ep.State()) {
-		case tcp.StateError, tcp.StateClose: // netstack closes on a reset in CLOSE-WAIT
-			s.closeConn()
-			return
-		case tcp.StateCloseWait:
-		default:
-			return // closed by us, or on its way out
-		}
-		w.parkNotified(func() bool { return len(notify) > 0 || isClosed(outDone) })
-		select {
-		case <-notify:
-		case <-outDone:
-			w.unpark()
-			return
-		}
-		w.unpark()
-	}
-}
-
 // closeConn closes our end, first saying so to the wait points that watch
 // it (a closed fd cannot be polled).
 func (s *socket) closeConn() {
 	s.connClosed.Store(true)
 	s.conn.Close()
+	if r := s.rl.Load(); r != nil {
+		r.kickFd()
+	}
 }
 
 // ourEndHas reports whether our end has any of events now, or is closed.
@@ -262,36 +237,6 @@ func (s *socket) setOwner(tid, fd int) {
 	s.mu.Lock()
 	s.ownerTid, s.ownerFD = tid, fd
 	s.mu.Unlock()
-}
-
-// reset ends a connection the network reset: the program's next read or
-// write fails with ECONNRESET, as on Linux, instead of seeing end of file.
-// An AF_UNIX socket closed with unread data in its queue does exactly that
-// to its peer, so one byte is sent into our end from the program's (a copy
-// of its fd), our reader stopped first so that it stays unread, and our
-// end closed. If the program's fd cannot be found (it was moved with dup2
-// and closed, or its thread is gone), the program sees end of file.
-func (s *socket) reset(w *waitPoint, outDone <-chan struct{}) {
-	s.mu.Lock()
-	tid, fd := s.ownerTid, s.ownerFD
-	s.mu.Unlock()
-	s.resetting.Store(true)
-	s.conn.SetReadDeadline(time.Unix(1, 0)) // stops the program -> network copy
-	w.park(func() bool { return isClosed(outDone) })
-	<-outDone
-	w.unpark()
-	if tid != 0 && !s.programClosed() {
-		if tgid, err := intercept.Tgid(tid); err == nil {
-			if dup, err := intercept.TakeFD(tgid, fd); err == nil {
-				var st unix.Stat_t
-				if unix.Fstat(dup, &st) == nil && st.Ino == s.ino {
-					unix.SendmsgN(dup, []byte{0}, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-				}
-				unix.Close(dup)
-			}
-		}
-	}
-	s.closeConn()
 }
 
 // close releases the socket: its endpoint, our end, pending connections.
@@ -661,214 +606,6 @@ func (s *socket) byteCounts(ep tcpip.Endpoint) (written, received uint64) {
 		recvQ = 0
 	}
 	return s.appWritten.Load(), s.appRead.Load() + uint64(recvQ)
-}
-
-// startRelay copies between our end and the endpoint, one goroutine each
-// way; the last to finish releases the socket. Both read and write our end
-// through its raw fd, so that the activity bookkeeping sees each wait for
-// the kernel exactly (see activity).
-func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
-	a := s.m.activity()
-	var left atomic.Int32
-	left.Store(2)
-	finish := func() {
-		if left.Add(-1) == 0 {
-			ep.Close()
-			s.close()
-		}
-	}
-	outDone := make(chan struct{})
-	a.begin()
-	go func() { // program -> network
-		defer a.end()
-		defer finish()
-		defer close(outDone)
-		s.toNetwork(a.newWait(0, "relay to the network"), ep, wq)
-	}()
-	a.begin()
-	go func() { // network -> program
-		defer a.end()
-		defer finish()
-		s.toProgram(a.newWait(0, "relay to the program"), ep, wq, outDone)
-	}()
-}
-
-// relayBufSize is what one read of a relay moves at most.
-const relayBufSize = 64 << 10
-
-// relayBufs are the relays' buffers, shared: a relay takes one when data
-// is there to move and gives it back when the source runs dry.
-var relayBufs = sync.Pool{New: func() any { return new([relayBufSize]byte) }}
-
-func getRelayBuf() []byte { return relayBufs.Get().(*[relayBufSize]byte)[:] }
-
-// putRelayBuf gives b back; nil is ignored.
-func putRelayBuf(b []byte) {
-	if b != nil {
-		relayBufs.Put((*[relayBufSize]byte)(b))
-	}
-}
-
-// toNetwork copies what the program writes to the endpoint until the
-// program shuts its end down (FIN) or closes it.
-func (s *socket) toNetwork(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue) {
-	rc, err := s.conn.SyscallConn()
-	if err != nil {
-		ep.Close()
-		return
-	}
-	// The buffer is held only while the program's end has data, so an
-	// idle connection holds none.
-	var buf []byte
-	defer func() { putRelayBuf(buf) }()
-	ready := func() bool {
-		return s.resetting.Load() || s.ourEndHas(unix.POLLIN|unix.POLLRDHUP)
-	}
-	for {
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			w.unpark()
-			if buf == nil {
-				var one [1]byte
-				if _, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); perr == unix.EAGAIN {
-					w.park(ready)
-					return false
-				}
-				buf = getRelayBuf()
-			}
-			n, rerr = unix.Read(int(fd), buf)
-			if rerr == unix.EAGAIN {
-				putRelayBuf(buf)
-				buf = nil
-				w.park(ready)
-				return false
-			}
-			return true
-		})
-		w.unpark()
-		if err == nil && rerr != nil {
-			err = rerr
-		}
-		if err == nil && n > 0 {
-			if werr := writeEndpoint(w, ep, wq, buf[:n]); werr != nil {
-				s.closeConn()
-				return
-			}
-			s.appWritten.Add(uint64(n))
-			continue
-		}
-		if err == nil && !s.programClosed() {
-			ep.Shutdown(tcpip.ShutdownWrite) // shutdown(SHUT_WR) by the program: send FIN, keep reading
-		} else {
-			ep.Close() // the program closed the socket, or we stopped reading
-		}
-		return
-	}
-}
-
-// writeEndpoint writes all of b to ep, waiting for room as needed.
-func writeEndpoint(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, b []byte) tcpip.Error {
-	var r bytes.Reader
-	var notify chan struct{}
-	for len(b) > 0 {
-		r.Reset(b)
-		n, err := ep.Write(&r, tcpip.WriteOptions{})
-		b = b[n:]
-		switch err.(type) {
-		case nil:
-		case *tcpip.ErrWouldBlock:
-			if notify == nil {
-				// Registered before waiting, then written again, so that
-				// room made in between is not missed.
-				var entry waiter.Entry
-				entry, notify = notifyEntry(w, waiter.WritableEvents)
-				wq.EventRegister(&entry)
-				defer wq.EventUnregister(&entry)
-				continue
-			}
-			w.parkNotified(func() bool { return len(notify) > 0 })
-			<-notify
-			w.unpark()
-		default:
-			return err
-		}
-	}
-	return nil
-}
-
-// toProgram copies what the endpoint receives into our end until the peer
-// ends the connection.
-func (s *socket) toProgram(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, outDone <-chan struct{}) {
-	rc, err := s.conn.SyscallConn()
-	if err != nil {
-		ep.Close()
-		return
-	}
-	entry, notify := notifyEntry(w, waiter.ReadableEvents)
-	wq.EventRegister(&entry)
-	defer wq.EventUnregister(&entry)
-	// The buffer is held only while the endpoint has data (or news) for
-	// the program, so an idle connection holds none.
-	var buf []byte
-	defer func() { putRelayBuf(buf) }()
-	writable := func() bool { return s.ourEndHas(unix.POLLOUT) }
-	for {
-		if buf == nil && ep.Readiness(waiter.ReadableEvents) == 0 {
-			w.parkNotified(func() bool { return len(notify) > 0 })
-			<-notify
-			w.unpark()
-			continue
-		}
-		if buf == nil {
-			buf = getRelayBuf()
-		}
-		sw := tcpip.SliceWriter(buf)
-		res, terr := ep.Read(&sw, tcpip.ReadOptions{})
-		switch terr.(type) {
-		case nil:
-		case *tcpip.ErrWouldBlock:
-			putRelayBuf(buf)
-			buf = nil
-			w.parkNotified(func() bool { return len(notify) > 0 })
-			<-notify
-			w.unpark()
-			continue
-		case *tcpip.ErrClosedForReceive:
-			s.conn.CloseWrite() // FIN from the peer: EOF for the program
-			s.awaitReset(w, ep, wq, outDone)
-			return
-		default:
-			s.reset(w, outDone) // reset or aborted
-			return
-		}
-		n := res.Count
-		ep.ModerateRecvBuf(n)
-		s.appRead.Add(uint64(n))
-		off := 0
-		var werr error
-		err := rc.Write(func(fd uintptr) bool {
-			w.unpark()
-			for off < n {
-				m, err := unix.Write(int(fd), buf[off:n])
-				if err == unix.EAGAIN {
-					w.park(writable)
-					return false // wait until the program has read some
-				}
-				if err != nil {
-					werr = err
-					return true
-				}
-				off += m
-			}
-			return true
-		})
-		w.unpark()
-		if err != nil || werr != nil {
-			ep.Close() // the program is gone
-			return
-		}
-	}
 }
 
 // bind answers bind(fd, addr, len).

@@ -1,0 +1,475 @@
+package sockets
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/internal/fdpoll"
+)
+
+// The relay of a connected TCP socket copies between our end of the
+// program's socketpair and the netstack endpoint, both ways. It is driven
+// by readiness: a direction with nothing to move has no goroutine. It waits
+// in one of three ways, recorded in its state, and whoever ends the wait
+// (and only the one who moves the state back to running) starts a
+// goroutine that carries the direction on until it has to wait again:
+//
+//   - for the endpoint (data to read, room to write, a reset): a waiter
+//     entry's callback, which runs inline on netstack's goroutines;
+//   - for our end (data from the program, room for it): the manager's
+//     poller, one epoll instance and goroutine for all sockets;
+//   - for the other direction to end (a reset waits until nothing more is
+//     read from the program): that direction, as it ends.
+//
+// A wait is recorded first, then the condition looked at once more, so
+// that what happened in between is not missed; epoll arms at the level, so
+// a descriptor ready when armed is reported at once.
+//
+// The activity bookkeeping sees each direction as one goroutine: running,
+// or parked at its wait point until the wait is ended.
+
+const (
+	dirRunning  int32 = iota
+	dirWaitEp         // for an event of the endpoint
+	dirWaitFd         // for our end, through the poller
+	dirWaitPeer       // for the other direction to end
+	dirDone
+)
+
+type relayDir struct {
+	state    atomic.Int32
+	fdEvents uint32 // what dirWaitFd waits for (EPOLLIN…), fixed
+	w        *waitPoint
+	ready    func() bool // for w: whether the wait would end now
+	entry    waiter.Entry
+	run      func()
+
+	// Data in hand: buf[off:n] is still to be written. buf is taken
+	// only once the source has data and given back when it runs dry.
+	buf    []byte
+	off, n int
+}
+
+// Phases of the network -> program direction.
+const (
+	progRead      = iota // read the endpoint
+	progWrite            // write buf into our end
+	progCloseWait        // the peer's FIN is passed on; watch for a reset
+	progReset            // the connection was reset: pass it on
+)
+
+type relay struct {
+	s   *socket
+	ep  tcpip.Endpoint
+	wq  *waiter.Queue
+	rc  syscall.RawConn
+	reg *fdpoll.Reg
+
+	net  relayDir // program -> network
+	prog relayDir // network -> program
+
+	phase    int         // of prog; only its running goroutine touches it
+	netDone  atomic.Bool // the program -> network direction has ended
+	left     atomic.Int32
+	reader   bytes.Reader // net's, for ep.Write
+	resetRan bool         // prog's: the reset's first step is done
+
+	// What the waits for the endpoint look at once recorded (made once,
+	// not at every wait).
+	epWritable, epReadable, closeWaitOver func() bool
+}
+
+// startRelay starts the relay between our end and ep; when both
+// directions have ended it releases the socket.
+func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
+	r := &relay{s: s, ep: ep, wq: wq}
+	rc, err := s.conn.SyscallConn()
+	var p *fdpoll.Poller
+	if err == nil {
+		p, err = s.m.poller()
+	}
+	if err == nil {
+		r.rc = rc
+		r.reg, err = p.Register(rc.Control, r.interest, r.fdEvent)
+	}
+	if err != nil {
+		s.m.logf("relay: %v", err)
+		ep.Close()
+		s.close()
+		return
+	}
+	a := s.m.activity()
+	r.net.fdEvents = unix.EPOLLIN | unix.EPOLLRDHUP
+	r.prog.fdEvents = unix.EPOLLOUT
+	r.net.run, r.prog.run = r.runNet, r.runProg
+	if a != nil {
+		r.net.w = a.newWait(0, "relay to the network")
+		r.prog.w = a.newWait(0, "relay to the program")
+		r.net.ready = r.readyFunc(&r.net, unix.POLLIN|unix.POLLRDHUP)
+		r.prog.ready = r.readyFunc(&r.prog, unix.POLLOUT)
+	}
+	// HUp and Err too: the end of the connection ends any wait (a reset
+	// in CLOSE-WAIT is seen only through them).
+	r.net.entry = waiter.NewFunctionEntry(waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func(waiter.EventMask) {
+		r.wake(&r.net, dirWaitEp)
+	})
+	r.prog.entry = waiter.NewFunctionEntry(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func(waiter.EventMask) {
+		r.wake(&r.prog, dirWaitEp)
+	})
+	wq.EventRegister(&r.net.entry)
+	wq.EventRegister(&r.prog.entry)
+	r.epWritable = func() bool { return ep.Readiness(waiter.WritableEvents) != 0 }
+	r.epReadable = func() bool { return ep.Readiness(waiter.ReadableEvents) != 0 }
+	r.closeWaitOver = func() bool {
+		return r.netDone.Load() || tcp.EndpointState(ep.State()) != tcp.StateCloseWait
+	}
+	r.left.Store(2)
+	s.rl.Store(r)
+	if s.connClosed.Load() {
+		r.kickFd() // closed before the relay was there to be told
+	}
+	a.begin()
+	go r.net.run()
+	a.begin()
+	go r.prog.run()
+}
+
+// readyFunc is d's ready function for the activity bookkeeping: a wait
+// someone has ended is ready, and so is a wait for our end that the poller
+// has not reported yet.
+func (r *relay) readyFunc(d *relayDir, events int16) func() bool {
+	return func() bool {
+		switch d.state.Load() {
+		case dirWaitEp, dirWaitPeer:
+			return false
+		case dirWaitFd:
+			return d == &r.net && r.s.resetting.Load() || r.s.ourEndHas(events)
+		}
+		return true
+	}
+}
+
+// wake ends d's wait if it is one of kind, and starts its goroutine.
+func (r *relay) wake(d *relayDir, kind int32) {
+	if d.state.CompareAndSwap(kind, dirRunning) {
+		go r.resume(d)
+	}
+}
+
+func (r *relay) resume(d *relayDir) {
+	d.w.unpark()
+	d.run()
+}
+
+// interest is what the directions wait for on our end (for the poller).
+func (r *relay) interest() uint32 {
+	var ev uint32
+	for _, d := range []*relayDir{&r.net, &r.prog} {
+		if d.state.Load() == dirWaitFd {
+			ev |= d.fdEvents
+		}
+	}
+	return ev
+}
+
+// fdEvent takes a readiness of our end from the poller.
+func (r *relay) fdEvent(revents uint32) {
+	for _, d := range []*relayDir{&r.net, &r.prog} {
+		if revents&(d.fdEvents|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			r.wake(d, dirWaitFd)
+		}
+	}
+}
+
+// kickFd ends the waits for our end: it has been closed (a closed
+// descriptor is no longer polled), or the reader must stop.
+func (r *relay) kickFd() {
+	r.wake(&r.net, dirWaitFd)
+	r.wake(&r.prog, dirWaitFd)
+}
+
+// waitEp makes d wait for an event of the endpoint, unless ready (looked
+// at once the wait is recorded) says it has come. It reports whether the
+// caller carries on; if not, the caller returns and the callback takes
+// over.
+func (r *relay) waitEp(d *relayDir, ready func() bool) bool {
+	return r.waitFor(d, dirWaitEp, ready)
+}
+
+// waitPeer makes prog wait for net to end.
+func (r *relay) waitPeer(d *relayDir) bool {
+	return r.waitFor(d, dirWaitPeer, r.netDone.Load)
+}
+
+func (r *relay) waitFor(d *relayDir, kind int32, ready func() bool) bool {
+	d.w.park(d.ready)
+	d.state.Store(kind)
+	if ready() && d.state.CompareAndSwap(kind, dirRunning) {
+		d.w.unpark()
+		return true
+	}
+	return false
+}
+
+// waitFd makes d wait for our end through the poller.
+func (r *relay) waitFd(d *relayDir) bool {
+	d.w.park(d.ready)
+	d.state.Store(dirWaitFd)
+	if err := r.reg.Rearm(); err != nil && d.state.CompareAndSwap(dirWaitFd, dirRunning) {
+		// Our end is closed, or the manager: the next step finds out.
+		d.w.unpark()
+		return true
+	}
+	return false
+}
+
+// end finishes d; the last direction to end releases the socket.
+func (r *relay) end(d *relayDir) {
+	putRelayBuf(d.buf)
+	d.buf = nil
+	d.state.Store(dirDone)
+	if d == &r.net {
+		r.netDone.Store(true)
+		// prog may wait for it (a reset), or watch for a reset while it
+		// is there (CLOSE-WAIT).
+		r.wake(&r.prog, dirWaitPeer)
+		r.wake(&r.prog, dirWaitEp)
+	}
+	if r.left.Add(-1) == 0 {
+		r.wq.EventUnregister(&r.net.entry)
+		r.wq.EventUnregister(&r.prog.entry)
+		r.reg.Close()
+		r.ep.Close()
+		r.s.close()
+	}
+	r.s.m.activity().end()
+}
+
+// relayBufSize is what one read of a relay moves at most.
+const relayBufSize = 64 << 10
+
+// relayBufs are the relays' buffers, shared: a relay takes one when data
+// is there to move and gives it back when the source runs dry.
+var relayBufs = sync.Pool{New: func() any { return new([relayBufSize]byte) }}
+
+func getRelayBuf() []byte { return relayBufs.Get().(*[relayBufSize]byte)[:] }
+
+// putRelayBuf gives b back; nil is ignored.
+func putRelayBuf(b []byte) {
+	if b != nil {
+		relayBufs.Put((*[relayBufSize]byte)(b))
+	}
+}
+
+// runNet copies what the program writes to the endpoint until the program
+// shuts its end down (FIN) or closes it, or a reset stops it.
+func (r *relay) runNet() {
+	d, s, ep := &r.net, r.s, r.ep
+	for {
+		if d.off < d.n {
+			r.reader.Reset(d.buf[d.off:d.n])
+			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
+			d.off += int(m)
+			s.appWritten.Add(uint64(m))
+			switch err.(type) {
+			case nil:
+			case *tcpip.ErrWouldBlock:
+				if !r.waitEp(d, r.epWritable) {
+					return
+				}
+			default:
+				s.closeConn()
+				r.end(d)
+				return
+			}
+			continue
+		}
+		if s.resetting.Load() {
+			// The reset needs what the program writes from now on left
+			// unread in our end.
+			ep.Close()
+			r.end(d)
+			return
+		}
+		var n int
+		var rerr error
+		empty := false
+		cerr := r.rc.Control(func(fd uintptr) {
+			if d.buf == nil {
+				var one [1]byte
+				if _, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); perr == unix.EAGAIN {
+					empty = true
+					return
+				}
+				d.buf = getRelayBuf()
+			}
+			n, rerr = unix.Read(int(fd), d.buf)
+		})
+		switch {
+		case cerr != nil:
+			ep.Close() // our end is closed
+			r.end(d)
+			return
+		case empty || rerr == unix.EAGAIN:
+			putRelayBuf(d.buf)
+			d.buf = nil
+			if !r.waitFd(d) {
+				return
+			}
+		case rerr != nil:
+			ep.Close()
+			r.end(d)
+			return
+		case n == 0:
+			if !s.programClosed() {
+				ep.Shutdown(tcpip.ShutdownWrite) // shutdown(SHUT_WR) by the program: send FIN, keep reading
+			} else {
+				ep.Close() // the program closed the socket
+			}
+			r.end(d)
+			return
+		default:
+			d.off, d.n = 0, n
+		}
+	}
+}
+
+// runProg copies what the endpoint receives into our end until the peer
+// ends the connection, then passes on its FIN or its reset.
+func (r *relay) runProg() {
+	d, s, ep := &r.prog, r.s, r.ep
+	readable := r.epReadable
+	for {
+		switch r.phase {
+		case progRead:
+			if d.buf == nil && !readable() {
+				if !r.waitEp(d, readable) {
+					return
+				}
+				continue
+			}
+			if d.buf == nil {
+				d.buf = getRelayBuf()
+			}
+			sw := tcpip.SliceWriter(d.buf)
+			res, terr := ep.Read(&sw, tcpip.ReadOptions{})
+			switch terr.(type) {
+			case nil:
+				ep.ModerateRecvBuf(res.Count)
+				s.appRead.Add(uint64(res.Count))
+				d.off, d.n = 0, res.Count
+				r.phase = progWrite
+			case *tcpip.ErrWouldBlock:
+				putRelayBuf(d.buf)
+				d.buf = nil
+				if !r.waitEp(d, readable) {
+					return
+				}
+			case *tcpip.ErrClosedForReceive:
+				putRelayBuf(d.buf)
+				d.buf = nil
+				s.conn.CloseWrite() // FIN from the peer: EOF for the program
+				r.phase = progCloseWait
+			default:
+				putRelayBuf(d.buf)
+				d.buf = nil
+				r.phase = progReset // reset or aborted
+			}
+		case progWrite:
+			var werr error
+			cerr := r.rc.Control(func(fd uintptr) {
+				for d.off < d.n {
+					m, err := unix.Write(int(fd), d.buf[d.off:d.n])
+					if err != nil {
+						werr = err
+						return
+					}
+					d.off += m
+				}
+			})
+			switch {
+			case cerr != nil, werr != nil && werr != unix.EAGAIN:
+				ep.Close() // the program is gone
+				r.end(d)
+				return
+			case werr == unix.EAGAIN:
+				if !r.waitFd(d) { // until the program has read some
+					return
+				}
+			default:
+				r.phase = progRead
+			}
+		case progCloseWait:
+			// The peer has closed and the program not: if the peer then
+			// resets the connection (the program wrote on), our end is
+			// closed, and the program's next write fails with EPIPE, as
+			// Linux reports a reset in CLOSE_WAIT.
+			switch tcp.EndpointState(ep.State()) {
+			case tcp.StateError, tcp.StateClose: // netstack closes on a reset in CLOSE-WAIT
+				s.closeConn()
+				r.end(d)
+				return
+			case tcp.StateCloseWait:
+			default:
+				r.end(d) // closed by us, or on its way out
+				return
+			}
+			if r.netDone.Load() {
+				r.end(d)
+				return
+			}
+			if !r.waitEp(d, r.closeWaitOver) {
+				return
+			}
+		case progReset:
+			if !r.resetRan {
+				r.resetRan = true
+				s.resetting.Store(true)
+				r.kickFd() // stops the program -> network copy
+			}
+			if !r.netDone.Load() {
+				if !r.waitPeer(d) {
+					return
+				}
+				continue
+			}
+			s.passReset()
+			r.end(d)
+			return
+		}
+	}
+}
+
+// passReset ends a connection the network reset: the program's next read
+// or write fails with ECONNRESET, as on Linux, instead of seeing end of
+// file. An AF_UNIX socket closed with unread data in its queue does
+// exactly that to its peer, so one byte is sent into our end from the
+// program's (a copy of its fd), our reader stopped first so that it stays
+// unread, and our end closed. If the program's fd cannot be found (it was
+// moved with dup2 and closed, or its thread is gone), the program sees end
+// of file.
+func (s *socket) passReset() {
+	s.mu.Lock()
+	tid, fd := s.ownerTid, s.ownerFD
+	s.mu.Unlock()
+	if tid != 0 && !s.programClosed() {
+		if tgid, err := intercept.Tgid(tid); err == nil {
+			if dup, err := intercept.TakeFD(tgid, fd); err == nil {
+				var st unix.Stat_t
+				if unix.Fstat(dup, &st) == nil && st.Ino == s.ino {
+					unix.SendmsgN(dup, []byte{0}, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+				}
+				unix.Close(dup)
+			}
+		}
+	}
+	s.closeConn()
+}
