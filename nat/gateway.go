@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
+	"github.com/ustack/ustack/internal/fdpoll"
 	"github.com/ustack/ustack/netstack"
 )
 
@@ -42,6 +43,22 @@ type Gateway struct {
 	mu     sync.Mutex
 	closed bool
 	open   map[io.Closer]struct{} // host and gateway sockets to close on Close
+
+	// pollr watches the host sockets of the TCP relays (see relay.go);
+	// made with the first relay, closed by Close.
+	pollMu  sync.Mutex
+	pollr   *fdpoll.Poller
+	pollErr error
+}
+
+// poller returns the gateway's poller, starting it the first time.
+func (g *Gateway) poller() (*fdpoll.Poller, error) {
+	g.pollMu.Lock()
+	defer g.pollMu.Unlock()
+	if g.pollr == nil && g.pollErr == nil {
+		g.pollr, g.pollErr = fdpoll.New()
+	}
+	return g.pollr, g.pollErr
 }
 
 // New starts a gateway whose NIC sits on lower, an IP-frame link end (it is
@@ -139,6 +156,12 @@ func (g *Gateway) Close() {
 	g.ns.Close()
 	g.wg.Wait()
 	g.ns.Wait()
+	g.pollMu.Lock()
+	if g.pollr != nil {
+		g.pollr.Close()
+	}
+	g.pollErr = fdpoll.ErrClosed
+	g.pollMu.Unlock()
 }
 
 // track registers c to be closed by Close; it returns false (and closes c)
@@ -152,6 +175,25 @@ func (g *Gateway) track(c io.Closer) bool {
 	}
 	g.open[c] = struct{}{}
 	return true
+}
+
+// trackRelay registers r to be aborted by Close, which waits until it has
+// ended (untrackRelay); false if the gateway is closed.
+func (g *Gateway) trackRelay(r *tcpRelay) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		r.host.Close()
+		return false
+	}
+	g.open[r] = struct{}{}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *Gateway) untrackRelay(r *tcpRelay) {
+	g.untrack(r)
+	g.wg.Done()
 }
 
 func (g *Gateway) untrack(c io.Closer) {

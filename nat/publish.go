@@ -103,42 +103,41 @@ func (g *Gateway) serveTCPPublish(p Publish, c *net.TCPConn) {
 		c.Close()
 		return
 	}
-	guest, err := dialFrom(ctx, ep, &wq, src, dst)
-	if err != nil {
+	if err := dialFrom(ctx, ep, &wq, src, dst); err != nil {
 		// Nobody listens in the guest: reset the client, as a closed port would.
 		g.logf("nat: published %s: %v", p, err)
 		c.SetLinger(0)
 		c.Close()
 		return
 	}
-	g.relay(guest, ep, &wq, c)
+	g.relay(ep, &wq, c)
 }
 
 // dialFrom connects ep from src (which the gateway may not own: spoofing is
 // on) to dst.
-func dialFrom(ctx context.Context, ep tcpip.Endpoint, wq *waiter.Queue, src, dst tcpip.FullAddress) (*gonet.TCPConn, error) {
+func dialFrom(ctx context.Context, ep tcpip.Endpoint, wq *waiter.Queue, src, dst tcpip.FullAddress) error {
 	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
 	if terr := ep.Bind(src); terr != nil {
 		ep.Close()
-		return nil, fmt.Errorf("bind %s: %s", src.Addr, terr)
+		return fmt.Errorf("bind %s: %s", src.Addr, terr)
 	}
 	terr := ep.Connect(dst)
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
 		select {
 		case <-ctx.Done():
 			ep.Close()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-notify:
 		}
 		terr = ep.LastError()
 	}
 	if terr != nil {
 		ep.Close()
-		return nil, fmt.Errorf("connect %s:%d: %s", dst.Addr, dst.Port, terr)
+		return fmt.Errorf("connect %s:%d: %s", dst.Addr, dst.Port, terr)
 	}
-	return gonet.NewTCPConn(wq, ep), nil
+	return nil
 }
 
 // udpSession is one host client of a published UDP port.

@@ -1,0 +1,299 @@
+package nat
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/internal/fdpoll"
+)
+
+// tcpRelay copies both ways between a gateway endpoint (to the guest) and
+// a host connection until both directions have ended. A FIN is passed on
+// as a FIN (half-close); a reset or error on either side aborts both.
+//
+// It is driven by readiness, as the socket layer's relay is: a direction
+// with nothing to move has no goroutine. It waits either for the endpoint
+// (a waiter entry's callback, inline on netstack's goroutines) or for the
+// host socket (the gateway's poller); whoever moves its state from waiting
+// back to running starts the goroutine that carries it on. A wait is
+// recorded first and the endpoint looked at once more, so that an event in
+// between is not missed; epoll arms at the level, which does the same for
+// the host socket.
+type tcpRelay struct {
+	g    *Gateway
+	ep   tcpip.Endpoint
+	wq   *waiter.Queue
+	host *net.TCPConn
+	rc   syscall.RawConn
+	reg  *fdpoll.Reg
+
+	up   natDir // guest -> host
+	down natDir // host -> guest
+
+	left    atomic.Int32
+	abortMu sync.Once
+	reader  bytes.Reader // down's, for ep.Write
+
+	epReadable, epWritable func() bool
+}
+
+const (
+	natRunning int32 = iota
+	natWaitEp
+	natWaitFd
+	natDone
+)
+
+type natDir struct {
+	state    atomic.Int32
+	fdEvents uint32 // what natWaitFd waits for on the host socket
+	entry    waiter.Entry
+	run      func()
+	// Data in hand, (*bufp)[off:n] still to write; the buffer is taken
+	// only once the source has data and given back when it runs dry.
+	bufp   *[]byte
+	off, n int
+}
+
+// relay starts the relay between ep and host. Close (through track) aborts
+// it; Close waits for it to end.
+func (g *Gateway) relay(ep tcpip.Endpoint, wq *waiter.Queue, host *net.TCPConn) {
+	r := &tcpRelay{g: g, ep: ep, wq: wq, host: host}
+	rc, err := host.SyscallConn()
+	var p *fdpoll.Poller
+	if err == nil {
+		p, err = g.poller()
+	}
+	if err == nil {
+		r.rc = rc
+		r.reg, err = p.Register(rc.Control, r.interest, r.fdEvent)
+	}
+	if err != nil {
+		host.Close()
+		ep.Close()
+		return
+	}
+	if !g.trackRelay(r) {
+		r.reg.Close()
+		ep.Close()
+		return
+	}
+	r.up.fdEvents = unix.EPOLLOUT
+	r.down.fdEvents = unix.EPOLLIN | unix.EPOLLRDHUP
+	r.up.run, r.down.run = r.runUp, r.runDown
+	r.epReadable = func() bool { return ep.Readiness(waiter.ReadableEvents) != 0 }
+	r.epWritable = func() bool { return ep.Readiness(waiter.WritableEvents) != 0 }
+	r.up.entry = waiter.NewFunctionEntry(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func(waiter.EventMask) {
+		r.wake(&r.up, natWaitEp)
+	})
+	r.down.entry = waiter.NewFunctionEntry(waiter.WritableEvents|waiter.EventHUp|waiter.EventErr, func(waiter.EventMask) {
+		r.wake(&r.down, natWaitEp)
+	})
+	wq.EventRegister(&r.up.entry)
+	wq.EventRegister(&r.down.entry)
+	r.left.Store(2)
+	go r.up.run()
+	go r.down.run()
+}
+
+// Close aborts the relay (Gateway.Close).
+func (r *tcpRelay) Close() error {
+	r.abort()
+	return nil
+}
+
+// abort resets both sides: the host socket with an RST (as the guest saw),
+// the endpoint with one.
+func (r *tcpRelay) abort() {
+	r.abortMu.Do(func() {
+		r.host.SetLinger(0)
+		r.host.Close()
+		r.ep.Abort()
+		// A closed descriptor is no longer polled: its waiters are told.
+		r.wake(&r.up, natWaitFd)
+		r.wake(&r.down, natWaitFd)
+	})
+}
+
+func (r *tcpRelay) wake(d *natDir, kind int32) {
+	if d.state.CompareAndSwap(kind, natRunning) {
+		go d.run()
+	}
+}
+
+func (r *tcpRelay) interest() uint32 {
+	var ev uint32
+	for _, d := range []*natDir{&r.up, &r.down} {
+		if d.state.Load() == natWaitFd {
+			ev |= d.fdEvents
+		}
+	}
+	return ev
+}
+
+func (r *tcpRelay) fdEvent(revents uint32) {
+	for _, d := range []*natDir{&r.up, &r.down} {
+		if revents&(d.fdEvents|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			r.wake(d, natWaitFd)
+		}
+	}
+}
+
+// waitEp makes d wait for the endpoint unless ready, looked at once the
+// wait is recorded, says the event has come; it reports whether the caller
+// carries on.
+func (r *tcpRelay) waitEp(d *natDir, ready func() bool) bool {
+	d.state.Store(natWaitEp)
+	return ready() && d.state.CompareAndSwap(natWaitEp, natRunning)
+}
+
+// waitFd makes d wait for the host socket.
+func (r *tcpRelay) waitFd(d *natDir) bool {
+	d.state.Store(natWaitFd)
+	// A socket that cannot be armed is closed: the next step finds out.
+	return r.reg.Rearm() != nil && d.state.CompareAndSwap(natWaitFd, natRunning)
+}
+
+// end finishes d; the last direction to end closes both sides.
+func (r *tcpRelay) end(d *natDir) {
+	putCopyBuf(d.bufp)
+	d.bufp = nil
+	d.state.Store(natDone)
+	if r.left.Add(-1) == 0 {
+		r.wq.EventUnregister(&r.up.entry)
+		r.wq.EventUnregister(&r.down.entry)
+		r.reg.Close()
+		r.host.Close()
+		r.ep.Close()
+		r.g.untrackRelay(r)
+	}
+}
+
+func putCopyBuf(bufp *[]byte) {
+	if bufp != nil {
+		copyBufs.Put(bufp)
+	}
+}
+
+// runUp copies from the guest's endpoint to the host socket.
+func (r *tcpRelay) runUp() {
+	d, ep := &r.up, r.ep
+	for {
+		if d.off < d.n {
+			var werr error
+			cerr := r.rc.Control(func(fd uintptr) {
+				for d.off < d.n {
+					m, err := unix.Write(int(fd), (*d.bufp)[d.off:d.n])
+					if err != nil {
+						werr = err
+						return
+					}
+					d.off += m
+				}
+			})
+			switch {
+			case cerr != nil, werr != nil && werr != unix.EAGAIN:
+				r.abort()
+				r.end(d)
+				return
+			case werr == unix.EAGAIN:
+				if !r.waitFd(d) {
+					return
+				}
+			}
+			continue
+		}
+		if d.bufp == nil && !r.epReadable() {
+			if !r.waitEp(d, r.epReadable) {
+				return
+			}
+			continue
+		}
+		if d.bufp == nil {
+			d.bufp = copyBufs.Get().(*[]byte)
+		}
+		sw := tcpip.SliceWriter(*d.bufp)
+		res, terr := ep.Read(&sw, tcpip.ReadOptions{})
+		switch terr.(type) {
+		case nil:
+			d.off, d.n = 0, res.Count
+		case *tcpip.ErrWouldBlock:
+			putCopyBuf(d.bufp)
+			d.bufp = nil
+			if !r.waitEp(d, r.epReadable) {
+				return
+			}
+		case *tcpip.ErrClosedForReceive:
+			r.host.CloseWrite() // the guest's FIN
+			r.end(d)
+			return
+		default:
+			r.abort()
+			r.end(d)
+			return
+		}
+	}
+}
+
+// runDown copies from the host socket to the guest's endpoint.
+func (r *tcpRelay) runDown() {
+	d, ep := &r.down, r.ep
+	for {
+		if d.off < d.n {
+			r.reader.Reset((*d.bufp)[d.off:d.n])
+			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
+			d.off += int(m)
+			switch err.(type) {
+			case nil:
+			case *tcpip.ErrWouldBlock:
+				if !r.waitEp(d, r.epWritable) {
+					return
+				}
+			default:
+				r.abort()
+				r.end(d)
+				return
+			}
+			continue
+		}
+		var n int
+		var rerr error
+		empty := false
+		cerr := r.rc.Control(func(fd uintptr) {
+			if d.bufp == nil {
+				var one [1]byte
+				if _, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); perr == unix.EAGAIN {
+					empty = true
+					return
+				}
+				d.bufp = copyBufs.Get().(*[]byte)
+			}
+			n, rerr = unix.Read(int(fd), *d.bufp)
+		})
+		switch {
+		case empty || cerr == nil && rerr == unix.EAGAIN:
+			putCopyBuf(d.bufp)
+			d.bufp = nil
+			if !r.waitFd(d) {
+				return
+			}
+		case cerr != nil, rerr != nil:
+			r.abort()
+			r.end(d)
+			return
+		case n == 0:
+			ep.Shutdown(tcpip.ShutdownWrite) // the host's FIN
+			r.end(d)
+			return
+		default:
+			d.off, d.n = 0, n
+		}
+	}
+}
