@@ -176,6 +176,12 @@ func (r *tcpRelay) end(d *natDir) {
 	}
 }
 
+// emptyReceiveQueue reports whether ep holds no data for a read.
+func emptyReceiveQueue(ep tcpip.Endpoint) bool {
+	n, err := ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+	return err == nil && n == 0
+}
+
 func putCopyBuf(bufp *[]byte) {
 	if bufp != nil {
 		copyBufs.Put(bufp)
@@ -216,11 +222,22 @@ func (r *tcpRelay) runUp() {
 			}
 			continue
 		}
-		if d.bufp == nil {
-			d.bufp = copyBufs.Get().(*[]byte)
+		// Readable with nothing queued is the guest's FIN or an error: no
+		// buffer is taken to learn which.
+		var one [1]byte
+		dst := one[:]
+		if d.bufp != nil || !emptyReceiveQueue(ep) {
+			if d.bufp == nil {
+				d.bufp = copyBufs.Get().(*[]byte)
+			}
+			dst = *d.bufp
 		}
-		sw := tcpip.SliceWriter(*d.bufp)
+		sw := tcpip.SliceWriter(dst)
 		res, terr := ep.Read(&sw, tcpip.ReadOptions{})
+		if terr == nil && d.bufp == nil { // data came in between
+			d.bufp = copyBufs.Get().(*[]byte)
+			copy(*d.bufp, one[:res.Count])
+		}
 		switch terr.(type) {
 		case nil:
 			d.off, d.n = 0, res.Count
@@ -269,9 +286,13 @@ func (r *tcpRelay) runDown() {
 		cerr := r.rc.Control(func(fd uintptr) {
 			if d.bufp == nil {
 				var one [1]byte
-				if _, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); perr == unix.EAGAIN {
+				pn, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				switch {
+				case perr == unix.EAGAIN:
 					empty = true
 					return
+				case perr == nil && pn == 0:
+					return // end of file: no buffer needed to see it
 				}
 				d.bufp = copyBufs.Get().(*[]byte)
 			}

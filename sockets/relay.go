@@ -305,9 +305,13 @@ func (r *relay) runNet() {
 		cerr := r.rc.Control(func(fd uintptr) {
 			if d.buf == nil {
 				var one [1]byte
-				if _, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT); perr == unix.EAGAIN {
+				pn, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				switch {
+				case perr == unix.EAGAIN:
 					empty = true
 					return
+				case perr == nil && pn == 0:
+					return // end of file: no buffer needed to see it
 				}
 				d.buf = getRelayBuf()
 			}
@@ -356,11 +360,23 @@ func (r *relay) runProg() {
 				}
 				continue
 			}
-			if d.buf == nil {
-				d.buf = getRelayBuf()
+			// Readable with nothing queued is the peer's FIN or an error:
+			// no buffer is taken to learn which (at the end of many
+			// connections at once, that would be one each).
+			var one [1]byte
+			dst := one[:]
+			if d.buf != nil || !emptyReceiveQueue(ep) {
+				if d.buf == nil {
+					d.buf = getRelayBuf()
+				}
+				dst = d.buf
 			}
-			sw := tcpip.SliceWriter(d.buf)
+			sw := tcpip.SliceWriter(dst)
 			res, terr := ep.Read(&sw, tcpip.ReadOptions{})
+			if terr == nil && d.buf == nil { // data came in between
+				d.buf = getRelayBuf()
+				copy(d.buf, one[:res.Count])
+			}
 			switch terr.(type) {
 			case nil:
 				ep.ModerateRecvBuf(res.Count)
@@ -446,6 +462,12 @@ func (r *relay) runProg() {
 			return
 		}
 	}
+}
+
+// emptyReceiveQueue reports whether ep holds no data for a read.
+func emptyReceiveQueue(ep tcpip.Endpoint) bool {
+	n, err := ep.GetSockOptInt(tcpip.ReceiveQueueSizeOption)
+	return err == nil && n == 0
 }
 
 // passReset ends a connection the network reset: the program's next read
