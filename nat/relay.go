@@ -116,9 +116,13 @@ func (r *tcpRelay) abort() {
 		r.host.SetLinger(0)
 		r.host.Close()
 		r.ep.Abort()
-		// A closed descriptor is no longer polled: its waiters are told.
-		r.wake(&r.up, natWaitFd)
-		r.wake(&r.down, natWaitFd)
+		// A closed descriptor is no longer polled: its waiters are told;
+		// so are the endpoint's, whatever Abort notifies, as Close waits
+		// for both directions to end.
+		for _, d := range []*natDir{&r.up, &r.down} {
+			r.wake(d, natWaitFd)
+			r.wake(d, natWaitEp)
+		}
 	})
 }
 

@@ -133,9 +133,6 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 	}
 	r.left.Store(2)
 	s.rl.Store(r)
-	if s.connClosed.Load() {
-		r.kickFd() // closed before the relay was there to be told
-	}
 	a.begin()
 	go r.net.run()
 	a.begin()
