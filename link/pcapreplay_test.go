@@ -95,7 +95,7 @@ func TestReplayLinkTypes(t *testing.T) {
 			ep.Attach(&rec)
 			ep.Start()
 			<-ep.Finished()
-			if got, skipped := ep.Replayed.Load(), ep.Skipped.Load(); got != 1 || skipped != 1 {
+			if got, skipped := ep.Source().Replayed.Load(), ep.Source().Skipped.Load(); got != 1 || skipped != 1 {
 				t.Errorf("replayed %d, skipped %d; want 1 and 1", got, skipped)
 			}
 			rec.mu.Lock()
