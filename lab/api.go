@@ -80,6 +80,26 @@ type LinkStatus struct {
 	// Mutate are the packet-mutator rules at each end, in the form the
 	// file and --mutate take.
 	Mutate [2][]string `json:"mutate,omitempty"`
+	// Pcap is a pcap link's replay, with its counters (the lab process's
+	// answer; "waiting" in a file's).
+	Pcap *PcapStatus `json:"pcap,omitempty"`
+}
+
+// PcapStatus is a pcap link's replay: the capture, where what the
+// interface sends is recorded, and how far it got.
+type PcapStatus struct {
+	File    string `json:"file"`
+	Out     string `json:"out,omitempty"`
+	Speed   string `json:"speed"` // realtime, max or a factor
+	KeepMAC bool   `json:"keep_mac,omitempty"`
+	// State is "waiting" (for the node to be up), "replaying", "done" (the
+	// capture ended; the link stays up and still records) or "stopped: WHY".
+	State string `json:"state"`
+	// Replayed are the frames written to the interface, Skipped the records
+	// that were not a frame, Sent the frames the interface sent back.
+	Replayed uint64 `json:"replayed"`
+	Skipped  uint64 `json:"skipped"`
+	Sent     uint64 `json:"sent"`
 }
 
 // NodeReply is GET /v1/lab/node on a node: its interfaces with their

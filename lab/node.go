@@ -68,7 +68,7 @@ func (t *Topology) nodeSpec(n *Node, version string) NodeSpec {
 	for _, ifc := range n.Interfaces {
 		l := ifc.Link
 		end := 0
-		if l.Ends[1] == (Endpoint{n.Name, ifc.Name}) && l.VXLAN == nil {
+		if l.Ends[1] == (Endpoint{n.Name, ifc.Name}) && !l.remoteEnd() {
 			end = 1
 		}
 		is := InterfaceSpec{Name: ifc.Name, MTU: l.MTU, Egress: l.Shape[end].String()}
@@ -80,9 +80,10 @@ func (t *Topology) nodeSpec(n *Node, version string) NodeSpec {
 		for _, p := range ifc.Addrs {
 			is.Addrs = append(is.Addrs, p.String())
 		}
-		if l.VXLAN != nil {
-			is.Peer = l.VXLAN.String()
-			// Frames from the remote end meet the remote end's shape here.
+		if l.remoteEnd() {
+			is.Peer = l.farName()
+			// Frames from the remote end (or the capture) meet its shape
+			// here.
 			is.Ingress = l.Shape[1].String()
 		} else {
 			is.Peer = l.Ends[1-end].String()
