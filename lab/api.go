@@ -103,7 +103,8 @@ type PcapStatus struct {
 }
 
 // NodeReply is GET /v1/lab/node on a node: its interfaces with their
-// shapers' counters, routes and filter rules with theirs.
+// shapers' counters, routes, and filter rules and chain policies with
+// theirs.
 type NodeReply struct {
 	Lab        string            `json:"lab"`
 	Name       string            `json:"name"`
@@ -111,6 +112,9 @@ type NodeReply struct {
 	Interfaces []InterfaceStatus `json:"interfaces"`
 	Routes     []string          `json:"routes"`
 	Filter     []RuleCounter     `json:"filter"`
+	// Policy are the counters of the chains' policies ("-P INPUT ACCEPT"):
+	// the packets no rule took.
+	Policy []RuleCounter `json:"policy"`
 }
 
 // LinkStats are one direction's shaper counters (shape.Stats).
