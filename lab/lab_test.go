@@ -112,6 +112,13 @@ func writeTopology(t testing.TB, text string) string {
 // then it is taken down and must leave nothing behind.
 func upLab(t testing.TB, path, name string) (*lab.Lab, lab.Status) {
 	t.Helper()
+	return upLabWith(t, path, name, lab.Options{})
+}
+
+// upLabWith is upLab with options (their node command and log are the
+// test's).
+func upLabWith(t testing.TB, path, name string, opts lab.Options) (*lab.Lab, lab.Status) {
+	t.Helper()
 	topo, err := lab.Load(path, name)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +127,8 @@ func upLab(t testing.TB, path, name string) (*lab.Lab, lab.Status) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lab.Up(topo, lab.Options{NodeCommand: []string{ustackBin, "lab", "_node"}, Log: logFile})
+	opts.NodeCommand, opts.Log = []string{ustackBin, "lab", "_node"}, logFile
+	l, err := lab.Up(topo, opts)
 	if err != nil {
 		logFile.Close()
 		log, _ := os.ReadFile(logFile.Name())
