@@ -294,3 +294,31 @@ func tsharkLines(t *testing.T, tshark, file, filter string, fields ...string) []
 	}
 	return lines
 }
+
+// A capture that does not introduce its sender leaves the router unable
+// to answer: its ARP requests for the sender, unanswered, are what out.pcap
+// records.
+func TestPcapLinkRecordsUnansweredARP(t *testing.T) {
+	testbin.EndToEnd(t)
+	path := writeTopology(t, `
+name: pcaparp
+topology:
+  nodes:
+    r1: {kind: router, interfaces: {eth0: 10.1.0.1/24}}
+  links:
+    - {type: pcap, endpoint: r1:eth0, file: in.pcap, out: out.pcap, speed: max}
+`)
+	dir := filepath.Dir(path)
+	writeCapture(t, filepath.Join(dir, "in.pcap"), [][]byte{frame(t, eth(layers.EthernetTypeIPv4, capturedMAC), ipv4(layers.IPProtocolICMPv4, r1IP),
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1})})
+	upLab(t, path, "")
+	testwait.For(t, "out.pcap to hold r1's ARP request for the sender", func() bool {
+		return outHolds(filepath.Join(dir, "out.pcap"), func(p gopacket.Packet) bool {
+			a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+			return ok && a.Operation == layers.ARPRequest && net.IP(a.DstProtAddress).Equal(senderIP)
+		})
+	})
+	if outHolds(filepath.Join(dir, "out.pcap"), func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeICMPv4) != nil }) {
+		t.Error("out.pcap holds an ICMP message, sent to a MAC r1 never learned")
+	}
+}
