@@ -3,8 +3,9 @@ package lab
 import "github.com/ustack/ustack/shape"
 
 // The lab's control API. The lab process serves GET /v1/info (so that
-// ustack ls lists it), GET /v1/lab and POST /v1/lab/down on the socket
-// named LAB; each node serves a stack's whole API on LAB.NODE, plus
+// ustack ls lists it), GET /v1/lab, POST /v1/lab/replay (start the pcap
+// links' replays held by ustack lab up --hold-replays) and POST
+// /v1/lab/down on the socket named LAB; each node serves a stack's whole API on LAB.NODE, plus
 // GET /v1/lab/node; GET and POST /v1/link reach the shapers of its
 // interfaces.
 
@@ -12,6 +13,7 @@ import "github.com/ustack/ustack/shape"
 const (
 	StatusPath = "/v1/lab"
 	DownPath   = "/v1/lab/down"
+	ReplayPath = "/v1/lab/replay"
 	NodePath   = "/v1/lab/node"
 )
 

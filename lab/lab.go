@@ -114,6 +114,7 @@ func Up(t *Topology, opts Options) (*Lab, error) {
 	srv.HandleFunc("GET /v1/info", l.serveInfo)
 	srv.HandleFunc("GET "+StatusPath, l.serveStatus)
 	srv.HandleFunc("POST "+DownPath, l.serveDown)
+	srv.HandleFunc("POST "+ReplayPath, l.serveReplay)
 	return l, nil
 }
 
@@ -427,6 +428,13 @@ func (l *Lab) serveInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Lab) serveStatus(w http.ResponseWriter, r *http.Request) { control.WriteJSON(w, l.status()) }
+
+// serveReplay is POST /v1/lab/replay: it starts the held replays (those
+// started already run on) and answers the lab's status.
+func (l *Lab) serveReplay(w http.ResponseWriter, r *http.Request) {
+	l.StartReplays()
+	control.WriteJSON(w, l.status())
+}
 
 // serveDown is POST /v1/lab/down: it answers once every node is down;
 // the lab's own socket goes right after.
