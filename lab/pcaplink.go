@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/ustack/ustack/link"
 )
@@ -46,7 +47,8 @@ func newPcapRelay(lab string, lk *Link, fd int, logf func(string, ...any)) (_ *p
 	}()
 	p := lk.Pcap
 	mac := MAC(lab, lk.Ends[0].Node, lk.Ends[0].Iface)
-	src, err := link.OpenReplaySource(p.Path, tcpip.LinkAddress(mac[:]), link.ReplayOptions{Speed: p.Speed, KeepMAC: p.KeepMAC, Logf: logf})
+	src, err := link.OpenReplaySource(p.Path, tcpip.LinkAddress(mac[:]), link.ReplayOptions{Speed: p.Speed, KeepMAC: p.KeepMAC, Logf: logf,
+		MaxFrame: lk.MTU + header.EthernetMinimumSize})
 	if err != nil {
 		return nil, err
 	}

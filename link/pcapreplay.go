@@ -33,6 +33,10 @@ type ReplayOptions struct {
 	Out *PcapWriter
 	// Logf, if not nil, is told when the capture ends and why reading stopped.
 	Logf func(format string, args ...any)
+	// MaxFrame, if not 0, is the longest frame handed on, Ethernet header
+	// included; longer ones (a capture's GRO or TSO super-frames) are
+	// skipped, as a link of that MTU could not carry them.
+	MaxFrame int
 }
 
 // ParseReplaySpeed reads a replay speed as --net pcap and a lab's pcap
@@ -67,8 +71,8 @@ type ReplaySource struct {
 	addr     tcpip.LinkAddress
 
 	// Replayed counts the frames handed on, Skipped the records that could
-	// not be made into an Ethernet frame (and a malformed record header,
-	// which ends the reading).
+	// not be made into an Ethernet frame or were longer than MaxFrame (and
+	// a malformed record header, which ends the reading).
 	Replayed, Skipped atomic.Uint64
 }
 
@@ -157,7 +161,7 @@ func (s *ReplaySource) Run(done <-chan struct{}, deliver func(frame []byte) bool
 		default:
 		}
 		frame, ok := s.ethernetFrame(data)
-		if !ok {
+		if !ok || s.opts.MaxFrame > 0 && len(frame) > s.opts.MaxFrame {
 			s.Skipped.Add(1)
 			continue
 		}
