@@ -850,8 +850,24 @@ func (d *decoder) mutate(l *Link, n *yaml.Node, path string) error {
 }
 
 // check finds what only the whole lab shows: interfaces on no link,
-// addresses used twice.
+// addresses used twice, a pcap link recording into another's file.
 func (t *Topology) check(d *decoder) error {
+	files := map[string]string{} // a pcap link's file or out -> what it is
+	for _, l := range t.Links {
+		if l.Pcap != nil {
+			files[l.Pcap.Path] = fmt.Sprintf("topology.links[%d].file", l.Index)
+		}
+	}
+	for _, l := range t.Links {
+		if l.Pcap == nil || l.Pcap.OutPath == "" {
+			continue
+		}
+		path := fmt.Sprintf("topology.links[%d].out", l.Index)
+		if prev, ok := files[l.Pcap.OutPath]; ok {
+			return &Error{File: d.file, Line: l.Line, Path: path, Msg: fmt.Sprintf("%s is %s already (give each pcap link its own out file)", l.Pcap.OutPath, prev)}
+		}
+		files[l.Pcap.OutPath] = path
+	}
 	owner := map[netip.Addr]string{}
 	for _, n := range t.Nodes {
 		path := "topology.nodes." + n.Name

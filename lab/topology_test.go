@@ -175,25 +175,30 @@ topology:
 		name, old, new string
 		line           int
 		path, msg      string
+		more           string // links added at the end
 	}{
-		{"missing file", "      file: in.pcap\n", "", 6, "topology.links[0]", "missing file"},
-		{"no such file", "file: in.pcap", "file: nosuch.pcap", 8, "topology.links[0].file", "nosuch.pcap: no such file"},
-		{"not a pcap", "file: in.pcap", "file: notes.txt", 8, "topology.links[0].file", "not a pcap file"},
-		{"bad speed", "speed: max", "speed: fast", 10, "topology.links[0].speed", `"fast" is not a speed`},
-		{"zero speed", "speed: max", "speed: 0", 10, "topology.links[0].speed", `"0" is not a speed`},
-		{"bad mac", "speed: max", "mac: rewrite", 10, "topology.links[0].mac", `"rewrite": the only value is keep`},
-		{"vxlan field", "speed: max", "vni: 7", 10, "topology.links[0].vni", "not a field of a pcap link"},
-		{"unknown field", "speed: max", "colour: red", 10, "topology.links[0].colour", ""},
-		{"pcap field on veth", "speed: max", "speed: max\n    - {endpoints: [r1:eth0, r1:eth1], file: in.pcap}", 11, "topology.links[1].file", "not a field of a veth link"},
-		{"missing endpoint", "      endpoint: r1:eth0\n", "", 6, "topology.links[0]", "missing endpoint"},
-		{"out is in", "out: out.pcap", "out: ./in.pcap", 9, "topology.links[0].out", "is the capture being replayed"},
-		{"shape end", "speed: max", "shape: {pcap:in.pcap: delay 5ms, r1:eth9: delay 1ms}", 10, "topology.links[0].shape.r1:eth9", "its ends: r1:eth0, pcap:in.pcap"},
+		{"missing file", "      file: in.pcap\n", "", 6, "topology.links[0]", "missing file", ""},
+		{"no such file", "file: in.pcap", "file: nosuch.pcap", 8, "topology.links[0].file", "nosuch.pcap: no such file", ""},
+		{"not a pcap", "file: in.pcap", "file: notes.txt", 8, "topology.links[0].file", "not a pcap file", ""},
+		{"bad speed", "speed: max", "speed: fast", 10, "topology.links[0].speed", `"fast" is not a speed`, ""},
+		{"zero speed", "speed: max", "speed: 0", 10, "topology.links[0].speed", `"0" is not a speed`, ""},
+		{"bad mac", "speed: max", "mac: rewrite", 10, "topology.links[0].mac", `"rewrite": the only value is keep`, ""},
+		{"vxlan field", "speed: max", "vni: 7", 10, "topology.links[0].vni", "not a field of a pcap link", ""},
+		{"unknown field", "speed: max", "colour: red", 10, "topology.links[0].colour", "", ""},
+		{"pcap field on veth", "speed: max", "speed: max\n    - {endpoints: [r1:eth0, r1:eth1], file: in.pcap}", 11, "topology.links[1].file", "not a field of a veth link", ""},
+		{"missing endpoint", "      endpoint: r1:eth0\n", "", 6, "topology.links[0]", "missing endpoint", ""},
+		{"out is in", "out: out.pcap", "out: ./in.pcap", 9, "topology.links[0].out", "is the capture being replayed", ""},
+		{"shape end", "speed: max", "shape: {pcap:in.pcap: delay 5ms, r1:eth9: delay 1ms}", 10, "topology.links[0].shape.r1:eth9", "its ends: r1:eth0, pcap:in.pcap", ""},
+		{"out twice", "interfaces: {eth0: 10.1.0.1/24}}", "interfaces: {eth0: 10.1.0.1/24, eth1: 10.2.0.1/24}}",
+			11, "topology.links[1].out", "out.pcap is topology.links[0].out already",
+			"    - {type: pcap, endpoint: r1:eth1, file: in.pcap, out: out.pcap}\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bad := strings.Replace(text, c.old, c.new, 1)
 			if bad == text {
 				t.Fatalf("%q is not in the topology", c.old)
 			}
+			bad += c.more
 			_, err := Parse(file, []byte(bad), "")
 			var le *Error
 			if !errors.As(err, &le) {
