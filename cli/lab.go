@@ -62,7 +62,7 @@ func labCommand() *command {
 
 func labSubcommands() map[string]*command {
 	m := map[string]*command{}
-	for _, c := range []*command{labUpCommand(), labExecCommand(), labLsCommand(), labDownCommand(), labLinkCommand(), labGraphCommand()} {
+	for _, c := range []*command{labUpCommand(), labExecCommand(), labLsCommand(), labDownCommand(), labLinkCommand(), labGraphCommand(), labReplayCommand()} {
 		m[c.name] = c
 	}
 	return m
@@ -110,13 +110,15 @@ func labUpCommand() *command {
 	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
 		s := &optionSet{cmd: "lab up"}
 		var name, logFile string
-		var detach bool
+		var detach, hold bool
 		s.add(&option{names: []string{"name"}, arg: "LAB", value: stringValue{&name},
 			help: "the lab's name (default: the file's name:, else the file's base name)"})
 		s.add(&option{names: []string{"d", "detach"}, value: boolValue{&detach},
 			help: "return once the lab is up, leaving it running in the background"})
 		s.add(&option{names: []string{"log"}, arg: "FILE", value: stringValue{&logFile},
 			help: "with -d: append the lab's log to FILE (default: discard it)"})
+		s.add(&option{names: []string{"hold-replays"}, value: boolValue{&hold},
+			help: "leave the pcap links' replays waiting until ustack lab replay LAB (start a trace or capture first)"})
 		return s, func(ctx context.Context, e *env, args []string) error {
 			if err := wantArgs("lab up", args, "FILE.yaml"); err != nil {
 				return err
@@ -136,16 +138,16 @@ func labUpCommand() *command {
 				return usagef("lab up: --log: goes with -d (in the foreground the log is stderr)")
 			}
 			if detach {
-				return detachLab(e, args[0], topo.Name, logFile)
+				return detachLab(e, args[0], topo.Name, logFile, hold)
 			}
-			return runLab(ctx, e, topo)
+			return runLab(ctx, e, topo, hold)
 		}
 	}
 	return c
 }
 
 // runLab runs the lab in this process until Ctrl-C or ustack lab down.
-func runLab(ctx context.Context, e *env, topo *lab.Topology) error {
+func runLab(ctx context.Context, e *env, topo *lab.Topology, holdReplays bool) error {
 	var notify *os.File
 	if v := os.Getenv(notifyEnv); v != "" {
 		os.Unsetenv(notifyEnv) // not for the nodes
@@ -154,7 +156,7 @@ func runLab(ctx context.Context, e *env, topo *lab.Topology) error {
 		}
 	}
 	version, _ := versions()
-	l, err := lab.Up(topo, lab.Options{Version: version, Log: fileOr(e.stderr, os.Stderr)})
+	l, err := lab.Up(topo, lab.Options{Version: version, Log: fileOr(e.stderr, os.Stderr), HoldReplays: holdReplays})
 	if err != nil {
 		if notify != nil {
 			fmt.Fprintf(notify, "error: %v\n", err)
@@ -203,7 +205,7 @@ func labSummary(st lab.Status) string {
 
 // detachLab starts the lab in a process of its own, in a session of its
 // own, and returns once it is up.
-func detachLab(e *env, file, name, logFile string) error {
+func detachLab(e *env, file, name, logFile string, holdReplays bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -222,7 +224,11 @@ func detachLab(e *env, file, name, logFile string) error {
 		return usagef("lab up: --log: %v", err)
 	}
 	defer out.Close()
-	cmd := exec.Command(exe, "lab", "up", "--name", name, file)
+	args := []string{"lab", "up", "--name", name}
+	if holdReplays {
+		args = append(args, "--hold-replays")
+	}
+	cmd := exec.Command(exe, append(args, file)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Env = append(os.Environ(), notifyEnv+"=3")
@@ -349,9 +355,51 @@ func labLsCommand() *command {
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s/%s\n", n.Name, n.Kind, n.PID, n.State, strings.Join(addrs, " "), st.Name, n.Name)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				// The replays of pcap links, with how far they got.
+				for _, l := range st.Links {
+					if p := l.Pcap; p != nil {
+						fmt.Fprintf(e.stdout, "\npcap link %d: %s <- %s (speed %s): %s, %d frames replayed, %d skipped, %d sent",
+							l.Index, l.Ends[0], p.File, p.Speed, p.State, p.Replayed, p.Skipped, p.Sent)
+						if p.Out != "" {
+							fmt.Fprintf(e.stdout, " to %s", p.Out)
+						}
+						fmt.Fprintln(e.stdout)
+					}
+				}
+				return nil
 			}
 			return wantArgs("lab ls", args, "[LAB]")
+		}
+	}
+	return c
+}
+
+func labReplayCommand() *command {
+	c := &command{name: "replay", args: "LAB", summary: "start the pcap links' replays of a lab brought up with --hold-replays"}
+	c.options = func() (*optionSet, func(context.Context, *env, []string) error) {
+		s := &optionSet{cmd: "lab replay"}
+		return s, func(ctx context.Context, e *env, args []string) error {
+			if err := wantArgs("lab replay", args, "LAB"); err != nil {
+				return err
+			}
+			st, err := (&lab.Client{Name: args[0]}).StartReplays(ctx)
+			if err != nil {
+				return fmt.Errorf("lab replay: %w", err)
+			}
+			n := 0
+			for _, l := range st.Links {
+				if l.Pcap != nil {
+					n++
+					fmt.Fprintf(e.stdout, "pcap link %d: %s <- %s: %s\n", l.Index, l.Ends[0], l.Pcap.File, l.Pcap.State)
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("lab replay: lab %s has no pcap link", st.Name)
+			}
+			return nil
 		}
 	}
 	return c

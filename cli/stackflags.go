@@ -3,10 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/cc"
 	"github.com/ustack/ustack/control"
+	"github.com/ustack/ustack/link"
 	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/portd"
@@ -205,18 +204,11 @@ func parsePcap(s, arg string) (ustack.Attachment, error) {
 			}
 			p.Out = val
 		case "speed":
-			switch val {
-			case "realtime":
-				p.Speed = 1
-			case "max":
-				p.Speed = 0
-			default:
-				n, err := strconv.ParseFloat(val, 64)
-				if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
-					return nil, fmt.Errorf("%q: speed=%s: want realtime, max or a positive factor such as 10", s, val)
-				}
-				p.Speed = n
+			n, err := link.ParseReplaySpeed(val)
+			if err != nil {
+				return nil, fmt.Errorf("%q: speed=%s: want realtime, max or a positive factor such as 10", s, val)
 			}
+			p.Speed = n
 		case "mac":
 			if val != "keep" {
 				return nil, fmt.Errorf("%q: mac=%s: the only value is keep (leave the captured destination MACs alone)", s, val)

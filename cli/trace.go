@@ -153,7 +153,11 @@ func runTrace(ctx context.Context, e *env, c *control.Client, f observe.Filter, 
 	if err := closeOut(); err != nil {
 		return fmt.Errorf("-o: %w", err)
 	}
-	fmt.Fprintf(e.stderr, "ustack trace: %d control-block samples, %d packets, %d dropped in %.1fs\n", end.Samples, end.Packets, end.Dropped, end.T)
+	rules := ""
+	if end.Rules > 0 {
+		rules = fmt.Sprintf(", %d filter verdicts", end.Rules)
+	}
+	fmt.Fprintf(e.stderr, "ustack trace: %d control-block samples, %d packets%s, %d dropped in %.1fs\n", end.Samples, end.Packets, rules, end.Dropped, end.T)
 	return nil
 }
 

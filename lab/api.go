@@ -3,8 +3,9 @@ package lab
 import "github.com/ustack/ustack/shape"
 
 // The lab's control API. The lab process serves GET /v1/info (so that
-// ustack ls lists it), GET /v1/lab and POST /v1/lab/down on the socket
-// named LAB; each node serves a stack's whole API on LAB.NODE, plus
+// ustack ls lists it), GET /v1/lab, POST /v1/lab/replay (start the pcap
+// links' replays held by ustack lab up --hold-replays) and POST
+// /v1/lab/down on the socket named LAB; each node serves a stack's whole API on LAB.NODE, plus
 // GET /v1/lab/node; GET and POST /v1/link reach the shapers of its
 // interfaces.
 
@@ -12,6 +13,7 @@ import "github.com/ustack/ustack/shape"
 const (
 	StatusPath = "/v1/lab"
 	DownPath   = "/v1/lab/down"
+	ReplayPath = "/v1/lab/replay"
 	NodePath   = "/v1/lab/node"
 )
 
@@ -80,10 +82,31 @@ type LinkStatus struct {
 	// Mutate are the packet-mutator rules at each end, in the form the
 	// file and --mutate take.
 	Mutate [2][]string `json:"mutate,omitempty"`
+	// Pcap is a pcap link's replay, with its counters (the lab process's
+	// answer; "waiting" in a file's).
+	Pcap *PcapStatus `json:"pcap,omitempty"`
+}
+
+// PcapStatus is a pcap link's replay: the capture, where what the
+// interface sends is recorded, and how far it got.
+type PcapStatus struct {
+	File    string `json:"file"`
+	Out     string `json:"out,omitempty"`
+	Speed   string `json:"speed"` // realtime, max or a factor
+	KeepMAC bool   `json:"keep_mac,omitempty"`
+	// State is "waiting" (for the node to be up), "replaying", "done" (the
+	// capture ended; the link stays up and still records) or "stopped: WHY".
+	State string `json:"state"`
+	// Replayed are the frames written to the interface, Skipped the records
+	// that were not a frame, Sent the frames the interface sent back.
+	Replayed uint64 `json:"replayed"`
+	Skipped  uint64 `json:"skipped"`
+	Sent     uint64 `json:"sent"`
 }
 
 // NodeReply is GET /v1/lab/node on a node: its interfaces with their
-// shapers' counters, routes and filter rules with theirs.
+// shapers' counters, routes, and filter rules and chain policies with
+// theirs.
 type NodeReply struct {
 	Lab        string            `json:"lab"`
 	Name       string            `json:"name"`
@@ -91,6 +114,9 @@ type NodeReply struct {
 	Interfaces []InterfaceStatus `json:"interfaces"`
 	Routes     []string          `json:"routes"`
 	Filter     []RuleCounter     `json:"filter"`
+	// Policy are the counters of the chains' policies ("-P INPUT ACCEPT"):
+	// the packets no rule took.
+	Policy []RuleCounter `json:"policy"`
 }
 
 // LinkStats are one direction's shaper counters (shape.Stats).

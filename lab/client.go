@@ -102,6 +102,16 @@ func (c *Client) SetLink(ctx context.Context, node string, req api.LinkRequest) 
 	return r, err
 }
 
+// StartReplays starts the pcap links' replays of a lab brought up with
+// them held.
+func (c *Client) StartReplays(ctx context.Context) (Status, error) {
+	var st Status
+	if err := call(ctx, c.Name, http.MethodPost, ReplayPath, nil, &st); err != nil {
+		return st, c.notUp(err)
+	}
+	return st, nil
+}
+
 // Down takes the lab down and waits until its process has exited, which
 // is when the last of its files is gone.
 func (c *Client) Down(ctx context.Context) (Status, error) {

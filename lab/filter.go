@@ -3,15 +3,18 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ustack/ustack/netstack"
+	"github.com/ustack/ustack/observe"
 )
 
 // A node's filter rules are written as iptables takes them, a subset:
@@ -24,7 +27,9 @@ import (
 // TCP); the nat table has POSTROUTING with MASQUERADE. A rule without an
 // address or an ICMP protocol applies to IPv4 and IPv6 alike. They are
 // installed in netstack's own iptables, in file order, after which each
-// chain accepts; each rule counts the packets and bytes it took.
+// chain accepts (its policy, -P CHAIN ACCEPT); each rule and each policy
+// counts the packets and bytes it took, and while a trace runs on the node
+// tells it of each packet (a rule record).
 
 // Rule is one parsed filter rule.
 type Rule struct {
@@ -216,6 +221,13 @@ type RuleCounter struct {
 type Filter struct {
 	rules    []Rule
 	counters []*counter
+	policies []*policy // of the chains of the tables in use
+}
+
+// policy is a chain's policy: what its packets that no rule took meet.
+type policy struct {
+	table, chain, text string
+	c                  counter
 }
 
 type counter struct{ packets, bytes atomic.Uint64 }
@@ -232,15 +244,53 @@ func (f *Filter) Counters() []RuleCounter {
 	return out
 }
 
+// PolicyCounters returns the counts of each chain's policy, in the order
+// of the tables and chains the rules use.
+func (f *Filter) PolicyCounters() []RuleCounter {
+	out := []RuleCounter{}
+	if f == nil {
+		return out
+	}
+	for _, p := range f.policies {
+		out = append(out, RuleCounter{Rule: p.text, Packets: p.c.packets.Load(), Bytes: p.c.bytes.Load()})
+	}
+	return out
+}
+
 // InstallFilter puts rules into ns's iptables, replacing the filter and
-// nat tables of both families (when there are rules for them).
-func InstallFilter(ns *stack.Stack, rules []Rule) (*Filter, error) {
+// nat tables of both families (when there are rules for them). feed, if
+// not nil, is told of each packet a rule or a policy takes while someone
+// subscribes to it.
+func InstallFilter(ns *stack.Stack, rules []Rule, feed *observe.RuleFeed) (*Filter, error) {
 	f := &Filter{rules: rules}
 	for range rules {
 		f.counters = append(f.counters, &counter{})
 	}
 	if len(rules) == 0 {
 		return f, nil
+	}
+	// The rule's position in its chain, as iptables -L --line-numbers
+	// would show it.
+	index := make([]int, len(rules))
+	inChain := map[[2]string]int{}
+	for i, r := range rules {
+		k := [2]string{r.Table, r.Chain}
+		inChain[k]++
+		index[i] = inChain[k]
+	}
+	policies := map[[2]string]*policy{}
+	for _, table := range []string{"filter", "nat"} {
+		if !slices.ContainsFunc(rules, func(r Rule) bool { return r.Table == table }) {
+			continue
+		}
+		for _, chain := range chainsOf[table] {
+			p := &policy{table: table, chain: chain, text: "-P " + chain + " ACCEPT"}
+			if table != "filter" {
+				p.text = "-t " + table + " " + p.text
+			}
+			f.policies = append(f.policies, p)
+			policies[[2]string{table, chain}] = p
+		}
 	}
 	for _, v6 := range []bool{false, true} {
 		proto := header.IPv4ProtocolNumber
@@ -276,14 +326,20 @@ func InstallFilter(ns *stack.Stack, rules []Rule) (*Filter, error) {
 					if fam, ok := r.family(); ok && fam == v6 {
 						continue // fam is true for IPv4
 					}
-					rule, err := r.netstackRule(ns, proto, f.counters[i])
+					rule, err := r.netstackRule(ns, proto, &verdictTarget{c: f.counters[i], feed: feed,
+						table: r.Table, chain: r.Chain, rule: r.Text, index: index[i], verdict: r.Target})
 					if err != nil {
 						return nil, err
 					}
 					t.Rules = append(t.Rules, rule)
 				}
 				t.Underflows[hook] = len(t.Rules)
-				t.Rules = append(t.Rules, stack.Rule{Filter: emptyFilter(v6), Target: &stack.AcceptTarget{NetworkProtocol: proto}})
+				var target stack.Target = &stack.AcceptTarget{NetworkProtocol: proto}
+				if p := policies[[2]string{table.name, hookChain[hook]}]; p != nil {
+					target = &countingTarget{Target: target, verdictTarget: &verdictTarget{c: &p.c, feed: feed,
+						table: p.table, chain: p.chain, rule: p.text, verdict: "ACCEPT"}}
+				}
+				t.Rules = append(t.Rules, stack.Rule{Filter: emptyFilter(v6), Target: target})
 			}
 			t.Rules = append(t.Rules, stack.Rule{Filter: emptyFilter(v6), Target: &stack.ErrorTarget{NetworkProtocol: proto}})
 			ns.IPTables().ForceReplaceTable(table.id, t, v6)
@@ -297,6 +353,11 @@ var chainHook = map[string]stack.Hook{
 	"OUTPUT": stack.Output, "POSTROUTING": stack.Postrouting,
 }
 
+var hookChain = map[stack.Hook]string{
+	stack.Prerouting: "PREROUTING", stack.Input: "INPUT", stack.Forward: "FORWARD",
+	stack.Output: "OUTPUT", stack.Postrouting: "POSTROUTING",
+}
+
 func emptyFilter(v6 bool) stack.IPHeaderFilter {
 	if v6 {
 		return stack.EmptyFilter6()
@@ -304,7 +365,7 @@ func emptyFilter(v6 bool) stack.IPHeaderFilter {
 	return stack.EmptyFilter4()
 }
 
-func (r Rule) netstackRule(ns *stack.Stack, proto tcpip.NetworkProtocolNumber, c *counter) (stack.Rule, error) {
+func (r Rule) netstackRule(ns *stack.Stack, proto tcpip.NetworkProtocolNumber, v *verdictTarget) (stack.Rule, error) {
 	v6 := proto == header.IPv6ProtocolNumber
 	fl := emptyFilter(v6)
 	switch r.Proto {
@@ -357,7 +418,7 @@ func (r Rule) netstackRule(ns *stack.Stack, proto tcpip.NetworkProtocolNumber, c
 			target = &stack.RejectIPv4Target{Handler: h, RejectWith: with}
 		}
 	}
-	rule := stack.Rule{Filter: fl, Target: &countingTarget{Target: target, c: c}}
+	rule := stack.Rule{Filter: fl, Target: &countingTarget{Target: target, verdictTarget: v}}
 	if r.SPort != [2]uint16{} || r.DPort != [2]uint16{} {
 		rule.Matchers = []stack.Matcher{&portMatcher{sport: r.SPort, dport: r.DPort}}
 	}
@@ -373,17 +434,81 @@ func mask(p netip.Prefix) tcpip.Address {
 	return tcpip.AddrFromSlice(b)
 }
 
-// countingTarget counts the packets a rule took, then does what the rule
-// says.
+// countingTarget counts the packets a rule (or a policy) took and tells a
+// trace of them, then does what the rule says.
 type countingTarget struct {
 	stack.Target
-	c *counter
+	*verdictTarget
+}
+
+// verdictTarget is what a rule's target knows of the rule, for its
+// counter and the rule records.
+type verdictTarget struct {
+	c                  *counter
+	feed               *observe.RuleFeed
+	table, chain, rule string
+	index              int // in the chain, from 1; 0 for the policy
+	verdict            string
 }
 
 func (t *countingTarget) Action(pkt *stack.PacketBuffer, hook stack.Hook, r *stack.Route, ep stack.AddressableEndpoint) (stack.RuleVerdict, int) {
 	t.c.packets.Add(1)
 	t.c.bytes.Add(uint64(pkt.Size()))
+	// Before the action: a REJECT's reset or ICMP error is sent from
+	// within it, and its own record comes after this one.
+	if t.feed.Active() {
+		t.feed.Publish(t.event(pkt))
+	}
 	return t.Target.Action(pkt, hook, r, ep)
+}
+
+// event describes the packet pkt for a rule record.
+func (t *verdictTarget) event(pkt *stack.PacketBuffer) observe.RuleEvent {
+	ev := observe.RuleEvent{Time: time.Now(), Table: t.table, Chain: t.chain, Rule: t.rule, Index: t.index, Verdict: t.verdict}
+	nh := pkt.NetworkHeader().Slice()
+	var src, dst tcpip.Address
+	var proto tcpip.TransportProtocolNumber
+	ports := true
+	switch pkt.NetworkProtocolNumber {
+	case header.IPv4ProtocolNumber:
+		ip := header.IPv4(nh)
+		if len(nh) < header.IPv4MinimumSize {
+			return ev
+		}
+		src, dst, proto, ev.Len = ip.SourceAddress(), ip.DestinationAddress(), ip.TransportProtocol(), int(ip.TotalLength())
+		ports = ip.FragmentOffset() == 0
+	case header.IPv6ProtocolNumber:
+		ip := header.IPv6(nh)
+		if len(nh) < header.IPv6MinimumSize {
+			return ev
+		}
+		src, dst, ev.Len = ip.SourceAddress(), ip.DestinationAddress(), header.IPv6MinimumSize+int(ip.PayloadLength())
+		if proto = pkt.TransportProtocolNumber; proto == 0 {
+			proto = ip.TransportProtocol()
+		}
+	default:
+		return ev
+	}
+	var sport, dport uint16
+	switch proto {
+	case header.TCPProtocolNumber:
+		ev.Proto = "tcp"
+	case header.UDPProtocolNumber:
+		ev.Proto = "udp"
+	case header.ICMPv4ProtocolNumber:
+		ev.Proto, ports = "icmp", false
+	case header.ICMPv6ProtocolNumber:
+		ev.Proto, ports = "icmpv6", false
+	default:
+		ev.Proto, ports = strconv.Itoa(int(proto)), false
+	}
+	if th := pkt.TransportHeader().Slice(); ports && len(th) >= 4 {
+		// TCP and UDP both begin with the source and destination ports.
+		sport, dport = uint16(th[0])<<8|uint16(th[1]), uint16(th[2])<<8|uint16(th[3])
+	}
+	ev.Src = netip.AddrPortFrom(netstack.NetipAddr(src), sport)
+	ev.Dst = netip.AddrPortFrom(netstack.NetipAddr(dst), dport)
+	return ev
 }
 
 // portMatcher matches the TCP or UDP ports of a packet whose protocol the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -11,7 +12,8 @@ import (
 // DOT draws the lab st as a Graphviz graph: a box per node with its kind,
 // routes and a row per interface with its addresses, and an edge per link
 // from interface to interface, labelled with its MTU and the shape of each
-// direction. A VXLAN link's far end is a dashed box of its own; a nat
+// direction. A VXLAN link's far end is a dashed box of its own, a pcap
+// link's a dashed note naming its capture and out file; a nat
 // node's way out is a dashed edge to "host". ustack lab graph has
 // Graphviz's dot lay it out and draw it.
 func DOT(st Status) []byte {
@@ -69,6 +71,22 @@ func DOT(st Status) []byte {
 		if strings.HasPrefix(l.Ends[1], "vxlan:") {
 			far, style = quote(l.Ends[1]), ", style=dashed"
 			fmt.Fprintf(&b, "\t%s [label=%s, shape=box, style=dashed];\n", far, quote("VXLAN to\n"+strings.TrimPrefix(l.Ends[1], "vxlan:")))
+		}
+		if p := l.Pcap; p != nil {
+			// A file, not a machine: a note, named by the link so that two
+			// links replaying one capture are two notes.
+			far, style = quote(fmt.Sprintf("pcap link %d", l.Index)), ", style=dashed"
+			text := "replays " + filepath.Base(p.File) + "\nspeed " + p.Speed
+			if p.KeepMAC {
+				text += ", mac keep"
+			}
+			if p.Out != "" {
+				text += "\nrecords to " + filepath.Base(p.Out)
+			}
+			if p.State != "waiting" {
+				text += fmt.Sprintf("\n%s: %d replayed, %d skipped, %d sent", p.State, p.Replayed, p.Skipped, p.Sent)
+			}
+			fmt.Fprintf(&b, "\t%s [label=%s, shape=note, style=dashed];\n", far, quote(text))
 		}
 		fmt.Fprintf(&b, "\t%s -- %s [label=%s%s];\n", port(l.Ends[0]), far, quote(label), style)
 	}

@@ -33,6 +33,10 @@ type Options struct {
 	Log *os.File
 	// StartTimeout bounds how long a node may take to come up (10s).
 	StartTimeout time.Duration
+	// HoldReplays leaves the pcap links' replays waiting once the nodes
+	// are up, until StartReplays: a trace or capture started in between
+	// sees every replayed frame.
+	HoldReplays bool
 }
 
 // Lab is a running lab: the nodes' processes, the links between them and
@@ -42,6 +46,7 @@ type Lab struct {
 	opts  Options
 	srv   *control.Server
 	vteps *vtepSet
+	pcaps map[int]*pcapRelay // by link index
 	logf  func(string, ...any)
 
 	mu    sync.Mutex
@@ -103,9 +108,13 @@ func Up(t *Topology, opts Options) (*Lab, error) {
 		l.shutdown()
 		return nil, err
 	}
+	if !opts.HoldReplays {
+		l.StartReplays()
+	}
 	srv.HandleFunc("GET /v1/info", l.serveInfo)
 	srv.HandleFunc("GET "+StatusPath, l.serveStatus)
 	srv.HandleFunc("POST "+DownPath, l.serveDown)
+	srv.HandleFunc("POST "+ReplayPath, l.serveReplay)
 	return l, nil
 }
 
@@ -113,7 +122,8 @@ func Up(t *Topology, opts Options) (*Lab, error) {
 func (l *Lab) start() error {
 	t := l.topo
 	// Each interface's socket, by endpoint; the lab keeps none of them
-	// once the nodes have theirs, except the VXLAN ends it relays.
+	// once the nodes have theirs, except the VXLAN and pcap ends it
+	// relays.
 	sockets := map[Endpoint]int{}
 	closeAll := func() {
 		for _, fd := range sockets {
@@ -123,12 +133,21 @@ func (l *Lab) start() error {
 	defer closeAll()
 	vteps := newVTEPSet(l.logf)
 	l.vteps = vteps
+	l.pcaps = map[int]*pcapRelay{}
 	for _, lk := range t.Links {
 		fds, err := link.SocketPair()
 		if err != nil {
 			return err
 		}
 		sockets[lk.Ends[0]] = fds[0]
+		if lk.Pcap != nil {
+			r, err := newPcapRelay(t.Name, lk, fds[1], l.logf) // fds[1] is the relay's now
+			if err != nil {
+				return fmt.Errorf("%s: link %d (%s, %s): %w", t.File, lk.Index, lk.Ends[0], lk.Pcap, err)
+			}
+			l.pcaps[lk.Index] = r
+			continue
+		}
 		if lk.VXLAN == nil {
 			sockets[lk.Ends[1]] = fds[1]
 			continue
@@ -273,6 +292,15 @@ func (l *Lab) waitReady() error {
 	return nil
 }
 
+// StartReplays starts the pcap links' replays, which Up leaves waiting
+// when Options.HoldReplays is set; once started, a replay runs to the end
+// of its capture.
+func (l *Lab) StartReplays() {
+	for _, r := range l.pcaps {
+		r.start()
+	}
+}
+
 // Name is the lab's name.
 func (l *Lab) Name() string { return l.topo.Name }
 
@@ -307,6 +335,9 @@ func (l *Lab) shutdown() {
 	close(l.stopped)
 	if l.vteps != nil {
 		l.vteps.close()
+	}
+	for _, r := range l.pcaps {
+		r.close()
 	}
 	if l.srv != nil {
 		l.srv.Close()
@@ -350,6 +381,11 @@ func (l *Lab) status() Status {
 		st.Nodes[i].PID = p.cmd.Process.Pid
 		st.Nodes[i].State = p.state
 	}
+	for i := range st.Links {
+		if r := l.pcaps[st.Links[i].Index]; r != nil {
+			r.status(st.Links[i].Pcap)
+		}
+	}
 	return st
 }
 
@@ -377,11 +413,9 @@ func (t *Topology) Status() Status {
 				ls.Mutate[i] = append(ls.Mutate[i], r.String())
 			}
 		}
-		ls.Ends = []string{lk.Ends[0].String()}
-		if lk.VXLAN != nil {
-			ls.Ends = append(ls.Ends, lk.VXLAN.String())
-		} else {
-			ls.Ends = append(ls.Ends, lk.Ends[1].String())
+		ls.Ends = []string{lk.Ends[0].String(), lk.farName()}
+		if p := lk.Pcap; p != nil {
+			ls.Pcap = &PcapStatus{File: p.Path, Out: p.OutPath, Speed: speedName(p.Speed), KeepMAC: p.KeepMAC, State: "waiting"}
 		}
 		st.Links = append(st.Links, ls)
 	}
@@ -394,6 +428,13 @@ func (l *Lab) serveInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Lab) serveStatus(w http.ResponseWriter, r *http.Request) { control.WriteJSON(w, l.status()) }
+
+// serveReplay is POST /v1/lab/replay: it starts the held replays (those
+// started already run on) and answers the lab's status.
+func (l *Lab) serveReplay(w http.ResponseWriter, r *http.Request) {
+	l.StartReplays()
+	control.WriteJSON(w, l.status())
+}
 
 // serveDown is POST /v1/lab/down: it answers once every node is down;
 // the lab's own socket goes right after.

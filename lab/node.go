@@ -20,6 +20,7 @@ import (
 	"github.com/ustack/ustack/control"
 	"github.com/ustack/ustack/link"
 	"github.com/ustack/ustack/mutate"
+	"github.com/ustack/ustack/observe"
 	"github.com/ustack/ustack/serve"
 	"github.com/ustack/ustack/shape"
 )
@@ -68,7 +69,7 @@ func (t *Topology) nodeSpec(n *Node, version string) NodeSpec {
 	for _, ifc := range n.Interfaces {
 		l := ifc.Link
 		end := 0
-		if l.Ends[1] == (Endpoint{n.Name, ifc.Name}) && l.VXLAN == nil {
+		if l.Ends[1] == (Endpoint{n.Name, ifc.Name}) && !l.remoteEnd() {
 			end = 1
 		}
 		is := InterfaceSpec{Name: ifc.Name, MTU: l.MTU, Egress: l.Shape[end].String()}
@@ -80,9 +81,10 @@ func (t *Topology) nodeSpec(n *Node, version string) NodeSpec {
 		for _, p := range ifc.Addrs {
 			is.Addrs = append(is.Addrs, p.String())
 		}
-		if l.VXLAN != nil {
-			is.Peer = l.VXLAN.String()
-			// Frames from the remote end meet the remote end's shape here.
+		if l.remoteEnd() {
+			is.Peer = l.farName()
+			// Frames from the remote end (or the capture) meet its shape
+			// here.
 			is.Ingress = l.Shape[1].String()
 		} else {
 			is.Peer = l.Ends[1-end].String()
@@ -242,7 +244,9 @@ func startNode(spec NodeSpec, firstFD int, logf func(string, ...any)) (*node, er
 		r, _ := ParseRule("-t nat -A POSTROUTING -o " + NATInterface + " -j MASQUERADE")
 		rules = append(rules, r)
 	}
-	if n.filter, err = InstallFilter(st.Netstack(), rules); err != nil {
+	// A trace on the node records each packet a rule or policy takes.
+	verdicts := observe.NewRuleFeed()
+	if n.filter, err = InstallFilter(st.Netstack(), rules, verdicts); err != nil {
 		st.Close()
 		srv.Close()
 		return nil, err
@@ -251,7 +255,7 @@ func startNode(spec NodeSpec, firstFD int, logf func(string, ...any)) (*node, er
 	for name, sh := range n.shapes {
 		devs[name] = shapedLink{sh}
 	}
-	n.served = serve.New(srv, st, serve.Config{Command: "lab", Version: spec.Version, Attach: true, Logf: logf, Links: devs})
+	n.served = serve.New(srv, st, serve.Config{Command: "lab", Version: spec.Version, Attach: true, Logf: logf, Links: devs, Rules: verdicts})
 	srv.HandleFunc("GET "+NodePath, n.serveNode)
 	return n, nil
 }
@@ -328,7 +332,8 @@ func (n *node) openInterface(is InterfaceSpec, fd int) (_ ustack.NodeInterface, 
 
 // reply is what GET /v1/lab/node answers.
 func (n *node) reply() NodeReply {
-	r := NodeReply{Lab: n.spec.Lab, Name: n.spec.Name, Kind: n.spec.Kind, Routes: n.spec.Routes, Filter: n.filter.Counters()}
+	r := NodeReply{Lab: n.spec.Lab, Name: n.spec.Name, Kind: n.spec.Kind, Routes: n.spec.Routes, Filter: n.filter.Counters(),
+		Policy: n.filter.PolicyCounters()}
 	if r.Routes == nil {
 		r.Routes = []string{}
 	}

@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/link"
 	"github.com/ustack/ustack/mutate"
 	"github.com/ustack/ustack/netstack"
 	"github.com/ustack/ustack/shape"
@@ -73,19 +76,21 @@ type Endpoint struct{ Node, Iface string }
 func (e Endpoint) String() string { return e.Node + ":" + e.Iface }
 
 // Link joins two interfaces, or one interface and a VXLAN tunnel to
-// another machine. Each end sends through its own shaper: Shape[i] is what
-// frames leaving end i meet (for a VXLAN link, Shape[1] is what frames
-// arriving from the remote end meet).
+// another machine, or one interface and a capture replayed into it. Each
+// end sends through its own shaper: Shape[i] is what frames leaving end i
+// meet (for a VXLAN or pcap link, Shape[1] is what frames arriving from
+// the remote end or the capture meet).
 type Link struct {
 	Index int
-	Ends  [2]Endpoint // for VXLAN, only Ends[0]
+	Ends  [2]Endpoint // for VXLAN and pcap, only Ends[0]
 	VXLAN *VXLAN
+	Pcap  *PcapLink
 	MTU   int
 	Shape [2]shape.Spec
 	// Mutate[i] are the packet-mutator rules at end i's interface, above
 	// its shaper (package mutate; "out" rules act on what the end sends,
-	// "in" rules on what it receives). A VXLAN link has them only at its
-	// node's end.
+	// "in" rules on what it receives). A VXLAN or pcap link has them only
+	// at its node's end.
 	Mutate [2][]mutate.Rule
 	Line   int
 }
@@ -100,6 +105,37 @@ type VXLAN struct {
 
 func (v *VXLAN) String() string {
 	return fmt.Sprintf("vxlan:%s vni %d port %d", v.Remote, v.VNI, v.Port)
+}
+
+// PcapLink is the far end of a link that is a packet file: the lab
+// process replays the capture File into the interface as if its frames
+// arrived on the wire, once the node is up with its addresses, and records
+// what the interface sends in Out.
+type PcapLink struct {
+	File    string  // as written in the lab file
+	Path    string  // File, relative to the lab file's directory when not absolute
+	Out     string  // as written; "" for no recording
+	OutPath string  // Out, resolved as Path
+	Speed   float64 // 1 real time, N > 1 N times faster, 0 as fast as the node takes them
+	KeepMAC bool    // leave unicast destination MACs as captured
+}
+
+func (p *PcapLink) String() string { return "pcap:" + p.File }
+
+// remoteEnd reports whether the link's second end is not a node's
+// interface here (a VXLAN tunnel or a capture).
+func (l *Link) remoteEnd() bool { return l.VXLAN != nil || l.Pcap != nil }
+
+// farName is how the link's second end is named in status, shapes and
+// drawings.
+func (l *Link) farName() string {
+	switch {
+	case l.VXLAN != nil:
+		return l.VXLAN.String()
+	case l.Pcap != nil:
+		return l.Pcap.String()
+	}
+	return l.Ends[1].String()
 }
 
 // DefaultMTU is a link's MTU unless the file gives one: Ethernet's.
@@ -464,7 +500,8 @@ func (d *decoder) links(t *Topology, n *yaml.Node) error {
 	used := map[Endpoint]string{} // endpoint -> the path that used it
 	for i, it := range items {
 		path := index("topology.links", i)
-		entries, err := d.mapping(it, path, "type", "endpoints", "endpoint", "mtu", "shape", "mutate", "remote", "local", "vni", "udp-port")
+		entries, err := d.mapping(it, path, "type", "endpoints", "endpoint", "mtu", "shape", "mutate", "remote", "local", "vni", "udp-port",
+			"file", "out", "speed", "mac")
 		if err != nil {
 			return err
 		}
@@ -478,12 +515,13 @@ func (d *decoder) links(t *Topology, n *yaml.Node) error {
 			if typ, err = d.scalar(e.value, join(path, "type")); err != nil {
 				return err
 			}
-			if typ != "veth" && typ != "vxlan" {
-				return d.errf(e.value, join(path, "type"), "unknown link type %q (use veth, the default, or vxlan)", typ)
+			if typ != "veth" && typ != "vxlan" && typ != "pcap" {
+				return d.errf(e.value, join(path, "type"), "unknown link type %q (use veth, the default, vxlan or pcap)", typ)
 			}
 		}
-		// The fields of the other type are refused, not ignored.
-		only := map[string][]string{"veth": {"endpoints"}, "vxlan": {"endpoint", "remote", "local", "vni", "udp-port"}}
+		// The fields of the other types are refused, not ignored.
+		only := map[string][]string{"veth": {"endpoints"}, "vxlan": {"endpoint", "remote", "local", "vni", "udp-port"},
+			"pcap": {"endpoint", "file", "out", "speed", "mac"}}
 		for other, keys := range only {
 			if other == typ {
 				continue
@@ -546,6 +584,17 @@ func (d *decoder) links(t *Topology, n *yaml.Node) error {
 			if l.VXLAN, err = d.vxlan(fields, path, it); err != nil {
 				return err
 			}
+		case "pcap":
+			e, ok := fields["endpoint"]
+			if !ok {
+				return d.errf(it, path, "missing endpoint (the interface the capture is replayed into, e.g. endpoint: r1:eth0)")
+			}
+			if l.Ends[0], err = endpoint(e.value, join(path, "endpoint")); err != nil {
+				return err
+			}
+			if l.Pcap, err = d.pcap(fields, path, it); err != nil {
+				return err
+			}
 		}
 		if e, ok := fields["mtu"]; ok {
 			s, err := d.scalar(e.value, join(path, "mtu"))
@@ -568,7 +617,7 @@ func (d *decoder) links(t *Topology, n *yaml.Node) error {
 		}
 		t.Links = append(t.Links, l)
 		for j, ep := range l.Ends {
-			if j == 1 && l.VXLAN != nil {
+			if j == 1 && l.remoteEnd() {
 				break
 			}
 			t.node(ep.Node).iface(ep.Iface).Link = l
@@ -636,9 +685,74 @@ func (d *decoder) vxlan(fields map[string]entry, path string, at *yaml.Node) (*V
 	return v, nil
 }
 
+// pcap reads a pcap link's fields. The capture is opened here, so that a
+// file that is missing or not a capture stops lab up before any node
+// starts.
+func (d *decoder) pcap(fields map[string]entry, path string, at *yaml.Node) (*PcapLink, error) {
+	p := &PcapLink{Speed: 1}
+	resolvePath := func(s string) string {
+		if filepath.IsAbs(s) {
+			return s
+		}
+		return filepath.Join(filepath.Dir(d.file), s)
+	}
+	e, ok := fields["file"]
+	if !ok {
+		return nil, d.errf(at, path, "missing file (the capture to replay into the interface, e.g. file: in.pcap)")
+	}
+	var err error
+	if p.File, err = d.scalar(e.value, join(path, "file")); err != nil {
+		return nil, err
+	}
+	if p.File == "" {
+		return nil, d.errf(e.value, join(path, "file"), "empty (name the capture to replay, e.g. in.pcap)")
+	}
+	p.Path = resolvePath(p.File)
+	src, err := link.OpenReplaySource(p.Path, "", link.ReplayOptions{})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, d.errf(e.value, join(path, "file"), "%s: no such file (relative paths are relative to the lab file's directory)", p.Path)
+	case err != nil:
+		return nil, d.errf(e.value, join(path, "file"), "%v", err)
+	}
+	src.Close()
+	if e, ok := fields["out"]; ok {
+		if p.Out, err = d.scalar(e.value, join(path, "out")); err != nil {
+			return nil, err
+		}
+		if p.Out == "" {
+			return nil, d.errf(e.value, join(path, "out"), "empty (name a file to record what the interface sends, or leave out out:)")
+		}
+		p.OutPath = resolvePath(p.Out)
+		if p.OutPath == p.Path {
+			return nil, d.errf(e.value, join(path, "out"), "is the capture being replayed (record to another file)")
+		}
+	}
+	if e, ok := fields["speed"]; ok {
+		s, err := d.scalar(e.value, join(path, "speed"))
+		if err != nil {
+			return nil, err
+		}
+		if p.Speed, err = link.ParseReplaySpeed(s); err != nil {
+			return nil, d.errf(e.value, join(path, "speed"), "%q is not a speed (use realtime, the default, max or a factor such as 10)", s)
+		}
+	}
+	if e, ok := fields["mac"]; ok {
+		s, err := d.scalar(e.value, join(path, "mac"))
+		if err != nil {
+			return nil, err
+		}
+		if s != "keep" {
+			return nil, d.errf(e.value, join(path, "mac"), "%q: the only value is keep (leave the captured destination MACs alone; by default unicast ones become the interface's)", s)
+		}
+		p.KeepMAC = true
+	}
+	return p, nil
+}
+
 // shape reads a link's shape: one spec for both directions, or a mapping
-// from each end (as written in endpoints, or a VXLAN link's remote address)
-// to the spec of the frames leaving it.
+// from each end (as written in endpoints, a VXLAN link's remote address or
+// a pcap link's pcap:FILE) to the spec of the frames leaving it.
 func (d *decoder) shape(l *Link, n *yaml.Node, path string) error {
 	parse := func(n *yaml.Node, p string) (shape.Spec, error) {
 		s, err := d.scalar(n, p)
@@ -662,6 +776,9 @@ func (d *decoder) shape(l *Link, n *yaml.Node, path string) error {
 	ends := []string{l.Ends[0].String(), l.Ends[1].String()}
 	if l.VXLAN != nil {
 		ends[1] = l.VXLAN.Remote.String()
+	}
+	if l.Pcap != nil {
+		ends[1] = l.Pcap.String()
 	}
 	entries, err := d.mapping(n, path)
 	if err != nil {
@@ -694,7 +811,7 @@ func (d *decoder) mutate(l *Link, n *yaml.Node, path string) error {
 		return d.errf(n, path, "want a mapping from an end of the link to its rules, e.g. {%s: ack-division=4}", l.Ends[0])
 	}
 	ends := []string{l.Ends[0].String()}
-	if l.VXLAN == nil {
+	if !l.remoteEnd() {
 		ends = append(ends, l.Ends[1].String())
 	}
 	entries, err := d.mapping(n, path)
@@ -733,8 +850,24 @@ func (d *decoder) mutate(l *Link, n *yaml.Node, path string) error {
 }
 
 // check finds what only the whole lab shows: interfaces on no link,
-// addresses used twice.
+// addresses used twice, a pcap link recording into another's file.
 func (t *Topology) check(d *decoder) error {
+	files := map[string]string{} // a pcap link's file or out -> what it is
+	for _, l := range t.Links {
+		if l.Pcap != nil {
+			files[l.Pcap.Path] = fmt.Sprintf("topology.links[%d].file", l.Index)
+		}
+	}
+	for _, l := range t.Links {
+		if l.Pcap == nil || l.Pcap.OutPath == "" {
+			continue
+		}
+		path := fmt.Sprintf("topology.links[%d].out", l.Index)
+		if prev, ok := files[l.Pcap.OutPath]; ok {
+			return &Error{File: d.file, Line: l.Line, Path: path, Msg: fmt.Sprintf("%s is %s already (give each pcap link its own out file)", l.Pcap.OutPath, prev)}
+		}
+		files[l.Pcap.OutPath] = path
+	}
 	owner := map[netip.Addr]string{}
 	for _, n := range t.Nodes {
 		path := "topology.nodes." + n.Name

@@ -2,9 +2,14 @@ package lab
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 )
 
 const goodTopology = `name: t
@@ -120,6 +125,87 @@ topology:
 			}
 			if le.Line != 8 || le.Path != c.path || !strings.Contains(le.Msg, c.msg) {
 				t.Errorf("got %v; want lab.yaml:8: %s: ...%s...", err, c.path, c.msg)
+			}
+		})
+	}
+}
+
+// A pcap link names its capture relative to the lab file; mistakes name
+// the line and the field, and a file that is missing or no capture stops
+// the parse.
+func TestParsePcapLink(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "in.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pcapgo.NewWriter(f).WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a capture\n"), 0o644)
+	const text = `name: p
+topology:
+  nodes:
+    r1: {kind: router, interfaces: {eth0: 10.1.0.1/24}}
+  links:
+    - type: pcap
+      endpoint: r1:eth0
+      file: in.pcap
+      out: out.pcap
+      speed: max
+`
+	file := filepath.Join(dir, "lab.yaml")
+	topo, err := Parse(file, []byte(text), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := PcapLink{File: "in.pcap", Path: filepath.Join(dir, "in.pcap"), Out: "out.pcap", OutPath: filepath.Join(dir, "out.pcap")}
+	if l := topo.Links[0]; l.Pcap == nil || *l.Pcap != want || l.Ends[0] != (Endpoint{"r1", "eth0"}) {
+		t.Errorf("link %+v (pcap %+v), want r1:eth0 and %+v", l, l.Pcap, want)
+	}
+	if peer := topo.Status().Nodes[0].Interfaces[0].Peer; peer != "pcap:in.pcap" {
+		t.Errorf("r1:eth0's peer is %q, want pcap:in.pcap", peer)
+	}
+	dot := string(DOT(topo.Status()))
+	if want := `"r1":"eth0" -- "pcap link 0" [label="mtu 1500", style=dashed]`; !strings.Contains(dot, want) || !strings.Contains(dot, `replays in.pcap\nspeed max\nrecords to out.pcap", shape=note`) {
+		t.Errorf("the DOT lacks the pcap link's note and edge:\n%s", dot)
+	}
+	for _, c := range []struct {
+		name, old, new string
+		line           int
+		path, msg      string
+		more           string // links added at the end
+	}{
+		{"missing file", "      file: in.pcap\n", "", 6, "topology.links[0]", "missing file", ""},
+		{"no such file", "file: in.pcap", "file: nosuch.pcap", 8, "topology.links[0].file", "nosuch.pcap: no such file", ""},
+		{"not a pcap", "file: in.pcap", "file: notes.txt", 8, "topology.links[0].file", "not a pcap file", ""},
+		{"bad speed", "speed: max", "speed: fast", 10, "topology.links[0].speed", `"fast" is not a speed`, ""},
+		{"zero speed", "speed: max", "speed: 0", 10, "topology.links[0].speed", `"0" is not a speed`, ""},
+		{"bad mac", "speed: max", "mac: rewrite", 10, "topology.links[0].mac", `"rewrite": the only value is keep`, ""},
+		{"vxlan field", "speed: max", "vni: 7", 10, "topology.links[0].vni", "not a field of a pcap link", ""},
+		{"unknown field", "speed: max", "colour: red", 10, "topology.links[0].colour", "", ""},
+		{"pcap field on veth", "speed: max", "speed: max\n    - {endpoints: [r1:eth0, r1:eth1], file: in.pcap}", 11, "topology.links[1].file", "not a field of a veth link", ""},
+		{"missing endpoint", "      endpoint: r1:eth0\n", "", 6, "topology.links[0]", "missing endpoint", ""},
+		{"out is in", "out: out.pcap", "out: ./in.pcap", 9, "topology.links[0].out", "is the capture being replayed", ""},
+		{"shape end", "speed: max", "shape: {pcap:in.pcap: delay 5ms, r1:eth9: delay 1ms}", 10, "topology.links[0].shape.r1:eth9", "its ends: r1:eth0, pcap:in.pcap", ""},
+		{"out twice", "interfaces: {eth0: 10.1.0.1/24}}", "interfaces: {eth0: 10.1.0.1/24, eth1: 10.2.0.1/24}}",
+			11, "topology.links[1].out", "out.pcap is topology.links[0].out already",
+			"    - {type: pcap, endpoint: r1:eth1, file: in.pcap, out: out.pcap}\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := strings.Replace(text, c.old, c.new, 1)
+			if bad == text {
+				t.Fatalf("%q is not in the topology", c.old)
+			}
+			bad += c.more
+			_, err := Parse(file, []byte(bad), "")
+			var le *Error
+			if !errors.As(err, &le) {
+				t.Fatalf("error %v, want a *lab.Error", err)
+			}
+			if le.Line != c.line || le.Path != c.path || !strings.Contains(le.Msg, c.msg) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("got %v; want one line, lab.yaml:%d: %s: ...%s...", err, c.line, c.path, c.msg)
 			}
 		})
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,45 +33,53 @@ type ReplayOptions struct {
 	Out *PcapWriter
 	// Logf, if not nil, is told when the capture ends and why reading stopped.
 	Logf func(format string, args ...any)
+	// MaxFrame, if not 0, is the longest frame handed on, Ethernet header
+	// included; longer ones (a capture's GRO or TSO super-frames) are
+	// skipped, as a link of that MTU could not carry them.
+	MaxFrame int
 }
 
-// Replay is a link endpoint whose received frames come from a pcap file
-// (link types Ethernet, Linux cooked capture and raw IP, the latter two
-// given Ethernet headers) and whose sent frames go to an optional pcap
-// writer. It carries whole Ethernet frames: wrap it in ethernet.New. When the
-// file ends the endpoint stays up, so the stack keeps answering what it is
-// sent locally and keeps its state for inspection.
-type Replay struct {
+// ParseReplaySpeed reads a replay speed as --net pcap and a lab's pcap
+// link take it: realtime (1), max (0: as fast as the receiver takes the
+// frames) or a positive factor such as 10.
+func ParseReplaySpeed(s string) (float64, error) {
+	switch s {
+	case "realtime":
+		return 1, nil
+	case "max":
+		return 0, nil
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+		return 0, fmt.Errorf("speed %q: want realtime, max or a positive factor such as 10", s)
+	}
+	return n, nil
+}
+
+// ReplaySource reads a capture's records as Ethernet frames for one
+// interface (link types Ethernet, Linux cooked capture and raw IP, the
+// latter two given Ethernet headers), each handed on at its time in the
+// capture's clock. It is the reading half of a replay: a Replay endpoint
+// delivers its frames to a stack, a lab's pcap link writes them to a
+// node's interface.
+type ReplaySource struct {
 	name     string
 	f        *os.File
 	r        *pcapgo.Reader
 	linkType layers.LinkType
 	opts     ReplayOptions
-	mtu      uint32
 	addr     tcpip.LinkAddress
 
-	mu         sync.RWMutex
-	dispatcher stack.NetworkDispatcher
-	started    bool // Start was called
-	reading    bool // the reader runs
-
-	done      chan struct{}
-	finished  chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup
-
-	// Replayed counts frames delivered to the stack, Skipped the records
-	// that could not be made into an Ethernet frame, Sent the frames the
-	// stack wrote.
-	Replayed, Skipped, Sent atomic.Uint64
+	// Replayed counts the frames handed on, Skipped the records that could
+	// not be made into an Ethernet frame or were longer than MaxFrame (and
+	// a malformed record header, which ends the reading).
+	Replayed, Skipped atomic.Uint64
 }
 
-var _ stack.LinkEndpoint = (*Replay)(nil)
-
-// OpenReplay opens the capture at path; reading starts once a stack has
-// attached and Start is called. It fails when the file is missing or is not a pcap file of a
-// link type it knows.
-func OpenReplay(path string, mtu int, addr tcpip.LinkAddress, opts ReplayOptions) (*Replay, error) {
+// OpenReplaySource opens the capture at path for an interface whose MAC is
+// addr. It fails when the file is missing or is not a pcap file of a link
+// type it knows; opts.Out is not its to use.
+func OpenReplaySource(path string, addr tcpip.LinkAddress, opts ReplayOptions) (*ReplaySource, error) {
 	if opts.Speed < 0 {
 		return nil, fmt.Errorf("speed %v: want 0 (as fast as possible) or more", opts.Speed)
 	}
@@ -88,25 +98,25 @@ func OpenReplay(path string, mtu int, addr tcpip.LinkAddress, opts ReplayOptions
 		f.Close()
 		return nil, fmt.Errorf("%s: link type %v is not replayable (want Ethernet, Linux cooked or raw IP)", path, lt)
 	}
-	return &Replay{
-		name: path, f: f, r: r, linkType: r.LinkType(), opts: opts,
-		mtu: uint32(mtu), addr: addr,
-		done: make(chan struct{}), finished: make(chan struct{}),
-	}, nil
+	return &ReplaySource{name: path, f: f, r: r, linkType: r.LinkType(), opts: opts, addr: addr}, nil
 }
 
-// Finished is closed when the whole capture was read (or reading failed).
-func (e *Replay) Finished() <-chan struct{} { return e.finished }
+// Name is the capture's path.
+func (s *ReplaySource) Name() string { return s.name }
 
-func (e *Replay) logf(format string, args ...any) {
-	if e.opts.Logf != nil {
-		e.opts.Logf(format, args...)
+// Close closes the capture file. Run must have returned.
+func (s *ReplaySource) Close() error { return s.f.Close() }
+
+func (s *ReplaySource) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
 	}
 }
 
-func (e *Replay) readLoop() {
-	defer e.wg.Done()
-	defer close(e.finished)
+// Run reads the capture and hands each frame to deliver when its time
+// comes, until the capture ends, done is closed or deliver returns false
+// (the receiver is gone). deliver may keep the frame. Run is called once.
+func (s *ReplaySource) Run(done <-chan struct{}, deliver func(frame []byte) bool) {
 	var first time.Time
 	start := time.Now()
 	var timer *time.Timer
@@ -116,22 +126,22 @@ func (e *Replay) readLoop() {
 		}
 	}()
 	for {
-		data, ci, err := e.r.ReadPacketData()
+		data, ci, err := s.r.ReadPacketData()
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				e.logf("pcap %s: end of capture: %d frames replayed, %d skipped; the link stays up", e.name, e.Replayed.Load(), e.Skipped.Load())
+				s.logf("pcap %s: end of capture: %d frames replayed, %d skipped; the link stays up", s.name, s.Replayed.Load(), s.Skipped.Load())
 			} else {
 				// A broken record header leaves no way to find the next one.
-				e.Skipped.Add(1)
-				e.logf("pcap %s: reading stopped at a malformed record (%v): %d frames replayed, %d skipped; the link stays up", e.name, err, e.Replayed.Load(), e.Skipped.Load())
+				s.Skipped.Add(1)
+				s.logf("pcap %s: reading stopped at a malformed record (%v): %d frames replayed, %d skipped; the link stays up", s.name, err, s.Replayed.Load(), s.Skipped.Load())
 			}
 			return
 		}
-		if e.opts.Speed > 0 {
+		if s.opts.Speed > 0 {
 			if first.IsZero() {
 				first = ci.Timestamp
 			}
-			due := start.Add(time.Duration(float64(ci.Timestamp.Sub(first)) / e.opts.Speed))
+			due := start.Add(time.Duration(float64(ci.Timestamp.Sub(first)) / s.opts.Speed))
 			if wait := time.Until(due); wait > 0 {
 				if timer == nil {
 					timer = time.NewTimer(wait)
@@ -139,38 +149,91 @@ func (e *Replay) readLoop() {
 					timer.Reset(wait)
 				}
 				select {
-				case <-e.done:
+				case <-done:
 					return
 				case <-timer.C:
 				}
 			}
 		}
 		select {
-		case <-e.done:
+		case <-done:
 			return
 		default:
 		}
-		frame, ok := e.ethernetFrame(data)
-		if !ok {
-			e.Skipped.Add(1)
+		frame, ok := s.ethernetFrame(data)
+		if !ok || s.opts.MaxFrame > 0 && len(frame) > s.opts.MaxFrame {
+			s.Skipped.Add(1)
 			continue
 		}
+		if !deliver(frame) {
+			return
+		}
+		s.Replayed.Add(1)
+	}
+}
+
+// Replay is a link endpoint whose received frames come from a capture
+// (a ReplaySource) and whose sent frames go to an optional pcap writer. It
+// carries whole Ethernet frames: wrap it in ethernet.New. When the file
+// ends the endpoint stays up, so the stack keeps answering what it is sent
+// locally and keeps its state for inspection.
+type Replay struct {
+	src  *ReplaySource
+	opts ReplayOptions
+	mtu  uint32
+
+	mu         sync.RWMutex
+	dispatcher stack.NetworkDispatcher
+	started    bool // Start was called
+	reading    bool // the reader runs
+
+	done      chan struct{}
+	finished  chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	// Sent counts the frames the stack wrote.
+	Sent atomic.Uint64
+}
+
+var _ stack.LinkEndpoint = (*Replay)(nil)
+
+// OpenReplay opens the capture at path; reading starts once a stack has
+// attached and Start is called. It fails as OpenReplaySource does.
+func OpenReplay(path string, mtu int, addr tcpip.LinkAddress, opts ReplayOptions) (*Replay, error) {
+	src, err := OpenReplaySource(path, addr, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Replay{src: src, opts: opts, mtu: uint32(mtu), done: make(chan struct{}), finished: make(chan struct{})}, nil
+}
+
+// Source is the capture the endpoint replays, with its counters.
+func (e *Replay) Source() *ReplaySource { return e.src }
+
+// Finished is closed when the whole capture was read (or reading failed).
+func (e *Replay) Finished() <-chan struct{} { return e.finished }
+
+func (e *Replay) readLoop() {
+	defer e.wg.Done()
+	defer close(e.finished)
+	e.src.Run(e.done, func(frame []byte) bool {
 		e.mu.RLock()
 		d := e.dispatcher
 		e.mu.RUnlock()
 		if d == nil {
-			return
+			return false
 		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
 		d.DeliverNetworkPacket(0, pkt)
 		pkt.DecRef()
-		e.Replayed.Add(1)
-	}
+		return true
+	})
 }
 
 // ethernetFrame makes a record of the capture's link type into an Ethernet
-// frame for this endpoint, or reports it malformed.
-func (e *Replay) ethernetFrame(data []byte) ([]byte, bool) {
+// frame for the interface, or reports it malformed.
+func (e *ReplaySource) ethernetFrame(data []byte) ([]byte, bool) {
 	var dst, src tcpip.LinkAddress
 	var typ uint16
 	var payload []byte
@@ -293,7 +356,7 @@ func (e *Replay) Close() {
 	e.closeOnce.Do(func() {
 		close(e.done)
 		e.wg.Wait()
-		e.f.Close()
+		e.src.Close()
 		if e.opts.Out != nil {
 			e.opts.Out.Close()
 		}
@@ -305,7 +368,7 @@ func (e *Replay) MTU() uint32                                  { return e.mtu }
 func (e *Replay) SetMTU(mtu uint32)                            { e.mtu = mtu }
 func (e *Replay) Capabilities() stack.LinkEndpointCapabilities { return 0 }
 func (e *Replay) MaxHeaderLength() uint16                      { return 0 }
-func (e *Replay) LinkAddress() tcpip.LinkAddress               { return e.addr }
+func (e *Replay) LinkAddress() tcpip.LinkAddress               { return e.src.addr }
 func (e *Replay) SetLinkAddress(tcpip.LinkAddress)             {}
 func (e *Replay) ARPHardwareType() header.ARPHardwareType      { return header.ARPHardwareNone }
 func (e *Replay) AddHeader(*stack.PacketBuffer)                {}

@@ -2,6 +2,7 @@ package link
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -95,7 +96,7 @@ func TestReplayLinkTypes(t *testing.T) {
 			ep.Attach(&rec)
 			ep.Start()
 			<-ep.Finished()
-			if got, skipped := ep.Replayed.Load(), ep.Skipped.Load(); got != 1 || skipped != 1 {
+			if got, skipped := ep.Source().Replayed.Load(), ep.Source().Skipped.Load(); got != 1 || skipped != 1 {
 				t.Errorf("replayed %d, skipped %d; want 1 and 1", got, skipped)
 			}
 			rec.mu.Lock()
@@ -116,5 +117,57 @@ func TestOpenReplayRefusesOtherFiles(t *testing.T) {
 	}
 	if _, err := OpenReplay(filepath.Join(dir, "missing"), 1500, "", ReplayOptions{}); !os.IsNotExist(err) {
 		t.Errorf("missing file: %v, want not-exist", err)
+	}
+}
+
+// A ReplaySource hands its frames to any receiver; frames longer than
+// MaxFrame are skipped and counted, and a receiver that is gone ends the
+// run.
+func TestReplaySourceRun(t *testing.T) {
+	own := tcpip.LinkAddress("\x02\x00\x00\x00\x00\xaa")
+	frame := func(n int) []byte {
+		f := make([]byte, n)
+		header.Ethernet(f).Encode(&header.EthernetFields{DstAddr: own, SrcAddr: "\x02\x00\x00\x00\x00\xbb", Type: header.IPv4ProtocolNumber})
+		return f
+	}
+	path := filepath.Join(t.TempDir(), "in.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriter(f)
+	w.WriteFileHeader(65535, layers.LinkTypeEthernet)
+	for i, n := range []int{60, 1514, 1515, 9014, 100} {
+		rec := frame(n)
+		w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1000, int64(i)), CaptureLength: n, Length: n}, rec)
+	}
+	f.Close()
+	for _, c := range []struct {
+		name              string
+		stopAfter         int // deliver refuses the frame after this many; 0: never
+		sizes             []int
+		replayed, skipped uint64
+	}{
+		{"to the end", 0, []int{60, 1514, 100}, 3, 2},
+		{"receiver gone", 2, []int{60, 1514}, 2, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src, err := OpenReplaySource(path, own, ReplayOptions{Speed: 0, MaxFrame: 1514})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			var sizes []int
+			src.Run(make(chan struct{}), func(frame []byte) bool {
+				if c.stopAfter > 0 && len(sizes) == c.stopAfter {
+					return false
+				}
+				sizes = append(sizes, len(frame))
+				return true
+			})
+			if fmt.Sprint(sizes) != fmt.Sprint(c.sizes) || src.Replayed.Load() != c.replayed || src.Skipped.Load() != c.skipped {
+				t.Errorf("frames of %v, %d replayed, %d skipped; want %v, %d, %d", sizes, src.Replayed.Load(), src.Skipped.Load(), c.sizes, c.replayed, c.skipped)
+			}
+		})
 	}
 }

@@ -24,7 +24,7 @@ const defaultCaptureQueueLen = 8192
 //	GET  /v1/trace?filter=ADDR:PORT&duration=D   trace records (JSON lines) until stopped
 //	POST /v1/trace/stop?id=N                     end trace N (its end record is written)
 //	GET  /v1/capture?nic=NAME&snaplen=N          pcap stream until the reader goes away
-//	GET  /v1/subscribers                         readers of each NIC's frames and of the TCP probe
+//	GET  /v1/subscribers                         readers of each NIC's frames, of the TCP probe and of the filter's verdicts
 //
 // A trace stops when its duration is over, when it is stopped, or when the
 // reader goes away; only the first two write the end record.
@@ -32,7 +32,10 @@ type Server struct {
 	Name    string
 	Hub     *Hub
 	Mirrors map[string]*Mirror // by NIC name
-	Logf    func(format string, args ...any)
+	// Rules, if not nil, is the packet filter's verdicts, which traces
+	// record too.
+	Rules *RuleFeed
+	Logf  func(format string, args ...any)
 
 	mu     sync.Mutex
 	next   int
@@ -106,14 +109,14 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	if s.Hub == nil || !s.Hub.Attached() {
 		s.logf("trace %d: the stack runs without the TCP probe (tcp.probe=0): packet records only", id)
 	}
-	end, err := WriteTrace(stopped, w, rc.Flush, TraceConfig{Stack: s.Name, Filter: filter, Hub: s.Hub, Mirror: s.Mirrors["eth0"]})
+	end, err := WriteTrace(stopped, w, rc.Flush, TraceConfig{Stack: s.Name, Filter: filter, Hub: s.Hub, Mirror: s.Mirrors["eth0"], Rules: s.Rules})
 	switch {
 	case err != nil:
 		s.logf("trace %d ended: %v", id, err)
 	case r.Context().Err() != nil:
 		s.logf("trace %d ended: the reader went away", id)
 	default:
-		s.logf("trace %d: %d samples, %d packets, %d dropped", id, end.Samples, end.Packets, end.Dropped)
+		s.logf("trace %d: %d samples, %d packets, %d rule verdicts, %d dropped", id, end.Samples, end.Packets, end.Rules, end.Dropped)
 	}
 }
 
@@ -223,7 +226,7 @@ func (s *Server) subscribers(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
 	}
-	out := api.Subscribers{NICs: map[string]int{}, TCPProbe: s.Hub.Subscribers()}
+	out := api.Subscribers{NICs: map[string]int{}, TCPProbe: s.Hub.Subscribers(), Rules: s.Rules.Subscribers()}
 	for name, m := range s.Mirrors {
 		out.NICs[name] = m.Subscribers()
 	}

@@ -1,6 +1,7 @@
 // Package observe turns what happens inside a stack into data: TCP
 // control-block samples from netstack's TCP probe (Hub), the frames that
-// cross a NIC (Mirror), and the trace stream built from both (WriteTrace).
+// cross a NIC (Mirror), the verdicts of a packet filter's rules (RuleFeed),
+// and the trace stream built from them (WriteTrace).
 //
 // Both Hub and Mirror sit on netstack's data path. When nobody is looking the
 // Mirror costs one atomic load and the Hub one map lookup and pointer store

@@ -22,8 +22,9 @@ import (
 type TraceConfig struct {
 	Stack  string // the stack's name, for the start record
 	Filter Filter
-	Hub    *Hub    // control-block samples; nil for none
-	Mirror *Mirror // packet records; nil for none
+	Hub    *Hub      // control-block samples; nil for none
+	Mirror *Mirror   // packet records; nil for none
+	Rules  *RuleFeed // filter-verdict records; nil for none
 	// Queue is each source's queue length; 0 means 65536 records.
 	Queue int
 }
@@ -47,8 +48,10 @@ func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceC
 	}
 	var samples <-chan Sample
 	var frames <-chan Frame
+	var verdicts <-chan RuleEvent
 	var sampleSub *Subscription
 	var frameSub *FrameSubscription
+	var ruleSub *RuleSubscription
 	if cfg.Hub != nil {
 		sampleSub = cfg.Hub.Subscribe(cfg.Filter, q)
 		defer sampleSub.Close()
@@ -58,6 +61,11 @@ func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceC
 		frameSub = cfg.Mirror.Subscribe(traceSnapLen, q)
 		defer frameSub.Close()
 		frames = frameSub.C()
+	}
+	if cfg.Rules != nil {
+		ruleSub = cfg.Rules.Subscribe(cfg.Filter, q)
+		defer ruleSub.Close()
+		verdicts = ruleSub.C()
 	}
 	doFlush := func() error {
 		if err := bw.Flush(); err != nil {
@@ -90,6 +98,10 @@ func WriteTrace(ctx context.Context, w io.Writer, flush func() error, cfg TraceC
 		end.Packets++
 		return enc.Encode(rec)
 	}
+	writeVerdict := func(ev RuleEvent) error {
+		end.Rules++
+		return enc.Encode(ruleRecord(ev, since(ev.Time)))
+	}
 	var err error
 loop:
 	for err == nil {
@@ -100,8 +112,10 @@ loop:
 			err = writeSample(s)
 		case f := <-frames:
 			err = writeFrame(f)
+		case ev := <-verdicts:
+			err = writeVerdict(ev)
 		}
-		if err == nil && len(samples) == 0 && len(frames) == 0 {
+		if err == nil && len(samples) == 0 && len(frames) == 0 && len(verdicts) == 0 {
 			err = doFlush()
 		}
 	}
@@ -123,6 +137,13 @@ loop:
 			err = writeFrame(<-frames)
 		}
 		end.Dropped += frameSub.Dropped()
+	}
+	if ruleSub != nil {
+		ruleSub.Close()
+		for len(verdicts) > 0 && err == nil {
+			err = writeVerdict(<-verdicts)
+		}
+		end.Dropped += ruleSub.Dropped()
 	}
 	if err != nil {
 		return end, err
@@ -164,6 +185,20 @@ func cbRecord(s Sample, t float64, recovery string) api.CBRecord {
 		Retransmits: s.Retransmits,
 		Recovery:    recovery,
 	}
+}
+
+func ruleRecord(ev RuleEvent, t float64) api.RuleRecord {
+	end := func(ap netip.AddrPort) string {
+		switch {
+		case !ap.Addr().IsValid():
+			return "?"
+		case ap.Port() == 0:
+			return ap.Addr().String()
+		}
+		return ap.String()
+	}
+	return api.RuleRecord{Kind: "rule", T: t, Table: ev.Table, Chain: ev.Chain, Rule: ev.Rule, Index: ev.Index,
+		Verdict: ev.Verdict, Proto: ev.Proto, Src: end(ev.Src), Dst: end(ev.Dst), Len: ev.Len}
 }
 
 // pktRecord turns a frame into a packet record if it is a TCP segment of

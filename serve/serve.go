@@ -42,6 +42,9 @@ type Config struct {
 	// Links, if not nil, are the NICs GET and POST /v1/link reach, by
 	// name, in place of the stack's own eth0: a lab node's interfaces.
 	Links map[string]LinkDev
+	// Rules, if not nil, are the verdicts of the stack's packet filter (a
+	// lab router's rules), which GET /v1/trace records.
+	Rules *observe.RuleFeed
 }
 
 // Stack is a stack served on its control socket, with the socket manager
@@ -108,7 +111,7 @@ func New(srv *control.Server, st *ustack.Stack, cfg Config) *Stack {
 	srv.HandleFunc("POST "+api.SysctlPath, s.serveSetSysctl)
 	srv.HandleConnect(http.HandlerFunc(s.connect))
 	inspect.Mount(srv, s.target)
-	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: st.FrameMirrors(), Logf: logf}).Mount(srv)
+	(&observe.Server{Name: srv.Name(), Hub: st.TCPProbe(), Mirrors: st.FrameMirrors(), Rules: cfg.Rules, Logf: logf}).Mount(srv)
 	if cfg.Attach {
 		// Programs attached by other processes share the one socket
 		// manager, so they reach each other through the stack.

@@ -208,3 +208,24 @@ func checkPNG(t *testing.T, path string) {
 		t.Errorf("%s is nearly blank: %.2f%% inked", path, share*100)
 	}
 }
+
+// A trace with rule records (a lab router's) loads: plot skips the kinds
+// it does not draw.
+func TestLoadSkipsRuleRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.jsonl")
+	text := `{"kind":"start","version":1,"stack":"lab.r1","time":"2026-12-04T08:00:00Z","filter":""}
+{"kind":"rule","t":0.001,"table":"filter","chain":"INPUT","rule":"-A INPUT -p tcp --dport 22 -j REJECT","index":2,"verdict":"REJECT","proto":"tcp","src":"10.1.0.9:40000","dst":"10.1.0.1:22","len":40}
+{"kind":"pkt","t":0.002,"local":"10.1.0.1:80","remote":"10.1.0.9:40001","dir":"in","seq":1000,"len":0,"ack":0,"win":65535,"wscale_applied":false,"flags":"S"}
+{"kind":"end","t":0.003,"samples":0,"packets":1,"rules":1,"dropped":0}
+`
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := tcpplot.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Conns) != 1 || f.Skipped != 1 {
+		t.Errorf("%d connections, %d lines skipped; want 1 and 1 (the rule record)", len(f.Conns), f.Skipped)
+	}
+}

@@ -130,4 +130,7 @@ func (r *PingRequest) SetQuery(q url.Values) error {
 type Subscribers struct {
 	NICs     map[string]int `json:"nics"`
 	TCPProbe int            `json:"tcp_probe"`
+	// Rules are the readers of the packet filter's verdicts (traces of a
+	// stack with filter rules).
+	Rules int `json:"rules,omitempty"`
 }

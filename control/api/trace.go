@@ -1,8 +1,9 @@
 package api
 
 // The records of GET /v1/trace, one JSON object a line: a StartRecord,
-// CBRecords and PktRecords as they come, and an EndRecord when the trace
-// ends (docs/trace-format.md). ustack trace writes them to its file as
+// CBRecords, PktRecords and (on a stack with filter rules, a lab's router)
+// RuleRecords as they come, and an EndRecord when the trace ends
+// (docs/trace-format.md). ustack trace writes them to its file as
 // they arrive, and ustack plot reads them back.
 
 // TraceVersion is the version of the trace format written in the start
@@ -60,12 +61,33 @@ type PktRecord struct {
 	SACKOK        bool        `json:"sack_ok,omitempty"`
 }
 
+// RuleRecord is one packet a filter rule took, or that reached a chain's
+// end and met its policy.
+type RuleRecord struct {
+	Kind  string  `json:"kind"` // "rule"
+	T     float64 `json:"t"`
+	Table string  `json:"table"` // filter, nat
+	Chain string  `json:"chain"` // INPUT, FORWARD, OUTPUT, POSTROUTING
+	// Rule is the rule as the lab file writes it, or the chain's policy
+	// as iptables -S does ("-P FORWARD ACCEPT").
+	Rule string `json:"rule"`
+	// Index is the rule's position in its chain, from 1 (iptables -L
+	// --line-numbers); 0 for the policy.
+	Index   int    `json:"index"`
+	Verdict string `json:"verdict"` // ACCEPT, DROP, REJECT, MASQUERADE
+	Proto   string `json:"proto"`   // tcp, udp, icmp, icmpv6 or the protocol number
+	Src     string `json:"src"`     // IP:PORT, or IP for a protocol without ports
+	Dst     string `json:"dst"`
+	Len     int    `json:"len"` // the IP packet's length
+}
+
 // EndRecord is the last line of a trace.
 type EndRecord struct {
 	Kind    string  `json:"kind"` // "end"
 	T       float64 `json:"t"`
 	Samples uint64  `json:"samples"`
 	Packets uint64  `json:"packets"`
+	Rules   uint64  `json:"rules,omitempty"` // rule records
 	Dropped uint64  `json:"dropped"`
 }
 

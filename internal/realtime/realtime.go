@@ -11,7 +11,14 @@
 // script's next packet), so they take little from the rest of the run. The
 // kernel's real-time throttling (/proc/sys/kernel/sched_rt_runtime_us, by
 // default 950000 of every 1000000 µs) keeps even a runaway real-time
-// thread from locking the machine.
+// thread from locking the machine, but leaves the rest of the machine 5 %
+// of the CPUs: a test run beside a runaway crawls. So a real-time process
+// also gets a limit on the CPU time it may use without blocking
+// (RLIMIT_RTTIME, inherited by its children): a runaway is killed within
+// seconds and its test fails, where it would otherwise starve everything
+// else until the run's deadline. A program that polls without ever
+// blocking (iperf3's client does, while it waits for the server's
+// results) must not run under the real-time policy.
 //
 // Real-time tests take turns: go test runs the test binaries of several
 // packages at once, and two real-time tests side by side compete for the
@@ -48,6 +55,12 @@ func Raise(t testing.TB) {
 	if err := takeTurn(t); err != nil {
 		t.Fatalf("realtime: %v", err)
 	}
+	// The limit stays after the test: it binds real-time threads only,
+	// and raising a hard limit back needs CAP_SYS_RESOURCE.
+	if err := unix.Setrlimit(unix.RLIMIT_RTTIME, &runawayLimit); err != nil {
+		t.Logf("realtime: running at normal priority: cannot limit a runaway's CPU time: %v", err)
+		return
+	}
 	if err := set(os.Getpid(), unix.SCHED_FIFO, priority); err != nil {
 		t.Logf("realtime: running at normal priority: %v", err)
 		return
@@ -58,6 +71,15 @@ func Raise(t testing.TB) {
 		}
 	})
 }
+
+// runawayLimit is the CPU time, in µs, a real-time thread may use without
+// blocking: at the soft limit it gets SIGXCPU (which ends a C program; Go
+// programs ignore it), at the hard limit SIGKILL. The threads of a
+// real-time test block every few milliseconds, waiting for the emulated
+// link's next frame or for the script's next packet; the hard limit is
+// wide for Go threads that run goroutine after goroutine without a
+// blocking call in between.
+var runawayLimit = unix.Rlimit{Cur: 5_000_000, Max: 30_000_000}
 
 // lockName is the file whose flock gives a real-time test its turn.
 const lockName = "ustack-realtime-tests.lock"
@@ -92,6 +114,10 @@ func takeTurn(t testing.TB) error {
 // processes of a real-time test, which end with it.
 func RaiseProcess(t testing.TB, pid int) {
 	t.Helper()
+	if err := unix.Prlimit(pid, unix.RLIMIT_RTTIME, &runawayLimit, nil); err != nil {
+		t.Logf("realtime: process %d runs at normal priority: cannot limit a runaway's CPU time: %v", pid, err)
+		return
+	}
 	if err := set(pid, unix.SCHED_FIFO, priority); err != nil {
 		t.Logf("realtime: process %d runs at normal priority: %v", pid, err)
 	}

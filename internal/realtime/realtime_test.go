@@ -3,12 +3,16 @@ package realtime
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/testprog"
 )
 
 func policyOf(t *testing.T, tid int) uint32 {
@@ -81,5 +85,26 @@ func TestRaiseTakesTurns(t *testing.T) {
 	})
 	if err := unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		t.Errorf("taking the lock after the test's turn ended: %v", err)
+	}
+}
+
+// TestRunawayIsKilled: a child of a raised test that spins without ever
+// blocking is ended by SIGXCPU once it has used the runaway limit, instead
+// of holding a CPU at real-time priority.
+func TestRunawayIsKilled(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_SYS_NICE) to use SCHED_FIFO")
+	}
+	sh := testprog.Need(t, "sh")
+	Raise(t)
+	// The shell's own loop makes no system call at all.
+	cmd := exec.Command(sh, "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGXCPU {
+		t.Fatalf("the spinning child ended with %v, want killed by SIGXCPU", err)
 	}
 }

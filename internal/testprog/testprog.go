@@ -43,6 +43,7 @@ var programs = map[string]program{
 	"nsenter":   {pkgs: []string{"util-linux"}},
 	"sleep":     {pkgs: []string{"coreutils"}},
 	"setpriv":   {pkgs: []string{"util-linux"}},
+	"chrt":      {pkgs: []string{"util-linux"}},
 	"mount":     {pkgs: []string{"mount"}},
 	"getent":    {pkgs: []string{"libc-bin"}},
 	"sysctl":    {pkgs: []string{"procps"}},
