@@ -60,12 +60,17 @@ func BenchmarkIperf3(b *testing.B) {
 	}
 	b.Run("run-one-stack/loopback", func(b *testing.B) {
 		need(b, "sh")
+		need(b, "grep")
 		out := filepath.Join(b.TempDir(), "out.json")
 		var gbits float64
 		for i := 0; i < b.N; i++ {
-			script := fmt.Sprintf(`iperf3 -s -1 -p 5201 >/dev/null 2>&1 & pid=$!
-for i in $(seq 300); do iperf3 -c 127.0.0.1 -p 5201 -t %d -J > %s && break; sleep 0.1; done
-rc=$?; wait $pid; exit $rc`, iperfSeconds, out)
+			// The client starts once the server says it listens: iperf3 -J
+			// exits 0 even when its connect is refused, after which the
+			// server (-1) would wait for a client forever.
+			srvLog := filepath.Join(b.TempDir(), "server.log")
+			script := fmt.Sprintf(`iperf3 -s -1 -p 5201 --forceflush > %[3]s 2>&1 & pid=$!
+n=0; until grep -q "Server listening" %[3]s; do n=$((n+1)); [ $n -gt 300 ] && exit 3; sleep 0.1; done
+iperf3 -c 127.0.0.1 -p 5201 -t %[1]d -J > %[2]s; rc=$?; wait $pid; exit $rc`, iperfSeconds, out, srvLog)
 			run(b, nil, "sh", "-c", script).mustSucceed(time.Duration(iperfSeconds+60) * time.Second)
 			js, err := os.ReadFile(out)
 			if err != nil {
