@@ -2,9 +2,12 @@ package sockets
 
 import (
 	"bytes"
+	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -42,6 +45,7 @@ const (
 	dirWaitFd         // for our end, through the poller
 	dirWaitPeer       // for the other direction to end
 	dirDone
+	dirWaitEpHot // for an event of the endpoint, its goroutine kept a while (hotLinger)
 )
 
 type relayDir struct {
@@ -56,6 +60,10 @@ type relayDir struct {
 	// only once the source has data and given back when it runs dry.
 	buf    []byte
 	off, n int
+
+	// For dirWaitEpHot, made the first time.
+	hotCh chan struct{}
+	hotT  *time.Timer
 }
 
 // Phases of the network -> program direction.
@@ -85,6 +93,11 @@ type relay struct {
 	// What the waits for the endpoint look at once recorded (made once,
 	// not at every wait).
 	epWritable, epReadable, closeWaitOver func() bool
+
+	// hotOK: directions may wait in Go's poller for a while after moving
+	// data (see hotLinger); off when the activity is tracked, whose
+	// runners want every wait to be one they can see the end of.
+	hotOK bool
 }
 
 // startRelay starts the relay between our end and ep; when both
@@ -107,6 +120,7 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 		return
 	}
 	a := s.m.activity()
+	r.hotOK = a == nil
 	r.net.fdEvents = unix.EPOLLIN | unix.EPOLLRDHUP
 	r.prog.fdEvents = unix.EPOLLOUT
 	r.net.run, r.prog.run = r.runNet, r.runProg
@@ -156,6 +170,10 @@ func (r *relay) readyFunc(d *relayDir, events int16) func() bool {
 
 // wake ends d's wait if it is one of kind, and starts its goroutine.
 func (r *relay) wake(d *relayDir, kind int32) {
+	if kind == dirWaitEp && d.state.CompareAndSwap(dirWaitEpHot, dirRunning) {
+		d.hotCh <- struct{}{} // room for one: one wake per wait
+		return
+	}
 	if d.state.CompareAndSwap(kind, dirRunning) {
 		go r.resume(d)
 	}
@@ -201,6 +219,32 @@ func (r *relay) waitEp(d *relayDir, ready func() bool) bool {
 	return r.waitFor(d, dirWaitEp, ready)
 }
 
+// waitEpHot is waitEp for a direction that has just moved data: its
+// goroutine waits for the event for up to hotLinger before it leaves the
+// wait to the callback.
+func (r *relay) waitEpHot(d *relayDir, ready func() bool) bool {
+	if d.hotCh == nil {
+		d.hotCh = make(chan struct{}, 1)
+		d.hotT = time.NewTimer(hotLinger)
+	} else {
+		d.hotT.Reset(hotLinger)
+	}
+	d.state.Store(dirWaitEpHot)
+	if ready() && d.state.CompareAndSwap(dirWaitEpHot, dirRunning) {
+		return true
+	}
+	select {
+	case <-d.hotCh:
+		return true
+	case <-d.hotT.C:
+		if d.state.CompareAndSwap(dirWaitEpHot, dirWaitEp) {
+			return false // the callback starts a goroutine when the event comes
+		}
+		<-d.hotCh // the event came as the time ran out
+		return true
+	}
+}
+
 // waitPeer makes prog wait for net to end.
 func (r *relay) waitPeer(d *relayDir) bool {
 	return r.waitFor(d, dirWaitPeer, r.netDone.Load)
@@ -220,8 +264,10 @@ func (r *relay) waitFor(d *relayDir, kind int32, ready func() bool) bool {
 func (r *relay) waitFd(d *relayDir) bool {
 	d.w.park(d.ready)
 	d.state.Store(dirWaitFd)
-	if err := r.reg.Rearm(); err != nil && d.state.CompareAndSwap(dirWaitFd, dirRunning) {
-		// Our end is closed, or the manager: the next step finds out.
+	err := r.reg.Rearm()
+	// A closed end (or manager) cannot be polled, and a reset that began
+	// while net was reading stops it: the next step finds out.
+	if (err != nil || d == &r.net && r.s.resetting.Load()) && d.state.CompareAndSwap(dirWaitFd, dirRunning) {
 		d.w.unpark()
 		return true
 	}
@@ -270,6 +316,7 @@ func putRelayBuf(b []byte) {
 // shuts its end down (FIN) or closes it, or a reset stops it.
 func (r *relay) runNet() {
 	d, s, ep := &r.net, r.s, r.ep
+	hot := false // data moved since the last wait: wait in Go's poller first
 	for {
 		if d.off < d.n {
 			r.reader.Reset(d.buf[d.off:d.n])
@@ -279,7 +326,11 @@ func (r *relay) runNet() {
 			switch err.(type) {
 			case nil:
 			case *tcpip.ErrWouldBlock:
-				if !r.waitEp(d, r.epWritable) {
+				if hot {
+					if !r.waitEpHot(d, r.epWritable) {
+						return
+					}
+				} else if !r.waitEp(d, r.epWritable) {
 					return
 				}
 			default:
@@ -299,7 +350,8 @@ func (r *relay) runNet() {
 		var n int
 		var rerr error
 		empty := false
-		cerr := r.rc.Control(func(fd uintptr) {
+		read := func(fd uintptr) {
+			empty, rerr = false, nil
 			if d.buf == nil {
 				var one [1]byte
 				pn, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
@@ -313,7 +365,16 @@ func (r *relay) runNet() {
 				d.buf = getRelayBuf()
 			}
 			n, rerr = unix.Read(int(fd), d.buf)
-		})
+		}
+		var cerr error
+		if hot {
+			cerr = r.hotRead(read, func() bool { return empty || rerr == unix.EAGAIN })
+			if errors.Is(cerr, os.ErrDeadlineExceeded) {
+				cerr, empty, hot = nil, true, false
+			}
+		} else {
+			cerr = r.rc.Control(read)
+		}
 		switch {
 		case cerr != nil:
 			ep.Close() // our end is closed
@@ -339,8 +400,40 @@ func (r *relay) runNet() {
 			return
 		default:
 			d.off, d.n = 0, n
+			hot = r.hotOK
 		}
 	}
+}
+
+// hotLinger is how long a direction that has just moved data waits for
+// its next chunk in Go's poller, keeping its goroutine, before it hands
+// the wait to the manager's poller. A stream's chunks follow each other
+// closely; going through the shared poller for each (an epoll_ctl, a wake
+// of its thread, a new goroutine) costs throughput, while a connection
+// that goes idle is left without a goroutine this much later.
+const hotLinger = 20 * time.Millisecond
+
+// hotRead runs read on our end in Go's poller until blocked reports false,
+// for at most hotLinger (then os.ErrDeadlineExceeded). A reset stops it
+// with a deadline in the past.
+func (r *relay) hotRead(read func(fd uintptr), blocked func() bool) error {
+	r.s.conn.SetReadDeadline(time.Now().Add(hotLinger))
+	if r.s.resetting.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	return r.rc.Read(func(fd uintptr) bool {
+		read(fd)
+		return !blocked()
+	})
+}
+
+// hotWrite is hotRead for writing our end.
+func (r *relay) hotWrite(write func(fd uintptr), blocked func() bool) error {
+	r.s.conn.SetWriteDeadline(time.Now().Add(hotLinger))
+	return r.rc.Write(func(fd uintptr) bool {
+		write(fd)
+		return !blocked()
+	})
 }
 
 // runProg copies what the endpoint receives into our end until the peer
@@ -348,11 +441,17 @@ func (r *relay) runNet() {
 func (r *relay) runProg() {
 	d, s, ep := &r.prog, r.s, r.ep
 	readable := r.epReadable
+	hot := false // data moved since the last wait: wait in Go's poller first
 	for {
 		switch r.phase {
 		case progRead:
 			if d.buf == nil && !readable() {
-				if !r.waitEp(d, readable) {
+				if hot {
+					if !r.waitEpHot(d, readable) {
+						hot = false
+						return
+					}
+				} else if !r.waitEp(d, readable) {
 					return
 				}
 				continue
@@ -398,7 +497,8 @@ func (r *relay) runProg() {
 			}
 		case progWrite:
 			var werr error
-			cerr := r.rc.Control(func(fd uintptr) {
+			write := func(fd uintptr) {
+				werr = nil
 				for d.off < d.n {
 					m, err := unix.Write(int(fd), d.buf[d.off:d.n])
 					if err != nil {
@@ -407,7 +507,16 @@ func (r *relay) runProg() {
 					}
 					d.off += m
 				}
-			})
+			}
+			var cerr error
+			if hot {
+				cerr = r.hotWrite(write, func() bool { return werr == unix.EAGAIN })
+				if errors.Is(cerr, os.ErrDeadlineExceeded) {
+					cerr, werr, hot = nil, unix.EAGAIN, false
+				}
+			} else {
+				cerr = r.rc.Control(write)
+			}
 			switch {
 			case cerr != nil, werr != nil && werr != unix.EAGAIN:
 				ep.Close() // the program is gone
@@ -419,6 +528,7 @@ func (r *relay) runProg() {
 				}
 			default:
 				r.phase = progRead
+				hot = r.hotOK
 			}
 		case progCloseWait:
 			// The peer has closed and the program not: if the peer then
@@ -446,7 +556,8 @@ func (r *relay) runProg() {
 			if !r.resetRan {
 				r.resetRan = true
 				s.resetting.Store(true)
-				r.kickFd() // stops the program -> network copy
+				s.conn.SetReadDeadline(time.Unix(1, 0)) // stops the program -> network copy
+				r.kickFd()
 			}
 			if !r.netDone.Load() {
 				if !r.waitPeer(d) {
