@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/testbin"
 )
 
 // cpuTicks is the user and system time pid has used, in clock ticks.
@@ -180,6 +182,7 @@ while True:
 // leaving it to spin on calls that fail (poll says readable, accept fails
 // with ENOSYS, forever).
 func TestRunExitsLeaveNoSpinner(t *testing.T) {
+	testbin.EndToEnd(t)
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 is not installed (scripts/test.sh installs it)")
 	}

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/testbin"
 )
 
 // impostorEnv runs the test binary as the attacker's fake daemon.
@@ -243,6 +245,7 @@ func runAs(t *testing.T, uid int, bin string, args ...string) result {
 // fails with one line naming the path and the fix, sends no request and
 // hands over no program, which does not run.
 func TestImpostorDaemon(t *testing.T) {
+	testbin.EndToEnd(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs the victim and the attacker as two other users")
 	}
@@ -323,6 +326,7 @@ func TestImpostorDaemon(t *testing.T) {
 // answer a root program's socket calls), and such a daemon refuses a
 // root program handed to it all the same.
 func TestRootUsesOnlyRootsStacks(t *testing.T) {
+	testbin.EndToEnd(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs a daemon as another user")
 	}

@@ -361,8 +361,8 @@ func labLsCommand() *command {
 				// The replays of pcap links, with how far they got.
 				for _, l := range st.Links {
 					if p := l.Pcap; p != nil {
-						fmt.Fprintf(e.stdout, "\npcap link %d: %s <- %s (speed %s): %s, %d frames replayed, %d skipped, %d sent",
-							l.Index, l.Ends[0], p.File, p.Speed, p.State, p.Replayed, p.Skipped, p.Sent)
+						fmt.Fprintf(e.stdout, "\npcap link %d: %s <- %s (speed %s): %s, %d frames replayed, %d skipped, %d sent, %d resolutions answered",
+							l.Index, l.Ends[0], p.File, p.Speed, p.State, p.Replayed, p.Skipped, p.Sent, p.Answered)
 						if p.Out != "" {
 							fmt.Fprintf(e.stdout, " to %s", p.Out)
 						}

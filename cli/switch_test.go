@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/vswitch"
@@ -170,6 +171,7 @@ func sendThrough(t *testing.T, sock, target string, size int64) (sent [32]byte, 
 // switch killed with SIGKILL leaves a name the next switch takes over and
 // gives up without a file left behind.
 func TestSwitch(t *testing.T) {
+	testbin.EndToEnd(t)
 	testprog.Need(t, "python3")
 	runtimeDir := t.TempDir()
 	env := []string{"XDG_RUNTIME_DIR=" + runtimeDir}
@@ -263,6 +265,7 @@ func TestSwitch(t *testing.T) {
 // TestSwitchErrors: mistakes in attaching to a switch or running one are
 // one line naming the flag and the fix.
 func TestSwitchErrors(t *testing.T) {
+	testbin.EndToEnd(t)
 	runtimeDir := t.TempDir()
 	env := []string{"XDG_RUNTIME_DIR=" + runtimeDir}
 	startSwitch(t, env, "lan")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ustack/ustack/internal/testbin"
 	"github.com/ustack/ustack/internal/testprog"
 	"github.com/ustack/ustack/internal/testwait"
 )
@@ -113,6 +114,7 @@ func TestSysctl(t *testing.T) {
 // each run's stack shows its variant on the program's connection, with
 // nothing rebuilt or changed on the command line.
 func TestVariantsByEnvironment(t *testing.T) {
+	testbin.EndToEnd(t)
 	python := testprog.Need(t, "python3")
 	runtimeDir := t.TempDir()
 	env := []string{"XDG_RUNTIME_DIR=" + runtimeDir}

@@ -98,10 +98,13 @@ type PcapStatus struct {
 	// capture ended; the link stays up and still records) or "stopped: WHY".
 	State string `json:"state"`
 	// Replayed are the frames written to the interface, Skipped the records
-	// that were not a frame, Sent the frames the interface sent back.
+	// that were not a frame, Sent the frames the interface sent back, and
+	// Answered its ARP requests and neighbour solicitations for the
+	// capture's senders, answered in their place.
 	Replayed uint64 `json:"replayed"`
 	Skipped  uint64 `json:"skipped"`
 	Sent     uint64 `json:"sent"`
+	Answered uint64 `json:"answered"`
 }
 
 // NodeReply is GET /v1/lab/node on a node: its interfaces with their

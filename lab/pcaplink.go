@@ -103,6 +103,11 @@ func (r *pcapRelay) record() {
 			r.out.Flush()
 		}
 		r.sent.Add(1)
+		if reply, ok := r.src.Answer(buf[:n]); ok {
+			// The node's resolution of a capture's sender, answered in
+			// its place (a datagram write: whole, beside the replay's).
+			r.conn.Write(reply)
+		}
 	}
 }
 
@@ -148,7 +153,7 @@ func (r *pcapRelay) status(ps *PcapStatus) {
 	r.mu.Lock()
 	ps.State = r.state
 	r.mu.Unlock()
-	ps.Replayed, ps.Skipped, ps.Sent = r.src.Replayed.Load(), r.src.Skipped.Load(), r.sent.Load()
+	ps.Replayed, ps.Skipped, ps.Sent, ps.Answered = r.src.Replayed.Load(), r.src.Skipped.Load(), r.sent.Load(), r.src.Answered.Load()
 }
 
 func (r *pcapRelay) close() {

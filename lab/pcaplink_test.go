@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -295,10 +296,11 @@ func tsharkLines(t *testing.T, tshark, file, filter string, fields ...string) []
 	return lines
 }
 
-// A capture that does not introduce its sender leaves the router unable
-// to answer: its ARP requests for the sender, unanswered, are what out.pcap
-// records.
-func TestPcapLinkRecordsUnansweredARP(t *testing.T) {
+// A capture that does not introduce its sender (no ARP request of its
+// own) still gets its answers: the pcap link answers the router's ARP
+// request for the sender with the MAC the sender's frames came from, and
+// out.pcap records the request and then the echo reply.
+func TestPcapLinkAnswersSendersResolution(t *testing.T) {
 	testbin.EndToEnd(t)
 	path := writeTopology(t, `
 name: pcaparp
@@ -311,14 +313,24 @@ topology:
 	dir := filepath.Dir(path)
 	writeCapture(t, filepath.Join(dir, "in.pcap"), [][]byte{frame(t, eth(layers.EthernetTypeIPv4, capturedMAC), ipv4(layers.IPProtocolICMPv4, r1IP),
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1})})
-	upLab(t, path, "")
-	testwait.For(t, "out.pcap to hold r1's ARP request for the sender", func() bool {
-		return outHolds(filepath.Join(dir, "out.pcap"), func(p gopacket.Packet) bool {
-			a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
-			return ok && a.Operation == layers.ARPRequest && net.IP(a.DstProtAddress).Equal(senderIP)
+	l, _ := upLab(t, path, "")
+	out := filepath.Join(dir, "out.pcap")
+	testwait.For(t, "out.pcap to hold r1's echo reply to the sender's MAC", func() bool {
+		return outHolds(out, func(p gopacket.Packet) bool {
+			e, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+			ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+			return ok && e != nil && bytes.Equal(e.DstMAC, senderMAC) && ic.TypeCode.Type() == layers.ICMPv4TypeEchoReply && ic.Id == 7
 		})
 	})
-	if outHolds(filepath.Join(dir, "out.pcap"), func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeICMPv4) != nil }) {
-		t.Error("out.pcap holds an ICMP message, sent to a MAC r1 never learned")
+	if !outHolds(out, func(p gopacket.Packet) bool {
+		a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+		return ok && a.Operation == layers.ARPRequest && net.IP(a.DstProtAddress).Equal(senderIP)
+	}) {
+		t.Error("out.pcap lacks r1's ARP request for the sender")
+	}
+	for _, lk := range l.Status().Links {
+		if p := lk.Pcap; p != nil && p.Answered < 1 {
+			t.Errorf("the pcap link answered %d resolutions, want at least 1", p.Answered)
+		}
 	}
 }

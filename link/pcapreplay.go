@@ -70,10 +70,14 @@ type ReplaySource struct {
 	opts     ReplayOptions
 	addr     tcpip.LinkAddress
 
+	neigh replayNeighbours
+
 	// Replayed counts the frames handed on, Skipped the records that could
 	// not be made into an Ethernet frame or were longer than MaxFrame (and
-	// a malformed record header, which ends the reading).
-	Replayed, Skipped atomic.Uint64
+	// a malformed record header, which ends the reading), Answered the
+	// receiver's address resolutions answered in a sender's place
+	// (Answer).
+	Replayed, Skipped, Answered atomic.Uint64
 }
 
 // OpenReplaySource opens the capture at path for an interface whose MAC is
@@ -165,11 +169,27 @@ func (s *ReplaySource) Run(done <-chan struct{}, deliver func(frame []byte) bool
 			s.Skipped.Add(1)
 			continue
 		}
+		s.neigh.learn(frame)
 		if !deliver(frame) {
 			return
 		}
 		s.Replayed.Add(1)
 	}
+}
+
+// Answer returns the reply the capture's sender would give to sent, a
+// frame the receiver sends: an ARP reply to an ARP request, or a
+// neighbour advertisement to a neighbour solicitation, for an IP address
+// the capture has sent from (so far), with the MAC it sent from. ok is
+// false for any other frame. The receiver's replies to the capture then
+// leave, and are recorded, instead of waiting for a resolution nobody
+// answers.
+func (s *ReplaySource) Answer(sent []byte) (reply []byte, ok bool) {
+	reply, ok = s.neigh.answer(sent)
+	if ok {
+		s.Answered.Add(1)
+	}
+	return reply, ok
 }
 
 // Replay is a link endpoint whose received frames come from a capture
@@ -294,14 +314,22 @@ type nopFeedback struct{}
 
 func (nopFeedback) SetTruncated() {}
 
-// WritePackets implements stack.LinkWriter: the stack's frames go to Out.
+// WritePackets implements stack.LinkWriter: the stack's frames go to Out,
+// and its address resolutions for the capture's senders are answered.
 func (e *Replay) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
-		if e.opts.Out != nil {
+		resolving := pkt.NetworkProtocolNumber == header.ARPProtocolNumber || pkt.NetworkProtocolNumber == header.IPv6ProtocolNumber
+		if e.opts.Out != nil || resolving {
 			buf := pkt.ToBuffer()
-			e.opts.Out.WriteFrame(buf.Flatten())
+			frame := buf.Flatten()
 			buf.Release()
+			if e.opts.Out != nil {
+				e.opts.Out.WriteFrame(frame)
+			}
+			if reply, ok := e.src.Answer(frame); ok {
+				e.deliverLater(reply)
+			}
 		}
 		e.Sent.Add(1)
 		n++
@@ -311,6 +339,32 @@ func (e *Replay) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		e.opts.Out.Flush()
 	}
 	return n, nil
+}
+
+// deliverLater delivers a reply to the stack from a goroutine of its own:
+// WritePackets may be called with the stack's neighbour entry locked, which
+// the reply's delivery takes.
+func (e *Replay) deliverLater(frame []byte) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	select {
+	case <-e.done:
+		return
+	default:
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.mu.RLock()
+		d := e.dispatcher
+		e.mu.RUnlock()
+		if d == nil {
+			return
+		}
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+		d.DeliverNetworkPacket(0, pkt)
+		pkt.DecRef()
+	}()
 }
 
 // Attach implements stack.NetworkLinkEndpoint; the first attach starts the
@@ -354,7 +408,10 @@ func (e *Replay) IsAttached() bool {
 // Close stops the replay and closes the capture file and Out.
 func (e *Replay) Close() {
 	e.closeOnce.Do(func() {
+		// Under the lock: deliverLater adds to wg only while done is open.
+		e.mu.Lock()
 		close(e.done)
+		e.mu.Unlock()
 		e.wg.Wait()
 		e.src.Close()
 		if e.opts.Out != nil {
