@@ -67,7 +67,7 @@ func TestPcapReplayKernelCapture(t *testing.T) {
 		t.Fatalf("socat: %v: %s", err, b)
 	}
 	testwait.ForNil(t, "tcpdump to write the UDP datagram", func() error {
-		if got := tsharkFields(t, tshark, capture, "udp.dstport==9", "udp.dstport"); len(got) != 1 {
+		if got := testprog.TsharkFields(t, tshark, capture, "udp.dstport==9", "udp.dstport"); len(got) != 1 {
 			return fmt.Errorf("datagrams in the capture: %q", got)
 		}
 		return nil
@@ -77,13 +77,13 @@ func TestPcapReplayKernelCapture(t *testing.T) {
 		t.Fatalf("tcpdump: %v: %s", err, dumpErr.String())
 	}
 	dumpDone <- nil // for the cleanup
-	requests := tsharkFields(t, tshark, capture, "icmp.type==8", "icmp.ident", "icmp.seq")
+	requests := testprog.TsharkFields(t, tshark, capture, "icmp.type==8", "icmp.ident", "icmp.seq")
 	if len(requests) != 3 {
 		t.Fatalf("echo requests in the capture: %q, want 3", requests)
 	}
 	// The stack learns the client's MAC from its ARP request; without it
 	// the stack's answers would wait on ARP replies that never come.
-	if arp := tsharkFields(t, tshark, capture, "arp.opcode==1 && arp.src.proto_ipv4==10.77.0.1", "arp.dst.proto_ipv4"); len(arp) != 1 {
+	if arp := testprog.TsharkFields(t, tshark, capture, "arp.opcode==1 && arp.src.proto_ipv4==10.77.0.1", "arp.dst.proto_ipv4"); len(arp) != 1 {
 		t.Fatalf("ARP requests from the client in the capture: %q, want 1", arp)
 	}
 
@@ -95,38 +95,13 @@ func TestPcapReplayKernelCapture(t *testing.T) {
 		t.Errorf("daemon log %q: want the end of capture with 0 skipped", s)
 	}
 	testwait.ForNil(t, "the stack's answers in "+out, func() error {
-		replies := tsharkFields(t, tshark, out, "icmp.type==0 && ip.src==10.77.0.2 && ip.dst==10.77.0.1", "icmp.ident", "icmp.seq")
+		replies := testprog.TsharkFields(t, tshark, out, "icmp.type==0 && ip.src==10.77.0.2 && ip.dst==10.77.0.1", "icmp.ident", "icmp.seq")
 		if !slices.Equal(replies, requests) {
 			all, _ := exec.Command(tshark, "-r", out).Output()
 			return fmt.Errorf("echo replies %q, want %q; the stack sent:\n%s", replies, requests, all)
 		}
 		return nil
 	})
-}
-
-// tsharkFields reads file with tshark and returns, one line per packet
-// matching filter, the fields tab-separated.
-func tsharkFields(t *testing.T, tshark, file, filter string, fields ...string) []string {
-	t.Helper()
-	args := []string{"-r", file, "-Y", filter, "-T", "fields"}
-	for _, f := range fields {
-		args = append(args, "-e", f)
-	}
-	b, err := exec.Command(tshark, args...).Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("tshark %s: %v: %s", strings.Join(args, " "), err, stderr)
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if l != "" {
-			lines = append(lines, l)
-		}
-	}
-	return lines
 }
 
 func mustRun(t *testing.T, prog string, args ...string) {

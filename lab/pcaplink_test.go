@@ -202,9 +202,9 @@ topology:
 	testwait.For(t, "out.pcap to hold r1's reset and echo reply", func() bool { return outHolds(out, isRST) && outHolds(out, isReply) })
 
 	// The real reader agrees.
-	resets := tsharkLines(t, tshark, out, "tcp.flags.reset==1 && ip.src==10.1.0.1 && ip.dst==10.1.0.9", "tcp.srcport", "tcp.dstport")
-	replies := tsharkLines(t, tshark, out, "icmp.type==0 && ip.src==10.1.0.1 && ip.dst==10.1.0.9", "icmp.ident", "icmp.seq")
-	udpOut := tsharkLines(t, tshark, out, "udp || icmp.type==3", "frame.number")
+	resets := testprog.TsharkFields(t, tshark, out, "tcp.flags.reset==1 && ip.src==10.1.0.1 && ip.dst==10.1.0.9", "tcp.srcport", "tcp.dstport")
+	replies := testprog.TsharkFields(t, tshark, out, "icmp.type==0 && ip.src==10.1.0.1 && ip.dst==10.1.0.9", "icmp.ident", "icmp.seq")
+	udpOut := testprog.TsharkFields(t, tshark, out, "udp || icmp.type==3", "frame.number")
 	if strings.Join(resets, ";") != "22\t40000" || strings.Join(replies, ";") != "7\t1" || len(udpOut) != 0 {
 		all, _ := exec.Command(tshark, "-n", "-r", out).Output()
 		t.Errorf("out.pcap: resets %q, echo replies %q, UDP or unreachables %q; want one reset 22->40000, one reply 7/1, nothing else\n%s", resets, replies, udpOut, all)
@@ -269,31 +269,6 @@ topology:
 	if end.Kind != "end" || end.Rules != uint64(len(rules)) || end.Dropped != 0 {
 		t.Errorf("end record %+v, want %d rule records, none dropped", end, len(rules))
 	}
-}
-
-// tsharkLines reads file with tshark and returns, one line per packet
-// matching filter, the fields tab-separated.
-func tsharkLines(t *testing.T, tshark, file, filter string, fields ...string) []string {
-	t.Helper()
-	args := []string{"-n", "-r", file, "-Y", filter, "-T", "fields"}
-	for _, f := range fields {
-		args = append(args, "-e", f)
-	}
-	b, err := exec.Command(tshark, args...).Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("tshark %s: %v: %s", strings.Join(args, " "), err, stderr)
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if l != "" {
-			lines = append(lines, l)
-		}
-	}
-	return lines
 }
 
 // A capture that does not introduce its sender (no ARP request of its

@@ -177,3 +177,29 @@ func compilesC(path string) error {
 	}
 	return nil
 }
+
+// TsharkFields runs tshark (its path) on the capture file and returns one
+// line per packet matching the display filter, the fields tab-separated
+// (numeric: no name resolution).
+func TsharkFields(t testing.TB, tshark, file, filter string, fields ...string) []string {
+	t.Helper()
+	args := []string{"-n", "-r", file, "-Y", filter, "-T", "fields"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	b, err := exec.Command(tshark, args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("tshark %s: %v: %s", strings.Join(args, " "), err, stderr)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
