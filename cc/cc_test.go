@@ -170,8 +170,8 @@ func TestHybla(t *testing.T) {
 	near(t, "avoidance at rho 4", h.win.cwnd, 32+2*16.0/32, 1e-9)
 }
 
-// TestVegas: diff = (cwnd/BaseRTT - cwnd/RTT) * BaseRTT once per RTT; add
-// one below alpha, remove one above beta.
+// TestVegas: in congestion avoidance, diff = (cwnd/BaseRTT - cwnd/RTT) *
+// BaseRTT once per round; add one below alpha, remove one above beta.
 func TestVegas(t *testing.T) {
 	near(t, "Diff(20, 100ms, 150ms)", Diff(20, 100*time.Millisecond, 150*time.Millisecond), 20*(1-100.0/150), 1e-9)
 	for _, tc := range []struct {
@@ -179,16 +179,50 @@ func TestVegas(t *testing.T) {
 		want int
 	}{{100 * time.Millisecond, 21}, {150 * time.Millisecond, 19}, {115 * time.Millisecond, 20}} {
 		v := &Vegas{Alpha: 2, Beta: 4, Gamma: 1}
-		w := &Window{Cwnd: 20, Ssthresh: 10, SRTT: tc.rtt}
-		v.OnAck(w, Ack{Packets: 1, RTT: 100 * time.Millisecond}) // BaseRTT; round ends
-		v.roundMin, v.roundEnd = 0, 0
-		w.Cwnd = 20
-		v.win = window{}
-		w.Now = time.Second
-		v.OnAck(w, Ack{Packets: 1, RTT: tc.rtt})
+		w := &Window{Cwnd: 20, Ssthresh: 10, MSS: 1000, Inflight: 20}
+		v.OnAck(w, Ack{Packets: 1, RTT: 100 * time.Millisecond, Delivered: 1000}) // BaseRTT; the first round begins
+		v.roundMin = 0
+		v.OnAck(w, Ack{Packets: 1, RTT: tc.rtt, Delivered: 21000}) // the round's data is acknowledged
 		if w.Cwnd != tc.want {
 			t.Errorf("RTT %v over base 100ms (diff %.2f): cwnd %d, want %d", tc.rtt, v.diff, w.Cwnd, tc.want)
 		}
+	}
+}
+
+// TestVegasSlowStart: the paper's slow start grows the window in one round
+// and holds it in the next; when the RTTs of the held window's data show
+// more than Gamma packets queued, slow start ends with the window that
+// queues one (held * BaseRTT / RTT + 1).
+func TestVegasSlowStart(t *testing.T) {
+	v := &Vegas{Alpha: 2, Beta: 4, Gamma: 1}
+	w := &Window{Cwnd: 10, Ssthresh: 1 << 20, MSS: 1000}
+	var delivered uint64
+	// ack acknowledges one packet; the sender keeps a full window out.
+	ack := func(rtt time.Duration) {
+		delivered += uint64(w.MSS)
+		w.Inflight = w.Cwnd - 1
+		v.OnAck(w, Ack{Packets: 1, Bytes: w.MSS, RTT: rtt, Delivered: delivered})
+	}
+	// round acknowledges the rest of a round's data.
+	round := func(rtt time.Duration) {
+		for end := v.roundEnd; v.roundEnd == end; {
+			ack(rtt)
+		}
+	}
+	base := 100 * time.Millisecond
+	ack(base) // the first ACK begins the first round
+	round(base)
+	// Each ACK but the one ending the round adds a packet.
+	if w.Cwnd != 19 {
+		t.Fatalf("after a growing round from 10: cwnd %d, want 19", w.Cwnd)
+	}
+	round(base)
+	if w.Cwnd != 19 {
+		t.Fatalf("after a holding round: cwnd %d, want 19 still", w.Cwnd)
+	}
+	round(150 * time.Millisecond) // the held 19 packets queue 6.3
+	if w.Cwnd != 13 || w.Ssthresh != 13 {
+		t.Errorf("slow start's end: cwnd %d ssthresh %d, want 19*100/150+1 = 13 for both", w.Cwnd, w.Ssthresh)
 	}
 }
 

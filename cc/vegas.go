@@ -7,22 +7,37 @@ import (
 
 // Vegas is TCP Vegas (L. Brakmo, L. Peterson, "TCP Vegas: End to End
 // Congestion Avoidance on a Global Internet", IEEE JSAC 13(8), 1995). Once
-// per RTT it compares the expected rate cwnd/BaseRTT with the actual
+// per round trip it compares the expected rate cwnd/BaseRTT with the actual
 // cwnd/RTT; diff = (expected - actual) * BaseRTT is the number of its packets
 // queued in the path. Below Alpha it adds a packet, above Beta it removes
-// one (and ssthresh follows it down); in slow start it leaves slow start
-// when diff exceeds Gamma, with the window that queues one packet. BaseRTT
-// is the least RTT seen, RTT the least in the last round. Losses are Reno's.
+// one (and ssthresh follows it down). BaseRTT is the least RTT seen, RTT the
+// least of a round. A round ends when all the data outstanding at its start
+// is acknowledged, so a round's RTTs are those of the data sent in the
+// round before.
+//
+// Slow start is the paper's: the window doubles only every other round and
+// stays fixed in between, so that the RTTs of the data a fixed window sent
+// measure that window's queue; when that diff exceeds Gamma, slow start
+// ends with the window that fills the path and queues one packet. (Growing
+// in every round, as Linux's vegas does, compares RTTs from before a
+// doubling with the window after it: slow start then overshoots to several
+// times the path's capacity, and at one packet less per round the queue
+// takes seconds to drain.) Losses are Reno's.
 type Vegas struct {
 	Alpha, Beta, Gamma float64 // packets queued (paper: 1 and 3; Linux: 2, 4, 1)
 
 	base     time.Duration
-	roundMin time.Duration
-	// roundMinLast is the last round's RTT.
-	roundMinLast time.Duration
-	roundEnd     time.Duration
-	diff         float64
-	win          window
+	roundMin time.Duration // the least RTT of this round so far
+	// roundEnd is the Delivered count that ends the round: the data
+	// outstanding when it began. started: the first round has begun.
+	roundEnd uint64
+	started  bool
+	// holding: in slow start, this round keeps the window fixed (else it
+	// grows it); held is the window the last holding round kept.
+	holding bool
+	held    float64
+	diff    float64
+	win     window
 }
 
 func init() {
@@ -48,26 +63,44 @@ func (v *Vegas) OnAck(w *Window, a Ack) {
 		}
 	}
 	cwnd := v.win.sync(w)
-	if w.Now < v.roundEnd || v.roundMin == 0 {
-		// Within the round: slow start goes on packet by packet.
-		if inSlowStart(w) {
-			v.win.slowStart(w, a.Packets)
-		}
+	if !v.started {
+		// This ACK is of the initial window, which no round changed.
+		v.started, v.held = true, cwnd
+		v.roundEnd = a.Delivered + uint64(max(w.Inflight, 0)*w.MSS)
+	} else if a.Delivered >= v.roundEnd && v.roundMin > 0 {
+		v.endRound(w, a, cwnd)
 		return
 	}
-	v.diff = Diff(cwnd, v.base, v.roundMin)
-	v.roundEnd = w.Now + max(w.SRTT, v.roundMin)
-	v.roundMinLast, v.roundMin = v.roundMin, 0
-	switch {
-	case inSlowStart(w):
+	if inSlowStart(w) && !v.holding {
+		v.win.slowStart(w, a.Packets)
+	}
+}
+
+// endRound adjusts the window once per round, at the ACK that ends it.
+func (v *Vegas) endRound(w *Window, a Ack, cwnd float64) {
+	rtt := v.roundMin
+	v.roundEnd = a.Delivered + uint64(max(w.Inflight, 0)*w.MSS)
+	v.roundMin = 0
+	if inSlowStart(w) {
+		if v.holding {
+			// The next round's RTTs will be of the data this window sent.
+			v.holding, v.held = false, cwnd
+			return
+		}
+		// This round's RTTs were of the data the held window sent.
+		v.diff = Diff(v.held, v.base, rtt)
 		if v.diff > v.Gamma {
 			// Slow start ends with the window that fills the path and
 			// queues one packet: what slow start queued goes.
-			v.win.set(w, max(min(cwnd, cwnd*v.base.Seconds()/v.roundMinLast.Seconds()+1), 2))
+			v.win.set(w, max(min(cwnd, v.held*v.base.Seconds()/rtt.Seconds()+1), 2))
 			w.Ssthresh = max(w.Cwnd, 2)
 			return
 		}
-		v.win.slowStart(w, a.Packets)
+		v.holding = true
+		return
+	}
+	v.diff = Diff(cwnd, v.base, rtt)
+	switch {
 	case v.diff < v.Alpha:
 		v.win.set(w, cwnd+1)
 	case v.diff > v.Beta:
