@@ -2,9 +2,11 @@ package sockets
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 const (
@@ -92,4 +94,48 @@ func unspecified(a tcpip.FullAddress) tcpip.FullAddress {
 		a.Addr = tcpip.Address{}
 	}
 	return a
+}
+
+// bindable reports whether bind may name a: no address, a multicast or
+// broadcast one, one in a loopback interface's subnet, or an address
+// assigned to one of the stack's interfaces. netstack alone also accepts
+// an address that was removed while a connection of the stack to itself
+// still uses it (the route of such a connection holds it as a temporary
+// address of the loopback interface), where Linux's bind fails with
+// EADDRNOTAVAIL: the address is not the host's any more.
+func bindable(ns *stack.Stack, a tcpip.Address) bool {
+	ip, ok := netip.AddrFromSlice(a.AsSlice())
+	if !ok || a.Len() == 0 {
+		return true
+	}
+	ip = ip.Unmap()
+	if ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return true
+	}
+	for _, info := range ns.NICInfo() {
+		for _, pa := range info.ProtocolAddresses {
+			p, ok := netip.AddrFromSlice(pa.AddressWithPrefix.Address.AsSlice())
+			if !ok {
+				continue
+			}
+			prefix := netip.PrefixFrom(p, pa.AddressWithPrefix.PrefixLen)
+			switch {
+			case p == ip:
+				return true
+			case info.Flags.Loopback && prefix.Masked().Contains(ip):
+				return true
+			case ip.Is4() && p.Is4() && prefix.Bits() < 31 && isSubnetBroadcast(prefix, ip):
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isSubnetBroadcast reports whether ip is the broadcast address of the
+// IPv4 subnet p (its host bits all ones).
+func isSubnetBroadcast(p netip.Prefix, ip netip.Addr) bool {
+	network := binary.BigEndian.Uint32(p.Masked().Addr().AsSlice())
+	host := uint32(1)<<(32-p.Bits()) - 1
+	return binary.BigEndian.Uint32(ip.AsSlice()) == network|host
 }

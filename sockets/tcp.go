@@ -626,6 +626,10 @@ func (s *socket) bind(c *intercept.Call) {
 		c.Fail(unix.EINVAL)
 		return
 	}
+	if !bindable(s.m.ns, addr.Addr) {
+		c.Fail(unix.EADDRNOTAVAIL)
+		return
+	}
 	release, en := s.holdFor(addr)
 	if en != 0 {
 		c.Fail(en)

@@ -360,6 +360,25 @@ func listenOn(ip string) string {
 	return "connected"
 }
 
+// holdConnection opens a listener on ip and a connection to it, and
+// returns what closes them.
+func holdConnection(ip string) func() {
+	a := netip.MustParseAddr(ip)
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	must(err)
+	must(unix.Bind(ln, &unix.SockaddrInet4{Addr: a.As4()}))
+	must(unix.Listen(ln, 1))
+	sa, _ := unix.Getsockname(ln)
+	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	must(err)
+	must(unix.Connect(c, &unix.SockaddrInet4{Addr: a.As4(), Port: sa.(*unix.SockaddrInet4).Port}))
+	return func() {
+		must(unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}))
+		unix.Close(c)
+		unix.Close(ln)
+	}
+}
+
 func nlChange() {
 	s := openNetlink(unix.NETLINK_ROUTE)
 	const create = unix.NLM_F_CREATE | unix.NLM_F_EXCL
@@ -368,9 +387,13 @@ func nlChange() {
 	s.addrs("address", unix.AF_INET)
 	say("a listener on 10.0.2.99", listenOn("10.0.2.99"))
 	say("the same again", s.change(unix.RTM_NEWADDR, create, body, attrs...))
+	// A connection on the address outlives it, and keeps no one else's
+	// bind to it going.
+	release := holdConnection("10.0.2.99")
 	say("del", s.change(unix.RTM_DELADDR, 0, body, attrs...))
 	say("del again", s.change(unix.RTM_DELADDR, 0, body, attrs...))
-	say("a listener on 10.0.2.99 after del", listenOn("10.0.2.99"))
+	say("a listener on 10.0.2.99 after del, with a connection on it open", listenOn("10.0.2.99"))
+	release()
 	body, attrs = addrMsg(99, "10.0.2.99", 24)
 	say("add on no interface", s.change(unix.RTM_NEWADDR, create, body, attrs...))
 	body, attrs = addrMsg(2, "fd00::99", 64)
