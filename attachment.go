@@ -1,6 +1,7 @@
 package ustack
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 )
@@ -76,7 +77,11 @@ type Host struct {
 	// stack can bind only reserved ports.
 	Ports []HostPort
 	// EphemeralPorts is the size of the block of host ports reserved for
-	// the stack's outgoing connections and port-0 binds; 0 means 64.
+	// the stack's outgoing connections and port-0 binds; 0 means 64
+	// (--net host:IFACE,ephemeral=N). A connection closed first by the
+	// stack keeps its port in TIME-WAIT, and a new connection to the same
+	// server takes such a port only after a second, so a loop of connects
+	// to one server runs at most this many per second.
 	EphemeralPorts int
 	// Portd is the socket of ustack portd (--portd). A stack run by a user
 	// other than root always goes through portd, at portd.DefaultSocket
@@ -85,7 +90,12 @@ type Host struct {
 	Portd string
 }
 
-func (h Host) String() string { return "host:" + h.Iface }
+func (h Host) String() string {
+	if h.EphemeralPorts != 0 {
+		return fmt.Sprintf("host:%s,ephemeral=%d", h.Iface, h.EphemeralPorts)
+	}
+	return "host:" + h.Iface
+}
 
 func (h Host) attach(cfg Config) (*Stack, error) { return newHost(cfg, h) }
 

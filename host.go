@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
@@ -104,6 +105,13 @@ func newHost(cfg Config, att Host) (*Stack, error) {
 	req := hostshare.Config{Iface: iface, Ephemeral: n}
 	for _, p := range cfg.Addrs {
 		req.Addrs = append(req.Addrs, p.Addr())
+	}
+	// Each port is held by a TCP and a UDP socket per address: say so
+	// before trying, not with EMFILE after a long search.
+	var lim unix.Rlimit
+	if need := uint64(2 * n * len(req.Addrs)); unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && need+256 > lim.Cur {
+		most := (int(lim.Cur) - 256) / (2 * max(len(req.Addrs), 1))
+		return nil, &ConfigError{Field: "Net", Err: fmt.Errorf("host:%s,ephemeral=%d needs %d descriptors (a TCP and a UDP socket per port and address) and the limit is %d: reserve at most %d", iface, n, need, lim.Cur, max(most, 0))}
 	}
 	for _, p := range att.Ports {
 		req.Ports = append(req.Ports, hostshare.Port{Proto: protoOfHostPort(p), Port: p.Port})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -74,7 +75,7 @@ var stackOptionNames = []string{"net", "ip", "gateway", "mtu", "cc", "pcap", "p"
 func (f *stackFlags) register(s *optionSet) {
 	f.net = ustack.NAT{}
 	s.add(&option{names: []string{"net"}, arg: "ATTACHMENT", value: netValue{&f.net},
-		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN), host:IFACE (share IFACE's addresses and MAC with the host; root, or any user through ustack portd), switch:NAME (own MAC and --ip on a port of ustack switch NAME; unprivileged) or pcap:FILE[,out=FILE][,speed=realtime|max|N] (replay a capture to the stack as if received, record what it sends; own MAC and --ip)"})
+		help: "attachment to the world: nat (unprivileged; host sockets, like slirp), tap:NAME[,create] (own MAC and --ip on a tap device; ,create makes it, with CAP_NET_ADMIN), host:IFACE[,ephemeral=N] (share IFACE's addresses and MAC with the host; root, or any user through ustack portd; N host ports for outgoing connections, 64 by default), switch:NAME (own MAC and --ip on a port of ustack switch NAME; unprivileged) or pcap:FILE[,out=FILE][,speed=realtime|max|N] (replay a capture to the stack as if received, record what it sends; own MAC and --ip)"})
 	s.add(&option{names: []string{"ip"}, arg: "CIDR", repeat: true,
 		value: &listValue[netip.Prefix]{p: &f.addrs, parse: parseCIDR},
 		help:  "address of the stack with prefix length, one per family (nat default: 10.0.2.15/24 and fd00::15/64)"})
@@ -158,7 +159,7 @@ func (v netValue) String() string {
 	return (*v.p).String()
 }
 
-// parseAttachment reads --net's nat, tap:NAME[,create], host:IFACE or
+// parseAttachment reads --net's nat, tap:NAME[,create], host:IFACE[,ephemeral=N] or
 // switch:NAME; the attachment's String gives the same form back. The attachment-specific
 // flags (-p, --host-port...) are added by config.
 func parseAttachment(s string) (ustack.Attachment, error) {
@@ -173,10 +174,7 @@ func parseAttachment(s string) (ustack.Attachment, error) {
 		}
 		return ustack.Tap{Name: name, Create: opt == "create"}, nil
 	case kind == "host":
-		if arg == "" || strings.ContainsAny(arg, ",/ ") {
-			return nil, fmt.Errorf("%q: want host:IFACE (e.g. host:eth0)", s)
-		}
-		return ustack.Host{Iface: arg}, nil
+		return parseHost(s, arg)
 	case kind == "switch":
 		if !control.ValidName(arg) {
 			return nil, fmt.Errorf("%q: want switch:NAME, NAME the name of a ustack switch (letters, digits, '.', '_', '-')", s)
@@ -185,7 +183,28 @@ func parseAttachment(s string) (ustack.Attachment, error) {
 	case kind == "pcap":
 		return parsePcap(s, arg)
 	}
-	return nil, fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE, switch:NAME, pcap:FILE[,out=FILE][,speed=realtime|max|N])", s)
+	return nil, fmt.Errorf("unknown attachment %q (available: nat, tap:NAME[,create], host:IFACE[,ephemeral=N], switch:NAME, pcap:FILE[,out=FILE][,speed=realtime|max|N])", s)
+}
+
+// parseHost reads the rest of host:IFACE[,ephemeral=N].
+func parseHost(s, arg string) (ustack.Attachment, error) {
+	fields := strings.Split(arg, ",")
+	h := ustack.Host{Iface: fields[0]}
+	if h.Iface == "" || strings.ContainsAny(h.Iface, "/ =") {
+		return nil, fmt.Errorf("%q: want host:IFACE[,ephemeral=N] (e.g. host:eth0)", s)
+	}
+	for _, f := range fields[1:] {
+		key, val, _ := strings.Cut(f, "=")
+		if key != "ephemeral" {
+			return nil, fmt.Errorf("%q: unknown option %q (host takes ephemeral=N)", s, f)
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > 16384 {
+			return nil, fmt.Errorf("%q: ephemeral=%s: want the number of host ports for outgoing connections, 1 to 16384 (default 64)", s, val)
+		}
+		h.EphemeralPorts = n
+	}
+	return h, nil
 }
 
 // parsePcap reads the rest of pcap:IN[,out=OUT][,speed=realtime|max|N][,mac=keep].

@@ -102,3 +102,35 @@ func TestTableDiesWithOwner(t *testing.T) {
 		t.Errorf("table %s once its socket closed: exists=%v (%v), want it gone", name, ok, err)
 	}
 }
+
+// TestFirewallManyPorts: a block of thousands of ports goes into the drop
+// set whole and comes out whole (in one batch the kernel's reply
+// overflowed: ERANGE).
+func TestFirewallManyPorts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("nftables tables need root")
+	}
+	name := fmt.Sprintf("%s%d_many_test", TablePrefix, os.Getpid())
+	f, err := NewFirewallTable(name, "lo", []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Skip("nftables: ", err)
+	}
+	defer f.Close()
+	var ports []uint16
+	for p := range uint16(4096) {
+		ports = append(ports, 40000+p)
+	}
+	if err := f.Add(TCP, ports...); err != nil {
+		t.Fatalf("adding %d ports: %v", len(ports), err)
+	}
+	got, err := f.Ports(TCP)
+	if err != nil || len(got) != len(ports) {
+		t.Fatalf("the drop set holds %d ports (%v), want %d", len(got), err, len(ports))
+	}
+	if err := f.Remove(TCP, ports[:3000]...); err != nil {
+		t.Fatalf("removing 3000 ports: %v", err)
+	}
+	if got, err := f.Ports(TCP); err != nil || len(got) != len(ports)-3000 {
+		t.Errorf("after removing 3000: %d ports (%v), want %d", len(got), err, len(ports)-3000)
+	}
+}

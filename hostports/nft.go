@@ -244,18 +244,27 @@ func (f *Firewall) change(what string, proto Proto, ports []uint16, op func(*nft
 	if f.closed {
 		return errors.New("nftables: firewall removed")
 	}
-	elems := make([]nftables.SetElement, len(ports))
-	for i, p := range ports {
-		elems[i] = nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p)}
-	}
-	if err := op(f.conn, f.set(proto), elems); err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	if err := f.conn.Flush(); err != nil {
-		return nftErr(what+" "+f.Table, err)
+	// One batch of thousands of elements overflows the kernel's netlink
+	// reply (ERANGE): a large ephemeral block goes in several.
+	for len(ports) > 0 {
+		n := min(len(ports), nftBatch)
+		elems := make([]nftables.SetElement, n)
+		for i, p := range ports[:n] {
+			elems[i] = nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p)}
+		}
+		if err := op(f.conn, f.set(proto), elems); err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+		if err := f.conn.Flush(); err != nil {
+			return nftErr(what+" "+f.Table, err)
+		}
+		ports = ports[n:]
 	}
 	return nil
 }
+
+// nftBatch is how many set elements one change sends at most.
+const nftBatch = 512
 
 func (f *Firewall) set(proto Proto) *nftables.Set {
 	if proto == UDP {

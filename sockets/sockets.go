@@ -262,6 +262,17 @@ func (m *Manager) refuse(kind string) {
 	}
 }
 
+// noFreePort says, once, why a connect found no free local port: the
+// stack's ephemeral range may be a small block of the host's (--net host).
+func (m *Manager) noFreePort() {
+	if _, seen := m.refused.LoadOrStore("no free port", true); !seen {
+		lo, hi := m.ns.PortRange()
+		m.logf("connect: every port of the stack's ephemeral range %d-%d is in use (EADDRNOTAVAIL); "+
+			"a connection closed first on this side holds its port 60 s in TIME-WAIT and gives it to a new one only after 1 s "+
+			"(on --net host, reserve more: host:IFACE,ephemeral=N)", lo, hi)
+	}
+}
+
 // sweep notices sockets the program has closed that no relay watches
 // (unconnected, connecting, listening ones) and releases their endpoints.
 func (m *Manager) sweep() {

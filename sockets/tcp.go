@@ -422,6 +422,7 @@ func (s *socket) connect(c *intercept.Call) {
 		if _, noPort := terr.(*tcpip.ErrNoPortAvailable); noPort {
 			// Linux's TCP connect with no free local port (netstack's
 			// errno for it, EAGAIN, is what Linux gives UDP's autobind).
+			s.m.noFreePort()
 			c.Fail(unix.EADDRNOTAVAIL)
 			return
 		}

@@ -89,7 +89,11 @@ func newVariant(name, gateway string) *variant {
 	case "host":
 		return &variant{name: name, peerNS: nsHostP, hostAddr: "10.92.0.1", guestAddr: "10.92.0.2",
 			wrap: func(e *env, argv []string) []string {
-				cmd := []string{e.ustack, "run", "--net", "host:ubh0"}
+				// The connect row's loop takes a new port for each
+				// connection, and a TIME-WAIT port comes back only after
+				// a second: the default block of 64 would cap it at 64
+				// per second, the kernel's range at 28,000.
+				cmd := []string{e.ustack, "run", "--net", "host:ubh0,ephemeral=4096"}
 				for _, p := range guestPorts {
 					cmd = append(cmd, "--host-port", strconv.Itoa(p))
 				}
