@@ -100,10 +100,12 @@ go vet ./...
 #
 # The congestion-control behaviour tests (./cc, ./cc/sidebyside) measure
 # algorithms through an emulated link in real time, and run after the
-# rest, with no other test binary beside them: run next to the root
-# package's bulk transfers they failed now and then (a Reno flow starved
-# beside TCP-LP, CUBIC's queue half its usual height), while they pass
-# alone. Under the race detector they skip.
+# rest, one package at a time (-p 1), with no other test binary beside
+# them: next to the root package's bulk transfers, or to each other, they
+# failed now and then (a Reno flow starved beside TCP-LP, a CUBIC flow
+# stalled for a whole window after waiting 43 s for the other package's
+# real-time turn), while alone they pass. Under the race detector they
+# skip.
 realtime_pkgs=(github.com/ustack/ustack/cc github.com/ustack/ustack/cc/sidebyside)
 mapfile -t other_pkgs < <(go list ./... | grep -vxF "${realtime_pkgs[@]/#/-e}")
 echo "test.sh: go test ./... (all but ${realtime_pkgs[*]})"
@@ -111,7 +113,7 @@ echo "test.sh: go test ./... (all but ${realtime_pkgs[*]})"
 go test -count=1 -timeout 15m ${TEST_FLAGS:-} "${other_pkgs[@]}"
 echo "test.sh: go test ${realtime_pkgs[*]}"
 # shellcheck disable=SC2086
-go test -count=1 -timeout 15m ${TEST_FLAGS:-} "${realtime_pkgs[@]}"
+go test -p 1 -count=1 -timeout 15m ${TEST_FLAGS:-} "${realtime_pkgs[@]}"
 echo "test.sh: go test -race ./..."
 # shellcheck disable=SC2086
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
