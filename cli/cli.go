@@ -48,6 +48,7 @@ func commands() map[string]*command {
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer startProfiles(stderr)()
 	err := run(ctx, args, &env{stdout: stdout, stderr: stderr})
 	return report(err, stderr)
 }
