@@ -79,14 +79,7 @@ func TestReservation(t *testing.T) {
 // table outlived the process and went on dropping its peers' packets until
 // the next ustack start removed it.
 func TestTableDiesWithOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("nftables tables need root")
-	}
-	name := fmt.Sprintf("%s%d_owner_test", TablePrefix, os.Getpid())
-	f, err := NewFirewallTable(name, "lo", []netip.Addr{netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Skip("nftables: ", err)
-	}
+	name, f := testTable(t, "owner")
 	if ok, err := TableExists(name); err != nil || !ok {
 		t.Fatalf("table %s: exists=%v (%v), want it installed", name, ok, err)
 	}
@@ -107,14 +100,7 @@ func TestTableDiesWithOwner(t *testing.T) {
 // set whole and comes out whole (in one batch the kernel's reply
 // overflowed: ERANGE).
 func TestFirewallManyPorts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("nftables tables need root")
-	}
-	name := fmt.Sprintf("%s%d_many_test", TablePrefix, os.Getpid())
-	f, err := NewFirewallTable(name, "lo", []netip.Addr{netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Skip("nftables: ", err)
-	}
+	_, f := testTable(t, "many")
 	defer f.Close()
 	var ports []uint16
 	for p := range uint16(4096) {
@@ -133,4 +119,19 @@ func TestFirewallManyPorts(t *testing.T) {
 	if got, err := f.Ports(TCP); err != nil || len(got) != len(ports)-3000 {
 		t.Errorf("after removing 3000: %d ports (%v), want %d", len(got), err, len(ports)-3000)
 	}
+}
+
+// testTable installs a firewall table of this test process on lo for
+// 127.0.0.1, named after what, or skips without root or nftables.
+func testTable(t *testing.T, what string) (string, *Firewall) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("nftables tables need root")
+	}
+	name := fmt.Sprintf("%s%d_%s_test", TablePrefix, os.Getpid(), what)
+	f, err := NewFirewallTable(name, "lo", []netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Skip("nftables: ", err)
+	}
+	return name, f
 }
