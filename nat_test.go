@@ -491,6 +491,65 @@ func TestNATCloseReleases(t *testing.T) {
 	goroutinesBackTo(t, before, "the stack")
 }
 
+// TestNATSettleDelivers: data a guest connection sent just before it was
+// closed reaches the host intact, with a FIN, when the stack is closed
+// right after Settle (as ustack run does once its program has exited);
+// without Settle's wait the gateway reset the host socket mid-stream.
+func TestNATSettleDelivers(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type result struct {
+		got *hashingWriter
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- result{nil, err}
+			return
+		}
+		defer c.Close()
+		got := newHashingWriter()
+		_, err = io.Copy(got, c)
+		done <- result{got, err}
+	}()
+	s, err := ustack.New(ustack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.Dial("tcp", fmt.Sprintf("10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4 << 20
+	want := newHashingWriter()
+	if _, err := io.Copy(io.MultiWriter(c, want), stream(11, n)); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.Settle(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Settle waited 30 s for a closed connection")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("the host read: %v", r.err)
+	}
+	if r.got.n != n || r.got.Sum() != want.Sum() {
+		t.Fatalf("the host got %d bytes with SHA-256 %x, the guest sent %d with %x", r.got.n, r.got.Sum(), want.n, want.Sum())
+	}
+}
+
 // answerDatagrams replies to every datagram on pc with answer's result
 // until pc is closed.
 func answerDatagrams(pc net.PacketConn, answer func(b []byte, from net.Addr) []byte) {

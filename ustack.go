@@ -9,6 +9,7 @@
 package ustack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -67,6 +68,10 @@ type Stack struct {
 	closeOnce sync.Once
 	closeErr  error
 	closers   []func() error // run in reverse order by Close
+
+	// settle waits for what the attachment still holds of connections
+	// ended on the stack (see Settle); nil when it holds nothing.
+	settle func(context.Context)
 }
 
 // New builds a stack from cfg and attaches it.
@@ -187,6 +192,7 @@ func newNAT(cfg Config, n NAT) (*Stack, error) {
 	}
 	// The gateway goes first: it holds host sockets the user sees.
 	s.closers = append(s.closers, func() error { gw.Close(); gwEnd.Close(); return nil })
+	s.settle = gw.Settle
 	s.net = n
 	return s, nil
 }
@@ -361,6 +367,18 @@ func (s *Stack) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+// Settle waits, until ctx ends, for the attachment to pass on what
+// connections of the stack sent before they were closed: on nat, the
+// gateway's relays to write all a guest connection sent, up to its FIN,
+// into their host sockets, which Close then closes gracefully. Other
+// attachments hold nothing: the stack's own endpoints are the connections.
+// Call it before Close when the stack's last program has exited.
+func (s *Stack) Settle(ctx context.Context) {
+	if s.settle != nil {
+		s.settle(ctx)
+	}
 }
 
 // Addrs returns the stack's addresses.

@@ -43,6 +43,11 @@ type Gateway struct {
 	mu     sync.Mutex
 	closed bool
 	open   map[io.Closer]struct{} // host and gateway sockets to close on Close
+	// flowing counts the relays still passing the guest's data to the
+	// host (their guest -> host direction has not ended); flowed is
+	// closed while it is zero (see Settle).
+	flowing int
+	flowed  chan struct{}
 
 	// pollr watches the host sockets of the TCP relays (see relay.go);
 	// made with the first relay, closed by Close.
@@ -90,7 +95,8 @@ func New(cfg Config, lower stack.LinkEndpoint) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway TIME-WAIT: %s", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &Gateway{cfg: cfg, ns: ns, logf: logf, ctx: ctx, cancel: cancel, open: map[io.Closer]struct{}{}}
+	g := &Gateway{cfg: cfg, ns: ns, logf: logf, ctx: ctx, cancel: cancel, open: map[io.Closer]struct{}{}, flowed: make(chan struct{})}
+	close(g.flowed) // nothing flows yet
 	g.echo = newEchoProxy(g, lower)
 	fail := func(err error) (*Gateway, error) {
 		g.Close()
@@ -188,7 +194,37 @@ func (g *Gateway) trackRelay(r *tcpRelay) bool {
 	}
 	g.open[r] = struct{}{}
 	g.wg.Add(1)
+	if g.flowing == 0 {
+		g.flowed = make(chan struct{})
+	}
+	g.flowing++
 	return true
+}
+
+// upEnded records that r's guest -> host direction has ended.
+func (g *Gateway) upEnded() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.flowing--
+	if g.flowing == 0 {
+		close(g.flowed)
+	}
+}
+
+// Settle waits until every relayed connection has passed on to its host
+// socket all that the guest sent, up to the guest's FIN, or ctx ends. A
+// program that wrote and closed its socket just before exiting has its data
+// delivered, as the kernel delivers what a closed socket still holds: after
+// Settle, Close closes such host sockets gracefully instead of resetting
+// them. A connection the guest keeps open is waited for until ctx ends.
+func (g *Gateway) Settle(ctx context.Context) {
+	g.mu.Lock()
+	flowed := g.flowed
+	g.mu.Unlock()
+	select {
+	case <-flowed:
+	case <-ctx.Done():
+	}
 }
 
 func (g *Gateway) untrackRelay(r *tcpRelay) {

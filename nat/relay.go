@@ -42,6 +42,7 @@ type tcpRelay struct {
 
 	left    atomic.Int32
 	abortMu sync.Once
+	upFIN   atomic.Bool  // the guest's FIN is passed on: all it sent is in the host socket
 	reader  bytes.Reader // down's, for ep.Write
 
 	epReadable, epWritable func() bool
@@ -111,17 +112,24 @@ func (g *Gateway) relay(ep tcpip.Endpoint, wq *waiter.Queue, host *net.TCPConn) 
 	go r.down.run()
 }
 
-// Close aborts the relay (Gateway.Close).
+// Close ends the relay (Gateway.Close). A connection whose guest has
+// finished sending is closed gracefully on the host, so that the kernel
+// still delivers what the host socket holds; any other is aborted.
 func (r *tcpRelay) Close() error {
-	r.abort()
+	r.stop(r.upFIN.Load())
 	return nil
 }
 
 // abort resets both sides: the host socket with an RST (as the guest saw),
 // the endpoint with one.
-func (r *tcpRelay) abort() {
+func (r *tcpRelay) abort() { r.stop(false) }
+
+// stop ends both sides, the host socket with a reset unless graceful.
+func (r *tcpRelay) stop(graceful bool) {
 	r.abortMu.Do(func() {
-		r.host.SetLinger(0)
+		if !graceful {
+			r.host.SetLinger(0)
+		}
 		r.host.Close()
 		r.ep.Abort()
 		// A closed descriptor is no longer polled: its waiters are told;
@@ -208,6 +216,9 @@ func (r *tcpRelay) end(d *natDir) {
 	putCopyBuf(d.bufp)
 	d.bufp = nil
 	d.state.Store(natDone)
+	if d == &r.up {
+		r.g.upEnded()
+	}
 	if r.left.Add(-1) == 0 {
 		r.wq.EventUnregister(&r.up.entry)
 		r.wq.EventUnregister(&r.down.entry)
@@ -309,6 +320,7 @@ func (r *tcpRelay) runUp() {
 			}
 		case *tcpip.ErrClosedForReceive:
 			r.host.CloseWrite() // the guest's FIN
+			r.upFIN.Store(true)
 			r.end(d)
 			return
 		default:

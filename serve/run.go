@@ -55,9 +55,12 @@ func (s *Stack) Run(p Program) (*os.ProcessState, error) {
 		return nil, err
 	}
 	ps, err := wait(proc)
-	// Let data the program wrote just before exiting reach its peers.
+	// Let data the program wrote just before exiting reach its peers:
+	// through the socket layer's relays into the stack, then out of the
+	// stack's connections, then (on nat) through the gateway to the host.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	s.mgr.Settle(ctx)
+	s.st.Settle(ctx)
 	cancel()
 	return ps, err
 }
