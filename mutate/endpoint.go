@@ -315,7 +315,7 @@ func (e *Endpoint) track(d Direction, f *frame) (*flow, bool) {
 		e.flows[key] = fl
 	}
 	if f.flags&uint8(header.TCPFlagSyn) != 0 {
-		ws := header.ParseSynOptions(f.tcp().Options(), f.flags&uint8(header.TCPFlagAck) != 0).WS // -1: not offered
+		ws := header.ParseSynOptions(f.tcpHeader().Options(), f.flags&uint8(header.TCPFlagAck) != 0).WS // -1: not offered
 		if d == Egress {
 			fl.localWS = int8(ws + 1)
 		} else {

@@ -167,8 +167,12 @@ func (r *Rule) matches(f *frame) bool {
 	return r.Seq.match(f.seq)
 }
 
-// tcp is the frame's TCP header and payload.
+// tcp is the frame's TCP header and payload; only for a whole frame.
 func (f *frame) tcp() header.TCP { return header.TCP(f.b[f.l4Off:f.end]) }
+
+// tcpHeader is the frame's TCP header, options included, which parseFrame
+// found within b also when b holds only the frame's first bytes.
+func (f *frame) tcpHeader() header.TCP { return header.TCP(f.b[f.l4Off : f.l4Off+f.tcpLen]) }
 
 // rewrite sets the fields of r.Rewrites that apply to the frame and
 // reports whether it changed anything. Checksums are left to fixChecksums.
