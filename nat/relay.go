@@ -313,11 +313,11 @@ func (r *tcpRelay) runUp() {
 		case nil:
 			d.off, d.n = 0, res.Count
 		case *tcpip.ErrWouldBlock:
+			// Drained: the wait above, hot if data just moved (a cold wait
+			// here cost a new goroutine per request of a request-response
+			// exchange).
 			putCopyBuf(d.bufp)
 			d.bufp = nil
-			if !r.waitEp(d, r.epReadable) {
-				return
-			}
 		case *tcpip.ErrClosedForReceive:
 			r.host.CloseWrite() // the guest's FIN
 			r.upFIN.Store(true)

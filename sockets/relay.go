@@ -480,11 +480,11 @@ func (r *relay) runProg() {
 				d.off, d.n = 0, res.Count
 				r.phase = progWrite
 			case *tcpip.ErrWouldBlock:
+				// Drained: the wait above, hot if data just moved (a
+				// cold wait here cost a new goroutine per response of a
+				// request-response exchange).
 				putRelayBuf(d.buf)
 				d.buf = nil
-				if !r.waitEp(d, readable) {
-					return
-				}
 			case *tcpip.ErrClosedForReceive:
 				putRelayBuf(d.buf)
 				d.buf = nil
