@@ -174,6 +174,9 @@ func newNAT(cfg Config, n NAT) (*Stack, error) {
 	gcfg.Addrs = gwAddrs
 	gcfg.MTU = cfg.MTU
 	guestEnd, gwEnd := link.NewPair(uint32(cfg.MTU+header.EthernetMinimumSize), localMAC(0x56), tcpip.LinkAddress([]byte{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}))
+	// The guest and its gateway are one path: a frame goes from one to
+	// the other on the writer's goroutine when it can.
+	guestEnd.InlineDelivery()
 	s, err := newStack(cfg, guestEnd, ethernetFraming)
 	if err != nil {
 		guestEnd.Close()

@@ -34,10 +34,20 @@ type PairEnd struct {
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
 
-	inbox   chan *stack.PacketBuffer // frames waiting to be delivered to this end
-	done    chan struct{}
-	closeMu sync.Once
-	wg      sync.WaitGroup
+	inbox chan *stack.PacketBuffer // frames waiting to be delivered to this end
+	done  chan struct{}
+
+	// Inline delivery (InlineDelivery): deliverMu is held while a frame is
+	// delivered to this end's stack, by the goroutine or by a writer;
+	// pending counts the frames queued to this end and not yet delivered;
+	// inlining, shared by both ends, is set while a writer delivers.
+	inlineOK  atomic.Bool
+	deliverMu sync.Mutex
+	pending   atomic.Int64
+	inlining  *atomic.Bool
+	inlined   atomic.Uint64 // frames delivered by writers (for tests)
+	closeMu   sync.Once
+	wg        sync.WaitGroup
 
 	// Dropped counts frames dropped because the peer's queue stayed full
 	// for pairBlockLimit or the peer was closed.
@@ -53,6 +63,8 @@ func NewPair(mtu uint32, addrA, addrB tcpip.LinkAddress) (*PairEnd, *PairEnd) {
 	a := &PairEnd{mtu: mtu, linkAddr: addrA, inbox: make(chan *stack.PacketBuffer, pairQueueLen), done: make(chan struct{})}
 	b := &PairEnd{mtu: mtu, linkAddr: addrB, inbox: make(chan *stack.PacketBuffer, pairQueueLen), done: make(chan struct{})}
 	a.peer, b.peer = b, a
+	a.inlining = new(atomic.Bool)
+	b.inlining = a.inlining
 	a.wg.Add(1)
 	go a.deliverLoop()
 	b.wg.Add(1)
@@ -68,15 +80,62 @@ func (e *PairEnd) deliverLoop() {
 			e.drain()
 			return
 		case pkt := <-e.inbox:
-			e.mu.RLock()
-			d := e.dispatcher
-			e.mu.RUnlock()
-			if d != nil {
-				d.DeliverNetworkPacket(0, pkt)
-			}
-			pkt.DecRef()
+			e.deliverMu.Lock()
+			e.deliver(pkt)
+			e.pending.Add(-1)
+			e.deliverMu.Unlock()
 		}
 	}
+}
+
+// deliver hands pkt to the attached stack and releases it.
+func (e *PairEnd) deliver(pkt *stack.PacketBuffer) {
+	e.mu.RLock()
+	d := e.dispatcher
+	e.mu.RUnlock()
+	if d != nil {
+		d.DeliverNetworkPacket(0, pkt)
+	}
+	pkt.DecRef()
+}
+
+// InlineDelivery lets a writer deliver a frame to the other end's stack
+// itself, on its own goroutine, when nothing is queued there and no other
+// delivery is under way; otherwise frames go through the queue and the
+// other end's goroutine as before. A request-response exchange then skips
+// the hand-off to that goroutine and back for each frame. A delivery
+// made inline that makes the other stack write back (an ACK, a reply)
+// queues that frame: deliveries never nest, so neither stack is entered
+// while the same goroutine holds its locks.
+func (e *PairEnd) InlineDelivery() {
+	e.inlineOK.Store(true)
+	e.peer.inlineOK.Store(true)
+}
+
+// tryInline delivers pkt to this end's stack on the caller's goroutine if
+// it can do so without overtaking a queued frame or nesting in another
+// inline delivery, and reports whether it did.
+func (e *PairEnd) tryInline(pkt *stack.PacketBuffer) bool {
+	if !e.inlineOK.Load() || e.pending.Load() != 0 || !e.inlining.CompareAndSwap(false, true) {
+		return false
+	}
+	defer e.inlining.Store(false)
+	if !e.deliverMu.TryLock() {
+		return false
+	}
+	defer e.deliverMu.Unlock()
+	// Frames queued before this one are counted until delivered.
+	if e.pending.Load() != 0 {
+		return false
+	}
+	select {
+	case <-e.done:
+		return false
+	default:
+	}
+	e.deliver(pkt)
+	e.inlined.Add(1)
+	return true
 }
 
 // drain frees the frames queued to a closed end.
@@ -85,6 +144,7 @@ func (e *PairEnd) drain() {
 		select {
 		case pkt := <-e.inbox:
 			pkt.DecRef()
+			e.pending.Add(-1)
 		default:
 			return
 		}
@@ -124,12 +184,18 @@ func (e *PairEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 			return n, &tcpip.ErrClosedForSend{}
 		default:
 		}
+		if e.peer.tryInline(out) {
+			n++
+			continue
+		}
+		e.peer.pending.Add(1)
 		select {
 		case e.peer.inbox <- out:
 			e.enqueued()
 			n++
 			continue
 		case <-e.peer.done:
+			e.peer.pending.Add(-1)
 			out.DecRef()
 			e.Dropped.Add(1)
 			return n, &tcpip.ErrClosedForSend{}
@@ -145,10 +211,12 @@ func (e *PairEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 			e.enqueued()
 			n++
 		case <-e.peer.done:
+			e.peer.pending.Add(-1)
 			out.DecRef()
 			e.Dropped.Add(1)
 			return n, &tcpip.ErrClosedForSend{}
 		case <-timer.C:
+			e.peer.pending.Add(-1)
 			out.DecRef()
 			e.Dropped.Add(1)
 			n++ // counted as sent-and-lost, like a wire drop

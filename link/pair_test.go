@@ -1,6 +1,8 @@
 package link
 
 import (
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,3 +175,132 @@ type discard struct{}
 
 func (discard) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
 func (discard) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer)    {}
+
+// TestPairInlineOrder: with inline delivery, frames still arrive in the
+// order written: frames queued while another delivery ran (here: a
+// delivery held by the gate) are not overtaken by later ones a writer
+// could have delivered itself, and once the queue is empty writers
+// deliver inline.
+func TestPairInlineOrder(t *testing.T) {
+	a, b := NewPair(1500, "a", "b")
+	defer a.Close()
+	defer b.Close()
+	a.InlineDelivery()
+	d := &gatedDispatcher{}
+	b.Attach(d)
+	d.gate.Lock()
+	a.inlining.Store(true) // as if another frame were being delivered inline
+	if err := writeFrames(t, a, 10); err != nil {
+		t.Fatal(err)
+	}
+	a.inlining.Store(false)
+	testwait.For(t, "the delivery goroutine held at the gate", func() bool {
+		if b.deliverMu.TryLock() { // not yet: let it have the lock
+			b.deliverMu.Unlock()
+			return false
+		}
+		return true
+	})
+	done := make(chan tcpip.Error, 1)
+	go func() {
+		var err tcpip.Error
+		for i := 10; i < 20 && err == nil; i++ {
+			pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte{byte(i)})})
+			var l stack.PacketBufferList
+			l.PushBack(pkt)
+			_, err = a.WritePackets(l)
+			pkt.DecRef()
+		}
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	d.gate.Unlock()
+	testwait.For(t, "20 frames delivered", func() bool { return d.n.Load() == 20 })
+	d.mu.Lock()
+	for i, v := range d.got {
+		if v != byte(i) {
+			t.Errorf("frame %d delivered as %d: got %v", i, v, d.got)
+			break
+		}
+	}
+	d.mu.Unlock()
+	if err := writeFrames(t, a, 100); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "120 frames delivered", func() bool { return d.n.Load() == 120 })
+	if b.inlined.Load() == 0 {
+		t.Error("with the queue empty, no frame was delivered inline")
+	}
+}
+
+// echoDispatcher answers every frame it is given with a frame back through
+// its own end, from within the delivery, as a stack sends an ACK; it counts
+// the deliveries made while the same goroutine was already inside another
+// delivery (nesting).
+type echoDispatcher struct {
+	end      *PairEnd
+	nested   atomic.Int64
+	received atomic.Int64
+	reply    bool
+}
+
+// deliveriesOnStack counts the echoDispatcher deliveries the calling
+// goroutine is inside.
+func deliveriesOnStack() int {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+	n := 0
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "(*echoDispatcher).DeliverNetworkPacket") {
+			n++
+		}
+		if !more {
+			return n
+		}
+	}
+}
+
+func (d *echoDispatcher) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	if deliveriesOnStack() > 1 {
+		d.nested.Add(1)
+	}
+	d.received.Add(1)
+	if d.reply {
+		r := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData([]byte{0, 1, 2, 3})})
+		var l stack.PacketBufferList
+		l.PushBack(r)
+		d.end.WritePackets(l)
+		r.DecRef()
+	}
+}
+
+func (d *echoDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+
+// TestPairInlineNoNesting: a frame that a delivery made inline makes the
+// other stack write back is queued, not delivered inside the first
+// delivery: a stack is never entered by a goroutine already inside the
+// other one (which may hold locks the first needs).
+func TestPairInlineNoNesting(t *testing.T) {
+	a, b := NewPair(1500, "a", "b")
+	defer a.Close()
+	defer b.Close()
+	a.InlineDelivery()
+	da := &echoDispatcher{end: a}
+	db := &echoDispatcher{end: b, reply: true}
+	a.Attach(da)
+	b.Attach(db)
+	const n = 2000
+	if err := writeFrames(t, a, n); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "every reply delivered", func() bool { return da.received.Load() == n })
+	if da.nested.Load() != 0 || db.nested.Load() != 0 {
+		t.Errorf("deliveries nested: %d into a inside b's, %d into b inside a's", da.nested.Load(), db.nested.Load())
+	}
+	if b.inlined.Load() == 0 {
+		t.Error("no frame was delivered inline")
+	}
+}
