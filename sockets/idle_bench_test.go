@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,17 +14,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/internal/testwait"
+	"github.com/ustack/ustack/vswitch"
 )
 
 // BenchmarkIdleConnections measures what idle TCP connections cost a
 // daemon: a program attached to it ('ustack run --stack') opens
-// USTACK_IDLE_CONNS connections (default 2000) through the nat gateway to a
-// listener of the benchmark's on the host's loopback and holds them. It
-// reports the daemon's resident memory, Go heap in use, goroutines and
-// descriptors per connection while they are open, and how much resident
-// memory and heap are left once they are closed. It measures once,
-// whatever b.N:
+// USTACK_IDLE_CONNS connections (default 2000) and holds them. On nat (the
+// default) they go through the gateway to a listener of the benchmark's on
+// the host's loopback; with USTACK_IDLE_NET=switch the daemon is on a port
+// of a user-space switch and the listener is on a stack of the
+// benchmark's own on another port (its connections hold no descriptors),
+// so that the daemon holds only the program's sockets. It reports the
+// daemon's resident memory, Go heap in use, goroutines and descriptors per
+// connection while they are open, and how much resident memory and heap
+// are left once they are closed. It measures once, whatever b.N:
 //
 //	go test -run '^$' -bench IdleConnections -benchtime 1x ./sockets
 func BenchmarkIdleConnections(b *testing.B) {
@@ -34,9 +40,21 @@ func BenchmarkIdleConnections(b *testing.B) {
 			b.Fatalf("USTACK_IDLE_CONNS=%q: want a positive number of connections", v)
 		}
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
+	var ln net.Listener
+	var addr string
+	var d *daemon
+	switch attachment := os.Getenv("USTACK_IDLE_NET"); attachment {
+	case "", "nat":
+		var err error
+		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+			b.Fatal(err)
+		}
+		addr = fmt.Sprintf("10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
+		d = startDaemon(b, "idle")
+	case "switch":
+		ln, addr, d = idleOnSwitch(b)
+	default:
+		b.Fatalf("USTACK_IDLE_NET=%q: want nat or switch", attachment)
 	}
 	defer ln.Close()
 	var mu sync.Mutex
@@ -66,9 +84,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		open = nil
 	}
 	defer closeAll()
-	addr := fmt.Sprintf("10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
 
-	d := startDaemon(b, "idle")
 	// The first program starts the daemon's warden, which stays: the
 	// baseline is taken after one.
 	holdConns(b, d, addr, 1, closeAll)
@@ -126,6 +142,34 @@ func BenchmarkIdleConnections(b *testing.B) {
 	b.ReportMetric(float64(after.HeapBytes)-float64(base.HeapBytes), "heap-B-kept")
 	b.Logf("%d idle connections: before %+v rss %d KiB; held %+v rss %d KiB; closed %+v rss %d KiB",
 		n, base, baseRSS>>10, held, heldRSS>>10, after, afterRSS>>10)
+}
+
+// idleOnSwitch starts a switch and a stack of the benchmark's on it,
+// listening on 10.96.0.1:9000, and a daemon on another port of the switch
+// (10.96.0.2); it returns the listener, its address and the daemon.
+func idleOnSwitch(b *testing.B) (net.Listener, string, *daemon) {
+	dir := b.TempDir()
+	b.Setenv("XDG_RUNTIME_DIR", dir)
+	sw, err := vswitch.Listen("idle", vswitch.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go sw.Serve()
+	b.Cleanup(func() { sw.Close() })
+	st, err := ustack.New(ustack.Config{Net: ustack.Switch{Name: "idle"}, Addrs: []netip.Prefix{netip.MustParsePrefix("10.96.0.1/24")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Closed after the daemon (cleanups run last first): the daemon's
+	// connections end with FINs the stack still answers.
+	b.Cleanup(func() { st.Close() })
+	const addr = "10.96.0.1:9000"
+	ln, err := st.Listen("tcp4", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, _ := startDaemonIn(b, dir, "idle", "--net", "switch:idle", "--ip", "10.96.0.2/24")
+	return ln, addr, d
 }
 
 // holdConns runs netprog hold under 'ustack run --stack' on d: n

@@ -40,11 +40,12 @@ func startDaemon(t testing.TB, name string) *daemon {
 	return d
 }
 
-// startDaemonIn is startDaemon with the runtime directory given; it also
-// returns the daemon's command (the test's cleanup stops it).
-func startDaemonIn(t testing.TB, dir, name string) (*daemon, *exec.Cmd) {
+// startDaemonIn is startDaemon with the runtime directory given, and more
+// flags of ustack daemon if any; it also returns the daemon's command (the
+// test's cleanup stops it).
+func startDaemonIn(t testing.TB, dir, name string, flags ...string) (*daemon, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(ustackBin, "daemon", "--name", name)
+	cmd := exec.Command(ustackBin, append([]string{"daemon", "--name", name}, flags...)...)
 	cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
