@@ -1,5 +1,15 @@
 package observe
 
+import "time"
+
+// SetSweepIdle sets how long after it starts keeping a connection the hub
+// sweeps when no new connections start a sweep, until the test ends.
+func SetSweepIdle(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := sweepIdle
+	sweepIdle = d
+	t.Cleanup(func() { sweepIdle = old })
+}
+
 // Kept is how many connections the hub keeps a state for.
 func (h *Hub) Kept() int {
 	n := 0

@@ -128,6 +128,12 @@ func (f Filter) matchEnd(a tcpip.Address, port uint16) bool {
 // sweep's cost per new connection stays constant.
 const sweepEvery = 256
 
+// sweepIdle is how long after it starts keeping a connection the hub
+// sweeps again when no new connections come to start one: the states of
+// connections that closed in a burst (a daemon's thousands, about 1.4 KiB
+// each) would otherwise be kept until the next burst. A variable for tests.
+var sweepIdle = 10 * time.Second
+
 // Hub is netstack's TCP probe: Probe is installed in the TCP protocol
 // factory, keeps each connection's latest state for Latest (what ss -i and
 // top show) and fans samples out to subscribers (trace).
@@ -146,6 +152,7 @@ type Hub struct {
 	added    atomic.Int64
 	live     atomic.Int64 // slots left by the last sweep
 	sweeping atomic.Bool
+	timed    atomic.Bool // a sweep after sweepIdle is due
 }
 
 // latestSlot holds one connection's latest state. The state is shared
@@ -191,6 +198,22 @@ func (h *Hub) keepNew(id stack.TransportEndpointID, st *tcp.TCPEndpointState) {
 	}
 	if h.added.Add(1) >= max(sweepEvery, h.live.Load()) && h.Attached() && h.sweeping.CompareAndSwap(false, true) {
 		go h.sweep()
+	}
+	if h.timed.CompareAndSwap(false, true) {
+		time.AfterFunc(sweepIdle, h.timedSweep)
+	}
+}
+
+// timedSweep is the sweep due sweepIdle after a connection was kept; while
+// connections are left it is due again sweepIdle later.
+func (h *Hub) timedSweep() {
+	swept := h.Attached() && h.sweeping.CompareAndSwap(false, true)
+	if swept {
+		h.sweep()
+	}
+	h.timed.Store(false)
+	if (!swept || h.live.Load() > 0) && h.timed.CompareAndSwap(false, true) {
+		time.AfterFunc(sweepIdle, h.timedSweep)
 	}
 }
 

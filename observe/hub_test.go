@@ -6,12 +6,14 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ustack/ustack"
 	"github.com/ustack/ustack/internal/testwait"
 	"github.com/ustack/ustack/netstack"
+	"github.com/ustack/ustack/observe"
 )
 
 // endpointID is the netstack ID of the connection c as its own stack sees it.
@@ -26,8 +28,9 @@ func endpointID(c net.Conn) stack.TransportEndpointID {
 
 // The hub has a connection's state from its first segment on, without
 // anyone asking first, and forgets connections the stack closed once
-// enough new ones came.
+// enough new ones came, and the rest a while later when none come.
 func TestHubLatest(t *testing.T) {
+	observe.SetSweepIdle(t, 200*time.Millisecond)
 	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -91,5 +94,15 @@ func TestHubLatest(t *testing.T) {
 	})
 	if _, ok := hub.Latest(endpointID(kept)); !ok {
 		t.Error("a sweep forgot the connection still open")
+	}
+	// With no new connections, the timed sweep forgets the closed rest.
+	testwait.ForNil(t, "the hub's timed sweep", func() error {
+		if n := hub.Kept(); n != 1 {
+			return fmt.Errorf("the hub keeps %d connections, want 1 (the one open)", n)
+		}
+		return nil
+	})
+	if _, ok := hub.Latest(endpointID(kept)); !ok {
+		t.Error("the timed sweep forgot the connection still open")
 	}
 }
