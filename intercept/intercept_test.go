@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ func TestMain(m *testing.M) {
 	if IsHelper() {
 		HelperMain()
 	}
-	testpeer.Dispatch(map[string]testpeer.Mode{"socket-loop": socketLoop})
+	testpeer.Dispatch(map[string]testpeer.Mode{"socket-loop": socketLoop, "stat-fds": statFDs})
 	os.Exit(m.Run())
 }
 
@@ -150,5 +152,117 @@ func TestInjectedFDSurvivesSignals(t *testing.T) {
 	}
 	if injected.Load() != sockets {
 		t.Fatalf("%d sockets injected, want %d", injected.Load(), sockets)
+	}
+}
+
+// statFDs, the peer mode "stat-fds", asks getsockopt(SO_TYPE) about a
+// socket, a file and a closed fd number, each from several threads and
+// several times, after printing what fstat says of each ("fd ino" lines,
+// 0 for the closed one), then "end".
+func statFDs([]string) error {
+	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	file, err := unix.Open("/proc/self/exe", unix.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	closed, err := unix.Dup(file)
+	if err != nil {
+		return err
+	}
+	unix.Close(closed)
+	for _, fd := range []int{sock, file} {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return err
+		}
+		fmt.Printf("%d %d\n", fd, st.Ino)
+	}
+	fmt.Printf("%d 0\n", closed)
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 5 {
+				for _, fd := range []int{sock, file, closed} {
+					unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	fmt.Println("end")
+	return nil
+}
+
+// TestStatFD: StatFD sees the caller's fd as fstat in the caller does,
+// EBADF for a number that is not open, on the first call of a thread (the
+// thread's /proc directory opened) and on the next ones (kept open).
+func TestStatFD(t *testing.T) {
+	type seen struct {
+		ino  uint64
+		errs string
+	}
+	var mu sync.Mutex
+	got := map[int][]seen{}
+	prog := testpeer.Command("stat-fds")
+	outFile, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	p, err := Start(Config{
+		Path: prog.Path, Args: prog.Args, Env: prog.Env,
+		Stdout: outFile, Stderr: os.Stderr,
+		Handler: HandlerFunc(func(c *Call) {
+			if c.Nr() != unix.SYS_GETSOCKOPT {
+				c.Continue()
+				return
+			}
+			st, err := c.StatFD(int(c.Arg(0)))
+			var e string
+			if err != nil {
+				e = err.Error()
+			}
+			mu.Lock()
+			got[int(c.Arg(0))] = append(got[int(c.Arg(0))], seen{st.Ino, e})
+			mu.Unlock()
+			c.Continue()
+		}),
+		Logf: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := p.Wait()
+	out, err := os.ReadFile(outFile.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ExitCode() != 0 || !strings.HasSuffix(string(out), "end\n") {
+		t.Fatalf("program: exit %d, output %q", st.ExitCode(), out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, l := range lines[:3] {
+		var fd int
+		var ino uint64
+		if _, err := fmt.Sscan(l, &fd, &ino); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		if len(got[fd]) != 20 {
+			t.Errorf("fd %d: %d calls seen, want 20", fd, len(got[fd]))
+		}
+		for _, s := range got[fd] {
+			switch {
+			case ino == 0 && s.errs != unix.EBADF.Error():
+				t.Errorf("fd %d (closed): StatFD said inode %d, error %q; want EBADF", fd, s.ino, s.errs)
+			case ino != 0 && (s.errs != "" || s.ino != ino):
+				t.Errorf("fd %d: StatFD said inode %d, error %q; fstat in the program said %d", fd, s.ino, s.errs, ino)
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -58,7 +59,8 @@ type Supervisor struct {
 	handlers     sync.WaitGroup
 	stopOnce     sync.Once
 
-	pidfds pidfdCache // the calling threads' pidfds, kept for their next calls
+	pidfds threadFDCache // the calling threads' pidfds, kept for their next calls
+	fdDirs threadFDCache // the calling threads' /proc/TID/fd directories, likewise
 }
 
 // Start launches the program under the filter and starts answering its
@@ -151,6 +153,7 @@ func (s *Supervisor) Stop() {
 		<-s.loopDone
 		s.handlers.Wait()
 		s.pidfds.closeAll()
+		s.fdDirs.closeAll()
 		unix.Close(s.listener)
 		s.stopR.Close()
 	})
@@ -285,6 +288,13 @@ type Call struct {
 	n        seccompNotif
 	answered bool
 	parked   bool
+
+	// threadSeen: this call found its thread alive (StatFD through the
+	// thread's own /proc directory), so its TID is the caller's for the
+	// rest of the call: the kernel hands out PIDs in a cycle through
+	// pid_max, so a TID comes back only after every other one has been
+	// used. A read of its memory then needs no check of the notification.
+	threadSeen bool
 }
 
 // Park hands the rest of the call to a goroutine of its own, for a call
@@ -331,7 +341,7 @@ func (c *Call) ReadMem(addr uint64, buf []byte) error {
 	local[0].SetLen(len(buf))
 	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
 	n, err := unix.ProcessVMReadv(c.Tid(), local, remote, 0)
-	if !c.Valid() {
+	if (err != nil || !c.threadSeen) && !c.Valid() {
 		return ErrGone
 	}
 	if err != nil || n != len(buf) {
@@ -357,6 +367,112 @@ func (c *Call) WriteMem(addr uint64, buf []byte) error {
 		return unix.EFAULT
 	}
 	return nil
+}
+
+// MemWrite is one region of the caller's memory to write: Buf at Addr.
+type MemWrite struct {
+	Addr uint64
+	Buf  []byte
+}
+
+// WriteMems writes several regions in one system call (a result and its
+// length, say), in order; EFAULT if any cannot be written in full, the
+// regions before it having been written, as the kernel's copies leave them.
+func (c *Call) WriteMems(ws ...MemWrite) error {
+	local := make([]unix.Iovec, 0, len(ws))
+	remote := make([]unix.RemoteIovec, 0, len(ws))
+	total := 0
+	for _, w := range ws {
+		if len(w.Buf) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &w.Buf[0]}
+		v.SetLen(len(w.Buf))
+		local = append(local, v)
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(w.Addr), Len: len(w.Buf)})
+		total += len(w.Buf)
+	}
+	if total == 0 {
+		return nil
+	}
+	n, err := unix.ProcessVMWritev(c.Tid(), local, remote, 0)
+	if err != nil || n != total {
+		if !c.Valid() {
+			return ErrGone
+		}
+		return unix.EFAULT
+	}
+	return nil
+}
+
+// StatFD returns what fstat would say in the caller about its fd: one
+// fstatat on the calling thread's /proc/TID/fd directory, which is kept
+// open for the thread's next calls (instead of copying the fd over with
+// pidfd_getfd, fstat and close: two system calls fewer per call). A
+// number that is not an open fd is EBADF. Where /proc will not let us
+// look (mounted hidepid), the copy is taken instead.
+func (c *Call) StatFD(fd int) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if fd < 0 {
+		return st, unix.EBADF
+	}
+	name := strconv.Itoa(fd)
+	if dir, release, cached := c.p.fdDirs.get(c.Tid()); cached {
+		err := unix.Fstatat(dir, name, &st, 0)
+		// ENOENT is an fd that is not open, or a thread that has died
+		// since (its directory finds nothing any more): look afresh.
+		release(errors.Is(err, unix.ENOENT))
+		if err == nil {
+			c.threadSeen = true
+			return st, nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return st, fmt.Errorf("stat of fd %d: %w", fd, err)
+		}
+	}
+	dir, err := unix.Open("/proc/"+strconv.Itoa(c.Tid())+"/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if !c.Valid() {
+			return st, ErrGone
+		}
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return c.statByCopy(fd)
+		}
+		return st, fmt.Errorf("opening /proc/%d/fd: %w", c.Tid(), err)
+	}
+	// As with a pidfd: only while the call is valid is the TID surely the
+	// caller's.
+	if !c.Valid() {
+		unix.Close(dir)
+		return st, ErrGone
+	}
+	err = unix.Fstatat(dir, name, &st, 0)
+	c.p.fdDirs.put(c.Tid(), dir)
+	switch {
+	case err == nil:
+		c.threadSeen = true
+		return st, nil
+	case errors.Is(err, unix.ENOENT):
+		if !c.Valid() {
+			return st, ErrGone
+		}
+		return st, unix.EBADF
+	case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
+		return c.statByCopy(fd)
+	}
+	return st, fmt.Errorf("stat of fd %d: %w", fd, err)
+}
+
+// statByCopy is StatFD through a copy of the fd.
+func (c *Call) statByCopy(fd int) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	dup, err := c.GetFD(fd)
+	if err != nil {
+		return st, err
+	}
+	err = unix.Fstat(dup, &st)
+	unix.Close(dup) // never keep the program's end open: EOF would not arrive
+	return st, err
 }
 
 // GetFD returns a copy (a new fd in this process, close-on-exec) of the

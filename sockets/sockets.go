@@ -215,13 +215,7 @@ func answerErr(c *intercept.Call, err error) {
 // lookup finds the socket behind the caller's fd: nil if it is not ours,
 // and the socket's inode (0 for an fd that is not a socket).
 func (m *Manager) lookup(c *intercept.Call, fd int) (*socket, uint64, error) {
-	dup, err := c.GetFD(fd)
-	if err != nil {
-		return nil, 0, err
-	}
-	var st unix.Stat_t
-	err = unix.Fstat(dup, &st)
-	unix.Close(dup) // never keep the program's end open: EOF would not arrive
+	st, err := c.StatFD(fd)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -407,11 +401,8 @@ func writeAddrResult(c *intercept.Call, ptr, lenPtr uint64, sa []byte) error {
 	if n > len(sa) {
 		n = len(sa)
 	}
-	if err := c.WriteMem(ptr, sa[:n]); err != nil {
-		return err
-	}
 	putNativeUint32(lb[:], uint32(len(sa)))
-	return c.WriteMem(lenPtr, lb[:])
+	return c.WriteMems(intercept.MemWrite{Addr: ptr, Buf: sa[:n]}, intercept.MemWrite{Addr: lenPtr, Buf: lb[:]})
 }
 
 // Settle waits until no TCP endpoint of the stack still has data of ours

@@ -339,12 +339,8 @@ func (s *socket) getsockopt(c *intercept.Call) {
 	if n < len(out) {
 		out = out[:n]
 	}
-	if err := c.WriteMem(c.Arg(3), out); err != nil {
-		answerErr(c, err)
-		return
-	}
 	putNativeUint32(lb[:], uint32(len(out)))
-	if err := c.WriteMem(lenPtr, lb[:]); err != nil {
+	if err := c.WriteMems(intercept.MemWrite{Addr: c.Arg(3), Buf: out}, intercept.MemWrite{Addr: lenPtr, Buf: lb[:]}); err != nil {
 		answerErr(c, err)
 		return
 	}

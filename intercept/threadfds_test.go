@@ -21,10 +21,10 @@ func isOpen(fd int) bool {
 	return err == nil
 }
 
-// TestPidfdCache: a kept pidfd is handed out again, closed when its thread
+// TestThreadFDCache: a kept pidfd is handed out again, closed when its thread
 // is found dead or the cache is emptied, and never while a call uses it.
-func TestPidfdCache(t *testing.T) {
-	var pc pidfdCache
+func TestThreadFDCache(t *testing.T) {
+	var pc threadFDCache
 	a := openSelf(t)
 	pc.put(100, a)
 	fd, release, ok := pc.get(100)
@@ -52,13 +52,13 @@ func TestPidfdCache(t *testing.T) {
 	}
 	// The cache stays bounded, and closeAll closes what it kept.
 	var fds []int
-	for tid := range maxPidfds + 1 {
+	for tid := range maxThreadFDs + 1 {
 		fd := openSelf(t)
 		fds = append(fds, fd)
 		pc.put(1000+tid, fd)
 	}
-	if n := len(pc.m); n > maxPidfds {
-		t.Fatalf("%d pidfds kept, at most %d wanted", n, maxPidfds)
+	if n := len(pc.m); n > maxThreadFDs {
+		t.Fatalf("%d pidfds kept, at most %d wanted", n, maxThreadFDs)
 	}
 	pc.closeAll()
 	for _, fd := range fds {
