@@ -388,6 +388,23 @@ type received struct {
 	size int    // the datagram's full size
 	from tcpip.FullAddress
 	cm   tcpip.ReceivableControlMessages
+	buf  *[]byte // data's buffer, from datagramBufs
+}
+
+// datagramBufs keeps receive buffers of the largest datagram's size: a
+// trapped receive would otherwise allocate (and the collector clear and
+// scan) 64 KiB per call.
+var datagramBufs = sync.Pool{New: func() any {
+	b := make([]byte, maxDatagram)
+	return &b
+}}
+
+// free gives r's buffer back once its data has been copied out.
+func (r *received) free() {
+	if r.buf != nil {
+		datagramBufs.Put(r.buf)
+		r.buf, r.data = nil, nil
+	}
 }
 
 // tryRecv takes (or with MSG_PEEK, looks at) the next datagram queued in
@@ -401,12 +418,14 @@ func (s *socket) tryRecv(dup, max, flags int) (received, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reconcile(dup)
-	buf := make([]byte, min(max, maxDatagram))
+	bp := datagramBufs.Get().(*[]byte)
+	buf := (*bp)[:min(max, maxDatagram)]
 	n, _, _, _, err := unix.Recvmsg(dup, buf, nil, flags&unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
 	if err != nil {
+		datagramBufs.Put(bp)
 		return received{}, err
 	}
-	r := received{data: buf[:min(n, len(buf))], size: n}
+	r := received{data: buf[:min(n, len(buf))], size: n, buf: bp}
 	if len(d.from) > 0 {
 		r.from, r.cm = d.from[0].addr, d.from[0].cm
 		if flags&unix.MSG_PEEK == 0 {
@@ -504,12 +523,14 @@ func (s *socket) recvThen(c *intercept.Call, fd, max, flags int, answer func(*in
 				r, err := s.recvWait(c, dup, max, flags, deadline)
 				unix.Close(dup)
 				answer(c, r, err)
+				r.free()
 			})
 			return
 		}
 	}
 	unix.Close(dup)
 	answer(c, r, err)
+	r.free()
 }
 
 // recvResult is what a receive call returns: the full size with MSG_TRUNC,
@@ -534,11 +555,7 @@ func (s *socket) recvfrom(c *intercept.Call) {
 			answerRecvErr(c, err)
 			return
 		}
-		if err := c.WriteMem(bufPtr, r.data); err != nil {
-			answerErr(c, err)
-			return
-		}
-		if err := writeAddrResult(c, addrPtr, lenPtr, encodeSockaddr(r.from, s.domain)); err != nil {
+		if err := writeAddrResult(c, addrPtr, lenPtr, encodeSockaddr(r.from, s.domain), intercept.MemWrite{Addr: bufPtr, Buf: r.data}); err != nil {
 			answerErr(c, err)
 			return
 		}

@@ -454,6 +454,7 @@ func (s *socket) recvmmsg(c *intercept.Call) {
 				binary.NativeEndian.PutUint32(b[:], uint32(recvResult(r, flags)))
 				err = c.WriteMem(ptr+offMmsgLen, b[:])
 			}
+			r.free()
 		}
 		if err != nil {
 			if got == 0 {

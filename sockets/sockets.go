@@ -386,10 +386,11 @@ func readAddrArg(c *intercept.Call, ptr uint64, length int) ([]byte, error) {
 	return b, nil
 }
 
-// writeAddrResult stores sa for getsockname, getpeername and accept: at
-// most *lenPtr bytes of it (the kernel truncates silently), then its full
-// length into *lenPtr.
-func writeAddrResult(c *intercept.Call, ptr, lenPtr uint64, sa []byte) error {
+// writeAddrResult stores sa for getsockname, getpeername, accept and
+// recvfrom: at most *lenPtr bytes of it (the kernel truncates silently),
+// then its full length into *lenPtr; before (a received datagram) is
+// written first, in the same system call.
+func writeAddrResult(c *intercept.Call, ptr, lenPtr uint64, sa []byte, before ...intercept.MemWrite) error {
 	var lb [4]byte
 	if err := c.ReadMem(lenPtr, lb[:]); err != nil {
 		return err
@@ -402,7 +403,7 @@ func writeAddrResult(c *intercept.Call, ptr, lenPtr uint64, sa []byte) error {
 		n = len(sa)
 	}
 	putNativeUint32(lb[:], uint32(len(sa)))
-	return c.WriteMems(intercept.MemWrite{Addr: ptr, Buf: sa[:n]}, intercept.MemWrite{Addr: lenPtr, Buf: lb[:]})
+	return c.WriteMems(append(before, intercept.MemWrite{Addr: ptr, Buf: sa[:n]}, intercept.MemWrite{Addr: lenPtr, Buf: lb[:]})...)
 }
 
 // Settle waits until no TCP endpoint of the stack still has data of ours
