@@ -43,11 +43,45 @@ type dgram struct {
 
 	pendingErr atomic.Int32 // an error netstack reported (an ICMP port unreachable…), for the next receive
 
+	// waiter is a trapped receive waiting for a datagram (one at a time):
+	// the pump hands it the next datagram itself, when nothing it queued
+	// in the program's end may still be there (the order stays the
+	// network's), instead of queueing it there for the call to take back
+	// out. Under mu.
+	waiter *recvWaiter
+
 	// Datagrams the program wrote natively that could not be sent (no
 	// destination on an unconnected socket, unreachable…): a native write
 	// cannot be answered with an error.
 	unsent   atomic.Uint64
 	unsentOK sync.Once // logged once per socket
+}
+
+// recvWaiter is a receive waiting for the pump. ch gets one value: a
+// datagram, or nil when the pump queued one in the program's end instead.
+type recvWaiter struct {
+	max int
+	ch  chan *received
+}
+
+// handOff gives the datagram data, from res, to the waiting receive if
+// there is one and nothing of ours may be queued ahead of it in the
+// program's end; or, if one waits but must look in the end, tells it to.
+// d.mu is held; handOff reports whether the datagram was taken.
+func (d *dgram) handOff(data []byte, from tcpip.FullAddress, cm tcpip.ReceivableControlMessages) bool {
+	w := d.waiter
+	if w == nil {
+		return false
+	}
+	d.waiter = nil
+	if len(d.from) > 0 {
+		w.ch <- nil
+		return false
+	}
+	bp := datagramBufs.Get().(*[]byte)
+	n := copy(*bp, data) // all of it, should it have to be queued after all
+	w.ch <- &received{data: (*bp)[:min(n, w.max)], size: n, from: from, cm: cm, buf: bp}
+	return true
 }
 
 type fromEntry struct {
@@ -311,6 +345,12 @@ func (s *socket) pumpToProgram(w *waitPoint) {
 			// An error from the network (ICMP port unreachable on a
 			// connected socket…): the next trapped receive reports it.
 			s.dg.pendingErr.Store(int32(errnoOf(terr)))
+			s.dg.mu.Lock()
+			if w := s.dg.waiter; w != nil {
+				s.dg.waiter = nil
+				w.ch <- nil // a waiting receive reports it now
+			}
+			s.dg.mu.Unlock()
 			continue
 		}
 		data := b.Bytes()
@@ -319,6 +359,9 @@ func (s *socket) pumpToProgram(w *waitPoint) {
 			w.unpark()
 			s.dg.mu.Lock()
 			defer s.dg.mu.Unlock()
+			if s.dg.handOff(data, s.original(res.RemoteAddr), res.ControlMessages) {
+				return true
+			}
 			_, werr = unix.Write(int(fd), data)
 			if werr == unix.EAGAIN {
 				w.park(func() bool { return s.ourEndHas(unix.POLLOUT) })
@@ -411,12 +454,17 @@ func (r *received) free() {
 // the program's end, through dup, a copy of the program's fd. EAGAIN when
 // there is none.
 func (s *socket) tryRecv(dup, max, flags int) (received, error) {
+	s.dg.mu.Lock()
+	defer s.dg.mu.Unlock()
+	return s.tryRecvLocked(dup, max, flags)
+}
+
+// tryRecvLocked is tryRecv with s.dg.mu held.
+func (s *socket) tryRecvLocked(dup, max, flags int) (received, error) {
 	if en := s.dg.pendingErr.Swap(0); en != 0 && flags&unix.MSG_PEEK == 0 {
 		return received{}, unix.Errno(en)
 	}
 	d := s.dg
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.reconcile(dup)
 	bp := datagramBufs.Get().(*[]byte)
 	buf := (*bp)[:min(max, maxDatagram)]
@@ -456,6 +504,14 @@ func (d *dgram) reconcile(dup int) {
 // recvWait is tryRecv for a caller that waits: until a datagram arrives,
 // its SO_RCVTIMEO passes (EAGAIN), or it stops waiting (ErrGone).
 func (s *socket) recvWait(c *intercept.Call, dup, max, flags int, deadline time.Time) (received, error) {
+	if flags&unix.MSG_PEEK == 0 && s.m.activity() == nil {
+		return s.recvHandedOff(c, dup, max, flags, deadline)
+	}
+	return s.recvPolled(c, dup, max, flags, deadline)
+}
+
+// recvPolled is recvWait by polling the program's end.
+func (s *socket) recvPolled(c *intercept.Call, dup, max, flags int, deadline time.Time) (received, error) {
 	w := s.callWait(c)
 	for {
 		r, err := s.tryRecv(dup, max, flags)
@@ -485,6 +541,100 @@ func (s *socket) recvWait(c *intercept.Call, dup, max, flags int, deadline time.
 			return received{}, intercept.ErrGone
 		}
 	}
+}
+
+// recvHandedOff is recvWait by the pump's hand-off: the call waits for the
+// pump to give it the next datagram (one goroutine wake-up), rather than
+// for the datagram to be written into the program's end and read back out
+// (a write, a poll's wake-up and two more system calls). Not for MSG_PEEK,
+// which must leave the datagram queued, nor under the activity
+// bookkeeping, whose waits are the program's end's.
+func (s *socket) recvHandedOff(c *intercept.Call, dup, max, flags int, deadline time.Time) (received, error) {
+	d := s.dg
+	rw := &recvWaiter{max: max, ch: make(chan *received, 1)}
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	check := time.NewTicker(200 * time.Millisecond)
+	defer check.Stop()
+	for {
+		// Look in the program's end and wait as one step under d.mu,
+		// which the pump holds to queue a datagram there: none is missed.
+		d.mu.Lock()
+		r, err := s.tryRecvLocked(dup, max, flags)
+		if err != unix.EAGAIN {
+			d.mu.Unlock()
+			return r, err
+		}
+		if d.waiter != nil && d.waiter != rw {
+			// Another receive waits already: this one looks in the end.
+			d.mu.Unlock()
+			return s.recvPolled(c, dup, max, flags, deadline)
+		}
+		d.waiter = rw
+		d.mu.Unlock()
+		var fail error
+		select {
+		case got := <-rw.ch:
+			if got != nil {
+				return *got, nil
+			}
+			continue // queued in the end: take it from there
+		case <-timeout:
+			fail = unix.EAGAIN
+		case <-c.Context().Done():
+			fail = intercept.ErrGone
+		case <-d.done:
+			fail = unix.EBADF
+		case <-check.C:
+			if c.Valid() {
+				continue
+			}
+			fail = intercept.ErrGone
+		}
+		// Giving up: a datagram handed over meanwhile goes into the
+		// program's end, ahead of any later one, for the next receive.
+		d.mu.Lock()
+		if d.waiter == rw {
+			d.waiter = nil
+		}
+		d.mu.Unlock()
+		select {
+		case got := <-rw.ch:
+			if got != nil {
+				if fail == unix.EAGAIN && c.Valid() {
+					return *got, nil
+				}
+				s.requeue(got)
+			}
+		default:
+		}
+		return received{}, fail
+	}
+}
+
+// requeue puts back a datagram handed to a receive that stopped waiting:
+// into the program's end, where the pump would have put it.
+func (s *socket) requeue(r *received) {
+	defer r.free()
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	d := s.dg
+	rc.Control(func(fd uintptr) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		// Our end is non-blocking; a program that has not read for so
+		// long that it is full loses the datagram, as a full socket does.
+		if _, err := unix.Write(int(fd), (*r.buf)[:r.size]); err == nil {
+			d.from = append(d.from, fromEntry{addr: r.from, n: r.size, cm: r.cm})
+			d.queued += r.size
+		}
+	})
 }
 
 // blocking reports whether a call with these flags on dup waits, and until
