@@ -225,6 +225,51 @@ func TestNATUDP(t *testing.T) {
 	}
 }
 
+// TestNATUDPBurstInOrder: a burst of datagrams the guest sends as fast as
+// it can reaches the host socket whole and in the order sent (the gateway
+// sends them on inline, or from a goroutine when the host socket is full).
+func TestNATUDPBurstInOrder(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	const count, size = 2000, 1000
+	pc.SetReadBuffer(8 << 20) // room for the whole burst: the kernel drops none
+	s := newNAT(t, ustack.Config{})
+	c, err := s.Dial("udp", fmt.Sprintf("10.0.2.2:%d", pc.LocalAddr().(*net.UDPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// One datagram first, so that the burst does not meet the start of
+	// the flow: the guest stack keeps only a few packets while it
+	// resolves the gateway's link address (as Linux does).
+	buf := make([]byte, 65535)
+	c.Write([]byte("first"))
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := pc.Read(buf); err != nil || string(buf[:n]) != "first" {
+		t.Fatalf("first datagram: %q, %v", buf[:max(n, 0)], err)
+	}
+	msg := make([]byte, size)
+	for i := range count {
+		binary.BigEndian.PutUint32(msg, uint32(i))
+		if _, err := c.Write(msg); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
+	for i := range count {
+		pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := pc.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", i, err)
+		}
+		if got := binary.BigEndian.Uint32(buf); n != size || got != uint32(i) {
+			t.Fatalf("datagram %d: got number %d, %d bytes", i, got, n)
+		}
+	}
+}
+
 // TestNATPing: ICMP echo to the host alias goes out through a host ICMP
 // socket and the reply comes back with the sequence and payload sent.
 func TestNATPing(t *testing.T) {

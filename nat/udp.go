@@ -5,7 +5,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -17,6 +23,9 @@ import (
 // udpIdleTimeout ends a UDP flow that has been quiet this long (the common
 // conntrack figure for unreplied/short flows is 30-180 s).
 const udpIdleTimeout = 60 * time.Second
+
+// udpGatewayBuffer is the receive buffer of the gateway's end of a flow.
+const udpGatewayBuffer = 4 << 20
 
 // maxDatagram is the largest UDP payload over IPv4/IPv6 without jumbograms.
 const maxDatagram = 65535
@@ -49,6 +58,10 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 		g.logf("nat: udp %s: creating guest endpoint: %s", dst, terr)
 		return true // the datagram is consumed either way
 	}
+	// The guest's datagrams wait here only while the host socket is full
+	// or the sender is descheduled: room for a burst, so that one the host
+	// could take is not dropped at the gateway.
+	ep.SocketOptions().SetReceiveBufferSize(udpGatewayBuffer, true)
 	guest := gonet.NewUDPConn(&wq, ep)
 	if !g.track(guest) || !g.track(hc) {
 		guest.Close()
@@ -58,43 +71,141 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	g.goAsync(func() {
 		defer g.untrack(guest)
 		defer g.untrack(hc)
-		relayDatagrams(guest, hc)
+		relayDatagrams(guest, ep, &wq, hc)
 	})
 	return true
 }
 
-// relayDatagrams copies datagrams both ways between two connected sockets
-// until neither has carried anything for udpIdleTimeout, then closes both.
-func relayDatagrams(a, b net.Conn) {
-	done := make(chan struct{}, 2)
-	pump := func(dst, src net.Conn) {
-		defer func() { done <- struct{}{} }()
-		buf := make([]byte, maxDatagram)
-		for {
-			src.SetReadDeadline(time.Now().Add(udpIdleTimeout))
-			n, err := src.Read(buf)
-			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) || isClosed(err) {
-					return
+// relayDatagrams carries datagrams both ways between the gateway's
+// endpoint ep (guest, its gonet wrapper) and the connected host socket hc,
+// until neither way has carried anything for udpIdleTimeout; then it
+// closes both. The host's datagrams are read by a goroutine; the guest's
+// are sent on as they arrive, on the goroutine that delivers them (see
+// guestToHost).
+func relayDatagrams(guest *gonet.UDPConn, ep tcpip.Endpoint, wq *waiter.Queue, hc *net.UDPConn) {
+	up := newGuestToHost(ep, hc)
+	entry := waiter.NewFunctionEntry(waiter.ReadableEvents, func(waiter.EventMask) { up.kick() })
+	wq.EventRegister(&entry)
+	up.kick() // what arrived before the entry was registered
+
+	buf := make([]byte, maxDatagram)
+	for {
+		hc.SetReadDeadline(time.Now().Add(udpIdleTimeout))
+		n, err := hc.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
+				// Quiet this way: the flow lives on if the other way
+				// has carried something meanwhile.
+				if time.Since(up.lastSent()) < udpIdleTimeout {
+					continue
 				}
-				// ICMP errors (e.g. port unreachable) surface as read errors
-				// on a connected socket; the flow goes on.
-				continue
+				break
 			}
-			// Activity in one direction keeps the other alive too.
-			dst.SetReadDeadline(time.Now().Add(udpIdleTimeout))
-			if _, err := dst.Write(buf[:n]); err != nil && isClosed(err) {
-				return
+			if isClosed(err) {
+				break
 			}
+			// ICMP errors (e.g. port unreachable) surface as read errors
+			// on a connected socket; the flow goes on.
+			continue
+		}
+		up.touch()
+		if _, err := guest.Write(buf[:n]); err != nil && isClosed(err) {
+			break
 		}
 	}
-	go pump(b, a)
-	go pump(a, b)
-	<-done
-	a.Close()
-	b.Close()
-	<-done
+	wq.EventUnregister(&entry)
+	guest.Close()
+	hc.Close()
+	up.wait()
 }
+
+// guestToHost sends the guest's datagrams to the host socket. A datagram
+// is sent on the goroutine that delivered it to the endpoint (the guest's
+// own send, through the in-memory link), so a request goes out without a
+// goroutine's wake-up; only when the host socket's buffer is full does a
+// goroutine take over and wait for room, keeping the datagrams' order.
+type guestToHost struct {
+	ep   tcpip.Endpoint
+	hc   *net.UDPConn
+	rc   syscall.RawConn
+	busy atomic.Bool  // someone is sending (inline or the goroutine)
+	shut atomic.Bool  // the endpoint or the host socket is closed: nothing more to send
+	last atomic.Int64 // when a datagram last went either way, UnixNano
+	done sync.WaitGroup
+	buf  []byte // the sender's; only whoever holds busy uses it
+}
+
+func newGuestToHost(ep tcpip.Endpoint, hc *net.UDPConn) *guestToHost {
+	u := &guestToHost{ep: ep, hc: hc, buf: make([]byte, maxDatagram)}
+	u.rc, _ = hc.SyscallConn()
+	u.touch()
+	return u
+}
+
+func (u *guestToHost) touch()              { u.last.Store(time.Now().UnixNano()) }
+func (u *guestToHost) lastSent() time.Time { return time.Unix(0, u.last.Load()) }
+
+// kick sends what the endpoint holds, unless a sender is at work already
+// (it looks again before it stops, so nothing is left behind).
+func (u *guestToHost) kick() {
+	for !u.shut.Load() && u.busy.CompareAndSwap(false, true) {
+		if u.send(false) {
+			return // a goroutine carries on
+		}
+		u.busy.Store(false)
+		if u.ep.Readiness(waiter.ReadableEvents) == 0 {
+			return
+		}
+	}
+}
+
+// send reads and sends datagrams until the endpoint has none (false) or,
+// inline, the host socket is full: then it hands the datagram in hand to
+// a goroutine, which waits for room and goes on (true). busy is held.
+func (u *guestToHost) send(waiting bool) bool {
+	for {
+		w := tcpip.SliceWriter(u.buf)
+		res, terr := u.ep.Read(&w, tcpip.ReadOptions{})
+		switch terr.(type) {
+		case nil:
+		case *tcpip.ErrWouldBlock:
+			return false
+		case *tcpip.ErrClosedForReceive, *tcpip.ErrInvalidEndpointState:
+			u.shut.Store(true)
+			return false
+		default:
+			continue // an ICMP error reported by the endpoint: the flow goes on
+		}
+		u.touch()
+		data := u.buf[:res.Count]
+		if waiting || u.rc == nil {
+			if _, err := u.hc.Write(data); err != nil && isClosed(err) {
+				u.shut.Store(true)
+				return false
+			}
+			continue
+		}
+		var werr error
+		if err := u.rc.Control(func(fd uintptr) { _, werr = unix.Write(int(fd), data) }); err != nil {
+			u.shut.Store(true) // the host socket is closed: the flow is ending
+			return false
+		}
+		if werr == unix.EAGAIN {
+			u.done.Add(1)
+			go func() {
+				defer u.done.Done()
+				u.hc.Write(data)
+				u.send(true)
+				u.busy.Store(false)
+				u.kick()
+			}()
+			return true
+		}
+	}
+}
+
+// wait waits for a sending goroutine to end (the sockets are closed).
+func (u *guestToHost) wait() { u.done.Wait() }
 
 func isTimeout(err error) bool {
 	var ne net.Error
