@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 	if IsHelper() {
 		HelperMain()
 	}
-	testpeer.Dispatch(map[string]testpeer.Mode{"socket-loop": socketLoop, "stat-fds": statFDs})
+	testpeer.Dispatch(map[string]testpeer.Mode{"socket-loop": socketLoop, "stat-fds": statFDs, "getsockopt-loop": getsockoptLoop})
 	os.Exit(m.Run())
 }
 
