@@ -346,9 +346,9 @@ func (s *socket) pumpToProgram(w *waitPoint) {
 			// connected socket…): the next trapped receive reports it.
 			s.dg.pendingErr.Store(int32(errnoOf(terr)))
 			s.dg.mu.Lock()
-			if w := s.dg.waiter; w != nil {
+			if rw := s.dg.waiter; rw != nil {
 				s.dg.waiter = nil
-				w.ch <- nil // a waiting receive reports it now
+				rw.ch <- nil // a waiting receive reports it now
 			}
 			s.dg.mu.Unlock()
 			continue
@@ -576,65 +576,79 @@ func (s *socket) recvHandedOff(c *intercept.Call, dup, max, flags int, deadline 
 		}
 		d.waiter = rw
 		d.mu.Unlock()
-		var fail error
-		select {
-		case got := <-rw.ch:
+		got, fail := s.awaitHandOff(c, rw, timeout, check.C)
+		if fail == nil {
 			if got != nil {
 				return *got, nil
 			}
 			continue // queued in the end: take it from there
-		case <-timeout:
-			fail = unix.EAGAIN
-		case <-c.Context().Done():
-			fail = intercept.ErrGone
-		case <-d.done:
-			fail = unix.EBADF
-		case <-check.C:
-			if c.Valid() {
-				continue
-			}
-			fail = intercept.ErrGone
 		}
-		// Giving up: a datagram handed over meanwhile goes into the
-		// program's end, ahead of any later one, for the next receive.
-		d.mu.Lock()
-		if d.waiter == rw {
-			d.waiter = nil
-		}
-		d.mu.Unlock()
-		select {
-		case got := <-rw.ch:
-			if got != nil {
-				if fail == unix.EAGAIN && c.Valid() {
-					return *got, nil
-				}
-				s.requeue(got)
-			}
-		default:
+		if got := s.stopWaiting(rw, fail == unix.EAGAIN && c.Valid()); got != nil {
+			return *got, nil
 		}
 		return received{}, fail
 	}
 }
 
-// requeue puts back a datagram handed to a receive that stopped waiting:
-// into the program's end, where the pump would have put it.
-func (s *socket) requeue(r *received) {
-	defer r.free()
-	rc, err := s.conn.SyscallConn()
-	if err != nil {
-		return
+// awaitHandOff waits for rw's value from the pump (a datagram, or nil: look
+// in the end), or fails: the deadline passed (EAGAIN), the caller is gone,
+// the socket was released (EBADF). The pump clears d.waiter as it gives
+// the value, so the caller registers rw again before waiting again.
+func (s *socket) awaitHandOff(c *intercept.Call, rw *recvWaiter, timeout <-chan time.Time, check <-chan time.Time) (*received, error) {
+	for {
+		select {
+		case got := <-rw.ch:
+			return got, nil
+		case <-timeout:
+			return nil, unix.EAGAIN
+		case <-c.Context().Done():
+			return nil, intercept.ErrGone
+		case <-s.dg.done:
+			return nil, unix.EBADF
+		case <-check:
+			if !c.Valid() {
+				return nil, intercept.ErrGone
+			}
+		}
 	}
+}
+
+// stopWaiting unregisters rw. A datagram the pump handed over meanwhile is
+// the next one the program gets: returned if take, else put into the
+// program's end (where the pump would have put it) in the same step, so
+// ahead of any later one.
+func (s *socket) stopWaiting(rw *recvWaiter, take bool) *received {
 	d := s.dg
-	rc.Control(func(fd uintptr) {
+	var got *received
+	withEnd := func(fd int) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		if d.waiter == rw {
+			d.waiter = nil
+		}
+		select {
+		case got = <-rw.ch:
+		default:
+		}
+		if got == nil || take || fd < 0 {
+			return
+		}
 		// Our end is non-blocking; a program that has not read for so
 		// long that it is full loses the datagram, as a full socket does.
-		if _, err := unix.Write(int(fd), (*r.buf)[:r.size]); err == nil {
-			d.from = append(d.from, fromEntry{addr: r.from, n: r.size, cm: r.cm})
-			d.queued += r.size
+		if _, err := unix.Write(fd, (*got.buf)[:got.size]); err == nil {
+			d.from = append(d.from, fromEntry{addr: got.from, n: got.size, cm: got.cm})
+			d.queued += got.size
 		}
-	})
+	}
+	rc, err := s.conn.SyscallConn()
+	if err != nil || rc.Control(func(fd uintptr) { withEnd(int(fd)) }) != nil {
+		withEnd(-1) // our end is closed: the socket is being released
+	}
+	if got != nil && !take {
+		got.free()
+		return nil
+	}
+	return got
 }
 
 // blocking reports whether a call with these flags on dup waits, and until
