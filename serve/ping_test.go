@@ -59,9 +59,22 @@ func TestPing(t *testing.T) {
 			if len(replies) != 3 {
 				t.Fatalf("%d reply lines in\n%s", len(replies), text)
 			}
-			for i, r := range replies {
-				if r[1] != tc.replyBytes || r[2] != tc.host || r[3] != string(rune('1'+i)) {
+			// One line per sequence number, in the order the replies
+			// came, as ping(8) prints them. That order may not be the
+			// sending order: netstack sends the packets it held while
+			// resolving the peer's link address from a goroutine of its
+			// own, so the second echo can overtake the first (seen under
+			// the race detector with both CPUs busy).
+			seen := map[string]bool{}
+			for _, r := range replies {
+				if r[1] != tc.replyBytes || r[2] != tc.host || seen[r[3]] {
 					t.Errorf("reply line %q", r[0])
+				}
+				seen[r[3]] = true
+			}
+			for _, seq := range []string{"1", "2", "3"} {
+				if !seen[seq] {
+					t.Errorf("no reply line for icmp_seq=%s in\n%s", seq, text)
 				}
 			}
 			for _, want := range []string{"\n--- peer ping statistics ---\n", "3 packets transmitted, 3 received, 0% packet loss", "rtt min/avg/max/mdev = "} {
