@@ -369,14 +369,20 @@ func (s *Switch) serve(c *net.UnixConn, label string, pid int) {
 	}
 	p.num = s.nextPort
 	s.nextPort++
-	s.mu.Unlock()
-	if err := s.reply(c, welcome{Port: p.num, MTU: s.cfg.MTU}); err != nil {
-		return
-	}
-	s.mu.Lock()
+	// The port is taken in before the client learns its number, so that
+	// a frame sent once it knows it (a broadcast another port sends on
+	// its word) reaches it. The welcome must still come first on the
+	// connection: frames for the port wait on qmu until it is written.
+	p.qmu.Lock()
 	s.ports[p.num] = p
 	s.publishLocked()
 	s.mu.Unlock()
+	err = s.reply(c, welcome{Port: p.num, MTU: s.cfg.MTU})
+	p.qmu.Unlock()
+	if err != nil {
+		s.remove(p)
+		return
+	}
 	s.logf("port %d: %s attached", p.num, p.describe())
 	go p.writeQueued()
 	defer func() {

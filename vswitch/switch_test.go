@@ -200,7 +200,12 @@ func TestLearning(t *testing.T) {
 			t.Fatalf("port %d got %q, want the flooded frame", p.num, got)
 		}
 	}
-	st := status(t, "lan")
+	// A port's frames out are counted once written, which may be after
+	// its reader has the frame: wait for the counts to catch up.
+	st := waitFor(t, "lan", "the frames out counted", func(st *vswitch.Status) bool {
+		pa, pc := portOf(st, a.num), portOf(st, c.num)
+		return pa != nil && pc != nil && pa.OutFrames >= 2 && pc.OutFrames >= 3
+	})
 	if len(st.Ports) != 3 || st.Learned != 2 || st.Flooded != 3 {
 		t.Errorf("status: %d ports, %d learned, %d flooded; want 3, 2, 3: %+v", len(st.Ports), st.Learned, st.Flooded, st)
 	}
