@@ -288,13 +288,6 @@ type Call struct {
 	n        seccompNotif
 	answered bool
 	parked   bool
-
-	// threadSeen: this call found its thread alive (StatFD through the
-	// thread's own /proc directory), so its TID is the caller's for the
-	// rest of the call: the kernel hands out PIDs in a cycle through
-	// pid_max, so a TID comes back only after every other one has been
-	// used. A read of its memory then needs no check of the notification.
-	threadSeen bool
 }
 
 // Park hands the rest of the call to a goroutine of its own, for a call
@@ -341,7 +334,7 @@ func (c *Call) ReadMem(addr uint64, buf []byte) error {
 	local[0].SetLen(len(buf))
 	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
 	n, err := unix.ProcessVMReadv(c.Tid(), local, remote, 0)
-	if (err != nil || !c.threadSeen) && !c.Valid() {
+	if !c.Valid() {
 		return ErrGone
 	}
 	if err != nil || n != len(buf) {
@@ -423,7 +416,6 @@ func (c *Call) StatFD(fd int) (unix.Stat_t, error) {
 		// since (its directory finds nothing any more): look afresh.
 		release(errors.Is(err, unix.ENOENT))
 		if err == nil {
-			c.threadSeen = true
 			return st, nil
 		}
 		if !errors.Is(err, unix.ENOENT) {
@@ -450,7 +442,6 @@ func (c *Call) StatFD(fd int) (unix.Stat_t, error) {
 	c.p.fdDirs.put(c.Tid(), dir)
 	switch {
 	case err == nil:
-		c.threadSeen = true
 		return st, nil
 	case errors.Is(err, unix.ENOENT):
 		if !c.Valid() {
