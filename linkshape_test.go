@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ustack/ustack"
+	"github.com/ustack/ustack/control/api"
 	"github.com/ustack/ustack/inspect"
 	"github.com/ustack/ustack/shape"
 )
@@ -171,4 +173,95 @@ func BenchmarkLinkRate(b *testing.B) {
 	ideal := 100e6 * 1448 / 1514
 	b.ReportMetric(goodput/1e6, "Mbit/s")
 	b.ReportMetric(100*goodput/ideal, "%ofrate")
+}
+
+// TestLinkBlackoutRecovery cuts the data direction of a running transfer
+// until the sender's retransmission timer fires twice, then restores it.
+// The sender must then resend what it had in flight in slow start and go
+// on. The pinned netstack instead let RACK start fast recovery on the
+// first ACK after the timeout, counting every segment sent before it as
+// still in flight: the window stayed full, and each further timeout
+// resent a segment or two (netstack/patches/0005). The transfer must
+// deliver 4 MiB more, whole, before the sender's timeouts reach 6.
+func TestLinkBlackoutRecovery(t *testing.T) {
+	const more = 4 << 20
+	a, b := newPair(t, ustack.Config{Link: ustack.SymmetricLink(mustSpec(t, "delay 10ms"))}, ustack.Config{})
+	c, s := connect(t, a, b, "tcp4", addrB4)
+	var received atomic.Int64
+	got := make(chan *hashingWriter, 1)
+	go func() {
+		w := newHashingWriter()
+		io.Copy(io.MultiWriter(w, counter{&received}), s)
+		got <- w
+	}()
+	sent := newHashingWriter()
+	sendErr := make(chan error, 1)
+	stop := make(chan struct{})
+	go func() {
+		src := stream(7, 1<<40)
+		buf := make([]byte, 64<<10)
+		for {
+			select {
+			case <-stop:
+				sendErr <- c.(closeWriter).CloseWrite()
+				return
+			default:
+			}
+			n, _ := io.ReadFull(src, buf)
+			sent.Write(buf[:n])
+			if _, err := c.Write(buf[:n]); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+	}()
+	sender := func() *api.TCPInfo {
+		for _, so := range inspect.Sockets(&inspect.Target{Stack: a}, true) {
+			if so.TCP != nil && so.Local.Port == uint16(c.LocalAddr().(*net.TCPAddr).Port) {
+				return so.TCP
+			}
+		}
+		t.Fatal("the sender's connection is not in the stack's socket list")
+		return nil
+	}
+	waitFor := func(what string, done func() bool, failed func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for !done() {
+			if failed() || time.Now().After(deadline) {
+				info, _ := json.Marshal(sender())
+				t.Fatalf("%s: %d bytes received; the sender: %s", what, received.Load(), info)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	never := func() bool { return false }
+	waitFor("the transfer did not start", func() bool { return received.Load() >= 1<<20 }, never)
+	if err := a.SetLink(shape.Egress, mustSpec(t, "delay 10ms loss 100%")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("no retransmission timeout in the blackout", func() bool { return sender().Timeouts >= 2 }, never)
+	if err := a.SetLink(shape.Egress, mustSpec(t, "delay 10ms")); err != nil {
+		t.Fatal(err)
+	}
+	from := received.Load()
+	waitFor("the transfer did not recover after the blackout",
+		func() bool { return received.Load() >= from+more },
+		func() bool { return sender().Timeouts >= 6 })
+	close(stop)
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
+	}
+	w := <-got
+	if w.n != sent.n || w.Sum() != sent.Sum() {
+		t.Fatalf("received %d bytes (SHA-256 equal: %v) of %d", w.n, w.Sum() == sent.Sum(), sent.n)
+	}
+}
+
+// counter counts the bytes written to it.
+type counter struct{ n *atomic.Int64 }
+
+func (c counter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
 }
