@@ -26,6 +26,54 @@ func endpointID(c net.Conn) stack.TransportEndpointID {
 	}
 }
 
+// Both ends of a connection have a state from the moment it is
+// established, before either receives a segment after the handshake:
+// TCP_INFO under ustack run reads it, and a program that asks right after
+// connect(2) must not see an empty control block (it saw "0 unacked" with
+// data in flight, where Linux counts the segment).
+func TestHubLatestAtEstablishment(t *testing.T) {
+	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	ln, err := b.Listen("tcp4", "10.0.9.2:5021")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	c, err := a.Dial("tcp4", "10.0.9.2:5021")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, ok := a.TCPProbe().Latest(endpointID(c))
+	if !ok {
+		t.Fatal("the connecting end has no state once connected")
+	}
+	if st.Sender.SndUna != st.Sender.SndNxt || st.Sender.MaxPayloadSize == 0 {
+		t.Errorf("the connecting end's first state: snd_una %d snd_nxt %d mss %d", st.Sender.SndUna, st.Sender.SndNxt, st.Sender.MaxPayloadSize)
+	}
+	s, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer s.Close()
+	if _, ok := b.TCPProbe().Latest(endpointID(s)); !ok {
+		t.Error("the accepted end has no state once accepted")
+	}
+}
+
 // The hub has a connection's state from its first segment on, without
 // anyone asking first, and forgets connections the stack closed once
 // enough new ones came, and the rest a while later when none come.

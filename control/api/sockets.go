@@ -60,8 +60,10 @@ type TCPInfo struct {
 	BytesSent     uint64 `json:"bytes_sent,omitempty"`
 	BytesAcked    uint64 `json:"bytes_acked,omitempty"`
 	BytesReceived uint64 `json:"bytes_received,omitempty"`
-	// ControlBlock is the latest sample of the TCP probe; absent when the
-	// stack has no probe or the connection received no segment yet.
+	// ControlBlock is the latest sample of the TCP probe, taken when the
+	// connection was established and after each segment it received since;
+	// absent when the stack has no probe or the connection is not
+	// established yet.
 	ControlBlock *ControlBlock `json:"control_block,omitempty"`
 }
 
