@@ -132,6 +132,17 @@ func BenchmarkIdleConnections(b *testing.B) {
 	d.counts(b) // a first collection only ages what pools hold
 	after := d.counts(b)
 	afterRSS := rssOf(b, d.pid)
+	// What stays is to be gone once the stack's endpoints are: those in
+	// TIME-WAIT end 60 s after their close.
+	testwait.ForNil(b, "the stack's endpoints to end", func() error {
+		if c := d.counts(b); c.Endpoints > base.Endpoints {
+			return fmt.Errorf("%d endpoints, %d before", c.Endpoints, base.Endpoints)
+		}
+		return nil
+	})
+	d.counts(b)
+	gone := d.counts(b)
+	goneRSS := rssOf(b, d.pid)
 
 	per := func(now, before uint64) float64 { return (float64(now) - float64(before)) / float64(n) }
 	b.ReportMetric(per(heldRSS, baseRSS), "rss-B/conn")
@@ -140,8 +151,10 @@ func BenchmarkIdleConnections(b *testing.B) {
 	b.ReportMetric(per(uint64(held.FDs), uint64(base.FDs)), "fds/conn")
 	b.ReportMetric(float64(afterRSS)-float64(baseRSS), "rss-B-kept")
 	b.ReportMetric(float64(after.HeapBytes)-float64(base.HeapBytes), "heap-B-kept")
-	b.Logf("%d idle connections: before %+v rss %d KiB; held %+v rss %d KiB; closed %+v rss %d KiB",
-		n, base, baseRSS>>10, held, heldRSS>>10, after, afterRSS>>10)
+	b.ReportMetric(float64(goneRSS)-float64(baseRSS), "rss-B-kept-no-endpoints")
+	b.ReportMetric(float64(gone.HeapBytes)-float64(base.HeapBytes), "heap-B-kept-no-endpoints")
+	b.Logf("%d idle connections: before %+v rss %d KiB; held %+v rss %d KiB; closed %+v rss %d KiB; no endpoints left %+v rss %d KiB",
+		n, base, baseRSS>>10, held, heldRSS>>10, after, afterRSS>>10, gone, goneRSS>>10)
 }
 
 // idleOnSwitch starts a switch and a stack of the benchmark's on it,
