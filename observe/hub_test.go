@@ -26,23 +26,29 @@ func endpointID(c net.Conn) stack.TransportEndpointID {
 	}
 }
 
+// listeningPair is a pair of stacks, closed when the test ends, and a
+// listener on b at addr.
+func listeningPair(t *testing.T, addr string) (a, b *ustack.Stack, ln net.Listener) {
+	t.Helper()
+	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	if ln, err = b.Listen("tcp4", addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return a, b, ln
+}
+
 // Both ends of a connection have a state from the moment it is
 // established, before either receives a segment after the handshake:
 // TCP_INFO under ustack run reads it, and a program that asks right after
 // connect(2) must not see an empty control block (it saw "0 unacked" with
 // data in flight, where Linux counts the segment).
 func TestHubLatestAtEstablishment(t *testing.T) {
-	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
-	ln, err := b.Listen("tcp4", "10.0.9.2:5021")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	a, b, ln := listeningPair(t, "10.0.9.2:5021")
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -79,17 +85,7 @@ func TestHubLatestAtEstablishment(t *testing.T) {
 // enough new ones came, and the rest a while later when none come.
 func TestHubLatest(t *testing.T) {
 	observe.SetSweepIdle(t, 200*time.Millisecond)
-	a, b, err := ustack.NewPair(ustack.Config{}, ustack.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
-	ln, err := b.Listen("tcp4", "10.0.9.2:5020")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	a, _, ln := listeningPair(t, "10.0.9.2:5020")
 	// The server says hello and closes first, so the client's end goes
 	// through LAST-ACK to closed on a's side at once (no TIME-WAIT there).
 	go func() {
