@@ -716,7 +716,10 @@ func (s *socket) takeOne(ep tcpip.Endpoint) takeResult {
 	s.mu.Lock()
 	if s.state != stateListening {
 		s.mu.Unlock()
-		nep.Close()
+		// The listener closed while this connection was on its way to
+		// pending: it is reset like the rest of its queue, not closed
+		// with a FIN that would leave one end in TIME-WAIT.
+		nep.Abort()
 		return listenEnd
 	}
 	s.pending = append(s.pending, pendingConn{ep: nep, wq: nwq})
