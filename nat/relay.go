@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/ustack/ustack/internal/fdpoll"
+	"github.com/ustack/ustack/internal/growstack"
 )
 
 // tcpRelay copies both ways between a gateway endpoint (to the guest) and
@@ -108,8 +109,8 @@ func (g *Gateway) relay(ep tcpip.Endpoint, wq *waiter.Queue, host *net.TCPConn) 
 	wq.EventRegister(&r.up.entry)
 	wq.EventRegister(&r.down.entry)
 	r.left.Store(2)
-	go r.up.run()
-	go r.down.run()
+	go r.start(&r.up)
+	go r.start(&r.down)
 }
 
 // Close ends the relay (Gateway.Close). A connection whose guest has
@@ -148,8 +149,14 @@ func (r *tcpRelay) wake(d *natDir, kind int32) {
 		return
 	}
 	if d.state.CompareAndSwap(kind, natRunning) {
-		go d.run()
+		go r.start(d)
 	}
+}
+
+// start runs d on a goroutine of its own (see growstack).
+func (r *tcpRelay) start(d *natDir) {
+	growstack.Grow()
+	d.run()
 }
 
 func (r *tcpRelay) interest() uint32 {

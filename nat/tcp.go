@@ -3,7 +3,6 @@ package nat
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ustack/ustack/internal/growstack"
 	"github.com/ustack/ustack/netstack"
 )
 
@@ -28,6 +28,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // host first, and only then complete the guest's handshake, so a refusing
 // upstream shows as a refused connection (RST) to the guest program.
 func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
+	growstack.Grow() // netstack starts a goroutine per SYN
 	id := r.ID()
 	dst := netstack.NetipAddrPort(id.LocalAddress, id.LocalPort)
 	target, ok := g.hostTarget(dst)
@@ -38,8 +39,7 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, dialTimeout)
 	defer cancel()
-	var d net.Dialer
-	hc, err := d.DialContext(ctx, "tcp", target.String())
+	hc, err := dialHost(ctx, target)
 	if err != nil {
 		code, icmpOK := unreachableCode(err, id.LocalAddress.Len() == 4)
 		switch {
@@ -67,5 +67,5 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
-	g.relay(ep, &wq, hc.(*net.TCPConn))
+	g.relay(ep, &wq, hc)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/internal/fdpoll"
+	"github.com/ustack/ustack/internal/growstack"
 )
 
 // The relay of a connected TCP socket copies between our end of the
@@ -148,9 +149,9 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 	r.left.Store(2)
 	s.rl.Store(r)
 	a.begin()
-	go r.net.run()
+	go r.start(&r.net)
 	a.begin()
-	go r.prog.run()
+	go r.start(&r.prog)
 }
 
 // readyFunc is d's ready function for the activity bookkeeping: a wait
@@ -179,7 +180,14 @@ func (r *relay) wake(d *relayDir, kind int32) {
 	}
 }
 
+// start runs d on a goroutine of its own (see growstack).
+func (r *relay) start(d *relayDir) {
+	growstack.Grow()
+	d.run()
+}
+
 func (r *relay) resume(d *relayDir) {
+	growstack.Grow()
 	d.w.unpark()
 	d.run()
 }

@@ -18,6 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/internal/growstack"
 )
 
 type state int
@@ -446,6 +447,7 @@ func (s *socket) connect(c *intercept.Call) {
 	a.begin()
 	go func() {
 		defer a.end()
+		growstack.Grow()
 		s.completeConnect(cw, ep, wq, &entry, notify, filler, done)
 	}()
 	if nonblock {
