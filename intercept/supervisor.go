@@ -249,7 +249,10 @@ func (p *Supervisor) loop() {
 		if pk, ok := p.handler.(Parker); ok && !pk.MayPark(c.Nr()) {
 			p.handle(c)
 		} else {
-			go p.handle(c)
+			go func() {
+				growstack.Grow() // see growstack; not for calls answered inline
+				p.handle(c)
+			}()
 			// Run the handler now: the loop's next poll blocks in the
 			// kernel holding this goroutine's P, and the new goroutine
 			// waited for sysmon to take the P back, 85 µs at the median
@@ -263,7 +266,6 @@ func (p *Supervisor) handle(c *Call) { p.run(c, func() { p.handler.Handle(c) }) 
 
 // run answers c with f, which must answer it or park it.
 func (p *Supervisor) run(c *Call, f func()) {
-	growstack.Grow()
 	defer p.handlers.Done()
 	defer func() {
 		if r := recover(); r != nil {
@@ -306,7 +308,10 @@ func (c *Call) Park(f func(*Call)) {
 	c.parked = true
 	c.p.handlers.Add(1)
 	nc := &Call{p: c.p, n: c.n}
-	go c.p.run(nc, func() { f(nc) })
+	go func() {
+		growstack.Grow()
+		nc.p.run(nc, func() { f(nc) })
+	}()
 }
 
 // Nr is the system call number.
