@@ -91,6 +91,21 @@ func (n *hostBindNet) hostFreePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// hostFreePortBelowEphemeral returns a TCP port free on the host below its
+// ephemeral range, where no block portd hands out can lie.
+func (n *hostBindNet) hostFreePortBelowEphemeral(t *testing.T) int {
+	t.Helper()
+	first, _ := hostports.EphemeralRange()
+	for port := first - 1; port >= 1024 && port >= first-2000; port-- {
+		if l, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", bindHostAddr, port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free TCP port in the 2000 below the ephemeral range (from %d)", first)
+	return 0
+}
+
 // startPortd runs 'ustack portd' with a policy that grants nobody TCP port
 // granted (and an ephemeral block) on the veth, and returns its socket.
 func (n *hostBindNet) startPortd(t *testing.T, granted int) string {
@@ -324,10 +339,9 @@ func TestHostBindErrors(t *testing.T) {
 		})
 	}
 	t.Run("policy refuses the port, as nobody via portd", func(t *testing.T) {
-		refused := n.hostFreePort(t)
-		for refused == granted {
-			refused = n.hostFreePort(t)
-		}
+		// Not from the kernel's ephemeral range: the policy grants
+		// nobody a block of it, and a port there may be in that block.
+		refused := n.hostFreePortBelowEphemeral(t)
 		p := n.runAs(t, nobodyUID, sock, n.dir, nil, python, script, strconv.Itoa(refused))
 		p.waitOutput(fmt.Sprintf("bind %d", syscall.EACCES))
 		if err := hostBindErr(refused); err != nil {
