@@ -33,18 +33,13 @@ func dialHost(ctx context.Context, target netip.AddrPort) (*net.TCPConn, error) 
 	f := os.NewFile(uintptr(fd), "tcp "+target.String())
 	defer f.Close() // net.FileConn keeps a duplicate
 	err = unix.Connect(fd, sa)
-	if err == unix.EINPROGRESS && !connectEnded(fd) {
-		if err := waitConnect(ctx, f); err != nil {
-			return nil, fmt.Errorf("dial %s: %w", target, err)
+	if err == unix.EINPROGRESS {
+		if !connectEnded(fd) {
+			if err := waitConnect(ctx, f); err != nil {
+				return nil, fmt.Errorf("dial %s: %w", target, err)
+			}
 		}
-		err = nil
-	}
-	if err == unix.EINPROGRESS || err == nil {
-		var soerr int
-		soerr, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && soerr != 0 {
-			err = unix.Errno(soerr)
-		}
+		err = connectError(fd)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: connect: %w", target, err)
@@ -62,6 +57,18 @@ func connectEnded(fd int) bool {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 	n, err := unix.Poll(pfd, 0)
 	return err == nil && n == 1 && pfd[0].Revents != 0
+}
+
+// connectError is the outcome of an ended non-blocking connect (SO_ERROR).
+func connectError(fd int) error {
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if soerr != 0 {
+		return unix.Errno(soerr)
+	}
+	return nil
 }
 
 // waitConnect waits in the netpoller for f's connect to end, or for ctx

@@ -187,9 +187,8 @@ func (r *relay) start(d *relayDir) {
 }
 
 func (r *relay) resume(d *relayDir) {
-	growstack.Grow()
 	d.w.unpark()
-	d.run()
+	r.start(d)
 }
 
 // interest is what the directions wait for on our end (for the poller).
