@@ -124,16 +124,16 @@ live: send and receive rates and the selected connection's control block,
 changed fields highlighted, refreshed four times a second.
 Keys: space pause, up/down or j/k select, s sort column, q or Ctrl-C quit.
 `,
-	"run": `Runs PROG with its IPv4 and IPv6 TCP sockets served by a new user-level
-stack (seccomp user notification; Linux 5.14 or later, x86_64). PROG gets
-real fds, so poll, epoll, fork and exec work as usual; only the socket calls
-are answered by ustack. Flags end at PROG (or at --). Exits with PROG's
-status (128+N if a signal N killed it); SIGINT, SIGTERM and SIGHUP are
-passed on to PROG. Not yet served: UDP and raw sockets (refused with
-EPROTONOSUPPORT and logged), so name lookups need a TCP-only path; give
-addresses, e.g. ustack run -- curl http://10.0.2.2:8000/. While PROG runs
-the stack serves the control API under --name NAME (default run-PID), for
-ustack ss, stats and top.
+	"run": `Runs PROG with its IPv4 and IPv6 TCP, UDP and ICMP echo sockets served by
+a new user-level stack (seccomp user notification; Linux 5.14 or later,
+x86_64). PROG gets real fds, so poll, epoll, fork and exec work as usual;
+only the socket calls are answered by ustack. Flags end at PROG (or at --).
+Exits with PROG's status (128+N if a signal N killed it); SIGINT, SIGTERM
+and SIGHUP are passed on to PROG. Not served: raw sockets (refused with
+EPROTONOSUPPORT and logged). On nat, 10.0.2.2 reaches the host's loopback
+and 10.0.2.3 is a DNS forwarder, e.g. ustack run -- curl
+http://10.0.2.2:8000/. While PROG runs the stack serves the control API
+under --name NAME (default run-PID), for ustack ss, stats and top.
 `,
 	"trace": `Records what happens inside the stack NAME (or the only running stack)
 without stopping it, as JSON lines (docs/trace-format.md): one "cb" record

@@ -26,7 +26,18 @@ const (
 	DefaultMinRTO            = 200 * time.Millisecond
 	DefaultTimeWait          = 60 * time.Second
 	DefaultInitialCwnd       = tcp.InitialCwnd // RFC 6928's 10 segments
+	// DefaultDelayedAck is Linux's shortest delayed-ACK time (TCP_DELACK_MIN):
+	// a connection answering what it receives (a request and its reply)
+	// sends the acknowledgement with the reply instead of a segment of its
+	// own, which halves the segments of such exchanges.
+	DefaultDelayedAck = 40 * time.Millisecond
+	// MaxDelayedAck is Linux's longest (TCP_DELACK_MAX). A longer wait
+	// would outlast the peer's tail-loss probe and minimum RTO, which
+	// would resend what is only waiting for its acknowledgement.
+	MaxDelayedAck = 200 * time.Millisecond
 )
+
+var errDelayedAck = fmt.Errorf("want 0 or a duration of at most %v (Linux's longest delayed ACK; a longer one makes the peer resend)", MaxDelayedAck)
 
 var (
 	DefaultSendBuffer    = BufferRange{Min: 4 << 10, Default: 1 << 20, Max: 6 << 20}
@@ -57,7 +68,11 @@ type TCPOptions struct {
 	SendBuffer        BufferRange
 	ReceiveBuffer     BufferRange
 	MinRTO            time.Duration // 0 is 200ms
-	TimeWait          time.Duration // 0 is 60s
+	// DelayedAck is the longest an acknowledgement waits for data to carry
+	// it while data flows both ways (netstack's TCPDelayedAckOption with
+	// ustack's patch). 0 is DefaultDelayedAck; negative acknowledges at once.
+	DelayedAck time.Duration
+	TimeWait   time.Duration // 0 is 60s
 	// TimeWaitReuse is Linux's tcp_tw_reuse: "0" never gives a connect a
 	// local port whose earlier connection to the same peer is in
 	// TIME-WAIT, "1" does (ending that TIME-WAIT), "2" does only over
@@ -127,6 +142,23 @@ var sysctls = map[string]sysctl{
 	"tcp.probe": {nil, "netstack's TCP probe (control-block samples for trace and ss -i): 1 or 0",
 		func(o *TCPOptions, v string) error { return setNegBool(&o.NoProbe, v) },
 		func(o *TCPOptions) string { return boolStr(!o.NoProbe) }},
+	"tcp.delayed_ack": {nil, "longest wait of an acknowledgement for data to carry it, when data flows both ways, e.g. 40ms; 0 acknowledges at once",
+		func(o *TCPOptions, v string) error {
+			if v == "0" {
+				o.DelayedAck = -1
+				return nil
+			}
+			var d time.Duration
+			if err := setDuration(&d, v); err != nil {
+				return errDelayedAck
+			}
+			if d > MaxDelayedAck {
+				return errDelayedAck
+			}
+			o.DelayedAck = d
+			return nil
+		},
+		func(o *TCPOptions) string { return o.delayedAck().String() }},
 	"tcp.time_wait": {nil, "TIME-WAIT duration, e.g. 60s",
 		func(o *TCPOptions, v string) error { return setDuration(&o.TimeWait, v) },
 		func(o *TCPOptions) string { return orDur(o.TimeWait, DefaultTimeWait).String() }},
@@ -169,6 +201,17 @@ func (o *TCPOptions) initialCwnd() int {
 		return DefaultInitialCwnd
 	}
 	return o.InitialCwnd
+}
+
+// delayedAck is the delayed-ACK time in force, 0 for none.
+func (o *TCPOptions) delayedAck() time.Duration {
+	switch {
+	case o.DelayedAck < 0:
+		return 0
+	case o.DelayedAck == 0:
+		return DefaultDelayedAck
+	}
+	return o.DelayedAck
 }
 
 func (o *TCPOptions) twReuse() string {
@@ -263,6 +306,9 @@ func (o *TCPOptions) Validate() error {
 	if o.MinRTO < 0 || o.TimeWait < 0 {
 		return fmt.Errorf("tcp.min_rto and tcp.time_wait must not be negative")
 	}
+	if o.DelayedAck > MaxDelayedAck {
+		return fmt.Errorf("tcp.delayed_ack=%v: %w", o.DelayedAck, errDelayedAck)
+	}
 	if o.MinRTO > tcp.MaxRTO {
 		return fmt.Errorf("tcp.min_rto=%v: want at most %v (the maximum RTO)", o.MinRTO, tcp.MaxRTO)
 	}
@@ -297,6 +343,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 	tw := tcpip.TCPTimeWaitTimeoutOption(orDur(o.TimeWait, DefaultTimeWait))
 	twReuse := timeWaitReuse[o.twReuse()]
 	iw := tcpip.TCPInitialCongestionWindowOption(o.initialCwnd())
+	delAck := tcpip.TCPDelayedAckOption(o.delayedAck())
 	for _, set := range []struct {
 		key string
 		opt tcpip.SettableTransportProtocolOption
@@ -304,7 +351,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 		{"tcp.sack", &sack}, {"tcp.rack", &recovery}, {"tcp.nagle", &nagle},
 		{"tcp.moderate_rcvbuf", &moderate}, {"tcp.wmem", &sndOpt}, {"tcp.rmem", &rcvOpt},
 		{"tcp.cc", &cc}, {"tcp.min_rto", &minRTO}, {"tcp.time_wait", &tw},
-		{"tcp.tw_reuse", &twReuse}, {"tcp.initial_cwnd", &iw},
+		{"tcp.tw_reuse", &twReuse}, {"tcp.initial_cwnd", &iw}, {"tcp.delayed_ack", &delAck},
 	} {
 		if err := setTCP(s, set.key, set.opt); err != nil {
 			return err

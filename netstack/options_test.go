@@ -27,6 +27,9 @@ func TestSetGet(t *testing.T) {
 		{"tcp.min_rto", "50ms", "50ms"},
 		{"tcp.min_rto", "1s", "1s"},
 		{"tcp.time_wait", "5s", "5s"},
+		{"tcp.delayed_ack", "0", "0s"},
+		{"tcp.delayed_ack", "10ms", "10ms"},
+		{"tcp.delayed_ack", "200ms", "200ms"},
 		{"tcp.tw_reuse", "0", "0"},
 		{"net.ipv4.tcp_tw_reuse", "1", "1"},
 		{"tcp.probe", "0", "0"},
@@ -66,6 +69,9 @@ func TestSetRejects(t *testing.T) {
 		{"tcp.min_rto", "0", "positive duration"},
 		{"tcp.min_rto", "10m", "at most"},
 		{"tcp.time_wait", "0s", "positive duration"},
+		{"tcp.delayed_ack", "201ms", "at most 200ms"},
+		{"tcp.delayed_ack", "-1ms", "want 0 or a duration"},
+		{"tcp.delayed_ack", "soon", "want 0 or a duration"},
 		{"tcp.time_wait", "60", "positive duration"},
 		{"tcp.tw_reuse", "3", "want 0, 1 or 2"},
 		{"tcp.nosuchkey", "1", "unknown key"},
@@ -101,6 +107,8 @@ func TestValidate(t *testing.T) {
 		{"negative rto", TCPOptions{MinRTO: -time.Second}, "tcp.min_rto"},
 		{"rto above max", TCPOptions{MinRTO: 3 * time.Minute}, "tcp.min_rto"},
 		{"negative time-wait", TCPOptions{TimeWait: -time.Second}, "tcp.time_wait"},
+		{"delayed ACK off", TCPOptions{DelayedAck: -1}, ""},
+		{"delayed ACK above Linux's longest", TCPOptions{DelayedAck: time.Second}, "tcp.delayed_ack"},
 		{"tw_reuse out of range", TCPOptions{TimeWaitReuse: "yes"}, "tcp.tw_reuse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
