@@ -59,7 +59,7 @@ func TestLinuxSemantics(t *testing.T) {
 	for _, scenario := range []string{"names", "connect-nonblock", "refused", "halfclose", "sockopts", "badargs", "dualstack",
 		"udp", "udp-mmsg", "udp-blocking", "udp-badargs", "udp-sockopts", "udp-cmsg", "ping",
 		"tcpinfo", "linger", "backlog", "bind-unspec", "sockopt-levels", "msg-oob", "msg-control", "msg-namelen",
-		"shutdown", "close-connect", "sendto-connected"} {
+		"shutdown", "close-connect", "sendto-connected", "quickack"} {
 		t.Run(scenario, func(t *testing.T) {
 			var kernel string
 			if scenario == "ping" {

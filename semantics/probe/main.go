@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"runtime"
@@ -47,6 +48,7 @@ var scenarios = map[string]func(){
 	"shutdown":         shutdown,
 	"close-connect":    closeConnect,
 	"sendto-connected": sendtoConnected,
+	"quickack":         quickAck,
 }
 
 func main() {
@@ -641,6 +643,56 @@ func tcpInfo() {
 	cc, _ = unix.GetsockoptString(server, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
 	say("the other socket keeps the default", cc == def)
 	say("set nosuch", errno(unix.SetsockoptString(client, unix.IPPROTO_TCP, unix.TCP_CONGESTION, "nosuch")))
+}
+
+// quickAck: TCP_QUICKACK reads 1 on a new connection and what was last set;
+// set to 1 on a connection that answers what it receives, it sends the
+// acknowledgement being delayed before the call returns (the server's
+// segs_out counts it). Were the answer late and the acknowledgement sent
+// at once, the count would be the same: what is observed does not depend
+// on timing.
+func quickAck() {
+	client, server := connected()
+	quick := func(fd int) int {
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK)
+		must(err)
+		return v
+	}
+	segsOut := func(fd int) uint32 {
+		ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		must(err)
+		return ti.Segs_out
+	}
+	say("TCP_QUICKACK on a new connection", quick(client), " ", quick(server))
+	msg := make([]byte, 14)
+	transfer := func(from, to int) {
+		_, err := unix.Write(from, msg)
+		must(err)
+		_, err = io.ReadFull(fdReader(to), msg)
+		must(err)
+	}
+	transfer(client, server)
+	transfer(server, client) // an answer at once: the server delays its acknowledgements
+	before := segsOut(server)
+	transfer(client, server)
+	must(unix.SetsockoptInt(server, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1))
+	say("segments the server sent for the request by the time TCP_QUICKACK 1 returned", segsOut(server)-before)
+	say("TCP_QUICKACK after setting 1", quick(server))
+	must(unix.SetsockoptInt(server, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0))
+	say("TCP_QUICKACK after setting 0", quick(server))
+	unix.Close(client)
+	unix.Close(server)
+}
+
+// fdReader reads a descriptor with read(2).
+type fdReader int
+
+func (f fdReader) Read(p []byte) (int, error) {
+	n, err := unix.Read(int(f), p)
+	if n == 0 && err == nil {
+		return 0, io.EOF
+	}
+	return n, err
 }
 
 // linger: SO_LINGER with a zero timeout makes close send a reset, which
