@@ -2,8 +2,8 @@ package observe
 
 import "time"
 
-// SetSweepIdle sets how long after it starts keeping a connection the hub
-// sweeps when no new connections start a sweep, until the test ends.
+// SetSweepIdle sets how long after it starts keeping a connection a hub
+// made before the test ends sweeps when no new connections start a sweep.
 func SetSweepIdle(t interface{ Cleanup(func()) }, d time.Duration) {
 	old := sweepIdle
 	sweepIdle = d

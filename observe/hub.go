@@ -131,7 +131,8 @@ const sweepEvery = 256
 // sweepIdle is how long after it starts keeping a connection the hub
 // sweeps again when no new connections come to start one: the states of
 // connections that closed in a burst (a daemon's thousands, about 1.4 KiB
-// each) would otherwise be kept until the next burst. A variable for tests.
+// each) would otherwise be kept until the next burst. A variable for tests;
+// each hub reads it once, when made, because its timers outlive the tests.
 var sweepIdle = 10 * time.Second
 
 // Hub is netstack's TCP probe: Probe is installed in the TCP protocol
@@ -152,7 +153,8 @@ type Hub struct {
 	added    atomic.Int64
 	live     atomic.Int64 // slots left by the last sweep
 	sweeping atomic.Bool
-	timed    atomic.Bool // a sweep after sweepIdle is due
+	timed    atomic.Bool   // a sweep after idle is due
+	idle     time.Duration // sweepIdle when the hub was made
 }
 
 // latestSlot holds one connection's latest state. The state is shared
@@ -162,7 +164,7 @@ type latestSlot struct {
 }
 
 // NewHub returns a hub with no subscribers.
-func NewHub() *Hub { return &Hub{} }
+func NewHub() *Hub { return &Hub{idle: sweepIdle} }
 
 // Attach tells the hub the stack whose TCP protocol calls Probe, so
 // samples can carry each endpoint's state and counters, and the hub can
@@ -200,12 +202,12 @@ func (h *Hub) keepNew(id stack.TransportEndpointID, st *tcp.TCPEndpointState) {
 		go h.sweep()
 	}
 	if h.timed.CompareAndSwap(false, true) {
-		time.AfterFunc(sweepIdle, h.timedSweep)
+		time.AfterFunc(h.idle, h.timedSweep)
 	}
 }
 
-// timedSweep is the sweep due sweepIdle after a connection was kept; while
-// connections are left it is due again sweepIdle later.
+// timedSweep is the sweep due idle after a connection was kept; while
+// connections are left it is due again idle later.
 func (h *Hub) timedSweep() {
 	swept := h.Attached() && h.sweeping.CompareAndSwap(false, true)
 	if swept {
@@ -213,7 +215,7 @@ func (h *Hub) timedSweep() {
 	}
 	h.timed.Store(false)
 	if (!swept || h.live.Load() > 0) && h.timed.CompareAndSwap(false, true) {
-		time.AfterFunc(sweepIdle, h.timedSweep)
+		time.AfterFunc(h.idle, h.timedSweep)
 	}
 }
 
