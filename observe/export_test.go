@@ -2,8 +2,7 @@ package observe
 
 import "time"
 
-// SetSweepIdle sets how long after it starts keeping a connection a hub
-// made before the test ends sweeps when no new connections start a sweep.
+// SetSweepIdle sets sweepIdle to d for the hubs made until the test ends.
 func SetSweepIdle(t interface{ Cleanup(func()) }, d time.Duration) {
 	old := sweepIdle
 	sweepIdle = d
