@@ -3,6 +3,7 @@ package nat
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"syscall"
@@ -10,8 +11,8 @@ import (
 	"time"
 )
 
-// TestDialHost: dialHost connects as net.Dialer does (TCP_NODELAY, the
-// peer's address), fails refused connects with ECONNREFUSED, and gives up
+// TestDialHost: dialHost connects as net.Dialer does (TCP_NODELAY and
+// keep-alive, the peer's address), fails refused connects with ECONNREFUSED, and gives up
 // a connect still in progress when its context ends.
 func TestDialHost(t *testing.T) {
 	open, err := net.Listen("tcp", "127.0.0.1:0")
@@ -44,16 +45,30 @@ func TestDialHost(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			if got := c.RemoteAddr().String(); got != tt.target.String() {
-				t.Errorf("remote address %s, want %s", got, tt.target)
-			}
 			rc, _ := c.SyscallConn()
-			var nodelay int
+			var peer syscall.Sockaddr
+			opts := map[string]int{}
 			rc.Control(func(fd uintptr) {
-				nodelay, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
+				peer, _ = syscall.Getpeername(int(fd))
+				for name, o := range map[string][2]int{
+					"TCP_NODELAY":   {syscall.IPPROTO_TCP, syscall.TCP_NODELAY},
+					"SO_KEEPALIVE":  {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE},
+					"TCP_KEEPIDLE":  {syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE},
+					"TCP_KEEPINTVL": {syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL},
+					"TCP_KEEPCNT":   {syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT},
+				} {
+					opts[name], _ = syscall.GetsockoptInt(int(fd), o[0], o[1])
+				}
 			})
-			if nodelay == 0 {
-				t.Error("TCP_NODELAY is off; net.Dialer turns it on")
+			if p, ok := peer.(*syscall.SockaddrInet4); !ok || netip.AddrPortFrom(netip.AddrFrom4(p.Addr), uint16(p.Port)) != tt.target {
+				t.Errorf("peer %+v, want %s", peer, tt.target)
+			}
+			// What net.Dialer sets (Go's keep-alive defaults).
+			want := map[string]int{"TCP_NODELAY": 1, "SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 9}
+			for name, v := range want {
+				if opts[name] != v {
+					t.Errorf("%s is %d, want %d as net.Dialer sets it", name, opts[name], v)
+				}
 			}
 		})
 	}
@@ -75,7 +90,7 @@ func TestDialHost(t *testing.T) {
 		}
 		sa, _ := syscall.Getsockname(fd)
 		target := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
-		var held []net.Conn
+		var held []io.Closer
 		defer func() {
 			for _, c := range held {
 				c.Close()

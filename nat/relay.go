@@ -3,7 +3,6 @@ package nat
 import (
 	"bytes"
 	"errors"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -34,7 +33,7 @@ type tcpRelay struct {
 	g    *Gateway
 	ep   tcpip.Endpoint
 	wq   *waiter.Queue
-	host *net.TCPConn
+	host hostConn
 	rc   syscall.RawConn
 	reg  *fdpoll.Reg
 
@@ -47,6 +46,15 @@ type tcpRelay struct {
 	reader  bytes.Reader // down's, for ep.Write
 
 	epReadable, epWritable func() bool
+}
+
+// hostConn is the host side of a relay: an accepted *net.TCPConn (a
+// published port) or a dialled socket's *os.File (dialHost).
+type hostConn interface {
+	SyscallConn() (syscall.RawConn, error)
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	Close() error
 }
 
 const (
@@ -74,7 +82,7 @@ type natDir struct {
 
 // relay starts the relay between ep and host. Close (through track) aborts
 // it; Close waits for it to end.
-func (g *Gateway) relay(ep tcpip.Endpoint, wq *waiter.Queue, host *net.TCPConn) {
+func (g *Gateway) relay(ep tcpip.Endpoint, wq *waiter.Queue, host hostConn) {
 	r := &tcpRelay{g: g, ep: ep, wq: wq, host: host}
 	rc, err := host.SyscallConn()
 	var p *fdpoll.Poller
@@ -129,7 +137,10 @@ func (r *tcpRelay) abort() { r.stop(false) }
 func (r *tcpRelay) stop(graceful bool) {
 	r.abortMu.Do(func() {
 		if !graceful {
-			r.host.SetLinger(0)
+			// SO_LINGER 0: close sends a reset.
+			r.rc.Control(func(fd uintptr) {
+				unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+			})
 		}
 		r.host.Close()
 		r.ep.Abort()
@@ -326,7 +337,7 @@ func (r *tcpRelay) runUp() {
 			putCopyBuf(d.bufp)
 			d.bufp = nil
 		case *tcpip.ErrClosedForReceive:
-			r.host.CloseWrite() // the guest's FIN
+			r.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) }) // the guest's FIN
 			r.upFIN.Store(true)
 			r.end(d)
 			return

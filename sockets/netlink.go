@@ -105,11 +105,21 @@ func (m *Manager) netlinkSocket(c *intercept.Call) bool {
 		c.Fail(unix.ESOCKTNOSUPPORT)
 		return true
 	}
-	conn, theirs, ino, err := newPair(unix.SOCK_SEQPACKET, flags&unix.SOCK_NONBLOCK != 0)
+	f, theirs, ino, err := newPair(unix.SOCK_SEQPACKET, flags&unix.SOCK_NONBLOCK != 0)
 	if err != nil {
 		answerErr(c, err)
 		return true
 	}
+	// A net.Conn: unlike an *os.File, it reads a zero-length datagram
+	// as one rather than as end of file.
+	fc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		unix.Close(theirs)
+		answerErr(c, err)
+		return true
+	}
+	conn := fc.(*net.UnixConn)
 	s := &nlSocket{m: m, ino: ino, proto: proto, sotype: typ, conn: conn, done: make(chan struct{}),
 		opts: map[int]int{}, members: map[uint32]bool{}, ownerTid: c.Tid()}
 	m.nl.mu.Lock()

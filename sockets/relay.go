@@ -495,7 +495,7 @@ func (r *relay) runProg() {
 			case *tcpip.ErrClosedForReceive:
 				putRelayBuf(d.buf)
 				d.buf = nil
-				s.conn.CloseWrite() // FIN from the peer: EOF for the program
+				shutdownWrite(s.conn) // FIN from the peer: EOF for the program
 				r.phase = progCloseWait
 			default:
 				putRelayBuf(d.buf)

@@ -3,7 +3,7 @@ package sockets
 import (
 	"encoding/binary"
 	"io"
-	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +39,7 @@ type socket struct {
 	ino    uint64
 	domain int                           // AF_INET or AF_INET6
 	proto  tcpip.TransportProtocolNumber // TCP, UDP, ICMPv4 or ICMPv6
-	conn   *net.UnixConn
+	conn   *os.File
 	dg     *dgram // datagram sockets only
 
 	inert map[[2]int]int // values of inertOptions the program set
