@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ustack/ustack/internal/growstack"
 	"github.com/ustack/ustack/netstack"
 )
 
@@ -89,6 +90,7 @@ func (g *Gateway) guestSide(client netip.AddrPort) (src, dst tcpip.FullAddress, 
 
 // serveTCPPublish connects one host client to the published guest port.
 func (g *Gateway) serveTCPPublish(p Publish, c *net.TCPConn) {
+	growstack.Grow() // the connect goes deep into both stacks
 	src, dst, proto, ok := g.guestSide(c.RemoteAddr().(*net.TCPAddr).AddrPort())
 	if !ok {
 		c.Close()
