@@ -12,8 +12,9 @@ import (
 )
 
 // TestDialHost: dialHost connects as net.Dialer does (TCP_NODELAY and
-// keep-alive, the peer's address), fails refused connects with ECONNREFUSED, and gives up
-// a connect still in progress when its context ends.
+// keep-alive, the peer's address), fails refused connects with
+// ECONNREFUSED, and gives up a connect still in progress when its context
+// ends.
 func TestDialHost(t *testing.T) {
 	open, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
