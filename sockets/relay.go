@@ -495,7 +495,7 @@ func (r *relay) runProg() {
 			case *tcpip.ErrClosedForReceive:
 				putRelayBuf(d.buf)
 				d.buf = nil
-				shutdownWrite(s.conn) // FIN from the peer: EOF for the program
+				r.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) }) // FIN from the peer: EOF for the program
 				r.phase = progCloseWait
 			default:
 				putRelayBuf(d.buf)

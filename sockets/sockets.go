@@ -371,9 +371,8 @@ func errnoOf(err tcpip.Error) unix.Errno {
 // to netstack, non-blocking, in Go's poller) and theirs (to be injected),
 // with theirs' inode. Both ends are made non-blocking at once and theirs
 // set back to blocking if asked, and ours becomes an *os.File rather than
-// a net.Conn: net.FileConn's duplicate descriptor and its look-ups of the
-// socket cost eight system calls more per socket, a fifth of what a
-// connect under run took.
+// a net.Conn: net.FileConn's duplicate descriptor, its flag changes and
+// its look-ups of the socket cost about ten system calls more per socket.
 func newPair(sotype int, nonblock bool) (ours *os.File, theirs int, ino uint64, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -395,14 +394,6 @@ func newPair(sotype int, nonblock bool) (ours *os.File, theirs int, ino uint64, 
 		return fail(err)
 	}
 	return os.NewFile(uintptr(fds[0]), "ustack-socket"), fds[1], st.Ino, nil
-}
-
-// shutdownWrite shuts our end down for writing: the program reads end of
-// file once it has read what is there.
-func shutdownWrite(f *os.File) {
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
-	}
 }
 
 // readAddrArg reads a (pointer, length) sockaddr argument pair.
