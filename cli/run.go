@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 
 	"github.com/ustack/ustack/intercept"
@@ -23,6 +24,9 @@ func runCommand() *command {
 			help:  "the stack's name on its control socket, for ustack ss, stats, top (default: run-PID)"})
 		var mf metricsFlag
 		var stackName string
+		var procs int
+		s.add(&option{names: []string{"procs"}, arg: "N", value: intValue{p: &procs, min: 1, max: 4096, what: "a number of CPUs"},
+			help: "at most N threads of ustack run its Go code at once (GOMAXPROCS; default: half the CPUs it may use, at least 1, so that the program and its peers keep the others)"})
 		sf.register(s)
 		mf.register(s)
 		sf.registerVerbose(s)
@@ -32,8 +36,12 @@ func runCommand() *command {
 				return usagef("run: missing PROG (usage: ustack run [flags] [--] PROG [ARGS...])")
 			}
 			if stackName != "" {
+				if s.given["procs"] {
+					return usagef("--procs: cannot be used with --stack (the daemon's process answers the calls; drop one of them)")
+				}
 				return runOnDaemon(ctx, e, s, stackName, args)
 			}
+			setProcs(procs, s.given["procs"])
 			if name == "" {
 				name = fmt.Sprintf("run-%d", os.Getpid())
 			} else if err := checkName(name); err != nil {
@@ -68,6 +76,26 @@ func runCommand() *command {
 	}
 	return c
 }
+
+// setProcs sets how many threads run the supervisor's Go code at once:
+// procs when given, else half of Go's default (the CPUs this process may
+// use), unless GOMAXPROCS is set. The supervisor's work for one program
+// is a chain of hand-offs (the program's call, the relay, the stack, the
+// host socket), each of which, with Ps to spare, wakes another thread that
+// then finds little to do; on a machine the program and its peers keep
+// busy those wake-ups are the cost. BENCHMARKS.md has the measurement.
+func setProcs(procs int, given bool) {
+	if !given {
+		if os.Getenv("GOMAXPROCS") != "" {
+			return
+		}
+		procs = defaultProcs(runtime.GOMAXPROCS(0))
+	}
+	runtime.GOMAXPROCS(procs)
+}
+
+// defaultProcs is half of cpus, at least one.
+func defaultProcs(cpus int) int { return max(1, cpus/2) }
 
 // runOnDaemon runs args[0] with --stack: its sockets are the daemon's.
 // The stack and its control socket are the daemon's, so the flags that

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -55,7 +57,10 @@ type Supervisor struct {
 	ctx    context.Context // cancelled when the supervisor stops
 	cancel context.CancelFunc
 
-	stopR, stopW *os.File // wakes the notification loop for shutdown
+	// listenerFile owns listener, in Go's poller; Stop ends the loop's
+	// wait with a deadline in the past.
+	listenerFile *os.File
+	listenerConn syscall.RawConn
 	loopDone     chan struct{}
 	allExited    atomic.Bool // the loop ended because no task was left
 	handlers     sync.WaitGroup
@@ -123,14 +128,19 @@ func Serve(listener int, h Handler, logf func(string, ...any)) (*Supervisor, err
 	if err := notifSizes(); err != nil {
 		return nil, err
 	}
-	stopR, stopW, err := os.Pipe()
-	if err != nil {
-		return nil, err
+	if err := unix.SetNonblock(listener, true); err != nil {
+		return nil, fmt.Errorf("seccomp listener: %w", err)
 	}
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	s := &Supervisor{listener: listener, handler: h, logf: logf, stopR: stopR, stopW: stopW, loopDone: make(chan struct{})}
+	f := os.NewFile(uintptr(listener), "seccomp-listener")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seccomp listener: %w", err)
+	}
+	s := &Supervisor{listener: listener, handler: h, logf: logf, listenerFile: f, listenerConn: rc, loopDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
 	return s, nil
@@ -151,13 +161,12 @@ func (s *Supervisor) AllExited() bool { return s.allExited.Load() }
 func (s *Supervisor) Stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
-		s.stopW.Close()
+		s.listenerFile.SetReadDeadline(time.Unix(1, 0))
 		<-s.loopDone
 		s.handlers.Wait()
 		s.pidfds.closeAll()
 		s.fdDirs.closeAll()
-		unix.Close(s.listener)
-		s.stopR.Close()
+		s.listenerFile.Close()
 	})
 }
 
@@ -204,46 +213,25 @@ func (p *Process) Wait() (*os.ProcessState, error) {
 }
 
 // loop receives notifications until every task under the filter is gone
-// (the listener reports POLLHUP) or Wait stops it.
+// (the listener reports POLLHUP) or Wait stops it. It waits in Go's
+// poller, as the relays do, so no thread is held blocked in the kernel
+// while the program computes: a notification wakes the poller's thread,
+// which runs the loop and the handler it starts.
 func (p *Supervisor) loop() {
 	defer close(p.loopDone)
-	// One thread for the loop and the calls answered inline.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	fds := []unix.PollFd{
-		{Fd: int32(p.listener), Events: unix.POLLIN},
-		{Fd: int32(p.stopR.Fd()), Events: unix.POLLIN},
-	}
 	for {
-		fds[0].Revents, fds[1].Revents = 0, 0
-		if _, err := unix.Poll(fds, -1); err != nil {
-			if err == unix.EINTR {
-				continue
+		c, hup, err := p.receive()
+		switch {
+		case err != nil:
+			if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
+				p.logf("seccomp listener: %v", err)
 			}
-			p.logf("polling the seccomp listener: %v", err)
 			return
-		}
-		if fds[1].Revents != 0 {
-			return
-		}
-		if fds[0].Revents&unix.POLLIN == 0 {
-			if fds[0].Revents&unix.POLLHUP != 0 {
-				p.allExited.Store(true)
-				return // no task is left under the filter
-			}
-			// POLLERR is no end: the kernel's poll of the listener says
-			// so when a signal interrupts its wait for the notification
-			// lock (a SIGCHLD, a SIGURG), and the tasks are still there.
+		case hup:
+			p.allExited.Store(true)
+			return // no task is left under the filter
+		case c == nil:
 			continue
-		}
-		c := &Call{p: p}
-		// RECV insists on a zeroed buffer.
-		if err := ioctlPtr(p.listener, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&c.n)); err != nil {
-			if err == unix.ENOENT || err == unix.EINTR {
-				continue // the caller was interrupted or died before we got to it, or we were
-			}
-			p.logf("seccomp SECCOMP_IOCTL_NOTIF_RECV: %v", err)
-			return
 		}
 		p.handlers.Add(1)
 		if pk, ok := p.handler.(Parker); ok && !pk.MayPark(c.Nr()) {
@@ -253,13 +241,51 @@ func (p *Supervisor) loop() {
 				growstack.Grow() // see growstack; not for calls answered inline
 				p.handle(c)
 			}()
-			// Run the handler now: the loop's next poll blocks in the
-			// kernel holding this goroutine's P, and the new goroutine
-			// waited for sysmon to take the P back, 85 µs at the median
-			// of a connect.
-			runtime.Gosched()
 		}
 	}
+}
+
+// receive waits for the next notification and takes it. It returns a nil
+// call when the one announced was gone before RECV took it (its caller was
+// interrupted or died), and hup when no task is left under the filter.
+func (p *Supervisor) receive() (c *Call, hup bool, err error) {
+	var rerr error
+	err = p.listenerConn.Read(func(fd uintptr) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			pfd[0].Revents = 0
+			if n, perr := unix.Poll(pfd, 0); perr == unix.EINTR {
+				continue
+			} else if perr != nil || n == 0 {
+				return false // nothing pending: wait for the poller
+			}
+			// POLLERR alone is no end: the kernel's poll of the listener
+			// says so when a signal interrupts its wait for the
+			// notification lock (a SIGCHLD, a SIGURG), and the tasks are
+			// still there. The signal is taken on the way out of poll, so
+			// look again now: the poller reports a notification once.
+			if pfd[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
+				break
+			}
+		}
+		if pfd[0].Revents&unix.POLLIN == 0 {
+			hup = true
+			return true
+		}
+		c = &Call{p: p}
+		// RECV insists on a zeroed buffer.
+		if e := ioctlPtr(int(fd), unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&c.n)); e != nil {
+			c = nil
+			if e != unix.ENOENT && e != unix.EINTR && e != unix.EAGAIN {
+				rerr = e
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	return c, hup, err
 }
 
 func (p *Supervisor) handle(c *Call) { p.run(c, func() { p.handler.Handle(c) }) }
