@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,5 +122,26 @@ func TestQuickPlumbing(t *testing.T) {
 	row := regexp.MustCompile(`(?m)^\| connect \+ close, one after another \| per s \| [0-9,.]+ \| — \| — \|$`)
 	if !strings.HasPrefix(got, "# Benchmarks\n\nkept\n") || !strings.Contains(got, markBegin) || !row.MatchString(got) {
 		t.Fatalf("BENCHMARKS file:\n%s", got)
+	}
+}
+
+// TestHelperUsage: a helper given the wrong arguments says how to call it
+// and exits 2 (a usageError), not 1.
+func TestHelperUsage(t *testing.T) {
+	for _, tc := range []struct {
+		helper string
+		args   []string
+	}{
+		{"rr-client", nil},
+		{"rr-server", []string{"a", "b"}},
+		{"wakeups", nil},
+		{"wakeups", []string{"trace.out", "0"}},
+		{"wakeups", []string{"trace.out", "many"}},
+	} {
+		err := helpers[tc.helper](tc.args)
+		var usage usageError
+		if !errors.As(err, &usage) {
+			t.Errorf("%s %v: %v, want a usage error", tc.helper, tc.args, err)
+		}
 	}
 }

@@ -7,10 +7,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/wakeups"
 )
 
 // helpers are the small programs the benchmark runs as guest or peer: the
@@ -22,11 +27,17 @@ var helpers = map[string]func(args []string) error{
 	"cc-server": ccServer,
 	"wait-tcp":  waitTCP,
 	"wait-http": waitHTTP,
+	"wakeups":   wakeupsReport,
 }
+
+// usageError is a helper's wrong arguments: exit status 2.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
 
 func twoArgs(args []string, usage string) (string, time.Duration, error) {
 	if len(args) != 2 {
-		return "", 0, errors.New("usage: " + usage)
+		return "", 0, usageError("usage: " + usage)
 	}
 	d, err := time.ParseDuration(args[1])
 	if err != nil {
@@ -78,7 +89,7 @@ func rrClient(args []string) error {
 
 func rrServer(args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: rr-server [HOST]:PORT")
+		return usageError("usage: rr-server [HOST]:PORT")
 	}
 	l, err := net.Listen("tcp", args[0])
 	if err != nil {
@@ -130,7 +141,7 @@ func ccClient(args []string) error {
 
 func ccServer(args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: cc-server [HOST]:PORT")
+		return usageError("usage: cc-server [HOST]:PORT")
 	}
 	l, err := net.Listen("tcp", args[0])
 	if err != nil {
@@ -147,7 +158,7 @@ func ccServer(args []string) error {
 
 func waitTCP(args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: wait-tcp HOST:PORT")
+		return usageError("usage: wait-tcp HOST:PORT")
 	}
 	c, err := net.DialTimeout("tcp", args[0], 2*time.Second)
 	if err != nil {
@@ -160,7 +171,7 @@ func waitTCP(args []string) error {
 // alone does not show that the guest's server listens.
 func waitHTTP(args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: wait-http URL")
+		return usageError("usage: wait-http URL")
 	}
 	cl := http.Client{Timeout: 2 * time.Second}
 	resp, err := cl.Get(args[0])
@@ -171,5 +182,37 @@ func waitHTTP(args []string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s", args[0], resp.Status)
 	}
+	return nil
+}
+
+// wakeupsReport prints the goroutine hand-offs of a Go execution trace of
+// ustack (USTACK_GOTRACE), attributed to ustack's and netstack's functions;
+// OPS, when given, is how many operations the trace covers (the exchanges
+// rr-client counted), for figures per operation.
+func wakeupsReport(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return usageError("usage: wakeups TRACE [OPS]")
+	}
+	ops := 0
+	if len(args) == 2 {
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n <= 0 {
+			return usageError(fmt.Sprintf("OPS: %q is not a positive whole number", args[1]))
+		}
+		ops = n
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ours := func(fn string) bool {
+		return strings.HasPrefix(fn, "github.com/ustack/ustack/") || strings.HasPrefix(fn, "gvisor.dev/gvisor/pkg/tcpip/")
+	}
+	rep, err := wakeups.Analyze(f, ours)
+	if err != nil {
+		return err
+	}
+	rep.Write(os.Stdout, 15, ops)
 	return nil
 }

@@ -30,6 +30,10 @@ func main() {
 		if helper, ok := helpers[os.Args[1]]; ok {
 			if err := helper(os.Args[2:]); err != nil {
 				fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+				var usage usageError
+				if errors.As(err, &usage) {
+					os.Exit(2)
+				}
 				os.Exit(1)
 			}
 			return
