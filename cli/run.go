@@ -26,7 +26,7 @@ func runCommand() *command {
 		var stackName string
 		var procs int
 		s.add(&option{names: []string{"procs"}, arg: "N", value: intValue{p: &procs, min: 1, max: 4096, what: "a number of CPUs"},
-			help: "at most N threads of ustack run its Go code at once (GOMAXPROCS; default: half the CPUs it may use, at least 1, so that the program and its peers keep the others)"})
+			help: "at most N threads of ustack run its Go code at once (GOMAXPROCS; default: Go's, the CPUs it may use); 1 suits request-response traffic, more suit many connections at once"})
 		sf.register(s)
 		mf.register(s)
 		sf.registerVerbose(s)
@@ -77,25 +77,17 @@ func runCommand() *command {
 	return c
 }
 
-// setProcs sets how many threads run the supervisor's Go code at once:
-// procs when given, else half of Go's default (the CPUs this process may
-// use), unless GOMAXPROCS is set. The supervisor's work for one program
-// is a chain of hand-offs (the program's call, the relay, the stack, the
-// host socket), each of which, with Ps to spare, wakes another thread that
-// then finds little to do; on a machine the program and its peers keep
-// busy those wake-ups are the cost. BENCHMARKS.md has the measurement.
+// setProcs sets how many threads run the supervisor's Go code at once,
+// when --procs is given; Go's default (the CPUs this process may use, or
+// GOMAXPROCS from the environment) otherwise. One P spares the machine the
+// wake-ups of idle threads at each hand-off of a program's request (faster
+// request-response), more Ps serve many connections at once (faster
+// connection rates); BENCHMARKS.md has the measurements.
 func setProcs(procs int, given bool) {
-	if !given {
-		if os.Getenv("GOMAXPROCS") != "" {
-			return
-		}
-		procs = defaultProcs(runtime.GOMAXPROCS(0))
+	if given {
+		runtime.GOMAXPROCS(procs)
 	}
-	runtime.GOMAXPROCS(procs)
 }
-
-// defaultProcs is half of cpus, at least one.
-func defaultProcs(cpus int) int { return max(1, cpus/2) }
 
 // runOnDaemon runs args[0] with --stack: its sockets are the daemon's.
 // The stack and its control socket are the daemon's, so the flags that
