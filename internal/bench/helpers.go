@@ -18,8 +18,9 @@ import (
 	"github.com/ustack/ustack/internal/wakeups"
 )
 
-// helpers are the small programs the benchmark runs as guest or peer: the
-// benchmark's own binary started with the helper's name as first argument.
+// helpers are the small programs the benchmark runs as guest or peer, and
+// wakeups, which reads a trace taken of one: the benchmark's own binary
+// started with the helper's name as first argument.
 var helpers = map[string]func(args []string) error{
 	"rr-client": rrClient,
 	"rr-server": rrServer,
