@@ -140,7 +140,7 @@ func Serve(listener int, h Handler, logf func(string, ...any)) (*Supervisor, err
 		f.Close()
 		return nil, fmt.Errorf("seccomp listener: %w", err)
 	}
-	s := &Supervisor{listener: listener, handler: h, logf: logf, listenerFile: f, listenerConn: rc, loopDone: make(chan struct{})}
+	s := &Supervisor{listener: listener, handler: h, logf: logf, listenerFile: f, listenerConn: wrapListener(rc), loopDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
 	return s, nil
@@ -169,6 +169,9 @@ func (s *Supervisor) Stop() {
 		s.listenerFile.Close()
 	})
 }
+
+// wrapListener lets a test stand between the loop and Go's poller.
+var wrapListener = func(rc syscall.RawConn) syscall.RawConn { return rc }
 
 // listenerLink is what /proc/self/fd says a seccomp listener is: the
 // kernel's anonymous inode of that name, which nothing else can have.
@@ -250,42 +253,70 @@ func (p *Supervisor) loop() {
 // interrupted or died), and hup when no task is left under the filter.
 func (p *Supervisor) receive() (c *Call, hup bool, err error) {
 	var rerr error
-	err = p.listenerConn.Read(func(fd uintptr) bool {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			pfd[0].Revents = 0
-			if n, perr := unix.Poll(pfd, 0); perr == unix.EINTR {
-				continue
-			} else if perr != nil || n == 0 {
-				return false // nothing pending: wait for the poller
-			}
-			// POLLERR alone is no end: the kernel's poll of the listener
-			// says so when a signal interrupts its wait for the
-			// notification lock (a SIGCHLD, a SIGURG), and the tasks are
-			// still there. The signal is taken on the way out of poll, so
-			// look again now: the poller reports a notification once.
-			if pfd[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
-				break
-			}
+	take := func(fd uintptr) bool { return p.take(fd, &c, &hup, &rerr) }
+	for {
+		err = p.listenerConn.Read(take)
+		switch {
+		case err == nil:
+			return c, hup, rerr
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, os.ErrClosed):
+			return nil, false, err
 		}
-		if pfd[0].Revents&unix.POLLIN == 0 {
-			hup = true
-			return true
+		// The poller gave up on the listener: the kernel's poll of it says
+		// POLLERR alone when the polling thread has a signal pending (see
+		// take), and when that thread is the poller's, Go keeps reporting
+		// the error until the listener's next event, which may never come
+		// if the notification that woke it is the last. Look on this
+		// thread instead, a moment at a time, until the poller is back.
+		if p.ctx.Err() != nil {
+			return nil, false, os.ErrDeadlineExceeded // Stop
 		}
-		c = &Call{p: p}
-		// RECV insists on a zeroed buffer.
-		if e := ioctlPtr(int(fd), unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&c.n)); e != nil {
-			c = nil
-			if e != unix.ENOENT && e != unix.EINTR && e != unix.EAGAIN {
-				rerr = e
-			}
+		took := false
+		if cerr := p.listenerConn.Control(func(fd uintptr) {
+			unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 10)
+			took = take(fd)
+		}); cerr != nil {
+			return nil, false, cerr
 		}
-		return true
-	})
-	if err == nil {
-		err = rerr
+		if took {
+			return c, hup, rerr
+		}
 	}
-	return c, hup, err
+}
+
+// take takes the pending notification into *c, if there is one, and
+// reports whether it took one, found no task left (*hup), or failed (*rerr).
+func (p *Supervisor) take(fd uintptr, c **Call, hup *bool, rerr *error) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		pfd[0].Revents = 0
+		if n, perr := unix.Poll(pfd, 0); perr == unix.EINTR {
+			continue
+		} else if perr != nil || n == 0 {
+			return false // nothing pending
+		}
+		// POLLERR alone is no end: the kernel's poll of the listener says
+		// so when a signal interrupts its wait for the notification lock
+		// (a SIGCHLD, a SIGURG), and the tasks are still there. The signal
+		// is taken on the way out of poll, so look again now: the poller
+		// reports a notification once.
+		if pfd[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
+			break
+		}
+	}
+	if pfd[0].Revents&unix.POLLIN == 0 {
+		*hup = true
+		return true
+	}
+	*c = &Call{p: p}
+	// RECV insists on a zeroed buffer.
+	if e := ioctlPtr(int(fd), unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&(*c).n)); e != nil {
+		*c = nil
+		if e != unix.ENOENT && e != unix.EINTR && e != unix.EAGAIN {
+			*rerr = e
+		}
+	}
+	return true
 }
 
 func (p *Supervisor) handle(c *Call) { p.run(c, func() { p.handler.Handle(c) }) }
