@@ -9,6 +9,7 @@
 package wakeups
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,7 @@ import (
 
 // Waker is what one waking function's hand-offs cost.
 type Waker struct {
-	Func   string  // the innermost frame of the waker's stack that Keep chose
+	Func   string  // the innermost frame of the waker's stack that keep chose
 	Count  int     // goroutines it woke that then ran
 	Total  float64 // µs they waited, summed
 	P50    float64 // µs
@@ -104,13 +105,7 @@ func Analyze(r io.Reader, keep func(fn string) bool) (*Report, error) {
 		rep.Count += a.Count
 	}
 	slices.SortFunc(rep.Wakers, func(x, y *Waker) int {
-		if x.Total != y.Total {
-			if x.Total > y.Total {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(x.Func, y.Func)
+		return cmp.Or(cmp.Compare(y.Total, x.Total), strings.Compare(x.Func, y.Func))
 	})
 	return rep, nil
 }
