@@ -384,10 +384,17 @@ type snapshot struct {
 }
 
 func (r *run) snapshot() snapshot {
-	s := snapshot{at: time.Now(), sojourn: r.snd.LinkSojourn(shape.Egress), link: r.snd.LinkStats(shape.Egress)}
-	infos := r.tcpInfo()
+	// The bytes received are read at the same instant as the clock: the
+	// goodput divides one by the other, and the rest (TCP_INFO of every
+	// socket) can take milliseconds on a busy machine, which counted the
+	// bytes that arrived meanwhile without their time.
+	s := snapshot{at: time.Now()}
 	for _, fs := range r.flows {
 		s.received = append(s.received, r.receivedBy(fs))
+	}
+	s.sojourn, s.link = r.snd.LinkSojourn(shape.Egress), r.snd.LinkStats(shape.Egress)
+	infos := r.tcpInfo()
+	for _, fs := range r.flows {
 		var retrans uint64
 		var info string
 		if ti := infos[uint16(fs.port.Load())]; ti != nil {
