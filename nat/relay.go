@@ -15,6 +15,7 @@ import (
 
 	"github.com/ustack/ustack/internal/fdpoll"
 	"github.com/ustack/ustack/internal/growstack"
+	"github.com/ustack/ustack/internal/nbio"
 )
 
 // tcpRelay copies both ways between a gateway endpoint (to the guest) and
@@ -269,7 +270,7 @@ func (r *tcpRelay) runUp() {
 			write := func(fd uintptr) {
 				werr = nil
 				for d.off < d.n {
-					m, err := unix.Write(int(fd), (*d.bufp)[d.off:d.n])
+					m, err := nbio.Write(int(fd), (*d.bufp)[d.off:d.n])
 					if err != nil {
 						werr = err
 						return
@@ -381,8 +382,7 @@ func (r *tcpRelay) runDown() {
 		read := func(fd uintptr) {
 			empty, rerr = false, nil
 			if d.bufp == nil {
-				var one [1]byte
-				pn, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				pn, perr := nbio.Peek(int(fd))
 				switch {
 				case perr == unix.EAGAIN:
 					empty = true
@@ -392,7 +392,7 @@ func (r *tcpRelay) runDown() {
 				}
 				d.bufp = copyBufs.Get().(*[]byte)
 			}
-			n, rerr = unix.Read(int(fd), *d.bufp)
+			n, rerr = nbio.Read(int(fd), *d.bufp)
 		}
 		var cerr error
 		if hot {

@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ustack/ustack/internal/nbio"
 	"github.com/ustack/ustack/netstack"
 )
 
@@ -185,7 +186,7 @@ func (u *guestToHost) send(waiting bool) bool {
 			continue
 		}
 		var werr error
-		if err := u.rc.Control(func(fd uintptr) { _, werr = unix.Write(int(fd), data) }); err != nil {
+		if err := u.rc.Control(func(fd uintptr) { _, werr = nbio.Write(int(fd), data) }); err != nil {
 			u.shut.Store(true) // the host socket is closed: the flow is ending
 			return false
 		}

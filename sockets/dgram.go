@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/ustack/ustack/intercept"
+	"github.com/ustack/ustack/internal/nbio"
 )
 
 // Datagram sockets (UDP, and ICMP echo "ping" sockets) give the program one
@@ -229,7 +230,7 @@ func (s *socket) pumpToNetwork(w *waitPoint) {
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
 			w.unpark()
-			n, rerr = unix.Read(int(fd), buf)
+			n, rerr = nbio.Read(int(fd), buf)
 			if rerr == unix.EAGAIN {
 				w.park(ready)
 				return false
@@ -362,7 +363,7 @@ func (s *socket) pumpToProgram(w *waitPoint) {
 			if s.dg.handOff(data, s.original(res.RemoteAddr), res.ControlMessages) {
 				return true
 			}
-			_, werr = unix.Write(int(fd), data)
+			_, werr = nbio.Write(int(fd), data)
 			if werr == unix.EAGAIN {
 				w.park(func() bool { return s.ourEndHas(unix.POLLOUT) })
 				return false // wait until the program has read some
@@ -635,7 +636,7 @@ func (s *socket) stopWaiting(rw *recvWaiter, take bool) *received {
 		}
 		// Our end is non-blocking; a program that has not read for so
 		// long that it is full loses the datagram, as a full socket does.
-		if _, err := unix.Write(fd, (*got.buf)[:got.size]); err == nil {
+		if _, err := nbio.Write(fd, (*got.buf)[:got.size]); err == nil {
 			d.from = append(d.from, fromEntry{addr: got.from, n: got.size, cm: got.cm})
 			d.queued += got.size
 		}

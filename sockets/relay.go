@@ -17,6 +17,7 @@ import (
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/internal/fdpoll"
 	"github.com/ustack/ustack/internal/growstack"
+	"github.com/ustack/ustack/internal/nbio"
 )
 
 // The relay of a connected TCP socket copies between our end of the
@@ -360,8 +361,7 @@ func (r *relay) runNet() {
 		read := func(fd uintptr) {
 			empty, rerr = false, nil
 			if d.buf == nil {
-				var one [1]byte
-				pn, _, perr := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				pn, perr := nbio.Peek(int(fd))
 				switch {
 				case perr == unix.EAGAIN:
 					empty = true
@@ -371,7 +371,7 @@ func (r *relay) runNet() {
 				}
 				d.buf = getRelayBuf()
 			}
-			n, rerr = unix.Read(int(fd), d.buf)
+			n, rerr = nbio.Read(int(fd), d.buf)
 		}
 		var cerr error
 		if hot {
@@ -507,7 +507,7 @@ func (r *relay) runProg() {
 			write := func(fd uintptr) {
 				werr = nil
 				for d.off < d.n {
-					m, err := unix.Write(int(fd), d.buf[d.off:d.n])
+					m, err := nbio.Write(int(fd), d.buf[d.off:d.n])
 					if err != nil {
 						werr = err
 						return

@@ -15,15 +15,27 @@ package fdpoll
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/nbio"
 )
 
 // Poller is one epoll instance and the goroutine that waits on it.
+//
+// The goroutine waits in Go's own poller, in which the epoll descriptor
+// is registered like a socket (an epoll instance is readable while it has
+// events), rather than in epoll_wait on a thread of its own: a thread
+// blocked in a system call holds a P until the runtime's monitor takes it
+// back, which keeps the monitor ticking every 20 µs and makes each event
+// a wake-up of that thread. In Go's poller, an event is picked up by
+// whichever thread is idle, and no thread stays blocked.
 type Poller struct {
 	epfd int
-	wake int // eventfd: Close writes it to end the loop
+	file *os.File // epfd, in Go's poller; nil if it could not be made one
+	wake int      // eventfd: Close writes it to end the loop
 	done chan struct{}
 
 	mu     sync.RWMutex // read-held while a registration uses epfd
@@ -52,7 +64,11 @@ type Reg struct {
 var ErrClosed = errors.New("fdpoll: closed")
 
 // New starts a poller.
-func New() (*Poller, error) {
+func New() (*Poller, error) { return newPoller(true) }
+
+// newPoller starts a poller that waits in Go's poller if inGo, else in
+// epoll_wait on a thread of its own (the fallback, which tests use too).
+func newPoller(inGo bool) (*Poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -69,6 +85,10 @@ func New() (*Poller, error) {
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	p := &Poller{epfd: epfd, wake: wake, done: make(chan struct{}), regs: map[uint64]*Reg{}}
+	// os.NewFile registers a non-blocking descriptor in Go's poller.
+	if inGo && unix.SetNonblock(epfd, true) == nil {
+		p.file = os.NewFile(uintptr(epfd), "fdpoll")
+	}
 	go p.loop()
 	return p, nil
 }
@@ -87,7 +107,11 @@ func (p *Poller) Close() {
 	unix.Write(p.wake, one[:])
 	<-p.done
 	unix.Close(p.wake)
-	unix.Close(p.epfd)
+	if p.file != nil {
+		p.file.Close()
+	} else {
+		unix.Close(p.epfd)
+	}
 }
 
 // Register adds a descriptor, reached through control (see Reg), whose
@@ -138,7 +162,7 @@ func (r *Reg) rearmLocked() error {
 		if !r.added {
 			op = unix.EPOLL_CTL_ADD
 		}
-		err = unix.EpollCtl(r.p.epfd, op, int(fd), &e)
+		err = nbio.EpollCtl(r.p.epfd, op, int(fd), &e)
 		if err == nil {
 			r.added = true
 		}
@@ -179,8 +203,9 @@ func (p *Poller) Len() int {
 func (p *Poller) loop() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
+	wait := p.waitFunc()
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := wait(events)
 		if err == unix.EINTR {
 			continue
 		}
@@ -199,6 +224,41 @@ func (p *Poller) loop() {
 				r.fire(e.Events)
 			}
 		}
+	}
+}
+
+// waitFunc returns how the loop waits for events: in Go's poller when the
+// epoll descriptor is in it, else (or once Go's poller has failed for it)
+// blocked in epoll_wait.
+func (p *Poller) waitFunc() func([]unix.EpollEvent) (int, error) {
+	block := func(events []unix.EpollEvent) (int, error) {
+		return unix.EpollWait(p.epfd, events, -1)
+	}
+	if p.file == nil {
+		return block
+	}
+	rc, err := p.file.SyscallConn()
+	if err != nil {
+		return block
+	}
+	failed := false
+	return func(events []unix.EpollEvent) (int, error) {
+		if failed {
+			return block(events)
+		}
+		var n int
+		var werr error
+		// Go's poller reports the descriptor once per change (edge
+		// triggered): wait in it only when epoll_wait has found nothing.
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = nbio.EpollWait(int(fd), events)
+			return n > 0 || werr != nil
+		})
+		if err != nil {
+			failed = true
+			return block(events)
+		}
+		return n, werr
 	}
 }
 

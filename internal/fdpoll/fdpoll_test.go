@@ -88,12 +88,38 @@ func (w *watcher) none(t *testing.T, p *Poller) {
 	}
 }
 
-func TestOneShotAndLevel(t *testing.T) {
-	p, err := New()
-	if err != nil {
-		t.Fatal(err)
+// modes runs f with a poller of each kind: waiting in Go's poller (what New
+// makes), in epoll_wait on its own thread, and in Go's poller until that
+// fails (a read deadline in the past makes its wait fail at once).
+func modes(t *testing.T, f func(t *testing.T, p *Poller)) {
+	for _, m := range []struct {
+		name         string
+		inGo, failGo bool
+	}{
+		{"go-poller", true, false},
+		{"own-thread", false, false},
+		{"go-poller-failing", true, true},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			p, err := newPoller(m.inGo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if (p.file != nil) != m.inGo {
+				t.Fatalf("in Go's poller: %v, want %v", p.file != nil, m.inGo)
+			}
+			if m.failGo {
+				p.file.SetReadDeadline(time.Unix(1, 0))
+			}
+			f(t, p)
+		})
 	}
-	defer p.Close()
+}
+
+func TestOneShotAndLevel(t *testing.T) { modes(t, oneShotAndLevel) }
+
+func oneShotAndLevel(t *testing.T, p *Poller) {
 	c, theirs := pair(t)
 	w := watch(t, p, c)
 
@@ -143,5 +169,53 @@ func TestRearmClosed(t *testing.T) {
 	p.Close()
 	if _, err := p.Register(nil, nil, nil); err != ErrClosed {
 		t.Fatalf("Register after Close: %v, want ErrClosed", err)
+	}
+}
+
+// More descriptors ready at once than one epoll_wait returns (128) are
+// all reported: Go's poller tells of the epoll instance only when it
+// becomes ready, so the loop must drain it before waiting there again.
+func TestManyReadyAtOnce(t *testing.T) { modes(t, manyReadyAtOnce) }
+
+func manyReadyAtOnce(t *testing.T, p *Poller) {
+	const n = 300
+	// The first registration's event holds the poller's goroutine until
+	// all the others are ready and armed, so that they are ready at once.
+	gate, held := make(chan struct{}), make(chan struct{})
+	c, theirs := pair(t)
+	unix.Write(theirs, []byte("x"))
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fired atomic.Bool
+	first, err := p.Register(rc.Control, func() uint32 {
+		if fired.Load() {
+			return 0
+		}
+		return unix.EPOLLIN
+	}, func(uint32) {
+		fired.Store(true)
+		close(held)
+		<-gate
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	first.Rearm()
+	<-held
+	ws := make([]*watcher, n)
+	for i := range ws {
+		c, theirs := pair(t)
+		unix.Write(theirs, []byte("x"))
+		ws[i] = watch(t, p, c)
+		ws[i].arm(t, unix.EPOLLIN)
+	}
+	close(gate)
+	for _, w := range ws {
+		if ev := w.next(t); ev&unix.EPOLLIN == 0 {
+			t.Fatalf("event %#x, want EPOLLIN", ev)
+		}
 	}
 }
