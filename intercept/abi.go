@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ustack/ustack/internal/nbio"
 )
 
 // The kernel's seccomp user-notification structures (include/uapi/linux/
@@ -65,16 +67,15 @@ func notifSizes() error {
 	return nil
 }
 
+// ioctlPtr makes one of the listener's ioctls that do not wait (RECV once
+// poll has seen a notification, SEND, ID_VALID) through nbio: they come
+// once or more per intercepted call.
 func ioctlPtr(fd int, req uintptr, p unsafe.Pointer) error {
 	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(p))
-		if e == unix.EINTR {
-			continue
+		_, err := nbio.Ioctl(fd, req, p)
+		if err != unix.EINTR {
+			return err
 		}
-		if e != 0 {
-			return e
-		}
-		return nil
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ustack/ustack/internal/growstack"
+	"github.com/ustack/ustack/internal/nbio"
 )
 
 // Handler answers notified system calls. Handle runs in a goroutine of its
@@ -290,7 +291,7 @@ func (p *Supervisor) take(fd uintptr, c **Call, hup *bool, rerr *error) bool {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		pfd[0].Revents = 0
-		if n, perr := unix.Poll(pfd, 0); perr == unix.EINTR {
+		if n, perr := nbio.PollNow(pfd); perr == unix.EINTR {
 			continue
 		} else if perr != nil || n == 0 {
 			return false // nothing pending
@@ -403,7 +404,7 @@ func (c *Call) ReadMem(addr uint64, buf []byte) error {
 	local := []unix.Iovec{{Base: &buf[0]}}
 	local[0].SetLen(len(buf))
 	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
-	n, err := unix.ProcessVMReadv(c.Tid(), local, remote, 0)
+	n, err := nbio.ProcessVMReadv(c.Tid(), local, remote)
 	if !c.Valid() {
 		return ErrGone
 	}
@@ -422,7 +423,7 @@ func (c *Call) WriteMem(addr uint64, buf []byte) error {
 	local := []unix.Iovec{{Base: &buf[0]}}
 	local[0].SetLen(len(buf))
 	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
-	n, err := unix.ProcessVMWritev(c.Tid(), local, remote, 0)
+	n, err := nbio.ProcessVMWritev(c.Tid(), local, remote)
 	if err != nil || n != len(buf) {
 		if !c.Valid() {
 			return ErrGone
@@ -458,7 +459,7 @@ func (c *Call) WriteMems(ws ...MemWrite) error {
 	if total == 0 {
 		return nil
 	}
-	n, err := unix.ProcessVMWritev(c.Tid(), local, remote, 0)
+	n, err := nbio.ProcessVMWritev(c.Tid(), local, remote)
 	if err != nil || n != total {
 		if !c.Valid() {
 			return ErrGone
@@ -481,7 +482,7 @@ func (c *Call) StatFD(fd int) (unix.Stat_t, error) {
 	}
 	name := strconv.Itoa(fd)
 	if dir, release, cached := c.p.fdDirs.get(c.Tid()); cached {
-		err := unix.Fstatat(dir, name, &st, 0)
+		err := nbio.Fstatat(dir, name, &st, 0)
 		// ENOENT is an fd that is not open, or a thread that has died
 		// since (its directory finds nothing any more): look afresh.
 		release(errors.Is(err, unix.ENOENT))
@@ -508,7 +509,7 @@ func (c *Call) StatFD(fd int) (unix.Stat_t, error) {
 		unix.Close(dir)
 		return st, ErrGone
 	}
-	err = unix.Fstatat(dir, name, &st, 0)
+	err = nbio.Fstatat(dir, name, &st, 0)
 	c.p.fdDirs.put(c.Tid(), dir)
 	switch {
 	case err == nil:
@@ -532,7 +533,7 @@ func (c *Call) statByCopy(fd int) (unix.Stat_t, error) {
 		return st, err
 	}
 	err = unix.Fstat(dup, &st)
-	unix.Close(dup) // never keep the program's end open: EOF would not arrive
+	nbio.Close(dup) // never keep the program's end open: EOF would not arrive
 	return st, err
 }
 
@@ -548,7 +549,7 @@ func (c *Call) GetFD(fd int) (int, error) {
 	pidfd, release, cached := c.p.pidfds.get(c.Tid())
 	dup, err := -1, error(unix.ESRCH)
 	if cached {
-		dup, err = unix.PidfdGetfd(pidfd, fd, 0)
+		dup, err = nbio.PidfdGetfd(pidfd, fd, 0)
 		release(errors.Is(err, unix.ESRCH))
 	}
 	if errors.Is(err, unix.ESRCH) {
@@ -565,7 +566,7 @@ func (c *Call) GetFD(fd int) (int, error) {
 			unix.Close(pidfd)
 			return -1, ErrGone
 		}
-		dup, err = unix.PidfdGetfd(pidfd, fd, 0)
+		dup, err = nbio.PidfdGetfd(pidfd, fd, 0)
 		c.p.pidfds.put(c.Tid(), pidfd)
 	}
 	if err != nil {
@@ -711,7 +712,7 @@ func addfdAndSend(listener int, a *seccompNotifAddfd) (uintptr, unix.Errno) {
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
 		return 0, unix.EINVAL // never, for a valid mask
 	}
-	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(a)))
+	r, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(a))) // see nbio
 	unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
 	return r, e
 }

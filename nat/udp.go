@@ -91,7 +91,7 @@ func relayDatagrams(guest *gonet.UDPConn, ep tcpip.Endpoint, wq *waiter.Queue, h
 	buf := make([]byte, maxDatagram)
 	for {
 		hc.SetReadDeadline(time.Now().Add(udpIdleTimeout))
-		n, err := hc.Read(buf)
+		n, err := readHost(hc, up.rc, buf)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
 				// Quiet this way: the flow lives on if the other way
@@ -117,6 +117,24 @@ func relayDatagrams(guest *gonet.UDPConn, ep tcpip.Endpoint, wq *waiter.Queue, h
 	guest.Close()
 	hc.Close()
 	up.wait()
+}
+
+// readHost reads a datagram from the host socket as hc.Read does (its
+// deadline too), but through nbio, which keeps the runtime's monitor
+// asleep (see there).
+func readHost(hc *net.UDPConn, rc syscall.RawConn, buf []byte) (int, error) {
+	if rc == nil {
+		return hc.Read(buf)
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = nbio.Read(int(fd), buf)
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return 0, err
+	}
+	return n, rerr
 }
 
 // guestToHost sends the guest's datagrams to the host socket. A datagram

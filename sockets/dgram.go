@@ -469,7 +469,7 @@ func (s *socket) tryRecvLocked(dup, max, flags int) (received, error) {
 	d.reconcile(dup)
 	bp := datagramBufs.Get().(*[]byte)
 	buf := (*bp)[:min(max, maxDatagram)]
-	n, _, _, _, err := unix.Recvmsg(dup, buf, nil, flags&unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+	n, err := nbio.Recv(dup, buf, flags&unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
 	if err != nil {
 		datagramBufs.Put(bp)
 		return received{}, err
@@ -492,7 +492,7 @@ func (d *dgram) reconcile(dup int) {
 	if len(d.from) == 0 {
 		return
 	}
-	q, err := unix.IoctlGetInt(dup, unix.SIOCINQ)
+	q, err := nbio.IoctlGetInt(dup, unix.SIOCINQ)
 	if err != nil {
 		return
 	}
@@ -658,12 +658,12 @@ func blocking(dup, flags int) (bool, time.Time) {
 	if flags&unix.MSG_DONTWAIT != 0 {
 		return false, time.Time{}
 	}
-	fl, err := unix.FcntlInt(uintptr(dup), unix.F_GETFL, 0)
+	fl, err := nbio.FcntlInt(dup, unix.F_GETFL, 0)
 	if err != nil || fl&unix.O_NONBLOCK != 0 {
 		return false, time.Time{}
 	}
 	var deadline time.Time
-	if tv, err := unix.GetsockoptTimeval(dup, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {
+	if tv, err := nbio.GetsockoptTimeval(dup, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {
 		deadline = time.Now().Add(time.Duration(tv.Nano()))
 	}
 	return true, deadline
@@ -686,14 +686,14 @@ func (s *socket) recvThen(c *intercept.Call, fd, max, flags int, answer func(*in
 			c.Park(func(c *intercept.Call) {
 				defer a.end()
 				r, err := s.recvWait(c, dup, max, flags, deadline)
-				unix.Close(dup)
+				nbio.Close(dup)
 				answer(c, r, err)
 				r.free()
 			})
 			return
 		}
 	}
-	unix.Close(dup)
+	nbio.Close(dup)
 	answer(c, r, err)
 	r.free()
 }

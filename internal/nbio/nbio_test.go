@@ -2,7 +2,11 @@ package nbio
 
 import (
 	"errors"
+	"os"
+	"reflect"
+	"strconv"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -113,5 +117,128 @@ func TestEpoll(t *testing.T) {
 	}
 	if _, err := EpollWait(-1, events); !errors.Is(err, unix.EBADF) {
 		t.Fatalf("bad epoll fd: %v, want EBADF", err)
+	}
+}
+
+// The calls the intercepted calls' handlers make give what x/sys/unix's
+// give, on a socket with a datagram queued and on a bad descriptor.
+func TestHandlerCallsSameAsUnix(t *testing.T) {
+	dgramPair := func(t *testing.T) int {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+		unix.Write(fds[1], []byte("a datagram"))
+		unix.SetsockoptTimeval(fds[0], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3, Usec: 5})
+		return fds[0]
+	}
+	buf := make([]byte, 4)
+	calls := []struct {
+		name     string
+		ours, ux func(fd int) (any, error)
+	}{
+		{"recv-peek-trunc", func(fd int) (any, error) {
+			n, err := Recv(fd, buf, unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+			return n, err
+		}, func(fd int) (any, error) {
+			n, _, _, _, err := unix.Recvmsg(fd, buf, nil, unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+			return n, err
+		}},
+		{"siocinq", func(fd int) (any, error) { return IoctlGetInt(fd, unix.SIOCINQ) },
+			func(fd int) (any, error) { return unix.IoctlGetInt(fd, unix.SIOCINQ) }},
+		{"getfl", func(fd int) (any, error) { return FcntlInt(fd, unix.F_GETFL, 0) },
+			func(fd int) (any, error) { return unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0) }},
+		{"rcvtimeo", func(fd int) (any, error) { return GetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO) },
+			func(fd int) (any, error) {
+				tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO)
+				if tv == nil {
+					return unix.Timeval{}, err
+				}
+				return *tv, err
+			}},
+		{"poll-now", func(fd int) (any, error) {
+			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := PollNow(p)
+			return [2]int{n, int(p[0].Revents)}, err
+		}, func(fd int) (any, error) {
+			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(p, 0)
+			return [2]int{n, int(p[0].Revents)}, err
+		}},
+		{"fstatat-proc", func(fd int) (any, error) {
+			var st unix.Stat_t
+			err := Fstatat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), &st, 0)
+			return st.Ino, err
+		}, func(fd int) (any, error) {
+			var st unix.Stat_t
+			err := unix.Fstatat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), &st, 0)
+			return st.Ino, err
+		}},
+	}
+	for _, call := range calls {
+		for _, bad := range []bool{false, true} {
+			name := call.name
+			if bad {
+				name += "/bad-fd"
+			}
+			t.Run(name, func(t *testing.T) {
+				fd := -1
+				if !bad {
+					fd = dgramPair(t)
+				}
+				got, gerr := call.ours(fd)
+				want, werr := call.ux(fd)
+				if !reflect.DeepEqual(got, want) || gerr != werr {
+					t.Fatalf("got (%v, %v), x/sys/unix gives (%v, %v)", got, gerr, want, werr)
+				}
+			})
+		}
+	}
+}
+
+// A descriptor copied from a process through its pidfd, and memory read
+// and written through process_vm_*, as x/sys/unix's calls do.
+func TestProcessCalls(t *testing.T) {
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Skipf("pidfd_open: %v", err)
+	}
+	defer unix.Close(pidfd)
+	a, _ := pair(t)
+	dup, err := PidfdGetfd(pidfd, a, 0)
+	if err != nil {
+		t.Fatalf("PidfdGetfd: %v", err)
+	}
+	var sa, sd unix.Stat_t
+	unix.Fstat(a, &sa)
+	unix.Fstat(dup, &sd)
+	if sa.Ino != sd.Ino {
+		t.Fatalf("copy is inode %d, original %d", sd.Ino, sa.Ino)
+	}
+	if err := Close(dup); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := Close(dup); err != unix.EBADF {
+		t.Fatalf("second Close: %v, want EBADF", err)
+	}
+	if _, err := PidfdGetfd(pidfd, 1<<20, 0); err != unix.EBADF {
+		t.Fatalf("PidfdGetfd of no descriptor: %v, want EBADF", err)
+	}
+
+	src, dst := []byte("remote bytes"), make([]byte, 12)
+	local := []unix.Iovec{{Base: &dst[0]}}
+	local[0].SetLen(len(dst))
+	remote := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&src[0])), Len: len(src)}}
+	if n, err := ProcessVMReadv(os.Getpid(), local, remote); n != len(src) || err != nil || string(dst) != string(src) {
+		t.Fatalf("ProcessVMReadv: %d, %v, %q", n, err, dst)
+	}
+	copy(dst, "written back")
+	if n, err := ProcessVMWritev(os.Getpid(), local, remote); n != len(src) || err != nil || string(src) != "written back" {
+		t.Fatalf("ProcessVMWritev: %d, %v, %q", n, err, src)
+	}
+	remote[0].Base = 0 // unmapped
+	if _, err := ProcessVMReadv(os.Getpid(), local, remote); err != unix.EFAULT {
+		t.Fatalf("ProcessVMReadv of address 0: %v, want EFAULT", err)
 	}
 }
