@@ -34,23 +34,25 @@ func errnoErr(e unix.Errno) error {
 	return e
 }
 
+// bufPtr is p's first byte (nil for no bytes). Callers convert it to
+// uintptr in the system call's argument list, which keeps p alive through
+// the call.
+func bufPtr(p []byte) unsafe.Pointer {
+	if len(p) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&p[0])
+}
+
 // Read reads from a non-blocking descriptor (read(2)).
 func Read(fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
 	return int(n), errnoErr(e)
 }
 
 // Write writes to a non-blocking descriptor (write(2)).
 func Write(fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
 	return int(n), errnoErr(e)
 }
 
@@ -126,11 +128,7 @@ func GetsockoptTimeval(fd, level, opt int) (unix.Timeval, error) {
 // Recv receives from a socket without asking whence (recvfrom(2) with
 // no address); with MSG_TRUNC it returns a datagram's whole length.
 func Recv(fd int, p []byte, flags int) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(ptr), uintptr(len(p)), uintptr(flags), 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)), uintptr(flags), 0, 0)
 	return int(n), errnoErr(e)
 }
 
