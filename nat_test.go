@@ -686,7 +686,8 @@ func recvQ(s *ustack.Stack, port uint16) int {
 // TestNATSamePortAgain: connections from one guest port to one host server
 // that closes first, one after another. The gateway closes its side first
 // each time; it must not hold the closed connection in TIME-WAIT, where it
-// would swallow the next connection's SYN for 60 s.
+// would swallow the next connection's SYN for 60 s, nor refuse a SYN that
+// arrives as its (zero-length) TIME-WAIT ends.
 func TestNATSamePortAgain(t *testing.T) {
 	s := newNAT(t, ustack.Config{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -83,12 +83,16 @@ func New(cfg Config, lower stack.LinkEndpoint) (*Gateway, error) {
 	}
 	// No TIME-WAIT on the gateway's side: the guest chooses the ports, and a
 	// new connection from a port whose previous connection the gateway closed
-	// first would otherwise meet that connection in TIME-WAIT for 60 s, which
-	// drops its SYN (or refuses it, as no listener stands behind the
-	// forwarder); at hundreds of connections a second that stalls a connect
-	// every second or so. TIME-WAIT guards against old duplicates in the
-	// network, and the link to the guest is in memory: it has none. The host
-	// side's kernel socket keeps its own TIME-WAIT.
+	// first would otherwise meet that connection in TIME-WAIT for 60 s.
+	// netstack patch 0010 hands such a SYN to the forwarder when its sequence
+	// number is past the old connection's, but one that is not (a guest whose
+	// initial sequence numbers do not grow) would be dropped, and each of
+	// thousands of closed connections would hold an endpoint for a minute.
+	// TIME-WAIT guards against old duplicates in the network, and the link
+	// to the guest is in memory: it has none. The host side's kernel socket
+	// keeps its own TIME-WAIT. Even at 0, TIME-WAIT ends on a timer, after
+	// the last ACK has gone out: patch 0010 also covers a SYN that comes in
+	// between (TestNATSamePortAgain).
 	noTimeWait := tcpip.TCPTimeWaitTimeoutOption(0)
 	if err := ns.SetTransportProtocolOption(tcp.ProtocolNumber, &noTimeWait); err != nil {
 		ns.Close()
