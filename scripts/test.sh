@@ -9,6 +9,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# say prints a step with the time since the start, so that a slow run shows
+# which step grew.
+say() { printf 'test.sh: [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # What is installed is asked of dpkg by package, not guessed from a
 # command's name: another package may own the name (nc is also nmap's ncat
@@ -41,7 +44,7 @@ installed() {
 }
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-	echo "test.sh: not a Debian system: install the equivalents of ${packages[*]} yourself;" \
+	say "not a Debian system: install the equivalents of ${packages[*]} yourself;" \
 		"tests whose program is missing skip" >&2
 else
 	missing=()
@@ -49,11 +52,11 @@ else
 		installed "$pkg" || missing+=("$pkg")
 	done
 	if ((${#missing[@]} > 0)); then
-		echo "test.sh: installing ${missing[*]}"
+		say "installing ${missing[*]}"
 		sudo=()
 		if [[ $(id -u) -ne 0 ]]; then
 			if ! command -v sudo >/dev/null 2>&1; then
-				echo "test.sh: need root or sudo to install ${missing[*]}" >&2
+				say "need root or sudo to install ${missing[*]}" >&2
 				exit 1
 			fi
 			sudo=(sudo)
@@ -67,12 +70,12 @@ else
 		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 		for pkg in "${missing[@]}"; do
 			if ! installed "$pkg"; then
-				echo "test.sh: $pkg is still not installed" >&2
+				say "$pkg is still not installed" >&2
 				exit 1
 			fi
 		done
 	else
-		echo "test.sh: every package the tests use is installed"
+		say "every package the tests use is installed"
 	fi
 fi
 
@@ -82,16 +85,16 @@ gobin=$(go env GOBIN)
 PATH="$PATH:${gobin:-$(go env GOPATH)/bin}"
 export PATH
 if ! command -v dlv >/dev/null 2>&1; then
-	echo "test.sh: installing dlv"
+	say "installing dlv"
 	go install github.com/go-delve/delve/cmd/dlv@v1.27.2
 fi
 
 # The build uses the pinned netstack with ustack's patches, made from the
 # module cache (or the Go proxy) into the git-ignored .netstack/ here.
-echo "test.sh: scripts/netstack.sh sync"
+say "scripts/netstack.sh sync"
 ./scripts/netstack.sh sync
 
-echo "test.sh: go vet ./..."
+say "go vet ./..."
 go vet ./...
 
 # Two passes: the full sizes (256 MiB each way over a pair, 100 MiB
@@ -108,13 +111,13 @@ go vet ./...
 # skip.
 realtime_pkgs=(github.com/ustack/ustack/cc github.com/ustack/ustack/cc/sidebyside)
 mapfile -t other_pkgs < <(go list ./... | grep -vxF "${realtime_pkgs[@]/#/-e}")
-echo "test.sh: go test ./... (all but ${realtime_pkgs[*]})"
+say "go test ./... (all but ${realtime_pkgs[*]})"
 # shellcheck disable=SC2086 # TEST_FLAGS is a list of flags
 go test -count=1 -timeout 15m ${TEST_FLAGS:-} "${other_pkgs[@]}"
-echo "test.sh: go test ${realtime_pkgs[*]}"
+say "go test ${realtime_pkgs[*]}"
 # shellcheck disable=SC2086
 go test -p 1 -count=1 -timeout 15m ${TEST_FLAGS:-} "${realtime_pkgs[@]}"
-echo "test.sh: go test -race ./..."
+say "go test -race ./..."
 # shellcheck disable=SC2086
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
@@ -142,7 +145,8 @@ if [[ $fuzztime != 0 ]]; then
 	for t in "${fuzz_targets[@]}"; do
 		read -r pkg name budget <<<"$t"
 		budget=${fuzztime:-$budget}
-		echo "test.sh: fuzzing $name in $pkg for $budget"
+		say "fuzzing $name in $pkg for $budget"
 		go test -race -run '^$' -fuzz "^${name}\$" -fuzztime "$budget" "$pkg"
 	done
 fi
+say "every step passed"
