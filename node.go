@@ -271,6 +271,8 @@ func (s *Stack) attachNodeNAT(n NAT, addrs []netip.Prefix, logf func(string, ...
 		dns = append(dns, d)
 	}
 	guestEnd, gwEnd := link.NewPair(uint32(pairMTU+header.EthernetMinimumSize), localMAC(0x56), tcpip.LinkAddress([]byte{0x52, 0x55, 0x0a, 0x00, 0x02, 0x02}))
+	// As in New: the node and its gateway are one path.
+	guestEnd.InlineDelivery()
 	gw, err := nat.New(gcfg, gwEnd)
 	if err != nil {
 		guestEnd.Close()
