@@ -117,13 +117,18 @@ func decodeInt(b [4]byte) int { return int(int32(nativeUint32(b[:]))) }
 // On datagram sockets, those asking for the packet info, TTL or hop limit
 // and TOS or traffic class deliver their control messages
 // (controlMessages); the others change nothing: IP_RECVERR's queue and
-// timestamps are not delivered, and path MTU discovery is netstack's own.
-// Programs set them routinely and would fail on an error.
+// timestamps are not delivered, IP_RECVOPTS's and IP_RETOPTS's IP options
+// neither (netstack does not hand a packet's options to its endpoint, and
+// Linux sends the message only for a packet that has some), and path MTU
+// discovery is netstack's own. Programs set them routinely (ping sets
+// IP_RETOPTS on every start) and would fail or warn on an error.
 var inertOptions = map[[2]int]bool{
 	{unix.IPPROTO_IP, unix.IP_RECVERR}:              true,
 	{unix.IPPROTO_IP, unix.IP_PKTINFO}:              true,
 	{unix.IPPROTO_IP, unix.IP_RECVTTL}:              true,
 	{unix.IPPROTO_IP, unix.IP_RECVTOS}:              true,
+	{unix.IPPROTO_IP, unix.IP_RECVOPTS}:             true,
+	{unix.IPPROTO_IP, unix.IP_RETOPTS}:              true,
 	{unix.IPPROTO_IP, unix.IP_MTU_DISCOVER}:         true,
 	{unix.IPPROTO_IP, unix.IP_FREEBIND}:             true,
 	{unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT}: true,

@@ -563,6 +563,9 @@ func udpSockopts() {
 			{"IP_TTL", unix.IPPROTO_IP, unix.IP_TTL, 17, false},
 			{"IP_RECVERR", unix.IPPROTO_IP, unix.IP_RECVERR, 1, false},
 			{"IP_PKTINFO", unix.IPPROTO_IP, unix.IP_PKTINFO, 1, false},
+			// ping sets IP_RETOPTS (as a flag) on every start.
+			{"IP_RETOPTS", unix.IPPROTO_IP, unix.IP_RETOPTS, 1, false},
+			{"IP_RECVOPTS", unix.IPPROTO_IP, unix.IP_RECVOPTS, 1, false},
 			{"IP_MULTICAST_TTL", unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 3, false},
 			{"IP_MULTICAST_LOOP", unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0, false},
 			{"IPV6_UNICAST_HOPS", unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 9, true},
