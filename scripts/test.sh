@@ -112,7 +112,7 @@ go vet ./...
 realtime_pkgs=(github.com/ustack/ustack/cc github.com/ustack/ustack/cc/sidebyside)
 # go test starts the packages in the order given: the few that take minutes
 # go first, so that the last minutes of a pass are not one of them running
-# alone on one CPU while the other idles (about 3 minutes of a run).
+# alone on one CPU while the other idles.
 slow_pkgs=(github.com/ustack/ustack/programs github.com/ustack/ustack/sockets
 	github.com/ustack/ustack/drill github.com/ustack/ustack/cli github.com/ustack/ustack)
 mapfile -t all_pkgs < <(go list ./...)
