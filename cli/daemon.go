@@ -19,6 +19,8 @@ func daemonCommand() *command {
 		var name string
 		s.add(&option{names: []string{"name"}, arg: "NAME", value: stringValue{&name},
 			help: "the stack's name; other commands reach it with --stack NAME (required)"})
+		var procs int
+		s.add(procsOption(&procs))
 		sf.register(s)
 		mf.register(s)
 		return s, func(ctx context.Context, e *env, args []string) error {
@@ -28,6 +30,9 @@ func daemonCommand() *command {
 			if err := checkName(name); err != nil {
 				return err
 			}
+			// The daemon's process answers the calls of every program
+			// attached to it.
+			setProcs(procs, s.given["procs"])
 			return runDaemon(ctx, name, &sf, &mf, e)
 		}
 	}

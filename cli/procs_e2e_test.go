@@ -1,12 +1,17 @@
 package cli_test
 
 import (
+	"bufio"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ustack/ustack/internal/testbin"
 )
 
-// TestProcsFlag: --procs and USTACK_PROCS are checked like every flag, and
-// a program runs with one P.
+// TestProcsFlag: --procs and USTACK_PROCS, of ustack run and ustack daemon,
+// are checked like every flag, and a program runs with one P.
 func TestProcsFlag(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -20,6 +25,8 @@ func TestProcsFlag(t *testing.T) {
 		{"with --stack", nil, []string{"run", "--procs", "1", "--stack", "none", "--", "true"}, 2, "--procs: cannot be used with --stack"},
 		{"one", nil, []string{"run", "--procs", "1", "--", "true"}, 0, ""},
 		{"from the environment", []string{"USTACK_PROCS=2"}, []string{"run", "--", "true"}, 0, ""},
+		{"daemon, zero", nil, []string{"daemon", "--name", "procs-zero", "--procs", "0"}, 2, "--procs: 0 is out of range"},
+		{"daemon, not a number", []string{"USTACK_PROCS=many"}, []string{"daemon", "--name", "procs-many"}, 2, "USTACK_PROCS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runUstack(t, tc.env, tc.args...)
@@ -30,5 +37,45 @@ func TestProcsFlag(t *testing.T) {
 				t.Errorf("stderr %q does not say %q", r.stderr, tc.msg)
 			}
 		})
+	}
+}
+
+// TestDaemonProcs: ustack daemon --procs 1 runs its Go code on one P, as the
+// runtime's scheduler trace reports once the flag is applied.
+func TestDaemonProcs(t *testing.T) {
+	testbin.EndToEnd(t)
+	cmd := exec.Command(ustackBin, "daemon", "--name", "procs-one", "--procs", "1")
+	// GOMAXPROCS=3 from the environment: only the flag makes it 1.
+	cmd.Env = cleanEnv("XDG_RUNTIME_DIR="+t.TempDir(), "GODEBUG=schedtrace=10", "GOMAXPROCS=3")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	found := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		seen := false
+		for sc.Scan() {
+			if !seen && strings.Contains(sc.Text(), " gomaxprocs=1 ") {
+				seen = true
+				found <- true
+			}
+		}
+		if !seen {
+			found <- false // the daemon ended first
+		}
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Fatal("the daemon ended without a scheduler trace line saying gomaxprocs=1")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no scheduler trace line said gomaxprocs=1 within a minute")
 	}
 }

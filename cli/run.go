@@ -25,8 +25,7 @@ func runCommand() *command {
 		var mf metricsFlag
 		var stackName string
 		var procs int
-		s.add(&option{names: []string{"procs"}, arg: "N", value: intValue{p: &procs, min: 1, max: 4096, what: "a number of CPUs"},
-			help: "at most N threads of ustack run its Go code at once (GOMAXPROCS; default: Go's, the CPUs it may use); 1 suits request-response traffic, more suit many connections at once"})
+		s.add(procsOption(&procs))
 		sf.register(s)
 		mf.register(s)
 		sf.registerVerbose(s)
@@ -37,7 +36,7 @@ func runCommand() *command {
 			}
 			if stackName != "" {
 				if s.given["procs"] {
-					return usagef("--procs: cannot be used with --stack (the daemon's process answers the calls; drop one of them)")
+					return usagef("--procs: cannot be used with --stack (the daemon's process answers the calls: give --procs to ustack daemon, and drop it here)")
 				}
 				return runOnDaemon(ctx, e, s, stackName, args)
 			}
@@ -75,6 +74,12 @@ func runCommand() *command {
 		}
 	}
 	return c
+}
+
+// procsOption is --procs, of ustack run and ustack daemon.
+func procsOption(procs *int) *option {
+	return &option{names: []string{"procs"}, arg: "N", value: intValue{p: procs, min: 1, max: 4096, what: "a number of CPUs"},
+		help: "at most N of ustack's threads run Go code at once (GOMAXPROCS; default: Go's, the CPUs it may use); 1 suits request-response traffic, more suit many connections at once"}
 }
 
 // setProcs sets how many threads run the supervisor's Go code at once,
