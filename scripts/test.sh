@@ -110,32 +110,7 @@ go vet ./...
 # real-time turn), while alone they pass. Under the race detector they
 # skip.
 realtime_pkgs=(github.com/ustack/ustack/cc github.com/ustack/ustack/cc/sidebyside)
-# go test starts the packages in the order given: the few that take minutes
-# go first, so that the last minutes of a pass are not one of them running
-# alone on one CPU while the other idles.
-slow_pkgs=(github.com/ustack/ustack/programs github.com/ustack/ustack/sockets
-	github.com/ustack/ustack/drill github.com/ustack/ustack/cli github.com/ustack/ustack)
-mapfile -t all_pkgs < <(go list ./...)
-in_list() {
-	local p=$1
-	shift
-	printf '%s\n' "$@" | grep -qxF -- "$p"
-}
-ordered() {
-	local p
-	for p in "${slow_pkgs[@]}"; do
-		if in_list "$p" "$@"; then echo "$p"; fi
-	done
-	for p in "$@"; do
-		if ! in_list "$p" "${slow_pkgs[@]}"; then echo "$p"; fi
-	done
-}
-other_pkgs=()
-for p in "${all_pkgs[@]}"; do
-	if ! in_list "$p" "${realtime_pkgs[@]}"; then other_pkgs+=("$p"); fi
-done
-mapfile -t other_pkgs < <(ordered "${other_pkgs[@]}")
-mapfile -t race_pkgs < <(ordered "${all_pkgs[@]}")
+mapfile -t other_pkgs < <(go list ./... | grep -vxF "${realtime_pkgs[@]/#/-e}")
 say "go test ./... (all but ${realtime_pkgs[*]})"
 # shellcheck disable=SC2086 # TEST_FLAGS is a list of flags
 go test -count=1 -timeout 15m ${TEST_FLAGS:-} "${other_pkgs[@]}"
@@ -144,7 +119,7 @@ say "go test ${realtime_pkgs[*]}"
 go test -p 1 -count=1 -timeout 15m ${TEST_FLAGS:-} "${realtime_pkgs[@]}"
 say "go test -race ./..."
 # shellcheck disable=SC2086
-go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} "${race_pkgs[@]}"
+go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
 
 # Fuzz targets of what ustack reads from others (frames at portd, control
 # API requests, ping queries, ICMP echo requests at the gateway, programs'
