@@ -494,9 +494,15 @@ type daemonProc struct {
 // startDaemon starts a daemon and waits for its ready line.
 func startDaemon(t *testing.T, runtimeDir, name string, args ...string) *daemonProc {
 	t.Helper()
+	return startDaemonEnv(t, runtimeDir, name, nil, args...)
+}
+
+// startDaemonEnv is startDaemon with env added to the daemon's environment.
+func startDaemonEnv(t *testing.T, runtimeDir, name string, env []string, args ...string) *daemonProc {
+	t.Helper()
 	testbin.EndToEnd(t)
 	cmd := exec.Command(ustackBin, append([]string{"daemon", "--name", name}, args...)...)
-	cmd.Env = cleanEnv("XDG_RUNTIME_DIR=" + runtimeDir)
+	cmd.Env = cleanEnv(append([]string{"XDG_RUNTIME_DIR=" + runtimeDir}, env...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,13 +1,10 @@
 package cli_test
 
 import (
-	"bufio"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ustack/ustack/internal/testbin"
+	"github.com/ustack/ustack/internal/testwait"
 )
 
 // TestProcsFlag: --procs and USTACK_PROCS, of ustack run and ustack daemon,
@@ -43,39 +40,9 @@ func TestProcsFlag(t *testing.T) {
 // TestDaemonProcs: ustack daemon --procs 1 runs its Go code on one P, as the
 // runtime's scheduler trace reports once the flag is applied.
 func TestDaemonProcs(t *testing.T) {
-	testbin.EndToEnd(t)
-	cmd := exec.Command(ustackBin, "daemon", "--name", "procs-one", "--procs", "1")
 	// GOMAXPROCS=3 from the environment: only the flag makes it 1.
-	cmd.Env = cleanEnv("XDG_RUNTIME_DIR="+t.TempDir(), "GODEBUG=schedtrace=10", "GOMAXPROCS=3")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	found := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		seen := false
-		for sc.Scan() {
-			if !seen && strings.Contains(sc.Text(), " gomaxprocs=1 ") {
-				seen = true
-				found <- true
-			}
-		}
-		if !seen {
-			found <- false // the daemon ended first
-		}
-	}()
-	select {
-	case ok := <-found:
-		if !ok {
-			t.Fatal("the daemon ended without a scheduler trace line saying gomaxprocs=1")
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("no scheduler trace line said gomaxprocs=1 within a minute")
-	}
+	d := startDaemonEnv(t, t.TempDir(), "procs-one", []string{"GODEBUG=schedtrace=10", "GOMAXPROCS=3"}, "--procs", "1")
+	testwait.For(t, "a scheduler trace line saying gomaxprocs=1", func() bool {
+		return strings.Contains(d.stderr.String(), " gomaxprocs=1 ")
+	})
 }
