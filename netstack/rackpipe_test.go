@@ -31,7 +31,7 @@ import (
 // receiver does. After each ACK it counts what is really in flight (sent,
 // not dropped, not acknowledged) against the window the stack reports. The
 // stack runs on a manual clock: no timer fires, and each segment of the
-// flight gets a send time of its own, as RACK needs.
+// flight gets a send time of its own, as on a real clock.
 func TestRACKRecoveryKeepsFlightWithinWindow(t *testing.T) {
 	const (
 		mss     = 1000
