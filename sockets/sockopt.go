@@ -620,6 +620,8 @@ func (s *socket) tcpInfo() []byte {
 		if v.ReorderSeen {
 			info.ReordSeen = 1
 		}
+		info.Retransmits = uint8(min(v.Retransmits, 255))
+		info.Unacked = v.Unacked
 	} else if s.state == stateListening {
 		info.State = uint8(linux.TCP_LISTEN)
 	} else {
@@ -646,7 +648,6 @@ func (s *socket) tcpInfo() []byte {
 		rcvWnd = uint32(cb.Receiver.RcvNxt.Size(cb.Receiver.RcvAcc))
 		// What ss -i shows for the connection, from the same sample.
 		snd := &cb.Sender
-		info.Unacked = uint32(max(snd.Outstanding, 0))
 		info.Sacked = uint32(max(snd.SackedOut, 0))
 		info.Lost = tcpinfo.Lost(cb, v.CcState == tcpip.RTORecovery)
 		info.BytesAcked, info.BytesSent = tcpinfo.AckedSent(written, cb, tcp.EndpointState(s.ep.State()), retrans)
