@@ -14,8 +14,9 @@ import (
 // BtlBw and the window cwnd_gain * BtlBw * RTprop. States: Startup (gain
 // 2/ln 2 until the bandwidth grew less than 25 % in three rounds), Drain
 // (its inverse until the flight is one BDP), ProbeBW (gains cycling 1.25,
-// 0.75, then 1 for six rounds) and ProbeRTT (four packets for 200 ms when
-// RTprop has not been renewed for RTpropWindow). Losses do not change the
+// 0.75, then 1 for six rounds) and ProbeRTT (four packets in flight for
+// 200 ms when RTprop has not been renewed for RTpropWindow, so that the
+// queue drains and the next samples renew it). Losses do not change the
 // model. The sender paces new data at the pacing rate
 // (netstack/patches/0003-pacing.patch); before the first bandwidth sample
 // (the first round) it does not pace.
@@ -32,7 +33,9 @@ type BBR struct {
 	fullBw     float64
 	fullRounds int
 	cycle      int
-	probeEnd   time.Duration
+	probeEnd   time.Duration // ProbeRTT's end, once the flight is down to four (0 before)
+	probeFrom  string        // the state ProbeRTT interrupted
+	priorCwnd  float64       // the window ProbeRTT interrupted
 	pacingGain float64
 	cwndGain   float64
 	win        window
@@ -70,8 +73,22 @@ func (b *BBR) Target(gain float64, mss int) float64 {
 
 // OnAck implements Algorithm.
 func (b *BBR) OnAck(w *Window, a Ack) {
-	if a.RTT > 0 && (b.rtprop == 0 || a.RTT <= b.rtprop || w.Now-b.rtpropAt > b.RTpropWindow) {
+	// The filter's expiry is judged before this sample renews it: an
+	// expired RTprop takes the sample, queue and all, and only ProbeRTT's
+	// drained queue brings it back down. Judged after, as once here, the
+	// renewal hid the expiry, ProbeRTT never ran, and every RTpropWindow
+	// the estimate (and so the window) took in the standing queue: two
+	// flows on a deep buffer ratcheted up to three BDPs of it in 20 s.
+	expired := b.rtprop > 0 && w.Now-b.rtpropAt > b.RTpropWindow
+	if a.RTT > 0 && (b.rtprop == 0 || a.RTT <= b.rtprop || expired) {
 		b.rtprop, b.rtpropAt = a.RTT, w.Now
+	}
+	if expired && b.state != "probe_rtt" {
+		b.probeFrom, b.priorCwnd = b.state, b.win.sync(w)
+		b.state, b.probeEnd, b.pacingGain, b.cwndGain = "probe_rtt", 0, 1, 1
+	}
+	if b.state == "probe_rtt" {
+		b.probeRTT(w)
 	}
 	if len(b.bws) == 0 {
 		b.bws = append(b.bws, 0)
@@ -130,15 +147,31 @@ func (b *BBR) round(w *Window) {
 	case "probe_bw":
 		b.cycle = (b.cycle + 1) % len(bbrCycle)
 		b.pacingGain = bbrCycle[b.cycle]
-	case "probe_rtt":
-		if w.Now >= b.probeEnd {
-			b.rtpropAt = w.Now
-			b.state, b.pacingGain, b.cwndGain = "probe_bw", 1, b.CwndGain
+	}
+}
+
+// probeRTT times ProbeRTT: 200 ms from when the flight is down to four
+// packets; then RTprop counts as renewed (its samples meanwhile were taken
+// at the drained queue) and the flow goes back to the state and the window
+// it left, as Linux's bbr_check_probe_rtt_done and bbr_restore_cwnd.
+func (b *BBR) probeRTT(w *Window) {
+	if b.probeEnd == 0 {
+		if w.Inflight <= 4 {
+			b.probeEnd = w.Now + 200*time.Millisecond
 		}
+		return
 	}
-	if b.state != "probe_rtt" && b.rtprop > 0 && w.Now-b.rtpropAt > b.RTpropWindow {
-		b.state, b.probeEnd = "probe_rtt", w.Now+200*time.Millisecond
+	if w.Now < b.probeEnd {
+		return
 	}
+	b.rtpropAt = w.Now
+	if b.probeFrom == "startup" {
+		g := 2 / math.Ln2
+		b.state, b.pacingGain, b.cwndGain = "startup", g, g
+	} else {
+		b.state, b.cycle, b.pacingGain, b.cwndGain = "probe_bw", 0, bbrCycle[0], b.CwndGain
+	}
+	b.win.set(w, max(b.win.sync(w), b.priorCwnd))
 }
 
 // OnLoss implements Algorithm: BBR v1 keeps its model, and the flight in

@@ -380,6 +380,36 @@ func TestBBR(t *testing.T) {
 		t.Errorf("probe_bw window: %d, want cwnd_gain 2 * BDP 100 = 200", w.Cwnd)
 	}
 	near(t, "pacing rate", w.PacingRate, b.pacingGain*1e6, 1e-6)
+
+	// A standing queue (300 ms samples) for longer than RTpropWindow: the
+	// expired RTprop takes the inflated sample, ProbeRTT holds four
+	// packets, the drained queue's samples bring RTprop back, and after
+	// 200 ms at four in flight the flow returns to ProbeBW and its window.
+	w.Inflight = 200
+	for end := w.Now + b.RTpropWindow; w.Now <= end; w.Now += rtt {
+		b.OnAck(w, Ack{Packets: 1, RTT: 3 * rtt, DeliveryRate: 1e6})
+	}
+	if w.Cwnd != 200 || b.state != "probe_bw" {
+		t.Fatalf("a queue for RTpropWindow: cwnd %d in %s, want 200 in probe_bw", w.Cwnd, b.state)
+	}
+	w.Now += rtt
+	b.OnAck(w, Ack{Packets: 1, RTT: 3 * rtt, DeliveryRate: 1e6})
+	if w.Cwnd != 4 || b.state != "probe_rtt" {
+		t.Fatalf("RTprop expired: cwnd %d in %s, want 4 in probe_rtt", w.Cwnd, b.state)
+	}
+	w.Inflight = 4
+	for i := 0; i < 2; i++ {
+		w.Now += rtt
+		b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	}
+	if b.state != "probe_rtt" || b.rtprop != rtt {
+		t.Fatalf("100 ms after the flight reached four: %s with RTprop %v, want probe_rtt, %v", b.state, b.rtprop, rtt)
+	}
+	w.Now += rtt
+	b.OnAck(w, Ack{Packets: 1, RTT: rtt, DeliveryRate: 1e6})
+	if w.Cwnd != 200 || b.state != "probe_bw" {
+		t.Errorf("after ProbeRTT: cwnd %d in %s, want 200 (2 * BDP of RTprop %v) in probe_bw", w.Cwnd, b.state, b.rtprop)
+	}
 }
 
 // TestYeAH: Scalable growth in fast mode, Reno's in slow mode; a round
