@@ -125,8 +125,6 @@ func shellFields(s string) []string {
 // (so that the kernel behaves as ustack does); any other value is an
 // error.
 var fixedSysctls = map[string]string{
-	// netstack backs off SYN retransmissions exponentially from the start.
-	"net.ipv4.tcp_syn_linear_timeouts": "0",
 	// netstack always offers timestamps and window scaling.
 	"net.ipv4.tcp_timestamps":     "1",
 	"net.ipv4.tcp_window_scaling": "1",

@@ -82,6 +82,11 @@ type TCPOptions struct {
 	// starts with and restarts with after an idle RTO (Linux sets it per
 	// route: ip route ... initcwnd N). 0 is DefaultInitialCwnd.
 	InitialCwnd int
+	// SynLinearTimeouts is Linux's tcp_syn_linear_timeouts: how many
+	// retransmissions of a connect's SYN come 1 s apart before the
+	// timeouts start doubling. 0 is DefaultSynLinearTimeouts; negative
+	// doubles from the first.
+	SynLinearTimeouts int
 	// NoProbe leaves netstack's TCP probe out. The probe feeds control-block
 	// samples to traces and sequence numbers to ss -i, but netstack copies
 	// each endpoint's state to the heap on every received segment while it
@@ -159,6 +164,19 @@ var sysctls = map[string]sysctl{
 			return nil
 		},
 		func(o *TCPOptions) string { return o.delayedAck().String() }},
+	"tcp.syn_linear_timeouts": {[]string{"net.ipv4.tcp_syn_linear_timeouts"}, "retransmissions of a connect's SYN 1 s apart before the timeouts double; 0 doubles from the first",
+		func(o *TCPOptions, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > maxSynLinearTimeouts {
+				return errSynLinearTimeouts
+			}
+			o.SynLinearTimeouts = n
+			if n == 0 {
+				o.SynLinearTimeouts = -1
+			}
+			return nil
+		},
+		func(o *TCPOptions) string { return strconv.Itoa(o.synLinearTimeouts()) }},
 	"tcp.time_wait": {nil, "TIME-WAIT duration, e.g. 60s",
 		func(o *TCPOptions, v string) error { return setDuration(&o.TimeWait, v) },
 		func(o *TCPOptions) string { return orDur(o.TimeWait, DefaultTimeWait).String() }},
@@ -213,6 +231,22 @@ func (o *TCPOptions) delayedAck() time.Duration {
 	}
 	return o.DelayedAck
 }
+
+// synLinearTimeouts is the count in force.
+func (o *TCPOptions) synLinearTimeouts() int {
+	switch {
+	case o.SynLinearTimeouts < 0:
+		return 0
+	case o.SynLinearTimeouts == 0:
+		return tcp.DefaultSynLinearTimeouts
+	}
+	return o.SynLinearTimeouts
+}
+
+// maxSynLinearTimeouts bounds tcp.syn_linear_timeouts as netstack does.
+const maxSynLinearTimeouts = 16
+
+var errSynLinearTimeouts = fmt.Errorf("want a number of retransmissions from 0 to %d", maxSynLinearTimeouts)
 
 func (o *TCPOptions) twReuse() string {
 	if o.TimeWaitReuse == "" {
@@ -309,6 +343,9 @@ func (o *TCPOptions) Validate() error {
 	if o.DelayedAck > MaxDelayedAck {
 		return fmt.Errorf("tcp.delayed_ack=%v: %w", o.DelayedAck, errDelayedAck)
 	}
+	if o.SynLinearTimeouts > maxSynLinearTimeouts {
+		return fmt.Errorf("tcp.syn_linear_timeouts=%d: %w", o.SynLinearTimeouts, errSynLinearTimeouts)
+	}
 	if o.MinRTO > tcp.MaxRTO {
 		return fmt.Errorf("tcp.min_rto=%v: want at most %v (the maximum RTO)", o.MinRTO, tcp.MaxRTO)
 	}
@@ -344,6 +381,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 	twReuse := timeWaitReuse[o.twReuse()]
 	iw := tcpip.TCPInitialCongestionWindowOption(o.initialCwnd())
 	delAck := tcpip.TCPDelayedAckOption(o.delayedAck())
+	synLinear := tcpip.TCPSynLinearTimeoutsOption(o.synLinearTimeouts())
 	for _, set := range []struct {
 		key string
 		opt tcpip.SettableTransportProtocolOption
@@ -352,6 +390,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 		{"tcp.moderate_rcvbuf", &moderate}, {"tcp.wmem", &sndOpt}, {"tcp.rmem", &rcvOpt},
 		{"tcp.cc", &cc}, {"tcp.min_rto", &minRTO}, {"tcp.time_wait", &tw},
 		{"tcp.tw_reuse", &twReuse}, {"tcp.initial_cwnd", &iw}, {"tcp.delayed_ack", &delAck},
+		{"tcp.syn_linear_timeouts", &synLinear},
 	} {
 		if err := setTCP(s, set.key, set.opt); err != nil {
 			return err

@@ -529,7 +529,6 @@ func (s *socket) fill(c *intercept.Call) int {
 // error for SO_ERROR).
 func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Queue, entry *waiter.Entry, notify chan struct{}, filler int, done chan struct{}) {
 	defer close(done)
-	timedOut, stopTimer := s.enforceSynCount(ep)
 	for {
 		st := tcp.EndpointState(ep.State())
 		if st != tcp.StateConnecting && st != tcp.StateSynSent && st != tcp.StateSynRecv {
@@ -539,7 +538,6 @@ func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Que
 		<-notify
 		w.unpark()
 	}
-	stopTimer()
 	wq.EventUnregister(entry)
 	terr := ep.LastError()
 	st := tcp.EndpointState(ep.State())
@@ -561,9 +559,6 @@ func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Que
 		if terr != nil {
 			s.soError = errnoOf(terr)
 		}
-		if timedOut.Load() {
-			s.soError = unix.ETIMEDOUT
-		}
 	}
 	s.mu.Unlock()
 	if filler > 0 {
@@ -574,30 +569,6 @@ func (s *socket) completeConnect(w *waitPoint, ep tcpip.Endpoint, wq *waiter.Que
 	if connected {
 		s.startRelay(ep, wq)
 	}
-}
-
-// enforceSynCount gives up a connect the way Linux does for a socket whose
-// TCP_SYNCNT is below the default: after the SYN and that many
-// retransmissions, their timeouts doubling from 1 s. netstack keeps the
-// option but its handshake retransmits until the 2-minute RTO cap, which is
-// Linux's default of 6. timedOut reports whether the connect was aborted
-// for that reason; stop ends the watch once the connect has ended. The
-// time is the stack's own clock.
-func (s *socket) enforceSynCount(ep tcpip.Endpoint) (timedOut *atomic.Bool, stop func()) {
-	timedOut = new(atomic.Bool)
-	n, terr := ep.GetSockOptInt(tcpip.TCPSynCountOption)
-	if terr != nil || n >= tcp.DefaultSynRetries {
-		return timedOut, func() {}
-	}
-	giveUp := time.Duration(1<<(n+1)-1) * tcp.InitialRTO
-	t := s.m.ns.Clock().AfterFunc(giveUp, func() {
-		switch tcp.EndpointState(ep.State()) {
-		case tcp.StateConnecting, tcp.StateSynSent:
-			timedOut.Store(true)
-			ep.Abort()
-		}
-	})
-	return timedOut, func() { t.Stop() }
 }
 
 // byteCounts gives the bytes the program wrote into the connection and
