@@ -368,6 +368,9 @@ func (r *relay) runNet() {
 					return
 				case perr == nil && pn == 0:
 					return // end of file: no buffer needed to see it
+				case perr == unix.ECONNRESET:
+					rerr = perr // reported once: the read after it sees end of file
+					return
 				}
 				d.buf = getRelayBuf()
 			}
@@ -393,6 +396,14 @@ func (r *relay) runNet() {
 			if !r.waitFd(d) {
 				return
 			}
+		case rerr == unix.ECONNRESET:
+			// The program closed its socket with data it had not read:
+			// the kernel tells our end so with ECONNRESET (an AF_UNIX
+			// socket released with a non-empty receive queue), and Linux
+			// answers such a close with a reset, not a FIN (RFC 2525).
+			ep.Abort()
+			r.end(d)
+			return
 		case rerr != nil:
 			ep.Close()
 			r.end(d)

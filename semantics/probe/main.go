@@ -723,6 +723,16 @@ func linger() {
 	polled(server, "the reset that answers it", unix.POLLHUP|unix.POLLERR)
 	_, err = unix.SendmsgN(server, []byte("x"), nil, nil, unix.MSG_NOSIGNAL)
 	say("writing on to a closed peer", errno(err))
+
+	// A close with data not yet read resets the connection (RFC 2525).
+	client, server = connected()
+	_, err = unix.SendmsgN(client, []byte("unread"), nil, nil, unix.MSG_NOSIGNAL)
+	must(err)
+	polled(server, "the data", unix.POLLIN)
+	unix.Close(server)
+	polled(client, "the reset of a close with unread data", unix.POLLIN|unix.POLLHUP|unix.POLLERR)
+	n, err = unix.Read(client, buf)
+	say("read after the peer closed with data unread", n, " ", errno(err))
 }
 
 // unreachable connects (blocking) to addresses without a route; it runs in a
@@ -748,8 +758,9 @@ func unreachable() {
 
 // timeout connects to an address whose packets vanish (a dummy device in
 // the namespace this runs in), with TCP_SYNCNT 1 so the connect gives up
-// after the first SYN and one retransmission, about 3 s. A blocking and a
-// non-blocking connect run side by side.
+// after about 3 s (the time one retransmission takes with doubling
+// timeouts; Linux and ustack retransmit twice in it, 1 s apart). A
+// blocking and a non-blocking connect run side by side.
 func timeout() {
 	dst := &unix.SockaddrInet4{Port: 80, Addr: [4]byte{203, 0, 113, 2}}
 	open := func(flags int) int {
