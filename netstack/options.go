@@ -167,7 +167,7 @@ var sysctls = map[string]sysctl{
 	"tcp.syn_linear_timeouts": {[]string{"net.ipv4.tcp_syn_linear_timeouts"}, "retransmissions of a connect's SYN 1 s apart before the timeouts double; 0 doubles from the first",
 		func(o *TCPOptions, v string) error {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > maxSynLinearTimeouts {
+			if err != nil || n < 0 || n > tcp.MaxSynLinearTimeouts {
 				return errSynLinearTimeouts
 			}
 			o.SynLinearTimeouts = n
@@ -243,10 +243,7 @@ func (o *TCPOptions) synLinearTimeouts() int {
 	return o.SynLinearTimeouts
 }
 
-// maxSynLinearTimeouts bounds tcp.syn_linear_timeouts as netstack does.
-const maxSynLinearTimeouts = 16
-
-var errSynLinearTimeouts = fmt.Errorf("want a number of retransmissions from 0 to %d", maxSynLinearTimeouts)
+var errSynLinearTimeouts = fmt.Errorf("want a number of retransmissions from 0 to %d", tcp.MaxSynLinearTimeouts)
 
 func (o *TCPOptions) twReuse() string {
 	if o.TimeWaitReuse == "" {
@@ -343,7 +340,7 @@ func (o *TCPOptions) Validate() error {
 	if o.DelayedAck > MaxDelayedAck {
 		return fmt.Errorf("tcp.delayed_ack=%v: %w", o.DelayedAck, errDelayedAck)
 	}
-	if o.SynLinearTimeouts > maxSynLinearTimeouts {
+	if o.SynLinearTimeouts > tcp.MaxSynLinearTimeouts {
 		return fmt.Errorf("tcp.syn_linear_timeouts=%d: %w", o.SynLinearTimeouts, errSynLinearTimeouts)
 	}
 	if o.MinRTO > tcp.MaxRTO {
