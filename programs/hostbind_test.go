@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,11 +93,15 @@ func (n *hostBindNet) hostFreePort(t *testing.T) int {
 }
 
 // hostFreePortBelowEphemeral returns a TCP port free on the host below its
-// ephemeral range, where no block portd hands out can lie.
-func (n *hostBindNet) hostFreePortBelowEphemeral(t *testing.T) int {
+// ephemeral range, where no block a run holds can lie, other than those
+// in except.
+func (n *hostBindNet) hostFreePortBelowEphemeral(t *testing.T, except ...int) int {
 	t.Helper()
 	first, _ := hostports.EphemeralRange()
 	for port := first - 1; port >= 1024 && port >= first-2000; port-- {
+		if slices.Contains(except, port) {
+			continue
+		}
 		if l, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", bindHostAddr, port)); err == nil {
 			l.Close()
 			return port
@@ -304,7 +309,10 @@ sys.stdin.readline()
 func TestHostBindErrors(t *testing.T) {
 	python := systemPython(t)
 	n := setupHostBind(t)
-	granted := n.hostFreePort(t)
+	// Below the kernel's ephemeral range: each run holds a random block
+	// of that range for its own connects, and a port that fell in it would
+	// stay held after the program closed its socket, until the run ends.
+	granted := n.hostFreePortBelowEphemeral(t)
 	sock := n.startPortd(t, granted)
 	script := filepath.Join(n.dir, "bind.py")
 	if err := os.WriteFile(script, []byte(bindScript), 0o644); err != nil {
@@ -341,7 +349,7 @@ func TestHostBindErrors(t *testing.T) {
 	t.Run("policy refuses the port, as nobody via portd", func(t *testing.T) {
 		// Not from the kernel's ephemeral range: the policy grants
 		// nobody a block of it, and a port there may be in that block.
-		refused := n.hostFreePortBelowEphemeral(t)
+		refused := n.hostFreePortBelowEphemeral(t, granted)
 		p := n.runAs(t, nobodyUID, sock, n.dir, nil, python, script, strconv.Itoa(refused))
 		p.waitOutput(fmt.Sprintf("bind %d", syscall.EACCES))
 		if err := hostBindErr(refused); err != nil {
