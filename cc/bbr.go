@@ -43,14 +43,17 @@ type BBR struct {
 
 var bbrCycle = []float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
 
+// bbrHighGain is Startup's pacing and window gain, 2/ln 2; Drain paces at
+// its inverse.
+const bbrHighGain = 2 / math.Ln2
+
 func init() {
 	Register("bbr", "BBR v1, Cardwell et al. 2016", func() Algorithm { return NewBBR() })
 }
 
 // NewBBR is BBR with the paper's parameters.
 func NewBBR() *BBR {
-	g := 2 / math.Ln2
-	return &BBR{BwRounds: 10, RTpropWindow: 10 * time.Second, CwndGain: 2, state: "startup", pacingGain: g, cwndGain: g}
+	return &BBR{BwRounds: 10, RTpropWindow: 10 * time.Second, CwndGain: 2, state: "startup", pacingGain: bbrHighGain, cwndGain: bbrHighGain}
 }
 
 // BtlBw is the bottleneck bandwidth estimate in bytes per second.
@@ -137,7 +140,7 @@ func (b *BBR) round(w *Window) {
 		if bw >= b.fullBw*1.25 {
 			b.fullBw, b.fullRounds = bw, 0
 		} else if b.fullRounds++; b.fullRounds >= 3 {
-			b.state, b.pacingGain, b.cwndGain = "drain", math.Ln2/2, 2/math.Ln2
+			b.state, b.pacingGain, b.cwndGain = "drain", 1/bbrHighGain, bbrHighGain
 		}
 	case "drain":
 		if float64(w.Inflight) <= b.Target(1, w.MSS) {
@@ -166,8 +169,7 @@ func (b *BBR) probeRTT(w *Window) {
 	}
 	b.rtpropAt = w.Now
 	if b.probeFrom == "startup" {
-		g := 2 / math.Ln2
-		b.state, b.pacingGain, b.cwndGain = "startup", g, g
+		b.state, b.pacingGain, b.cwndGain = "startup", bbrHighGain, bbrHighGain
 	} else {
 		b.state, b.cycle, b.pacingGain, b.cwndGain = "probe_bw", 0, bbrCycle[0], b.CwndGain
 	}
