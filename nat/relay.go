@@ -15,6 +15,7 @@ import (
 
 	"github.com/ustack/ustack/internal/fdpoll"
 	"github.com/ustack/ustack/internal/growstack"
+	"github.com/ustack/ustack/internal/inline"
 	"github.com/ustack/ustack/internal/nbio"
 )
 
@@ -26,7 +27,11 @@ import (
 // with nothing to move has no goroutine. It waits either for the endpoint
 // (a waiter entry's callback, inline on netstack's goroutines) or for the
 // host socket (the gateway's poller); whoever moves its state from waiting
-// back to running starts the goroutine that carries it on. A wait is
+// back to running starts the goroutine that carries it on, except that the
+// callback for the guest's data posts up to package inline when it can:
+// the goroutine whose call into netstack brought the data (the program's
+// relay, writing into the guest's endpoint) then carries it on to the host
+// socket once the call has returned. A wait is
 // recorded first and the endpoint looked at once more, so that an event in
 // between is not missed; epoll arms at the level, which does the same for
 // the host socket.
@@ -47,6 +52,7 @@ type tcpRelay struct {
 	reader  bytes.Reader // down's, for ep.Write
 
 	epReadable, epWritable func() bool
+	upInline               func() // runs up as posted work (made once)
 }
 
 // hostConn is the host side of a relay: an accepted *net.TCPConn (a
@@ -106,7 +112,9 @@ func (g *Gateway) relay(ep tcpip.Endpoint, wq *waiter.Queue, host hostConn) {
 	}
 	r.up.fdEvents = unix.EPOLLOUT
 	r.down.fdEvents = unix.EPOLLIN | unix.EPOLLRDHUP
-	r.up.run, r.down.run = r.runUp, r.runDown
+	r.up.run = func() { r.runUp(false) }
+	r.upInline = func() { r.runUp(true) }
+	r.down.run = r.runDown
 	r.epReadable = func() bool { return ep.Readiness(waiter.ReadableEvents) != 0 }
 	r.epWritable = func() bool { return ep.Readiness(waiter.WritableEvents) != 0 }
 	r.up.entry = waiter.NewFunctionEntry(waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr, func(waiter.EventMask) {
@@ -161,6 +169,9 @@ func (r *tcpRelay) wake(d *natDir, kind int32) {
 		return
 	}
 	if d.state.CompareAndSwap(kind, natRunning) {
+		if kind == natWaitEp && d == &r.up && inline.Post(r.upInline) {
+			return
+		}
 		go r.start(d)
 	}
 }
@@ -260,10 +271,11 @@ func putCopyBuf(bufp *[]byte) {
 	}
 }
 
-// runUp copies from the guest's endpoint to the host socket.
-func (r *tcpRelay) runUp() {
+// runUp copies from the guest's endpoint to the host socket. Run as posted
+// work (inline), it never waits on the goroutine it borrowed.
+func (r *tcpRelay) runUp(inline bool) {
 	d, ep := &r.up, r.ep
-	hot := false // data moved since the last wait: wait in Go's poller first
+	hot := false // data moved since the last wait: wait for the host socket in Go's poller first
 	for {
 		if d.off < d.n {
 			var werr error
@@ -298,16 +310,15 @@ func (r *tcpRelay) runUp() {
 					return
 				}
 			default:
-				hot = true
+				hot = !inline
 			}
 			continue
 		}
+		// The wait for data is the callback's, always: it posts this
+		// direction to the goroutine that brought the data when there is
+		// one (see wake), and starts a goroutine when not.
 		if d.bufp == nil && !r.epReadable() {
-			if hot {
-				if !r.waitEpHot(d, r.epReadable) {
-					return
-				}
-			} else if !r.waitEp(d, r.epReadable) {
+			if !r.waitEp(d, r.epReadable) {
 				return
 			}
 			continue
@@ -332,9 +343,7 @@ func (r *tcpRelay) runUp() {
 		case nil:
 			d.off, d.n = 0, res.Count
 		case *tcpip.ErrWouldBlock:
-			// Drained: the wait above, hot if data just moved (a cold wait
-			// here cost a new goroutine per request of a request-response
-			// exchange).
+			// Drained: the wait above.
 			putCopyBuf(d.bufp)
 			d.bufp = nil
 		case *tcpip.ErrClosedForReceive:
@@ -357,7 +366,9 @@ func (r *tcpRelay) runDown() {
 	for {
 		if d.off < d.n {
 			r.reader.Reset((*d.bufp)[d.off:d.n])
+			inline.Begin() // the program's relay's work this write makes ready
 			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
+			inline.End()
 			d.off += int(m)
 			switch err.(type) {
 			case nil:

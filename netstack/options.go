@@ -87,6 +87,12 @@ type TCPOptions struct {
 	// timeouts start doubling. 0 is DefaultSynLinearTimeouts; negative
 	// doubles from the first.
 	SynLinearTimeouts int
+	// QueuedProcessing hands every received segment to one of netstack's
+	// processor goroutines, the pinned netstack's way. By default a
+	// segment for an established connection whose lock is free is
+	// processed on the goroutine that delivered it (netstack patch 0023),
+	// which saves a goroutine wake-up per segment.
+	QueuedProcessing bool
 	// NoProbe leaves netstack's TCP probe out. The probe feeds control-block
 	// samples to traces and sequence numbers to ss -i, but netstack copies
 	// each endpoint's state to the heap on every received segment while it
@@ -122,6 +128,9 @@ var sysctls = map[string]sysctl{
 	"tcp.nagle": {nil, "Nagle's algorithm: 1 or 0",
 		func(o *TCPOptions, v string) error { return setBool(&o.Nagle, v) },
 		func(o *TCPOptions) string { return boolStr(o.Nagle) }},
+	"tcp.inline_processing": {nil, "process a received segment on the goroutine that delivered it when its connection is free, instead of waking a processor goroutine: 1 or 0",
+		func(o *TCPOptions, v string) error { return setNegBool(&o.QueuedProcessing, v) },
+		func(o *TCPOptions) string { return boolStr(!o.QueuedProcessing) }},
 	"tcp.moderate_rcvbuf": {[]string{"net.ipv4.tcp_moderate_rcvbuf"}, "receive buffer auto-tuning: 1 or 0",
 		func(o *TCPOptions, v string) error { return setNegBool(&o.NoModerateRcvBuf, v) },
 		func(o *TCPOptions) string { return boolStr(!o.NoModerateRcvBuf) }},
@@ -379,6 +388,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 	iw := tcpip.TCPInitialCongestionWindowOption(o.initialCwnd())
 	delAck := tcpip.TCPDelayedAckOption(o.delayedAck())
 	synLinear := tcpip.TCPSynLinearTimeoutsOption(o.synLinearTimeouts())
+	inline := tcpip.TCPInlineProcessingOption(!o.QueuedProcessing)
 	for _, set := range []struct {
 		key string
 		opt tcpip.SettableTransportProtocolOption
@@ -387,7 +397,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 		{"tcp.moderate_rcvbuf", &moderate}, {"tcp.wmem", &sndOpt}, {"tcp.rmem", &rcvOpt},
 		{"tcp.cc", &cc}, {"tcp.min_rto", &minRTO}, {"tcp.time_wait", &tw},
 		{"tcp.tw_reuse", &twReuse}, {"tcp.initial_cwnd", &iw}, {"tcp.delayed_ack", &delAck},
-		{"tcp.syn_linear_timeouts", &synLinear},
+		{"tcp.syn_linear_timeouts", &synLinear}, {"tcp.inline_processing", &inline},
 	} {
 		if err := setTCP(s, set.key, set.opt); err != nil {
 			return err

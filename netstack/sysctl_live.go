@@ -19,7 +19,7 @@ const (
 )
 
 // liveKeys are the keys whose change reaches existing connections.
-var liveKeys = map[string]bool{"tcp.time_wait": true}
+var liveKeys = map[string]bool{"tcp.time_wait": true, "tcp.inline_processing": true}
 
 // SysctlApplies says when a change of key (or one of its aliases) takes
 // effect on a running stack; "" for an unknown key.

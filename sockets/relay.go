@@ -17,6 +17,7 @@ import (
 	"github.com/ustack/ustack/intercept"
 	"github.com/ustack/ustack/internal/fdpoll"
 	"github.com/ustack/ustack/internal/growstack"
+	"github.com/ustack/ustack/internal/inline"
 	"github.com/ustack/ustack/internal/nbio"
 )
 
@@ -28,7 +29,10 @@ import (
 // goroutine that carries the direction on until it has to wait again:
 //
 //   - for the endpoint (data to read, room to write, a reset): a waiter
-//     entry's callback, which runs inline on netstack's goroutines;
+//     entry's callback, which runs inline on netstack's goroutines; for
+//     data to read it posts the direction to package inline when it can,
+//     so that the goroutine whose call into netstack brought the data
+//     carries it on into our end once the call has returned;
 //   - for our end (data from the program, room for it): the manager's
 //     poller, one epoll instance and goroutine for all sockets;
 //   - for the other direction to end (a reset waits until nothing more is
@@ -97,9 +101,12 @@ type relay struct {
 	epWritable, epReadable, closeWaitOver func() bool
 
 	// hotOK: directions may wait in Go's poller for a while after moving
-	// data (see hotLinger); off when the activity is tracked, whose
+	// data (see hotLinger), and prog may run on a goroutine that posted
+	// work finds (package inline); off when the activity is tracked, whose
 	// runners want every wait to be one they can see the end of.
 	hotOK bool
+	// progInline runs prog as posted work (made once, not at every post).
+	progInline func()
 }
 
 // startRelay starts the relay between our end and ep; when both
@@ -125,7 +132,9 @@ func (s *socket) startRelay(ep tcpip.Endpoint, wq *waiter.Queue) {
 	r.hotOK = a == nil
 	r.net.fdEvents = unix.EPOLLIN | unix.EPOLLRDHUP
 	r.prog.fdEvents = unix.EPOLLOUT
-	r.net.run, r.prog.run = r.runNet, r.runProg
+	r.net.run = r.runNet
+	r.prog.run = func() { r.runProg(false) }
+	r.progInline = func() { r.runProg(true) }
 	if a != nil {
 		r.net.w = a.newWait(0, "relay to the network")
 		r.prog.w = a.newWait(0, "relay to the program")
@@ -177,6 +186,9 @@ func (r *relay) wake(d *relayDir, kind int32) {
 		return
 	}
 	if d.state.CompareAndSwap(kind, dirRunning) {
+		if kind == dirWaitEp && d == &r.prog && r.hotOK && inline.Post(r.progInline) {
+			return
+		}
 		go r.resume(d)
 	}
 }
@@ -328,9 +340,15 @@ func (r *relay) runNet() {
 	for {
 		if d.off < d.n {
 			r.reader.Reset(d.buf[d.off:d.n])
+			if r.hotOK {
+				inline.Begin() // prog's and the gateway's work this write makes ready
+			}
 			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
 			d.off += int(m)
-			s.appWritten.Add(uint64(m))
+			s.appWritten.Add(uint64(m)) // before the work runs: it may let the program look (TCP_INFO)
+			if r.hotOK {
+				inline.End()
+			}
 			switch err.(type) {
 			case nil:
 			case *tcpip.ErrWouldBlock:
@@ -455,21 +473,20 @@ func (r *relay) hotWrite(write func(fd uintptr), blocked func() bool) error {
 }
 
 // runProg copies what the endpoint receives into our end until the peer
-// ends the connection, then passes on its FIN or its reset.
-func (r *relay) runProg() {
+// ends the connection, then passes on its FIN or its reset. Run as posted
+// work (inline), it never waits on the goroutine it borrowed.
+func (r *relay) runProg(inline bool) {
 	d, s, ep := &r.prog, r.s, r.ep
 	readable := r.epReadable
-	hot := false // data moved since the last wait: wait in Go's poller first
+	hot := false // data moved since the last wait: wait for our end in Go's poller first
 	for {
 		switch r.phase {
 		case progRead:
+			// The wait for data is the callback's, always: it posts this
+			// direction to the goroutine that brought the data when there
+			// is one (see wake), and starts a goroutine when not.
 			if d.buf == nil && !readable() {
-				if hot {
-					if !r.waitEpHot(d, readable) {
-						hot = false
-						return
-					}
-				} else if !r.waitEp(d, readable) {
+				if !r.waitEp(d, readable) {
 					return
 				}
 				continue
@@ -498,9 +515,7 @@ func (r *relay) runProg() {
 				d.off, d.n = 0, res.Count
 				r.phase = progWrite
 			case *tcpip.ErrWouldBlock:
-				// Drained: the wait above, hot if data just moved (a
-				// cold wait here cost a new goroutine per response of a
-				// request-response exchange).
+				// Drained: the wait above.
 				putRelayBuf(d.buf)
 				d.buf = nil
 			case *tcpip.ErrClosedForReceive:
@@ -546,7 +561,7 @@ func (r *relay) runProg() {
 				}
 			default:
 				r.phase = progRead
-				hot = r.hotOK
+				hot = r.hotOK && !inline
 			}
 		case progCloseWait:
 			// The peer has closed and the program not: if the peer then

@@ -1,0 +1,119 @@
+package netstack
+
+import (
+	"bytes"
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/pipe"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ustack/ustack/internal/testwait"
+)
+
+// With tcp.inline_processing (the default, patch 0023) a segment for an
+// established connection is processed on the goroutine that delivers it:
+// over a link that delivers on the sender's goroutine, what one side
+// writes is readable at the other once Write has returned, with the
+// receiving stack's processor goroutines paused. Without it the segment
+// waits for them, and arrives when they resume.
+func TestInlineProcessing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		queued bool
+	}{{"inline", false}, {"queued", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rcv, err := New(TCPOptions{QueuedProcessing: tc.queued})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(rcv.Destroy)
+			snd, err := New(TCPOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(snd.Destroy)
+			rcvAddr := tcpip.AddrFrom4([4]byte{10, 0, 0, 1})
+			sndAddr := tcpip.AddrFrom4([4]byte{10, 0, 0, 2})
+			a, b := pipe.New("\x02\x00\x00\x00\x00\x01", "\x02\x00\x00\x00\x00\x02", 1500)
+			for _, n := range []struct {
+				s    *stack.Stack
+				ep   stack.LinkEndpoint
+				addr tcpip.Address
+			}{{rcv, a, rcvAddr}, {snd, b, sndAddr}} {
+				if err := n.s.CreateNIC(1, n.ep); err != nil {
+					t.Fatalf("CreateNIC: %s", err)
+				}
+				pa := tcpip.ProtocolAddress{Protocol: header.IPv4ProtocolNumber, AddressWithPrefix: n.addr.WithPrefix()}
+				if err := n.s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
+					t.Fatalf("AddProtocolAddress: %s", err)
+				}
+				n.s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
+			}
+			var lwq waiter.Queue
+			lep, terr := rcv.NewEndpoint(tcp.ProtocolNumber, header.IPv4ProtocolNumber, &lwq)
+			if terr != nil {
+				t.Fatalf("NewEndpoint: %s", terr)
+			}
+			t.Cleanup(lep.Close)
+			if terr := lep.Bind(tcpip.FullAddress{NIC: 1, Addr: rcvAddr, Port: 80}); terr != nil {
+				t.Fatalf("Bind: %s", terr)
+			}
+			if terr := lep.Listen(1); terr != nil {
+				t.Fatalf("Listen: %s", terr)
+			}
+			client, err := gonet.DialTCP(snd, tcpip.FullAddress{NIC: 1, Addr: rcvAddr, Port: 80}, header.IPv4ProtocolNumber)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { client.Close() })
+			var server tcpip.Endpoint
+			testwait.For(t, "the connection in the accept queue", func() bool {
+				ep, _, terr := lep.Accept(nil)
+				server = ep
+				return terr == nil
+			})
+			t.Cleanup(server.Close)
+			// Read does not wait: what is there, or ErrWouldBlock.
+			read := func() (string, tcpip.Error) {
+				var b bytes.Buffer
+				_, terr := server.Read(&b, tcpip.ReadOptions{})
+				return b.String(), terr
+			}
+
+			rcv.Pause()
+			paused := true
+			defer func() {
+				if paused {
+					rcv.Resume()
+				}
+			}()
+			if _, err := client.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			got, terr := read()
+			if !tc.queued {
+				if terr != nil || got != "ping" {
+					t.Fatalf("read at once with the processors paused: %q, %v; want \"ping\"", got, terr)
+				}
+				return
+			}
+			if _, wouldBlock := terr.(*tcpip.ErrWouldBlock); !wouldBlock {
+				t.Fatalf("read at once with the processors paused: %q, %v; want ErrWouldBlock (the segment waits for them)", got, terr)
+			}
+			rcv.Resume()
+			paused = false
+			testwait.For(t, "the segment processed once the processors resumed", func() bool {
+				got, terr = read()
+				return terr == nil
+			})
+			if got != "ping" {
+				t.Fatalf("read once the processors resumed: %q; want \"ping\"", got)
+			}
+		})
+	}
+}
