@@ -366,9 +366,14 @@ func (r *tcpRelay) runDown() {
 	for {
 		if d.off < d.n {
 			r.reader.Reset((*d.bufp)[d.off:d.n])
-			inline.Begin() // the program's relay's work this write makes ready
+			scope := d.n-d.off <= inline.MaxChunk
+			if scope {
+				inline.Begin() // the program's relay's work this write makes ready
+			}
 			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
-			inline.End()
+			if scope {
+				inline.End()
+			}
 			d.off += int(m)
 			switch err.(type) {
 			case nil:

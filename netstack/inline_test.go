@@ -12,20 +12,27 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ustack/ustack/internal/inline"
 	"github.com/ustack/ustack/internal/testwait"
 )
 
 // With tcp.inline_processing (the default, patch 0023) a segment for an
-// established connection is processed on the goroutine that delivers it:
-// over a link that delivers on the sender's goroutine, what one side
-// writes is readable at the other once Write has returned, with the
-// receiving stack's processor goroutines paused. Without it the segment
-// waits for them, and arrives when they resume.
+// established connection is processed on the goroutine that delivers it
+// while a relay runs a write to completion (package inline): over a link
+// that delivers on the sender's goroutine, what one side writes is
+// readable at the other once Write has returned, with the receiving
+// stack's processor goroutines paused. Without the option, or outside a
+// run to completion (a bulk write), the segment waits for them and arrives
+// when they resume.
 func TestInlineProcessing(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		queued bool
-	}{{"inline", false}, {"queued", true}} {
+		name          string
+		queued, scope bool
+	}{
+		{"inline", false, true},
+		{"option off", true, true},
+		{"outside a run to completion", false, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rcv, err := New(TCPOptions{QueuedProcessing: tc.queued})
 			if err != nil {
@@ -92,11 +99,19 @@ func TestInlineProcessing(t *testing.T) {
 					rcv.Resume()
 				}
 			}()
-			if _, err := client.Write([]byte("ping")); err != nil {
+			// As a relay writes: inside a run to completion.
+			if tc.scope {
+				inline.Begin()
+			}
+			_, err = client.Write([]byte("ping"))
+			if tc.scope {
+				inline.End()
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			got, terr := read()
-			if !tc.queued {
+			if !tc.queued && tc.scope {
 				if terr != nil || got != "ping" {
 					t.Fatalf("read at once with the processors paused: %q, %v; want \"ping\"", got, terr)
 				}

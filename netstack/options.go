@@ -12,6 +12,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/ustack/ustack/cc"
+	"github.com/ustack/ustack/internal/inline"
 )
 
 // Defaults chosen for throughput on fast in-memory and local links: reno,
@@ -90,7 +91,8 @@ type TCPOptions struct {
 	// QueuedProcessing hands every received segment to one of netstack's
 	// processor goroutines, the pinned netstack's way. By default a
 	// segment for an established connection whose lock is free is
-	// processed on the goroutine that delivered it (netstack patch 0023),
+	// processed on the goroutine that delivered it while a relay runs a
+	// small write to completion (package inline; netstack patch 0023),
 	// which saves a goroutine wake-up per segment.
 	QueuedProcessing bool
 	// NoProbe leaves netstack's TCP probe out. The probe feeds control-block
@@ -128,7 +130,7 @@ var sysctls = map[string]sysctl{
 	"tcp.nagle": {nil, "Nagle's algorithm: 1 or 0",
 		func(o *TCPOptions, v string) error { return setBool(&o.Nagle, v) },
 		func(o *TCPOptions) string { return boolStr(o.Nagle) }},
-	"tcp.inline_processing": {nil, "process a received segment on the goroutine that delivered it when its connection is free, instead of waking a processor goroutine: 1 or 0",
+	"tcp.inline_processing": {nil, "process a received segment on the goroutine that delivered it while a relay runs a small write to completion and the connection is free, instead of waking a processor goroutine: 1 or 0",
 		func(o *TCPOptions, v string) error { return setNegBool(&o.QueuedProcessing, v) },
 		func(o *TCPOptions) string { return boolStr(!o.QueuedProcessing) }},
 	"tcp.moderate_rcvbuf": {[]string{"net.ipv4.tcp_moderate_rcvbuf"}, "receive buffer auto-tuning: 1 or 0",
@@ -388,7 +390,10 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 	iw := tcpip.TCPInitialCongestionWindowOption(o.initialCwnd())
 	delAck := tcpip.TCPDelayedAckOption(o.delayedAck())
 	synLinear := tcpip.TCPSynLinearTimeoutsOption(o.synLinearTimeouts())
-	inline := tcpip.TCPInlineProcessingOption(!o.QueuedProcessing)
+	var inlineOpt tcpip.TCPInlineProcessingOption
+	if !o.QueuedProcessing {
+		inlineOpt = inline.Active
+	}
 	for _, set := range []struct {
 		key string
 		opt tcpip.SettableTransportProtocolOption
@@ -397,7 +402,7 @@ func (o *TCPOptions) apply(s *stack.Stack) error {
 		{"tcp.moderate_rcvbuf", &moderate}, {"tcp.wmem", &sndOpt}, {"tcp.rmem", &rcvOpt},
 		{"tcp.cc", &cc}, {"tcp.min_rto", &minRTO}, {"tcp.time_wait", &tw},
 		{"tcp.tw_reuse", &twReuse}, {"tcp.initial_cwnd", &iw}, {"tcp.delayed_ack", &delAck},
-		{"tcp.syn_linear_timeouts", &synLinear}, {"tcp.inline_processing", &inline},
+		{"tcp.syn_linear_timeouts", &synLinear}, {"tcp.inline_processing", &inlineOpt},
 	} {
 		if err := setTCP(s, set.key, set.opt); err != nil {
 			return err

@@ -37,6 +37,8 @@ func TestSetGet(t *testing.T) {
 		{"net.ipv4.tcp_tw_reuse", "1", "1"},
 		{"tcp.probe", "0", "0"},
 		{"tcp.probe", "1", "1"},
+		{"tcp.inline_processing", "0", "0"},
+		{"tcp.inline_processing", "on", "1"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			var o TCPOptions
@@ -62,6 +64,7 @@ func TestSetRejects(t *testing.T) {
 		{"tcp.rack", "yes please", "want 1 or 0"},
 		{"tcp.nagle", "-1", "want 1 or 0"},
 		{"tcp.moderate_rcvbuf", "x", "want 1 or 0"},
+		{"tcp.inline_processing", "2", "want 1 or 0"},
 		{"tcp.wmem", "4096 16384", "three sizes"},
 		{"tcp.wmem", "4096 16384 1024", "MIN <= DEFAULT <= MAX"},
 		{"tcp.rmem", "0 1 2", "not a positive byte count"},

@@ -19,7 +19,7 @@ const (
 )
 
 // liveKeys are the keys whose change reaches existing connections.
-var liveKeys = map[string]bool{"tcp.time_wait": true, "tcp.inline_processing": true}
+var liveKeys = map[string]bool{"tcp.time_wait": true}
 
 // SysctlApplies says when a change of key (or one of its aliases) takes
 // effect on a running stack; "" for an unknown key.
@@ -28,7 +28,7 @@ func SysctlApplies(key string) string {
 	switch {
 	case !ok:
 		return ""
-	case canon == "tcp.probe":
+	case canon == "tcp.probe", canon == "tcp.inline_processing":
 		return AppliesAtStart
 	case liveKeys[canon]:
 		return AppliesLive

@@ -52,7 +52,7 @@ func TestSetLive(t *testing.T) {
 func TestSysctlApplies(t *testing.T) {
 	for key, want := range map[string]string{
 		"tcp.time_wait": AppliesLive, "tcp.sack": AppliesNew, "net.ipv4.tcp_congestion_control": AppliesNew,
-		"tcp.probe": AppliesAtStart, "tcp.nosuch": "",
+		"tcp.probe": AppliesAtStart, "tcp.inline_processing": AppliesAtStart, "tcp.nosuch": "",
 	} {
 		if got := SysctlApplies(key); got != want {
 			t.Errorf("SysctlApplies(%q) = %q, want %q", key, got, want)

@@ -340,13 +340,14 @@ func (r *relay) runNet() {
 	for {
 		if d.off < d.n {
 			r.reader.Reset(d.buf[d.off:d.n])
-			if r.hotOK {
+			scope := r.hotOK && d.n-d.off <= inline.MaxChunk
+			if scope {
 				inline.Begin() // prog's and the gateway's work this write makes ready
 			}
 			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
 			d.off += int(m)
 			s.appWritten.Add(uint64(m)) // before the work runs: it may let the program look (TCP_INFO)
-			if r.hotOK {
+			if scope {
 				inline.End()
 			}
 			switch err.(type) {

@@ -18,12 +18,22 @@
 // the callback (or the poller), as it does when it has no goroutine.
 package inline
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// MaxChunk is the largest write whose follow-up work a relay has run
+// inline. A larger one is a stream's: its follow-up (the other stack's
+// relay writing to its descriptor) then runs on a goroutine of its own,
+// beside the next read, so that a bulk transfer keeps both CPUs busy
+// instead of doing every step of it on one goroutine.
+const MaxChunk = 16 << 10
 
 var (
 	mu     sync.Mutex
-	active int      // goroutines between Begin and the end of End's draining
-	queue  []func() // posted; queue[head:] not yet taken
+	active atomic.Int32 // goroutines between Begin and the end of End's draining; changed under mu
+	queue  []func()     // posted; queue[head:] not yet taken
 	head   int
 )
 
@@ -31,9 +41,16 @@ var (
 // must call End.
 func Begin() {
 	mu.Lock()
-	active++
+	active.Add(1)
 	mu.Unlock()
 }
+
+// Active reports whether some goroutine is between Begin and End. netstack
+// asks it for every segment it could process on the goroutine that
+// delivers it (tcpip.TCPInlineProcessingOption): yes for a relay's small
+// write, whose follow-up runs to completion; no for a bulk transfer,
+// whose segments the processor goroutines take on beside the writer.
+func Active() bool { return active.Load() > 0 }
 
 // Post queues f for a goroutine between Begin and End and reports whether
 // it did; false means none is there to run it, and the caller runs it its
@@ -41,7 +58,7 @@ func Begin() {
 func Post(f func()) bool {
 	mu.Lock()
 	defer mu.Unlock()
-	if active == 0 {
+	if active.Load() == 0 {
 		return false
 	}
 	queue = append(queue, f)
@@ -57,7 +74,7 @@ func End() {
 		mu.Lock()
 		if head == len(queue) {
 			queue, head = queue[:0], 0 // the array is kept for the next posts
-			active--
+			active.Add(-1)
 			mu.Unlock()
 			return
 		}
