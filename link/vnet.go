@@ -18,6 +18,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ustack/ustack/internal/inline"
 )
 
 // Every frame on a tap opened with IFF_VNET_HDR, or on a packet socket with
@@ -156,9 +158,21 @@ func (e *vnetEndpoint) readLoop() {
 		d := e.dispatcher
 		e.mu.RUnlock()
 		if d != nil {
+			// A small frame (a request, an answer, an ACK) is run to
+			// completion: its segment is processed here and the relay that
+			// passes its data to the program runs here too (package
+			// inline); a bulk transfer's frames go to netstack's
+			// processors, which work beside this loop.
+			scope := n <= inline.MaxChunk
+			if scope {
+				inline.Begin()
+			}
 			e.unvouched.Store(unvouched)
 			d.DeliverNetworkPacket(0, pkt)
 			e.unvouched.Store(false)
+			if scope {
+				inline.End()
+			}
 		}
 		pkt.DecRef()
 	}
