@@ -272,8 +272,8 @@ func putCopyBuf(bufp *[]byte) {
 }
 
 // runUp copies from the guest's endpoint to the host socket. Run as posted
-// work (inline), it never waits on the goroutine it borrowed.
-func (r *tcpRelay) runUp(inline bool) {
+// work (package inline), it never waits on the goroutine it borrowed.
+func (r *tcpRelay) runUp(posted bool) {
 	d, ep := &r.up, r.ep
 	hot := false // data moved since the last wait: wait for the host socket in Go's poller first
 	for {
@@ -310,7 +310,7 @@ func (r *tcpRelay) runUp(inline bool) {
 					return
 				}
 			default:
-				hot = !inline
+				hot = !posted
 			}
 			continue
 		}

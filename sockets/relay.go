@@ -475,8 +475,8 @@ func (r *relay) hotWrite(write func(fd uintptr), blocked func() bool) error {
 
 // runProg copies what the endpoint receives into our end until the peer
 // ends the connection, then passes on its FIN or its reset. Run as posted
-// work (inline), it never waits on the goroutine it borrowed.
-func (r *relay) runProg(inline bool) {
+// work (package inline), it never waits on the goroutine it borrowed.
+func (r *relay) runProg(posted bool) {
 	d, s, ep := &r.prog, r.s, r.ep
 	readable := r.epReadable
 	hot := false // data moved since the last wait: wait for our end in Go's poller first
@@ -562,7 +562,7 @@ func (r *relay) runProg(inline bool) {
 				}
 			default:
 				r.phase = progRead
-				hot = r.hotOK && !inline
+				hot = r.hotOK && !posted
 			}
 		case progCloseWait:
 			// The peer has closed and the program not: if the peer then
