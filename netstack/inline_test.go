@@ -7,8 +7,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/pipe"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
@@ -44,23 +42,7 @@ func TestInlineProcessing(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(snd.Destroy)
-			rcvAddr := tcpip.AddrFrom4([4]byte{10, 0, 0, 1})
-			sndAddr := tcpip.AddrFrom4([4]byte{10, 0, 0, 2})
-			a, b := pipe.New("\x02\x00\x00\x00\x00\x01", "\x02\x00\x00\x00\x00\x02", 1500)
-			for _, n := range []struct {
-				s    *stack.Stack
-				ep   stack.LinkEndpoint
-				addr tcpip.Address
-			}{{rcv, a, rcvAddr}, {snd, b, sndAddr}} {
-				if err := n.s.CreateNIC(1, n.ep); err != nil {
-					t.Fatalf("CreateNIC: %s", err)
-				}
-				pa := tcpip.ProtocolAddress{Protocol: header.IPv4ProtocolNumber, AddressWithPrefix: n.addr.WithPrefix()}
-				if err := n.s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
-					t.Fatalf("AddProtocolAddress: %s", err)
-				}
-				n.s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
-			}
+			rcvAddr, _ := linkStacks(t, rcv, snd)
 			var lwq waiter.Queue
 			lep, terr := rcv.NewEndpoint(tcp.ProtocolNumber, header.IPv4ProtocolNumber, &lwq)
 			if terr != nil {

@@ -19,6 +19,31 @@ import (
 	"github.com/ustack/ustack/internal/testwait"
 )
 
+// linkStacks joins a and b with an in-memory link that delivers on the
+// sender's goroutine, as 10.0.0.1 and 10.0.0.2 on NIC 1 with a default
+// route each, and returns their addresses.
+func linkStacks(t *testing.T, a, b *stack.Stack) (addrA, addrB tcpip.Address) {
+	t.Helper()
+	addrA = tcpip.AddrFrom4([4]byte{10, 0, 0, 1})
+	addrB = tcpip.AddrFrom4([4]byte{10, 0, 0, 2})
+	la, lb := pipe.New("\x02\x00\x00\x00\x00\x01", "\x02\x00\x00\x00\x00\x02", 1500)
+	for _, n := range []struct {
+		s    *stack.Stack
+		ep   stack.LinkEndpoint
+		addr tcpip.Address
+	}{{a, la, addrA}, {b, lb, addrB}} {
+		if err := n.s.CreateNIC(1, n.ep); err != nil {
+			t.Fatalf("CreateNIC: %s", err)
+		}
+		pa := tcpip.ProtocolAddress{Protocol: header.IPv4ProtocolNumber, AddressWithPrefix: n.addr.WithPrefix()}
+		if err := n.s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
+			t.Fatalf("AddProtocolAddress: %s", err)
+		}
+		n.s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
+	}
+	return addrA, addrB
+}
+
 // A stack whose new connections come through a tcp.Forwarder (the nat
 // gateway) closes first and holds the connection in TIME-WAIT; the peer then
 // opens a new connection from the same port. The SYN must reach the
@@ -49,23 +74,7 @@ func TestTimeWaitSYNReachesForwarder(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(peer.Destroy)
-			fwdAddr := tcpip.AddrFrom4([4]byte{10, 0, 0, 1})
-			peerAddr := tcpip.AddrFrom4([4]byte{10, 0, 0, 2})
-			a, b := pipe.New("\x02\x00\x00\x00\x00\x01", "\x02\x00\x00\x00\x00\x02", 1500)
-			for _, n := range []struct {
-				s    *stack.Stack
-				ep   stack.LinkEndpoint
-				addr tcpip.Address
-			}{{fwd, a, fwdAddr}, {peer, b, peerAddr}} {
-				if err := n.s.CreateNIC(1, n.ep); err != nil {
-					t.Fatalf("CreateNIC: %s", err)
-				}
-				pa := tcpip.ProtocolAddress{Protocol: header.IPv4ProtocolNumber, AddressWithPrefix: n.addr.WithPrefix()}
-				if err := n.s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
-					t.Fatalf("AddProtocolAddress: %s", err)
-				}
-				n.s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
-			}
+			fwdAddr, peerAddr := linkStacks(t, fwd, peer)
 			// TIME-WAIT lasts until the manual clock is moved.
 			tw := tcpip.TCPTimeWaitTimeoutOption(time.Minute)
 			if err := fwd.SetTransportProtocolOption(tcp.ProtocolNumber, &tw); err != nil {
