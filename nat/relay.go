@@ -359,23 +359,29 @@ func (r *tcpRelay) runUp(posted bool) {
 	}
 }
 
+// writeDown writes what d holds to the guest's endpoint, as much as it
+// takes.
+func (r *tcpRelay) writeDown(d *natDir) tcpip.Error {
+	r.reader.Reset((*d.bufp)[d.off:d.n])
+	scope := d.n-d.off <= inline.MaxChunk
+	if scope {
+		inline.Begin() // the program's relay's work this write makes ready
+	}
+	m, err := r.ep.Write(&r.reader, tcpip.WriteOptions{})
+	if scope {
+		inline.End()
+	}
+	d.off += int(m)
+	return err
+}
+
 // runDown copies from the host socket to the guest's endpoint.
 func (r *tcpRelay) runDown() {
 	d, ep := &r.down, r.ep
 	hot := false // data moved since the last wait: wait in Go's poller first
 	for {
 		if d.off < d.n {
-			r.reader.Reset((*d.bufp)[d.off:d.n])
-			scope := d.n-d.off <= inline.MaxChunk
-			if scope {
-				inline.Begin() // the program's relay's work this write makes ready
-			}
-			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
-			if scope {
-				inline.End()
-			}
-			d.off += int(m)
-			switch err.(type) {
+			switch err := r.writeDown(d); err.(type) {
 			case nil:
 			case *tcpip.ErrWouldBlock:
 				if hot {
@@ -394,7 +400,7 @@ func (r *tcpRelay) runDown() {
 		}
 		var n int
 		var rerr error
-		empty := false
+		empty, moved := false, false
 		read := func(fd uintptr) {
 			empty, rerr = false, nil
 			if d.bufp == nil {
@@ -412,8 +418,32 @@ func (r *tcpRelay) runDown() {
 		}
 		var cerr error
 		if hot {
+			// The data is written to the endpoint here, in the poller's
+			// read, so that a short read, which drained the socket, goes
+			// straight back to waiting instead of reading once more to
+			// see EAGAIN: an arrival since the read is not lost, as the
+			// poller's readiness is reset only as Read starts.
 			r.host.SetReadDeadline(time.Now().Add(hotLinger))
-			cerr = r.rc.Read(func(fd uintptr) bool { read(fd); return !empty && rerr != unix.EAGAIN })
+			cerr = r.rc.Read(func(fd uintptr) bool {
+				for {
+					read(fd)
+					if empty || rerr == unix.EAGAIN {
+						return false
+					}
+					if rerr != nil || n == 0 {
+						return true
+					}
+					moved = true
+					d.off, d.n = 0, n
+					r.writeDown(d)
+					if d.off < d.n {
+						return true // the endpoint is full: the wait above
+					}
+					if n < len(*d.bufp) {
+						return false
+					}
+				}
+			})
 			if errors.Is(cerr, os.ErrDeadlineExceeded) {
 				cerr, empty, hot = nil, true, false
 			}
@@ -427,6 +457,9 @@ func (r *tcpRelay) runDown() {
 			if !r.waitFd(d) {
 				return
 			}
+		case moved && cerr == nil && rerr == nil && n > 0:
+			// Written in the read above, all but what the endpoint had
+			// no room for.
 		case cerr != nil, rerr != nil:
 			r.abort()
 			r.end(d)

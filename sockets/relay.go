@@ -339,18 +339,7 @@ func (r *relay) runNet() {
 	hot := false // data moved since the last wait: wait in Go's poller first
 	for {
 		if d.off < d.n {
-			r.reader.Reset(d.buf[d.off:d.n])
-			scope := r.hotOK && d.n-d.off <= inline.MaxChunk
-			if scope {
-				inline.Begin() // prog's and the gateway's work this write makes ready
-			}
-			m, err := ep.Write(&r.reader, tcpip.WriteOptions{})
-			d.off += int(m)
-			s.appWritten.Add(uint64(m)) // before the work runs: it may let the program look (TCP_INFO)
-			if scope {
-				inline.End()
-			}
-			switch err.(type) {
+			switch err := r.writeNet(d); err.(type) {
 			case nil:
 			case *tcpip.ErrWouldBlock:
 				if hot {
@@ -376,7 +365,7 @@ func (r *relay) runNet() {
 		}
 		var n int
 		var rerr error
-		empty := false
+		empty, moved, stopped := false, false, false
 		read := func(fd uintptr) {
 			empty, rerr = false, nil
 			if d.buf == nil {
@@ -397,7 +386,35 @@ func (r *relay) runNet() {
 		}
 		var cerr error
 		if hot {
-			cerr = r.hotRead(read, func() bool { return empty || rerr == unix.EAGAIN })
+			// The data is written to the endpoint in the poller's read, so
+			// that a short read, which drained our end, goes straight back
+			// to waiting instead of reading once more to see EAGAIN: an
+			// arrival since the read is not lost, as the poller's
+			// readiness is reset only as the read starts.
+			cerr = r.hotRead(func(fd uintptr) bool {
+				for {
+					if s.resetting.Load() {
+						stopped = true // see the top of the loop
+						return true
+					}
+					read(fd)
+					if empty || rerr == unix.EAGAIN {
+						return false
+					}
+					if rerr != nil || n == 0 {
+						return true
+					}
+					moved = true
+					d.off, d.n = 0, n
+					r.writeNet(d)
+					if d.off < d.n {
+						return true // the endpoint is full: the wait above
+					}
+					if n < len(d.buf) {
+						return false
+					}
+				}
+			})
 			if errors.Is(cerr, os.ErrDeadlineExceeded) {
 				cerr, empty, hot = nil, true, false
 			}
@@ -415,6 +432,9 @@ func (r *relay) runNet() {
 			if !r.waitFd(d) {
 				return
 			}
+		case stopped, moved && rerr == nil && n > 0:
+			// A reset stopped the reading; or the data was written in
+			// the read above, all but what the endpoint had no room for.
 		case rerr == unix.ECONNRESET:
 			// The program closed its socket with data it had not read:
 			// the kernel tells our end so with ECONNRESET (an AF_UNIX
@@ -450,18 +470,31 @@ func (r *relay) runNet() {
 // that goes idle is left without a goroutine this much later.
 const hotLinger = 20 * time.Millisecond
 
-// hotRead runs read on our end in Go's poller until blocked reports false,
-// for at most hotLinger (then os.ErrDeadlineExceeded). A reset stops it
-// with a deadline in the past.
-func (r *relay) hotRead(read func(fd uintptr), blocked func() bool) error {
+// hotRead runs read on our end in Go's poller until it reports true, for
+// at most hotLinger (then os.ErrDeadlineExceeded). A reset stops it with a
+// deadline in the past.
+func (r *relay) hotRead(read func(fd uintptr) bool) error {
 	r.s.conn.SetReadDeadline(time.Now().Add(hotLinger))
 	if r.s.resetting.Load() {
 		return os.ErrDeadlineExceeded
 	}
-	return r.rc.Read(func(fd uintptr) bool {
-		read(fd)
-		return !blocked()
-	})
+	return r.rc.Read(read)
+}
+
+// writeNet writes what d holds to the endpoint, as much as it takes.
+func (r *relay) writeNet(d *relayDir) tcpip.Error {
+	r.reader.Reset(d.buf[d.off:d.n])
+	scope := r.hotOK && d.n-d.off <= inline.MaxChunk
+	if scope {
+		inline.Begin() // prog's and the gateway's work this write makes ready
+	}
+	m, err := r.ep.Write(&r.reader, tcpip.WriteOptions{})
+	d.off += int(m)
+	r.s.appWritten.Add(uint64(m)) // before the work runs: it may let the program look (TCP_INFO)
+	if scope {
+		inline.End()
+	}
+	return err
 }
 
 // hotWrite is hotRead for writing our end.
