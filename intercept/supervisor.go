@@ -414,6 +414,48 @@ func (c *Call) ReadMem(addr uint64, buf []byte) error {
 	return nil
 }
 
+// MemRead is one region of the caller's memory to read: Buf from Addr.
+type MemRead struct {
+	Addr uint64
+	Buf  []byte
+}
+
+// ReadMems fills several regions in one system call (an address and the
+// data it goes with, say) and says how many bytes it read: the regions
+// before the first it could not read in full, whose error is EFAULT. As
+// with ReadMem, ErrGone instead if the thread has moved on.
+func (c *Call) ReadMems(rs ...MemRead) (int, error) {
+	local := make([]unix.Iovec, 0, len(rs))
+	remote := make([]unix.RemoteIovec, 0, len(rs))
+	total := 0
+	for _, r := range rs {
+		if len(r.Buf) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &r.Buf[0]}
+		v.SetLen(len(r.Buf))
+		local = append(local, v)
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(r.Addr), Len: len(r.Buf)})
+		total += len(r.Buf)
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	// A partial read stops between regions, never inside one
+	// (process_vm_readv(2)).
+	n, err := nbio.ProcessVMReadv(c.Tid(), local, remote)
+	if !c.Valid() {
+		return 0, ErrGone
+	}
+	if err != nil {
+		return 0, unix.EFAULT
+	}
+	if n != total {
+		return n, unix.EFAULT
+	}
+	return n, nil
+}
+
 // WriteMem copies buf into the caller's memory at addr (EFAULT if it
 // cannot).
 func (c *Call) WriteMem(addr uint64, buf []byte) error {

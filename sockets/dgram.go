@@ -741,23 +741,45 @@ func answerRecvErr(c *intercept.Call, err error) {
 // sendto answers sendto(fd, buf, len, flags, addr, addrlen) (only the
 // calls with an address reach here).
 func (s *socket) sendto(c *intercept.Call) {
-	// The address is checked before the data, as Linux does.
-	to, en := s.destination(c, c.Arg(4), int(int32(c.Arg(5))))
+	var addr []byte
+	if c.Arg(4) != 0 {
+		addrLen := int(int32(c.Arg(5)))
+		if addrLen < 0 || addrLen > sizeofSockaddrStor {
+			c.Fail(unix.EINVAL)
+			return
+		}
+		addr = make([]byte, addrLen)
+	}
+	length := int(c.Arg(2))
+	var bad unix.Errno
+	switch {
+	case length < 0 || length > maxDatagram:
+		bad = unix.EMSGSIZE
+	case int32(c.Arg(3))&unix.MSG_OOB != 0:
+		bad = unix.EOPNOTSUPP // no out-of-band data on datagram sockets
+	}
+	var payload []byte
+	if bad == 0 {
+		payload = make([]byte, length)
+	}
+	// The address and the data in one read, their errors in Linux's
+	// order: an unreadable address, a bad length or flag, an address
+	// that is no destination, unreadable data.
+	n, err := c.ReadMems(intercept.MemRead{Addr: c.Arg(4), Buf: addr}, intercept.MemRead{Addr: c.Arg(1), Buf: payload})
+	if err != nil && (errors.Is(err, intercept.ErrGone) || n < len(addr)) {
+		answerErr(c, err)
+		return
+	}
+	if bad != 0 {
+		c.Fail(bad)
+		return
+	}
+	to, en := s.decodeDestination(addr)
 	if en != 0 {
 		c.Fail(en)
 		return
 	}
-	length := int(c.Arg(2))
-	if length < 0 || length > maxDatagram {
-		c.Fail(unix.EMSGSIZE)
-		return
-	}
-	if int32(c.Arg(3))&unix.MSG_OOB != 0 {
-		c.Fail(unix.EOPNOTSUPP) // no out-of-band data on datagram sockets
-		return
-	}
-	payload := make([]byte, length)
-	if err := c.ReadMem(c.Arg(1), payload); err != nil {
+	if err != nil {
 		answerErr(c, err)
 		return
 	}
@@ -780,6 +802,15 @@ func (s *socket) destination(c *intercept.Call, ptr uint64, length int) (*tcpip.
 			return nil, en
 		}
 		return nil, unix.EFAULT
+	}
+	return s.decodeDestination(b)
+}
+
+// decodeDestination is destination for an address already read: none
+// for an empty one (the connected peer).
+func (s *socket) decodeDestination(b []byte) (*tcpip.FullAddress, unix.Errno) {
+	if len(b) == 0 {
+		return nil, 0
 	}
 	a, en := decodeSockaddr(b, s.domain)
 	if en != 0 {

@@ -501,6 +501,15 @@ func udpBadArgs() {
 	good := [16]byte{byte(unix.AF_INET), 0, byte(sbRaw.Port >> 8), byte(sbRaw.Port), 127, 0, 0, 1}
 	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), 8, 1, 0, uintptr(unsafe.Pointer(&good[0])), 16)
 	say("sendto bad buffer", errno(errnoOrNil(e)))
+	// Two faults at once: which is reported is the kernel's order.
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), uintptr(unsafe.Pointer(&msg[0])), 70000, 0, 8, 16)
+	say("sendto bad address pointer, too long", errno(errnoOrNil(e)))
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), uintptr(unsafe.Pointer(&msg[0])), 1, unix.MSG_OOB, uintptr(unsafe.Pointer(&sa[0])), 3)
+	say("sendto short address, MSG_OOB", errno(errnoOrNil(e)))
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), 8, 1, 0, uintptr(unsafe.Pointer(&sa[0])), 16)
+	say("sendto port 0, bad buffer", errno(errnoOrNil(e)))
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), 8, 1, 0, 8, 16)
+	say("sendto bad address pointer, bad buffer", errno(errnoOrNil(e)))
 	var hdr unix.Msghdr
 	iov := unix.Iovec{Base: &msg[0]}
 	iov.SetLen(1)
