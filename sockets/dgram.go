@@ -774,7 +774,13 @@ func (s *socket) sendto(c *intercept.Call) {
 		c.Fail(bad)
 		return
 	}
-	to, en := s.decodeDestination(addr)
+	var to *tcpip.FullAddress
+	var en unix.Errno
+	if addr != nil && len(addr) == 0 {
+		en = unix.EINVAL // an address of no length is not the connected peer (sendmsg's is)
+	} else {
+		to, en = s.decodeDestination(addr)
+	}
 	if en != 0 {
 		c.Fail(en)
 		return

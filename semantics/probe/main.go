@@ -510,6 +510,8 @@ func udpBadArgs() {
 	say("sendto port 0, bad buffer", errno(errnoOrNil(e)))
 	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), 8, 1, 0, 8, 16)
 	say("sendto bad address pointer, bad buffer", errno(errnoOrNil(e)))
+	_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(a), uintptr(unsafe.Pointer(&msg[0])), 1, 0, uintptr(unsafe.Pointer(&good[0])), 0)
+	say("sendto with an address of length 0", errno(errnoOrNil(e)))
 	var hdr unix.Msghdr
 	iov := unix.Iovec{Base: &msg[0]}
 	iov.SetLen(1)
