@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -109,11 +110,34 @@ func (p *rawPort) send(dst string, payload string) {
 	}
 }
 
+// readable waits up to within for fd to become readable. A signal that
+// interrupts the wait (the runtime's preemption signal, SIGURG, among
+// them) does not end it.
+func readable(fd int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		n, err := unix.Poll(pfd, int(left.Milliseconds()))
+		switch {
+		case err == unix.EINTR && left > 0:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return fmt.Errorf("not readable within %v", within)
+		}
+		return nil
+	}
+}
+
 // next returns the payload of the next frame that arrives, within 10 s.
 func (p *rawPort) next() string {
 	p.t.Helper()
-	pfd := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
-	if n, err := unix.Poll(pfd, 10_000); err != nil || n == 0 {
+	if err := readable(p.fd, 10*time.Second); err != nil {
 		p.t.Fatalf("port %d: no frame within 10s (%v)", p.num, err)
 	}
 	buf := make([]byte, 70000)
@@ -292,8 +316,7 @@ func TestFullPort(t *testing.T) {
 		if _, err := unix.Write(a.fd, a.frame(bcast, payload)); err != nil {
 			t.Fatal(err)
 		}
-		pfd := []unix.PollFd{{Fd: int32(b.fd), Events: unix.POLLIN}}
-		if k, err := unix.Poll(pfd, int(testwait.Ceiling.Milliseconds())); err != nil || k == 0 {
+		if err := readable(b.fd, testwait.Ceiling); err != nil {
 			t.Fatalf("b's frame %d of %d did not come: %v", i+1, n, err)
 		}
 		if m, err := unix.Read(b.fd, buf); err != nil || m != 24+len(payload) {
