@@ -414,17 +414,22 @@ func (c *Call) ReadMem(addr uint64, buf []byte) error {
 	return nil
 }
 
-// MemRead is one region of the caller's memory to read: Buf from Addr.
-type MemRead struct {
+// MemRegion is one region of the caller's memory: Buf's length of it at
+// Addr, read into Buf or written from it.
+type MemRegion struct {
 	Addr uint64
 	Buf  []byte
 }
 
-// ReadMems fills several regions in one system call (an address and the
-// data it goes with, say) and says how many bytes it read: the regions
-// before the first it could not read in full, whose error is EFAULT. As
-// with ReadMem, ErrGone instead if the thread has moved on.
-func (c *Call) ReadMems(rs ...MemRead) (int, error) {
+// MemRead and MemWrite name the way a region goes.
+type (
+	MemRead  = MemRegion
+	MemWrite = MemRegion
+)
+
+// vectors gives process_vm_readv(2) and process_vm_writev(2) the regions
+// that hold any bytes, and their total length.
+func vectors(rs []MemRegion) ([]unix.Iovec, []unix.RemoteIovec, int) {
 	local := make([]unix.Iovec, 0, len(rs))
 	remote := make([]unix.RemoteIovec, 0, len(rs))
 	total := 0
@@ -438,6 +443,15 @@ func (c *Call) ReadMems(rs ...MemRead) (int, error) {
 		remote = append(remote, unix.RemoteIovec{Base: uintptr(r.Addr), Len: len(r.Buf)})
 		total += len(r.Buf)
 	}
+	return local, remote, total
+}
+
+// ReadMems fills several regions in one system call (an address and the
+// data it goes with, say) and says how many bytes it read: the regions
+// before the first it could not read in full, whose error is EFAULT. As
+// with ReadMem, ErrGone instead if the thread has moved on.
+func (c *Call) ReadMems(rs ...MemRead) (int, error) {
+	local, remote, total := vectors(rs)
 	if total == 0 {
 		return 0, nil
 	}
@@ -475,29 +489,11 @@ func (c *Call) WriteMem(addr uint64, buf []byte) error {
 	return nil
 }
 
-// MemWrite is one region of the caller's memory to write: Buf at Addr.
-type MemWrite struct {
-	Addr uint64
-	Buf  []byte
-}
-
 // WriteMems writes several regions in one system call (a result and its
 // length, say), in order; EFAULT if any cannot be written in full, the
 // regions before it having been written, as the kernel's copies leave them.
 func (c *Call) WriteMems(ws ...MemWrite) error {
-	local := make([]unix.Iovec, 0, len(ws))
-	remote := make([]unix.RemoteIovec, 0, len(ws))
-	total := 0
-	for _, w := range ws {
-		if len(w.Buf) == 0 {
-			continue
-		}
-		v := unix.Iovec{Base: &w.Buf[0]}
-		v.SetLen(len(w.Buf))
-		local = append(local, v)
-		remote = append(remote, unix.RemoteIovec{Base: uintptr(w.Addr), Len: len(w.Buf)})
-		total += len(w.Buf)
-	}
+	local, remote, total := vectors(ws)
 	if total == 0 {
 		return nil
 	}
