@@ -776,9 +776,9 @@ func (s *socket) sendto(c *intercept.Call) {
 	}
 	var to *tcpip.FullAddress
 	var en unix.Errno
-	if addr != nil && len(addr) == 0 {
-		en = unix.EINVAL // an address of no length is not the connected peer (sendmsg's is)
-	} else {
+	if addr != nil {
+		// Even one of no length, which is no address (EINVAL); only
+		// sendmsg takes a name of length 0 for the connected peer.
 		to, en = s.decodeDestination(addr)
 	}
 	if en != 0 {
@@ -812,12 +812,8 @@ func (s *socket) destination(c *intercept.Call, ptr uint64, length int) (*tcpip.
 	return s.decodeDestination(b)
 }
 
-// decodeDestination is destination for an address already read: none
-// for an empty one (the connected peer).
+// decodeDestination is destination for an address already read.
 func (s *socket) decodeDestination(b []byte) (*tcpip.FullAddress, unix.Errno) {
-	if len(b) == 0 {
-		return nil, 0
-	}
 	a, en := decodeSockaddr(b, s.domain)
 	if en != 0 {
 		return nil, en
