@@ -134,6 +134,9 @@ func TestHelperUsage(t *testing.T) {
 	}{
 		{"rr-client", nil},
 		{"rr-server", []string{"a", "b"}},
+		{"rr-client-fd", nil},
+		{"relay-floor", []string{"127.0.0.1:1", "1s"}},
+		{"relay-floor", []string{"127.0.0.1:1", "1s", "spin"}},
 		{"wakeups", nil},
 		{"wakeups", []string{"trace.out", "0"}},
 		{"wakeups", []string{"trace.out", "many"}},

@@ -22,13 +22,15 @@ import (
 // wakeups, which reads a trace taken of one: the benchmark's own binary
 // started with the helper's name as first argument.
 var helpers = map[string]func(args []string) error{
-	"rr-client": rrClient,
-	"rr-server": rrServer,
-	"cc-client": ccClient,
-	"cc-server": ccServer,
-	"wait-tcp":  waitTCP,
-	"wait-http": waitHTTP,
-	"wakeups":   wakeupsReport,
+	"rr-client":    rrClient,
+	"rr-client-fd": rrClientFD,
+	"relay-floor":  relayFloor,
+	"rr-server":    rrServer,
+	"cc-client":    ccClient,
+	"cc-server":    ccServer,
+	"wait-tcp":     waitTCP,
+	"wait-http":    waitHTTP,
+	"wakeups":      wakeupsReport,
 }
 
 // usageError is a helper's wrong arguments: exit status 2.
@@ -61,6 +63,12 @@ func rrClient(args []string) error {
 		return err
 	}
 	defer c.Close()
+	return rrLoop(c, d)
+}
+
+// rrLoop runs rr-client's exchanges over c for d (after 200 ms of warm-up)
+// and prints the median round trip in µs.
+func rrLoop(c net.Conn, d time.Duration) error {
 	buf := make([]byte, rrSize)
 	var rtts []time.Duration
 	warm := time.Now().Add(200 * time.Millisecond)

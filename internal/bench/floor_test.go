@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ustack/ustack/internal/testbin"
+)
+
+// TestRelayFloor runs the relay floor, in Go both ways and in C, against
+// an echo server and checks that the exchanges it reports went through
+// the relay to the server: the server saw at least 14 bytes for each.
+func TestRelayFloor(t *testing.T) {
+	testbin.EndToEnd(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bench")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	type relay struct {
+		name string
+		argv []string // "" is where the server's address goes
+	}
+	relays := []relay{
+		{"netpoll", []string{bin, "relay-floor", "", "300ms", "netpoll"}},
+		{"thread", []string{bin, "relay-floor", "", "300ms", "thread"}},
+	}
+	if cc, err := exec.LookPath("cc"); err != nil {
+		t.Log("cc is not installed (apt-get install gcc): the C relay is not tried")
+	} else {
+		c := filepath.Join(dir, "relay-floor")
+		if out, err := exec.Command(cc, "-O2", "-o", c, "testdata/relay_floor.c").CombinedOutput(); err != nil {
+			t.Fatalf("cc: %v\n%s", err, out)
+		}
+		relays = append(relays, relay{"C", []string{c, "", "300ms", bin}})
+	}
+	result := regexp.MustCompile(`^p50_us=[0-9.]+ n=([0-9]+)\n$`)
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			var echoed int64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				echoed, _ = io.Copy(c, c)
+			}()
+			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+			argv := append([]string(nil), r.argv...)
+			for i, a := range argv {
+				if a == "" {
+					argv[i] = "127.0.0.1:" + port
+					if r.name == "C" {
+						argv[i] = port // the C relay takes the loopback's port
+					}
+				}
+			}
+			// A relay that moved nothing would leave its client waiting.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", argv, err, out)
+			}
+			m := result.FindSubmatch(out)
+			if m == nil {
+				t.Fatalf("%v printed %q, want p50_us=… n=…", argv, out)
+			}
+			n, _ := strconv.Atoi(string(m[1]))
+			// The relay's process has ended, and with it its
+			// connection to the server: the echo ends.
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the echo server's connection did not end after the relay did")
+			}
+			if n == 0 || echoed < int64(n)*rrSize {
+				t.Fatalf("%d exchanges reported, %d bytes echoed: want at least %d", n, echoed, n*rrSize)
+			}
+		})
+	}
+}
