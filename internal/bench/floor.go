@@ -85,7 +85,11 @@ func relayFloor(args []string) error {
 	theirs.Close()
 	switch mode {
 	case "netpoll":
-		ours := os.NewFile(uintptr(fds[0]), "ours") // non-blocking: in Go's poller
+		// os.NewFile puts a non-blocking descriptor in Go's poller.
+		if err := unix.SetNonblock(fds[0], true); err != nil {
+			return err
+		}
+		ours := os.NewFile(uintptr(fds[0]), "ours")
 		defer ours.Close()
 		go copyUntilError(host, ours)
 		go copyUntilError(ours, host)

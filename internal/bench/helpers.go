@@ -19,8 +19,9 @@ import (
 )
 
 // helpers are the small programs the benchmark runs as guest or peer, and
-// wakeups, which reads a trace taken of one: the benchmark's own binary
-// started with the helper's name as first argument.
+// two for looking closer (wakeups, which reads a trace taken of one, and
+// relay-floor): the benchmark's own binary started with the helper's name
+// as first argument.
 var helpers = map[string]func(args []string) error{
 	"rr-client":    rrClient,
 	"rr-client-fd": rrClientFD,
