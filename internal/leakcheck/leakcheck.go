@@ -5,6 +5,7 @@
 package leakcheck
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -27,7 +28,16 @@ var retries = []time.Duration{50 * time.Millisecond, 500 * time.Millisecond, 2 *
 //
 // It must run before the binary creates any netstack object: objects made
 // while checking was off cannot be tracked.
+//
+// A run that measures benchmarks (-test.bench) goes without the check:
+// netstack then registers every packet buffer and segment in one map under
+// one lock, which took 28 % of the CPU of a one-stream transfer between two
+// stacks and a third of its throughput.
 func Main(m *testing.M) int {
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		return m.Run()
+	}
 	refs.SetLeakMode(refs.LeaksPanic)
 	code := m.Run()
 	if code != 0 {
