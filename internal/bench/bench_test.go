@@ -107,10 +107,7 @@ func TestQuickPlumbing(t *testing.T) {
 		t.Skip("ip is not installed: apt-get install iproute2")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bench")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBench(t, dir)
 	out := filepath.Join(dir, "B.md")
 	os.WriteFile(out, []byte("# Benchmarks\n\nkept\n"), 0o644)
 	cmd := exec.Command(bin, "--quick", "--rows", "connect", "--variants", "kernel", "--out", out)
@@ -147,4 +144,14 @@ func TestHelperUsage(t *testing.T) {
 			t.Errorf("%s %v: %v, want a usage error", tc.helper, tc.args, err)
 		}
 	}
+}
+
+// buildBench builds the command into dir and returns its path.
+func buildBench(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "bench")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -104,7 +104,9 @@ func relayFloor(args []string) error {
 	return cmd.Wait()
 }
 
-// copyUntilError copies src to dst, each chunk as soon as it is read.
+// copyUntilError copies src to dst, each chunk as soon as it is read, by
+// read and write as a relay does: io.Copy would splice between the two
+// sockets inside the kernel instead.
 func copyUntilError(dst, src interface {
 	Read([]byte) (int, error)
 	Write([]byte) (int, error)

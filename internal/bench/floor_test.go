@@ -20,20 +20,21 @@ import (
 func TestRelayFloor(t *testing.T) {
 	testbin.EndToEnd(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bench")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	type relay struct {
-		name string
-		argv []string // "" is where the server's address goes
-	}
-	relays := []relay{
-		{"netpoll", []string{bin, "relay-floor", "", "300ms", "netpoll"}},
-		{"thread", []string{bin, "relay-floor", "", "300ms", "thread"}},
-	}
+	bin := buildBench(t, dir)
 	cc, ccErr := exec.LookPath("cc")
-	relays = append(relays, relay{"C", []string{filepath.Join(dir, "relay-floor"), "", "300ms", bin}})
+	cRelay := filepath.Join(dir, "relay-floor")
+	relays := []struct {
+		name string
+		argv func(port string) []string
+	}{
+		{"netpoll", func(port string) []string {
+			return []string{bin, "relay-floor", "127.0.0.1:" + port, "300ms", "netpoll"}
+		}},
+		{"thread", func(port string) []string {
+			return []string{bin, "relay-floor", "127.0.0.1:" + port, "300ms", "thread"}
+		}},
+		{"C", func(port string) []string { return []string{cRelay, port, "300ms", bin} }},
+	}
 	result := regexp.MustCompile(`^p50_us=[0-9.]+ n=([0-9]+)\n$`)
 	for _, r := range relays {
 		t.Run(r.name, func(t *testing.T) {
@@ -41,7 +42,7 @@ func TestRelayFloor(t *testing.T) {
 				if ccErr != nil {
 					t.Skip("cc is not installed: apt-get install gcc")
 				}
-				if out, err := exec.Command(cc, "-O2", "-o", r.argv[0], "testdata/relay_floor.c").CombinedOutput(); err != nil {
+				if out, err := exec.Command(cc, "-O2", "-o", cRelay, "testdata/relay_floor.c").CombinedOutput(); err != nil {
 					t.Fatalf("cc: %v\n%s", err, out)
 				}
 			}
@@ -61,16 +62,7 @@ func TestRelayFloor(t *testing.T) {
 				defer c.Close()
 				echoed, _ = io.Copy(c, c)
 			}()
-			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-			argv := append([]string(nil), r.argv...)
-			for i, a := range argv {
-				if a == "" {
-					argv[i] = "127.0.0.1:" + port
-					if r.name == "C" {
-						argv[i] = port // the C relay takes the loopback's port
-					}
-				}
-			}
+			argv := r.argv(strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 			// A relay that moved nothing would leave its client waiting.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
